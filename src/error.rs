@@ -1,0 +1,165 @@
+//! The one error type of the core.
+//!
+//! Messages are written for the engineer reading a log or a crash report. They
+//! never contain a code, a secret or a fragment of either: a bad base32
+//! character is reported by position, never by value.
+
+/// Everything that can go wrong in this crate.
+///
+/// Each variant is a stable kind; its message says what was wrong and, where
+/// it helps, what would be right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The number of digits is outside what the library supports.
+    #[error("a one-time password has {min} to {max} digits; {digits} were asked for")]
+    InvalidDigits {
+        /// The rejected number of digits.
+        digits: u32,
+        /// The smallest supported number.
+        min: u32,
+        /// The largest supported number.
+        max: u32,
+    },
+
+    /// A TOTP time step of zero seconds.
+    #[error("the TOTP time step must be at least 1 second")]
+    InvalidPeriod,
+
+    /// A secret with no bytes at all.
+    #[error("the secret is empty")]
+    EmptySecret,
+
+    /// A new secret shorter than RFC 4226 allows.
+    #[error("a new secret must have at least {min_bits} bits (RFC 4226 section 4, R6); {bits} were asked for")]
+    SecretTooShort {
+        /// The requested size in bits.
+        bits: u64,
+        /// The smallest size the library creates.
+        min_bits: u64,
+    },
+
+    /// A new secret larger than any HMAC block can use.
+    #[error("a new secret may have at most {max_bits} bits; {bits} were asked for")]
+    SecretTooLong {
+        /// The requested size in bits.
+        bits: u64,
+        /// The largest size the library creates.
+        max_bits: u64,
+    },
+
+    /// The operating system's random generator failed.
+    #[error("the operating system's random generator is unavailable")]
+    RandomUnavailable,
+
+    /// A character that base32 (RFC 4648) does not allow.
+    #[error("invalid base32 character at position {position} (counting from 1); allowed are A-Z, 2-7, '=' padding at the end, spaces and dashes")]
+    InvalidBase32Character {
+        /// Position of the offending character, counting characters from 1.
+        position: u64,
+    },
+
+    /// Base32 text whose length no byte string encodes to.
+    #[error("base32 text of {length} characters (without padding and separators) is not a whole number of bytes")]
+    InvalidBase32Length {
+        /// Number of base32 characters, without padding and separators.
+        length: u64,
+    },
+
+    /// A time before the TOTP start time T0.
+    #[error("unix time {time} is before the TOTP start time T0 = {t0}")]
+    TimeBeforeStart {
+        /// The rejected time, unix seconds.
+        time: u64,
+        /// The configured T0, unix seconds.
+        t0: u64,
+    },
+
+    /// A verification window wider than the library allows.
+    #[error("a verification window may span at most {max} steps or counters on each side; {requested} were asked for")]
+    WindowTooLarge {
+        /// The requested window.
+        requested: u64,
+        /// The largest window allowed.
+        max: u64,
+    },
+
+    /// Entered text that cannot be a code of this length.
+    #[error("a code is exactly {expected_digits} decimal digits (spaces allowed between them)")]
+    MalformedCode {
+        /// How many digits a code has.
+        expected_digits: u32,
+    },
+
+    /// A key URI that does not start with `otpauth://`.
+    #[error("a key URI starts with otpauth://")]
+    UnsupportedScheme,
+
+    /// A key URI whose type is neither `totp` nor `hotp`.
+    #[error("the key URI type must be totp or hotp")]
+    UnknownOtpType,
+
+    /// A key URI whose label has no account name.
+    #[error("the key URI label has no account name")]
+    MissingAccount,
+
+    /// A key URI without the `secret` parameter.
+    #[error("the key URI has no secret parameter")]
+    MissingSecret,
+
+    /// An `hotp` key URI without the `counter` parameter.
+    #[error("an hotp key URI needs a counter parameter")]
+    MissingCounter,
+
+    /// A key URI parameter whose value cannot be used.
+    #[error("the key URI parameter '{name}' is invalid: {reason}")]
+    InvalidParameter {
+        /// The parameter's name.
+        name: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
+
+    /// A key URI parameter given twice.
+    #[error("the key URI parameter '{name}' appears more than once")]
+    DuplicateParameter {
+        /// The parameter's name.
+        name: String,
+    },
+
+    /// A key URI parameter that does not belong to its type.
+    #[error("the key URI parameter '{name}' does not apply to {otp_type} keys")]
+    ParameterNotAllowed {
+        /// The parameter's name.
+        name: String,
+        /// `totp` or `hotp`.
+        otp_type: String,
+    },
+
+    /// An algorithm other than SHA1, SHA256 or SHA512.
+    #[error("the algorithm must be SHA1, SHA256 or SHA512")]
+    UnsupportedAlgorithm,
+
+    /// The label's issuer prefix and the `issuer` parameter differ.
+    #[error("the issuer in the key URI label differs from the issuer parameter")]
+    IssuerMismatch,
+
+    /// An issuer or account that cannot be written into a key URI label.
+    #[error("the {field} is invalid: {reason}")]
+    InvalidLabel {
+        /// `issuer` or `account`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Percent-encoding that does not decode to UTF-8 text.
+    #[error("the key URI {part} is not valid percent-encoded UTF-8")]
+    InvalidPercentEncoding {
+        /// Which part of the URI: `label` or a parameter name.
+        part: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = core::result::Result<T, Error>;

@@ -1,0 +1,307 @@
+//! HOTP, RFC 4226: an HMAC-based one-time password from a counter.
+
+use core::fmt;
+
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::algorithm::Algorithm;
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// Fewest digits a code may have (RFC 4226 section 5.3: "at least a 6-digit value").
+pub const MIN_DIGITS: u32 = 6;
+/// Most digits a code may have. RFC 4226 truncates to 31 bits, so a 10-digit
+/// code is that number, zero-padded; more digits would add nothing.
+pub const MAX_DIGITS: u32 = 10;
+/// The widest verification window, on each side, that the library checks.
+/// RFC 4226 section 7.4 warns that an attacker's chance grows with it.
+pub const MAX_WINDOW: u64 = 100;
+
+/// A one-time password, as the authenticator shows it: `digits` ASCII decimal
+/// digits, zero-padded.
+///
+/// Wiped from memory on drop; `Debug` prints `Code([redacted])`.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct Code(String);
+
+impl Code {
+    /// The digits of the code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Code([redacted])")
+    }
+}
+
+/// Checks that `digits` is within [`MIN_DIGITS`]..=[`MAX_DIGITS`].
+pub(crate) fn check_digits(digits: u32) -> Result<u32> {
+    if (MIN_DIGITS..=MAX_DIGITS).contains(&digits) {
+        Ok(digits)
+    } else {
+        Err(Error::InvalidDigits {
+            digits,
+            min: MIN_DIGITS,
+            max: MAX_DIGITS,
+        })
+    }
+}
+
+/// An HOTP generator and verifier for one secret (RFC 4226).
+///
+/// `Debug` shows the settings but never the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Hotp {
+    secret: Secret,
+    algorithm: Algorithm,
+    digits: u32,
+}
+
+impl fmt::Debug for Hotp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hotp")
+            .field("secret", &self.secret)
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .finish()
+    }
+}
+
+impl Hotp {
+    /// An HOTP with the given hash and number of digits.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDigits`] unless `digits` is 6 to 10.
+    pub fn new(secret: Secret, algorithm: Algorithm, digits: u32) -> Result<Self> {
+        Ok(Hotp {
+            secret,
+            algorithm,
+            digits: check_digits(digits)?,
+        })
+    }
+
+    /// The hash function.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The number of digits of each code.
+    pub fn digits(&self) -> u32 {
+        self.digits
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// The code for `counter` (RFC 4226 section 5.3).
+    pub fn generate(&self, counter: u64) -> Code {
+        let value = truncated_value(&self.secret, self.algorithm, counter);
+        Code(format_code(value, self.digits))
+    }
+
+    /// Checks an entered code against counters `counter` to
+    /// `counter + look_ahead` (RFC 4226 section 7.4) and returns the counter
+    /// that matched, or `None`.
+    ///
+    /// After a match the server must store the matched counter plus one, so
+    /// the same code is never accepted twice. Every counter in the window is
+    /// computed and compared in constant time, so timing does not tell which
+    /// one matched. The window stops at `u64::MAX` instead of wrapping.
+    ///
+    /// # Errors
+    /// - [`Error::MalformedCode`] unless `code` is `digits` decimal digits
+    ///   (spaces between them are ignored);
+    /// - [`Error::WindowTooLarge`] when `look_ahead` exceeds [`MAX_WINDOW`].
+    pub fn verify(&self, code: &str, counter: u64, look_ahead: u64) -> Result<Option<u64>> {
+        check_window(look_ahead)?;
+        let last = counter.saturating_add(look_ahead);
+        self.verify_range(code, counter, last)
+    }
+
+    /// Compares `code` with the codes of every counter in `first..=last`, in
+    /// constant time, and returns the matching counter.
+    pub(crate) fn verify_range(&self, code: &str, first: u64, last: u64) -> Result<Option<u64>> {
+        let entered = normalize_entered(code, self.digits)?;
+        let mut found = subtle::Choice::from(0);
+        let mut matched = 0u64;
+        for candidate in first..=last {
+            let expected = self.generate(candidate);
+            let hit = expected.0.as_bytes().ct_eq(entered.as_bytes());
+            matched.conditional_assign(&candidate, hit);
+            found |= hit;
+        }
+        Ok(if bool::from(found) { Some(matched) } else { None })
+    }
+}
+
+/// Checks a window size against [`MAX_WINDOW`].
+pub(crate) fn check_window(size: u64) -> Result<()> {
+    if size > MAX_WINDOW {
+        return Err(Error::WindowTooLarge {
+            requested: size,
+            max: MAX_WINDOW,
+        });
+    }
+    Ok(())
+}
+
+/// Removes spaces from an entered code and checks that what is left is
+/// exactly `digits` ASCII digits. The copy is wiped when dropped.
+fn normalize_entered(code: &str, digits: u32) -> Result<Zeroizing<String>> {
+    let entered: Zeroizing<String> = Zeroizing::new(code.chars().filter(|c| *c != ' ').collect());
+    let right_length = u32::try_from(entered.len()).is_ok_and(|len| len == digits);
+    if !right_length || !entered.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::MalformedCode {
+            expected_digits: digits,
+        });
+    }
+    Ok(entered)
+}
+
+/// HMAC of the 8-byte big-endian counter, then dynamic truncation (RFC 4226
+/// sections 5.2 and 5.3): a 31-bit number.
+fn truncated_value(secret: &Secret, algorithm: Algorithm, counter: u64) -> u32 {
+    let message = counter.to_be_bytes();
+    match algorithm {
+        Algorithm::Sha1 => hmac_truncate::<Hmac<sha1::Sha1>>(secret.expose_bytes(), &message),
+        Algorithm::Sha256 => hmac_truncate::<Hmac<sha2::Sha256>>(secret.expose_bytes(), &message),
+        Algorithm::Sha512 => hmac_truncate::<Hmac<sha2::Sha512>>(secret.expose_bytes(), &message),
+    }
+}
+
+fn hmac_truncate<M: Mac + KeyInit>(key: &[u8], message: &[u8]) -> u32 {
+    // HMAC takes keys of any length (RFC 2104 section 2), so this never fails
+    // for a non-empty key; an empty one cannot reach here (see `Secret`).
+    let Ok(mut mac) = <M as KeyInit>::new_from_slice(key) else {
+        return 0;
+    };
+    mac.update(message);
+    let digest = Zeroizing::new(mac.finalize().into_bytes().to_vec());
+    dynamic_truncation(&digest)
+}
+
+/// RFC 4226 section 5.3 "DT": the low four bits of the last byte pick an
+/// offset; the four bytes there, top bit cleared, are the value.
+fn dynamic_truncation(digest: &[u8]) -> u32 {
+    let offset = usize::from(digest.last().copied().unwrap_or(0) & 0x0f);
+    let mut word = [0u8; 4];
+    for (dst, src) in word.iter_mut().zip(digest.iter().skip(offset)) {
+        *dst = *src;
+    }
+    u32::from_be_bytes(word) & 0x7fff_ffff
+}
+
+/// The value modulo 10^digits, zero-padded to `digits` (RFC 4226 section 5.3
+/// step 3, extended past 8 digits exactly as pyotp and oathtool do).
+fn format_code(value: u32, digits: u32) -> String {
+    let modulus = 10u64.checked_pow(digits).unwrap_or(u64::MAX);
+    let reduced = u64::from(value).checked_rem(modulus).unwrap_or(0);
+    format!("{reduced:0width$}", width = digits as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rfc4226() -> Hotp {
+        Hotp::new(
+            Secret::from_bytes(b"12345678901234567890").unwrap(),
+            Algorithm::Sha1,
+            6,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn first_rfc_vector() {
+        assert_eq!(rfc4226().generate(0).as_str(), "755224");
+    }
+
+    #[test]
+    fn truncation_matches_the_rfc_example() {
+        // RFC 4226 section 5.4.
+        let digest = [
+            0x1f, 0x86, 0x98, 0x69, 0x0e, 0x02, 0xca, 0x16, 0x61, 0x85, 0x50, 0xef, 0x7f, 0x19,
+            0xda, 0x8e, 0x94, 0x5b, 0x55, 0x5a,
+        ];
+        assert_eq!(dynamic_truncation(&digest), 0x50ef7f19);
+        assert_eq!(format_code(0x50ef7f19, 6), "872921");
+    }
+
+    #[test]
+    fn ten_digits_is_the_zero_padded_31_bit_value() {
+        assert_eq!(format_code(1_284_755_224, 10), "1284755224");
+        assert_eq!(format_code(82_162_583, 10), "0082162583");
+    }
+
+    #[test]
+    fn digits_outside_six_to_ten_are_refused() {
+        let s = Secret::from_bytes(b"k").unwrap();
+        for d in [0, 5, 11, u32::MAX] {
+            assert_eq!(
+                Hotp::new(s.clone(), Algorithm::Sha1, d).unwrap_err(),
+                Error::InvalidDigits {
+                    digits: d,
+                    min: 6,
+                    max: 10
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn verify_returns_the_matching_counter_within_the_window() {
+        let h = rfc4226();
+        assert_eq!(h.verify("969429", 0, 5).unwrap(), Some(3));
+        assert_eq!(h.verify("969 429", 3, 0).unwrap(), Some(3));
+        assert_eq!(h.verify("969429", 0, 2).unwrap(), None);
+        assert_eq!(h.verify("969429", 4, 10).unwrap(), None);
+    }
+
+    #[test]
+    fn verify_window_stops_at_u64_max() {
+        let h = rfc4226();
+        let code = h.generate(u64::MAX);
+        assert_eq!(
+            h.verify(code.as_str(), u64::MAX - 1, 100).unwrap(),
+            Some(u64::MAX)
+        );
+        assert_eq!(h.verify(code.as_str(), u64::MAX, 0).unwrap(), Some(u64::MAX));
+    }
+
+    #[test]
+    fn verify_refuses_malformed_codes_and_huge_windows() {
+        let h = rfc4226();
+        for bad in ["", "75522", "7552244", "75522a", "７55224", "-755224"] {
+            assert_eq!(
+                h.verify(bad, 0, 0).unwrap_err(),
+                Error::MalformedCode { expected_digits: 6 },
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            h.verify("755224", 0, 101).unwrap_err(),
+            Error::WindowTooLarge {
+                requested: 101,
+                max: 100
+            }
+        );
+    }
+
+    #[test]
+    fn debug_hides_secret_and_code() {
+        let h = rfc4226();
+        let shown = format!("{h:?} {:?}", h.generate(0));
+        assert!(!shown.contains("755224"));
+        assert!(!shown.contains("1234567890"));
+        assert!(shown.contains("[redacted]"));
+    }
+}
