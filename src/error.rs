@@ -161,5 +161,37 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The variant's stable name in snake case (`invalid_base32_character`),
+    /// for logs, metrics and the shared test vectors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidDigits { .. } => "invalid_digits",
+            Error::InvalidPeriod => "invalid_period",
+            Error::EmptySecret => "empty_secret",
+            Error::SecretTooShort { .. } => "secret_too_short",
+            Error::SecretTooLong { .. } => "secret_too_long",
+            Error::RandomUnavailable => "random_unavailable",
+            Error::InvalidBase32Character { .. } => "invalid_base32_character",
+            Error::InvalidBase32Length { .. } => "invalid_base32_length",
+            Error::TimeBeforeStart { .. } => "time_before_start",
+            Error::WindowTooLarge { .. } => "window_too_large",
+            Error::MalformedCode { .. } => "malformed_code",
+            Error::UnsupportedScheme => "unsupported_scheme",
+            Error::UnknownOtpType => "unknown_otp_type",
+            Error::MissingAccount => "missing_account",
+            Error::MissingSecret => "missing_secret",
+            Error::MissingCounter => "missing_counter",
+            Error::InvalidParameter { .. } => "invalid_parameter",
+            Error::DuplicateParameter { .. } => "duplicate_parameter",
+            Error::ParameterNotAllowed { .. } => "parameter_not_allowed",
+            Error::UnsupportedAlgorithm => "unsupported_algorithm",
+            Error::IssuerMismatch => "issuer_mismatch",
+            Error::InvalidLabel { .. } => "invalid_label",
+            Error::InvalidPercentEncoding { .. } => "invalid_percent_encoding",
+        }
+    }
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T> = core::result::Result<T, Error>;
