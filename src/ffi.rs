@@ -19,13 +19,30 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// `Debug` of an exported object is its core value's, which redacts secrets.
+macro_rules! debug_as_inner {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.inner.fmt(f)
+            }
+        }
+    )*};
+}
+debug_as_inner!(Secret, Hotp, Totp);
+
 // ---------------------------------------------------------------------------
 // Errors
 
 /// Everything that can go wrong in delivery-otp. Messages never contain a
 /// code or a secret.
+///
+/// Exported as a flat error: Kotlin sees one `OtpException` subclass and
+/// Swift one `OtpError` case per variant, each carrying the library's
+/// readable message (which states the numbers below, such as the position of
+/// a bad base32 character). The fields exist on the Rust side only.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Error)]
-#[uniffi::export(Display)]
+#[uniffi(flat_error)]
 pub enum OtpError {
     /// The number of digits is outside 6 to 10.
     InvalidDigits {
@@ -230,7 +247,7 @@ impl From<crate::Algorithm> for Algorithm {
 /// A shared secret. Its bytes stay in Rust memory and are wiped when the
 /// object is closed or collected; `toString()` / `description` show
 /// `Secret([redacted])`; equality is constant-time.
-#[derive(Debug, PartialEq, Eq, uniffi::Object)]
+#[derive(PartialEq, Eq, uniffi::Object)]
 #[uniffi::export(Debug, Eq)]
 pub struct Secret {
     inner: crate::Secret,
@@ -300,7 +317,7 @@ impl Secret {
 // HOTP
 
 /// An RFC 4226 HOTP generator and verifier.
-#[derive(Debug, uniffi::Object)]
+#[derive(uniffi::Object)]
 #[uniffi::export(Debug)]
 pub struct Hotp {
     inner: crate::Hotp,
@@ -366,7 +383,7 @@ impl From<crate::TotpMatch> for TotpMatch {
 }
 
 /// An RFC 6238 TOTP generator and verifier.
-#[derive(Debug, uniffi::Object)]
+#[derive(uniffi::Object)]
 #[uniffi::export(Debug)]
 pub struct Totp {
     inner: crate::Totp,

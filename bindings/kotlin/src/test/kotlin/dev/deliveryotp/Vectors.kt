@@ -1,0 +1,63 @@
+package dev.deliveryotp
+
+import com.google.gson.JsonElement
+import com.google.gson.JsonObject
+import com.google.gson.JsonParser
+import java.io.File
+
+/** Reads the shared vector files in `tests/vectors/` (the directory comes from the
+ *  `deliveryotp.vectors` system property that the test command sets). */
+object Vectors {
+    private val dir: File by lazy {
+        val path = System.getProperty("deliveryotp.vectors")
+            ?: error("set -Ddeliveryotp.vectors=<repo>/tests/vectors")
+        File(path).also { require(it.isDirectory) { "no vector directory at $path" } }
+    }
+
+    fun load(name: String): JsonObject = JsonParser.parseString(File(dir, name).readText()).asJsonObject
+
+    fun cases(name: String, key: String = "cases"): List<JsonObject> =
+        load(name).getAsJsonArray(key).map { it.asJsonObject }
+}
+
+fun JsonObject.str(key: String): String = get(key).asString
+fun JsonObject.optStr(key: String): String? = get(key)?.takeUnless(JsonElement::isJsonNull)?.asString
+fun JsonObject.u32(key: String): UInt = get(key).asInt.toUInt()
+fun JsonObject.u64(key: String): ULong = str(key).toULong()
+
+fun hex(text: String): ByteArray = ByteArray(text.length / 2) { text.substring(2 * it, 2 * it + 2).toInt(16).toByte() }
+
+fun algorithm(name: String): Algorithm = when (name) {
+    "SHA1" -> Algorithm.SHA1
+    "SHA256" -> Algorithm.SHA256
+    "SHA512" -> Algorithm.SHA512
+    else -> error("unknown algorithm $name")
+}
+
+/** The error kind's name as the vector files write it. An exhaustive `when`:
+ *  a new error variant fails to compile here until it is named. */
+fun kind(e: OtpException): String = when (e) {
+    is OtpException.InvalidDigits -> "invalid_digits"
+    is OtpException.InvalidPeriod -> "invalid_period"
+    is OtpException.EmptySecret -> "empty_secret"
+    is OtpException.SecretTooShort -> "secret_too_short"
+    is OtpException.SecretTooLong -> "secret_too_long"
+    is OtpException.RandomUnavailable -> "random_unavailable"
+    is OtpException.InvalidBase32Character -> "invalid_base32_character"
+    is OtpException.InvalidBase32Length -> "invalid_base32_length"
+    is OtpException.TimeBeforeStart -> "time_before_start"
+    is OtpException.WindowTooLarge -> "window_too_large"
+    is OtpException.MalformedCode -> "malformed_code"
+    is OtpException.UnsupportedScheme -> "unsupported_scheme"
+    is OtpException.UnknownOtpType -> "unknown_otp_type"
+    is OtpException.MissingAccount -> "missing_account"
+    is OtpException.MissingSecret -> "missing_secret"
+    is OtpException.MissingCounter -> "missing_counter"
+    is OtpException.InvalidParameter -> "invalid_parameter"
+    is OtpException.DuplicateParameter -> "duplicate_parameter"
+    is OtpException.ParameterNotAllowed -> "parameter_not_allowed"
+    is OtpException.UnsupportedAlgorithm -> "unsupported_algorithm"
+    is OtpException.IssuerMismatch -> "issuer_mismatch"
+    is OtpException.InvalidLabel -> "invalid_label"
+    is OtpException.InvalidPercentEncoding -> "invalid_percent_encoding"
+}
