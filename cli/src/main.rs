@@ -1,1 +1,235 @@
-fn main() {}
+//! `delivery-otp`: one-time codes, key URIs and a demo from the command line.
+//!
+//! Results go to stdout alone; on bad input the tool prints one line on
+//! stderr, nothing on stdout, and exits with status 2.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use delivery_otp::{Algorithm, Hotp, KeyUri, OtpKind, Secret, Totp, TotpConfig};
+use serde::Serialize;
+
+mod demo;
+
+#[derive(Parser)]
+#[command(name = "delivery-otp", version, about = "One-time codes for delivery handovers and courier logins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the RFC 6238 TOTP code for a base32 secret.
+    Totp {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Unix time in seconds (default: now).
+        #[arg(long)]
+        time: Option<u64>,
+        /// Time step in seconds.
+        #[arg(long, default_value_t = 30)]
+        period: u64,
+    },
+    /// Print the RFC 4226 HOTP code for a base32 secret and a counter.
+    Hotp {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The counter.
+        #[arg(long)]
+        counter: u64,
+    },
+    /// Read or create otpauth:// key URIs.
+    #[command(subcommand)]
+    Uri(UriCommand),
+    /// Run a courier's two-factor enrolment end to end on built-in defaults.
+    Demo,
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    /// The shared secret in base32 (RFC 4648; case, spaces, dashes and padding are ignored).
+    #[arg(long)]
+    secret: String,
+    /// Digits per code, 6 to 10.
+    #[arg(long, default_value_t = 6)]
+    digits: u32,
+    /// Hash function.
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Sha1)]
+    algorithm: AlgorithmArg,
+}
+
+#[derive(Subcommand)]
+enum UriCommand {
+    /// Print the fields of a key URI as JSON (the secret only with --show-secret).
+    Parse {
+        /// The otpauth:// URI.
+        uri: String,
+        /// Include the base32 secret in the output.
+        #[arg(long)]
+        show_secret: bool,
+    },
+    /// Create a new 160-bit secret and print its key URI.
+    New {
+        /// Who issues the key, e.g. "Acme Deliveries".
+        #[arg(long)]
+        issuer: Option<String>,
+        /// The account, e.g. "courier-17@acme.example".
+        #[arg(long)]
+        account: String,
+        /// Digits per code, 6 to 10.
+        #[arg(long, default_value_t = 6)]
+        digits: u32,
+        /// Hash function.
+        #[arg(long, value_enum, default_value_t = AlgorithmArg::Sha1)]
+        algorithm: AlgorithmArg,
+        /// Time step in seconds (TOTP).
+        #[arg(long, default_value_t = 30, conflicts_with = "counter")]
+        period: u64,
+        /// Make an HOTP key starting at this counter instead of a TOTP key.
+        #[arg(long)]
+        counter: Option<u64>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AlgorithmArg {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl From<AlgorithmArg> for Algorithm {
+    fn from(a: AlgorithmArg) -> Self {
+        match a {
+            AlgorithmArg::Sha1 => Algorithm::Sha1,
+            AlgorithmArg::Sha256 => Algorithm::Sha256,
+            AlgorithmArg::Sha512 => Algorithm::Sha512,
+        }
+    }
+}
+
+/// The fields of a key URI, as `uri parse` prints them.
+#[derive(Serialize)]
+struct UriJson {
+    #[serde(rename = "type")]
+    otp_type: &'static str,
+    issuer: Option<String>,
+    account: String,
+    algorithm: &'static str,
+    digits: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    period: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counter: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    secret_bits: usize,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn run(command: Command) -> Result<String, delivery_otp::Error> {
+    match command {
+        Command::Totp { key, time, period } => {
+            let config = TotpConfig {
+                algorithm: key.algorithm.into(),
+                digits: key.digits,
+                period,
+                t0: 0,
+            };
+            let totp = Totp::new(Secret::from_base32(&key.secret)?, config)?;
+            Ok(totp.generate(time.unwrap_or_else(now))?.as_str().to_string())
+        }
+        Command::Hotp { key, counter } => {
+            let hotp = Hotp::new(
+                Secret::from_base32(&key.secret)?,
+                key.algorithm.into(),
+                key.digits,
+            )?;
+            Ok(hotp.generate(counter).as_str().to_string())
+        }
+        Command::Uri(UriCommand::Parse { uri, show_secret }) => {
+            let key = KeyUri::parse(&uri)?;
+            let (otp_type, period, counter) = match key.kind {
+                OtpKind::Totp { period } => ("totp", Some(period), None),
+                OtpKind::Hotp { counter } => ("hotp", None, Some(counter)),
+            };
+            let json = UriJson {
+                otp_type,
+                issuer: key.issuer.clone(),
+                account: key.account.clone(),
+                algorithm: key.algorithm.as_str(),
+                digits: key.digits,
+                period,
+                counter,
+                secret: show_secret.then(|| key.secret.to_base32().to_string()),
+                secret_bits: key.secret.len().saturating_mul(8),
+            };
+            Ok(serde_json::to_string_pretty(&json).unwrap_or_default())
+        }
+        Command::Uri(UriCommand::New {
+            issuer,
+            account,
+            digits,
+            algorithm,
+            period,
+            counter,
+        }) => {
+            let kind = match counter {
+                Some(counter) => OtpKind::Hotp { counter },
+                None => OtpKind::Totp { period },
+            };
+            let key = KeyUri {
+                kind,
+                secret: Secret::generate()?,
+                issuer,
+                account,
+                algorithm: algorithm.into(),
+                digits,
+            };
+            // Check the settings make a working key before printing it.
+            match kind {
+                OtpKind::Totp { .. } => key.totp().map(drop)?,
+                OtpKind::Hotp { .. } => key.hotp().map(drop)?,
+            }
+            Ok(key.to_uri()?.to_string())
+        }
+        Command::Demo => demo::run(now()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            match rendered.lines().next() {
+                Some(line) if line.starts_with("error:") => eprintln!("{line} (see --help)"),
+                // A missing subcommand, where clap would print the whole help.
+                _ => eprintln!("error: a command is missing (see --help)"),
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

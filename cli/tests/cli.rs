@@ -1,0 +1,133 @@
+//! The `delivery-otp` binary as a user runs it.
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_delivery-otp"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// RFC 4226 and RFC 6238 secrets in base32.
+const SHA1_SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+const SHA512_SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNA";
+
+#[test]
+fn totp_and_hotp_print_the_code_alone() {
+    let o = run(&["totp", "--secret", SHA1_SEED, "--time", "59", "--digits", "8"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "94287082\n");
+    assert_eq!(stderr(&o), "");
+    let o = run(&[
+        "totp", "--secret", SHA512_SEED, "--time", "20000000000", "--digits", "8", "--algorithm", "sha512",
+    ]);
+    assert_eq!(stdout(&o), "47863826\n");
+    let o = run(&["hotp", "--secret", SHA1_SEED, "--counter", "9"]);
+    assert_eq!(stdout(&o), "520489\n");
+    let o = run(&["hotp", "--secret", "gezd gnbv-gy3t qojq gezd gnbv gy3t qojq", "--counter", "0", "--digits", "10"]);
+    assert_eq!(stdout(&o), "1284755224\n");
+}
+
+#[test]
+fn totp_defaults_to_now() {
+    let o = run(&["totp", "--secret", SHA1_SEED]);
+    assert!(o.status.success());
+    let code = stdout(&o);
+    assert_eq!(code.trim().len(), 6);
+    assert!(code.trim().bytes().all(|b| b.is_ascii_digit()));
+}
+
+#[test]
+fn bad_input_is_status_2_one_line_and_no_stdout() {
+    let cases: &[&[&str]] = &[
+        &["totp", "--secret", "JBSW1Y3D"],
+        &["totp", "--secret", SHA1_SEED, "--digits", "5"],
+        &["totp", "--secret", SHA1_SEED, "--digits", "11"],
+        &["totp", "--secret", SHA1_SEED, "--period", "0"],
+        &["totp", "--secret", SHA1_SEED, "--time", "-1"],
+        &["totp", "--secret", SHA1_SEED, "--algorithm", "md5"],
+        &["totp", "--secret", ""],
+        &["hotp", "--secret", SHA1_SEED],
+        &["hotp", "--secret", SHA1_SEED, "--counter", "18446744073709551616"],
+        &["uri", "parse", "https://example.com"],
+        &["uri", "parse", "otpauth://hotp/x?secret=MZXW6YTBOI"],
+        &["uri", "new", "--account", ""],
+        &["uri", "new", "--account", "a", "--issuer", "a:b"],
+        &["uri", "new", "--account", "a", "--digits", "4"],
+        &["frobnicate"],
+        &[],
+    ];
+    for args in cases {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_eq!(stdout(&o), "", "{args:?}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(!err.contains("JBSW") && !err.contains("GEZD"), "{args:?}: secret in message");
+    }
+    assert!(stderr(&run(&["totp", "--secret", "JBSW1Y3D"])).contains("position 5"));
+}
+
+#[test]
+fn uri_parse_hides_the_secret_unless_asked() {
+    let uri = "otpauth://totp/Acme:bob?secret=MZXW6YTBOI&digits=8&algorithm=SHA256";
+    let o = run(&["uri", "parse", uri]);
+    assert!(o.status.success());
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["type"], "totp");
+    assert_eq!(json["issuer"], "Acme");
+    assert_eq!(json["account"], "bob");
+    assert_eq!(json["algorithm"], "SHA256");
+    assert_eq!(json["digits"], 8);
+    assert_eq!(json["period"], 30);
+    assert_eq!(json["secret_bits"], 48);
+    assert!(json.get("secret").is_none());
+    assert!(!stdout(&o).contains("MZXW"));
+    let o = run(&["uri", "parse", uri, "--show-secret"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["secret"], "MZXW6YTBOI");
+}
+
+#[test]
+fn uri_new_makes_a_fresh_working_key() {
+    let a = run(&["uri", "new", "--issuer", "Acme Deliveries", "--account", "courier-17"]);
+    let b = run(&["uri", "new", "--issuer", "Acme Deliveries", "--account", "courier-17"]);
+    assert!(a.status.success());
+    let a = stdout(&a);
+    assert!(a.starts_with("otpauth://totp/Acme%20Deliveries:courier-17?secret="), "{a}");
+    assert_ne!(a, stdout(&b), "two new keys share a secret");
+    let parsed = run(&["uri", "parse", a.trim(), "--show-secret"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&parsed)).unwrap();
+    assert_eq!(json["secret_bits"], 160);
+    let h = run(&["uri", "new", "--account", "x", "--counter", "5", "--digits", "8"]);
+    assert!(stdout(&h).starts_with("otpauth://hotp/x?secret="));
+    assert!(stdout(&h).trim_end().ends_with("&digits=8&counter=5"));
+}
+
+#[test]
+fn demo_runs_the_enrolment_and_refuses_the_replay() {
+    let o = run(&["demo"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("otpauth://totp/Acme%20Deliveries:courier-17%40acme.example?secret="));
+    assert!(out.contains("code accepted at time step"));
+    assert!(out.contains("the same code again: refused"));
+    assert!(out.contains("a wrong code: refused"));
+}
+
+#[test]
+fn help_is_status_0() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("demo"));
+}
