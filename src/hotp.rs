@@ -138,7 +138,11 @@ impl Hotp {
             matched.conditional_assign(&candidate, hit);
             found |= hit;
         }
-        Ok(if bool::from(found) { Some(matched) } else { None })
+        Ok(if bool::from(found) {
+            Some(matched)
+        } else {
+            None
+        })
     }
 }
 
@@ -274,7 +278,10 @@ mod tests {
             h.verify(code.as_str(), u64::MAX - 1, 100).unwrap(),
             Some(u64::MAX)
         );
-        assert_eq!(h.verify(code.as_str(), u64::MAX, 0).unwrap(), Some(u64::MAX));
+        assert_eq!(
+            h.verify(code.as_str(), u64::MAX, 0).unwrap(),
+            Some(u64::MAX)
+        );
     }
 
     #[test]

@@ -315,7 +315,8 @@ mod tests {
         let m = t.verify(cmax.as_str(), u64::MAX, w, None).unwrap().unwrap();
         assert_eq!((m.step, m.drift), (u64::MAX, 0));
         assert_eq!(
-            t.verify(cmax.as_str(), u64::MAX, w, Some(u64::MAX)).unwrap(),
+            t.verify(cmax.as_str(), u64::MAX, w, Some(u64::MAX))
+                .unwrap(),
             None
         );
     }

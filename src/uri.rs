@@ -311,7 +311,10 @@ fn parse_label(raw: &str) -> Result<(Option<String>, String)> {
     let account = decode(account, "label", false)?;
     let account = account.trim_start_matches(' ').to_string();
     if issuer.as_deref() == Some("") {
-        return Err(label_error("issuer", "the label has an empty issuer before ':'"));
+        return Err(label_error(
+            "issuer",
+            "the label has an empty issuer before ':'",
+        ));
     }
     if account.is_empty() {
         return Err(Error::MissingAccount);

@@ -1,5 +1,12 @@
 //! Runs every case of the shared vector files in `tests/vectors/`, the same
 //! files the Kotlin and Swift suites read. A failure names the file and case.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use std::path::Path;
 
@@ -7,7 +14,9 @@ use delivery_otp::{Algorithm, Error, Hotp, KeyUri, OtpKind, Secret, Totp, TotpCo
 use serde::Deserialize;
 
 fn load<T: for<'de> Deserialize<'de>>(file: &str) -> T {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -52,9 +61,17 @@ fn run_otp_file(file: &str) -> usize {
                 let counter: u64 = case.counter.as_deref().unwrap().parse().unwrap();
                 let hotp = Hotp::new(secret, algorithm, case.digits).unwrap();
                 assert_eq!(hotp.generate(counter).as_str(), case.code, "{ctx}");
-                assert_eq!(hotp.verify(&case.code, counter, 0).unwrap(), Some(counter), "{ctx}");
+                assert_eq!(
+                    hotp.verify(&case.code, counter, 0).unwrap(),
+                    Some(counter),
+                    "{ctx}"
+                );
                 let start = counter.saturating_sub(3);
-                assert_eq!(hotp.verify(&case.code, start, 3).unwrap(), Some(counter), "{ctx}");
+                assert_eq!(
+                    hotp.verify(&case.code, start, 3).unwrap(),
+                    Some(counter),
+                    "{ctx}"
+                );
             }
             "totp" => {
                 let time: u64 = case.time.as_deref().unwrap().parse().unwrap();
@@ -66,11 +83,14 @@ fn run_otp_file(file: &str) -> usize {
                 };
                 let totp = Totp::new(secret, config).unwrap();
                 assert_eq!(totp.generate(time).unwrap().as_str(), case.code, "{ctx}");
-                let m = totp.verify(&case.code, time, Window::RECOMMENDED, None).unwrap();
+                let m = totp
+                    .verify(&case.code, time, Window::RECOMMENDED, None)
+                    .unwrap();
                 assert_eq!(m.map(|m| m.drift), Some(0), "{ctx}");
                 let step = totp.step_at(time).unwrap();
                 assert_eq!(
-                    totp.verify(&case.code, time, Window::RECOMMENDED, Some(step)).unwrap(),
+                    totp.verify(&case.code, time, Window::RECOMMENDED, Some(step))
+                        .unwrap(),
                     None,
                     "{ctx}: a used step must not verify again"
                 );
@@ -129,7 +149,12 @@ fn rfc4648_section_10_and_invalid_base32() {
         let secret = Secret::from_base32(&case.encoded).unwrap();
         assert_eq!(secret.expose_bytes(), bytes, "{}", case.name);
         let written = Secret::from_bytes(&bytes).unwrap().to_base32();
-        assert_eq!(written.as_str(), case.encoded.trim_end_matches('='), "{}", case.name);
+        assert_eq!(
+            written.as_str(),
+            case.encoded.trim_end_matches('='),
+            "{}",
+            case.name
+        );
     }
     for case in &v.lenient {
         let secret = Secret::from_base32(&case.encoded).unwrap();
@@ -207,7 +232,12 @@ fn otpauth_uris() {
         assert_eq!(key, expected, "{}", case.name);
         let formatted = key.to_uri().unwrap();
         assert_eq!(formatted.as_str(), case.formatted, "{}", case.name);
-        assert_eq!(KeyUri::parse(&formatted).unwrap(), key, "{}: round trip", case.name);
+        assert_eq!(
+            KeyUri::parse(&formatted).unwrap(),
+            key,
+            "{}: round trip",
+            case.name
+        );
     }
     for case in &v.invalid {
         let err = KeyUri::parse(&case.uri).unwrap_err();
@@ -223,6 +253,10 @@ fn otpauth_uris() {
             }
             _ => {}
         }
-        assert!(!err.to_string().contains("MZXW"), "{}: message shows the secret", case.name);
+        assert!(
+            !err.to_string().contains("MZXW"),
+            "{}: message shows the secret",
+            case.name
+        );
     }
 }

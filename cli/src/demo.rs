@@ -24,7 +24,10 @@ pub fn run(now: u64) -> Result<String, Error> {
         "courier-17@acme.example".into(),
     );
     let uri = key.to_uri()?;
-    line(format!("2. backend: key URI for the QR code:\n   {}", uri.as_str()));
+    line(format!(
+        "2. backend: key URI for the QR code:\n   {}",
+        uri.as_str()
+    ));
 
     let phone = KeyUri::parse(&uri)?.totp()?;
     let code = phone.generate(now)?;

@@ -13,7 +13,11 @@ use serde::Serialize;
 mod demo;
 
 #[derive(Parser)]
-#[command(name = "delivery-otp", version, about = "One-time codes for delivery handovers and courier logins")]
+#[command(
+    name = "delivery-otp",
+    version,
+    about = "One-time codes for delivery handovers and courier logins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -144,7 +148,10 @@ fn run(command: Command) -> Result<String, delivery_otp::Error> {
                 t0: 0,
             };
             let totp = Totp::new(Secret::from_base32(&key.secret)?, config)?;
-            Ok(totp.generate(time.unwrap_or_else(now))?.as_str().to_string())
+            Ok(totp
+                .generate(time.unwrap_or_else(now))?
+                .as_str()
+                .to_string())
         }
         Command::Hotp { key, counter } => {
             let hotp = Hotp::new(

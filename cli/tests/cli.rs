@@ -1,4 +1,11 @@
 //! The `delivery-otp` binary as a user runs it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use std::process::{Command, Output};
 
@@ -23,17 +30,35 @@ const SHA512_SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDG
 
 #[test]
 fn totp_and_hotp_print_the_code_alone() {
-    let o = run(&["totp", "--secret", SHA1_SEED, "--time", "59", "--digits", "8"]);
+    let o = run(&[
+        "totp", "--secret", SHA1_SEED, "--time", "59", "--digits", "8",
+    ]);
     assert!(o.status.success());
     assert_eq!(stdout(&o), "94287082\n");
     assert_eq!(stderr(&o), "");
     let o = run(&[
-        "totp", "--secret", SHA512_SEED, "--time", "20000000000", "--digits", "8", "--algorithm", "sha512",
+        "totp",
+        "--secret",
+        SHA512_SEED,
+        "--time",
+        "20000000000",
+        "--digits",
+        "8",
+        "--algorithm",
+        "sha512",
     ]);
     assert_eq!(stdout(&o), "47863826\n");
     let o = run(&["hotp", "--secret", SHA1_SEED, "--counter", "9"]);
     assert_eq!(stdout(&o), "520489\n");
-    let o = run(&["hotp", "--secret", "gezd gnbv-gy3t qojq gezd gnbv gy3t qojq", "--counter", "0", "--digits", "10"]);
+    let o = run(&[
+        "hotp",
+        "--secret",
+        "gezd gnbv-gy3t qojq gezd gnbv gy3t qojq",
+        "--counter",
+        "0",
+        "--digits",
+        "10",
+    ]);
     assert_eq!(stdout(&o), "1284755224\n");
 }
 
@@ -57,7 +82,13 @@ fn bad_input_is_status_2_one_line_and_no_stdout() {
         &["totp", "--secret", SHA1_SEED, "--algorithm", "md5"],
         &["totp", "--secret", ""],
         &["hotp", "--secret", SHA1_SEED],
-        &["hotp", "--secret", SHA1_SEED, "--counter", "18446744073709551616"],
+        &[
+            "hotp",
+            "--secret",
+            SHA1_SEED,
+            "--counter",
+            "18446744073709551616",
+        ],
         &["uri", "parse", "https://example.com"],
         &["uri", "parse", "otpauth://hotp/x?secret=MZXW6YTBOI"],
         &["uri", "new", "--account", ""],
@@ -73,7 +104,10 @@ fn bad_input_is_status_2_one_line_and_no_stdout() {
         let err = stderr(&o);
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("error: "), "{args:?}: {err}");
-        assert!(!err.contains("JBSW") && !err.contains("GEZD"), "{args:?}: secret in message");
+        assert!(
+            !err.contains("JBSW") && !err.contains("GEZD"),
+            "{args:?}: secret in message"
+        );
     }
     assert!(stderr(&run(&["totp", "--secret", "JBSW1Y3D"])).contains("position 5"));
 }
@@ -100,16 +134,42 @@ fn uri_parse_hides_the_secret_unless_asked() {
 
 #[test]
 fn uri_new_makes_a_fresh_working_key() {
-    let a = run(&["uri", "new", "--issuer", "Acme Deliveries", "--account", "courier-17"]);
-    let b = run(&["uri", "new", "--issuer", "Acme Deliveries", "--account", "courier-17"]);
+    let a = run(&[
+        "uri",
+        "new",
+        "--issuer",
+        "Acme Deliveries",
+        "--account",
+        "courier-17",
+    ]);
+    let b = run(&[
+        "uri",
+        "new",
+        "--issuer",
+        "Acme Deliveries",
+        "--account",
+        "courier-17",
+    ]);
     assert!(a.status.success());
     let a = stdout(&a);
-    assert!(a.starts_with("otpauth://totp/Acme%20Deliveries:courier-17?secret="), "{a}");
+    assert!(
+        a.starts_with("otpauth://totp/Acme%20Deliveries:courier-17?secret="),
+        "{a}"
+    );
     assert_ne!(a, stdout(&b), "two new keys share a secret");
     let parsed = run(&["uri", "parse", a.trim(), "--show-secret"]);
     let json: serde_json::Value = serde_json::from_str(&stdout(&parsed)).unwrap();
     assert_eq!(json["secret_bits"], 160);
-    let h = run(&["uri", "new", "--account", "x", "--counter", "5", "--digits", "8"]);
+    let h = run(&[
+        "uri",
+        "new",
+        "--account",
+        "x",
+        "--counter",
+        "5",
+        "--digits",
+        "8",
+    ]);
     assert!(stdout(&h).starts_with("otpauth://hotp/x?secret="));
     assert!(stdout(&h).trim_end().ends_with("&digits=8&counter=5"));
 }
