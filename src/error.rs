@@ -159,6 +159,113 @@ pub enum Error {
         /// Which part of the URI: `label` or a parameter name.
         part: String,
     },
+
+    /// A key id that cannot be used.
+    #[error("invalid key id: {reason}")]
+    InvalidKeyId {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// No key with this id in the key set.
+    #[error("no key with id '{key_id}' in the key set")]
+    UnknownKeyId {
+        /// The id asked for (key ids are not secret).
+        key_id: String,
+    },
+
+    /// Key material of the wrong size or encoding.
+    #[error("invalid key: {reason}")]
+    InvalidKey {
+        /// What is wrong with it (never the key itself).
+        reason: String,
+    },
+
+    /// A key set that cannot be read or used.
+    #[error("invalid key set: {reason}")]
+    InvalidKeySet {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A delivery id that cannot be used.
+    #[error("invalid delivery id: {reason}")]
+    InvalidDeliveryId {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A code format the library does not support.
+    #[error("invalid code format: {reason}")]
+    InvalidCodeFormat {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Settings that would weaken the check or let a ticket reveal the code.
+    #[error("unsafe settings: {reason}")]
+    UnsafeSettings {
+        /// Why they are refused.
+        reason: String,
+    },
+
+    /// A character in an entered code that is neither a digit, a code letter
+    /// nor a separator.
+    #[error("the entered code has a character that cannot be part of a code at position {position} (counting from 1)")]
+    InvalidCodeCharacter {
+        /// Position of the character, counting characters from 1.
+        position: u64,
+    },
+
+    /// An entered code with too many or too few characters.
+    #[error("a code has {expected} characters; {found} were entered")]
+    WrongCodeLength {
+        /// Characters in a code of this format.
+        expected: u32,
+        /// Characters entered, without separators.
+        found: u64,
+    },
+
+    /// A ticket that cannot be read, or whose fields are not consistent.
+    #[error("invalid ticket: {reason}")]
+    InvalidTicket {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A ticket of a format version this library does not read.
+    #[error("unsupported ticket version {version}; this library reads version {supported}")]
+    UnsupportedTicketVersion {
+        /// The ticket's version.
+        version: u64,
+        /// The version this library reads.
+        supported: u64,
+    },
+
+    /// A ticket whose backend MAC does not match its fields.
+    #[error("the ticket's MAC does not match: it was changed after issuing, or issued with another key")]
+    TicketMacMismatch,
+
+    /// The app's attempt-state storage failed.
+    #[error("the attempt state storage failed: {reason}")]
+    StateStorage {
+        /// What the storage reported.
+        reason: String,
+    },
+
+    /// Stored attempt state that cannot be read.
+    #[error("the stored attempt state is corrupt: {reason}")]
+    CorruptState {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A number would leave its range (a sequence at its maximum, a time past `u64::MAX`).
+    #[error("{what} would overflow")]
+    Overflow {
+        /// Which number.
+        what: String,
+    },
 }
 
 impl Error {
@@ -189,6 +296,21 @@ impl Error {
             Error::IssuerMismatch => "issuer_mismatch",
             Error::InvalidLabel { .. } => "invalid_label",
             Error::InvalidPercentEncoding { .. } => "invalid_percent_encoding",
+            Error::InvalidKeyId { .. } => "invalid_key_id",
+            Error::UnknownKeyId { .. } => "unknown_key_id",
+            Error::InvalidKey { .. } => "invalid_key",
+            Error::InvalidKeySet { .. } => "invalid_key_set",
+            Error::InvalidDeliveryId { .. } => "invalid_delivery_id",
+            Error::InvalidCodeFormat { .. } => "invalid_code_format",
+            Error::UnsafeSettings { .. } => "unsafe_settings",
+            Error::InvalidCodeCharacter { .. } => "invalid_code_character",
+            Error::WrongCodeLength { .. } => "wrong_code_length",
+            Error::InvalidTicket { .. } => "invalid_ticket",
+            Error::UnsupportedTicketVersion { .. } => "unsupported_ticket_version",
+            Error::TicketMacMismatch => "ticket_mac_mismatch",
+            Error::StateStorage { .. } => "state_storage",
+            Error::CorruptState { .. } => "corrupt_state",
+            Error::Overflow { .. } => "overflow",
         }
     }
 }

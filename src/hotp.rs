@@ -5,9 +5,10 @@ use core::fmt;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::algorithm::Algorithm;
+pub use crate::code::Code;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -19,26 +20,6 @@ pub const MAX_DIGITS: u32 = 10;
 /// The widest verification window, on each side, that the library checks.
 /// RFC 4226 section 7.4 warns that an attacker's chance grows with it.
 pub const MAX_WINDOW: u64 = 100;
-
-/// A one-time password, as the authenticator shows it: `digits` ASCII decimal
-/// digits, zero-padded.
-///
-/// Wiped from memory on drop; `Debug` prints `Code([redacted])`.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
-pub struct Code(String);
-
-impl Code {
-    /// The digits of the code.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Code([redacted])")
-    }
-}
 
 /// Checks that `digits` is within [`MIN_DIGITS`]..=[`MAX_DIGITS`].
 pub(crate) fn check_digits(digits: u32) -> Result<u32> {
@@ -104,7 +85,7 @@ impl Hotp {
     /// The code for `counter` (RFC 4226 section 5.3).
     pub fn generate(&self, counter: u64) -> Code {
         let value = truncated_value(&self.secret, self.algorithm, counter);
-        Code(format_code(value, self.digits))
+        Code::new(format_code(value, self.digits))
     }
 
     /// Checks an entered code against counters `counter` to
@@ -134,7 +115,7 @@ impl Hotp {
         let mut matched = 0u64;
         for candidate in first..=last {
             let expected = self.generate(candidate);
-            let hit = expected.0.as_bytes().ct_eq(entered.as_bytes());
+            let hit = expected.as_str().as_bytes().ct_eq(entered.as_bytes());
             matched.conditional_assign(&candidate, hit);
             found |= hit;
         }

@@ -7,15 +7,28 @@
 //! - [`totp`]: RFC 6238 time-based codes;
 //! - [`uri`]: `otpauth://` key URIs;
 //! - [`algorithm`]: SHA-1, SHA-256, SHA-512;
+//! - [`keys`]: the backend's master keys, with ids for rotation;
+//! - [`settings`]: code formats and the rules that keep a ticket from revealing its code;
+//! - [`code`]: deriving delivery codes, normalizing what people type;
+//! - [`ticket`]: the ticket the backend gives the courier's device, and its wire format;
+//! - [`device`]: offline verification on the courier's device, with persisted attempts;
+//! - [`backend`]: issuing, recognising tickets, online verification and the attempt store;
 //! - [`error`]: the one error type.
 //!
 //! The `ffi` feature adds the uniffi layer the Kotlin and Swift bindings are
 //! generated from; nothing else in the crate knows about it.
 
 pub mod algorithm;
+pub mod backend;
+pub mod code;
+pub mod device;
 pub mod error;
 pub mod hotp;
+pub mod keys;
+mod mac;
 pub mod secret;
+pub mod settings;
+pub mod ticket;
 pub mod totp;
 pub mod uri;
 
@@ -25,8 +38,14 @@ mod ffi;
 uniffi::setup_scaffolding!("delivery_otp");
 
 pub use algorithm::Algorithm;
+pub use backend::{AttemptStore, Backend, InMemoryAttemptStore, Issued, OnlineOutcome};
+pub use code::{normalize, Code};
+pub use device::{InMemoryStateStore, OfflineOutcome, OfflineVerifier, StateStore};
 pub use error::{Error, Result};
-pub use hotp::{Code, Hotp};
+pub use hotp::Hotp;
+pub use keys::{KeySet, MasterKey};
+pub use settings::{CodeFormat, DeliverySettings};
+pub use ticket::Ticket;
 pub use secret::Secret;
 pub use totp::{Totp, TotpConfig, TotpMatch, Window};
 pub use uri::{KeyUri, OtpKind};

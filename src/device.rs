@@ -1,0 +1,290 @@
+//! The courier's device: checking a typed code against a ticket, offline.
+//!
+//! The device never learns the code. It holds a ticket whose `t`-bit keyed
+//! hash a wrong code matches with probability 2^-t, so an acceptance here is
+//! *provisional* until the backend confirms it.
+//!
+//! Attempts, lockout and the latest time seen survive app restarts through a
+//! [`StateStore`] the app implements (in Kotlin or Swift, a few lines over
+//! `SharedPreferences`, `UserDefaults` or a database). The core saves the
+//! state before it reports an outcome, so a crash cannot hide an attempt.
+//! A courier who controls the phone can still wipe that storage; the
+//! backend's reconciliation is what catches abuse.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use crate::code::normalize;
+use crate::error::{Error, Result};
+use crate::keys::json_problem;
+use crate::ticket::Ticket;
+
+/// How far back the clock may seem to jump before the device reports it:
+/// five minutes, for network time corrections.
+pub const DEFAULT_CLOCK_TOLERANCE_SECS: u64 = 300;
+const STATE_VERSION: u32 = 1;
+
+/// Where the app keeps the attempt state between runs. `key` names the
+/// delivery; `value` is a short JSON text to store as it is.
+pub trait StateStore: Send + Sync {
+    /// The value saved under `key`, or `None`.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the storage fails.
+    fn load(&self, key: &str) -> Result<Option<String>>;
+
+    /// Saves `value` under `key`, replacing what was there.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the storage fails.
+    fn save(&self, key: &str, value: &str) -> Result<()>;
+}
+
+/// The outcome of an offline verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineOutcome {
+    /// The code matches the ticket. Provisional: the backend confirms it
+    /// from the receipt.
+    AcceptedProvisionally {
+        /// Attempts used, this one included.
+        attempts_used: u32,
+    },
+    /// The code does not match.
+    Rejected {
+        /// Attempts still allowed.
+        attempts_left: u32,
+    },
+    /// No attempts are left for this ticket.
+    LockedOut {
+        /// The ticket's expiry; a resend brings a new ticket.
+        until: u64,
+    },
+    /// The ticket has expired.
+    Expired {
+        /// When it expired.
+        at: u64,
+    },
+    /// The ticket is not valid yet.
+    NotYetValid {
+        /// When it becomes valid.
+        from: u64,
+    },
+    /// The device clock is earlier than a time already seen, beyond the
+    /// tolerance. Nothing was checked or counted.
+    ClockMovedBackwards {
+        /// The latest time seen.
+        latest_seen: u64,
+    },
+    /// A newer ticket (a resend) for this delivery was already used here.
+    Superseded {
+        /// The newer sequence.
+        by_sequence: u64,
+    },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceState {
+    v: u32,
+    seq: u64,
+    attempts: u32,
+    latest: u64,
+    accepted: bool,
+}
+
+/// Checks typed codes against one ticket. Thread-safe: verifications of the
+/// same verifier run one at a time.
+pub struct OfflineVerifier {
+    ticket: Ticket,
+    store: Arc<dyn StateStore>,
+    clock_tolerance: u64,
+    lock: Mutex<()>,
+}
+
+impl core::fmt::Debug for OfflineVerifier {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OfflineVerifier")
+            .field("ticket", &self.ticket)
+            .field("clock_tolerance", &self.clock_tolerance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OfflineVerifier {
+    /// A verifier for `ticket` keeping its state in `store`.
+    pub fn new(ticket: Ticket, store: Arc<dyn StateStore>) -> Self {
+        OfflineVerifier {
+            ticket,
+            store,
+            clock_tolerance: DEFAULT_CLOCK_TOLERANCE_SECS,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Changes how far back the clock may seem to jump unreported.
+    pub fn with_clock_tolerance(mut self, seconds: u64) -> Self {
+        self.clock_tolerance = seconds;
+        self
+    }
+
+    /// The ticket.
+    pub fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+
+    /// The key the state is stored under.
+    pub fn state_key(&self) -> String {
+        format!("delivery-otp/v1/{}", self.ticket.delivery_id())
+    }
+
+    fn load(&self) -> Result<DeviceState> {
+        let Some(text) = self.store.load(&self.state_key())? else {
+            return Ok(DeviceState {
+                v: STATE_VERSION,
+                seq: self.ticket.sequence(),
+                ..DeviceState::default()
+            });
+        };
+        let state: DeviceState =
+            serde_json::from_str(&text).map_err(|e| Error::CorruptState {
+                reason: format!("{} at column {}", json_problem(&e), e.column()),
+            })?;
+        if state.v != STATE_VERSION {
+            return Err(Error::CorruptState {
+                reason: format!("unknown version {}", state.v),
+            });
+        }
+        Ok(state)
+    }
+
+    fn save(&self, state: &DeviceState) -> Result<()> {
+        let text = serde_json::to_string(state).map_err(|e| Error::CorruptState {
+            reason: json_problem(&e).into(),
+        })?;
+        self.store.save(&self.state_key(), &text)
+    }
+
+    /// Attempts still allowed for this ticket.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`], [`Error::CorruptState`].
+    pub fn attempts_left(&self) -> Result<u32> {
+        let state = self.load()?;
+        if state.seq != self.ticket.sequence() {
+            return Ok(if state.seq > self.ticket.sequence() {
+                0
+            } else {
+                self.ticket.max_attempts()
+            });
+        }
+        Ok(self.ticket.max_attempts().saturating_sub(state.attempts))
+    }
+
+    /// Checks what the courier typed at unix time `now`.
+    ///
+    /// In order: a newer ticket already used here, a clock set back, not yet
+    /// valid, expired, locked out; then the entry is normalized (see
+    /// [`crate::code::normalize`]), counted as an attempt, and compared with
+    /// the ticket's hash. The state is saved before the outcome is returned.
+    ///
+    /// # Errors
+    /// The errors of [`crate::code::normalize`] (the entry is not counted);
+    /// [`Error::StateStorage`] (no outcome is given then);
+    /// [`Error::CorruptState`].
+    pub fn verify(&self, entered: &str, now: u64) -> Result<OfflineOutcome> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let ticket = &self.ticket;
+        let mut state = self.load()?;
+        if state.seq > ticket.sequence() {
+            return Ok(OfflineOutcome::Superseded {
+                by_sequence: state.seq,
+            });
+        }
+        if state.seq < ticket.sequence() {
+            state = DeviceState {
+                v: STATE_VERSION,
+                seq: ticket.sequence(),
+                latest: state.latest,
+                ..DeviceState::default()
+            };
+        }
+        if now.saturating_add(self.clock_tolerance) < state.latest {
+            return Ok(OfflineOutcome::ClockMovedBackwards {
+                latest_seen: state.latest,
+            });
+        }
+        state.latest = state.latest.max(now);
+        let early = if now < ticket.not_before() {
+            Some(OfflineOutcome::NotYetValid {
+                from: ticket.not_before(),
+            })
+        } else if now >= ticket.expires_at() {
+            Some(OfflineOutcome::Expired {
+                at: ticket.expires_at(),
+            })
+        } else if state.attempts >= ticket.max_attempts() {
+            Some(OfflineOutcome::LockedOut {
+                until: ticket.expires_at(),
+            })
+        } else {
+            None
+        };
+        if let Some(outcome) = early {
+            self.save(&state)?;
+            return Ok(outcome);
+        }
+        let normalized = match normalize(entered, ticket.format()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.save(&state)?;
+                return Err(e);
+            }
+        };
+        state.attempts = state.attempts.saturating_add(1);
+        let outcome = if ticket.hash_matches(&normalized) {
+            state.accepted = true;
+            OfflineOutcome::AcceptedProvisionally {
+                attempts_used: state.attempts,
+            }
+        } else {
+            match ticket.max_attempts().checked_sub(state.attempts) {
+                Some(left) if left > 0 => OfflineOutcome::Rejected {
+                    attempts_left: left,
+                },
+                _ => OfflineOutcome::LockedOut {
+                    until: ticket.expires_at(),
+                },
+            }
+        };
+        self.save(&state)?;
+        Ok(outcome)
+    }
+}
+
+/// A [`StateStore`] in memory: for tests and for apps that keep their own
+/// copy elsewhere.
+#[derive(Debug, Default)]
+pub struct InMemoryStateStore {
+    values: Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl InMemoryStateStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl StateStore for InMemoryStateStore {
+    fn load(&self, key: &str) -> Result<Option<String>> {
+        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(values.get(key).cloned())
+    }
+
+    fn save(&self, key: &str, value: &str) -> Result<()> {
+        let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        values.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+}

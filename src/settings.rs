@@ -1,0 +1,315 @@
+//! Code formats and the settings of a delivery code, with the rules that keep
+//! an offline ticket from revealing its code.
+//!
+//! A ticket carries a `t`-bit keyed hash of the code. A wrong code passes the
+//! offline check with probability 2^-t; someone who tries every code against
+//! the ticket is left with about `space / 2^t` candidates, where `space` is
+//! 10^digits (numeric) or 32^length (Crockford base32). The library refuses
+//! settings that leave fewer than [`MIN_CANDIDATES`].
+
+use core::fmt;
+use core::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// Fewest candidates a brute-forcer of a ticket may be left with.
+pub const MIN_CANDIDATES: u128 = 16;
+/// Narrowest offline hash, in bits: a wrong code then passes 1 time in 256.
+pub const MIN_HASH_BITS: u32 = 8;
+/// Widest offline hash, in bits.
+pub const MAX_HASH_BITS: u32 = 32;
+/// Most attempts a code may allow (NIST SP 800-63B allows at most 100 failures).
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Longest lifetime of a code: 30 days.
+pub const MAX_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+/// Crockford's base32 alphabet: digits and letters without I, L, O and U.
+pub const CROCKFORD_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// How a delivery code is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodeFormat {
+    /// Decimal digits, 4 to 10 (fewer than 6 only with `allow_short_codes`).
+    Numeric {
+        /// Number of digits.
+        digits: u32,
+    },
+    /// Crockford base32 characters (`0-9`, `A-Z` without I, L, O, U), 4 to
+    /// 12: five bits each.
+    Crockford {
+        /// Number of characters.
+        length: u32,
+    },
+}
+
+impl Default for CodeFormat {
+    fn default() -> Self {
+        CodeFormat::Numeric { digits: 6 }
+    }
+}
+
+impl CodeFormat {
+    /// Characters in a code.
+    pub fn length(self) -> u32 {
+        match self {
+            CodeFormat::Numeric { digits } => digits,
+            CodeFormat::Crockford { length } => length,
+        }
+    }
+
+    /// How many different codes there are (10^digits or 32^length), or
+    /// `None` for a format that is out of range.
+    pub fn space(self) -> Option<u128> {
+        match self {
+            CodeFormat::Numeric { digits } if (4..=10).contains(&digits) => 10u128.checked_pow(digits),
+            CodeFormat::Crockford { length } if (4..=12).contains(&length) => 32u128.checked_pow(length),
+            _ => None,
+        }
+    }
+
+    /// Whether the format has fewer than 6 digits, which needs an explicit opt-in.
+    pub fn is_short(self) -> bool {
+        matches!(self, CodeFormat::Numeric { digits } if digits < 6)
+    }
+
+    /// Checks the range, and that short numeric codes were opted into.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCodeFormat`].
+    pub fn check(self, allow_short_codes: bool) -> Result<()> {
+        if self.space().is_none() {
+            return Err(Error::InvalidCodeFormat {
+                reason: match self {
+                    CodeFormat::Numeric { digits } => {
+                        format!("a numeric code has 4 to 10 digits, not {digits}")
+                    }
+                    CodeFormat::Crockford { length } => {
+                        format!("a Crockford base32 code has 4 to 12 characters, not {length}")
+                    }
+                },
+            });
+        }
+        if self.is_short() && !allow_short_codes {
+            return Err(Error::InvalidCodeFormat {
+                reason: format!(
+                    "{self} codes are shorter than 6 digits; allow short codes explicitly to use them"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for CodeFormat {
+    /// The wire form: `numeric-6` or `crockford-8`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodeFormat::Numeric { digits } => write!(f, "numeric-{digits}"),
+            CodeFormat::Crockford { length } => write!(f, "crockford-{length}"),
+        }
+    }
+}
+
+impl FromStr for CodeFormat {
+    type Err = Error;
+
+    /// Reads `numeric-N` or `crockford-N` (ranges are checked by [`CodeFormat::check`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidCodeFormat`] for any other text.
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || Error::InvalidCodeFormat {
+            reason: "the format must be numeric-N or crockford-N".into(),
+        };
+        let (kind, n) = text.split_once('-').ok_or_else(bad)?;
+        if n.is_empty() || n.len() > 2 || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: u32 = n.parse().map_err(|_| bad())?;
+        match kind {
+            "numeric" => Ok(CodeFormat::Numeric { digits: n }),
+            "crockford" => Ok(CodeFormat::Crockford { length: n }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// What the backend decides for one delivery's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// How the code is written (default: 6 digits).
+    pub format: CodeFormat,
+    /// Opt-in for numeric codes of 4 or 5 digits (default: false).
+    pub allow_short_codes: bool,
+    /// Width t of the offline hash in bits (default 12: a wrong code passes
+    /// 1 time in 4096).
+    pub hash_bits: u32,
+    /// Attempts before the code locks (default 5).
+    pub max_attempts: u32,
+    /// Seconds from issuing until the code expires (default one day).
+    pub lifetime_secs: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            format: CodeFormat::Numeric { digits: 6 },
+            allow_short_codes: false,
+            hash_bits: 12,
+            max_attempts: 5,
+            lifetime_secs: 24 * 3600,
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// Checks every rule.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidCodeFormat`] for a format out of range or a short one
+    ///   without the opt-in;
+    /// - [`Error::UnsafeSettings`] for a hash width outside 8 to 32 bits, a
+    ///   width that leaves a brute-forcer fewer than 16 candidates, no
+    ///   attempts or more than 100, or a lifetime of 0 or over 30 days.
+    pub fn check(&self) -> Result<()> {
+        self.format.check(self.allow_short_codes)?;
+        check_hash_bits(self.format, self.hash_bits)?;
+        check_attempts(self.max_attempts)?;
+        if self.lifetime_secs == 0 || self.lifetime_secs > MAX_LIFETIME_SECS {
+            return Err(Error::UnsafeSettings {
+                reason: format!(
+                    "a code lives from 1 second to {MAX_LIFETIME_SECS} seconds (30 days), not {}",
+                    self.lifetime_secs
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The chance that one wrong code passes the offline check: 2^-t.
+    pub fn false_accept_probability(&self) -> f64 {
+        false_accept_probability(self.hash_bits)
+    }
+
+    /// About how many codes match a ticket's hash: space / 2^t.
+    pub fn expected_candidates(&self) -> f64 {
+        expected_candidates(self.format, self.hash_bits)
+    }
+}
+
+/// 2^-t.
+pub fn false_accept_probability(hash_bits: u32) -> f64 {
+    0.5f64.powi(i32::try_from(hash_bits).unwrap_or(i32::MAX))
+}
+
+/// space / 2^t (0 for a format out of range).
+pub fn expected_candidates(format: CodeFormat, hash_bits: u32) -> f64 {
+    let space = format.space().unwrap_or(0) as f64;
+    space * false_accept_probability(hash_bits)
+}
+
+/// The hash-width rules, shared by issuing and by reading a ticket.
+pub(crate) fn check_hash_bits(format: CodeFormat, hash_bits: u32) -> Result<()> {
+    if !(MIN_HASH_BITS..=MAX_HASH_BITS).contains(&hash_bits) {
+        return Err(Error::UnsafeSettings {
+            reason: format!(
+                "the offline hash is {MIN_HASH_BITS} to {MAX_HASH_BITS} bits wide, not {hash_bits}"
+            ),
+        });
+    }
+    let space = format.space().unwrap_or(0);
+    let candidates = space.checked_shr(hash_bits).unwrap_or(0);
+    if candidates < MIN_CANDIDATES {
+        return Err(Error::UnsafeSettings {
+            reason: format!(
+                "with {format} codes a {hash_bits}-bit hash leaves about {candidates} candidates \
+                 to someone who tries every code against the ticket; at least {MIN_CANDIDATES} \
+                 are needed so the ticket does not give the code away (use fewer bits or a longer code)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_attempts(max_attempts: u32) -> Result<()> {
+    if max_attempts == 0 || max_attempts > MAX_ATTEMPTS {
+        return Err(Error::UnsafeSettings {
+            reason: format!("a code allows 1 to {MAX_ATTEMPTS} attempts, not {max_attempts}"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_six_digits_t12_five_attempts_and_passes() {
+        let s = DeliverySettings::default();
+        assert_eq!(s.format, CodeFormat::Numeric { digits: 6 });
+        assert_eq!((s.hash_bits, s.max_attempts), (12, 5));
+        s.check().unwrap();
+        assert!((s.expected_candidates() - 244.14).abs() < 0.01);
+        assert!((s.false_accept_probability() - 1.0 / 4096.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn refuses_hashes_that_give_the_code_away() {
+        let mut s = DeliverySettings {
+            hash_bits: 15, // 10^6 / 2^15 = 30 candidates: allowed
+            ..DeliverySettings::default()
+        };
+        s.check().unwrap();
+        s.hash_bits = 16; // 15 candidates: refused
+        let err = s.check().unwrap_err();
+        assert_eq!(err.kind(), "unsafe_settings");
+        assert!(err.to_string().contains("about 15 candidates"), "{err}");
+        s.hash_bits = 7;
+        assert_eq!(s.check().unwrap_err().kind(), "unsafe_settings");
+        s.hash_bits = 33;
+        assert_eq!(s.check().unwrap_err().kind(), "unsafe_settings");
+    }
+
+    #[test]
+    fn short_codes_need_the_opt_in() {
+        let mut s = DeliverySettings {
+            format: CodeFormat::Numeric { digits: 4 },
+            hash_bits: 8,
+            ..DeliverySettings::default()
+        };
+        assert_eq!(s.check().unwrap_err().kind(), "invalid_code_format");
+        s.allow_short_codes = true;
+        s.check().unwrap(); // 10^4 / 2^8 = 39 candidates
+        s.hash_bits = 10; // 9 candidates
+        assert_eq!(s.check().unwrap_err().kind(), "unsafe_settings");
+        s.format = CodeFormat::Numeric { digits: 3 };
+        assert_eq!(s.check().unwrap_err().kind(), "invalid_code_format");
+    }
+
+    #[test]
+    fn attempts_and_lifetime_are_bounded() {
+        for (attempts, lifetime) in [(0, 60), (101, 60), (5, 0), (5, MAX_LIFETIME_SECS + 1)] {
+            let s = DeliverySettings {
+                max_attempts: attempts,
+                lifetime_secs: lifetime,
+                ..DeliverySettings::default()
+            };
+            assert_eq!(s.check().unwrap_err().kind(), "unsafe_settings");
+        }
+    }
+
+    #[test]
+    fn formats_have_a_wire_form() {
+        for f in [
+            CodeFormat::Numeric { digits: 6 },
+            CodeFormat::Crockford { length: 12 },
+        ] {
+            assert_eq!(f.to_string().parse::<CodeFormat>().unwrap(), f);
+        }
+        for bad in ["numeric", "numeric-", "numeric-x", "hex-6", "numeric-+6", "numeric-006"] {
+            assert!(bad.parse::<CodeFormat>().is_err(), "{bad}");
+        }
+        assert_eq!(CodeFormat::Crockford { length: 12 }.space(), Some(1 << 60));
+        assert_eq!(CodeFormat::Crockford { length: 13 }.space(), None);
+    }
+}

@@ -1,0 +1,295 @@
+//! The ticket: what the backend gives the courier's device for one delivery.
+//!
+//! # Wire format, version 1
+//!
+//! One line of JSON, fields in this order, no spaces:
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `v` | integer | format version, `1` |
+//! | `delivery` | string | delivery id (1 to 128 bytes) |
+//! | `kid` | string | id of the backend key the code derives from |
+//! | `seq` | integer | sequence number; a resend issues the next one |
+//! | `format` | string | `numeric-N` or `crockford-N` |
+//! | `nbf` | integer | not valid before this unix time |
+//! | `exp` | integer | not valid from this unix time on |
+//! | `attempts` | integer | attempts allowed (1 to 100) |
+//! | `hbits` | integer | width t of the keyed hash (8 to 32) |
+//! | `hkey` | string | per-ticket random hash key, 16 bytes, base32 without padding |
+//! | `hash` | integer | the top t bits of `HMAC-SHA256(hkey, "delivery-otp/v1/ticket-hash", delivery, seq, code)` |
+//! | `mac` | string | `HMAC-SHA256(key[kid], "delivery-otp/v1/ticket-mac", <the JSON before ,"mac">` + `}`), base32 without padding |
+//!
+//! The MAC covers the exact bytes of the ticket without its `mac` field, so
+//! any change to any field shows. Unknown fields and unknown versions are
+//! refused. The ticket never holds the code, a backend key, or anything from
+//! which the code follows: [`crate::settings`] keeps the hash narrow enough
+//! that every ticket matches at least 16 codes.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::code::check_delivery_id;
+use crate::error::{Error, Result};
+use crate::keys::{check_key_id, json_problem, KeySet};
+use crate::mac::hmac_sha256;
+use crate::settings::{check_attempts, check_hash_bits, CodeFormat};
+
+/// The ticket format version this library writes and reads.
+pub const TICKET_VERSION: u64 = 1;
+/// Size of the per-ticket hash key.
+pub const HASH_KEY_BYTES: usize = 16;
+const HASH_DOMAIN: &[u8] = b"delivery-otp/v1/ticket-hash";
+const MAC_DOMAIN: &[u8] = b"delivery-otp/v1/ticket-mac";
+
+/// A delivery's ticket. Built by [`crate::Backend::issue`], read with
+/// [`Ticket::from_json`].
+///
+/// `Debug` leaves out the hash, its key and the MAC.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub(crate) delivery_id: String,
+    pub(crate) key_id: String,
+    pub(crate) sequence: u64,
+    pub(crate) format: CodeFormat,
+    pub(crate) not_before: u64,
+    pub(crate) expires_at: u64,
+    pub(crate) max_attempts: u32,
+    pub(crate) hash_bits: u32,
+    pub(crate) hash_key: [u8; HASH_KEY_BYTES],
+    pub(crate) hash: u32,
+    pub(crate) mac: [u8; 32],
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("delivery_id", &self.delivery_id)
+            .field("key_id", &self.key_id)
+            .field("sequence", &self.sequence)
+            .field("format", &self.format)
+            .field("not_before", &self.not_before)
+            .field("expires_at", &self.expires_at)
+            .field("max_attempts", &self.max_attempts)
+            .field("hash_bits", &self.hash_bits)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    v: u64,
+    delivery: String,
+    kid: String,
+    seq: u64,
+    format: String,
+    nbf: u64,
+    exp: u64,
+    attempts: u32,
+    hbits: u32,
+    hkey: String,
+    hash: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u64,
+}
+
+fn b32(bytes: &[u8]) -> String {
+    base32::encode(base32::Alphabet::Rfc4648 { padding: false }, bytes)
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::InvalidTicket {
+        reason: reason.into(),
+    }
+}
+
+impl Ticket {
+    /// The delivery id.
+    pub fn delivery_id(&self) -> &str {
+        &self.delivery_id
+    }
+    /// The id of the backend key the code derives from.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+    /// The sequence number (a resend issues the next).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+    /// How the code is written.
+    pub fn format(&self) -> CodeFormat {
+        self.format
+    }
+    /// Not valid before this unix time.
+    pub fn not_before(&self) -> u64 {
+        self.not_before
+    }
+    /// Not valid from this unix time on.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+    /// Attempts allowed.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+    /// Width t of the offline hash, in bits.
+    pub fn hash_bits(&self) -> u32 {
+        self.hash_bits
+    }
+
+    fn wire(&self, with_mac: bool) -> Wire {
+        Wire {
+            v: TICKET_VERSION,
+            delivery: self.delivery_id.clone(),
+            kid: self.key_id.clone(),
+            seq: self.sequence,
+            format: self.format.to_string(),
+            nbf: self.not_before,
+            exp: self.expires_at,
+            attempts: self.max_attempts,
+            hbits: self.hash_bits,
+            hkey: b32(&self.hash_key),
+            hash: self.hash,
+            mac: with_mac.then(|| b32(&self.mac)),
+        }
+    }
+
+    /// The bytes the MAC covers: the JSON without the `mac` field.
+    fn mac_input(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.wire(false)).unwrap_or_default()
+    }
+
+    pub(crate) fn compute_mac(&self, keys: &KeySet) -> Result<[u8; 32]> {
+        let key = keys.get(&self.key_id)?;
+        Ok(*hmac_sha256(key.secret_bytes(), MAC_DOMAIN, &[&self.mac_input()]))
+    }
+
+    /// The wire form (see the module documentation).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.wire(true)).unwrap_or_default()
+    }
+
+    /// Reads a ticket and checks that its fields are consistent. This is what
+    /// the device does; it cannot check the MAC, which needs the backend key
+    /// (see [`Ticket::verify_mac`]).
+    ///
+    /// # Errors
+    /// - [`Error::UnsupportedTicketVersion`] for any version but 1;
+    /// - [`Error::InvalidTicket`] for malformed JSON, unknown or missing
+    ///   fields, a bad delivery or key id, a bad format, hash key or MAC, a
+    ///   hash wider than `hbits`, or `exp` not after `nbf`;
+    /// - [`Error::UnsafeSettings`] for a hash width that would give the code
+    ///   away, or an attempt limit outside 1 to 100.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let json_error = |e: serde_json::Error| {
+            invalid(format!(
+                "not a ticket in JSON ({} at line {}, column {})",
+                json_problem(&e),
+                e.line(),
+                e.column()
+            ))
+        };
+        let version: VersionOnly = serde_json::from_str(text).map_err(json_error)?;
+        if version.v != TICKET_VERSION {
+            return Err(Error::UnsupportedTicketVersion {
+                version: version.v,
+                supported: TICKET_VERSION,
+            });
+        }
+        let wire: Wire = serde_json::from_str(text).map_err(json_error)?;
+        check_delivery_id(&wire.delivery).map_err(|e| invalid(e.to_string()))?;
+        check_key_id(&wire.kid).map_err(|e| invalid(e.to_string()))?;
+        let format: CodeFormat = wire.format.parse().map_err(|e: Error| invalid(e.to_string()))?;
+        // Short formats are allowed here: the backend opted in when it issued.
+        format.check(true).map_err(|e| invalid(e.to_string()))?;
+        check_hash_bits(format, wire.hbits)?;
+        check_attempts(wire.attempts)?;
+        if wire.exp <= wire.nbf {
+            return Err(invalid("it expires before it becomes valid"));
+        }
+        if u64::from(wire.hash).checked_shr(wire.hbits).unwrap_or(0) != 0 {
+            return Err(invalid("the hash is wider than hbits"));
+        }
+        let hash_key = decode_fixed::<HASH_KEY_BYTES>(&wire.hkey, "hkey")?;
+        let mac = decode_fixed::<32>(wire.mac.as_deref().unwrap_or(""), "mac")?;
+        Ok(Ticket {
+            delivery_id: wire.delivery,
+            key_id: wire.kid,
+            sequence: wire.seq,
+            format,
+            not_before: wire.nbf,
+            expires_at: wire.exp,
+            max_attempts: wire.attempts,
+            hash_bits: wire.hbits,
+            hash_key,
+            hash: wire.hash,
+            mac,
+        })
+    }
+
+    /// Checks the backend MAC, in constant time: the backend recognising its
+    /// own, unchanged ticket.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyId`] when the key is not in `keys`;
+    /// [`Error::TicketMacMismatch`] when any field was changed.
+    pub fn verify_mac(&self, keys: &KeySet) -> Result<()> {
+        let expected = self.compute_mac(keys)?;
+        if bool::from(expected.ct_eq(&self.mac)) {
+            Ok(())
+        } else {
+            Err(Error::TicketMacMismatch)
+        }
+    }
+
+    /// Whether a normalized code matches the ticket's hash (constant time).
+    /// A wrong code matches with probability 2^-t.
+    pub(crate) fn hash_matches(&self, normalized_code: &str) -> bool {
+        let hash = ticket_hash(
+            &self.hash_key,
+            &self.delivery_id,
+            self.sequence,
+            normalized_code,
+            self.hash_bits,
+        );
+        bool::from(hash.ct_eq(&self.hash))
+    }
+}
+
+/// The top `bits` bits of the keyed hash of a code.
+pub(crate) fn ticket_hash(
+    hash_key: &[u8],
+    delivery_id: &str,
+    sequence: u64,
+    code: &str,
+    bits: u32,
+) -> u32 {
+    let mac = hmac_sha256(
+        hash_key,
+        HASH_DOMAIN,
+        &[delivery_id.as_bytes(), &sequence.to_be_bytes(), code.as_bytes()],
+    );
+    let mut top = [0u8; 4];
+    for (dst, src) in top.iter_mut().zip(mac.iter()) {
+        *dst = *src;
+    }
+    u32::from_be_bytes(top)
+        .checked_shr(32u32.saturating_sub(bits))
+        .unwrap_or(0)
+}
+
+fn decode_fixed<const N: usize>(text: &str, field: &str) -> Result<[u8; N]> {
+    let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, text)
+        .filter(|b| b32(b) == text)
+        .ok_or_else(|| invalid(format!("{field} is not base32 without padding")))?;
+    bytes
+        .try_into()
+        .map_err(|_| invalid(format!("{field} does not have {N} bytes")))
+}
