@@ -173,11 +173,11 @@ impl Backend {
         settings.check()?;
         let key = self.keys.current();
         let code = derive_code(key, delivery_id, sequence, settings.format)?;
-        let expires_at = now
-            .checked_add(settings.lifetime_secs)
-            .ok_or_else(|| Error::Overflow {
-                what: "the expiry time".into(),
-            })?;
+        let expires_at =
+            now.checked_add(settings.lifetime_secs)
+                .ok_or_else(|| Error::Overflow {
+                    what: "the expiry time".into(),
+                })?;
         let mut ticket = Ticket {
             delivery_id: delivery_id.to_string(),
             key_id: key.id().to_string(),

@@ -308,7 +308,10 @@ mod tests {
     #[test]
     fn crockford_reads_o_i_l_and_lower_case() {
         assert_eq!(normalize("ab1o-il0z", CROCK).unwrap().as_str(), "AB10110Z");
-        assert_eq!(normalize("ＡＢ１Ｏｉｌ０ｚ", CROCK).unwrap().as_str(), "AB10110Z");
+        assert_eq!(
+            normalize("ＡＢ１Ｏｉｌ０ｚ", CROCK).unwrap().as_str(),
+            "AB10110Z"
+        );
         assert_eq!(
             normalize("AB10U10Z", CROCK).unwrap_err(),
             Error::InvalidCodeCharacter { position: 5 }

@@ -146,10 +146,9 @@ impl OfflineVerifier {
                 ..DeviceState::default()
             });
         };
-        let state: DeviceState =
-            serde_json::from_str(&text).map_err(|e| Error::CorruptState {
-                reason: format!("{} at column {}", json_problem(&e), e.column()),
-            })?;
+        let state: DeviceState = serde_json::from_str(&text).map_err(|e| Error::CorruptState {
+            reason: format!("{} at column {}", json_problem(&e), e.column()),
+        })?;
         if state.v != STATE_VERSION {
             return Err(Error::CorruptState {
                 reason: format!("unknown version {}", state.v),

@@ -243,7 +243,9 @@ pub enum Error {
     },
 
     /// A ticket whose backend MAC does not match its fields.
-    #[error("the ticket's MAC does not match: it was changed after issuing, or issued with another key")]
+    #[error(
+        "the ticket's MAC does not match: it was changed after issuing, or issued with another key"
+    )]
     TicketMacMismatch,
 
     /// The app's attempt-state storage failed.

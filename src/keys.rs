@@ -56,10 +56,7 @@ impl MasterKey {
     pub fn from_bytes(id: &str, bytes: &[u8]) -> Result<Self> {
         check_key_id(id)?;
         let secret: [u8; KEY_BYTES] = bytes.try_into().map_err(|_| Error::InvalidKey {
-            reason: format!(
-                "a master key has {KEY_BYTES} bytes, not {}",
-                bytes.len()
-            ),
+            reason: format!("a master key has {KEY_BYTES} bytes, not {}", bytes.len()),
         })?;
         Ok(MasterKey {
             id: id.to_string(),
@@ -356,7 +353,9 @@ mod tests {
             format!(
                 r#"{{"version":1,"current":"a","keys":[{{"id":"a","secret":"{key}"}},{{"id":"a","secret":"{key}"}}]}}"#
             ),
-            format!(r#"{{"version":1,"current":"a","keys":[{{"id":"a","secret":"{key}","x":1}}]}}"#),
+            format!(
+                r#"{{"version":1,"current":"a","keys":[{{"id":"a","secret":"{key}","x":1}}]}}"#
+            ),
             r#"{"version":1,"current":"a","keys":[{"id":"a","secret":"AAAA"}]}"#.to_string(),
             format!(r#"{{"version":1,"current":"a b","keys":[{{"id":"a b","secret":"{key}"}}]}}"#),
         ];
@@ -364,9 +363,18 @@ mod tests {
             let err = KeySet::from_json(text).unwrap_err();
             assert!(!err.to_string().contains("AAAA"), "{err}");
         }
-        assert_eq!(KeySet::from_json(&cases[3]).unwrap_err().kind(), "unknown_key_id");
-        assert_eq!(KeySet::from_json(&cases[6]).unwrap_err().kind(), "invalid_key");
-        assert_eq!(KeySet::from_json(&cases[7]).unwrap_err().kind(), "invalid_key_id");
+        assert_eq!(
+            KeySet::from_json(&cases[3]).unwrap_err().kind(),
+            "unknown_key_id"
+        );
+        assert_eq!(
+            KeySet::from_json(&cases[6]).unwrap_err().kind(),
+            "invalid_key"
+        );
+        assert_eq!(
+            KeySet::from_json(&cases[7]).unwrap_err().kind(),
+            "invalid_key_id"
+        );
     }
 
     #[test]

@@ -44,8 +44,8 @@ pub use device::{InMemoryStateStore, OfflineOutcome, OfflineVerifier, StateStore
 pub use error::{Error, Result};
 pub use hotp::Hotp;
 pub use keys::{KeySet, MasterKey};
+pub use secret::Secret;
 pub use settings::{CodeFormat, DeliverySettings};
 pub use ticket::Ticket;
-pub use secret::Secret;
 pub use totp::{Totp, TotpConfig, TotpMatch, Window};
 pub use uri::{KeyUri, OtpKind};

@@ -60,8 +60,12 @@ impl CodeFormat {
     /// `None` for a format that is out of range.
     pub fn space(self) -> Option<u128> {
         match self {
-            CodeFormat::Numeric { digits } if (4..=10).contains(&digits) => 10u128.checked_pow(digits),
-            CodeFormat::Crockford { length } if (4..=12).contains(&length) => 32u128.checked_pow(length),
+            CodeFormat::Numeric { digits } if (4..=10).contains(&digits) => {
+                10u128.checked_pow(digits)
+            }
+            CodeFormat::Crockford { length } if (4..=12).contains(&length) => {
+                32u128.checked_pow(length)
+            }
             _ => None,
         }
     }
@@ -306,7 +310,14 @@ mod tests {
         ] {
             assert_eq!(f.to_string().parse::<CodeFormat>().unwrap(), f);
         }
-        for bad in ["numeric", "numeric-", "numeric-x", "hex-6", "numeric-+6", "numeric-006"] {
+        for bad in [
+            "numeric",
+            "numeric-",
+            "numeric-x",
+            "hex-6",
+            "numeric-+6",
+            "numeric-006",
+        ] {
             assert!(bad.parse::<CodeFormat>().is_err(), "{bad}");
         }
         assert_eq!(CodeFormat::Crockford { length: 12 }.space(), Some(1 << 60));

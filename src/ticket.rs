@@ -168,7 +168,11 @@ impl Ticket {
 
     pub(crate) fn compute_mac(&self, keys: &KeySet) -> Result<[u8; 32]> {
         let key = keys.get(&self.key_id)?;
-        Ok(*hmac_sha256(key.secret_bytes(), MAC_DOMAIN, &[&self.mac_input()]))
+        Ok(*hmac_sha256(
+            key.secret_bytes(),
+            MAC_DOMAIN,
+            &[&self.mac_input()],
+        ))
     }
 
     /// The wire form (see the module documentation).
@@ -206,7 +210,10 @@ impl Ticket {
         let wire: Wire = serde_json::from_str(text).map_err(json_error)?;
         check_delivery_id(&wire.delivery).map_err(|e| invalid(e.to_string()))?;
         check_key_id(&wire.kid).map_err(|e| invalid(e.to_string()))?;
-        let format: CodeFormat = wire.format.parse().map_err(|e: Error| invalid(e.to_string()))?;
+        let format: CodeFormat = wire
+            .format
+            .parse()
+            .map_err(|e: Error| invalid(e.to_string()))?;
         // Short formats are allowed here: the backend opted in when it issued.
         format.check(true).map_err(|e| invalid(e.to_string()))?;
         check_hash_bits(format, wire.hbits)?;
@@ -274,7 +281,11 @@ pub(crate) fn ticket_hash(
     let mac = hmac_sha256(
         hash_key,
         HASH_DOMAIN,
-        &[delivery_id.as_bytes(), &sequence.to_be_bytes(), code.as_bytes()],
+        &[
+            delivery_id.as_bytes(),
+            &sequence.to_be_bytes(),
+            code.as_bytes(),
+        ],
     );
     let mut top = [0u8; 4];
     for (dst, src) in top.iter_mut().zip(mac.iter()) {

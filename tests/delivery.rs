@@ -1,0 +1,270 @@
+//! Runs every case of the shared delivery vector files (codes, tickets,
+//! normalization, scenarios), the same files the Kotlin and Swift suites read.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use delivery_otp::code::derive_code;
+use delivery_otp::{
+    normalize, Backend, CodeFormat, DeliverySettings, Error, InMemoryAttemptStore,
+    InMemoryStateStore, KeySet, OfflineOutcome, OfflineVerifier, OnlineOutcome, StateStore, Ticket,
+};
+use serde_json::Value;
+
+fn load(file: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn s(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} in {v}"))
+        .to_string()
+}
+
+fn n(v: &Value, key: &str) -> u64 {
+    match &v[key] {
+        Value::String(text) => text.parse().unwrap(),
+        other => other.as_u64().unwrap_or_else(|| panic!("{key} in {v}")),
+    }
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn codes() {
+    let v = load("delivery-codes.json");
+    let keys = KeySet::from_json(&s(&v, "key_set")).unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 24);
+    for c in cases {
+        let name = s(c, "name");
+        let format: CodeFormat = s(c, "format").parse().unwrap();
+        let key = keys.get(&s(c, "key_id")).unwrap();
+        let code = derive_code(key, &s(c, "delivery_id"), n(c, "sequence"), format).unwrap();
+        assert_eq!(code.as_str(), s(c, "code"), "{name}");
+        assert_eq!(code.grouped(), s(c, "grouped"), "{name}");
+    }
+}
+
+fn settings(v: &Value) -> DeliverySettings {
+    DeliverySettings {
+        format: s(v, "format").parse().unwrap(),
+        allow_short_codes: v["allow_short_codes"].as_bool().unwrap(),
+        hash_bits: n(v, "hash_bits") as u32,
+        max_attempts: n(v, "max_attempts") as u32,
+        lifetime_secs: n(v, "lifetime_secs"),
+    }
+}
+
+fn backend(key_set: &str, current: &str) -> Backend {
+    let mut keys = KeySet::from_json(key_set).unwrap();
+    keys.set_current(current).unwrap();
+    Backend::new(keys, Arc::new(InMemoryAttemptStore::new()))
+}
+
+#[test]
+fn tickets_are_byte_exact_and_tampering_is_caught() {
+    let v = load("delivery-tickets.json");
+    let key_set = s(&v, "key_set");
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 7);
+    for c in cases {
+        let name = s(c, "name");
+        let b = backend(&key_set, &s(c, "key_id"));
+        let hash_key: [u8; 16] = hex(&s(c, "hash_key_hex")).try_into().unwrap();
+        let issued = b
+            .issue_with_hash_key(
+                &s(c, "delivery_id"),
+                n(c, "sequence"),
+                n(c, "now"),
+                &settings(&c["settings"]),
+                hash_key,
+            )
+            .unwrap();
+        assert_eq!(issued.code.as_str(), s(c, "code"), "{name}");
+        assert_eq!(issued.ticket.to_json(), s(c, "ticket"), "{name}");
+        let read = b.read_ticket(&s(c, "ticket")).unwrap();
+        assert_eq!(read, issued.ticket, "{name}");
+        assert_eq!(b.code_for(&read).unwrap().as_str(), s(c, "code"), "{name}");
+        // Nothing on the device side shows the code.
+        let device_view = format!("{} {read:?}", read.to_json());
+        assert!(
+            !device_view.contains(&s(c, "code")),
+            "{name}: ticket shows the code"
+        );
+    }
+    let b = backend(&key_set, "k-2026-11");
+    let tampered = v["tampered"].as_array().unwrap();
+    assert!(tampered.len() >= 10);
+    for c in tampered {
+        let name = s(c, "name");
+        let text = s(c, "ticket");
+        match (Ticket::from_json(&text), c["device_error"].as_str()) {
+            (Ok(_), None) => {}
+            (Err(e), Some(kind)) => assert_eq!(e.kind(), kind, "{name}: {e}"),
+            (other, expected) => panic!("{name}: device got {other:?}, expected {expected:?}"),
+        }
+        let err = b.read_ticket(&text).unwrap_err();
+        assert_eq!(err.kind(), s(c, "backend_error"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn normalization() {
+    let v = load("delivery-normalize.json");
+    let cases = v["cases"].as_array().unwrap();
+    assert!(cases.len() >= 25);
+    for c in cases {
+        let name = s(c, "name");
+        let format: CodeFormat = s(c, "format").parse().unwrap();
+        let result = normalize(&s(c, "entered"), format);
+        match c.get("normalized") {
+            Some(expected) => {
+                assert_eq!(
+                    result.unwrap().as_str(),
+                    expected.as_str().unwrap(),
+                    "{name}"
+                )
+            }
+            None => {
+                let err = result.unwrap_err();
+                assert_eq!(err.kind(), s(c, "error"), "{name}");
+                match err {
+                    Error::InvalidCodeCharacter { position } => {
+                        assert_eq!(position, n(c, "position"), "{name}")
+                    }
+                    Error::WrongCodeLength { found, .. } => {
+                        assert_eq!(found, n(c, "found"), "{name}")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn offline_name(o: &OfflineOutcome) -> &'static str {
+    match o {
+        OfflineOutcome::AcceptedProvisionally { .. } => "accepted_provisionally",
+        OfflineOutcome::Rejected { .. } => "rejected",
+        OfflineOutcome::LockedOut { .. } => "locked_out",
+        OfflineOutcome::Expired { .. } => "expired",
+        OfflineOutcome::NotYetValid { .. } => "not_yet_valid",
+        OfflineOutcome::ClockMovedBackwards { .. } => "clock_moved_backwards",
+        OfflineOutcome::Superseded { .. } => "superseded",
+    }
+}
+
+fn check_offline(o: &OfflineOutcome, step: &Value, ctx: &str) {
+    assert_eq!(offline_name(o), s(step, "expect"), "{ctx}: {o:?}");
+    let (field, value) = match *o {
+        OfflineOutcome::AcceptedProvisionally { attempts_used } => {
+            ("attempts_used", u64::from(attempts_used))
+        }
+        OfflineOutcome::Rejected { attempts_left } => ("attempts_left", u64::from(attempts_left)),
+        OfflineOutcome::LockedOut { until } => ("until", until),
+        OfflineOutcome::Expired { at } => ("at", at),
+        OfflineOutcome::NotYetValid { from } => ("from", from),
+        OfflineOutcome::ClockMovedBackwards { latest_seen } => ("latest_seen", latest_seen),
+        OfflineOutcome::Superseded { by_sequence } => ("by_sequence", by_sequence),
+    };
+    assert_eq!(value, n(step, field), "{ctx}: {field}");
+}
+
+fn check_online(o: &OnlineOutcome, step: &Value, ctx: &str) {
+    let (name, field) = match *o {
+        OnlineOutcome::Confirmed { attempts_used } => (
+            "confirmed",
+            Some(("attempts_used", u64::from(attempts_used))),
+        ),
+        OnlineOutcome::Rejected { attempts_left } => (
+            "rejected",
+            Some(("attempts_left", u64::from(attempts_left))),
+        ),
+        OnlineOutcome::LockedOut { until } => ("locked_out", Some(("until", until))),
+        OnlineOutcome::AlreadyUsed => ("already_used", None),
+        OnlineOutcome::Expired { at } => ("expired", Some(("at", at))),
+        OnlineOutcome::NotYetValid { from } => ("not_yet_valid", Some(("from", from))),
+        OnlineOutcome::Superseded { current_sequence } => {
+            ("superseded", Some(("current_sequence", current_sequence)))
+        }
+    };
+    assert_eq!(name, s(step, "expect"), "{ctx}: {o:?}");
+    if let Some((field, value)) = field {
+        assert_eq!(value, n(step, field), "{ctx}: {field}");
+    }
+}
+
+#[test]
+fn scenarios() {
+    let v = load("delivery-scenarios.json");
+    let b = |_: ()| backend(&s(&v, "key_set"), "k-2026-11");
+    let tolerance = n(&v, "clock_tolerance_secs");
+    let scenarios = v["scenarios"].as_array().unwrap();
+    assert!(scenarios.len() >= 12);
+    for scenario in scenarios {
+        let name = s(scenario, "name");
+        let store: Arc<dyn StateStore> = Arc::new(InMemoryStateStore::new());
+        let backend = b(());
+        let mut ticket = Ticket::from_json(&s(scenario, "ticket")).unwrap();
+        let open = |t: &Ticket| {
+            OfflineVerifier::new(t.clone(), store.clone()).with_clock_tolerance(tolerance)
+        };
+        let mut verifier = open(&ticket);
+        for (i, step) in scenario["steps"].as_array().unwrap().iter().enumerate() {
+            let ctx = format!("{name}, step {}", i + 1);
+            match s(step, "do").as_str() {
+                "verify" => {
+                    let result = verifier.verify(&s(step, "entered"), n(step, "time"));
+                    match step.get("expect_error") {
+                        Some(kind) => {
+                            assert_eq!(result.unwrap_err().kind(), kind.as_str().unwrap(), "{ctx}")
+                        }
+                        None => check_offline(&result.unwrap(), step, &ctx),
+                    }
+                }
+                // A new verifier over the same storage: an app restart.
+                "restart" => verifier = open(&ticket),
+                "switch_ticket" => {
+                    ticket = Ticket::from_json(&s(step, "ticket")).unwrap();
+                    verifier = open(&ticket);
+                }
+                "attempts_left" => {
+                    assert_eq!(
+                        u64::from(verifier.attempts_left().unwrap()),
+                        n(step, "expect"),
+                        "{ctx}"
+                    )
+                }
+                "online" => {
+                    let outcome = backend
+                        .verify_online(
+                            &ticket,
+                            &s(step, "entered"),
+                            n(step, "time"),
+                            n(step, "current_sequence"),
+                        )
+                        .unwrap();
+                    check_online(&outcome, step, &ctx);
+                }
+                other => panic!("{ctx}: unknown step {other}"),
+            }
+        }
+    }
+}
