@@ -304,3 +304,89 @@ fn decode_fixed<const N: usize>(text: &str, field: &str) -> Result<[u8; N]> {
         .try_into()
         .map_err(|_| invalid(format!("{field} does not have {N} bytes")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, InMemoryAttemptStore};
+    use crate::settings::DeliverySettings;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    use std::sync::Arc;
+
+    fn backend() -> Backend {
+        let keys = KeySet::new(crate::keys::MasterKey::from_bytes("k1", &[7u8; 32]).unwrap());
+        Backend::new(keys, Arc::new(InMemoryAttemptStore::new()))
+    }
+
+    /// The offline false-accept rate of the default settings, measured over
+    /// a million random wrong codes on 16 tickets: within 20% of 2^-12.
+    #[test]
+    fn false_accept_rate_is_two_to_the_minus_t() {
+        let b = backend();
+        let settings = DeliverySettings::default();
+        let mut rng = StdRng::seed_from_u64(20261126);
+        let (mut tried, mut passed) = (0u64, 0u64);
+        for t in 0..16 {
+            let issued = b
+                .issue_with_hash_key(
+                    &format!("PKG-{t}"),
+                    0,
+                    1_764_000_000,
+                    &settings,
+                    rng.random(),
+                )
+                .unwrap();
+            let right: u32 = issued.code.as_str().parse().unwrap();
+            while tried < (t + 1) * 62_500 {
+                let guess = rng.random_range(0..1_000_000u32);
+                if guess == right {
+                    continue;
+                }
+                tried += 1;
+                if issued.ticket.hash_matches(&format!("{guess:06}")) {
+                    passed += 1;
+                }
+            }
+        }
+        let rate = passed as f64 / tried as f64;
+        let expected = settings.false_accept_probability();
+        eprintln!(
+            "false accepts: {passed} of {tried} wrong codes = {rate:.3e} (2^-12 = {expected:.3e}, ratio {:.3})",
+            rate / expected
+        );
+        assert!(tried >= 1_000_000);
+        assert!(
+            (rate / expected - 1.0).abs() < 0.2,
+            "rate {rate} vs {expected}"
+        );
+    }
+
+    /// Someone who tries every 6-digit code against a ticket is left with
+    /// about 10^6 / 2^12 = 244 candidates, one of them right.
+    #[test]
+    fn brute_forcing_a_ticket_leaves_hundreds_of_candidates() {
+        let b = backend();
+        let settings = DeliverySettings::default();
+        for t in 0..3u8 {
+            let issued = b
+                .issue_with_hash_key(&format!("PKG-{t}"), 0, 1_764_000_000, &settings, [t; 16])
+                .unwrap();
+            let candidates: Vec<u32> = (0..1_000_000u32)
+                .filter(|c| issued.ticket.hash_matches(&format!("{c:06}")))
+                .collect();
+            let right: u32 = issued.code.as_str().parse().unwrap();
+            eprintln!(
+                "ticket {t}: {} candidates (expected about {:.0})",
+                candidates.len(),
+                settings.expected_candidates()
+            );
+            assert!(candidates.contains(&right));
+            assert!(
+                (150..=350).contains(&candidates.len()),
+                "{}",
+                candidates.len()
+            );
+        }
+    }
+}
