@@ -221,6 +221,22 @@ impl Backend {
         self.issue(previous.delivery_id(), sequence, now, settings)
     }
 
+    /// The code for a delivery's sequence with the named key, derived again
+    /// (the backend stores only the sequence): for the customer's message.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyId`], [`Error::InvalidDeliveryId`],
+    /// [`Error::InvalidCodeFormat`].
+    pub fn derive_code(
+        &self,
+        key_id: &str,
+        delivery_id: &str,
+        sequence: u64,
+        format: crate::CodeFormat,
+    ) -> Result<Code> {
+        derive_code(self.keys.get(key_id)?, delivery_id, sequence, format)
+    }
+
     /// The code a ticket stands for, derived again from the key it names.
     ///
     /// # Errors

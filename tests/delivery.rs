@@ -57,6 +57,11 @@ fn codes() {
         let format: CodeFormat = s(c, "format").parse().unwrap();
         let key = keys.get(&s(c, "key_id")).unwrap();
         let code = derive_code(key, &s(c, "delivery_id"), n(c, "sequence"), format).unwrap();
+        let b = Backend::new(keys.clone(), Arc::new(InMemoryAttemptStore::new()));
+        let again = b
+            .derive_code(&s(c, "key_id"), &s(c, "delivery_id"), n(c, "sequence"), format)
+            .unwrap();
+        assert_eq!(again, code, "{name}");
         assert_eq!(code.as_str(), s(c, "code"), "{name}");
         assert_eq!(code.grouped(), s(c, "grouped"), "{name}");
     }

@@ -460,7 +460,13 @@ fileprivate final class UniffiHandleMap<T>: @unchecked Sendable {
 
 
 // Public interface members begin here.
-
+// Magic number for the Rust proxy to call using the same mechanism as every other method,
+// to free the callback once it's dropped by Rust.
+private let IDX_CALLBACK_FREE: Int32 = 0
+// Callback return codes
+private let UNIFFI_CALLBACK_SUCCESS: Int32 = 0
+private let UNIFFI_CALLBACK_ERROR: Int32 = 1
+private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -507,6 +513,22 @@ fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
 
     public static func write(_ value: Int64, into buf: inout [UInt8]) {
         writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterDouble: FfiConverterPrimitive {
+    typealias FfiType = Double
+    typealias SwiftType = Double
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Double {
+        return try lift(readDouble(&buf))
+    }
+
+    public static func write(_ value: Double, into buf: inout [UInt8]) {
+        writeDouble(&buf, lower(value))
     }
 }
 
@@ -597,6 +619,619 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
         writeBytes(&buf, value)
     }
 }
+
+
+
+
+/**
+ * The backend: issues codes and tickets, recognises its own tickets and
+ * verifies codes online, counting attempts in a thread-safe in-memory
+ * store (a Rust backend can plug in a shared store instead).
+ */
+public protocol BackendProtocol: AnyObject, Sendable {
+    
+    /**
+     * The code a ticket stands for (for the customer's message on a resend
+     * of the same code, or for support).
+     *
+     * # Errors
+     * `UnknownKeyId`, `TicketMacMismatch`.
+     */
+    func codeFor(ticket: Ticket) throws  -> String
+    
+    /**
+     * The code for a delivery's sequence with the named key, derived again
+     * (the backend stores only the sequence).
+     *
+     * # Errors
+     * `UnknownKeyId`, `InvalidDeliveryId`, `InvalidCodeFormat`.
+     */
+    func deriveCode(keyId: String, deliveryId: String, sequence: UInt64, format: CodeFormat) throws  -> String
+    
+    /**
+     * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
+     * one more per resend), valid from `now` (unix seconds).
+     *
+     * # Errors
+     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
+     * `RandomUnavailable`.
+     */
+    func issue(deliveryId: String, sequence: UInt64, now: UInt64, settings: DeliverySettings) throws  -> IssuedCode
+    
+    /**
+     * `issue` with a chosen 16-byte ticket hash key instead of a random
+     * one: for reproducible test vectors only.
+     *
+     * # Errors
+     * As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
+     */
+    func issueWithHashKey(deliveryId: String, sequence: UInt64, now: UInt64, settings: DeliverySettings, hashKey: Data) throws  -> IssuedCode
+    
+    /**
+     * Reads a ticket and checks it is this backend's, unchanged.
+     *
+     * # Errors
+     * `UnsupportedTicketVersion`, `InvalidTicket`, `UnsafeSettings`,
+     * `UnknownKeyId`, `TicketMacMismatch`.
+     */
+    func readTicket(json: String) throws  -> Ticket
+    
+    /**
+     * A resend: the next sequence after `previous`, so its code stops working.
+     *
+     * # Errors
+     * As `issue`.
+     */
+    func resend(previous: Ticket, now: UInt64, settings: DeliverySettings) throws  -> IssuedCode
+    
+    /**
+     * Verifies a typed code online while `current_sequence` is the
+     * delivery's latest: exact, constant time, every attempt counted before
+     * the comparison, a right code consumed once.
+     *
+     * # Errors
+     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
+     * `WrongCodeLength` (not counted as attempts), `StateStorage`.
+     */
+    func verifyOnline(ticket: Ticket, entered: String, now: UInt64, currentSequence: UInt64) throws  -> OnlineOutcome
+    
+}
+/**
+ * The backend: issues codes and tickets, recognises its own tickets and
+ * verifies codes online, counting attempts in a thread-safe in-memory
+ * store (a Rust backend can plug in a shared store instead).
+ */
+open class Backend: BackendProtocol, @unchecked Sendable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_backend(self.handle, $0) }
+    }
+    /**
+     * A backend with a copy of `keys` and an empty in-memory attempt store.
+     */
+public convenience init(keys: KeySet) {
+    let handle =
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_backend_new(
+        FfiConverterTypeKeySet_lower(keys),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_backend(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The code a ticket stands for (for the customer's message on a resend
+     * of the same code, or for support).
+     *
+     * # Errors
+     * `UnknownKeyId`, `TicketMacMismatch`.
+     */
+open func codeFor(ticket: Ticket)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_code_for(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTicket_lower(ticket),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The code for a delivery's sequence with the named key, derived again
+     * (the backend stores only the sequence).
+     *
+     * # Errors
+     * `UnknownKeyId`, `InvalidDeliveryId`, `InvalidCodeFormat`.
+     */
+open func deriveCode(keyId: String, deliveryId: String, sequence: UInt64, format: CodeFormat)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_derive_code(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(keyId),
+        FfiConverterString.lower(deliveryId),
+        FfiConverterUInt64.lower(sequence),
+        FfiConverterTypeCodeFormat_lower(format),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
+     * one more per resend), valid from `now` (unix seconds).
+     *
+     * # Errors
+     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
+     * `RandomUnavailable`.
+     */
+open func issue(deliveryId: String, sequence: UInt64, now: UInt64, settings: DeliverySettings)throws  -> IssuedCode  {
+    return try  FfiConverterTypeIssuedCode_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_issue(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(deliveryId),
+        FfiConverterUInt64.lower(sequence),
+        FfiConverterUInt64.lower(now),
+        FfiConverterTypeDeliverySettings_lower(settings),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `issue` with a chosen 16-byte ticket hash key instead of a random
+     * one: for reproducible test vectors only.
+     *
+     * # Errors
+     * As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
+     */
+open func issueWithHashKey(deliveryId: String, sequence: UInt64, now: UInt64, settings: DeliverySettings, hashKey: Data)throws  -> IssuedCode  {
+    return try  FfiConverterTypeIssuedCode_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_issue_with_hash_key(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(deliveryId),
+        FfiConverterUInt64.lower(sequence),
+        FfiConverterUInt64.lower(now),
+        FfiConverterTypeDeliverySettings_lower(settings),
+        FfiConverterData.lower(hashKey),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Reads a ticket and checks it is this backend's, unchanged.
+     *
+     * # Errors
+     * `UnsupportedTicketVersion`, `InvalidTicket`, `UnsafeSettings`,
+     * `UnknownKeyId`, `TicketMacMismatch`.
+     */
+open func readTicket(json: String)throws  -> Ticket  {
+    return try  FfiConverterTypeTicket_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_read_ticket(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(json),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A resend: the next sequence after `previous`, so its code stops working.
+     *
+     * # Errors
+     * As `issue`.
+     */
+open func resend(previous: Ticket, now: UInt64, settings: DeliverySettings)throws  -> IssuedCode  {
+    return try  FfiConverterTypeIssuedCode_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_resend(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTicket_lower(previous),
+        FfiConverterUInt64.lower(now),
+        FfiConverterTypeDeliverySettings_lower(settings),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Verifies a typed code online while `current_sequence` is the
+     * delivery's latest: exact, constant time, every attempt counted before
+     * the comparison, a right code consumed once.
+     *
+     * # Errors
+     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
+     * `WrongCodeLength` (not counted as attempts), `StateStorage`.
+     */
+open func verifyOnline(ticket: Ticket, entered: String, now: UInt64, currentSequence: UInt64)throws  -> OnlineOutcome  {
+    return try  FfiConverterTypeOnlineOutcome_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_verify_online(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTicket_lower(ticket),
+        FfiConverterString.lower(entered),
+        FfiConverterUInt64.lower(now),
+        FfiConverterUInt64.lower(currentSequence),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeBackend: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Backend
+
+    public static func lift(_ handle: UInt64) throws -> Backend {
+        return Backend(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Backend) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Backend {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Backend, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBackend_lift(_ handle: UInt64) throws -> Backend {
+    return try FfiConverterTypeBackend.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBackend_lower(_ value: Backend) -> UInt64 {
+    return FfiConverterTypeBackend.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Where the app keeps attempt state between runs, implemented in Kotlin
+ * or Swift (SharedPreferences, UserDefaults, a database). `key` names the
+ * delivery; `value` is a short text to store as it is.
+ */
+public protocol DeviceStateStore: AnyObject, Sendable {
+    
+    /**
+     * The value saved under `key`, or null.
+     *
+     * # Errors
+     * `StoreError.Failed` when the storage fails.
+     */
+    func load(key: String) throws  -> String?
+    
+    /**
+     * Saves `value` under `key`, replacing what was there.
+     *
+     * # Errors
+     * `StoreError.Failed` when the storage fails.
+     */
+    func save(key: String, value: String) throws 
+    
+}
+/**
+ * Where the app keeps attempt state between runs, implemented in Kotlin
+ * or Swift (SharedPreferences, UserDefaults, a database). `key` names the
+ * delivery; `value` is a short text to store as it is.
+ */
+open class DeviceStateStoreImpl: DeviceStateStore, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_devicestatestore(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_devicestatestore(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The value saved under `key`, or null.
+     *
+     * # Errors
+     * `StoreError.Failed` when the storage fails.
+     */
+open func load(key: String)throws  -> String?  {
+    return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeStoreError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicestatestore_load(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(key),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Saves `value` under `key`, replacing what was there.
+     *
+     * # Errors
+     * `StoreError.Failed` when the storage fails.
+     */
+open func save(key: String, value: String)throws   {try rustCallWithError(FfiConverterTypeStoreError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicestatestore_save(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(key),
+        FfiConverterString.lower(value),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceDeviceStateStore {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceDeviceStateStore = UniffiVTableCallbackInterfaceDeviceStateStore(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeDeviceStateStore.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface DeviceStateStore: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeDeviceStateStore.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface DeviceStateStore: handle missing in uniffiClone")
+            }
+        },
+        load: { (
+            uniffiHandle: UInt64,
+            key: RustBuffer,
+            uniffiOutReturn: UnsafeMutablePointer<RustBuffer>,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> String? in
+                guard let uniffiObj = try? FfiConverterTypeDeviceStateStore.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.load(
+                     key: try FfiConverterString.lift(key)
+                )
+            }
+
+            
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterOptionString.lower($0) }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeStoreError_lower
+            )
+        },
+        save: { (
+            uniffiHandle: UInt64,
+            key: RustBuffer,
+            value: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeDeviceStateStore.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.save(
+                     key: try FfiConverterString.lift(key),
+                     value: try FfiConverterString.lift(value)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeStoreError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceDeviceStateStore> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceDeviceStateStore>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitDeviceStateStore() {
+    uniffi_delivery_otp_fn_init_callback_vtable_devicestatestore(UniffiCallbackInterfaceDeviceStateStore.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDeviceStateStore: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<DeviceStateStore>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = DeviceStateStore
+
+    public static func lift(_ handle: UInt64) throws -> DeviceStateStore {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return DeviceStateStoreImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: DeviceStateStore) -> UInt64 {
+         if let rustImpl = value as? DeviceStateStoreImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DeviceStateStore {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: DeviceStateStore, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeviceStateStore_lift(_ handle: UInt64) throws -> DeviceStateStore {
+    return try FfiConverterTypeDeviceStateStore.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeviceStateStore_lower(_ value: DeviceStateStore) -> UInt64 {
+    return FfiConverterTypeDeviceStateStore.lower(value)
+}
+
+
 
 
 
@@ -783,6 +1418,533 @@ public func FfiConverterTypeHotp_lift(_ handle: UInt64) throws -> Hotp {
 #endif
 public func FfiConverterTypeHotp_lower(_ value: Hotp) -> UInt64 {
     return FfiConverterTypeHotp.lower(value)
+}
+
+
+
+
+
+
+/**
+ * The backend's master keys, by key id; one is current. Key material stays
+ * in Rust memory and is wiped when the object is closed or collected.
+ */
+public protocol KeySetProtocol: AnyObject, Sendable {
+    
+    /**
+     * The current key's id.
+     */
+    func currentId()  -> String
+    
+    /**
+     * Every key id, the current one first.
+     */
+    func ids()  -> [String]
+    
+    /**
+     * Removes a retired key.
+     *
+     * # Errors
+     * `UnknownKeyId`, `InvalidKeySet` (the current key).
+     */
+    func remove(keyId: String) throws 
+    
+    /**
+     * Adds a new key from the OS generator and makes it current.
+     *
+     * # Errors
+     * `InvalidKeyId`, `InvalidKeySet` (id taken), `RandomUnavailable`.
+     */
+    func rotate(newKeyId: String) throws 
+    
+    /**
+     * Makes another key current.
+     *
+     * # Errors
+     * `UnknownKeyId`.
+     */
+    func setCurrent(keyId: String) throws 
+    
+    /**
+     * The JSON form; it holds the keys.
+     */
+    func toJson()  -> String
+    
+}
+/**
+ * The backend's master keys, by key id; one is current. Key material stays
+ * in Rust memory and is wiped when the object is closed or collected.
+ */
+open class KeySet: KeySetProtocol, @unchecked Sendable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_keyset(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_keyset(handle, $0) }
+    }
+
+    
+    /**
+     * Reads the JSON form `{"version":1,"current":ID,"keys":[{"id":ID,"secret":BASE32}]}`.
+     *
+     * # Errors
+     * `InvalidKeySet`, `UnknownKeyId`, `InvalidKeyId`, `InvalidKey` and the base32 errors.
+     */
+public static func fromJson(json: String)throws  -> KeySet  {
+    return try  FfiConverterTypeKeySet_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_keyset_from_json(
+        FfiConverterString.lower(json),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A set of one new 256-bit key from the OS generator.
+     *
+     * # Errors
+     * `InvalidKeyId`, `RandomUnavailable`.
+     */
+public static func generate(keyId: String)throws  -> KeySet  {
+    return try  FfiConverterTypeKeySet_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_keyset_generate(
+        FfiConverterString.lower(keyId),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The current key's id.
+     */
+open func currentId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyset_current_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Every key id, the current one first.
+     */
+open func ids() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyset_ids(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Removes a retired key.
+     *
+     * # Errors
+     * `UnknownKeyId`, `InvalidKeySet` (the current key).
+     */
+open func remove(keyId: String)throws   {try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyset_remove(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(keyId),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Adds a new key from the OS generator and makes it current.
+     *
+     * # Errors
+     * `InvalidKeyId`, `InvalidKeySet` (id taken), `RandomUnavailable`.
+     */
+open func rotate(newKeyId: String)throws   {try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyset_rotate(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(newKeyId),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Makes another key current.
+     *
+     * # Errors
+     * `UnknownKeyId`.
+     */
+open func setCurrent(keyId: String)throws   {try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyset_set_current(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(keyId),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The JSON form; it holds the keys.
+     */
+open func toJson() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyset_to_json(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyset_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeKeySet: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = KeySet
+
+    public static func lift(_ handle: UInt64) throws -> KeySet {
+        return KeySet(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: KeySet) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> KeySet {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: KeySet, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeKeySet_lift(_ handle: UInt64) throws -> KeySet {
+    return try FfiConverterTypeKeySet.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeKeySet_lower(_ value: KeySet) -> UInt64 {
+    return FfiConverterTypeKeySet.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Checks typed codes against one ticket on the courier's device, offline,
+ * keeping attempts, lockout and the latest time seen in the app's store so
+ * they survive restarts. Thread-safe.
+ */
+public protocol OfflineVerifierProtocol: AnyObject, Sendable {
+    
+    /**
+     * Attempts still allowed.
+     *
+     * # Errors
+     * `StateStorage`, `CorruptState`.
+     */
+    func attemptsLeft() throws  -> UInt32
+    
+    /**
+     * The key the state is stored under.
+     */
+    func stateKey()  -> String
+    
+    /**
+     * The ticket.
+     */
+    func ticket()  -> Ticket
+    
+    /**
+     * Checks what the courier typed at unix time `now`. The state is saved
+     * before the outcome is returned.
+     *
+     * # Errors
+     * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+     * `StateStorage` (no outcome then), `CorruptState`.
+     */
+    func verify(entered: String, now: UInt64) throws  -> OfflineOutcome
+    
+    /**
+     * `verify` at the device's current time.
+     *
+     * # Errors
+     * As `verify`.
+     */
+    func verifyNow(entered: String) throws  -> OfflineOutcome
+    
+}
+/**
+ * Checks typed codes against one ticket on the courier's device, offline,
+ * keeping attempts, lockout and the latest time seen in the app's store so
+ * they survive restarts. Thread-safe.
+ */
+open class OfflineVerifier: OfflineVerifierProtocol, @unchecked Sendable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_offlineverifier(self.handle, $0) }
+    }
+    /**
+     * A verifier for `ticket` with its state in `store`; the clock may seem
+     * to go back up to `clock_tolerance_secs` unreported.
+     */
+public convenience init(ticket: Ticket, store: DeviceStateStore, clockToleranceSecs: UInt64 = UInt64(300)) {
+    let handle =
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_offlineverifier_new(
+        FfiConverterTypeTicket_lower(ticket),
+        FfiConverterTypeDeviceStateStore_lower(store),
+        FfiConverterUInt64.lower(clockToleranceSecs),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_offlineverifier(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Attempts still allowed.
+     *
+     * # Errors
+     * `StateStorage`, `CorruptState`.
+     */
+open func attemptsLeft()throws  -> UInt32  {
+    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineverifier_attempts_left(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The key the state is stored under.
+     */
+open func stateKey() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineverifier_state_key(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The ticket.
+     */
+open func ticket() -> Ticket  {
+    return try!  FfiConverterTypeTicket_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineverifier_ticket(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Checks what the courier typed at unix time `now`. The state is saved
+     * before the outcome is returned.
+     *
+     * # Errors
+     * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+     * `StateStorage` (no outcome then), `CorruptState`.
+     */
+open func verify(entered: String, now: UInt64)throws  -> OfflineOutcome  {
+    return try  FfiConverterTypeOfflineOutcome_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineverifier_verify(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(entered),
+        FfiConverterUInt64.lower(now),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `verify` at the device's current time.
+     *
+     * # Errors
+     * As `verify`.
+     */
+open func verifyNow(entered: String)throws  -> OfflineOutcome  {
+    return try  FfiConverterTypeOfflineOutcome_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineverifier_verify_now(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(entered),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineverifier_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOfflineVerifier: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = OfflineVerifier
+
+    public static func lift(_ handle: UInt64) throws -> OfflineVerifier {
+        return OfflineVerifier(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: OfflineVerifier) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> OfflineVerifier {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: OfflineVerifier, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOfflineVerifier_lift(_ handle: UInt64) throws -> OfflineVerifier {
+    return try FfiConverterTypeOfflineVerifier.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOfflineVerifier_lower(_ value: OfflineVerifier) -> UInt64 {
+    return FfiConverterTypeOfflineVerifier.lower(value)
 }
 
 
@@ -1018,6 +2180,314 @@ public func FfiConverterTypeSecret_lift(_ handle: UInt64) throws -> Secret {
 #endif
 public func FfiConverterTypeSecret_lower(_ value: Secret) -> UInt64 {
     return FfiConverterTypeSecret.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A delivery's ticket: what the backend gives the courier's device. It
+ * holds no code and no backend key. Its JSON wire form is versioned and
+ * stable.
+ */
+public protocol TicketProtocol: AnyObject, Sendable {
+    
+    /**
+     * The delivery id.
+     */
+    func deliveryId()  -> String
+    
+    /**
+     * Not valid from this unix time on.
+     */
+    func expiresAt()  -> UInt64
+    
+    /**
+     * How the code is written.
+     */
+    func format()  -> CodeFormat
+    
+    /**
+     * Width of the offline hash in bits.
+     */
+    func hashBits()  -> UInt32
+    
+    /**
+     * The id of the backend key the code derives from.
+     */
+    func keyId()  -> String
+    
+    /**
+     * Attempts allowed.
+     */
+    func maxAttempts()  -> UInt32
+    
+    /**
+     * Not valid before this unix time.
+     */
+    func notBefore()  -> UInt64
+    
+    /**
+     * The sequence number; a resend issues the next.
+     */
+    func sequence()  -> UInt64
+    
+    /**
+     * The wire form.
+     */
+    func toJson()  -> String
+    
+}
+/**
+ * A delivery's ticket: what the backend gives the courier's device. It
+ * holds no code and no backend key. Its JSON wire form is versioned and
+ * stable.
+ */
+open class Ticket: TicketProtocol, @unchecked Sendable, Equatable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_ticket(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_ticket(handle, $0) }
+    }
+
+    
+    /**
+     * Reads a ticket and checks its fields are consistent (the device
+     * cannot check the backend MAC; the backend's `readTicket` does).
+     *
+     * # Errors
+     * `UnsupportedTicketVersion`, `InvalidTicket`, `UnsafeSettings`.
+     */
+public static func fromJson(json: String)throws  -> Ticket  {
+    return try  FfiConverterTypeTicket_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_ticket_from_json(
+        FfiConverterString.lower(json),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The delivery id.
+     */
+open func deliveryId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_delivery_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Not valid from this unix time on.
+     */
+open func expiresAt() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_expires_at(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * How the code is written.
+     */
+open func format() -> CodeFormat  {
+    return try!  FfiConverterTypeCodeFormat_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_format(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Width of the offline hash in bits.
+     */
+open func hashBits() -> UInt32  {
+    return try!  FfiConverterUInt32.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_hash_bits(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The id of the backend key the code derives from.
+     */
+open func keyId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_key_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Attempts allowed.
+     */
+open func maxAttempts() -> UInt32  {
+    return try!  FfiConverterUInt32.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_max_attempts(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Not valid before this unix time.
+     */
+open func notBefore() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_not_before(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The sequence number; a resend issues the next.
+     */
+open func sequence() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_sequence(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The wire form.
+     */
+open func toJson() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_to_json(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Eq` implementation - only `eq` is used.
+public static func == (self: Ticket, other: Ticket) -> Bool {
+    return try!  FfiConverterBool.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_uniffi_trait_eq_eq(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTicket_lower(other),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTicket: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Ticket
+
+    public static func lift(_ handle: UInt64) throws -> Ticket {
+        return Ticket(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Ticket) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Ticket {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Ticket, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTicket_lift(_ handle: UInt64) throws -> Ticket {
+    return try FfiConverterTypeTicket.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTicket_lower(_ value: Ticket) -> UInt64 {
+    return FfiConverterTypeTicket.lower(value)
 }
 
 
@@ -1300,6 +2770,187 @@ public func FfiConverterTypeTotp_lower(_ value: Totp) -> UInt64 {
 
 
 /**
+ * What the backend decides for one delivery's code. A wrong code passes the
+ * offline check with probability 2^-`hash_bits`; someone who tries every
+ * code against the ticket is left with about (code space) / 2^`hash_bits`
+ * candidates, which must be at least 16.
+ */
+public struct DeliverySettings: Equatable, Hashable {
+    /**
+     * How the code is written.
+     */
+    public var format: CodeFormat
+    /**
+     * Opt-in for numeric codes of 4 or 5 digits.
+     */
+    public var allowShortCodes: Bool
+    /**
+     * Width of the offline hash in bits, 8 to 32.
+     */
+    public var hashBits: UInt32
+    /**
+     * Attempts before the code locks, 1 to 100.
+     */
+    public var maxAttempts: UInt32
+    /**
+     * Seconds from issuing until the code expires, up to 30 days.
+     */
+    public var lifetimeSecs: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * How the code is written.
+         */format: CodeFormat, 
+        /**
+         * Opt-in for numeric codes of 4 or 5 digits.
+         */allowShortCodes: Bool = false, 
+        /**
+         * Width of the offline hash in bits, 8 to 32.
+         */hashBits: UInt32 = UInt32(12), 
+        /**
+         * Attempts before the code locks, 1 to 100.
+         */maxAttempts: UInt32 = UInt32(5), 
+        /**
+         * Seconds from issuing until the code expires, up to 30 days.
+         */lifetimeSecs: UInt64 = UInt64(86400)) {
+        self.format = format
+        self.allowShortCodes = allowShortCodes
+        self.hashBits = hashBits
+        self.maxAttempts = maxAttempts
+        self.lifetimeSecs = lifetimeSecs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DeliverySettings: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDeliverySettings: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DeliverySettings {
+        return
+            try DeliverySettings(
+                format: FfiConverterTypeCodeFormat.read(from: &buf), 
+                allowShortCodes: FfiConverterBool.read(from: &buf), 
+                hashBits: FfiConverterUInt32.read(from: &buf), 
+                maxAttempts: FfiConverterUInt32.read(from: &buf), 
+                lifetimeSecs: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DeliverySettings, into buf: inout [UInt8]) {
+        FfiConverterTypeCodeFormat.write(value.format, into: &buf)
+        FfiConverterBool.write(value.allowShortCodes, into: &buf)
+        FfiConverterUInt32.write(value.hashBits, into: &buf)
+        FfiConverterUInt32.write(value.maxAttempts, into: &buf)
+        FfiConverterUInt64.write(value.lifetimeSecs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliverySettings_lift(_ buf: RustBuffer) throws -> DeliverySettings {
+    return try FfiConverterTypeDeliverySettings.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliverySettings_lower(_ value: DeliverySettings) -> RustBuffer {
+    return FfiConverterTypeDeliverySettings.lower(value)
+}
+
+
+/**
+ * A code and its ticket, as the backend issues them.
+ */
+public struct IssuedCode {
+    /**
+     * The code, for the customer's message only.
+     */
+    public var code: String
+    /**
+     * The code grouped for reading aloud ("482 913").
+     */
+    public var codeGrouped: String
+    /**
+     * The ticket, for the courier's device.
+     */
+    public var ticket: Ticket
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The code, for the customer's message only.
+         */code: String, 
+        /**
+         * The code grouped for reading aloud ("482 913").
+         */codeGrouped: String, 
+        /**
+         * The ticket, for the courier's device.
+         */ticket: Ticket) {
+        self.code = code
+        self.codeGrouped = codeGrouped
+        self.ticket = ticket
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension IssuedCode: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIssuedCode: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IssuedCode {
+        return
+            try IssuedCode(
+                code: FfiConverterString.read(from: &buf), 
+                codeGrouped: FfiConverterString.read(from: &buf), 
+                ticket: FfiConverterTypeTicket.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: IssuedCode, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.code, into: &buf)
+        FfiConverterString.write(value.codeGrouped, into: &buf)
+        FfiConverterTypeTicket.write(value.ticket, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIssuedCode_lift(_ buf: RustBuffer) throws -> IssuedCode {
+    return try FfiConverterTypeIssuedCode.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIssuedCode_lower(_ value: IssuedCode) -> RustBuffer {
+    return FfiConverterTypeIssuedCode.lower(value)
+}
+
+
+/**
  * The contents of an `otpauth://` key URI (an enrolment QR code).
  */
 public struct KeyUri {
@@ -1567,6 +3218,422 @@ public func FfiConverterTypeAlgorithm_lower(_ value: Algorithm) -> RustBuffer {
 
 
 /**
+ * How a delivery code is written.
+ */
+
+public enum CodeFormat: Equatable, Hashable {
+    
+    /**
+     * Decimal digits, 4 to 10 (fewer than 6 only with `allow_short_codes`).
+     */
+    case numeric(
+        /**
+         * Number of digits.
+         */digits: UInt32
+    )
+    /**
+     * Crockford base32 characters (0-9 and A-Z without I, L, O, U), 4 to 12.
+     */
+    case crockford(
+        /**
+         * Number of characters.
+         */length: UInt32
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension CodeFormat: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCodeFormat: FfiConverterRustBuffer {
+    typealias SwiftType = CodeFormat
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CodeFormat {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .numeric(digits: try FfiConverterUInt32.read(from: &buf)
+        )
+        
+        case 2: return .crockford(length: try FfiConverterUInt32.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: CodeFormat, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .numeric(digits):
+            writeInt(&buf, Int32(1))
+            FfiConverterUInt32.write(digits, into: &buf)
+            
+        
+        case let .crockford(length):
+            writeInt(&buf, Int32(2))
+            FfiConverterUInt32.write(length, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeFormat_lift(_ buf: RustBuffer) throws -> CodeFormat {
+    return try FfiConverterTypeCodeFormat.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeFormat_lower(_ value: CodeFormat) -> RustBuffer {
+    return FfiConverterTypeCodeFormat.lower(value)
+}
+
+
+
+/**
+ * The result of an offline verification on the courier's device.
+ */
+
+public enum OfflineOutcome: Equatable, Hashable {
+    
+    /**
+     * The code matches the ticket; provisional until the backend confirms it.
+     */
+    case acceptedProvisionally(
+        /**
+         * Attempts used, this one included.
+         */attemptsUsed: UInt32
+    )
+    /**
+     * The code does not match.
+     */
+    case rejected(
+        /**
+         * Attempts still allowed.
+         */attemptsLeft: UInt32
+    )
+    /**
+     * No attempts left for this ticket.
+     */
+    case lockedOut(
+        /**
+         * The ticket's expiry; a resend brings a new ticket.
+         */until: UInt64
+    )
+    /**
+     * The ticket has expired.
+     */
+    case expired(
+        /**
+         * When it expired.
+         */at: UInt64
+    )
+    /**
+     * The ticket is not valid yet.
+     */
+    case notYetValid(
+        /**
+         * When it becomes valid.
+         */from: UInt64
+    )
+    /**
+     * The device clock went back past a time already seen; nothing was
+     * checked or counted.
+     */
+    case clockMovedBackwards(
+        /**
+         * The latest time seen.
+         */latestSeen: UInt64
+    )
+    /**
+     * A newer ticket for this delivery was already used on this device.
+     */
+    case superseded(
+        /**
+         * The newer sequence.
+         */bySequence: UInt64
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension OfflineOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOfflineOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = OfflineOutcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> OfflineOutcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .acceptedProvisionally(attemptsUsed: try FfiConverterUInt32.read(from: &buf)
+        )
+        
+        case 2: return .rejected(attemptsLeft: try FfiConverterUInt32.read(from: &buf)
+        )
+        
+        case 3: return .lockedOut(until: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 4: return .expired(at: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 5: return .notYetValid(from: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 6: return .clockMovedBackwards(latestSeen: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 7: return .superseded(bySequence: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: OfflineOutcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .acceptedProvisionally(attemptsUsed):
+            writeInt(&buf, Int32(1))
+            FfiConverterUInt32.write(attemptsUsed, into: &buf)
+            
+        
+        case let .rejected(attemptsLeft):
+            writeInt(&buf, Int32(2))
+            FfiConverterUInt32.write(attemptsLeft, into: &buf)
+            
+        
+        case let .lockedOut(until):
+            writeInt(&buf, Int32(3))
+            FfiConverterUInt64.write(until, into: &buf)
+            
+        
+        case let .expired(at):
+            writeInt(&buf, Int32(4))
+            FfiConverterUInt64.write(at, into: &buf)
+            
+        
+        case let .notYetValid(from):
+            writeInt(&buf, Int32(5))
+            FfiConverterUInt64.write(from, into: &buf)
+            
+        
+        case let .clockMovedBackwards(latestSeen):
+            writeInt(&buf, Int32(6))
+            FfiConverterUInt64.write(latestSeen, into: &buf)
+            
+        
+        case let .superseded(bySequence):
+            writeInt(&buf, Int32(7))
+            FfiConverterUInt64.write(bySequence, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOfflineOutcome_lift(_ buf: RustBuffer) throws -> OfflineOutcome {
+    return try FfiConverterTypeOfflineOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOfflineOutcome_lower(_ value: OfflineOutcome) -> RustBuffer {
+    return FfiConverterTypeOfflineOutcome.lower(value)
+}
+
+
+
+/**
+ * The result of an online verification on the backend.
+ */
+
+public enum OnlineOutcome: Equatable, Hashable {
+    
+    /**
+     * Right code; it is now used.
+     */
+    case confirmed(
+        /**
+         * Attempts used, this one included.
+         */attemptsUsed: UInt32
+    )
+    /**
+     * Wrong code.
+     */
+    case rejected(
+        /**
+         * Attempts still allowed.
+         */attemptsLeft: UInt32
+    )
+    /**
+     * No attempts left.
+     */
+    case lockedOut(
+        /**
+         * The code's expiry.
+         */until: UInt64
+    )
+    /**
+     * The right code, already used.
+     */
+    case alreadyUsed
+    /**
+     * The code has expired.
+     */
+    case expired(
+        /**
+         * When it expired.
+         */at: UInt64
+    )
+    /**
+     * The code is not valid yet.
+     */
+    case notYetValid(
+        /**
+         * When it becomes valid.
+         */from: UInt64
+    )
+    /**
+     * A resend replaced this code.
+     */
+    case superseded(
+        /**
+         * The current sequence.
+         */currentSequence: UInt64
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension OnlineOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOnlineOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = OnlineOutcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> OnlineOutcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .confirmed(attemptsUsed: try FfiConverterUInt32.read(from: &buf)
+        )
+        
+        case 2: return .rejected(attemptsLeft: try FfiConverterUInt32.read(from: &buf)
+        )
+        
+        case 3: return .lockedOut(until: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 4: return .alreadyUsed
+        
+        case 5: return .expired(at: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 6: return .notYetValid(from: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 7: return .superseded(currentSequence: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: OnlineOutcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .confirmed(attemptsUsed):
+            writeInt(&buf, Int32(1))
+            FfiConverterUInt32.write(attemptsUsed, into: &buf)
+            
+        
+        case let .rejected(attemptsLeft):
+            writeInt(&buf, Int32(2))
+            FfiConverterUInt32.write(attemptsLeft, into: &buf)
+            
+        
+        case let .lockedOut(until):
+            writeInt(&buf, Int32(3))
+            FfiConverterUInt64.write(until, into: &buf)
+            
+        
+        case .alreadyUsed:
+            writeInt(&buf, Int32(4))
+        
+        
+        case let .expired(at):
+            writeInt(&buf, Int32(5))
+            FfiConverterUInt64.write(at, into: &buf)
+            
+        
+        case let .notYetValid(from):
+            writeInt(&buf, Int32(6))
+            FfiConverterUInt64.write(from, into: &buf)
+            
+        
+        case let .superseded(currentSequence):
+            writeInt(&buf, Int32(7))
+            FfiConverterUInt64.write(currentSequence, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOnlineOutcome_lift(_ buf: RustBuffer) throws -> OnlineOutcome {
+    return try FfiConverterTypeOnlineOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOnlineOutcome_lower(_ value: OnlineOutcome) -> RustBuffer {
+    return FfiConverterTypeOnlineOutcome.lower(value)
+}
+
+
+
+/**
  * Everything that can go wrong in delivery-otp. Messages never contain a
  * code or a secret.
  *
@@ -1695,6 +3762,81 @@ enum OtpError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case InvalidPercentEncoding(message: String)
     
+    /**
+     * A key id that cannot be used.
+     */
+    case InvalidKeyId(message: String)
+    
+    /**
+     * No key with this id in the key set.
+     */
+    case UnknownKeyId(message: String)
+    
+    /**
+     * Key material of the wrong size or encoding.
+     */
+    case InvalidKey(message: String)
+    
+    /**
+     * A key set that cannot be read or used.
+     */
+    case InvalidKeySet(message: String)
+    
+    /**
+     * A delivery id that cannot be used.
+     */
+    case InvalidDeliveryId(message: String)
+    
+    /**
+     * A code format the library does not support, or a short one without the opt-in.
+     */
+    case InvalidCodeFormat(message: String)
+    
+    /**
+     * Settings that would weaken the check or let a ticket reveal the code.
+     */
+    case UnsafeSettings(message: String)
+    
+    /**
+     * A typed character that cannot be part of a code, at a position counted from 1.
+     */
+    case InvalidCodeCharacter(message: String)
+    
+    /**
+     * A typed code with too many or too few characters.
+     */
+    case WrongCodeLength(message: String)
+    
+    /**
+     * A ticket that cannot be read or whose fields are inconsistent.
+     */
+    case InvalidTicket(message: String)
+    
+    /**
+     * A ticket of an unknown format version.
+     */
+    case UnsupportedTicketVersion(message: String)
+    
+    /**
+     * A ticket changed after issuing, or issued with another key.
+     */
+    case TicketMacMismatch(message: String)
+    
+    /**
+     * The app's attempt-state storage failed.
+     */
+    case StateStorage(message: String)
+    
+    /**
+     * Stored attempt state that cannot be read.
+     */
+    case CorruptState(message: String)
+    
+    /**
+     * A number would leave its range.
+     */
+    case Overflow(message: String)
+    
 
     
 
@@ -1816,6 +3958,66 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
             message: try FfiConverterString.read(from: &buf)
         )
         
+        case 24: return .InvalidKeyId(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 25: return .UnknownKeyId(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 26: return .InvalidKey(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 27: return .InvalidKeySet(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 28: return .InvalidDeliveryId(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 29: return .InvalidCodeFormat(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 30: return .UnsafeSettings(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 31: return .InvalidCodeCharacter(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 32: return .WrongCodeLength(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 33: return .InvalidTicket(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 34: return .UnsupportedTicketVersion(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 35: return .TicketMacMismatch(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 36: return .StateStorage(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 37: return .CorruptState(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 38: return .Overflow(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
 
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -1873,6 +4075,36 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(22))
         case .InvalidPercentEncoding(_ /* message is ignored*/):
             writeInt(&buf, Int32(23))
+        case .InvalidKeyId(_ /* message is ignored*/):
+            writeInt(&buf, Int32(24))
+        case .UnknownKeyId(_ /* message is ignored*/):
+            writeInt(&buf, Int32(25))
+        case .InvalidKey(_ /* message is ignored*/):
+            writeInt(&buf, Int32(26))
+        case .InvalidKeySet(_ /* message is ignored*/):
+            writeInt(&buf, Int32(27))
+        case .InvalidDeliveryId(_ /* message is ignored*/):
+            writeInt(&buf, Int32(28))
+        case .InvalidCodeFormat(_ /* message is ignored*/):
+            writeInt(&buf, Int32(29))
+        case .UnsafeSettings(_ /* message is ignored*/):
+            writeInt(&buf, Int32(30))
+        case .InvalidCodeCharacter(_ /* message is ignored*/):
+            writeInt(&buf, Int32(31))
+        case .WrongCodeLength(_ /* message is ignored*/):
+            writeInt(&buf, Int32(32))
+        case .InvalidTicket(_ /* message is ignored*/):
+            writeInt(&buf, Int32(33))
+        case .UnsupportedTicketVersion(_ /* message is ignored*/):
+            writeInt(&buf, Int32(34))
+        case .TicketMacMismatch(_ /* message is ignored*/):
+            writeInt(&buf, Int32(35))
+        case .StateStorage(_ /* message is ignored*/):
+            writeInt(&buf, Int32(36))
+        case .CorruptState(_ /* message is ignored*/):
+            writeInt(&buf, Int32(37))
+        case .Overflow(_ /* message is ignored*/):
+            writeInt(&buf, Int32(38))
 
         
         }
@@ -1981,6 +4213,90 @@ public func FfiConverterTypeOtpKind_lower(_ value: OtpKind) -> RustBuffer {
 }
 
 
+
+/**
+ * The error a [`DeviceStateStore`] implementation throws.
+ */
+public 
+enum StoreError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
+
+    
+    
+    /**
+     * The storage failed; `reason` says how.
+     */
+    case Failed(
+        /**
+         * What went wrong.
+         */reason: String
+    )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
+}
+
+#if compiler(>=6)
+extension StoreError: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeStoreError: FfiConverterRustBuffer {
+    typealias SwiftType = StoreError
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> StoreError {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+
+        
+
+        
+        case 1: return .Failed(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+
+         default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: StoreError, into buf: inout [UInt8]) {
+        switch value {
+
+        
+
+        
+        
+        case let .Failed(reason):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStoreError_lift(_ buf: RustBuffer) throws -> StoreError {
+    return try FfiConverterTypeStoreError.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStoreError_lower(_ value: StoreError) -> RustBuffer {
+    return FfiConverterTypeStoreError.lower(value)
+}
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -2076,6 +4392,95 @@ fileprivate struct FfiConverterOptionTypeAlgorithm: FfiConverterRustBuffer {
         }
     }
 }
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]
+
+    public static func write(_ value: [String], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterString.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [String]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+/**
+ * Checks settings before using them.
+ *
+ * # Errors
+ * `InvalidCodeFormat`, `UnsafeSettings`.
+ */
+public func checkDeliverySettings(settings: DeliverySettings)throws   {try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_func_check_delivery_settings(
+        FfiConverterTypeDeliverySettings_lower(settings),uniffiCallStatus
+    )
+}
+}
+/**
+ * The default settings: 6 digits, a 12-bit hash (1 false accept in 4096,
+ * about 244 candidates), 5 attempts, one day.
+ */
+public func defaultDeliverySettings() -> DeliverySettings  {
+    return try!  FfiConverterTypeDeliverySettings_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_func_default_delivery_settings(uniffiCallStatus
+    )
+})
+}
+/**
+ * About how many codes match a ticket's hash: code space / 2^hash_bits.
+ */
+public func expectedCandidates(format: CodeFormat, hashBits: UInt32) -> Double  {
+    return try!  FfiConverterDouble.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_func_expected_candidates(
+        FfiConverterTypeCodeFormat_lower(format),
+        FfiConverterUInt32.lower(hashBits),uniffiCallStatus
+    )
+})
+}
+/**
+ * The chance that one wrong code passes the offline check: 2^-hash_bits.
+ */
+public func falseAcceptProbability(hashBits: UInt32) -> Double  {
+    return try!  FfiConverterDouble.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_func_false_accept_probability(
+        FfiConverterUInt32.lower(hashBits),uniffiCallStatus
+    )
+})
+}
+/**
+ * Normalizes typed text to the code's form: separators dropped, digits of
+ * every script to ASCII, and for Crockford codes upper case with O as 0 and
+ * I, L as 1.
+ *
+ * # Errors
+ * `InvalidCodeCharacter` (with its position), `WrongCodeLength`.
+ */
+public func normalizeCode(entered: String, format: CodeFormat)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_func_normalize_code(
+        FfiConverterString.lower(entered),
+        FfiConverterTypeCodeFormat_lower(format),uniffiCallStatus
+    )
+})
+}
 /**
  * Writes a key as an `otpauth://` URI; parsing it gives the same key back.
  *
@@ -2151,64 +4556,182 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_format_key_uri() != 52077) {
+    if (uniffi_delivery_otp_checksum_func_check_delivery_settings() != 27382) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_key_uri_hotp() != 1775) {
+    if (uniffi_delivery_otp_checksum_func_default_delivery_settings() != 50514) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_key_uri_totp() != 30678) {
+    if (uniffi_delivery_otp_checksum_func_expected_candidates() != 40565) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_parse_key_uri() != 61732) {
+    if (uniffi_delivery_otp_checksum_func_false_accept_probability() != 6520) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_hotp_generate() != 19715) {
+    if (uniffi_delivery_otp_checksum_func_normalize_code() != 8180) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_hotp_verify() != 49520) {
+    if (uniffi_delivery_otp_checksum_func_format_key_uri() != 52215) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_secret_byte_length() != 41831) {
+    if (uniffi_delivery_otp_checksum_func_key_uri_hotp() != 32884) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_secret_to_base32() != 40918) {
+    if (uniffi_delivery_otp_checksum_func_key_uri_totp() != 47575) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_generate() != 9708) {
+    if (uniffi_delivery_otp_checksum_func_parse_key_uri() != 62430) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_generate_now() != 57176) {
+    if (uniffi_delivery_otp_checksum_method_backend_code_for() != 8499) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_step_at() != 38303) {
+    if (uniffi_delivery_otp_checksum_method_backend_derive_code() != 22130) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_verify() != 13332) {
+    if (uniffi_delivery_otp_checksum_method_backend_issue() != 41795) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 49260) {
+    if (uniffi_delivery_otp_checksum_method_backend_issue_with_hash_key() != 8477) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_hotp_new() != 47653) {
+    if (uniffi_delivery_otp_checksum_method_backend_read_ticket() != 8233) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_secret_from_base32() != 29854) {
+    if (uniffi_delivery_otp_checksum_method_backend_resend() != 57848) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_secret_from_bytes() != 10778) {
+    if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 27808) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_secret_generate() != 7886) {
+    if (uniffi_delivery_otp_checksum_method_devicestatestore_load() != 20828) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() != 56893) {
+    if (uniffi_delivery_otp_checksum_method_devicestatestore_save() != 17260) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_totp_new() != 7007) {
+    if (uniffi_delivery_otp_checksum_method_keyset_current_id() != 17311) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyset_ids() != 36921) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyset_remove() != 25765) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyset_rotate() != 48890) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyset_set_current() != 59244) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyset_to_json() != 27541) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() != 18261) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_state_key() != 15313) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_ticket() != 27851) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify() != 10518) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() != 50717) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_delivery_id() != 17376) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_expires_at() != 57951) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_format() != 56902) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_hash_bits() != 2423) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_key_id() != 17796) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_max_attempts() != 14122) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_not_before() != 24518) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_sequence() != 50581) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_to_json() != 25579) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_hotp_generate() != 42701) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_hotp_verify() != 40885) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_secret_byte_length() != 28332) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_secret_to_base32() != 38416) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_totp_generate() != 3082) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_totp_generate_now() != 2020) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_totp_step_at() != 22826) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_totp_verify() != 60106) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 42322) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_backend_new() != 54679) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_keyset_from_json() != 18565) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_keyset_generate() != 1428) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_offlineverifier_new() != 7770) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_ticket_from_json() != 25168) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_hotp_new() != 12624) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_secret_from_base32() != 41616) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_secret_from_bytes() != 39738) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_secret_generate() != 29782) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() != 64588) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_totp_new() != 60470) {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitDeviceStateStore()
     return InitializationResult.ok
 }()
 

@@ -243,6 +243,285 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DEVICE_STATE_STORE_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DEVICE_STATE_STORE_METHOD0
+typedef void (*UniffiCallbackInterfaceDeviceStateStoreMethod0)(uint64_t, RustBuffer, RustBuffer* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DEVICE_STATE_STORE_METHOD1
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DEVICE_STATE_STORE_METHOD1
+typedef void (*UniffiCallbackInterfaceDeviceStateStoreMethod1)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_DEVICE_STATE_STORE
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_DEVICE_STATE_STORE
+typedef struct UniffiVTableCallbackInterfaceDeviceStateStore {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceDeviceStateStoreMethod0 _Nonnull load;
+    UniffiCallbackInterfaceDeviceStateStoreMethod1 _Nonnull save;
+} UniffiVTableCallbackInterfaceDeviceStateStore;
+
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_BACKEND
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_BACKEND
+uint64_t uniffi_delivery_otp_fn_clone_backend(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_BACKEND
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_BACKEND
+void uniffi_delivery_otp_fn_free_backend(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_BACKEND_NEW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_BACKEND_NEW
+uint64_t uniffi_delivery_otp_fn_constructor_backend_new(uint64_t keys, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_CODE_FOR
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_CODE_FOR
+RustBuffer uniffi_delivery_otp_fn_method_backend_code_for(uint64_t ptr, uint64_t ticket, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_DERIVE_CODE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_DERIVE_CODE
+RustBuffer uniffi_delivery_otp_fn_method_backend_derive_code(uint64_t ptr, RustBuffer key_id, RustBuffer delivery_id, uint64_t sequence, RustBuffer format, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE
+RustBuffer uniffi_delivery_otp_fn_method_backend_issue(uint64_t ptr, RustBuffer delivery_id, uint64_t sequence, uint64_t now, RustBuffer settings, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE_WITH_HASH_KEY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE_WITH_HASH_KEY
+RustBuffer uniffi_delivery_otp_fn_method_backend_issue_with_hash_key(uint64_t ptr, RustBuffer delivery_id, uint64_t sequence, uint64_t now, RustBuffer settings, RustBuffer hash_key, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_READ_TICKET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_READ_TICKET
+uint64_t uniffi_delivery_otp_fn_method_backend_read_ticket(uint64_t ptr, RustBuffer json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RESEND
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RESEND
+RustBuffer uniffi_delivery_otp_fn_method_backend_resend(uint64_t ptr, uint64_t previous, uint64_t now, RustBuffer settings, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_VERIFY_ONLINE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_VERIFY_ONLINE
+RustBuffer uniffi_delivery_otp_fn_method_backend_verify_online(uint64_t ptr, uint64_t ticket, RustBuffer entered, uint64_t now, uint64_t current_sequence, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_backend_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_DEVICESTATESTORE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_DEVICESTATESTORE
+uint64_t uniffi_delivery_otp_fn_clone_devicestatestore(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_DEVICESTATESTORE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_DEVICESTATESTORE
+void uniffi_delivery_otp_fn_free_devicestatestore(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_INIT_CALLBACK_VTABLE_DEVICESTATESTORE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_INIT_CALLBACK_VTABLE_DEVICESTATESTORE
+void uniffi_delivery_otp_fn_init_callback_vtable_devicestatestore(const UniffiVTableCallbackInterfaceDeviceStateStore* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_LOAD
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_LOAD
+RustBuffer uniffi_delivery_otp_fn_method_devicestatestore_load(uint64_t ptr, RustBuffer key, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_SAVE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_SAVE
+void uniffi_delivery_otp_fn_method_devicestatestore_save(uint64_t ptr, RustBuffer key, RustBuffer value, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_KEYSET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_KEYSET
+uint64_t uniffi_delivery_otp_fn_clone_keyset(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_KEYSET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_KEYSET
+void uniffi_delivery_otp_fn_free_keyset(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_KEYSET_FROM_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_KEYSET_FROM_JSON
+uint64_t uniffi_delivery_otp_fn_constructor_keyset_from_json(RustBuffer json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_KEYSET_GENERATE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_KEYSET_GENERATE
+uint64_t uniffi_delivery_otp_fn_constructor_keyset_generate(RustBuffer key_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_CURRENT_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_CURRENT_ID
+RustBuffer uniffi_delivery_otp_fn_method_keyset_current_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_IDS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_IDS
+RustBuffer uniffi_delivery_otp_fn_method_keyset_ids(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_REMOVE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_REMOVE
+void uniffi_delivery_otp_fn_method_keyset_remove(uint64_t ptr, RustBuffer key_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_ROTATE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_ROTATE
+void uniffi_delivery_otp_fn_method_keyset_rotate(uint64_t ptr, RustBuffer new_key_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_SET_CURRENT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_SET_CURRENT
+void uniffi_delivery_otp_fn_method_keyset_set_current(uint64_t ptr, RustBuffer key_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_TO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_TO_JSON
+RustBuffer uniffi_delivery_otp_fn_method_keyset_to_json(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYSET_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_keyset_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_OFFLINEVERIFIER
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_OFFLINEVERIFIER
+uint64_t uniffi_delivery_otp_fn_clone_offlineverifier(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_OFFLINEVERIFIER
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_OFFLINEVERIFIER
+void uniffi_delivery_otp_fn_free_offlineverifier(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_OFFLINEVERIFIER_NEW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_OFFLINEVERIFIER_NEW
+uint64_t uniffi_delivery_otp_fn_constructor_offlineverifier_new(uint64_t ticket, uint64_t store, uint64_t clock_tolerance_secs, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_ATTEMPTS_LEFT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_ATTEMPTS_LEFT
+uint32_t uniffi_delivery_otp_fn_method_offlineverifier_attempts_left(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_STATE_KEY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_STATE_KEY
+RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_state_key(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_TICKET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_TICKET
+uint64_t uniffi_delivery_otp_fn_method_offlineverifier_ticket(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_VERIFY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_VERIFY
+RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_verify(uint64_t ptr, RustBuffer entered, uint64_t now, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_VERIFY_NOW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_VERIFY_NOW
+RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_verify_now(uint64_t ptr, RustBuffer entered, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_TICKET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_TICKET
+uint64_t uniffi_delivery_otp_fn_clone_ticket(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_TICKET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_TICKET
+void uniffi_delivery_otp_fn_free_ticket(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_TICKET_FROM_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_TICKET_FROM_JSON
+uint64_t uniffi_delivery_otp_fn_constructor_ticket_from_json(RustBuffer json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_DELIVERY_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_DELIVERY_ID
+RustBuffer uniffi_delivery_otp_fn_method_ticket_delivery_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_EXPIRES_AT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_EXPIRES_AT
+uint64_t uniffi_delivery_otp_fn_method_ticket_expires_at(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_FORMAT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_FORMAT
+RustBuffer uniffi_delivery_otp_fn_method_ticket_format(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_HASH_BITS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_HASH_BITS
+uint32_t uniffi_delivery_otp_fn_method_ticket_hash_bits(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_KEY_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_KEY_ID
+RustBuffer uniffi_delivery_otp_fn_method_ticket_key_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_MAX_ATTEMPTS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_MAX_ATTEMPTS
+uint32_t uniffi_delivery_otp_fn_method_ticket_max_attempts(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_NOT_BEFORE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_NOT_BEFORE
+uint64_t uniffi_delivery_otp_fn_method_ticket_not_before(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_SEQUENCE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_SEQUENCE
+uint64_t uniffi_delivery_otp_fn_method_ticket_sequence(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_TO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_TO_JSON
+RustBuffer uniffi_delivery_otp_fn_method_ticket_to_json(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_ticket_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_UNIFFI_TRAIT_EQ_EQ
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_UNIFFI_TRAIT_EQ_EQ
+int8_t uniffi_delivery_otp_fn_method_ticket_uniffi_trait_eq_eq(uint64_t ptr, uint64_t other, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_UNIFFI_TRAIT_EQ_NE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_UNIFFI_TRAIT_EQ_NE
+int8_t uniffi_delivery_otp_fn_method_ticket_uniffi_trait_eq_ne(uint64_t ptr, uint64_t other, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_HOTP
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_HOTP
 uint64_t uniffi_delivery_otp_fn_clone_hotp(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -372,6 +651,32 @@ RustBuffer uniffi_delivery_otp_fn_method_totp_verify_now(uint64_t ptr, RustBuffe
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_UNIFFI_TRAIT_DEBUG
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_UNIFFI_TRAIT_DEBUG
 RustBuffer uniffi_delivery_otp_fn_method_totp_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_CHECK_DELIVERY_SETTINGS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_CHECK_DELIVERY_SETTINGS
+void uniffi_delivery_otp_fn_func_check_delivery_settings(RustBuffer settings, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_DEFAULT_DELIVERY_SETTINGS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_DEFAULT_DELIVERY_SETTINGS
+RustBuffer uniffi_delivery_otp_fn_func_default_delivery_settings(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_EXPECTED_CANDIDATES
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_EXPECTED_CANDIDATES
+double uniffi_delivery_otp_fn_func_expected_candidates(RustBuffer format, uint32_t hash_bits, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_FALSE_ACCEPT_PROBABILITY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_FALSE_ACCEPT_PROBABILITY
+double uniffi_delivery_otp_fn_func_false_accept_probability(uint32_t hash_bits, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_NORMALIZE_CODE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_NORMALIZE_CODE
+RustBuffer uniffi_delivery_otp_fn_func_normalize_code(RustBuffer entered, RustBuffer format, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_FORMAT_KEY_URI
@@ -654,6 +959,36 @@ void ffi_delivery_otp_rust_future_free_void(uint64_t handle
 void ffi_delivery_otp_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_CHECK_DELIVERY_SETTINGS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_CHECK_DELIVERY_SETTINGS
+uint16_t uniffi_delivery_otp_checksum_func_check_delivery_settings(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_DEFAULT_DELIVERY_SETTINGS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_DEFAULT_DELIVERY_SETTINGS
+uint16_t uniffi_delivery_otp_checksum_func_default_delivery_settings(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_EXPECTED_CANDIDATES
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_EXPECTED_CANDIDATES
+uint16_t uniffi_delivery_otp_checksum_func_expected_candidates(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_FALSE_ACCEPT_PROBABILITY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_FALSE_ACCEPT_PROBABILITY
+uint16_t uniffi_delivery_otp_checksum_func_false_accept_probability(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_NORMALIZE_CODE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_NORMALIZE_CODE
+uint16_t uniffi_delivery_otp_checksum_func_normalize_code(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_FORMAT_KEY_URI
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_FORMAT_KEY_URI
 uint16_t uniffi_delivery_otp_checksum_func_format_key_uri(void
@@ -675,6 +1010,180 @@ uint16_t uniffi_delivery_otp_checksum_func_key_uri_totp(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_PARSE_KEY_URI
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_PARSE_KEY_URI
 uint16_t uniffi_delivery_otp_checksum_func_parse_key_uri(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_CODE_FOR
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_CODE_FOR
+uint16_t uniffi_delivery_otp_checksum_method_backend_code_for(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_DERIVE_CODE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_DERIVE_CODE
+uint16_t uniffi_delivery_otp_checksum_method_backend_derive_code(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_ISSUE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_ISSUE
+uint16_t uniffi_delivery_otp_checksum_method_backend_issue(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_ISSUE_WITH_HASH_KEY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_ISSUE_WITH_HASH_KEY
+uint16_t uniffi_delivery_otp_checksum_method_backend_issue_with_hash_key(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_READ_TICKET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_READ_TICKET
+uint16_t uniffi_delivery_otp_checksum_method_backend_read_ticket(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_RESEND
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_RESEND
+uint16_t uniffi_delivery_otp_checksum_method_backend_resend(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_VERIFY_ONLINE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_VERIFY_ONLINE
+uint16_t uniffi_delivery_otp_checksum_method_backend_verify_online(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_LOAD
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_LOAD
+uint16_t uniffi_delivery_otp_checksum_method_devicestatestore_load(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_SAVE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_SAVE
+uint16_t uniffi_delivery_otp_checksum_method_devicestatestore_save(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_CURRENT_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_CURRENT_ID
+uint16_t uniffi_delivery_otp_checksum_method_keyset_current_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_IDS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_IDS
+uint16_t uniffi_delivery_otp_checksum_method_keyset_ids(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_REMOVE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_REMOVE
+uint16_t uniffi_delivery_otp_checksum_method_keyset_remove(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_ROTATE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_ROTATE
+uint16_t uniffi_delivery_otp_checksum_method_keyset_rotate(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_SET_CURRENT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_SET_CURRENT
+uint16_t uniffi_delivery_otp_checksum_method_keyset_set_current(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_TO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYSET_TO_JSON
+uint16_t uniffi_delivery_otp_checksum_method_keyset_to_json(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_ATTEMPTS_LEFT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_ATTEMPTS_LEFT
+uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_STATE_KEY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_STATE_KEY
+uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_state_key(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_TICKET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_TICKET
+uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_ticket(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_VERIFY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_VERIFY
+uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_verify(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_VERIFY_NOW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_VERIFY_NOW
+uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_verify_now(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_DELIVERY_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_DELIVERY_ID
+uint16_t uniffi_delivery_otp_checksum_method_ticket_delivery_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_EXPIRES_AT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_EXPIRES_AT
+uint16_t uniffi_delivery_otp_checksum_method_ticket_expires_at(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_FORMAT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_FORMAT
+uint16_t uniffi_delivery_otp_checksum_method_ticket_format(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_HASH_BITS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_HASH_BITS
+uint16_t uniffi_delivery_otp_checksum_method_ticket_hash_bits(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_KEY_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_KEY_ID
+uint16_t uniffi_delivery_otp_checksum_method_ticket_key_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_MAX_ATTEMPTS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_MAX_ATTEMPTS
+uint16_t uniffi_delivery_otp_checksum_method_ticket_max_attempts(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_NOT_BEFORE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_NOT_BEFORE
+uint16_t uniffi_delivery_otp_checksum_method_ticket_not_before(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_SEQUENCE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_SEQUENCE
+uint16_t uniffi_delivery_otp_checksum_method_ticket_sequence(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_TO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_TO_JSON
+uint16_t uniffi_delivery_otp_checksum_method_ticket_to_json(void
     
 );
 #endif
@@ -729,6 +1238,36 @@ uint16_t uniffi_delivery_otp_checksum_method_totp_verify(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TOTP_VERIFY_NOW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TOTP_VERIFY_NOW
 uint16_t uniffi_delivery_otp_checksum_method_totp_verify_now(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_BACKEND_NEW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_BACKEND_NEW
+uint16_t uniffi_delivery_otp_checksum_constructor_backend_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_KEYSET_FROM_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_KEYSET_FROM_JSON
+uint16_t uniffi_delivery_otp_checksum_constructor_keyset_from_json(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_KEYSET_GENERATE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_KEYSET_GENERATE
+uint16_t uniffi_delivery_otp_checksum_constructor_keyset_generate(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_OFFLINEVERIFIER_NEW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_OFFLINEVERIFIER_NEW
+uint16_t uniffi_delivery_otp_checksum_constructor_offlineverifier_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TICKET_FROM_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TICKET_FROM_JSON
+uint16_t uniffi_delivery_otp_checksum_constructor_ticket_from_json(void
     
 );
 #endif

@@ -650,6 +650,34 @@ internal open class UniffiForeignFutureResultVoid(
 internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
     fun callback(`callbackData`: Long,`result`: UniffiForeignFutureResultVoid.UniffiByValue,)
 }
+internal interface UniffiCallbackInterfaceDeviceStateStoreMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`key`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceDeviceStateStoreMethod1 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`key`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "load", "save")
+internal open class UniffiVTableCallbackInterfaceDeviceStateStore(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `load`: UniffiCallbackInterfaceDeviceStateStoreMethod0? = null,
+    @JvmField internal var `save`: UniffiCallbackInterfaceDeviceStateStoreMethod1? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `load`: UniffiCallbackInterfaceDeviceStateStoreMethod0? = null,
+        `save`: UniffiCallbackInterfaceDeviceStateStoreMethod1? = null,
+    ): UniffiVTableCallbackInterfaceDeviceStateStore(`uniffiFree`,`uniffiClone`,`load`,`save`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceDeviceStateStore) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `load` = other.`load`
+        `save` = other.`save`
+    }
+
+}
 
 // A JNA Library to expose the extern-C FFI definitions.
 // This is an implementation detail which will be called internally by the public API.
@@ -675,6 +703,16 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_delivery_otp_checksum_func_check_delivery_settings(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_func_default_delivery_settings(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_func_expected_candidates(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_func_false_accept_probability(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_func_normalize_code(
+    ): Int
     external fun uniffi_delivery_otp_checksum_func_format_key_uri(
     ): Int
     external fun uniffi_delivery_otp_checksum_func_key_uri_hotp(
@@ -682,6 +720,64 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_func_key_uri_totp(
     ): Int
     external fun uniffi_delivery_otp_checksum_func_parse_key_uri(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_code_for(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_derive_code(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_issue(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_issue_with_hash_key(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_read_ticket(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_resend(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_verify_online(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_devicestatestore_load(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_devicestatestore_save(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyset_current_id(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyset_ids(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyset_remove(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyset_rotate(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyset_set_current(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyset_to_json(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_offlineverifier_state_key(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_offlineverifier_ticket(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_offlineverifier_verify(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_offlineverifier_verify_now(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_delivery_id(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_expires_at(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_format(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_hash_bits(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_key_id(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_max_attempts(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_not_before(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_sequence(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_to_json(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_hotp_generate(
     ): Int
@@ -700,6 +796,16 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_method_totp_verify(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_totp_verify_now(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_backend_new(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_keyset_from_json(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_keyset_generate(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_offlineverifier_new(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_ticket_from_json(
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_hotp_new(
     ): Int
@@ -729,10 +835,113 @@ internal object UniffiLib {
 
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "delivery_otp"))
+        uniffiCallbackInterfaceDeviceStateStore.register(this)
         
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_delivery_otp_fn_clone_backend(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_backend(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_constructor_backend_new(`keys`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_backend_code_for(`ptr`: Long,`ticket`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_backend_derive_code(`ptr`: Long,`keyId`: RustBuffer.ByValue,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`format`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_backend_issue(`ptr`: Long,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_backend_issue_with_hash_key(`ptr`: Long,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`now`: Long,`settings`: RustBuffer.ByValue,`hashKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_backend_read_ticket(`ptr`: Long,`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_backend_resend(`ptr`: Long,`previous`: Long,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_backend_verify_online(`ptr`: Long,`ticket`: Long,`entered`: RustBuffer.ByValue,`now`: Long,`currentSequence`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_backend_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_clone_devicestatestore(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_devicestatestore(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_init_callback_vtable_devicestatestore(`vtable`: UniffiVTableCallbackInterfaceDeviceStateStore,
+    ): Unit
+    external fun uniffi_delivery_otp_fn_method_devicestatestore_load(`ptr`: Long,`key`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_devicestatestore_save(`ptr`: Long,`key`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_clone_keyset(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_keyset(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_constructor_keyset_from_json(`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_constructor_keyset_generate(`keyId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_keyset_current_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyset_ids(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyset_remove(`ptr`: Long,`keyId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_method_keyset_rotate(`ptr`: Long,`newKeyId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_method_keyset_set_current(`ptr`: Long,`keyId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_method_keyset_to_json(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyset_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_clone_offlineverifier(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_offlineverifier(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_constructor_offlineverifier_new(`ticket`: Long,`store`: Long,`clockToleranceSecs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_attempts_left(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_state_key(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_ticket(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_verify(`ptr`: Long,`entered`: RustBuffer.ByValue,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_verify_now(`ptr`: Long,`entered`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_clone_ticket(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_ticket(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_constructor_ticket_from_json(`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_ticket_delivery_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_ticket_expires_at(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_ticket_format(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_ticket_hash_bits(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_delivery_otp_fn_method_ticket_key_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_ticket_max_attempts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_delivery_otp_fn_method_ticket_not_before(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_ticket_sequence(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_ticket_to_json(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_ticket_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_ticket_uniffi_trait_eq_eq(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_ticket_uniffi_trait_eq_ne(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_delivery_otp_fn_clone_hotp(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_free_hotp(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -784,6 +993,16 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_method_totp_verify_now(`ptr`: Long,`code`: RustBuffer.ByValue,`behind`: Long,`ahead`: Long,`lastUsedStep`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_totp_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_func_check_delivery_settings(`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_func_default_delivery_settings(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_func_expected_candidates(`format`: RustBuffer.ByValue,`hashBits`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Double
+    external fun uniffi_delivery_otp_fn_func_false_accept_probability(`hashBits`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Double
+    external fun uniffi_delivery_otp_fn_func_normalize_code(`entered`: RustBuffer.ByValue,`format`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_func_format_key_uri(`key`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -912,61 +1131,178 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
-    if ((lib.uniffi_delivery_otp_checksum_func_format_key_uri() and 0xFFFF) != 52077) {
+    if ((lib.uniffi_delivery_otp_checksum_func_check_delivery_settings() and 0xFFFF) != 27382) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_hotp() and 0xFFFF) != 1775) {
+    if ((lib.uniffi_delivery_otp_checksum_func_default_delivery_settings() and 0xFFFF) != 50514) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_totp() and 0xFFFF) != 30678) {
+    if ((lib.uniffi_delivery_otp_checksum_func_expected_candidates() and 0xFFFF) != 40565) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_parse_key_uri() and 0xFFFF) != 61732) {
+    if ((lib.uniffi_delivery_otp_checksum_func_false_accept_probability() and 0xFFFF) != 6520) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_hotp_generate() and 0xFFFF) != 19715) {
+    if ((lib.uniffi_delivery_otp_checksum_func_normalize_code() and 0xFFFF) != 8180) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_hotp_verify() and 0xFFFF) != 49520) {
+    if ((lib.uniffi_delivery_otp_checksum_func_format_key_uri() and 0xFFFF) != 52215) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_secret_byte_length() and 0xFFFF) != 41831) {
+    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_hotp() and 0xFFFF) != 32884) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_secret_to_base32() and 0xFFFF) != 40918) {
+    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_totp() and 0xFFFF) != 47575) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate() and 0xFFFF) != 9708) {
+    if ((lib.uniffi_delivery_otp_checksum_func_parse_key_uri() and 0xFFFF) != 62430) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate_now() and 0xFFFF) != 57176) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_code_for() and 0xFFFF) != 8499) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_step_at() and 0xFFFF) != 38303) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_derive_code() and 0xFFFF) != 22130) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify() and 0xFFFF) != 13332) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 41795) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 49260) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue_with_hash_key() and 0xFFFF) != 8477) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_hotp_new() and 0xFFFF) != 47653) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_read_ticket() and 0xFFFF) != 8233) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_base32() and 0xFFFF) != 29854) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 57848) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_bytes() and 0xFFFF) != 10778) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 27808) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate() and 0xFFFF) != 7886) {
+    if ((lib.uniffi_delivery_otp_checksum_method_devicestatestore_load() and 0xFFFF) != 20828) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() and 0xFFFF) != 56893) {
+    if ((lib.uniffi_delivery_otp_checksum_method_devicestatestore_save() and 0xFFFF) != 17260) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 7007) {
+    if ((lib.uniffi_delivery_otp_checksum_method_keyset_current_id() and 0xFFFF) != 17311) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyset_ids() and 0xFFFF) != 36921) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyset_remove() and 0xFFFF) != 25765) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyset_rotate() and 0xFFFF) != 48890) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyset_set_current() and 0xFFFF) != 59244) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyset_to_json() and 0xFFFF) != 27541) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() and 0xFFFF) != 18261) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_state_key() and 0xFFFF) != 15313) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_ticket() and 0xFFFF) != 27851) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify() and 0xFFFF) != 10518) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() and 0xFFFF) != 50717) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_delivery_id() and 0xFFFF) != 17376) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_expires_at() and 0xFFFF) != 57951) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_format() and 0xFFFF) != 56902) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_hash_bits() and 0xFFFF) != 2423) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_key_id() and 0xFFFF) != 17796) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_max_attempts() and 0xFFFF) != 14122) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_not_before() and 0xFFFF) != 24518) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_sequence() and 0xFFFF) != 50581) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_to_json() and 0xFFFF) != 25579) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_hotp_generate() and 0xFFFF) != 42701) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_hotp_verify() and 0xFFFF) != 40885) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_secret_byte_length() and 0xFFFF) != 28332) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_secret_to_base32() and 0xFFFF) != 38416) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate() and 0xFFFF) != 3082) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate_now() and 0xFFFF) != 2020) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_step_at() and 0xFFFF) != 22826) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify() and 0xFFFF) != 60106) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 42322) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_backend_new() and 0xFFFF) != 54679) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_keyset_from_json() and 0xFFFF) != 18565) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_keyset_generate() and 0xFFFF) != 1428) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_offlineverifier_new() and 0xFFFF) != 7770) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_ticket_from_json() and 0xFFFF) != 25168) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_hotp_new() and 0xFFFF) != 12624) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_base32() and 0xFFFF) != 41616) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_bytes() and 0xFFFF) != 39738) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate() and 0xFFFF) != 29782) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() and 0xFFFF) != 64588) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 60470) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1060,7 +1396,38 @@ object UniffiWithHandle
  *
  * @suppress
  * */
-object NoHandle
+object NoHandle// Magic number for the Rust proxy to call using the same mechanism as every other method,
+// to free the callback once it's dropped by Rust.
+internal const val IDX_CALLBACK_FREE = 0
+// Callback return codes
+internal const val UNIFFI_CALLBACK_SUCCESS = 0
+internal const val UNIFFI_CALLBACK_ERROR = 1
+internal const val UNIFFI_CALLBACK_UNEXPECTED_ERROR = 2
+
+/**
+ * @suppress
+ */
+public abstract class FfiConverterCallbackInterface<CallbackInterface: Any>: FfiConverter<CallbackInterface, Long> {
+    internal val handleMap = UniffiHandleMap<CallbackInterface>()
+
+    internal fun drop(handle: Long) {
+        handleMap.remove(handle)
+    }
+
+    override fun lift(value: Long): CallbackInterface {
+        return handleMap.get(value)
+    }
+
+    override fun read(buf: ByteBuffer) = lift(buf.getLong())
+
+    override fun lower(value: CallbackInterface) = handleMap.insert(value)
+
+    override fun allocationSize(value: CallbackInterface) = 8UL
+
+    override fun write(value: CallbackInterface, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
 /**
  * The cleaner interface for Object finalization code to run.
  * This is the entry point to any implementation that we're using.
@@ -1198,6 +1565,29 @@ public object FfiConverterLong: FfiConverter<Long, Long> {
 /**
  * @suppress
  */
+public object FfiConverterDouble: FfiConverter<Double, Double> {
+    override fun lift(value: Double): Double {
+        return value
+    }
+
+    override fun read(buf: ByteBuffer): Double {
+        return buf.getDouble()
+    }
+
+    override fun lower(value: Double): Double {
+        return value
+    }
+
+    override fun allocationSize(value: Double) = 8UL
+
+    override fun write(value: Double, buf: ByteBuffer) {
+        buf.putDouble(value)
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterBoolean: FfiConverter<Boolean, Byte> {
     override fun lift(value: Byte): Boolean {
         return value.toInt() != 0
@@ -1291,6 +1681,904 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
     override fun write(value: ByteArray, buf: ByteBuffer) {
         buf.putInt(value.size)
         buf.put(value)
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The backend: issues codes and tickets, recognises its own tickets and
+ * verifies codes online, counting attempts in a thread-safe in-memory
+ * store (a Rust backend can plug in a shared store instead).
+ */
+public interface BackendInterface {
+    
+    /**
+     * The code a ticket stands for (for the customer's message on a resend
+     * of the same code, or for support).
+     *
+     * # Errors
+     * `UnknownKeyId`, `TicketMacMismatch`.
+     */
+    fun `codeFor`(`ticket`: Ticket): kotlin.String
+    
+    /**
+     * The code for a delivery's sequence with the named key, derived again
+     * (the backend stores only the sequence).
+     *
+     * # Errors
+     * `UnknownKeyId`, `InvalidDeliveryId`, `InvalidCodeFormat`.
+     */
+    fun `deriveCode`(`keyId`: kotlin.String, `deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `format`: CodeFormat): kotlin.String
+    
+    /**
+     * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
+     * one more per resend), valid from `now` (unix seconds).
+     *
+     * # Errors
+     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
+     * `RandomUnavailable`.
+     */
+    fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode
+    
+    /**
+     * `issue` with a chosen 16-byte ticket hash key instead of a random
+     * one: for reproducible test vectors only.
+     *
+     * # Errors
+     * As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
+     */
+    fun `issueWithHashKey`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `now`: kotlin.ULong, `settings`: DeliverySettings, `hashKey`: kotlin.ByteArray): IssuedCode
+    
+    /**
+     * Reads a ticket and checks it is this backend's, unchanged.
+     *
+     * # Errors
+     * `UnsupportedTicketVersion`, `InvalidTicket`, `UnsafeSettings`,
+     * `UnknownKeyId`, `TicketMacMismatch`.
+     */
+    fun `readTicket`(`json`: kotlin.String): Ticket
+    
+    /**
+     * A resend: the next sequence after `previous`, so its code stops working.
+     *
+     * # Errors
+     * As `issue`.
+     */
+    fun `resend`(`previous`: Ticket, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode
+    
+    /**
+     * Verifies a typed code online while `current_sequence` is the
+     * delivery's latest: exact, constant time, every attempt counted before
+     * the comparison, a right code consumed once.
+     *
+     * # Errors
+     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
+     * `WrongCodeLength` (not counted as attempts), `StateStorage`.
+     */
+    fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `now`: kotlin.ULong, `currentSequence`: kotlin.ULong): OnlineOutcome
+    
+    companion object
+}
+
+/**
+ * The backend: issues codes and tickets, recognises its own tickets and
+ * verifies codes online, counting attempts in a thread-safe in-memory
+ * store (a Rust backend can plug in a shared store instead).
+ */
+open class Backend: Disposable, AutoCloseable, BackendInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    /**
+     * A backend with a copy of `keys` and an empty in-memory attempt store.
+     */
+    constructor(`keys`: KeySet) :
+        this(UniffiWithHandle, 
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_backend_new(
+    
+        
+        FfiConverterTypeKeySet.lower(`keys`),_status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_backend(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_backend(handle, status)
+        }
+    }
+
+    
+    /**
+     * The code a ticket stands for (for the customer's message on a resend
+     * of the same code, or for support).
+     *
+     * # Errors
+     * `UnknownKeyId`, `TicketMacMismatch`.
+     */
+    @Throws(OtpException::class)override fun `codeFor`(`ticket`: Ticket): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_code_for(
+        it,
+        
+        FfiConverterTypeTicket.lower(`ticket`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The code for a delivery's sequence with the named key, derived again
+     * (the backend stores only the sequence).
+     *
+     * # Errors
+     * `UnknownKeyId`, `InvalidDeliveryId`, `InvalidCodeFormat`.
+     */
+    @Throws(OtpException::class)override fun `deriveCode`(`keyId`: kotlin.String, `deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `format`: CodeFormat): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_derive_code(
+        it,
+        
+        FfiConverterString.lower(`keyId`),
+        FfiConverterString.lower(`deliveryId`),
+        FfiConverterULong.lower(`sequence`),
+        FfiConverterTypeCodeFormat.lower(`format`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
+     * one more per resend), valid from `now` (unix seconds).
+     *
+     * # Errors
+     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
+     * `RandomUnavailable`.
+     */
+    @Throws(OtpException::class)override fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode {
+            return FfiConverterTypeIssuedCode.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_issue(
+        it,
+        
+        FfiConverterString.lower(`deliveryId`),
+        FfiConverterULong.lower(`sequence`),
+        FfiConverterULong.lower(`now`),
+        FfiConverterTypeDeliverySettings.lower(`settings`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `issue` with a chosen 16-byte ticket hash key instead of a random
+     * one: for reproducible test vectors only.
+     *
+     * # Errors
+     * As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
+     */
+    @Throws(OtpException::class)override fun `issueWithHashKey`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `now`: kotlin.ULong, `settings`: DeliverySettings, `hashKey`: kotlin.ByteArray): IssuedCode {
+            return FfiConverterTypeIssuedCode.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_issue_with_hash_key(
+        it,
+        
+        FfiConverterString.lower(`deliveryId`),
+        FfiConverterULong.lower(`sequence`),
+        FfiConverterULong.lower(`now`),
+        FfiConverterTypeDeliverySettings.lower(`settings`),
+        FfiConverterByteArray.lower(`hashKey`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Reads a ticket and checks it is this backend's, unchanged.
+     *
+     * # Errors
+     * `UnsupportedTicketVersion`, `InvalidTicket`, `UnsafeSettings`,
+     * `UnknownKeyId`, `TicketMacMismatch`.
+     */
+    @Throws(OtpException::class)override fun `readTicket`(`json`: kotlin.String): Ticket {
+            return FfiConverterTypeTicket.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_read_ticket(
+        it,
+        
+        FfiConverterString.lower(`json`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A resend: the next sequence after `previous`, so its code stops working.
+     *
+     * # Errors
+     * As `issue`.
+     */
+    @Throws(OtpException::class)override fun `resend`(`previous`: Ticket, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode {
+            return FfiConverterTypeIssuedCode.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_resend(
+        it,
+        
+        FfiConverterTypeTicket.lower(`previous`),
+        FfiConverterULong.lower(`now`),
+        FfiConverterTypeDeliverySettings.lower(`settings`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Verifies a typed code online while `current_sequence` is the
+     * delivery's latest: exact, constant time, every attempt counted before
+     * the comparison, a right code consumed once.
+     *
+     * # Errors
+     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
+     * `WrongCodeLength` (not counted as attempts), `StateStorage`.
+     */
+    @Throws(OtpException::class)override fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `now`: kotlin.ULong, `currentSequence`: kotlin.ULong): OnlineOutcome {
+            return FfiConverterTypeOnlineOutcome.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_verify_online(
+        it,
+        
+        FfiConverterTypeTicket.lower(`ticket`),
+        FfiConverterString.lower(`entered`),
+        FfiConverterULong.lower(`now`),
+        FfiConverterULong.lower(`currentSequence`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeBackend: FfiConverter<Backend, Long> {
+    override fun lower(value: Backend): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Backend {
+        return Backend(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Backend {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Backend) = 8UL
+
+    override fun write(value: Backend, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * Where the app keeps attempt state between runs, implemented in Kotlin
+ * or Swift (SharedPreferences, UserDefaults, a database). `key` names the
+ * delivery; `value` is a short text to store as it is.
+ */
+public interface DeviceStateStore {
+    
+    /**
+     * The value saved under `key`, or null.
+     *
+     * # Errors
+     * `StoreError.Failed` when the storage fails.
+     */
+    fun `load`(`key`: kotlin.String): kotlin.String?
+    
+    /**
+     * Saves `value` under `key`, replacing what was there.
+     *
+     * # Errors
+     * `StoreError.Failed` when the storage fails.
+     */
+    fun `save`(`key`: kotlin.String, `value`: kotlin.String)
+    
+    companion object
+}
+
+/**
+ * Where the app keeps attempt state between runs, implemented in Kotlin
+ * or Swift (SharedPreferences, UserDefaults, a database). `key` names the
+ * delivery; `value` is a short text to store as it is.
+ */
+open class DeviceStateStoreImpl: Disposable, AutoCloseable, DeviceStateStore
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_devicestatestore(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_devicestatestore(handle, status)
+        }
+    }
+
+    
+    /**
+     * The value saved under `key`, or null.
+     *
+     * # Errors
+     * `StoreError.Failed` when the storage fails.
+     */
+    @Throws(StoreException::class)override fun `load`(`key`: kotlin.String): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(StoreException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicestatestore_load(
+        it,
+        
+        FfiConverterString.lower(`key`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Saves `value` under `key`, replacing what was there.
+     *
+     * # Errors
+     * `StoreError.Failed` when the storage fails.
+     */
+    @Throws(StoreException::class)override fun `save`(`key`: kotlin.String, `value`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(StoreException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicestatestore_save(
+        it,
+        
+        FfiConverterString.lower(`key`),
+        FfiConverterString.lower(`value`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceDeviceStateStore {
+    internal object `load`: UniffiCallbackInterfaceDeviceStateStoreMethod0 {
+        override fun callback(`uniffiHandle`: Long,`key`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeDeviceStateStore.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`load`(
+                    FfiConverterString.lift(`key`),
+                )
+            }
+            val writeReturn = { value: kotlin.String? -> uniffiOutReturn.setValue(FfiConverterOptionalString.lower(value)) }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: StoreException -> FfiConverterTypeStoreError.lower(e) }
+            )
+        }
+    }
+    internal object `save`: UniffiCallbackInterfaceDeviceStateStoreMethod1 {
+        override fun callback(`uniffiHandle`: Long,`key`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeDeviceStateStore.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`save`(
+                    FfiConverterString.lift(`key`),
+                    FfiConverterString.lift(`value`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: StoreException -> FfiConverterTypeStoreError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeDeviceStateStore.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeDeviceStateStore.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceDeviceStateStore.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `load`,
+        `save`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_delivery_otp_fn_init_callback_vtable_devicestatestore(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDeviceStateStore: FfiConverter<DeviceStateStore, Long> {
+    internal val handleMap = UniffiHandleMap<DeviceStateStore>()
+
+    override fun lower(value: DeviceStateStore): Long {
+        if (value is DeviceStateStoreImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): DeviceStateStore {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return DeviceStateStoreImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): DeviceStateStore {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: DeviceStateStore) = 8UL
+
+    override fun write(value: DeviceStateStore, buf: ByteBuffer) {
+        buf.putLong(lower(value))
     }
 }
 
@@ -1623,6 +2911,859 @@ public object FfiConverterTypeHotp: FfiConverter<Hotp, Long> {
     override fun allocationSize(value: Hotp) = 8UL
 
     override fun write(value: Hotp, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The backend's master keys, by key id; one is current. Key material stays
+ * in Rust memory and is wiped when the object is closed or collected.
+ */
+public interface KeySetInterface {
+    
+    /**
+     * The current key's id.
+     */
+    fun `currentId`(): kotlin.String
+    
+    /**
+     * Every key id, the current one first.
+     */
+    fun `ids`(): List<kotlin.String>
+    
+    /**
+     * Removes a retired key.
+     *
+     * # Errors
+     * `UnknownKeyId`, `InvalidKeySet` (the current key).
+     */
+    fun `remove`(`keyId`: kotlin.String)
+    
+    /**
+     * Adds a new key from the OS generator and makes it current.
+     *
+     * # Errors
+     * `InvalidKeyId`, `InvalidKeySet` (id taken), `RandomUnavailable`.
+     */
+    fun `rotate`(`newKeyId`: kotlin.String)
+    
+    /**
+     * Makes another key current.
+     *
+     * # Errors
+     * `UnknownKeyId`.
+     */
+    fun `setCurrent`(`keyId`: kotlin.String)
+    
+    /**
+     * The JSON form; it holds the keys.
+     */
+    fun `toJson`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * The backend's master keys, by key id; one is current. Key material stays
+ * in Rust memory and is wiped when the object is closed or collected.
+ */
+open class KeySet: Disposable, AutoCloseable, KeySetInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_keyset(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_keyset(handle, status)
+        }
+    }
+
+    
+    /**
+     * The current key's id.
+     */override fun `currentId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyset_current_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Every key id, the current one first.
+     */override fun `ids`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyset_ids(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Removes a retired key.
+     *
+     * # Errors
+     * `UnknownKeyId`, `InvalidKeySet` (the current key).
+     */
+    @Throws(OtpException::class)override fun `remove`(`keyId`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyset_remove(
+        it,
+        
+        FfiConverterString.lower(`keyId`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Adds a new key from the OS generator and makes it current.
+     *
+     * # Errors
+     * `InvalidKeyId`, `InvalidKeySet` (id taken), `RandomUnavailable`.
+     */
+    @Throws(OtpException::class)override fun `rotate`(`newKeyId`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyset_rotate(
+        it,
+        
+        FfiConverterString.lower(`newKeyId`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Makes another key current.
+     *
+     * # Errors
+     * `UnknownKeyId`.
+     */
+    @Throws(OtpException::class)override fun `setCurrent`(`keyId`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyset_set_current(
+        it,
+        
+        FfiConverterString.lower(`keyId`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The JSON form; it holds the keys.
+     */override fun `toJson`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyset_to_json(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyset_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+
+    
+    companion object {
+        
+    /**
+     * Reads the JSON form `{"version":1,"current":ID,"keys":[{"id":ID,"secret":BASE32}]}`.
+     *
+     * # Errors
+     * `InvalidKeySet`, `UnknownKeyId`, `InvalidKeyId`, `InvalidKey` and the base32 errors.
+     */
+    @Throws(OtpException::class) fun `fromJson`(`json`: kotlin.String): KeySet {
+            return FfiConverterTypeKeySet.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_keyset_from_json(
+    
+        
+        FfiConverterString.lower(`json`),_status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * A set of one new 256-bit key from the OS generator.
+     *
+     * # Errors
+     * `InvalidKeyId`, `RandomUnavailable`.
+     */
+    @Throws(OtpException::class) fun `generate`(`keyId`: kotlin.String): KeySet {
+            return FfiConverterTypeKeySet.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_keyset_generate(
+    
+        
+        FfiConverterString.lower(`keyId`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeKeySet: FfiConverter<KeySet, Long> {
+    override fun lower(value: KeySet): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): KeySet {
+        return KeySet(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): KeySet {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: KeySet) = 8UL
+
+    override fun write(value: KeySet, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * Checks typed codes against one ticket on the courier's device, offline,
+ * keeping attempts, lockout and the latest time seen in the app's store so
+ * they survive restarts. Thread-safe.
+ */
+public interface OfflineVerifierInterface {
+    
+    /**
+     * Attempts still allowed.
+     *
+     * # Errors
+     * `StateStorage`, `CorruptState`.
+     */
+    fun `attemptsLeft`(): kotlin.UInt
+    
+    /**
+     * The key the state is stored under.
+     */
+    fun `stateKey`(): kotlin.String
+    
+    /**
+     * The ticket.
+     */
+    fun `ticket`(): Ticket
+    
+    /**
+     * Checks what the courier typed at unix time `now`. The state is saved
+     * before the outcome is returned.
+     *
+     * # Errors
+     * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+     * `StateStorage` (no outcome then), `CorruptState`.
+     */
+    fun `verify`(`entered`: kotlin.String, `now`: kotlin.ULong): OfflineOutcome
+    
+    /**
+     * `verify` at the device's current time.
+     *
+     * # Errors
+     * As `verify`.
+     */
+    fun `verifyNow`(`entered`: kotlin.String): OfflineOutcome
+    
+    companion object
+}
+
+/**
+ * Checks typed codes against one ticket on the courier's device, offline,
+ * keeping attempts, lockout and the latest time seen in the app's store so
+ * they survive restarts. Thread-safe.
+ */
+open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    /**
+     * A verifier for `ticket` with its state in `store`; the clock may seem
+     * to go back up to `clock_tolerance_secs` unreported.
+     */
+    constructor(`ticket`: Ticket, `store`: DeviceStateStore, `clockToleranceSecs`: kotlin.ULong = 300uL) :
+        this(UniffiWithHandle, 
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_offlineverifier_new(
+    
+        
+        FfiConverterTypeTicket.lower(`ticket`),
+        FfiConverterTypeDeviceStateStore.lower(`store`),
+        FfiConverterULong.lower(`clockToleranceSecs`),_status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_offlineverifier(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_offlineverifier(handle, status)
+        }
+    }
+
+    
+    /**
+     * Attempts still allowed.
+     *
+     * # Errors
+     * `StateStorage`, `CorruptState`.
+     */
+    @Throws(OtpException::class)override fun `attemptsLeft`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_attempts_left(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The key the state is stored under.
+     */override fun `stateKey`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_state_key(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The ticket.
+     */override fun `ticket`(): Ticket {
+            return FfiConverterTypeTicket.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_ticket(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Checks what the courier typed at unix time `now`. The state is saved
+     * before the outcome is returned.
+     *
+     * # Errors
+     * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+     * `StateStorage` (no outcome then), `CorruptState`.
+     */
+    @Throws(OtpException::class)override fun `verify`(`entered`: kotlin.String, `now`: kotlin.ULong): OfflineOutcome {
+            return FfiConverterTypeOfflineOutcome.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_verify(
+        it,
+        
+        FfiConverterString.lower(`entered`),
+        FfiConverterULong.lower(`now`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `verify` at the device's current time.
+     *
+     * # Errors
+     * As `verify`.
+     */
+    @Throws(OtpException::class)override fun `verifyNow`(`entered`: kotlin.String): OfflineOutcome {
+            return FfiConverterTypeOfflineOutcome.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_verify_now(
+        it,
+        
+        FfiConverterString.lower(`entered`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeOfflineVerifier: FfiConverter<OfflineVerifier, Long> {
+    override fun lower(value: OfflineVerifier): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): OfflineVerifier {
+        return OfflineVerifier(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): OfflineVerifier {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: OfflineVerifier) = 8UL
+
+    override fun write(value: OfflineVerifier, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -2118,6 +4259,489 @@ public object FfiConverterTypeSecret: FfiConverter<Secret, Long> {
 
 
 /**
+ * A delivery's ticket: what the backend gives the courier's device. It
+ * holds no code and no backend key. Its JSON wire form is versioned and
+ * stable.
+ */
+public interface TicketInterface {
+    
+    /**
+     * The delivery id.
+     */
+    fun `deliveryId`(): kotlin.String
+    
+    /**
+     * Not valid from this unix time on.
+     */
+    fun `expiresAt`(): kotlin.ULong
+    
+    /**
+     * How the code is written.
+     */
+    fun `format`(): CodeFormat
+    
+    /**
+     * Width of the offline hash in bits.
+     */
+    fun `hashBits`(): kotlin.UInt
+    
+    /**
+     * The id of the backend key the code derives from.
+     */
+    fun `keyId`(): kotlin.String
+    
+    /**
+     * Attempts allowed.
+     */
+    fun `maxAttempts`(): kotlin.UInt
+    
+    /**
+     * Not valid before this unix time.
+     */
+    fun `notBefore`(): kotlin.ULong
+    
+    /**
+     * The sequence number; a resend issues the next.
+     */
+    fun `sequence`(): kotlin.ULong
+    
+    /**
+     * The wire form.
+     */
+    fun `toJson`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * A delivery's ticket: what the backend gives the courier's device. It
+ * holds no code and no backend key. Its JSON wire form is versioned and
+ * stable.
+ */
+open class Ticket: Disposable, AutoCloseable, TicketInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_ticket(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_ticket(handle, status)
+        }
+    }
+
+    
+    /**
+     * The delivery id.
+     */override fun `deliveryId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_delivery_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Not valid from this unix time on.
+     */override fun `expiresAt`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_expires_at(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * How the code is written.
+     */override fun `format`(): CodeFormat {
+            return FfiConverterTypeCodeFormat.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_format(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Width of the offline hash in bits.
+     */override fun `hashBits`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_hash_bits(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The id of the backend key the code derives from.
+     */override fun `keyId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_key_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Attempts allowed.
+     */override fun `maxAttempts`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_max_attempts(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Not valid before this unix time.
+     */override fun `notBefore`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_not_before(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The sequence number; a resend issues the next.
+     */override fun `sequence`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_sequence(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The wire form.
+     */override fun `toJson`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_to_json(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    // The local Rust `Eq` implementation - only `eq` is used.
+    override fun equals(other: Any?): Boolean {
+        if (other !is Ticket) return false
+        return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_uniffi_trait_eq_eq(
+        it,
+        
+        FfiConverterTypeTicket.lower(`other`),_status)
+}
+    }
+    )
+    }
+
+    
+    companion object {
+        
+    /**
+     * Reads a ticket and checks its fields are consistent (the device
+     * cannot check the backend MAC; the backend's `readTicket` does).
+     *
+     * # Errors
+     * `UnsupportedTicketVersion`, `InvalidTicket`, `UnsafeSettings`.
+     */
+    @Throws(OtpException::class) fun `fromJson`(`json`: kotlin.String): Ticket {
+            return FfiConverterTypeTicket.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_ticket_from_json(
+    
+        
+        FfiConverterString.lower(`json`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTicket: FfiConverter<Ticket, Long> {
+    override fun lower(value: Ticket): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Ticket {
+        return Ticket(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Ticket {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Ticket) = 8UL
+
+    override fun write(value: Ticket, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * An RFC 6238 TOTP generator and verifier.
  */
 public interface TotpInterface {
@@ -2460,6 +5084,145 @@ public object FfiConverterTypeTotp: FfiConverter<Totp, Long> {
 
 
 /**
+ * What the backend decides for one delivery's code. A wrong code passes the
+ * offline check with probability 2^-`hash_bits`; someone who tries every
+ * code against the ticket is left with about (code space) / 2^`hash_bits`
+ * candidates, which must be at least 16.
+ */
+data class DeliverySettings (
+    /**
+     * How the code is written.
+     */
+    var `format`: CodeFormat
+    , 
+    /**
+     * Opt-in for numeric codes of 4 or 5 digits.
+     */
+    var `allowShortCodes`: kotlin.Boolean = false 
+    , 
+    /**
+     * Width of the offline hash in bits, 8 to 32.
+     */
+    var `hashBits`: kotlin.UInt = 12u 
+    , 
+    /**
+     * Attempts before the code locks, 1 to 100.
+     */
+    var `maxAttempts`: kotlin.UInt = 5u 
+    , 
+    /**
+     * Seconds from issuing until the code expires, up to 30 days.
+     */
+    var `lifetimeSecs`: kotlin.ULong = 86400uL 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDeliverySettings: FfiConverterRustBuffer<DeliverySettings> {
+    override fun read(buf: ByteBuffer): DeliverySettings {
+        return DeliverySettings(
+            FfiConverterTypeCodeFormat.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DeliverySettings) = (
+            FfiConverterTypeCodeFormat.allocationSize(value.`format`) +
+            FfiConverterBoolean.allocationSize(value.`allowShortCodes`) +
+            FfiConverterUInt.allocationSize(value.`hashBits`) +
+            FfiConverterUInt.allocationSize(value.`maxAttempts`) +
+            FfiConverterULong.allocationSize(value.`lifetimeSecs`)
+    )
+
+    override fun write(value: DeliverySettings, buf: ByteBuffer) {
+            FfiConverterTypeCodeFormat.write(value.`format`, buf)
+            FfiConverterBoolean.write(value.`allowShortCodes`, buf)
+            FfiConverterUInt.write(value.`hashBits`, buf)
+            FfiConverterUInt.write(value.`maxAttempts`, buf)
+            FfiConverterULong.write(value.`lifetimeSecs`, buf)
+    }
+}
+
+
+
+/**
+ * A code and its ticket, as the backend issues them.
+ */
+data class IssuedCode (
+    /**
+     * The code, for the customer's message only.
+     */
+    var `code`: kotlin.String
+    , 
+    /**
+     * The code grouped for reading aloud ("482 913").
+     */
+    var `codeGrouped`: kotlin.String
+    , 
+    /**
+     * The ticket, for the courier's device.
+     */
+    var `ticket`: Ticket
+    
+): Disposable{
+    
+
+    
+
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`code`,
+        this.`codeGrouped`,
+        this.`ticket`
+    )
+    }
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIssuedCode: FfiConverterRustBuffer<IssuedCode> {
+    override fun read(buf: ByteBuffer): IssuedCode {
+        return IssuedCode(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterTypeTicket.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: IssuedCode) = (
+            FfiConverterString.allocationSize(value.`code`) +
+            FfiConverterString.allocationSize(value.`codeGrouped`) +
+            FfiConverterTypeTicket.allocationSize(value.`ticket`)
+    )
+
+    override fun write(value: IssuedCode, buf: ByteBuffer) {
+            FfiConverterString.write(value.`code`, buf)
+            FfiConverterString.write(value.`codeGrouped`, buf)
+            FfiConverterTypeTicket.write(value.`ticket`, buf)
+    }
+}
+
+
+
+/**
  * The contents of an `otpauth://` key URI (an enrolment QR code).
  */
 data class KeyUri (
@@ -2647,6 +5410,588 @@ public object FfiConverterTypeAlgorithm: FfiConverterRustBuffer<Algorithm> {
 
 
 
+/**
+ * How a delivery code is written.
+ */
+sealed class CodeFormat {
+    
+    /**
+     * Decimal digits, 4 to 10 (fewer than 6 only with `allow_short_codes`).
+     */
+    data class Numeric(
+        /**
+         * Number of digits.
+         */
+        val `digits`: kotlin.UInt) : CodeFormat()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Crockford base32 characters (0-9 and A-Z without I, L, O, U), 4 to 12.
+     */
+    data class Crockford(
+        /**
+         * Number of characters.
+         */
+        val `length`: kotlin.UInt) : CodeFormat()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCodeFormat : FfiConverterRustBuffer<CodeFormat>{
+    override fun read(buf: ByteBuffer): CodeFormat {
+        return when(buf.getInt()) {
+            1 -> CodeFormat.Numeric(
+                FfiConverterUInt.read(buf),
+                )
+            2 -> CodeFormat.Crockford(
+                FfiConverterUInt.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: CodeFormat): ULong = when(value) {
+        is CodeFormat.Numeric -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`digits`)
+            )
+        }
+        is CodeFormat.Crockford -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`length`)
+            )
+        }
+    }
+
+    override fun write(value: CodeFormat, buf: ByteBuffer) {
+        when(value) {
+            is CodeFormat.Numeric -> {
+                buf.putInt(1)
+                FfiConverterUInt.write(value.`digits`, buf)
+                Unit
+            }
+            is CodeFormat.Crockford -> {
+                buf.putInt(2)
+                FfiConverterUInt.write(value.`length`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * The result of an offline verification on the courier's device.
+ */
+sealed class OfflineOutcome {
+    
+    /**
+     * The code matches the ticket; provisional until the backend confirms it.
+     */
+    data class AcceptedProvisionally(
+        /**
+         * Attempts used, this one included.
+         */
+        val `attemptsUsed`: kotlin.UInt) : OfflineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The code does not match.
+     */
+    data class Rejected(
+        /**
+         * Attempts still allowed.
+         */
+        val `attemptsLeft`: kotlin.UInt) : OfflineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * No attempts left for this ticket.
+     */
+    data class LockedOut(
+        /**
+         * The ticket's expiry; a resend brings a new ticket.
+         */
+        val `until`: kotlin.ULong) : OfflineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The ticket has expired.
+     */
+    data class Expired(
+        /**
+         * When it expired.
+         */
+        val `at`: kotlin.ULong) : OfflineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The ticket is not valid yet.
+     */
+    data class NotYetValid(
+        /**
+         * When it becomes valid.
+         */
+        val `from`: kotlin.ULong) : OfflineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The device clock went back past a time already seen; nothing was
+     * checked or counted.
+     */
+    data class ClockMovedBackwards(
+        /**
+         * The latest time seen.
+         */
+        val `latestSeen`: kotlin.ULong) : OfflineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A newer ticket for this delivery was already used on this device.
+     */
+    data class Superseded(
+        /**
+         * The newer sequence.
+         */
+        val `bySequence`: kotlin.ULong) : OfflineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeOfflineOutcome : FfiConverterRustBuffer<OfflineOutcome>{
+    override fun read(buf: ByteBuffer): OfflineOutcome {
+        return when(buf.getInt()) {
+            1 -> OfflineOutcome.AcceptedProvisionally(
+                FfiConverterUInt.read(buf),
+                )
+            2 -> OfflineOutcome.Rejected(
+                FfiConverterUInt.read(buf),
+                )
+            3 -> OfflineOutcome.LockedOut(
+                FfiConverterULong.read(buf),
+                )
+            4 -> OfflineOutcome.Expired(
+                FfiConverterULong.read(buf),
+                )
+            5 -> OfflineOutcome.NotYetValid(
+                FfiConverterULong.read(buf),
+                )
+            6 -> OfflineOutcome.ClockMovedBackwards(
+                FfiConverterULong.read(buf),
+                )
+            7 -> OfflineOutcome.Superseded(
+                FfiConverterULong.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: OfflineOutcome): ULong = when(value) {
+        is OfflineOutcome.AcceptedProvisionally -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`attemptsUsed`)
+            )
+        }
+        is OfflineOutcome.Rejected -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`attemptsLeft`)
+            )
+        }
+        is OfflineOutcome.LockedOut -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`until`)
+            )
+        }
+        is OfflineOutcome.Expired -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`at`)
+            )
+        }
+        is OfflineOutcome.NotYetValid -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`from`)
+            )
+        }
+        is OfflineOutcome.ClockMovedBackwards -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`latestSeen`)
+            )
+        }
+        is OfflineOutcome.Superseded -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`bySequence`)
+            )
+        }
+    }
+
+    override fun write(value: OfflineOutcome, buf: ByteBuffer) {
+        when(value) {
+            is OfflineOutcome.AcceptedProvisionally -> {
+                buf.putInt(1)
+                FfiConverterUInt.write(value.`attemptsUsed`, buf)
+                Unit
+            }
+            is OfflineOutcome.Rejected -> {
+                buf.putInt(2)
+                FfiConverterUInt.write(value.`attemptsLeft`, buf)
+                Unit
+            }
+            is OfflineOutcome.LockedOut -> {
+                buf.putInt(3)
+                FfiConverterULong.write(value.`until`, buf)
+                Unit
+            }
+            is OfflineOutcome.Expired -> {
+                buf.putInt(4)
+                FfiConverterULong.write(value.`at`, buf)
+                Unit
+            }
+            is OfflineOutcome.NotYetValid -> {
+                buf.putInt(5)
+                FfiConverterULong.write(value.`from`, buf)
+                Unit
+            }
+            is OfflineOutcome.ClockMovedBackwards -> {
+                buf.putInt(6)
+                FfiConverterULong.write(value.`latestSeen`, buf)
+                Unit
+            }
+            is OfflineOutcome.Superseded -> {
+                buf.putInt(7)
+                FfiConverterULong.write(value.`bySequence`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * The result of an online verification on the backend.
+ */
+sealed class OnlineOutcome {
+    
+    /**
+     * Right code; it is now used.
+     */
+    data class Confirmed(
+        /**
+         * Attempts used, this one included.
+         */
+        val `attemptsUsed`: kotlin.UInt) : OnlineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Wrong code.
+     */
+    data class Rejected(
+        /**
+         * Attempts still allowed.
+         */
+        val `attemptsLeft`: kotlin.UInt) : OnlineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * No attempts left.
+     */
+    data class LockedOut(
+        /**
+         * The code's expiry.
+         */
+        val `until`: kotlin.ULong) : OnlineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The right code, already used.
+     */
+    object AlreadyUsed : OnlineOutcome()
+    
+    
+    /**
+     * The code has expired.
+     */
+    data class Expired(
+        /**
+         * When it expired.
+         */
+        val `at`: kotlin.ULong) : OnlineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The code is not valid yet.
+     */
+    data class NotYetValid(
+        /**
+         * When it becomes valid.
+         */
+        val `from`: kotlin.ULong) : OnlineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A resend replaced this code.
+     */
+    data class Superseded(
+        /**
+         * The current sequence.
+         */
+        val `currentSequence`: kotlin.ULong) : OnlineOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutcome>{
+    override fun read(buf: ByteBuffer): OnlineOutcome {
+        return when(buf.getInt()) {
+            1 -> OnlineOutcome.Confirmed(
+                FfiConverterUInt.read(buf),
+                )
+            2 -> OnlineOutcome.Rejected(
+                FfiConverterUInt.read(buf),
+                )
+            3 -> OnlineOutcome.LockedOut(
+                FfiConverterULong.read(buf),
+                )
+            4 -> OnlineOutcome.AlreadyUsed
+            5 -> OnlineOutcome.Expired(
+                FfiConverterULong.read(buf),
+                )
+            6 -> OnlineOutcome.NotYetValid(
+                FfiConverterULong.read(buf),
+                )
+            7 -> OnlineOutcome.Superseded(
+                FfiConverterULong.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: OnlineOutcome): ULong = when(value) {
+        is OnlineOutcome.Confirmed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`attemptsUsed`)
+            )
+        }
+        is OnlineOutcome.Rejected -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`attemptsLeft`)
+            )
+        }
+        is OnlineOutcome.LockedOut -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`until`)
+            )
+        }
+        is OnlineOutcome.AlreadyUsed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is OnlineOutcome.Expired -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`at`)
+            )
+        }
+        is OnlineOutcome.NotYetValid -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`from`)
+            )
+        }
+        is OnlineOutcome.Superseded -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`currentSequence`)
+            )
+        }
+    }
+
+    override fun write(value: OnlineOutcome, buf: ByteBuffer) {
+        when(value) {
+            is OnlineOutcome.Confirmed -> {
+                buf.putInt(1)
+                FfiConverterUInt.write(value.`attemptsUsed`, buf)
+                Unit
+            }
+            is OnlineOutcome.Rejected -> {
+                buf.putInt(2)
+                FfiConverterUInt.write(value.`attemptsLeft`, buf)
+                Unit
+            }
+            is OnlineOutcome.LockedOut -> {
+                buf.putInt(3)
+                FfiConverterULong.write(value.`until`, buf)
+                Unit
+            }
+            is OnlineOutcome.AlreadyUsed -> {
+                buf.putInt(4)
+                Unit
+            }
+            is OnlineOutcome.Expired -> {
+                buf.putInt(5)
+                FfiConverterULong.write(value.`at`, buf)
+                Unit
+            }
+            is OnlineOutcome.NotYetValid -> {
+                buf.putInt(6)
+                FfiConverterULong.write(value.`from`, buf)
+                Unit
+            }
+            is OnlineOutcome.Superseded -> {
+                buf.putInt(7)
+                FfiConverterULong.write(value.`currentSequence`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
 
 
 /**
@@ -2775,6 +6120,81 @@ sealed class OtpException(message: String): kotlin.Exception(message) {
      */
         class InvalidPercentEncoding(message: String) : OtpException(message)
         
+    /**
+     * A key id that cannot be used.
+     */
+        class InvalidKeyId(message: String) : OtpException(message)
+        
+    /**
+     * No key with this id in the key set.
+     */
+        class UnknownKeyId(message: String) : OtpException(message)
+        
+    /**
+     * Key material of the wrong size or encoding.
+     */
+        class InvalidKey(message: String) : OtpException(message)
+        
+    /**
+     * A key set that cannot be read or used.
+     */
+        class InvalidKeySet(message: String) : OtpException(message)
+        
+    /**
+     * A delivery id that cannot be used.
+     */
+        class InvalidDeliveryId(message: String) : OtpException(message)
+        
+    /**
+     * A code format the library does not support, or a short one without the opt-in.
+     */
+        class InvalidCodeFormat(message: String) : OtpException(message)
+        
+    /**
+     * Settings that would weaken the check or let a ticket reveal the code.
+     */
+        class UnsafeSettings(message: String) : OtpException(message)
+        
+    /**
+     * A typed character that cannot be part of a code, at a position counted from 1.
+     */
+        class InvalidCodeCharacter(message: String) : OtpException(message)
+        
+    /**
+     * A typed code with too many or too few characters.
+     */
+        class WrongCodeLength(message: String) : OtpException(message)
+        
+    /**
+     * A ticket that cannot be read or whose fields are inconsistent.
+     */
+        class InvalidTicket(message: String) : OtpException(message)
+        
+    /**
+     * A ticket of an unknown format version.
+     */
+        class UnsupportedTicketVersion(message: String) : OtpException(message)
+        
+    /**
+     * A ticket changed after issuing, or issued with another key.
+     */
+        class TicketMacMismatch(message: String) : OtpException(message)
+        
+    /**
+     * The app's attempt-state storage failed.
+     */
+        class StateStorage(message: String) : OtpException(message)
+        
+    /**
+     * Stored attempt state that cannot be read.
+     */
+        class CorruptState(message: String) : OtpException(message)
+        
+    /**
+     * A number would leave its range.
+     */
+        class Overflow(message: String) : OtpException(message)
+        
 
     companion object ErrorHandler : UniffiRustCallStatusErrorHandler<OtpException> {
         override fun lift(error_buf: RustBuffer.ByValue): OtpException = FfiConverterTypeOtpError.lift(error_buf)
@@ -2811,6 +6231,21 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             21 -> OtpException.IssuerMismatch(FfiConverterString.read(buf))
             22 -> OtpException.InvalidLabel(FfiConverterString.read(buf))
             23 -> OtpException.InvalidPercentEncoding(FfiConverterString.read(buf))
+            24 -> OtpException.InvalidKeyId(FfiConverterString.read(buf))
+            25 -> OtpException.UnknownKeyId(FfiConverterString.read(buf))
+            26 -> OtpException.InvalidKey(FfiConverterString.read(buf))
+            27 -> OtpException.InvalidKeySet(FfiConverterString.read(buf))
+            28 -> OtpException.InvalidDeliveryId(FfiConverterString.read(buf))
+            29 -> OtpException.InvalidCodeFormat(FfiConverterString.read(buf))
+            30 -> OtpException.UnsafeSettings(FfiConverterString.read(buf))
+            31 -> OtpException.InvalidCodeCharacter(FfiConverterString.read(buf))
+            32 -> OtpException.WrongCodeLength(FfiConverterString.read(buf))
+            33 -> OtpException.InvalidTicket(FfiConverterString.read(buf))
+            34 -> OtpException.UnsupportedTicketVersion(FfiConverterString.read(buf))
+            35 -> OtpException.TicketMacMismatch(FfiConverterString.read(buf))
+            36 -> OtpException.StateStorage(FfiConverterString.read(buf))
+            37 -> OtpException.CorruptState(FfiConverterString.read(buf))
+            38 -> OtpException.Overflow(FfiConverterString.read(buf))
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
         
@@ -2912,6 +6347,66 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             }
             is OtpException.InvalidPercentEncoding -> {
                 buf.putInt(23)
+                Unit
+            }
+            is OtpException.InvalidKeyId -> {
+                buf.putInt(24)
+                Unit
+            }
+            is OtpException.UnknownKeyId -> {
+                buf.putInt(25)
+                Unit
+            }
+            is OtpException.InvalidKey -> {
+                buf.putInt(26)
+                Unit
+            }
+            is OtpException.InvalidKeySet -> {
+                buf.putInt(27)
+                Unit
+            }
+            is OtpException.InvalidDeliveryId -> {
+                buf.putInt(28)
+                Unit
+            }
+            is OtpException.InvalidCodeFormat -> {
+                buf.putInt(29)
+                Unit
+            }
+            is OtpException.UnsafeSettings -> {
+                buf.putInt(30)
+                Unit
+            }
+            is OtpException.InvalidCodeCharacter -> {
+                buf.putInt(31)
+                Unit
+            }
+            is OtpException.WrongCodeLength -> {
+                buf.putInt(32)
+                Unit
+            }
+            is OtpException.InvalidTicket -> {
+                buf.putInt(33)
+                Unit
+            }
+            is OtpException.UnsupportedTicketVersion -> {
+                buf.putInt(34)
+                Unit
+            }
+            is OtpException.TicketMacMismatch -> {
+                buf.putInt(35)
+                Unit
+            }
+            is OtpException.StateStorage -> {
+                buf.putInt(36)
+                Unit
+            }
+            is OtpException.CorruptState -> {
+                buf.putInt(37)
+                Unit
+            }
+            is OtpException.Overflow -> {
+                buf.putInt(38)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -3016,6 +6511,77 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
 }
 
 
+
+
+
+
+
+/**
+ * The error a [`DeviceStateStore`] implementation throws.
+ */
+sealed class StoreException: kotlin.Exception() {
+    
+    /**
+     * The storage failed; `reason` says how.
+     */
+    class Failed(
+        
+        /**
+         * What went wrong.
+         */
+        val `reason`: kotlin.String
+        ) : StoreException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+
+    
+
+
+    companion object ErrorHandler : UniffiRustCallStatusErrorHandler<StoreException> {
+        override fun lift(error_buf: RustBuffer.ByValue): StoreException = FfiConverterTypeStoreError.lift(error_buf)
+    }
+
+    
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeStoreError : FfiConverterRustBuffer<StoreException> {
+    override fun read(buf: ByteBuffer): StoreException {
+        
+
+        return when(buf.getInt()) {
+            1 -> StoreException.Failed(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: StoreException): ULong {
+        return when(value) {
+            is StoreException.Failed -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: StoreException, buf: ByteBuffer) {
+        when(value) {
+            is StoreException.Failed -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+
+}
 
 
 
@@ -3144,6 +6710,115 @@ public object FfiConverterOptionalTypeAlgorithm: FfiConverterRustBuffer<Algorith
         }
     }
 }
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
+    override fun read(buf: ByteBuffer): List<kotlin.String> {
+        val len = buf.getInt()
+        return List<kotlin.String>(len) {
+            FfiConverterString.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.String>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterString.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.String>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterString.write(it, buf)
+        }
+    }
+}
+        /**
+         * Checks settings before using them.
+         *
+         * # Errors
+         * `InvalidCodeFormat`, `UnsafeSettings`.
+         */
+    @Throws(OtpException::class) fun `checkDeliverySettings`(`settings`: DeliverySettings)
+        = 
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_func_check_delivery_settings(
+    
+        
+        FfiConverterTypeDeliverySettings.lower(`settings`),_status)
+}
+    
+    
+
+        /**
+         * The default settings: 6 digits, a 12-bit hash (1 false accept in 4096,
+         * about 244 candidates), 5 attempts, one day.
+         */ fun `defaultDeliverySettings`(): DeliverySettings {
+            return FfiConverterTypeDeliverySettings.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_func_default_delivery_settings(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
+         * About how many codes match a ticket's hash: code space / 2^hash_bits.
+         */ fun `expectedCandidates`(`format`: CodeFormat, `hashBits`: kotlin.UInt): kotlin.Double {
+            return FfiConverterDouble.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_func_expected_candidates(
+    
+        
+        FfiConverterTypeCodeFormat.lower(`format`),
+        FfiConverterUInt.lower(`hashBits`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * The chance that one wrong code passes the offline check: 2^-hash_bits.
+         */ fun `falseAcceptProbability`(`hashBits`: kotlin.UInt): kotlin.Double {
+            return FfiConverterDouble.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_func_false_accept_probability(
+    
+        
+        FfiConverterUInt.lower(`hashBits`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * Normalizes typed text to the code's form: separators dropped, digits of
+         * every script to ASCII, and for Crockford codes upper case with O as 0 and
+         * I, L as 1.
+         *
+         * # Errors
+         * `InvalidCodeCharacter` (with its position), `WrongCodeLength`.
+         */
+    @Throws(OtpException::class) fun `normalizeCode`(`entered`: kotlin.String, `format`: CodeFormat): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_func_normalize_code(
+    
+        
+        FfiConverterString.lower(`entered`),
+        FfiConverterTypeCodeFormat.lower(`format`),_status)
+}
+    )
+    }
+    
+
         /**
          * Writes a key as an `otpauth://` URI; parsing it gives the same key back.
          *

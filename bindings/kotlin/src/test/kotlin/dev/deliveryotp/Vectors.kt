@@ -60,4 +60,27 @@ fun kind(e: OtpException): String = when (e) {
     is OtpException.IssuerMismatch -> "issuer_mismatch"
     is OtpException.InvalidLabel -> "invalid_label"
     is OtpException.InvalidPercentEncoding -> "invalid_percent_encoding"
+    is OtpException.InvalidKeyId -> "invalid_key_id"
+    is OtpException.UnknownKeyId -> "unknown_key_id"
+    is OtpException.InvalidKey -> "invalid_key"
+    is OtpException.InvalidKeySet -> "invalid_key_set"
+    is OtpException.InvalidDeliveryId -> "invalid_delivery_id"
+    is OtpException.InvalidCodeFormat -> "invalid_code_format"
+    is OtpException.UnsafeSettings -> "unsafe_settings"
+    is OtpException.InvalidCodeCharacter -> "invalid_code_character"
+    is OtpException.WrongCodeLength -> "wrong_code_length"
+    is OtpException.InvalidTicket -> "invalid_ticket"
+    is OtpException.UnsupportedTicketVersion -> "unsupported_ticket_version"
+    is OtpException.TicketMacMismatch -> "ticket_mac_mismatch"
+    is OtpException.StateStorage -> "state_storage"
+    is OtpException.CorruptState -> "corrupt_state"
+    is OtpException.Overflow -> "overflow"
+}
+
+/** A number that the vector files write as a string (u64) or as a JSON number. */
+fun JsonObject.num(key: String): ULong = get(key).let { if (it.asJsonPrimitive.isString) it.asString.toULong() else it.asLong.toULong() }
+
+fun codeFormat(text: String): CodeFormat {
+    val (kind, n) = text.split("-")
+    return if (kind == "numeric") CodeFormat.Numeric(n.toUInt()) else CodeFormat.Crockford(n.toUInt())
 }

@@ -1,0 +1,252 @@
+package dev.deliveryotp
+
+import com.google.gson.JsonObject
+import java.io.File
+import java.nio.file.Files
+import java.util.concurrent.ConcurrentHashMap
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertFalse
+import kotlin.test.assertTrue
+import kotlin.test.fail
+import org.junit.jupiter.api.Test
+
+/** The app's attempt-state storage, as an Android app might keep it in memory. */
+class MapStateStore : DeviceStateStore {
+    val values = ConcurrentHashMap<String, String>()
+    override fun load(key: String): String? = values[key]
+    override fun save(key: String, value: String) { values[key] = value }
+}
+
+/** State kept in files, one per delivery: survives a new store object, as after an app restart. */
+class FileStateStore(private val dir: File) : DeviceStateStore {
+    private fun file(key: String) = File(dir, key.replace('/', '_'))
+    override fun load(key: String): String? = file(key).takeIf { it.exists() }?.readText()
+    override fun save(key: String, value: String) = file(key).writeText(value)
+}
+
+/** Storage that fails, as a full disk would. */
+class FailingStateStore : DeviceStateStore {
+    override fun load(key: String): String? = null
+    override fun save(key: String, value: String): Unit = throw StoreException.Failed("disk full")
+}
+
+fun offlineName(o: OfflineOutcome): Pair<String, ULong?> = when (o) {
+    is OfflineOutcome.AcceptedProvisionally -> "accepted_provisionally" to o.attemptsUsed.toULong()
+    is OfflineOutcome.Rejected -> "rejected" to o.attemptsLeft.toULong()
+    is OfflineOutcome.LockedOut -> "locked_out" to o.until
+    is OfflineOutcome.Expired -> "expired" to o.at
+    is OfflineOutcome.NotYetValid -> "not_yet_valid" to o.from
+    is OfflineOutcome.ClockMovedBackwards -> "clock_moved_backwards" to o.latestSeen
+    is OfflineOutcome.Superseded -> "superseded" to o.bySequence
+}
+
+fun onlineName(o: OnlineOutcome): Pair<String, ULong?> = when (o) {
+    is OnlineOutcome.Confirmed -> "confirmed" to o.attemptsUsed.toULong()
+    is OnlineOutcome.Rejected -> "rejected" to o.attemptsLeft.toULong()
+    is OnlineOutcome.LockedOut -> "locked_out" to o.until
+    OnlineOutcome.AlreadyUsed -> "already_used" to null
+    is OnlineOutcome.Expired -> "expired" to o.at
+    is OnlineOutcome.NotYetValid -> "not_yet_valid" to o.from
+    is OnlineOutcome.Superseded -> "superseded" to o.currentSequence
+}
+
+/** The field of a step that holds the outcome's number, by outcome name. */
+val outcomeField = mapOf(
+    "accepted_provisionally" to "attempts_used", "confirmed" to "attempts_used", "rejected" to "attempts_left",
+    "locked_out" to "until", "expired" to "at", "not_yet_valid" to "from",
+    "clock_moved_backwards" to "latest_seen", "superseded" to "by_sequence",
+)
+
+/** Every case of the delivery vector files, and the device storage across restarts. */
+class DeliveryTest {
+    private fun backend(keySet: String, current: String): Backend =
+        KeySet.fromJson(keySet).use { keys -> keys.setCurrent(current); Backend(keys) }
+
+    @Test
+    fun codes() {
+        val v = Vectors.load("delivery-codes.json")
+        val cases = Vectors.cases("delivery-codes.json")
+        assertEquals(24, cases.size)
+        val b = backend(v.str("key_set"), "k-2026-11")
+        for (c in cases) {
+            val code = b.deriveCode(c.str("key_id"), c.str("delivery_id"), c.u64("sequence"), codeFormat(c.str("format")))
+            assertEquals(c.str("code"), code, c.str("name"))
+        }
+    }
+
+    private fun settings(s: JsonObject) = DeliverySettings(
+        format = codeFormat(s.str("format")),
+        allowShortCodes = s.get("allow_short_codes").asBoolean,
+        hashBits = s.u32("hash_bits"),
+        maxAttempts = s.u32("max_attempts"),
+        lifetimeSecs = s.u64("lifetime_secs"),
+    )
+
+    @Test
+    fun ticketsAreByteExactAndTamperingIsCaught() {
+        val file = "delivery-tickets.json"
+        val keySet = Vectors.load(file).str("key_set")
+        val cases = Vectors.cases(file)
+        assertEquals(7, cases.size)
+        for (c in cases) {
+            val name = c.str("name")
+            val b = backend(keySet, c.str("key_id"))
+            val issued = b.issueWithHashKey(c.str("delivery_id"), c.u64("sequence"), c.u64("now"),
+                settings(c.getAsJsonObject("settings")), hex(c.str("hash_key_hex")))
+            assertEquals(c.str("code"), issued.code, name)
+            assertEquals(issued.code, issued.codeGrouped.replace(" ", ""), name)
+            assertEquals(c.str("ticket"), issued.ticket.toJson(), name)
+            val read = b.readTicket(c.str("ticket"))
+            assertEquals(issued.ticket, read, name)
+            assertEquals(c.str("code"), b.codeFor(read), name)
+            assertFalse(read.toJson().contains(c.str("code")) || read.toString().contains(c.str("code")), "$name: ticket shows the code")
+        }
+        val b = backend(keySet, "k-2026-11")
+        val tampered = Vectors.cases(file, "tampered")
+        assertTrue(tampered.size >= 10)
+        for (c in tampered) {
+            val name = c.str("name")
+            val device = c.optStr("device_error")
+            if (device == null) {
+                Ticket.fromJson(c.str("ticket"))
+            } else {
+                val e = assertFailsWith<OtpException>(name) { Ticket.fromJson(c.str("ticket")) }
+                assertEquals(device, kind(e), "$name: ${e.message}")
+            }
+            val e = assertFailsWith<OtpException>(name) { b.readTicket(c.str("ticket")) }
+            assertEquals(c.str("backend_error"), kind(e), "$name: ${e.message}")
+        }
+    }
+
+    @Test
+    fun normalization() {
+        val cases = Vectors.cases("delivery-normalize.json")
+        assertTrue(cases.size >= 25)
+        for (c in cases) {
+            val name = c.str("name")
+            val format = codeFormat(c.str("format"))
+            val expected = c.optStr("normalized")
+            if (expected != null) {
+                assertEquals(expected, normalizeCode(c.str("entered"), format), name)
+            } else {
+                val e = assertFailsWith<OtpException>(name) { normalizeCode(c.str("entered"), format) }
+                assertEquals(c.str("error"), kind(e), name)
+                c.optStr("position")?.let { assertTrue(e.message!!.contains("position $it"), "$name: ${e.message}") }
+            }
+        }
+    }
+
+    @Test
+    fun scenarios() {
+        val file = "delivery-scenarios.json"
+        val v = Vectors.load(file)
+        val tolerance = v.u64("clock_tolerance_secs")
+        val scenarios = Vectors.cases(file, "scenarios")
+        assertTrue(scenarios.size >= 12)
+        for (sc in scenarios) {
+            val name = sc.str("name")
+            val store = MapStateStore()
+            val backend = backend(v.str("key_set"), "k-2026-11")
+            var ticket = Ticket.fromJson(sc.str("ticket"))
+            var verifier = OfflineVerifier(ticket, store, tolerance)
+            for ((i, step) in sc.getAsJsonArray("steps").map { it.asJsonObject }.withIndex()) {
+                val ctx = "$name, step ${i + 1}"
+                when (step.str("do")) {
+                    "verify" -> {
+                        val error = step.optStr("expect_error")
+                        if (error != null) {
+                            val e = assertFailsWith<OtpException>(ctx) { verifier.verify(step.str("entered"), step.u64("time")) }
+                            assertEquals(error, kind(e), ctx)
+                        } else {
+                            val (outcome, value) = offlineName(verifier.verify(step.str("entered"), step.u64("time")))
+                            assertEquals(step.str("expect"), outcome, ctx)
+                            assertEquals(step.num(outcomeField.getValue(outcome)), value, "$ctx: value")
+                        }
+                    }
+                    "restart" -> verifier = OfflineVerifier(ticket, store, tolerance)
+                    "switch_ticket" -> {
+                        ticket = Ticket.fromJson(step.str("ticket"))
+                        verifier = OfflineVerifier(ticket, store, tolerance)
+                    }
+                    "attempts_left" -> assertEquals(step.num("expect"), verifier.attemptsLeft().toULong(), ctx)
+                    "online" -> {
+                        val (outcome, value) = onlineName(backend.verifyOnline(ticket, step.str("entered"), step.u64("time"), step.u64("current_sequence")))
+                        assertEquals(step.str("expect"), outcome, ctx)
+                        if (outcome == "superseded") assertEquals(step.u64("current_sequence"), value, ctx)
+                        else outcomeField[outcome]?.let { assertEquals(step.num(it), value, "$ctx: value") }
+                    }
+                    else -> fail("$ctx: unknown step")
+                }
+            }
+        }
+    }
+
+    @Test
+    fun attemptsSurviveAnAppRestartWithFileStorage() {
+        val dir = Files.createTempDirectory("delivery-otp-state").toFile()
+        try {
+            KeySet.generate("k1").use { keys ->
+                val backend = Backend(keys)
+                val now = 1_764_000_000uL
+                val issued = backend.issue("PKG-42", 0uL, now, defaultDeliverySettings())
+                val wrong = (0..999_999).map { it.toString().padStart(6, '0') }.first { it != issued.code }
+                // First run of the app: two wrong codes.
+                val first = OfflineVerifier(Ticket.fromJson(issued.ticket.toJson()), FileStateStore(dir))
+                repeat(2) { first.verify(wrong, now + 10uL) }
+                first.close()
+                // The app restarts: new store object, new verifier, same files.
+                val second = OfflineVerifier(Ticket.fromJson(issued.ticket.toJson()), FileStateStore(dir))
+                val left = second.attemptsLeft()
+                if (left == 5u) fail("attempts were lost across the restart")
+                // A wrong code may pass the 12-bit hash 1 time in 4096; the first two counted either way.
+                assertTrue(left == 3u, "left $left")
+                val outcome = second.verify(issued.code, now + 20uL)
+                assertEquals(OfflineOutcome.AcceptedProvisionally(3u), outcome)
+                // Nothing the device stores shows the code.
+                dir.listFiles()!!.forEach { assertFalse(it.readText().contains(issued.code)) }
+            }
+        } finally {
+            dir.deleteRecursively()
+        }
+    }
+
+    @Test
+    fun aFailingStoreGivesNoOutcome() {
+        KeySet.generate("k1").use { keys ->
+            val issued = Backend(keys).issue("PKG-43", 0uL, 1_000uL, defaultDeliverySettings())
+            val verifier = OfflineVerifier(issued.ticket, FailingStateStore())
+            val e = assertFailsWith<OtpException.StateStorage> { verifier.verify(issued.code, 1_001uL) }
+            assertTrue(e.message!!.contains("disk full"), e.message)
+        }
+    }
+
+    @Test
+    fun settingsThatRevealTheCodeAreRefused() {
+        val s = defaultDeliverySettings()
+        assertEquals(CodeFormat.Numeric(6u), s.format)
+        assertEquals(12u, s.hashBits)
+        assertEquals(5u, s.maxAttempts)
+        checkDeliverySettings(s)
+        val e = assertFailsWith<OtpException.UnsafeSettings> { checkDeliverySettings(s.copy(hashBits = 16u)) }
+        assertTrue(e.message!!.contains("candidates"), e.message)
+        assertFailsWith<OtpException.InvalidCodeFormat> { checkDeliverySettings(s.copy(format = CodeFormat.Numeric(4u), hashBits = 8u)) }
+        checkDeliverySettings(s.copy(format = CodeFormat.Numeric(4u), hashBits = 8u, allowShortCodes = true))
+        assertEquals(244.140625, expectedCandidates(CodeFormat.Numeric(6u), 12u))
+        assertEquals(1.0 / 4096, falseAcceptProbability(12u))
+    }
+
+    @Test
+    fun keyRotationKeepsOldTicketsVerifying() {
+        KeySet.generate("2026-10").use { keys ->
+            val old = Backend(keys).issue("PKG-44", 0uL, 1_000uL, defaultDeliverySettings())
+            keys.rotate("2026-11")
+            assertEquals("2026-11", keys.currentId())
+            assertEquals(listOf("2026-11", "2026-10"), keys.ids())
+            val backend = Backend(KeySet.fromJson(keys.toJson()))
+            val fresh = backend.issue("PKG-44", 1uL, 2_000uL, defaultDeliverySettings())
+            assertEquals("2026-11", fresh.ticket.keyId())
+            assertEquals(old.code, backend.codeFor(backend.readTicket(old.ticket.toJson())))
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! FFI for delivery codes: key sets, issuing, tickets, offline verification
+//! on the courier's device and online verification on the backend.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use zeroize::Zeroizing;
+
+use super::{now, FfiResult};
+use crate::error::Error as CoreError;
+
+debug_as_inner!(KeySet, Ticket, Backend, OfflineVerifier);
+
+// ---------------------------------------------------------------------------
+// Settings
+
+/// How a delivery code is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CodeFormat {
+    /// Decimal digits, 4 to 10 (fewer than 6 only with `allow_short_codes`).
+    Numeric {
+        /// Number of digits.
+        digits: u32,
+    },
+    /// Crockford base32 characters (0-9 and A-Z without I, L, O, U), 4 to 12.
+    Crockford {
+        /// Number of characters.
+        length: u32,
+    },
+}
+
+impl From<CodeFormat> for crate::CodeFormat {
+    fn from(f: CodeFormat) -> Self {
+        match f {
+            CodeFormat::Numeric { digits } => crate::CodeFormat::Numeric { digits },
+            CodeFormat::Crockford { length } => crate::CodeFormat::Crockford { length },
+        }
+    }
+}
+
+impl From<crate::CodeFormat> for CodeFormat {
+    fn from(f: crate::CodeFormat) -> Self {
+        match f {
+            crate::CodeFormat::Numeric { digits } => CodeFormat::Numeric { digits },
+            crate::CodeFormat::Crockford { length } => CodeFormat::Crockford { length },
+        }
+    }
+}
+
+/// What the backend decides for one delivery's code. A wrong code passes the
+/// offline check with probability 2^-`hash_bits`; someone who tries every
+/// code against the ticket is left with about (code space) / 2^`hash_bits`
+/// candidates, which must be at least 16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct DeliverySettings {
+    /// How the code is written.
+    pub format: CodeFormat,
+    /// Opt-in for numeric codes of 4 or 5 digits.
+    #[uniffi(default = false)]
+    pub allow_short_codes: bool,
+    /// Width of the offline hash in bits, 8 to 32.
+    #[uniffi(default = 12)]
+    pub hash_bits: u32,
+    /// Attempts before the code locks, 1 to 100.
+    #[uniffi(default = 5)]
+    pub max_attempts: u32,
+    /// Seconds from issuing until the code expires, up to 30 days.
+    #[uniffi(default = 86400)]
+    pub lifetime_secs: u64,
+}
+
+impl From<DeliverySettings> for crate::DeliverySettings {
+    fn from(s: DeliverySettings) -> Self {
+        crate::DeliverySettings {
+            format: s.format.into(),
+            allow_short_codes: s.allow_short_codes,
+            hash_bits: s.hash_bits,
+            max_attempts: s.max_attempts,
+            lifetime_secs: s.lifetime_secs,
+        }
+    }
+}
+
+/// The default settings: 6 digits, a 12-bit hash (1 false accept in 4096,
+/// about 244 candidates), 5 attempts, one day.
+#[uniffi::export]
+pub fn default_delivery_settings() -> DeliverySettings {
+    let d = crate::DeliverySettings::default();
+    DeliverySettings {
+        format: d.format.into(),
+        allow_short_codes: d.allow_short_codes,
+        hash_bits: d.hash_bits,
+        max_attempts: d.max_attempts,
+        lifetime_secs: d.lifetime_secs,
+    }
+}
+
+/// Checks settings before using them.
+///
+/// # Errors
+/// `InvalidCodeFormat`, `UnsafeSettings`.
+#[uniffi::export]
+pub fn check_delivery_settings(settings: DeliverySettings) -> FfiResult<()> {
+    Ok(crate::DeliverySettings::from(settings).check()?)
+}
+
+/// The chance that one wrong code passes the offline check: 2^-hash_bits.
+#[uniffi::export]
+pub fn false_accept_probability(hash_bits: u32) -> f64 {
+    crate::settings::false_accept_probability(hash_bits)
+}
+
+/// About how many codes match a ticket's hash: code space / 2^hash_bits.
+#[uniffi::export]
+pub fn expected_candidates(format: CodeFormat, hash_bits: u32) -> f64 {
+    crate::settings::expected_candidates(format.into(), hash_bits)
+}
+
+/// Normalizes typed text to the code's form: separators dropped, digits of
+/// every script to ASCII, and for Crockford codes upper case with O as 0 and
+/// I, L as 1.
+///
+/// # Errors
+/// `InvalidCodeCharacter` (with its position), `WrongCodeLength`.
+#[uniffi::export]
+pub fn normalize_code(entered: String, format: CodeFormat) -> FfiResult<String> {
+    let entered = Zeroizing::new(entered);
+    Ok(crate::normalize(&entered, format.into())?.to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Keys
+
+/// The backend's master keys, by key id; one is current. Key material stays
+/// in Rust memory and is wiped when the object is closed or collected.
+#[derive(uniffi::Object)]
+#[uniffi::export(Debug)]
+pub struct KeySet {
+    inner: Mutex<crate::KeySet>,
+}
+
+impl KeySet {
+    fn get(&self) -> std::sync::MutexGuard<'_, crate::KeySet> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[uniffi::export]
+impl KeySet {
+    /// A set of one new 256-bit key from the OS generator.
+    ///
+    /// # Errors
+    /// `InvalidKeyId`, `RandomUnavailable`.
+    #[uniffi::constructor]
+    pub fn generate(key_id: String) -> FfiResult<Arc<Self>> {
+        Ok(Self::wrap(crate::KeySet::generate(&key_id)?))
+    }
+
+    /// Reads the JSON form `{"version":1,"current":ID,"keys":[{"id":ID,"secret":BASE32}]}`.
+    ///
+    /// # Errors
+    /// `InvalidKeySet`, `UnknownKeyId`, `InvalidKeyId`, `InvalidKey` and the base32 errors.
+    #[uniffi::constructor]
+    pub fn from_json(json: String) -> FfiResult<Arc<Self>> {
+        let json = Zeroizing::new(json);
+        Ok(Self::wrap(crate::KeySet::from_json(&json)?))
+    }
+
+    /// The JSON form; it holds the keys.
+    pub fn to_json(&self) -> String {
+        self.get().to_json().to_string()
+    }
+
+    /// Adds a new key from the OS generator and makes it current.
+    ///
+    /// # Errors
+    /// `InvalidKeyId`, `InvalidKeySet` (id taken), `RandomUnavailable`.
+    pub fn rotate(&self, new_key_id: String) -> FfiResult<()> {
+        Ok(self.get().rotate(&new_key_id)?)
+    }
+
+    /// Makes another key current.
+    ///
+    /// # Errors
+    /// `UnknownKeyId`.
+    pub fn set_current(&self, key_id: String) -> FfiResult<()> {
+        Ok(self.get().set_current(&key_id)?)
+    }
+
+    /// Removes a retired key.
+    ///
+    /// # Errors
+    /// `UnknownKeyId`, `InvalidKeySet` (the current key).
+    pub fn remove(&self, key_id: String) -> FfiResult<()> {
+        Ok(self.get().remove(&key_id)?)
+    }
+
+    /// The current key's id.
+    pub fn current_id(&self) -> String {
+        self.get().current().id().to_string()
+    }
+
+    /// Every key id, the current one first.
+    pub fn ids(&self) -> Vec<String> {
+        self.get().ids()
+    }
+}
+
+impl KeySet {
+    fn wrap(inner: crate::KeySet) -> Arc<Self> {
+        Arc::new(KeySet {
+            inner: Mutex::new(inner),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tickets
+
+/// A delivery's ticket: what the backend gives the courier's device. It
+/// holds no code and no backend key. Its JSON wire form is versioned and
+/// stable.
+#[derive(uniffi::Object)]
+#[uniffi::export(Debug, Eq)]
+pub struct Ticket {
+    inner: crate::Ticket,
+}
+
+impl PartialEq for Ticket {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
+    }
+}
+
+impl Eq for Ticket {}
+
+#[uniffi::export]
+impl Ticket {
+    /// Reads a ticket and checks its fields are consistent (the device
+    /// cannot check the backend MAC; the backend's `readTicket` does).
+    ///
+    /// # Errors
+    /// `UnsupportedTicketVersion`, `InvalidTicket`, `UnsafeSettings`.
+    #[uniffi::constructor]
+    pub fn from_json(json: String) -> FfiResult<Arc<Self>> {
+        Ok(Self::wrap(crate::Ticket::from_json(&json)?))
+    }
+
+    /// The wire form.
+    pub fn to_json(&self) -> String {
+        self.inner.to_json()
+    }
+
+    /// The delivery id.
+    pub fn delivery_id(&self) -> String {
+        self.inner.delivery_id().to_string()
+    }
+
+    /// The id of the backend key the code derives from.
+    pub fn key_id(&self) -> String {
+        self.inner.key_id().to_string()
+    }
+
+    /// The sequence number; a resend issues the next.
+    pub fn sequence(&self) -> u64 {
+        self.inner.sequence()
+    }
+
+    /// How the code is written.
+    pub fn format(&self) -> CodeFormat {
+        self.inner.format().into()
+    }
+
+    /// Not valid before this unix time.
+    pub fn not_before(&self) -> u64 {
+        self.inner.not_before()
+    }
+
+    /// Not valid from this unix time on.
+    pub fn expires_at(&self) -> u64 {
+        self.inner.expires_at()
+    }
+
+    /// Attempts allowed.
+    pub fn max_attempts(&self) -> u32 {
+        self.inner.max_attempts()
+    }
+
+    /// Width of the offline hash in bits.
+    pub fn hash_bits(&self) -> u32 {
+        self.inner.hash_bits()
+    }
+}
+
+impl Ticket {
+    fn wrap(inner: crate::Ticket) -> Arc<Self> {
+        Arc::new(Ticket { inner })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Backend
+
+/// A code and its ticket, as the backend issues them.
+#[derive(Debug, uniffi::Record)]
+pub struct IssuedCode {
+    /// The code, for the customer's message only.
+    pub code: String,
+    /// The code grouped for reading aloud ("482 913").
+    pub code_grouped: String,
+    /// The ticket, for the courier's device.
+    pub ticket: Arc<Ticket>,
+}
+
+impl From<crate::Issued> for IssuedCode {
+    fn from(i: crate::Issued) -> Self {
+        IssuedCode {
+            code: i.code.as_str().to_string(),
+            code_grouped: i.code.grouped(),
+            ticket: Ticket::wrap(i.ticket),
+        }
+    }
+}
+
+/// The result of an online verification on the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum OnlineOutcome {
+    /// Right code; it is now used.
+    Confirmed {
+        /// Attempts used, this one included.
+        attempts_used: u32,
+    },
+    /// Wrong code.
+    Rejected {
+        /// Attempts still allowed.
+        attempts_left: u32,
+    },
+    /// No attempts left.
+    LockedOut {
+        /// The code's expiry.
+        until: u64,
+    },
+    /// The right code, already used.
+    AlreadyUsed,
+    /// The code has expired.
+    Expired {
+        /// When it expired.
+        at: u64,
+    },
+    /// The code is not valid yet.
+    NotYetValid {
+        /// When it becomes valid.
+        from: u64,
+    },
+    /// A resend replaced this code.
+    Superseded {
+        /// The current sequence.
+        current_sequence: u64,
+    },
+}
+
+impl From<crate::OnlineOutcome> for OnlineOutcome {
+    fn from(o: crate::OnlineOutcome) -> Self {
+        use crate::OnlineOutcome as C;
+        match o {
+            C::Confirmed { attempts_used } => OnlineOutcome::Confirmed { attempts_used },
+            C::Rejected { attempts_left } => OnlineOutcome::Rejected { attempts_left },
+            C::LockedOut { until } => OnlineOutcome::LockedOut { until },
+            C::AlreadyUsed => OnlineOutcome::AlreadyUsed,
+            C::Expired { at } => OnlineOutcome::Expired { at },
+            C::NotYetValid { from } => OnlineOutcome::NotYetValid { from },
+            C::Superseded { current_sequence } => OnlineOutcome::Superseded { current_sequence },
+        }
+    }
+}
+
+/// The backend: issues codes and tickets, recognises its own tickets and
+/// verifies codes online, counting attempts in a thread-safe in-memory
+/// store (a Rust backend can plug in a shared store instead).
+#[derive(uniffi::Object)]
+#[uniffi::export(Debug)]
+pub struct Backend {
+    inner: crate::Backend,
+}
+
+#[uniffi::export]
+impl Backend {
+    /// A backend with a copy of `keys` and an empty in-memory attempt store.
+    #[uniffi::constructor]
+    pub fn new(keys: Arc<KeySet>) -> Arc<Self> {
+        let keys = keys.get().clone();
+        Arc::new(Backend {
+            inner: crate::Backend::new(keys, Arc::new(crate::InMemoryAttemptStore::new())),
+        })
+    }
+
+    /// Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
+    /// one more per resend), valid from `now` (unix seconds).
+    ///
+    /// # Errors
+    /// `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
+    /// `RandomUnavailable`.
+    pub fn issue(
+        &self,
+        delivery_id: String,
+        sequence: u64,
+        now: u64,
+        settings: DeliverySettings,
+    ) -> FfiResult<IssuedCode> {
+        Ok(self
+            .inner
+            .issue(&delivery_id, sequence, now, &settings.into())?
+            .into())
+    }
+
+    /// `issue` with a chosen 16-byte ticket hash key instead of a random
+    /// one: for reproducible test vectors only.
+    ///
+    /// # Errors
+    /// As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
+    pub fn issue_with_hash_key(
+        &self,
+        delivery_id: String,
+        sequence: u64,
+        now: u64,
+        settings: DeliverySettings,
+        hash_key: Vec<u8>,
+    ) -> FfiResult<IssuedCode> {
+        let hash_key: [u8; 16] = hash_key.try_into().map_err(|_| CoreError::InvalidKey {
+            reason: "a ticket hash key has 16 bytes".into(),
+        })?;
+        Ok(self
+            .inner
+            .issue_with_hash_key(&delivery_id, sequence, now, &settings.into(), hash_key)?
+            .into())
+    }
+
+    /// A resend: the next sequence after `previous`, so its code stops working.
+    ///
+    /// # Errors
+    /// As `issue`.
+    pub fn resend(
+        &self,
+        previous: Arc<Ticket>,
+        now: u64,
+        settings: DeliverySettings,
+    ) -> FfiResult<IssuedCode> {
+        Ok(self
+            .inner
+            .resend(&previous.inner, now, &settings.into())?
+            .into())
+    }
+
+    /// Reads a ticket and checks it is this backend's, unchanged.
+    ///
+    /// # Errors
+    /// `UnsupportedTicketVersion`, `InvalidTicket`, `UnsafeSettings`,
+    /// `UnknownKeyId`, `TicketMacMismatch`.
+    pub fn read_ticket(&self, json: String) -> FfiResult<Arc<Ticket>> {
+        Ok(Ticket::wrap(self.inner.read_ticket(&json)?))
+    }
+
+    /// The code for a delivery's sequence with the named key, derived again
+    /// (the backend stores only the sequence).
+    ///
+    /// # Errors
+    /// `UnknownKeyId`, `InvalidDeliveryId`, `InvalidCodeFormat`.
+    pub fn derive_code(
+        &self,
+        key_id: String,
+        delivery_id: String,
+        sequence: u64,
+        format: CodeFormat,
+    ) -> FfiResult<String> {
+        Ok(self
+            .inner
+            .derive_code(&key_id, &delivery_id, sequence, format.into())?
+            .as_str()
+            .to_string())
+    }
+
+    /// The code a ticket stands for (for the customer's message on a resend
+    /// of the same code, or for support).
+    ///
+    /// # Errors
+    /// `UnknownKeyId`, `TicketMacMismatch`.
+    pub fn code_for(&self, ticket: Arc<Ticket>) -> FfiResult<String> {
+        Ok(self.inner.code_for(&ticket.inner)?.as_str().to_string())
+    }
+
+    /// Verifies a typed code online while `current_sequence` is the
+    /// delivery's latest: exact, constant time, every attempt counted before
+    /// the comparison, a right code consumed once.
+    ///
+    /// # Errors
+    /// `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
+    /// `WrongCodeLength` (not counted as attempts), `StateStorage`.
+    pub fn verify_online(
+        &self,
+        ticket: Arc<Ticket>,
+        entered: String,
+        now: u64,
+        current_sequence: u64,
+    ) -> FfiResult<OnlineOutcome> {
+        let entered = Zeroizing::new(entered);
+        Ok(self
+            .inner
+            .verify_online(&ticket.inner, &entered, now, current_sequence)?
+            .into())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Device
+
+/// The error a [`DeviceStateStore`] implementation throws.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum StoreError {
+    /// The storage failed; `reason` says how.
+    #[error("{reason}")]
+    Failed {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for StoreError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        StoreError::Failed { reason: e.reason }
+    }
+}
+
+/// Where the app keeps attempt state between runs, implemented in Kotlin
+/// or Swift (SharedPreferences, UserDefaults, a database). `key` names the
+/// delivery; `value` is a short text to store as it is.
+#[uniffi::export(with_foreign)]
+pub trait DeviceStateStore: Send + Sync {
+    /// The value saved under `key`, or null.
+    ///
+    /// # Errors
+    /// `StoreError.Failed` when the storage fails.
+    fn load(&self, key: String) -> Result<Option<String>, StoreError>;
+
+    /// Saves `value` under `key`, replacing what was there.
+    ///
+    /// # Errors
+    /// `StoreError.Failed` when the storage fails.
+    fn save(&self, key: String, value: String) -> Result<(), StoreError>;
+}
+
+/// Adapts a foreign store to the core's trait.
+struct ForeignStore(Arc<dyn DeviceStateStore>);
+
+impl crate::StateStore for ForeignStore {
+    fn load(&self, key: &str) -> crate::Result<Option<String>> {
+        self.0
+            .load(key.to_string())
+            .map_err(|e| CoreError::StateStorage {
+                reason: e.to_string(),
+            })
+    }
+
+    fn save(&self, key: &str, value: &str) -> crate::Result<()> {
+        self.0
+            .save(key.to_string(), value.to_string())
+            .map_err(|e| CoreError::StateStorage {
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// The result of an offline verification on the courier's device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum OfflineOutcome {
+    /// The code matches the ticket; provisional until the backend confirms it.
+    AcceptedProvisionally {
+        /// Attempts used, this one included.
+        attempts_used: u32,
+    },
+    /// The code does not match.
+    Rejected {
+        /// Attempts still allowed.
+        attempts_left: u32,
+    },
+    /// No attempts left for this ticket.
+    LockedOut {
+        /// The ticket's expiry; a resend brings a new ticket.
+        until: u64,
+    },
+    /// The ticket has expired.
+    Expired {
+        /// When it expired.
+        at: u64,
+    },
+    /// The ticket is not valid yet.
+    NotYetValid {
+        /// When it becomes valid.
+        from: u64,
+    },
+    /// The device clock went back past a time already seen; nothing was
+    /// checked or counted.
+    ClockMovedBackwards {
+        /// The latest time seen.
+        latest_seen: u64,
+    },
+    /// A newer ticket for this delivery was already used on this device.
+    Superseded {
+        /// The newer sequence.
+        by_sequence: u64,
+    },
+}
+
+impl From<crate::OfflineOutcome> for OfflineOutcome {
+    fn from(o: crate::OfflineOutcome) -> Self {
+        use crate::OfflineOutcome as C;
+        match o {
+            C::AcceptedProvisionally { attempts_used } => {
+                OfflineOutcome::AcceptedProvisionally { attempts_used }
+            }
+            C::Rejected { attempts_left } => OfflineOutcome::Rejected { attempts_left },
+            C::LockedOut { until } => OfflineOutcome::LockedOut { until },
+            C::Expired { at } => OfflineOutcome::Expired { at },
+            C::NotYetValid { from } => OfflineOutcome::NotYetValid { from },
+            C::ClockMovedBackwards { latest_seen } => {
+                OfflineOutcome::ClockMovedBackwards { latest_seen }
+            }
+            C::Superseded { by_sequence } => OfflineOutcome::Superseded { by_sequence },
+        }
+    }
+}
+
+/// Checks typed codes against one ticket on the courier's device, offline,
+/// keeping attempts, lockout and the latest time seen in the app's store so
+/// they survive restarts. Thread-safe.
+#[derive(uniffi::Object)]
+#[uniffi::export(Debug)]
+pub struct OfflineVerifier {
+    inner: crate::OfflineVerifier,
+}
+
+#[uniffi::export]
+impl OfflineVerifier {
+    /// A verifier for `ticket` with its state in `store`; the clock may seem
+    /// to go back up to `clock_tolerance_secs` unreported.
+    #[uniffi::constructor(default(clock_tolerance_secs = 300))]
+    pub fn new(
+        ticket: Arc<Ticket>,
+        store: Arc<dyn DeviceStateStore>,
+        clock_tolerance_secs: u64,
+    ) -> Arc<Self> {
+        let inner =
+            crate::OfflineVerifier::new(ticket.inner.clone(), Arc::new(ForeignStore(store)))
+                .with_clock_tolerance(clock_tolerance_secs);
+        Arc::new(OfflineVerifier { inner })
+    }
+
+    /// Checks what the courier typed at unix time `now`. The state is saved
+    /// before the outcome is returned.
+    ///
+    /// # Errors
+    /// `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+    /// `StateStorage` (no outcome then), `CorruptState`.
+    pub fn verify(&self, entered: String, now: u64) -> FfiResult<OfflineOutcome> {
+        let entered = Zeroizing::new(entered);
+        Ok(self.inner.verify(&entered, now)?.into())
+    }
+
+    /// `verify` at the device's current time.
+    ///
+    /// # Errors
+    /// As `verify`.
+    pub fn verify_now(&self, entered: String) -> FfiResult<OfflineOutcome> {
+        self.verify(entered, now())
+    }
+
+    /// Attempts still allowed.
+    ///
+    /// # Errors
+    /// `StateStorage`, `CorruptState`.
+    pub fn attempts_left(&self) -> FfiResult<u32> {
+        Ok(self.inner.attempts_left()?)
+    }
+
+    /// The key the state is stored under.
+    pub fn state_key(&self) -> String {
+        self.inner.state_key()
+    }
+
+    /// The ticket.
+    pub fn ticket(&self) -> Arc<Ticket> {
+        Ticket::wrap(self.inner.ticket().clone())
+    }
+}
