@@ -85,7 +85,36 @@ func kind(_ error: OtpError) -> (String, String) {
     case .IssuerMismatch(let m): return ("issuer_mismatch", m)
     case .InvalidLabel(let m): return ("invalid_label", m)
     case .InvalidPercentEncoding(let m): return ("invalid_percent_encoding", m)
+    case .InvalidKeyId(let m): return ("invalid_key_id", m)
+    case .UnknownKeyId(let m): return ("unknown_key_id", m)
+    case .InvalidKey(let m): return ("invalid_key", m)
+    case .InvalidKeySet(let m): return ("invalid_key_set", m)
+    case .InvalidDeliveryId(let m): return ("invalid_delivery_id", m)
+    case .InvalidCodeFormat(let m): return ("invalid_code_format", m)
+    case .UnsafeSettings(let m): return ("unsafe_settings", m)
+    case .InvalidCodeCharacter(let m): return ("invalid_code_character", m)
+    case .WrongCodeLength(let m): return ("wrong_code_length", m)
+    case .InvalidTicket(let m): return ("invalid_ticket", m)
+    case .UnsupportedTicketVersion(let m): return ("unsupported_ticket_version", m)
+    case .TicketMacMismatch(let m): return ("ticket_mac_mismatch", m)
+    case .StateStorage(let m): return ("state_storage", m)
+    case .CorruptState(let m): return ("corrupt_state", m)
+    case .Overflow(let m): return ("overflow", m)
     }
+}
+
+/// A number the vector files write as a string (u64) or as a JSON number.
+extension Dictionary where Key == String, Value == Any {
+    func num(_ key: String) -> UInt64? {
+        if let s = self[key] as? String { return UInt64(s) }
+        return (self[key] as? NSNumber)?.uint64Value
+    }
+}
+
+func codeFormat(_ text: String) -> CodeFormat {
+    let parts = text.split(separator: "-")
+    let n = UInt32(parts[1])!
+    return parts[0] == "numeric" ? .numeric(digits: n) : .crockford(length: n)
 }
 
 /// Runs `body`, which must throw an `OtpError`, and returns its kind and message.

@@ -1,0 +1,227 @@
+import DeliveryOtp
+import Foundation
+import XCTest
+
+/// The app's attempt-state storage, as an iOS app might keep it in memory.
+final class MapStateStore: DeviceStateStore, @unchecked Sendable {
+    private var values: [String: String] = [:]
+    private let lock = NSLock()
+    func load(key: String) throws -> String? { lock.lock(); defer { lock.unlock() }; return values[key] }
+    func save(key: String, value: String) throws { lock.lock(); defer { lock.unlock() }; values[key] = value }
+}
+
+/// State kept in files, one per delivery: survives a new store object, as after an app restart.
+final class FileStateStore: DeviceStateStore, @unchecked Sendable {
+    let dir: URL
+    init(dir: URL) { self.dir = dir }
+    private func file(_ key: String) -> URL { dir.appendingPathComponent(key.replacingOccurrences(of: "/", with: "_")) }
+    func load(key: String) throws -> String? { try? String(contentsOf: file(key), encoding: .utf8) }
+    func save(key: String, value: String) throws { try value.write(to: file(key), atomically: true, encoding: .utf8) }
+}
+
+/// Storage that fails, as a full disk would.
+final class FailingStateStore: DeviceStateStore, @unchecked Sendable {
+    func load(key: String) throws -> String? { nil }
+    func save(key: String, value: String) throws { throw StoreError.Failed(reason: "disk full") }
+}
+
+func offlineName(_ o: OfflineOutcome) -> (String, UInt64?) {
+    switch o {
+    case .acceptedProvisionally(let n): return ("accepted_provisionally", UInt64(n))
+    case .rejected(let n): return ("rejected", UInt64(n))
+    case .lockedOut(let t): return ("locked_out", t)
+    case .expired(let t): return ("expired", t)
+    case .notYetValid(let t): return ("not_yet_valid", t)
+    case .clockMovedBackwards(let t): return ("clock_moved_backwards", t)
+    case .superseded(let s): return ("superseded", s)
+    }
+}
+
+func onlineName(_ o: OnlineOutcome) -> (String, UInt64?) {
+    switch o {
+    case .confirmed(let n): return ("confirmed", UInt64(n))
+    case .rejected(let n): return ("rejected", UInt64(n))
+    case .lockedOut(let t): return ("locked_out", t)
+    case .alreadyUsed: return ("already_used", nil)
+    case .expired(let t): return ("expired", t)
+    case .notYetValid(let t): return ("not_yet_valid", t)
+    case .superseded(let s): return ("superseded", s)
+    }
+}
+
+let outcomeField = [
+    "accepted_provisionally": "attempts_used", "confirmed": "attempts_used", "rejected": "attempts_left",
+    "locked_out": "until", "expired": "at", "not_yet_valid": "from",
+    "clock_moved_backwards": "latest_seen", "superseded": "by_sequence",
+]
+
+/// Every case of the delivery vector files, and the device storage across restarts.
+final class DeliveryTests: XCTestCase {
+    private func backend(_ keySet: String, _ current: String) throws -> Backend {
+        let keys = try KeySet.fromJson(json: keySet)
+        try keys.setCurrent(keyId: current)
+        return Backend(keys: keys)
+    }
+
+    func testCodes() throws {
+        let file = "delivery-codes.json"
+        let b = try backend(try Vectors.load(file)["key_set"] as! String, "k-2026-11")
+        let cases = try Vectors.cases(file)
+        XCTAssertEqual(cases.count, 24)
+        for c in cases {
+            let code = try b.deriveCode(keyId: c.str("key_id"), deliveryId: c.str("delivery_id"),
+                                        sequence: c.u64("sequence"), format: codeFormat(c.str("format")))
+            XCTAssertEqual(code, c.str("code"), c.name)
+        }
+    }
+
+    private func settings(_ s: [String: Any]) -> DeliverySettings {
+        DeliverySettings(format: codeFormat(s.str("format")), allowShortCodes: s["allow_short_codes"] as! Bool,
+                         hashBits: s.u32("hash_bits"), maxAttempts: s.u32("max_attempts"),
+                         lifetimeSecs: s.u64("lifetime_secs"))
+    }
+
+    func testTicketsAreByteExactAndTamperingIsCaught() throws {
+        let file = "delivery-tickets.json"
+        let keySet = try Vectors.load(file)["key_set"] as! String
+        let cases = try Vectors.cases(file)
+        XCTAssertEqual(cases.count, 7)
+        for c in cases {
+            let b = try backend(keySet, c.str("key_id"))
+            let issued = try b.issueWithHashKey(deliveryId: c.str("delivery_id"), sequence: c.u64("sequence"),
+                                                now: c.u64("now"), settings: settings(c["settings"] as! [String: Any]),
+                                                hashKey: hex(c.str("hash_key_hex")))
+            XCTAssertEqual(issued.code, c.str("code"), c.name)
+            XCTAssertEqual(issued.codeGrouped.replacingOccurrences(of: " ", with: ""), issued.code, c.name)
+            XCTAssertEqual(issued.ticket.toJson(), c.str("ticket"), c.name)
+            let read = try b.readTicket(json: c.str("ticket"))
+            XCTAssertEqual(read, issued.ticket, c.name)
+            XCTAssertEqual(try b.codeFor(ticket: read), c.str("code"), c.name)
+            XCTAssertFalse(read.toJson().contains(c.str("code")) || String(reflecting: read).contains(c.str("code")),
+                           "\(c.name): ticket shows the code")
+        }
+        let b = try backend(keySet, "k-2026-11")
+        let tampered = try Vectors.cases(file, "tampered")
+        XCTAssertGreaterThanOrEqual(tampered.count, 10)
+        for c in tampered {
+            if let device = c.optStr("device_error") {
+                XCTAssertEqual(expectOtpError(c.name) { try Ticket.fromJson(json: c.str("ticket")) }.0, device, c.name)
+            } else {
+                XCTAssertNoThrow(try Ticket.fromJson(json: c.str("ticket")), c.name)
+            }
+            XCTAssertEqual(expectOtpError(c.name) { try b.readTicket(json: c.str("ticket")) }.0,
+                           c.str("backend_error"), c.name)
+        }
+    }
+
+    func testNormalization() throws {
+        let cases = try Vectors.cases("delivery-normalize.json")
+        XCTAssertGreaterThanOrEqual(cases.count, 25)
+        for c in cases {
+            let format = codeFormat(c.str("format"))
+            if let expected = c.optStr("normalized") {
+                XCTAssertEqual(try normalizeCode(entered: c.str("entered"), format: format), expected, c.name)
+            } else {
+                let (k, message) = expectOtpError(c.name) { try normalizeCode(entered: c.str("entered"), format: format) }
+                XCTAssertEqual(k, c.str("error"), c.name)
+                if let position = c.int("position") {
+                    XCTAssertTrue(message.contains("position \(position)"), "\(c.name): \(message)")
+                }
+            }
+        }
+    }
+
+    func testScenarios() throws {
+        let file = "delivery-scenarios.json"
+        let v = try Vectors.load(file)
+        let tolerance = v.u64("clock_tolerance_secs")
+        let scenarios = try Vectors.cases(file, "scenarios")
+        XCTAssertGreaterThanOrEqual(scenarios.count, 12)
+        for sc in scenarios {
+            let store = MapStateStore()
+            let backend = try backend(v["key_set"] as! String, "k-2026-11")
+            var ticket = try Ticket.fromJson(json: sc.str("ticket"))
+            var verifier = OfflineVerifier(ticket: ticket, store: store, clockToleranceSecs: tolerance)
+            for (i, step) in (sc["steps"] as! [[String: Any]]).enumerated() {
+                let ctx = "\(sc.name), step \(i + 1)"
+                switch step.str("do") {
+                case "verify":
+                    if let error = step.optStr("expect_error") {
+                        XCTAssertEqual(expectOtpError(ctx) {
+                            try verifier.verify(entered: step.str("entered"), now: step.u64("time"))
+                        }.0, error, ctx)
+                    } else {
+                        let (outcome, value) = offlineName(try verifier.verify(entered: step.str("entered"), now: step.u64("time")))
+                        XCTAssertEqual(outcome, step.str("expect"), ctx)
+                        XCTAssertEqual(value, step.num(outcomeField[outcome]!), "\(ctx): value")
+                    }
+                case "restart":
+                    verifier = OfflineVerifier(ticket: ticket, store: store, clockToleranceSecs: tolerance)
+                case "switch_ticket":
+                    ticket = try Ticket.fromJson(json: step.str("ticket"))
+                    verifier = OfflineVerifier(ticket: ticket, store: store, clockToleranceSecs: tolerance)
+                case "attempts_left":
+                    XCTAssertEqual(UInt64(try verifier.attemptsLeft()), step.num("expect"), ctx)
+                case "online":
+                    let (outcome, value) = onlineName(try backend.verifyOnline(
+                        ticket: ticket, entered: step.str("entered"), now: step.u64("time"),
+                        currentSequence: step.u64("current_sequence")))
+                    XCTAssertEqual(outcome, step.str("expect"), ctx)
+                    if outcome == "superseded" {
+                        XCTAssertEqual(value, step.u64("current_sequence"), ctx)
+                    } else if let field = outcomeField[outcome] {
+                        XCTAssertEqual(value, step.num(field), "\(ctx): value")
+                    }
+                default:
+                    XCTFail("\(ctx): unknown step")
+                }
+            }
+        }
+    }
+
+    func testAttemptsSurviveAnAppRestartWithFileStorage() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("delivery-otp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let backend = Backend(keys: try KeySet.generate(keyId: "k1"))
+        let now: UInt64 = 1_764_000_000
+        let issued = try backend.issue(deliveryId: "PKG-42", sequence: 0, now: now, settings: defaultDeliverySettings())
+        let wrong = issued.code == "000000" ? "000001" : "000000"
+        do {  // first run of the app: two wrong codes
+            let first = OfflineVerifier(ticket: try Ticket.fromJson(json: issued.ticket.toJson()), store: FileStateStore(dir: dir))
+            _ = try first.verify(entered: wrong, now: now + 10)
+            _ = try first.verify(entered: wrong, now: now + 11)
+        }
+        // The app restarts: new store object, new verifier, same files.
+        let second = OfflineVerifier(ticket: try Ticket.fromJson(json: issued.ticket.toJson()), store: FileStateStore(dir: dir))
+        XCTAssertEqual(try second.attemptsLeft(), 3, "attempts were lost across the restart")
+        XCTAssertEqual(try second.verify(entered: issued.code, now: now + 20), .acceptedProvisionally(attemptsUsed: 3))
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) {
+            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+            XCTAssertFalse(text.contains(issued.code), "stored state shows the code")
+        }
+    }
+
+    func testAFailingStoreGivesNoOutcome() throws {
+        let issued = try Backend(keys: try KeySet.generate(keyId: "k1"))
+            .issue(deliveryId: "PKG-43", sequence: 0, now: 1_000, settings: defaultDeliverySettings())
+        let verifier = OfflineVerifier(ticket: issued.ticket, store: FailingStateStore())
+        let (k, message) = expectOtpError("failing store") { try verifier.verify(entered: issued.code, now: 1_001) }
+        XCTAssertEqual(k, "state_storage")
+        XCTAssertTrue(message.contains("disk full"), message)
+    }
+
+    func testSettingsThatRevealTheCodeAreRefused() throws {
+        var s = defaultDeliverySettings()
+        XCTAssertEqual(s.format, .numeric(digits: 6))
+        XCTAssertEqual(s.hashBits, 12)
+        XCTAssertEqual(s.maxAttempts, 5)
+        try checkDeliverySettings(settings: s)
+        s.hashBits = 16
+        let (k, message) = expectOtpError("t = 16") { try checkDeliverySettings(settings: s) }
+        XCTAssertEqual(k, "unsafe_settings")
+        XCTAssertTrue(message.contains("candidates"), message)
+        XCTAssertEqual(expectedCandidates(format: .numeric(digits: 6), hashBits: 12), 244.140625)
+        XCTAssertEqual(falseAcceptProbability(hashBits: 12), 1.0 / 4096)
+    }
+}
