@@ -59,7 +59,12 @@ fn codes() {
         let code = derive_code(key, &s(c, "delivery_id"), n(c, "sequence"), format).unwrap();
         let b = Backend::new(keys.clone(), Arc::new(InMemoryAttemptStore::new()));
         let again = b
-            .derive_code(&s(c, "key_id"), &s(c, "delivery_id"), n(c, "sequence"), format)
+            .derive_code(
+                &s(c, "key_id"),
+                &s(c, "delivery_id"),
+                n(c, "sequence"),
+                format,
+            )
             .unwrap();
         assert_eq!(again, code, "{name}");
         assert_eq!(code.as_str(), s(c, "code"), "{name}");

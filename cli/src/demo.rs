@@ -1,11 +1,176 @@
-//! `delivery-otp demo`: a courier's two-factor enrolment and login, end to end.
+//! `delivery-otp demo`: a delivery handover, or a courier's two-factor
+//! enrolment, end to end.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
-use delivery_otp::{Error, KeyUri, Secret, Window};
+use delivery_otp::{
+    Backend, DeliverySettings, Error, InMemoryAttemptStore, InMemoryStateStore, KeySet, KeyUri,
+    MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome, Secret, StateStore, Ticket, Window,
+};
 
-/// Runs the demo at unix time `now` and returns what it prints.
-pub fn run(now: u64) -> Result<String, Error> {
+/// The demo's built-in backend key (never use fixed keys in production).
+const DEMO_KEY: [u8; 32] = *b"delivery-otp demo key, not real!";
+
+/// A delivery handover at unix time `now`: issue, a wrong code, the right
+/// code typed with a full-width digit, a resend, reconciliation.
+pub fn handover(now: u64) -> Result<String, Error> {
+    let mut out = String::new();
+    let mut say = |text: String| {
+        let _ = writeln!(out, "{text}");
+    };
+    let backend = Backend::new(
+        KeySet::new(MasterKey::from_bytes("demo-2026", &DEMO_KEY)?),
+        Arc::new(InMemoryAttemptStore::new()),
+    );
+    let settings = DeliverySettings::default();
+    say("A delivery handover, on built-in demo keys".into());
+    say(format!(
+        "settings: {} codes, {}-bit offline hash (a wrong code passes 1 time in {:.0}; about {:.0} candidates for a brute-forcer), {} attempts, valid {} h",
+        settings.format,
+        settings.hash_bits,
+        1.0 / settings.false_accept_probability(),
+        settings.expected_candidates(),
+        settings.max_attempts,
+        settings.lifetime_secs / 3600
+    ));
+    say(String::new());
+
+    // A fixed ticket hash key keeps the demo's story the same on every run
+    // (production uses a random one per ticket).
+    let issued =
+        backend.issue_with_hash_key("PKG-2026-000123", 0, now, &settings, *b"demo hash key 16")?;
+    say("1. backend issues the code and the courier's ticket".into());
+    say(format!(
+        "   SMS to the customer: \"Acme Deliveries: your delivery code for parcel PKG-2026-000123 is {}. Share it only with the courier at your door, after you have checked your parcel. We never ask for it by phone.\"",
+        issued.code.grouped()
+    ));
+    say(format!(
+        "   ticket to the courier's phone (no code in it): {}",
+        issued.ticket.to_json()
+    ));
+
+    let phone_ticket = Ticket::from_json(&issued.ticket.to_json())?;
+    let storage: Arc<dyn StateStore> = Arc::new(InMemoryStateStore::new());
+    let phone = OfflineVerifier::new(phone_ticket.clone(), storage.clone());
+    let wrong = wrong_code(issued.code.as_str());
+    say(String::new());
+    say("2. at the door, offline, the courier types what the customer reads out".into());
+    say(format!(
+        "   typed {wrong:?}: {}",
+        describe(&phone.verify(&wrong, now.saturating_add(60))?)
+    ));
+    let typed = full_width_last(issued.code.as_str());
+    let outcome = phone.verify(&typed, now.saturating_add(90))?;
+    say(format!(
+        "   typed {typed:?} (last digit full-width): {}",
+        describe(&outcome)
+    ));
+
+    say(String::new());
+    say("3. back online, the backend confirms the entered code".into());
+    let confirmed = backend.verify_online(&phone_ticket, &typed, now.saturating_add(120), 0)?;
+    say(format!("   {}", describe_online(&confirmed)));
+
+    say(String::new());
+    say("4. another parcel: the customer asks for a new code (resend)".into());
+    let second = backend.issue("PKG-2026-000124", 0, now, &settings)?;
+    let resent = backend.resend(&second.ticket, now.saturating_add(300), &settings)?;
+    say(format!(
+        "   sequence {} replaces sequence {}",
+        resent.ticket.sequence(),
+        second.ticket.sequence()
+    ));
+    let old = backend.verify_online(
+        &second.ticket,
+        second.code.as_str(),
+        now.saturating_add(310),
+        1,
+    )?;
+    say(format!(
+        "   the first code, online: {}",
+        describe_online(&old)
+    ));
+    let new_phone = OfflineVerifier::new(resent.ticket.clone(), storage.clone());
+    say(format!(
+        "   the new code on the phone: {}",
+        describe(&new_phone.verify(resent.code.as_str(), now.saturating_add(320))?)
+    ));
+    let old_phone = OfflineVerifier::new(second.ticket.clone(), storage);
+    say(format!(
+        "   the first code on the phone: {}",
+        describe(&old_phone.verify(second.code.as_str(), now.saturating_add(330))?)
+    ));
+    Ok(out.trim_end().to_string())
+}
+
+fn wrong_code(code: &str) -> String {
+    // Change the first digit: a wrong code (it may still pass the 12-bit
+    // hash 1 time in 4096, which the backend then catches).
+    let mut chars: Vec<char> = code.chars().collect();
+    if let Some(first) = chars.first_mut() {
+        *first = if *first == '9' {
+            '1'
+        } else {
+            char::from_u32(u32::from(*first).saturating_add(1)).unwrap_or('1')
+        };
+    }
+    chars.into_iter().collect()
+}
+
+fn full_width_last(code: &str) -> String {
+    let mut chars: Vec<char> = code.chars().collect();
+    if let Some(last) = chars.last_mut() {
+        if let Some(fw) = last
+            .to_digit(10)
+            .and_then(|d| char::from_u32(0xFF10_u32.saturating_add(d)))
+        {
+            *last = fw;
+        }
+    }
+    chars.into_iter().collect()
+}
+
+pub(crate) fn describe(o: &OfflineOutcome) -> String {
+    match o {
+        OfflineOutcome::AcceptedProvisionally { attempts_used } => format!(
+            "accepted provisionally after {attempts_used} attempt(s); the backend confirms it later"
+        ),
+        OfflineOutcome::Rejected { attempts_left } => {
+            format!("rejected, {attempts_left} attempt(s) left")
+        }
+        OfflineOutcome::LockedOut { until } => format!("locked out until {until}"),
+        OfflineOutcome::Expired { at } => format!("expired at {at}"),
+        OfflineOutcome::NotYetValid { from } => format!("not valid before {from}"),
+        OfflineOutcome::ClockMovedBackwards { latest_seen } => {
+            format!("refused: the clock went back (latest time seen {latest_seen})")
+        }
+        OfflineOutcome::Superseded { by_sequence } => {
+            format!("refused: replaced by the resend with sequence {by_sequence}")
+        }
+    }
+}
+
+pub(crate) fn describe_online(o: &OnlineOutcome) -> String {
+    match o {
+        OnlineOutcome::Confirmed { attempts_used } => {
+            format!("confirmed after {attempts_used} attempt(s): delivered")
+        }
+        OnlineOutcome::Rejected { attempts_left } => {
+            format!("rejected, {attempts_left} attempt(s) left")
+        }
+        OnlineOutcome::LockedOut { until } => format!("locked out until {until}"),
+        OnlineOutcome::AlreadyUsed => "refused: the code was already used".into(),
+        OnlineOutcome::Expired { at } => format!("expired at {at}"),
+        OnlineOutcome::NotYetValid { from } => format!("not valid before {from}"),
+        OnlineOutcome::Superseded { current_sequence } => {
+            format!("refused: replaced by the resend with sequence {current_sequence}")
+        }
+    }
+}
+
+/// A courier's two-factor enrolment at unix time `now`.
+pub fn login(now: u64) -> Result<String, Error> {
     let mut out = String::new();
     let mut line = |text: String| {
         let _ = writeln!(out, "{text}");

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use delivery_otp::{Algorithm, Hotp, KeyUri, OtpKind, Secret, Totp, TotpConfig};
 use serde::Serialize;
 
+mod delivery;
 mod demo;
 
 #[derive(Parser)]
@@ -47,8 +48,21 @@ enum Command {
     /// Read or create otpauth:// key URIs.
     #[command(subcommand)]
     Uri(UriCommand),
-    /// Run a courier's two-factor enrolment end to end on built-in defaults.
-    Demo,
+    /// Run a delivery handover end to end on built-in keys (--login: a
+    /// courier's two-factor enrolment instead).
+    Demo {
+        /// Show the courier's two-factor login enrolment instead.
+        #[arg(long)]
+        login: bool,
+    },
+    /// Issue a delivery code and its ticket (JSON), with keys from a file.
+    Issue(delivery::IssueArgs),
+    /// Verify a typed code against a ticket: online with the backend keys,
+    /// or --offline as the courier's device does (JSON).
+    Verify(delivery::VerifyArgs),
+    /// Create a key set file for `issue` and `verify`.
+    #[command(subcommand)]
+    Keys(delivery::KeysCommand),
 }
 
 #[derive(Args)]
@@ -207,7 +221,11 @@ fn run(command: Command) -> Result<String, delivery_otp::Error> {
             }
             Ok(key.to_uri()?.to_string())
         }
-        Command::Demo => demo::run(now()),
+        Command::Demo { login: true } => demo::login(now()),
+        Command::Demo { login: false } => demo::handover(now()),
+        Command::Issue(args) => delivery::issue(args, now()),
+        Command::Verify(args) => delivery::verify(args, now()),
+        Command::Keys(command) => delivery::keys(command),
     }
 }
 

@@ -96,6 +96,24 @@ fn bad_input_is_status_2_one_line_and_no_stdout() {
         &["uri", "new", "--account", "a", "--digits", "4"],
         &["frobnicate"],
         &[],
+        &[
+            "issue",
+            "--keys",
+            "/nonexistent/keys.json",
+            "--delivery",
+            "PKG-1",
+        ],
+        &["verify", "--ticket", "{}", "--code", "123456", "--offline"],
+        &[
+            "verify",
+            "--ticket",
+            "{\"v\":9}",
+            "--code",
+            "123456",
+            "--offline",
+        ],
+        &["verify", "--ticket", "x", "--code", "123456"],
+        &["keys", "new", "--id", "bad id"],
     ];
     for args in cases {
         let o = run(args);
@@ -175,8 +193,35 @@ fn uri_new_makes_a_fresh_working_key() {
 }
 
 #[test]
-fn demo_runs_the_enrolment_and_refuses_the_replay() {
+fn demo_runs_a_handover() {
     let o = run(&["demo"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("SMS to the customer"));
+    assert!(out.contains("rejected, 4 attempt(s) left"));
+    assert!(out.contains("(last digit full-width): accepted provisionally after 2 attempt(s)"));
+    assert!(out.contains("confirmed after 1 attempt(s): delivered"));
+    assert!(out.contains("the first code, online: refused: replaced by the resend"));
+    assert!(out.contains("the first code on the phone: refused: replaced by the resend"));
+    // The ticket line never holds the code from the SMS line.
+    let code: String = out
+        .split("parcel PKG-2026-000123 is ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(7)
+        .filter(|c| c.is_ascii_digit())
+        .collect();
+    let ticket_line = out
+        .lines()
+        .find(|l| l.contains("ticket to the courier"))
+        .unwrap();
+    assert!(!ticket_line.contains(&code));
+}
+
+#[test]
+fn demo_login_runs_the_enrolment_and_refuses_the_replay() {
+    let o = run(&["demo", "--login"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("otpauth://totp/Acme%20Deliveries:courier-17%40acme.example?secret="));
@@ -190,4 +235,66 @@ fn help_is_status_0() {
     let o = run(&["--help"]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("demo"));
+}
+
+#[test]
+fn issue_and_verify_online_and_offline() {
+    let dir = std::env::temp_dir().join(format!("delivery-otp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("keys.json");
+    let o = run(&["keys", "new", "--id", "ops-1"]);
+    assert!(o.status.success());
+    std::fs::write(&keys, stdout(&o)).unwrap();
+    let keys = keys.to_str().unwrap();
+
+    let o = run(&[
+        "issue",
+        "--keys",
+        keys,
+        "--delivery",
+        "PKG-9",
+        "--time",
+        "1764000000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let issued: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let code = issued["code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 6);
+    assert_eq!(issued["key_id"], "ops-1");
+    assert_eq!(issued["expires_at"], 1764086400u64);
+    assert_eq!(issued["ticket"]["attempts"], 5);
+    let ticket = issued["ticket_json"].as_str().unwrap().to_string();
+    let ticket_file = dir.join("ticket.json");
+    std::fs::write(&ticket_file, &ticket).unwrap();
+    let at_file = format!("@{}", ticket_file.display());
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--ticket", &at_file, "--time", "1764000100"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let spaced = format!("{} {}", &code[..3], &code[3..]);
+    let out = verify(&["--keys", keys, "--code", &spaced]);
+    assert_eq!(out["outcome"], "confirmed");
+    assert_eq!(out["mode"], "online");
+    let out = verify(&["--keys", keys, "--code", &code, "--current-sequence", "1"]);
+    assert_eq!(out["outcome"], "superseded");
+    let out = verify(&["--offline", "--code", &code]);
+    assert_eq!(out["outcome"], "accepted_provisionally");
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let out = verify(&["--keys", keys, "--code", wrong]);
+    assert_eq!(out["outcome"], "rejected");
+    assert_eq!(out["attempts_left"], 4);
+
+    // A changed ticket is refused online with status 2.
+    let tampered = ticket.replace("\"attempts\":5", "\"attempts\":50");
+    let o = run(&[
+        "verify", "--ticket", &tampered, "--code", &code, "--keys", keys,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("MAC does not match"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(&code));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

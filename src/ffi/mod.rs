@@ -296,4 +296,3 @@ error_mapping! {
 }
 
 type FfiResult<T> = Result<T, OtpError>;
-
