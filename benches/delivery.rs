@@ -1,6 +1,11 @@
 //! Issuing (code plus ticket) on the backend, verifying on the device and
 //! online, and an RFC 6238 TOTP for scale. `cargo bench --bench delivery`.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::arithmetic_side_effects
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -46,12 +51,15 @@ fn benches(c: &mut Criterion) {
     // this includes loading and saving the state JSON, as on a phone.
     let ticket = Ticket::from_json(&json).unwrap();
     let code = issued.code.as_str().to_string();
-    c.bench_function("device: offline verify (right code, state load+save)", |bench| {
-        bench.iter(|| {
-            let v = OfflineVerifier::new(ticket.clone(), Arc::new(InMemoryStateStore::new()));
-            black_box(v.verify(black_box(&code), NOW + 10).unwrap())
-        })
-    });
+    c.bench_function(
+        "device: offline verify (right code, state load+save)",
+        |bench| {
+            bench.iter(|| {
+                let v = OfflineVerifier::new(ticket.clone(), Arc::new(InMemoryStateStore::new()));
+                black_box(v.verify(black_box(&code), NOW + 10).unwrap())
+            })
+        },
+    );
     c.bench_function("device: offline verify (full-width digits)", |bench| {
         let typed: String = code
             .chars()
@@ -62,12 +70,15 @@ fn benches(c: &mut Criterion) {
             black_box(v.verify(black_box(&typed), NOW + 10).unwrap())
         })
     });
-    c.bench_function("backend: online verify (MAC check + derive + store)", |bench| {
-        bench.iter(|| {
-            let fresh = backend();
-            black_box(fresh.verify_online(&ticket, &code, NOW + 10, 0).unwrap())
-        })
-    });
+    c.bench_function(
+        "backend: online verify (MAC check + derive + store)",
+        |bench| {
+            bench.iter(|| {
+                let fresh = backend();
+                black_box(fresh.verify_online(&ticket, &code, NOW + 10, 0).unwrap())
+            })
+        },
+    );
 
     let totp = Totp::new(
         Secret::from_bytes(b"12345678901234567890").unwrap(),
