@@ -164,20 +164,33 @@ impl OfflineVerifier {
         self.store.save(&self.state_key(), &text)
     }
 
+    /// The stored state as it applies to this ticket: `Err(newer sequence)`
+    /// when a resend's ticket was already used here, and a fresh count
+    /// (keeping the latest time seen) when this ticket is the newer one.
+    fn state_for_ticket(&self) -> Result<core::result::Result<DeviceState, u64>> {
+        let state = self.load()?;
+        let sequence = self.ticket.sequence();
+        Ok(match state.seq.cmp(&sequence) {
+            core::cmp::Ordering::Greater => Err(state.seq),
+            core::cmp::Ordering::Equal => Ok(state),
+            core::cmp::Ordering::Less => Ok(DeviceState {
+                v: STATE_VERSION,
+                seq: sequence,
+                latest: state.latest,
+                ..DeviceState::default()
+            }),
+        })
+    }
+
     /// Attempts still allowed for this ticket.
     ///
     /// # Errors
     /// [`Error::StateStorage`], [`Error::CorruptState`].
     pub fn attempts_left(&self) -> Result<u32> {
-        let state = self.load()?;
-        if state.seq != self.ticket.sequence() {
-            return Ok(if state.seq > self.ticket.sequence() {
-                0
-            } else {
-                self.ticket.max_attempts()
-            });
-        }
-        Ok(self.ticket.max_attempts().saturating_sub(state.attempts))
+        Ok(match self.state_for_ticket()? {
+            Ok(state) => self.ticket.max_attempts().saturating_sub(state.attempts),
+            Err(_superseded) => 0,
+        })
     }
 
     /// Checks what the courier typed at unix time `now`.
@@ -194,20 +207,10 @@ impl OfflineVerifier {
     pub fn verify(&self, entered: &str, now: u64) -> Result<OfflineOutcome> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         let ticket = &self.ticket;
-        let mut state = self.load()?;
-        if state.seq > ticket.sequence() {
-            return Ok(OfflineOutcome::Superseded {
-                by_sequence: state.seq,
-            });
-        }
-        if state.seq < ticket.sequence() {
-            state = DeviceState {
-                v: STATE_VERSION,
-                seq: ticket.sequence(),
-                latest: state.latest,
-                ..DeviceState::default()
-            };
-        }
+        let mut state = match self.state_for_ticket()? {
+            Ok(state) => state,
+            Err(by_sequence) => return Ok(OfflineOutcome::Superseded { by_sequence }),
+        };
         if now.saturating_add(self.clock_tolerance) < state.latest {
             return Ok(OfflineOutcome::ClockMovedBackwards {
                 latest_seen: state.latest,

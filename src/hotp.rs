@@ -110,7 +110,7 @@ impl Hotp {
     /// Compares `code` with the codes of every counter in `first..=last`, in
     /// constant time, and returns the matching counter.
     pub(crate) fn verify_range(&self, code: &str, first: u64, last: u64) -> Result<Option<u64>> {
-        let entered = normalize_entered(code, self.digits)?;
+        let entered = check_entered(code, self.digits)?;
         let mut found = subtle::Choice::from(0);
         let mut matched = 0u64;
         for candidate in first..=last {
@@ -140,7 +140,7 @@ pub(crate) fn check_window(size: u64) -> Result<()> {
 
 /// Removes spaces from an entered code and checks that what is left is
 /// exactly `digits` ASCII digits. The copy is wiped when dropped.
-fn normalize_entered(code: &str, digits: u32) -> Result<Zeroizing<String>> {
+pub(crate) fn check_entered(code: &str, digits: u32) -> Result<Zeroizing<String>> {
     let entered: Zeroizing<String> = Zeroizing::new(code.chars().filter(|c| *c != ' ').collect());
     let right_length = u32::try_from(entered.len()).is_ok_and(|len| len == digits);
     if !right_length || !entered.bytes().all(|b| b.is_ascii_digit()) {

@@ -2,7 +2,7 @@
 
 use crate::algorithm::Algorithm;
 use crate::error::{Error, Result};
-use crate::hotp::{check_window, Code, Hotp};
+use crate::hotp::{check_entered, check_window, Code, Hotp};
 use crate::secret::Secret;
 
 /// The usual time step, in seconds (RFC 6238 section 5.2).
@@ -155,17 +155,19 @@ impl Totp {
         check_window(window.behind)?;
         check_window(window.ahead)?;
         let now = self.step_at(time)?;
-        let mut first = now.saturating_sub(window.behind);
+        let earliest = now.saturating_sub(window.behind);
         let last = now.saturating_add(window.ahead);
-        if let Some(used) = last_used_step {
-            first = first.max(used.saturating_add(1));
-        }
-        if first > last || last_used_step == Some(u64::MAX) {
+        // The first step not yet used; none when `last_used_step` is the last step there is.
+        let first = match last_used_step {
+            None => Some(earliest),
+            Some(used) => used.checked_add(1).map(|next| next.max(earliest)),
+        };
+        let Some(first) = first.filter(|first| *first <= last) else {
             // Every step in the window was used already. Still validate the
             // entered text so a malformed one gets its error.
-            self.hotp.verify_range(code, last, last)?;
+            check_entered(code, self.hotp.digits())?;
             return Ok(None);
-        }
+        };
         Ok(self
             .hotp
             .verify_range(code, first, last)?

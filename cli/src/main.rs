@@ -214,11 +214,7 @@ fn run(command: Command) -> Result<String, delivery_otp::Error> {
                 algorithm: algorithm.into(),
                 digits,
             };
-            // Check the settings make a working key before printing it.
-            match kind {
-                OtpKind::Totp { .. } => key.totp().map(drop)?,
-                OtpKind::Hotp { .. } => key.hotp().map(drop)?,
-            }
+            // `to_uri` checks digits, period and labels before writing.
             Ok(key.to_uri()?.to_string())
         }
         Command::Demo { login: true } => demo::login(now()),
