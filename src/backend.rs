@@ -1,7 +1,7 @@
 //! The backend side: issuing codes and tickets, recognising its own tickets,
 //! and verifying codes online with attempts counted in a shared store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rand::rngs::SysRng;
@@ -11,30 +11,49 @@ use subtle::ConstantTimeEq;
 use crate::code::{derive_code, normalize, Code};
 use crate::error::{Error, Result};
 use crate::keys::KeySet;
+use crate::receipt::{DeviceKey, NotDeliveredReason, Receipt, ReceiptOutcome, Verification};
 use crate::settings::DeliverySettings;
 use crate::ticket::{ticket_hash, Ticket, HASH_KEY_BYTES};
 
-/// Where the backend counts attempts and marks codes used. Every backend
-/// instance must see the same store; both operations must be atomic.
+/// Where the backend counts attempts, marks codes used and remembers
+/// reconciled receipts. Every backend instance must see the same store (see
+/// `RedisStore` behind the `redis` feature); each operation must be atomic.
+/// Entries may be forgotten after their `expires_at` (unix seconds).
 pub trait AttemptStore: Send + Sync {
     /// Counts one attempt for `scope` and returns the number of attempts
     /// so far, this one included.
     ///
     /// # Errors
-    /// [`Error::StateStorage`] when the store fails.
-    fn record_attempt(&self, scope: &str) -> Result<u32>;
+    /// [`Error::StateStorage`] when the store fails; then nothing was counted,
+    /// or the count is unknown and the caller must not retry blindly.
+    fn record_attempt(&self, scope: &str, expires_at: u64) -> Result<u32>;
 
     /// Marks `scope` used. Returns true for the first call only.
     ///
     /// # Errors
     /// [`Error::StateStorage`] when the store fails.
-    fn consume(&self, scope: &str) -> Result<bool>;
+    fn consume(&self, scope: &str, expires_at: u64) -> Result<bool>;
+
+    /// Stores `value` under `key` unless a value is already there. Returns
+    /// `None` when this call stored it, or the value stored first.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the store fails.
+    fn remember_first(&self, key: &str, value: &str, expires_at: u64) -> Result<Option<String>>;
 }
 
-/// A thread-safe [`AttemptStore`] in memory, for one backend process and for tests.
+#[derive(Debug, Default)]
+struct MemoryEntries {
+    attempts: HashMap<String, u32>,
+    consumed: HashSet<String>,
+    remembered: HashMap<String, String>,
+}
+
+/// A thread-safe [`AttemptStore`] in memory, for one backend process and for
+/// tests. It never forgets an entry.
 #[derive(Debug, Default)]
 pub struct InMemoryAttemptStore {
-    entries: Mutex<HashMap<String, (u32, bool)>>,
+    entries: Mutex<MemoryEntries>,
 }
 
 impl InMemoryAttemptStore {
@@ -45,19 +64,27 @@ impl InMemoryAttemptStore {
 }
 
 impl AttemptStore for InMemoryAttemptStore {
-    fn record_attempt(&self, scope: &str) -> Result<u32> {
+    fn record_attempt(&self, scope: &str, _expires_at: u64) -> Result<u32> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = entries.entry(scope.to_string()).or_default();
-        entry.0 = entry.0.saturating_add(1);
-        Ok(entry.0)
+        let count = entries.attempts.entry(scope.to_string()).or_default();
+        *count = count.saturating_add(1);
+        Ok(*count)
     }
 
-    fn consume(&self, scope: &str) -> Result<bool> {
+    fn consume(&self, scope: &str, _expires_at: u64) -> Result<bool> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = entries.entry(scope.to_string()).or_default();
-        let first = !entry.1;
-        entry.1 = true;
-        Ok(first)
+        Ok(entries.consumed.insert(scope.to_string()))
+    }
+
+    fn remember_first(&self, key: &str, value: &str, _expires_at: u64) -> Result<Option<String>> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(first) = entries.remembered.get(key) {
+            return Ok(Some(first.clone()));
+        }
+        entries
+            .remembered
+            .insert(key.to_string(), value.to_string());
+        Ok(None)
     }
 }
 
@@ -113,6 +140,7 @@ pub enum OnlineOutcome {
 pub struct Backend {
     keys: KeySet,
     store: Arc<dyn AttemptStore>,
+    receipt_retention: u64,
 }
 
 impl core::fmt::Debug for Backend {
@@ -126,7 +154,18 @@ impl core::fmt::Debug for Backend {
 impl Backend {
     /// A backend with these keys and this attempt store.
     pub fn new(keys: KeySet, store: Arc<dyn AttemptStore>) -> Self {
-        Backend { keys, store }
+        Backend {
+            keys,
+            store,
+            receipt_retention: DEFAULT_RECEIPT_RETENTION_SECS,
+        }
+    }
+
+    /// Changes how long reconciled receipts are remembered (default 90
+    /// days). A receipt that comes again after that is judged afresh.
+    pub fn with_receipt_retention(mut self, seconds: u64) -> Self {
+        self.receipt_retention = seconds;
+        self
     }
 
     /// The keys.
@@ -299,7 +338,7 @@ impl Backend {
             ticket.sequence(),
             ticket.delivery_id()
         );
-        let attempts = self.store.record_attempt(&scope)?;
+        let attempts = self.store.record_attempt(&scope, ticket.expires_at())?;
         let max = ticket.max_attempts();
         if attempts > max {
             return Ok(OnlineOutcome::LockedOut {
@@ -315,7 +354,7 @@ impl Backend {
         )?;
         let matched = bool::from(expected.as_str().as_bytes().ct_eq(normalized.as_bytes()));
         if matched {
-            return Ok(if self.store.consume(&scope)? {
+            return Ok(if self.store.consume(&scope, ticket.expires_at())? {
                 OnlineOutcome::Confirmed {
                     attempts_used: attempts,
                 }
@@ -330,6 +369,259 @@ impl Backend {
             _ => OnlineOutcome::LockedOut {
                 until: ticket.expires_at(),
             },
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Devices and reconciliation
+
+/// How long the backend remembers a reconciled receipt, to recognise it when
+/// it comes again: 90 days.
+pub const DEFAULT_RECEIPT_RETENTION_SECS: u64 = 90 * 24 * 3600;
+
+/// The backend's judgement of a receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Delivered, with the code issued for this ticket.
+    Confirmed {
+        /// How the device checked it.
+        verified: Verification,
+    },
+    /// The device recorded a delivery with a code that is not the one issued:
+    /// a courier who brute-forced the ticket, or a phone that was tampered
+    /// with. Treat as not delivered and look into it.
+    CodeMismatch,
+    /// The MAC does not match: the receipt was changed, or another device
+    /// or courier made it.
+    Tampered,
+    /// The receipt names a key id this backend does not have.
+    UnknownKey {
+        /// The unknown key id.
+        key_id: String,
+    },
+    /// This very receipt was reconciled before; nothing changes.
+    Replayed,
+    /// A different receipt for the same ticket was reconciled before; the
+    /// first one stands.
+    Conflicting,
+    /// The receipt is for a sequence that is not the delivery's current one
+    /// (a resend replaced it, or it was never issued).
+    Stale {
+        /// The delivery's current sequence.
+        current_sequence: u64,
+    },
+    /// The courier reports the parcel was not handed over.
+    NotDelivered {
+        /// Why.
+        reason: NotDeliveredReason,
+    },
+}
+
+impl Decision {
+    /// The decision's stable snake-case name (`code_mismatch`), for logs,
+    /// metrics and the shared test vectors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Decision::Confirmed { .. } => "confirmed",
+            Decision::CodeMismatch => "code_mismatch",
+            Decision::Tampered => "tampered",
+            Decision::UnknownKey { .. } => "unknown_key",
+            Decision::Replayed => "replayed",
+            Decision::Conflicting => "conflicting",
+            Decision::Stale { .. } => "stale",
+            Decision::NotDelivered { .. } => "not_delivered",
+        }
+    }
+}
+
+/// A reconciled receipt: the decision, and a sentence a support agent can
+/// read. The explanation never contains a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// The decision.
+    pub decision: Decision,
+    /// Why, in plain words.
+    pub explanation: String,
+    /// The receipt's delivery id.
+    pub delivery_id: String,
+    /// The receipt's ticket sequence.
+    pub sequence: u64,
+    /// The courier the receipt names.
+    pub courier_id: String,
+    /// The device the receipt names.
+    pub device_id: String,
+}
+
+fn reason_words(reason: &NotDeliveredReason) -> String {
+    match reason {
+        NotDeliveredReason::CustomerAbsent => "the customer was not there".into(),
+        NotDeliveredReason::CodeNotReceived => "the customer did not receive the code".into(),
+        NotDeliveredReason::Refused => "the customer refused the parcel".into(),
+        NotDeliveredReason::Damaged => "the parcel is damaged".into(),
+        NotDeliveredReason::Other { note } => format!("other: \"{note}\""),
+    }
+}
+
+impl Backend {
+    /// The key the app of `courier_id` on `device_id` signs receipts with,
+    /// derived from the current master key; hand
+    /// [`DeviceKey::to_json`] to the app at login. A courier's new login
+    /// on another phone gets another key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDeviceKey`] for an empty, overlong or unprintable id.
+    pub fn provision_device(&self, courier_id: &str, device_id: &str) -> Result<DeviceKey> {
+        DeviceKey::derive(self.keys.current(), courier_id, device_id)
+    }
+
+    /// Judges a receipt from a courier's device (its JSON text) while the
+    /// delivery's current sequence is `current_sequence`, at backend time
+    /// `now`. In order: unknown key ids, the device MAC, a receipt seen
+    /// before (remembered in the attempt store for the retention time), a
+    /// stale sequence, then the outcome: not delivered, or delivered with the
+    /// issued code (compared in constant time) or with another one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidReceipt`], [`Error::UnsupportedReceiptVersion`] when
+    /// the text is not a receipt; [`Error::StateStorage`] when the store
+    /// fails (the receipt is then not recorded as reconciled, and can be
+    /// sent again); [`Error::Overflow`].
+    pub fn reconcile(
+        &self,
+        receipt_json: &str,
+        current_sequence: u64,
+        now: u64,
+    ) -> Result<Reconciliation> {
+        let receipt = Receipt::from_json(receipt_json)?;
+        let delivery = receipt.delivery_id();
+        let seq = receipt.sequence();
+        let done = |decision: Decision, explanation: String| Reconciliation {
+            decision,
+            explanation,
+            delivery_id: delivery.to_string(),
+            sequence: seq,
+            courier_id: receipt.courier_id().to_string(),
+            device_id: receipt.device_id().to_string(),
+        };
+        for key_id in [receipt.key_id(), receipt.device_key_id()] {
+            if self.keys.get(key_id).is_err() {
+                return Ok(done(
+                    Decision::UnknownKey {
+                        key_id: key_id.to_string(),
+                    },
+                    format!(
+                        "the receipt names key id '{key_id}', which this backend does not have \
+                         (retired, or never one of ours)"
+                    ),
+                ));
+            }
+        }
+        let device_key = DeviceKey::derive(
+            self.keys.get(receipt.device_key_id())?,
+            receipt.courier_id(),
+            receipt.device_id(),
+        )?;
+        if receipt.verify_mac(&device_key).is_err() {
+            return Ok(done(
+                Decision::Tampered,
+                format!(
+                    "the receipt's MAC does not match the key of courier '{}' on device '{}': \
+                     it was changed after it was made, or made by another device or courier",
+                    receipt.courier_id(),
+                    receipt.device_id()
+                ),
+            ));
+        }
+        let remember_until =
+            now.checked_add(self.receipt_retention)
+                .ok_or_else(|| Error::Overflow {
+                    what: "the receipt retention time".into(),
+                })?;
+        let marker = format!("receipt:{}:{seq}:{delivery}", receipt.key_id());
+        if let Some(first) =
+            self.store
+                .remember_first(&marker, &receipt.mac_text(), remember_until)?
+        {
+            return Ok(if first == receipt.mac_text() {
+                done(
+                    Decision::Replayed,
+                    format!(
+                        "this receipt for delivery '{delivery}' (sequence {seq}) was already \
+                         reconciled; nothing changes"
+                    ),
+                )
+            } else {
+                done(
+                    Decision::Conflicting,
+                    format!(
+                        "a different receipt for delivery '{delivery}' (sequence {seq}) was \
+                         reconciled before; the first one stands, and two receipts for one \
+                         ticket need a look"
+                    ),
+                )
+            });
+        }
+        if seq != current_sequence {
+            let why = if seq < current_sequence {
+                "a resend replaced it"
+            } else {
+                "that sequence was never issued"
+            };
+            return Ok(done(
+                Decision::Stale { current_sequence },
+                format!(
+                    "the receipt is for sequence {seq} of delivery '{delivery}', but the current \
+                     sequence is {current_sequence} ({why}); the code it carries does not count"
+                ),
+            ));
+        }
+        Ok(match receipt.outcome() {
+            ReceiptOutcome::NotDelivered { reason } => done(
+                Decision::NotDelivered {
+                    reason: reason.clone(),
+                },
+                format!(
+                    "not delivered: {} ({} attempts on the device)",
+                    reason_words(reason),
+                    receipt.attempts()
+                ),
+            ),
+            ReceiptOutcome::Delivered { code, verified } => {
+                let expected = derive_code(
+                    self.keys.get(receipt.key_id())?,
+                    delivery,
+                    seq,
+                    receipt.format(),
+                )?;
+                let how = match verified {
+                    Verification::Offline => "accepted offline on the device",
+                    Verification::Online => "confirmed online",
+                };
+                if bool::from(expected.as_str().as_bytes().ct_eq(code.as_bytes())) {
+                    done(
+                        Decision::Confirmed {
+                            verified: *verified,
+                        },
+                        format!(
+                            "delivered: the code on the receipt is the one issued for delivery \
+                             '{delivery}' (sequence {seq}), {how} after {} attempts",
+                            receipt.attempts()
+                        ),
+                    )
+                } else {
+                    done(
+                        Decision::CodeMismatch,
+                        format!(
+                            "suspected fraud: the device recorded delivery '{delivery}' \
+                             (sequence {seq}) as {how}, but the code on the receipt is not the \
+                             one issued; a code guessed from the ticket can pass on the phone. \
+                             Treat as not delivered and look into courier '{}'",
+                            receipt.courier_id()
+                        ),
+                    )
+                }
+            }
         })
     }
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::code::normalize;
 use crate::error::{Error, Result};
 use crate::keys::json_problem;
+use crate::receipt::{DeviceKey, Location, Receipt, ReceiptDraft, ReceiptOutcome, Verification};
 use crate::ticket::Ticket;
 
 /// How far back the clock may seem to jump before the device reports it:
@@ -91,6 +92,10 @@ struct DeviceState {
     attempts: u32,
     latest: u64,
     accepted: bool,
+    /// Device time of the first counted attempt (absent in states written
+    /// before receipts existed, and before any attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first: Option<u64>,
 }
 
 /// Checks typed codes against one ticket. Thread-safe: verifications of the
@@ -244,6 +249,7 @@ impl OfflineVerifier {
             }
         };
         state.attempts = state.attempts.saturating_add(1);
+        state.first.get_or_insert(now);
         let outcome = if ticket.hash_matches(&normalized) {
             state.accepted = true;
             OfflineOutcome::AcceptedProvisionally {
@@ -261,6 +267,125 @@ impl OfflineVerifier {
         };
         self.save(&state)?;
         Ok(outcome)
+    }
+}
+
+/// What a receipt records beyond the outcome: where, the photo, the app.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiptExtras {
+    /// Where the decision was made, if the app has a fix.
+    pub location: Option<Location>,
+    /// SHA-256 of the proof photo, if one was taken.
+    pub photo_sha256: Option<[u8; 32]>,
+    /// App name and version, such as `android/3.4.1`.
+    pub app_version: String,
+}
+
+impl OfflineVerifier {
+    /// The key the delivery's receipt is stored under. It cannot collide
+    /// with a state key: those start `delivery-otp/v1/`.
+    pub fn receipt_key(&self) -> String {
+        format!(
+            "delivery-otp/v1-receipt/{}/{}",
+            self.ticket.sequence(),
+            self.ticket.delivery_id()
+        )
+    }
+
+    /// The receipt already made for this ticket on this device, if any: for
+    /// an app that lost it before it reached the backend.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`]; [`Error::CorruptState`] when the stored text
+    /// is not a receipt.
+    pub fn stored_receipt(&self) -> Result<Option<Receipt>> {
+        let Some(text) = self.store.load(&self.receipt_key())? else {
+            return Ok(None);
+        };
+        Receipt::from_json(&text)
+            .map(Some)
+            .map_err(|e| Error::CorruptState {
+                reason: format!("the stored receipt: {e}"),
+            })
+    }
+
+    /// Makes this ticket's receipt at device time `decided_at`, signed with
+    /// `device_key`, and stores it before returning it. Attempts and the
+    /// time of the first attempt come from the device's state.
+    ///
+    /// A ticket has one receipt. Asking again with the same outcome and
+    /// details gives the same receipt, byte for byte; asking with anything
+    /// different is refused, so a receipt can be made again but never
+    /// changed.
+    ///
+    /// - `Delivered` with [`Verification::Offline`] needs the code to have
+    ///   been accepted by [`OfflineVerifier::verify`] on this device;
+    /// - `Delivered` with [`Verification::Online`] records the attempts the
+    ///   backend counted, `online_attempts` (1 or more);
+    /// - `NotDelivered` records the attempts made here, if any.
+    ///
+    /// # Errors
+    /// [`Error::InvalidReceipt`] for a field that breaks the rules, an
+    /// offline delivery this device did not accept, or a ticket that a newer
+    /// one replaced on this device; [`Error::ReceiptConflict`] naming the
+    /// fields in which it differs from the stored receipt;
+    /// [`Error::StateStorage`], [`Error::CorruptState`].
+    pub fn receipt(
+        &self,
+        device_key: &DeviceKey,
+        outcome: ReceiptOutcome,
+        online_attempts: u32,
+        decided_at: u64,
+        extras: ReceiptExtras,
+    ) -> Result<Receipt> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self
+            .state_for_ticket()?
+            .map_err(|newer| Error::InvalidReceipt {
+                reason: format!(
+                    "a newer ticket (sequence {newer}) for this delivery is in use on this device"
+                ),
+            })?;
+        let attempts = match &outcome {
+            ReceiptOutcome::Delivered {
+                code,
+                verified: Verification::Offline,
+            } => {
+                let normalized = normalize(code, self.ticket.format())?;
+                if !state.accepted || !self.ticket.hash_matches(&normalized) {
+                    return Err(Error::InvalidReceipt {
+                        reason: "this device did not accept that code for this ticket".into(),
+                    });
+                }
+                state.attempts
+            }
+            ReceiptOutcome::Delivered {
+                verified: Verification::Online,
+                ..
+            } => online_attempts,
+            ReceiptOutcome::NotDelivered { .. } => state.attempts,
+        };
+        let mut draft = ReceiptDraft::for_ticket(&self.ticket, outcome, attempts, decided_at, "");
+        draft.first_attempt_at = state.first;
+        draft.location = extras.location;
+        draft.photo_sha256 = extras.photo_sha256;
+        draft.app_version = extras.app_version;
+        let receipt = device_key.sign(draft)?;
+        if let Some(stored) = self.stored_receipt()? {
+            let fields = stored.differing_fields(&receipt);
+            if fields.is_empty() && stored == receipt {
+                return Ok(stored);
+            }
+            return Err(Error::ReceiptConflict {
+                fields: if fields.is_empty() {
+                    "the device key".into()
+                } else {
+                    fields.join(", ")
+                },
+            });
+        }
+        self.store.save(&self.receipt_key(), &receipt.to_json())?;
+        Ok(receipt)
     }
 }
 

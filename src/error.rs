@@ -262,6 +262,40 @@ pub enum Error {
         reason: String,
     },
 
+    /// A receipt that cannot be read or made, or whose fields are not consistent.
+    #[error("invalid receipt: {reason}")]
+    InvalidReceipt {
+        /// What is wrong with it (never the code it carries).
+        reason: String,
+    },
+
+    /// A receipt of a format version this library does not read.
+    #[error("unsupported receipt version {version}; this library reads version {supported}")]
+    UnsupportedReceiptVersion {
+        /// The receipt's version.
+        version: u64,
+        /// The version this library reads.
+        supported: u64,
+    },
+
+    /// A receipt whose device MAC does not match its fields.
+    #[error("the receipt's MAC does not match: it was changed after it was made, or made with another device key")]
+    ReceiptMacMismatch,
+
+    /// A second, different receipt for a ticket this device already made one for.
+    #[error("a receipt for this ticket already exists and differs in {fields}; get the stored one instead of making a new one")]
+    ReceiptConflict {
+        /// The fields that differ (names only, never values).
+        fields: String,
+    },
+
+    /// A device key that cannot be read or used.
+    #[error("invalid device key: {reason}")]
+    InvalidDeviceKey {
+        /// What is wrong with it (never the key itself).
+        reason: String,
+    },
+
     /// A number would leave its range (a sequence at its maximum, a time past `u64::MAX`).
     #[error("{what} would overflow")]
     Overflow {
@@ -312,6 +346,11 @@ impl Error {
             Error::TicketMacMismatch => "ticket_mac_mismatch",
             Error::StateStorage { .. } => "state_storage",
             Error::CorruptState { .. } => "corrupt_state",
+            Error::InvalidReceipt { .. } => "invalid_receipt",
+            Error::UnsupportedReceiptVersion { .. } => "unsupported_receipt_version",
+            Error::ReceiptMacMismatch => "receipt_mac_mismatch",
+            Error::ReceiptConflict { .. } => "receipt_conflict",
+            Error::InvalidDeviceKey { .. } => "invalid_device_key",
             Error::Overflow { .. } => "overflow",
         }
     }

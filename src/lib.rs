@@ -12,7 +12,9 @@
 //! - [`code`]: deriving delivery codes, normalizing what people type;
 //! - [`ticket`]: the ticket the backend gives the courier's device, and its wire format;
 //! - [`device`]: offline verification on the courier's device, with persisted attempts;
+//! - [`receipt`]: device keys and the signed proof-of-delivery receipt;
 //! - [`backend`]: issuing, recognising tickets, online verification and the attempt store;
+//! - `redis_store` (feature `redis`): the attempt store several backend instances share;
 //! - [`error`]: the one error type.
 //!
 //! The `ffi` feature adds the uniffi layer the Kotlin and Swift bindings are
@@ -26,6 +28,9 @@ pub mod error;
 pub mod hotp;
 pub mod keys;
 mod mac;
+pub mod receipt;
+#[cfg(feature = "redis")]
+pub mod redis_store;
 pub mod secret;
 pub mod settings;
 pub mod ticket;
@@ -38,12 +43,19 @@ mod ffi;
 uniffi::setup_scaffolding!("delivery_otp");
 
 pub use algorithm::Algorithm;
-pub use backend::{AttemptStore, Backend, InMemoryAttemptStore, Issued, OnlineOutcome};
+pub use backend::{
+    AttemptStore, Backend, Decision, InMemoryAttemptStore, Issued, OnlineOutcome, Reconciliation,
+};
 pub use code::{normalize, Code};
-pub use device::{InMemoryStateStore, OfflineOutcome, OfflineVerifier, StateStore};
+pub use device::{InMemoryStateStore, OfflineOutcome, OfflineVerifier, ReceiptExtras, StateStore};
 pub use error::{Error, Result};
 pub use hotp::Hotp;
 pub use keys::{KeySet, MasterKey};
+pub use receipt::{
+    DeviceKey, Location, NotDeliveredReason, Receipt, ReceiptDraft, ReceiptOutcome, Verification,
+};
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 pub use secret::Secret;
 pub use settings::{CodeFormat, DeliverySettings};
 pub use ticket::Ticket;

@@ -217,6 +217,30 @@ pub enum OtpError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A receipt that cannot be read or made.
+    InvalidReceipt {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A receipt of an unknown format version.
+    UnsupportedReceiptVersion {
+        /// The receipt's version.
+        version: u64,
+        /// The version this library reads.
+        supported: u64,
+    },
+    /// A receipt changed after it was made, or made with another device key.
+    ReceiptMacMismatch,
+    /// A second, different receipt for a ticket that already has one.
+    ReceiptConflict {
+        /// The fields that differ.
+        fields: String,
+    },
+    /// A device key that cannot be read or used.
+    InvalidDeviceKey {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A number would leave its range.
     Overflow {
         /// Which number.
@@ -292,6 +316,11 @@ error_mapping! {
     TicketMacMismatch,
     StateStorage { reason },
     CorruptState { reason },
+    InvalidReceipt { reason },
+    UnsupportedReceiptVersion { version, supported },
+    ReceiptMacMismatch,
+    ReceiptConflict { fields },
+    InvalidDeviceKey { reason },
     Overflow { what },
 }
 

@@ -1,0 +1,1014 @@
+//! Proof of delivery: the receipt the courier's device makes at the door, and
+//! the per-device key it is signed with.
+//!
+//! The backend derives each device's key from its master key, the courier id
+//! and the device id ([`crate::Backend::provision_device`]) and hands it to
+//! the app at login as a small JSON text ([`DeviceKey::to_json`]). A receipt
+//! made with one courier's key does not verify as another courier's or
+//! another device's.
+//!
+//! # Device key, version 1
+//!
+//! `HMAC-SHA256(key[kid], "delivery-otp/v1/device-key", courier, device)`
+//! (parts length-prefixed as everywhere in this crate), provisioned as
+//!
+//! ```json
+//! {"v":1,"kid":"2026-11","courier":"courier-17","device":"phone-9","key":"<base32 of 32 bytes>"}
+//! ```
+//!
+//! # Receipt wire format, version 1
+//!
+//! One line of JSON, fields in this order, no spaces; fields marked
+//! "optional" are left out when absent:
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `v` | integer | format version, `1` |
+//! | `delivery` | string | delivery id |
+//! | `kid` | string | the ticket's key id |
+//! | `seq` | integer | the ticket's sequence |
+//! | `format` | string | the ticket's code format |
+//! | `courier` | string | courier id (1 to 64 bytes) |
+//! | `device` | string | device id (1 to 64 bytes) |
+//! | `dkid` | string | key id of the master key the device key derives from |
+//! | `outcome` | string | `delivered` or `not_delivered` |
+//! | `code` | string | delivered only: the code entered, normalized |
+//! | `via` | string | delivered only: `offline` or `online` |
+//! | `reason` | string | not delivered only: `customer_absent`, `code_not_received`, `refused`, `damaged` or `other` |
+//! | `note` | string | with reason `other` only: free text, 1 to 500 bytes, no control characters |
+//! | `attempts` | integer | attempts used (0 to 100) |
+//! | `first` | integer | optional: device time of the first attempt |
+//! | `decided` | integer | device time of the decision |
+//! | `loc` | object | optional: `{"lat":..,"lon":..,"acc":..}`, degrees times 10^6 and metres |
+//! | `photo` | string | optional: SHA-256 of the proof photo, 64 lowercase hex digits |
+//! | `app` | string | app name and version, 1 to 64 printable ASCII characters |
+//! | `mac` | string | `HMAC-SHA256(device key, "delivery-otp/v1/receipt-mac", <the JSON before ,"mac"> + "}")`, base32 without padding |
+//!
+//! Making a receipt reads no clock and no random numbers, so the same inputs
+//! give the same bytes on Android, on iOS and in Rust. A receipt carries the
+//! code the courier entered, because that is what the backend must check; its
+//! `Debug` leaves the code out.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::code::{check_delivery_id, normalize};
+use crate::error::{Error, Result};
+use crate::keys::{check_key_id, json_problem, MasterKey};
+use crate::mac::hmac_sha256;
+use crate::settings::{CodeFormat, MAX_ATTEMPTS};
+use crate::ticket::Ticket;
+
+/// The receipt format version this library writes and reads.
+pub const RECEIPT_VERSION: u64 = 1;
+/// The device key format version.
+pub const DEVICE_KEY_VERSION: u64 = 1;
+/// Size of a device key.
+pub const DEVICE_KEY_BYTES: usize = 32;
+const DEVICE_KEY_DOMAIN: &[u8] = b"delivery-otp/v1/device-key";
+const MAC_DOMAIN: &[u8] = b"delivery-otp/v1/receipt-mac";
+const MAX_PARTY_ID_BYTES: usize = 64;
+const MAX_NOTE_BYTES: usize = 500;
+const MAX_APP_BYTES: usize = 64;
+
+fn b32(bytes: &[u8]) -> String {
+    base32::encode(base32::Alphabet::Rfc4648 { padding: false }, bytes)
+}
+
+fn decode_32(text: &str) -> Option<[u8; 32]> {
+    let bytes = Zeroizing::new(base32::decode(
+        base32::Alphabet::Rfc4648 { padding: false },
+        text,
+    )?);
+    // base32 decoding accepts some non-canonical texts; insist on the one form.
+    let out: [u8; 32] = bytes.as_slice().try_into().ok()?;
+    (b32(&out) == text).then_some(out)
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::InvalidReceipt {
+        reason: reason.into(),
+    }
+}
+
+/// Checks a courier or device id: 1 to 64 bytes, no control characters, no
+/// space at either end. `what` names it in the message.
+fn check_party_id(id: &str, what: &str) -> core::result::Result<(), String> {
+    let problem = if id.is_empty() {
+        "is empty"
+    } else if id.len() > MAX_PARTY_ID_BYTES {
+        "is longer than 64 bytes"
+    } else if id.chars().any(char::is_control) {
+        "contains a control character"
+    } else if id.trim() != id {
+        "starts or ends with a space"
+    } else {
+        return Ok(());
+    };
+    Err(format!("the {what} id {problem}"))
+}
+
+// ---------------------------------------------------------------------------
+// Device key
+
+/// The key one courier's device signs its receipts with. Derived by the
+/// backend, given to the app at login; the app keeps it in the Android
+/// Keystore or the iOS Keychain.
+///
+/// Wiped on drop; `Debug` shows the ids only.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct DeviceKey {
+    key_id: String,
+    courier_id: String,
+    device_id: String,
+    secret: [u8; DEVICE_KEY_BYTES],
+}
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceKey")
+            .field("key_id", &self.key_id)
+            .field("courier_id", &self.courier_id)
+            .field("device_id", &self.device_id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceKeyWire {
+    v: u64,
+    kid: String,
+    courier: String,
+    device: String,
+    key: Zeroizing<String>,
+}
+
+impl DeviceKey {
+    /// The key for `courier_id` on `device_id`, derived from `master`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDeviceKey`] for an empty, overlong or unprintable id.
+    pub(crate) fn derive(master: &MasterKey, courier_id: &str, device_id: &str) -> Result<Self> {
+        let bad = |reason| Error::InvalidDeviceKey { reason };
+        check_party_id(courier_id, "courier").map_err(bad)?;
+        check_party_id(device_id, "device").map_err(bad)?;
+        let secret = hmac_sha256(
+            master.secret_bytes(),
+            DEVICE_KEY_DOMAIN,
+            &[courier_id.as_bytes(), device_id.as_bytes()],
+        );
+        Ok(DeviceKey {
+            key_id: master.id().to_string(),
+            courier_id: courier_id.to_string(),
+            device_id: device_id.to_string(),
+            secret: *secret,
+        })
+    }
+
+    /// Reads the JSON the backend provisioned (see the module documentation).
+    ///
+    /// # Errors
+    /// [`Error::InvalidDeviceKey`] for malformed JSON, an unknown version or
+    /// field, a bad id, or a key that is not 32 bytes of base32.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let bad = |reason: String| Error::InvalidDeviceKey { reason };
+        let wire: DeviceKeyWire = serde_json::from_str(text).map_err(|e| {
+            bad(format!(
+                "not a device key in JSON ({} at line {}, column {})",
+                json_problem(&e),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if wire.v != DEVICE_KEY_VERSION {
+            return Err(bad(format!(
+                "unknown version {}; this library reads version {DEVICE_KEY_VERSION}",
+                wire.v
+            )));
+        }
+        check_key_id(&wire.kid).map_err(|e| bad(e.to_string()))?;
+        check_party_id(&wire.courier, "courier").map_err(bad)?;
+        check_party_id(&wire.device, "device").map_err(bad)?;
+        let secret = decode_32(&wire.key)
+            .ok_or_else(|| bad("the key is not 32 bytes in base32 without padding".into()))?;
+        Ok(DeviceKey {
+            key_id: wire.kid.clone(),
+            courier_id: wire.courier.clone(),
+            device_id: wire.device.clone(),
+            secret,
+        })
+    }
+
+    /// The JSON to hand to the app; wiped when dropped.
+    pub fn to_json(&self) -> Zeroizing<String> {
+        let wire = DeviceKeyWire {
+            v: DEVICE_KEY_VERSION,
+            kid: self.key_id.clone(),
+            courier: self.courier_id.clone(),
+            device: self.device_id.clone(),
+            key: Zeroizing::new(b32(&self.secret)),
+        };
+        Zeroizing::new(serde_json::to_string(&wire).unwrap_or_default())
+    }
+
+    /// The id of the master key this key derives from.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The courier this key belongs to.
+    pub fn courier_id(&self) -> &str {
+        &self.courier_id
+    }
+
+    /// The device this key belongs to.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// Makes the receipt for `draft`, signed with this key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidReceipt`] naming the field that is wrong.
+    pub fn sign(&self, draft: ReceiptDraft) -> Result<Receipt> {
+        let mut receipt = Receipt {
+            delivery_id: draft.delivery_id,
+            key_id: draft.key_id,
+            sequence: draft.sequence,
+            format: draft.format,
+            courier_id: self.courier_id.clone(),
+            device_id: self.device_id.clone(),
+            device_key_id: self.key_id.clone(),
+            outcome: draft.outcome,
+            attempts: draft.attempts,
+            first_attempt_at: draft.first_attempt_at,
+            decided_at: draft.decided_at,
+            location: draft.location,
+            photo_sha256: draft.photo_sha256,
+            app_version: draft.app_version,
+            mac: [0u8; 32],
+        };
+        receipt.validate()?;
+        receipt.mac = receipt.compute_mac(&self.secret);
+        Ok(receipt)
+    }
+
+    pub(crate) fn secret_bytes(&self) -> &[u8; DEVICE_KEY_BYTES] {
+        &self.secret
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Receipt values
+
+/// How a delivered code was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// On the device, against the ticket: provisional until reconciled.
+    Offline,
+    /// By the backend, which confirmed it.
+    Online,
+}
+
+/// Why a parcel was not handed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotDeliveredReason {
+    /// No one was there to take it.
+    CustomerAbsent,
+    /// The customer says the code never arrived.
+    CodeNotReceived,
+    /// The customer refused the parcel.
+    Refused,
+    /// The parcel is damaged.
+    Damaged,
+    /// Anything else, in the courier's words.
+    Other {
+        /// Free text, 1 to 500 bytes, no control characters.
+        note: String,
+    },
+}
+
+impl NotDeliveredReason {
+    /// The wire name (`customer_absent`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NotDeliveredReason::CustomerAbsent => "customer_absent",
+            NotDeliveredReason::CodeNotReceived => "code_not_received",
+            NotDeliveredReason::Refused => "refused",
+            NotDeliveredReason::Damaged => "damaged",
+            NotDeliveredReason::Other { .. } => "other",
+        }
+    }
+}
+
+/// What happened at the door.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// The parcel was handed over against a code.
+    Delivered {
+        /// The code entered; normalized when the receipt is made.
+        code: Zeroizing<String>,
+        /// How it was checked.
+        verified: Verification,
+    },
+    /// The parcel was not handed over.
+    NotDelivered {
+        /// Why.
+        reason: NotDeliveredReason,
+    },
+}
+
+impl fmt::Debug for ReceiptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReceiptOutcome::Delivered { verified, .. } => f
+                .debug_struct("Delivered")
+                .field("code", &"[redacted]")
+                .field("verified", verified)
+                .finish(),
+            ReceiptOutcome::NotDelivered { reason } => f
+                .debug_struct("NotDelivered")
+                .field("reason", reason)
+                .finish(),
+        }
+    }
+}
+
+/// Where the decision was made, as the phone measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Latitude in millionths of a degree, -90 000 000 to 90 000 000.
+    pub lat_microdegrees: i32,
+    /// Longitude in millionths of a degree, -180 000 000 to 180 000 000.
+    pub lon_microdegrees: i32,
+    /// Accuracy radius in metres.
+    pub accuracy_m: u32,
+}
+
+impl Location {
+    /// A location from degrees as phones report them, rounded to a
+    /// millionth of a degree (about 11 cm).
+    ///
+    /// # Errors
+    /// [`Error::InvalidReceipt`] for a latitude outside ±90, a longitude
+    /// outside ±180, or a value that is not a number.
+    pub fn from_degrees(latitude: f64, longitude: f64, accuracy_m: u32) -> Result<Self> {
+        let micro = |value: f64, limit: f64, what: &str| {
+            if value.is_finite() && value.abs() <= limit {
+                // In range, so the cast cannot saturate.
+                #[allow(clippy::cast_possible_truncation)]
+                Ok((value * 1e6).round() as i32)
+            } else {
+                Err(invalid(format!(
+                    "the {what} must be a number from -{limit} to {limit} degrees"
+                )))
+            }
+        };
+        Ok(Location {
+            lat_microdegrees: micro(latitude, 90.0, "latitude")?,
+            lon_microdegrees: micro(longitude, 180.0, "longitude")?,
+            accuracy_m,
+        })
+    }
+}
+
+/// What a receipt records before it is signed. Build one with
+/// [`ReceiptDraft::for_ticket`], or let
+/// [`crate::OfflineVerifier::receipt`] fill it in from the device's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptDraft {
+    /// The delivery id.
+    pub delivery_id: String,
+    /// The ticket's key id.
+    pub key_id: String,
+    /// The ticket's sequence.
+    pub sequence: u64,
+    /// The ticket's code format.
+    pub format: CodeFormat,
+    /// What happened.
+    pub outcome: ReceiptOutcome,
+    /// Attempts used, 0 to 100.
+    pub attempts: u32,
+    /// Device time of the first attempt, if any was made.
+    pub first_attempt_at: Option<u64>,
+    /// Device time of the decision.
+    pub decided_at: u64,
+    /// Where, if the app has a fix.
+    pub location: Option<Location>,
+    /// SHA-256 of the proof photo, if one was taken.
+    pub photo_sha256: Option<[u8; 32]>,
+    /// App name and version, such as `android/3.4.1`.
+    pub app_version: String,
+}
+
+impl ReceiptDraft {
+    /// A draft for `ticket`, with no first-attempt time, location or photo.
+    pub fn for_ticket(
+        ticket: &Ticket,
+        outcome: ReceiptOutcome,
+        attempts: u32,
+        decided_at: u64,
+        app_version: &str,
+    ) -> Self {
+        ReceiptDraft {
+            delivery_id: ticket.delivery_id().to_string(),
+            key_id: ticket.key_id().to_string(),
+            sequence: ticket.sequence(),
+            format: ticket.format(),
+            outcome,
+            attempts,
+            first_attempt_at: None,
+            decided_at,
+            location: None,
+            photo_sha256: None,
+            app_version: app_version.to_string(),
+        }
+    }
+}
+
+/// A signed proof-of-delivery receipt. Made with [`DeviceKey::sign`] or
+/// [`crate::OfflineVerifier::receipt`], read with [`Receipt::from_json`],
+/// judged by [`crate::Backend::reconcile`].
+///
+/// `Debug` leaves out the code and the MAC.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Receipt {
+    delivery_id: String,
+    key_id: String,
+    sequence: u64,
+    format: CodeFormat,
+    courier_id: String,
+    device_id: String,
+    device_key_id: String,
+    outcome: ReceiptOutcome,
+    attempts: u32,
+    first_attempt_at: Option<u64>,
+    decided_at: u64,
+    location: Option<Location>,
+    photo_sha256: Option<[u8; 32]>,
+    app_version: String,
+    mac: [u8; 32],
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt")
+            .field("delivery_id", &self.delivery_id)
+            .field("key_id", &self.key_id)
+            .field("sequence", &self.sequence)
+            .field("courier_id", &self.courier_id)
+            .field("device_id", &self.device_id)
+            .field("outcome", &self.outcome)
+            .field("attempts", &self.attempts)
+            .field("decided_at", &self.decided_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct LocationWire {
+    lat: i32,
+    lon: i32,
+    acc: u32,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    v: u64,
+    delivery: String,
+    kid: String,
+    seq: u64,
+    format: String,
+    courier: String,
+    device: String,
+    dkid: String,
+    outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<Zeroizing<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first: Option<u64>,
+    decided: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loc: Option<LocationWire>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    photo: Option<String>,
+    app: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex_32(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => c.checked_sub(b'0'),
+        b'a'..=b'f' => c.checked_sub(b'a').and_then(|n| n.checked_add(10)),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (hi, lo) = match pair {
+            [hi, lo] => (nibble(*hi)?, nibble(*lo)?),
+            _ => return None,
+        };
+        *byte = hi.checked_shl(4)? | lo;
+    }
+    Some(out)
+}
+
+impl Receipt {
+    /// The delivery id.
+    pub fn delivery_id(&self) -> &str {
+        &self.delivery_id
+    }
+    /// The ticket's key id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+    /// The ticket's sequence.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+    /// The ticket's code format.
+    pub fn format(&self) -> CodeFormat {
+        self.format
+    }
+    /// The courier id.
+    pub fn courier_id(&self) -> &str {
+        &self.courier_id
+    }
+    /// The device id.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+    /// The id of the master key the device key derives from.
+    pub fn device_key_id(&self) -> &str {
+        &self.device_key_id
+    }
+    /// What happened.
+    pub fn outcome(&self) -> &ReceiptOutcome {
+        &self.outcome
+    }
+    /// Attempts used.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    /// Device time of the first attempt.
+    pub fn first_attempt_at(&self) -> Option<u64> {
+        self.first_attempt_at
+    }
+    /// Device time of the decision.
+    pub fn decided_at(&self) -> u64 {
+        self.decided_at
+    }
+    /// Where the decision was made.
+    pub fn location(&self) -> Option<Location> {
+        self.location
+    }
+    /// SHA-256 of the proof photo.
+    pub fn photo_sha256(&self) -> Option<[u8; 32]> {
+        self.photo_sha256
+    }
+    /// App name and version.
+    pub fn app_version(&self) -> &str {
+        &self.app_version
+    }
+
+    fn wire(&self, with_mac: bool) -> Wire {
+        let (outcome, code, via, reason, note) = match &self.outcome {
+            ReceiptOutcome::Delivered { code, verified } => (
+                "delivered",
+                Some(code.clone()),
+                Some(match verified {
+                    Verification::Offline => "offline",
+                    Verification::Online => "online",
+                }),
+                None,
+                None,
+            ),
+            ReceiptOutcome::NotDelivered { reason } => (
+                "not_delivered",
+                None,
+                None,
+                Some(reason.as_str()),
+                match reason {
+                    NotDeliveredReason::Other { note } => Some(note.clone()),
+                    _ => None,
+                },
+            ),
+        };
+        Wire {
+            v: RECEIPT_VERSION,
+            delivery: self.delivery_id.clone(),
+            kid: self.key_id.clone(),
+            seq: self.sequence,
+            format: self.format.to_string(),
+            courier: self.courier_id.clone(),
+            device: self.device_id.clone(),
+            dkid: self.device_key_id.clone(),
+            outcome: outcome.into(),
+            code,
+            via: via.map(Into::into),
+            reason: reason.map(Into::into),
+            note,
+            attempts: self.attempts,
+            first: self.first_attempt_at,
+            decided: self.decided_at,
+            loc: self.location.map(|l| LocationWire {
+                lat: l.lat_microdegrees,
+                lon: l.lon_microdegrees,
+                acc: l.accuracy_m,
+            }),
+            photo: self.photo_sha256.map(|p| hex(&p)),
+            app: self.app_version.clone(),
+            mac: with_mac.then(|| b32(&self.mac)),
+        }
+    }
+
+    /// The bytes the MAC covers: the JSON without the `mac` field.
+    fn mac_input(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(serde_json::to_vec(&self.wire(false)).unwrap_or_default())
+    }
+
+    fn compute_mac(&self, device_key: &[u8; DEVICE_KEY_BYTES]) -> [u8; 32] {
+        *hmac_sha256(device_key, MAC_DOMAIN, &[&self.mac_input()])
+    }
+
+    /// Checks the MAC with the device key it was made with, in constant time.
+    ///
+    /// # Errors
+    /// [`Error::ReceiptMacMismatch`] when any field was changed or another
+    /// key made it.
+    pub fn verify_mac(&self, device_key: &DeviceKey) -> Result<()> {
+        self.verify_mac_bytes(device_key.secret_bytes())
+    }
+
+    pub(crate) fn verify_mac_bytes(&self, device_key: &[u8; DEVICE_KEY_BYTES]) -> Result<()> {
+        let expected = self.compute_mac(device_key);
+        if bool::from(expected.ct_eq(&self.mac)) {
+            Ok(())
+        } else {
+            Err(Error::ReceiptMacMismatch)
+        }
+    }
+
+    /// The MAC, as the backend remembers a reconciled receipt by it.
+    pub(crate) fn mac_text(&self) -> String {
+        b32(&self.mac)
+    }
+
+    /// The wire form (see the module documentation). Holds the code entered;
+    /// wiped when dropped.
+    pub fn to_json(&self) -> Zeroizing<String> {
+        Zeroizing::new(serde_json::to_string(&self.wire(true)).unwrap_or_default())
+    }
+
+    /// The names of the wire fields in which two receipts differ, the MAC
+    /// aside.
+    pub(crate) fn differing_fields(&self, other: &Receipt) -> Vec<&'static str> {
+        let (a, b) = (self.wire(false), other.wire(false));
+        let mut out = Vec::new();
+        let mut check = |name, same: bool| {
+            if !same {
+                out.push(name);
+            }
+        };
+        check("delivery", a.delivery == b.delivery);
+        check("kid", a.kid == b.kid);
+        check("seq", a.seq == b.seq);
+        check("format", a.format == b.format);
+        check("courier", a.courier == b.courier);
+        check("device", a.device == b.device);
+        check("dkid", a.dkid == b.dkid);
+        check("outcome", a.outcome == b.outcome);
+        check("code", a.code == b.code);
+        check("via", a.via == b.via);
+        check("reason", a.reason == b.reason);
+        check("note", a.note == b.note);
+        check("attempts", a.attempts == b.attempts);
+        check("first", a.first == b.first);
+        check("decided", a.decided == b.decided);
+        check("loc", a.loc == b.loc);
+        check("photo", a.photo == b.photo);
+        check("app", a.app == b.app);
+        out
+    }
+
+    /// Reads a receipt and checks that its fields are consistent. The MAC is
+    /// checked by [`Receipt::verify_mac`] or by the backend's reconciliation.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedReceiptVersion`] for any version but 1;
+    /// [`Error::InvalidReceipt`] for malformed JSON, unknown or missing
+    /// fields, or a field that breaks the rules of the wire format.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let json_error = |e: serde_json::Error| {
+            invalid(format!(
+                "not a receipt in JSON ({} at line {}, column {})",
+                json_problem(&e),
+                e.line(),
+                e.column()
+            ))
+        };
+        let version: VersionOnly = serde_json::from_str(text).map_err(json_error)?;
+        if version.v != RECEIPT_VERSION {
+            return Err(Error::UnsupportedReceiptVersion {
+                version: version.v,
+                supported: RECEIPT_VERSION,
+            });
+        }
+        let wire: Wire = serde_json::from_str(text).map_err(json_error)?;
+        let format: CodeFormat = wire
+            .format
+            .parse()
+            .map_err(|e: Error| invalid(e.to_string()))?;
+        let outcome = match (wire.outcome.as_str(), wire.code, wire.via.as_deref()) {
+            ("delivered", Some(code), Some(via))
+                if wire.reason.is_none() && wire.note.is_none() =>
+            {
+                let verified = match via {
+                    "offline" => Verification::Offline,
+                    "online" => Verification::Online,
+                    _ => return Err(invalid("via is neither 'offline' nor 'online'")),
+                };
+                ReceiptOutcome::Delivered { code, verified }
+            }
+            ("delivered", ..) => {
+                return Err(invalid(
+                    "a delivered receipt has a code and via, and no reason or note",
+                ))
+            }
+            ("not_delivered", None, None) => {
+                let reason = match (wire.reason.as_deref(), wire.note) {
+                    (Some("customer_absent"), None) => NotDeliveredReason::CustomerAbsent,
+                    (Some("code_not_received"), None) => NotDeliveredReason::CodeNotReceived,
+                    (Some("refused"), None) => NotDeliveredReason::Refused,
+                    (Some("damaged"), None) => NotDeliveredReason::Damaged,
+                    (Some("other"), Some(note)) => NotDeliveredReason::Other { note },
+                    (Some("other"), None) => {
+                        return Err(invalid("the reason 'other' needs a note"))
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(invalid("only the reason 'other' has a note"))
+                    }
+                    (Some(_), None) => return Err(invalid("unknown reason")),
+                    (None, _) => return Err(invalid("a not-delivered receipt needs a reason")),
+                };
+                ReceiptOutcome::NotDelivered { reason }
+            }
+            ("not_delivered", ..) => {
+                return Err(invalid("a not-delivered receipt has no code and no via"))
+            }
+            _ => {
+                return Err(invalid(
+                    "the outcome is neither 'delivered' nor 'not_delivered'",
+                ))
+            }
+        };
+        let photo_sha256 = match wire.photo {
+            None => None,
+            Some(text) => Some(from_hex_32(&text).ok_or_else(|| {
+                invalid("the photo digest is not 64 lowercase hexadecimal digits")
+            })?),
+        };
+        let mac = decode_32(wire.mac.as_deref().unwrap_or(""))
+            .ok_or_else(|| invalid("the mac is not 32 bytes in base32 without padding"))?;
+        let mut receipt = Receipt {
+            delivery_id: wire.delivery,
+            key_id: wire.kid,
+            sequence: wire.seq,
+            format,
+            courier_id: wire.courier,
+            device_id: wire.device,
+            device_key_id: wire.dkid,
+            outcome,
+            attempts: wire.attempts,
+            first_attempt_at: wire.first,
+            decided_at: wire.decided,
+            location: wire.loc.map(|l| Location {
+                lat_microdegrees: l.lat,
+                lon_microdegrees: l.lon,
+                accuracy_m: l.acc,
+            }),
+            photo_sha256,
+            app_version: wire.app,
+            mac,
+        };
+        receipt.validate()?;
+        if !receipt.is_canonical(text) {
+            return Err(invalid(
+                "not in the one written form: fields in order, no spaces, the code normalized",
+            ));
+        }
+        Ok(receipt)
+    }
+
+    /// The rules every receipt keeps, made or read.
+    fn validate(&mut self) -> Result<()> {
+        check_delivery_id(&self.delivery_id).map_err(|e| invalid(e.to_string()))?;
+        check_key_id(&self.key_id).map_err(|e| invalid(format!("kid: {e}")))?;
+        check_key_id(&self.device_key_id).map_err(|e| invalid(format!("dkid: {e}")))?;
+        self.format
+            .check(true)
+            .map_err(|e| invalid(e.to_string()))?;
+        check_party_id(&self.courier_id, "courier").map_err(invalid)?;
+        check_party_id(&self.device_id, "device").map_err(invalid)?;
+        if self.attempts > MAX_ATTEMPTS {
+            return Err(invalid(format!(
+                "attempts is {}; at most {MAX_ATTEMPTS} are possible",
+                self.attempts
+            )));
+        }
+        match &mut self.outcome {
+            ReceiptOutcome::Delivered { code, .. } => {
+                let normalized = normalize(code, self.format)
+                    .map_err(|e| invalid(format!("the code entered: {e}")))?;
+                // Making a receipt normalizes; a receipt read must already be.
+                *code = normalized;
+                if self.attempts == 0 {
+                    return Err(invalid("a delivered receipt has at least 1 attempt"));
+                }
+            }
+            ReceiptOutcome::NotDelivered {
+                reason: NotDeliveredReason::Other { note },
+            } => {
+                if note.trim().is_empty() || note.len() > MAX_NOTE_BYTES {
+                    return Err(invalid("the note has 1 to 500 bytes, not all spaces"));
+                }
+                if note.chars().any(char::is_control) {
+                    return Err(invalid("the note contains a control character"));
+                }
+            }
+            ReceiptOutcome::NotDelivered { .. } => {}
+        }
+        if let Some(first) = self.first_attempt_at {
+            if first > self.decided_at {
+                return Err(invalid("the first attempt is after the decision"));
+            }
+        }
+        if let Some(loc) = self.location {
+            if loc.lat_microdegrees.unsigned_abs() > 90_000_000
+                || loc.lon_microdegrees.unsigned_abs() > 180_000_000
+            {
+                return Err(invalid(
+                    "the location is outside ±90 degrees latitude or ±180 degrees longitude",
+                ));
+            }
+        }
+        let app = &self.app_version;
+        if app.is_empty()
+            || app.len() > MAX_APP_BYTES
+            || !app.bytes().all(|b| (0x20..0x7f).contains(&b))
+            || app.trim() != app
+        {
+            return Err(invalid(
+                "the app version has 1 to 64 printable ASCII characters, no space at either end",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the wire text is exactly what this receipt writes, so that no
+    /// byte of a receipt can change without changing what the MAC covers.
+    fn is_canonical(&self, text: &str) -> bool {
+        self.to_json().as_str() == text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KeySet;
+
+    fn key() -> DeviceKey {
+        let master = MasterKey::from_bytes("k1", &[7u8; 32]).unwrap();
+        DeviceKey::derive(&master, "courier-1", "phone-1").unwrap()
+    }
+
+    fn draft() -> ReceiptDraft {
+        ReceiptDraft {
+            delivery_id: "D-1".into(),
+            key_id: "k1".into(),
+            sequence: 0,
+            format: CodeFormat::Numeric { digits: 6 },
+            outcome: ReceiptOutcome::Delivered {
+                code: Zeroizing::new("123 456".into()),
+                verified: Verification::Offline,
+            },
+            attempts: 1,
+            first_attempt_at: Some(100),
+            decided_at: 110,
+            location: Some(Location::from_degrees(51.5074, -0.1278, 12).unwrap()),
+            photo_sha256: Some([0xab; 32]),
+            app_version: "android/3.4.1".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_normalizes_the_code() {
+        let receipt = key().sign(draft()).unwrap();
+        let json = receipt.to_json();
+        assert!(json.contains(r#""code":"123456""#), "{}", json.as_str());
+        let back = Receipt::from_json(&json).unwrap();
+        assert_eq!(back, receipt);
+        back.verify_mac(&key()).unwrap();
+        assert!(back.is_canonical(&json));
+    }
+
+    #[test]
+    fn debug_hides_the_code_and_keys() {
+        let receipt = key().sign(draft()).unwrap();
+        let text = format!("{receipt:?} {:?}", key());
+        assert!(!text.contains("123456"), "{text}");
+        assert!(!text.contains(&b32(key().secret_bytes())), "{text}");
+    }
+
+    #[test]
+    fn another_device_or_courier_key_does_not_verify() {
+        let master = MasterKey::from_bytes("k1", &[7u8; 32]).unwrap();
+        let receipt = key().sign(draft()).unwrap();
+        for (courier, device) in [("courier-2", "phone-1"), ("courier-1", "phone-2")] {
+            let other = DeviceKey::derive(&master, courier, device).unwrap();
+            assert_eq!(receipt.verify_mac(&other), Err(Error::ReceiptMacMismatch));
+        }
+        let _ = KeySet::new(master);
+    }
+
+    #[test]
+    fn device_key_json_round_trips() {
+        let k = key();
+        let back = DeviceKey::from_json(&k.to_json()).unwrap();
+        assert_eq!(back.secret_bytes(), k.secret_bytes());
+        assert_eq!(back.courier_id(), "courier-1");
+        assert!(matches!(
+            DeviceKey::from_json(r#"{"v":2,"kid":"k","courier":"c","device":"d","key":"AA"}"#),
+            Err(Error::InvalidDeviceKey { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_inconsistent_drafts() {
+        let k = key();
+        let cases: Vec<(fn(&mut ReceiptDraft), &str)> = vec![
+            (|d| d.attempts = 0, "at least 1 attempt"),
+            (|d| d.attempts = 101, "at most 100"),
+            (|d| d.first_attempt_at = Some(111), "after the decision"),
+            (|d| d.app_version = " x".into(), "app version"),
+            (|d| d.app_version = String::new(), "app version"),
+            (
+                |d| {
+                    d.outcome = ReceiptOutcome::NotDelivered {
+                        reason: NotDeliveredReason::Other { note: " ".into() },
+                    }
+                },
+                "note",
+            ),
+            (
+                |d| {
+                    d.outcome = ReceiptOutcome::Delivered {
+                        code: Zeroizing::new("12345".into()),
+                        verified: Verification::Online,
+                    }
+                },
+                "code entered",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut d = draft();
+            change(&mut d);
+            match k.sign(d) {
+                Err(Error::InvalidReceipt { reason }) => {
+                    assert!(reason.contains(expected), "{reason} / {expected}")
+                }
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
+        assert!(Location::from_degrees(91.0, 0.0, 1).is_err());
+        assert!(Location::from_degrees(f64::NAN, 0.0, 1).is_err());
+    }
+}
