@@ -25,3 +25,30 @@ in_swift_root() {
   for d in "${mounted[@]}"; do umount -l "$d" 2>/dev/null || true; done
   return $rc
 }
+
+# A private Redis server on a free loopback port, for the RedisStore tests and
+# benches: started by redis_start (which exports DELIVERY_OTP_REDIS_URL),
+# stopped by redis_stop. Nothing is written to disk.
+redis_start() {
+  REDIS_DIR=$(mktemp -d)
+  local port tries=0
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" \
+    --logfile "$REDIS_DIR/redis.log" || return 1
+  until redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if [ $tries -gt 50 ]; then cat "$REDIS_DIR/redis.log"; return 1; fi
+    sleep 0.1
+  done
+  export DELIVERY_OTP_REDIS_URL="redis://127.0.0.1:$port/"
+  echo "redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p') on 127.0.0.1:$port"
+}
+redis_stop() {
+  if [ -n "${REDIS_DIR:-}" ] && [ -f "$REDIS_DIR/redis.pid" ]; then
+    kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true
+    sleep 0.2
+  fi
+  [ -n "${REDIS_DIR:-}" ] && rm -rf "$REDIS_DIR"
+  REDIS_DIR=
+}

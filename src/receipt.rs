@@ -974,7 +974,8 @@ mod tests {
     #[test]
     fn refuses_inconsistent_drafts() {
         let k = key();
-        let cases: Vec<(fn(&mut ReceiptDraft), &str)> = vec![
+        type Change = fn(&mut ReceiptDraft);
+        let cases: Vec<(Change, &str)> = vec![
             (|d| d.attempts = 0, "at least 1 attempt"),
             (|d| d.attempts = 101, "at most 100"),
             (|d| d.first_attempt_at = Some(111), "after the decision"),
