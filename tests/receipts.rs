@@ -1,0 +1,303 @@
+//! Receipts and reconciliation from the shared vector file
+//! `tests/vectors/delivery-receipts.json` (the Kotlin and Swift suites read
+//! it too), plus the rules a receipt keeps on the device.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use delivery_otp::{
+    Backend, Decision, DeliverySettings, DeviceKey, Error, InMemoryAttemptStore,
+    InMemoryStateStore, KeySet, Location, NotDeliveredReason, OfflineVerifier, Receipt,
+    ReceiptExtras, ReceiptOutcome, StateStore, Ticket, Verification,
+};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+const RECONCILED_AT: u64 = 1_764_100_000;
+
+fn load() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/delivery-receipts.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn s(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} in {v}"))
+        .to_string()
+}
+
+fn n(v: &Value, key: &str) -> u64 {
+    match &v[key] {
+        Value::String(text) => text.parse().unwrap(),
+        other => other.as_u64().unwrap_or_else(|| panic!("{key} in {v}")),
+    }
+}
+
+fn backend(v: &Value) -> Backend {
+    Backend::new(
+        KeySet::from_json(&s(v, "key_set")).unwrap(),
+        Arc::new(InMemoryAttemptStore::new()),
+    )
+}
+
+fn outcome(o: &Value) -> (ReceiptOutcome, u32) {
+    match s(o, "kind").as_str() {
+        "delivered" => {
+            let (verified, attempts) = match s(o, "via").as_str() {
+                "offline" => (Verification::Offline, 0),
+                "online" => (Verification::Online, n(o, "attempts") as u32),
+                other => panic!("via {other}"),
+            };
+            (
+                ReceiptOutcome::Delivered {
+                    code: Zeroizing::new(s(o, "code")),
+                    verified,
+                },
+                attempts,
+            )
+        }
+        "not_delivered" => {
+            let reason = match s(o, "reason").as_str() {
+                "customer_absent" => NotDeliveredReason::CustomerAbsent,
+                "code_not_received" => NotDeliveredReason::CodeNotReceived,
+                "refused" => NotDeliveredReason::Refused,
+                "damaged" => NotDeliveredReason::Damaged,
+                "other" => NotDeliveredReason::Other { note: s(o, "note") },
+                other => panic!("reason {other}"),
+            };
+            (ReceiptOutcome::NotDelivered { reason }, 0)
+        }
+        other => panic!("kind {other}"),
+    }
+}
+
+fn extras(c: &Value) -> ReceiptExtras {
+    ReceiptExtras {
+        location: c.get("location").map(|l| Location {
+            lat_microdegrees: l["lat"].as_i64().unwrap() as i32,
+            lon_microdegrees: l["lon"].as_i64().unwrap() as i32,
+            accuracy_m: l["acc"].as_u64().unwrap() as u32,
+        }),
+        photo_sha256: c.get("photo_sha256").map(|p| {
+            let text = p.as_str().unwrap();
+            let mut out = [0u8; 32];
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
+            }
+            out
+        }),
+        app_version: s(c, "app_version"),
+    }
+}
+
+/// Verifies the case's entries on a fresh device and makes its receipt.
+fn make(c: &Value, store: Arc<dyn StateStore>) -> (OfflineVerifier, DeviceKey, Receipt) {
+    let ticket = Ticket::from_json(&s(c, "ticket")).unwrap();
+    let key = DeviceKey::from_json(&s(c, "device_key")).unwrap();
+    let verifier = OfflineVerifier::new(ticket, store);
+    for entry in c["verify"].as_array().unwrap() {
+        verifier
+            .verify(&s(entry, "entered"), n(entry, "time"))
+            .unwrap();
+    }
+    let (o, online_attempts) = outcome(&c["outcome"]);
+    let receipt = verifier
+        .receipt(&key, o, online_attempts, n(c, "decided_at"), extras(c))
+        .unwrap();
+    (verifier, key, receipt)
+}
+
+#[test]
+fn receipts_match_the_golden_bytes_and_reconcile_as_expected() {
+    let v = load();
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 9);
+    for c in cases {
+        let name = s(c, "name");
+        let (_, key, receipt) = make(c, Arc::new(InMemoryStateStore::new()));
+        assert_eq!(receipt.to_json().as_str(), s(c, "receipt"), "{name}");
+        let read = Receipt::from_json(&s(c, "receipt")).unwrap();
+        assert_eq!(read, receipt, "{name}");
+        read.verify_mac(&key).unwrap();
+
+        let backend = backend(&v);
+        let expected = &c["reconcile"];
+        let current = n(expected, "current_sequence");
+        let r = backend
+            .reconcile(&s(c, "receipt"), current, RECONCILED_AT)
+            .unwrap();
+        assert_eq!(r.decision.kind(), s(expected, "decision"), "{name}: {r:?}");
+        assert_eq!(r.delivery_id, receipt.delivery_id());
+        assert!(!r.explanation.is_empty());
+        if let ReceiptOutcome::Delivered { code, .. } = receipt.outcome() {
+            assert!(!r.explanation.contains(code.as_str()), "{name}");
+        }
+        let again = backend
+            .reconcile(&s(c, "receipt"), current, RECONCILED_AT + 1)
+            .unwrap();
+        assert_eq!(again.decision, Decision::Replayed, "{name}");
+    }
+}
+
+#[test]
+fn tampered_receipts_are_refused_or_flagged() {
+    let v = load();
+    let backend = backend(&v);
+    let tampered = v["tampered"].as_array().unwrap();
+    assert!(tampered.len() >= 15);
+    for t in tampered {
+        let name = s(t, "name");
+        let result = backend.reconcile(&s(t, "receipt"), 0, RECONCILED_AT);
+        match t["error"].as_str() {
+            Some(kind) => {
+                assert_eq!(result.unwrap_err().kind(), kind, "{name}");
+                assert_eq!(
+                    Receipt::from_json(&s(t, "receipt")).unwrap_err().kind(),
+                    kind,
+                    "{name}"
+                );
+            }
+            None => assert_eq!(result.unwrap().decision.kind(), s(t, "decision"), "{name}"),
+        }
+    }
+}
+
+#[test]
+fn a_second_different_receipt_for_a_ticket_is_conflicting() {
+    let v = load();
+    let backend = backend(&v);
+    let c = &v["conflict"];
+    let current = n(c, "current_sequence");
+    let decisions: Vec<String> = ["first", "second"]
+        .iter()
+        .map(|k| {
+            backend
+                .reconcile(&s(c, k), current, RECONCILED_AT)
+                .unwrap()
+                .decision
+                .kind()
+                .to_string()
+        })
+        .collect();
+    let expected: Vec<String> = c["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(decisions, expected);
+}
+
+#[test]
+fn a_receipt_can_be_made_again_but_never_changed() {
+    let v = load();
+    let c = &v["cases"][0];
+    let store: Arc<dyn StateStore> = Arc::new(InMemoryStateStore::new());
+    let (verifier, key, receipt) = make(c, store.clone());
+    // Lost by the app: the same request, or the stored copy, gives the same bytes.
+    let (o, _) = outcome(&c["outcome"]);
+    let again = verifier
+        .receipt(&key, o, 0, n(c, "decided_at"), extras(c))
+        .unwrap();
+    assert_eq!(again.to_json(), receipt.to_json());
+    // After an app restart too.
+    let restarted = OfflineVerifier::new(verifier.ticket().clone(), store);
+    assert_eq!(
+        restarted.stored_receipt().unwrap().unwrap().to_json(),
+        receipt.to_json()
+    );
+    // Another outcome, or another time, for the same ticket is refused.
+    let changed = restarted.receipt(
+        &key,
+        ReceiptOutcome::NotDelivered {
+            reason: NotDeliveredReason::Refused,
+        },
+        0,
+        n(c, "decided_at"),
+        extras(c),
+    );
+    match changed {
+        Err(Error::ReceiptConflict { fields }) => {
+            assert_eq!(fields, "outcome, code, via, reason");
+        }
+        other => panic!("{other:?}"),
+    }
+    let (o, _) = outcome(&c["outcome"]);
+    let later = restarted.receipt(&key, o, 0, n(c, "decided_at") + 60, extras(c));
+    assert!(
+        matches!(later, Err(Error::ReceiptConflict { ref fields }) if fields == "decided"),
+        "{later:?}"
+    );
+}
+
+#[test]
+fn an_offline_delivery_needs_the_device_to_have_accepted_the_code() {
+    let v = load();
+    let c = &v["cases"][0];
+    let ticket = Ticket::from_json(&s(c, "ticket")).unwrap();
+    let key = DeviceKey::from_json(&s(c, "device_key")).unwrap();
+    let verifier = OfflineVerifier::new(ticket, Arc::new(InMemoryStateStore::new()));
+    let (o, _) = outcome(&c["outcome"]);
+    let result = verifier.receipt(&key, o, 0, n(c, "decided_at"), extras(c));
+    assert!(
+        matches!(result, Err(Error::InvalidReceipt { ref reason }) if reason.contains("did not accept")),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_brute_forced_code_passes_on_the_phone_and_is_flagged_by_the_backend() {
+    // The courier tries every code against the ticket on a copy of the app's
+    // storage, finds one that passes, and types it on the real device.
+    let v = load();
+    let backend = backend(&v);
+    let issued = backend
+        .issue("PKG-9009", 0, 1_764_000_000, &DeliverySettings::default())
+        .unwrap();
+    let key = backend
+        .provision_device("courier-17", "pixel-8-0042")
+        .unwrap();
+    let candidate = (0..1_000_000u32)
+        .map(|x| format!("{x:06}"))
+        .filter(|c| c != issued.code.as_str())
+        .find(|c| {
+            let scratch =
+                OfflineVerifier::new(issued.ticket.clone(), Arc::new(InMemoryStateStore::new()));
+            matches!(
+                scratch.verify(c, 1_764_000_100),
+                Ok(delivery_otp::OfflineOutcome::AcceptedProvisionally { .. })
+            )
+        })
+        .unwrap();
+    let device = OfflineVerifier::new(issued.ticket.clone(), Arc::new(InMemoryStateStore::new()));
+    device.verify(&candidate, 1_764_000_100).unwrap();
+    let receipt = device
+        .receipt(
+            &key,
+            ReceiptOutcome::Delivered {
+                code: Zeroizing::new(candidate.clone()),
+                verified: Verification::Offline,
+            },
+            0,
+            1_764_000_101,
+            ReceiptExtras {
+                app_version: "android/3.4.1".into(),
+                ..ReceiptExtras::default()
+            },
+        )
+        .unwrap();
+    let r = backend
+        .reconcile(&receipt.to_json(), 0, 1_764_000_200)
+        .unwrap();
+    assert_eq!(r.decision, Decision::CodeMismatch);
+    assert!(!r.explanation.contains(issued.code.as_str()));
+    assert!(!r.explanation.contains(&candidate));
+}
