@@ -222,7 +222,7 @@ impl KeySet {
 #[derive(uniffi::Object)]
 #[uniffi::export(Debug, Eq)]
 pub struct Ticket {
-    inner: crate::Ticket,
+    pub(super) inner: crate::Ticket,
 }
 
 impl PartialEq for Ticket {
@@ -379,7 +379,7 @@ impl From<crate::OnlineOutcome> for OnlineOutcome {
 #[derive(uniffi::Object)]
 #[uniffi::export(Debug)]
 pub struct Backend {
-    inner: crate::Backend,
+    pub(super) inner: crate::Backend,
 }
 
 #[uniffi::export]
@@ -634,7 +634,7 @@ impl From<crate::OfflineOutcome> for OfflineOutcome {
 #[derive(uniffi::Object)]
 #[uniffi::export(Debug)]
 pub struct OfflineVerifier {
-    inner: crate::OfflineVerifier,
+    pub(super) inner: crate::OfflineVerifier,
 }
 
 #[uniffi::export]

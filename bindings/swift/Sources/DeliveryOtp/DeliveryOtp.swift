@@ -487,6 +487,22 @@ fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
+    typealias FfiType = Int32
+    typealias SwiftType = Int32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int32, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     typealias FfiType = UInt64
     typealias SwiftType = UInt64
@@ -695,6 +711,24 @@ public protocol BackendProtocol: AnyObject, Sendable {
      */
     func verifyOnline(ticket: Ticket, entered: String, now: UInt64, currentSequence: UInt64) throws  -> OnlineOutcome
     
+    /**
+     * The device key for `courier_id` on `device_id`, from the current
+     * master key; give its JSON to the app at login.
+     *
+     * # Errors
+     * `InvalidDeviceKey` for an empty, overlong or unprintable id.
+     */
+    func provisionDevice(courierId: String, deviceId: String) throws  -> DeviceKey
+    
+    /**
+     * Judges a receipt (its JSON) while the delivery's current sequence is
+     * `current_sequence`, at backend time `now`.
+     *
+     * # Errors
+     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+     */
+    func reconcile(receiptJson: String, currentSequence: UInt64, now: UInt64) throws  -> Reconciliation
+    
 }
 /**
  * The backend: issues codes and tickets, recognises its own tickets and
@@ -902,6 +936,43 @@ open func verifyOnline(ticket: Ticket, entered: String, now: UInt64, currentSequ
 })
 }
     
+    /**
+     * The device key for `courier_id` on `device_id`, from the current
+     * master key; give its JSON to the app at login.
+     *
+     * # Errors
+     * `InvalidDeviceKey` for an empty, overlong or unprintable id.
+     */
+open func provisionDevice(courierId: String, deviceId: String)throws  -> DeviceKey  {
+    return try  FfiConverterTypeDeviceKey_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_provision_device(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(courierId),
+        FfiConverterString.lower(deviceId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Judges a receipt (its JSON) while the delivery's current sequence is
+     * `current_sequence`, at backend time `now`.
+     *
+     * # Errors
+     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+     */
+open func reconcile(receiptJson: String, currentSequence: UInt64, now: UInt64)throws  -> Reconciliation  {
+    return try  FfiConverterTypeReconciliation_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_reconcile(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(receiptJson),
+        FfiConverterUInt64.lower(currentSequence),
+        FfiConverterUInt64.lower(now),uniffiCallStatus
+    )
+})
+}
+    
 
     
 // The local Rust `Debug` implementation.
@@ -956,6 +1027,216 @@ public func FfiConverterTypeBackend_lift(_ handle: UInt64) throws -> Backend {
 #endif
 public func FfiConverterTypeBackend_lower(_ value: Backend) -> UInt64 {
     return FfiConverterTypeBackend.lower(value)
+}
+
+
+
+
+
+
+/**
+ * The key a courier's device signs receipts with. The backend makes it
+ * with `Backend.provisionDevice` at login; the app keeps its JSON in the
+ * Android Keystore or the iOS Keychain and reads it back with `fromJson`.
+ */
+public protocol DeviceKeyProtocol: AnyObject, Sendable {
+    
+    /**
+     * The courier this key belongs to.
+     */
+    func courierId()  -> String
+    
+    /**
+     * The device this key belongs to.
+     */
+    func deviceId()  -> String
+    
+    /**
+     * The id of the master key this key derives from.
+     */
+    func keyId()  -> String
+    
+    /**
+     * The JSON to hand to the app (it holds the key: store it securely).
+     */
+    func toJson()  -> String
+    
+}
+/**
+ * The key a courier's device signs receipts with. The backend makes it
+ * with `Backend.provisionDevice` at login; the app keeps its JSON in the
+ * Android Keystore or the iOS Keychain and reads it back with `fromJson`.
+ */
+open class DeviceKey: DeviceKeyProtocol, @unchecked Sendable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_devicekey(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_devicekey(handle, $0) }
+    }
+
+    
+    /**
+     * Reads the JSON the backend provisioned.
+     *
+     * # Errors
+     * `InvalidDeviceKey`.
+     */
+public static func fromJson(json: String)throws  -> DeviceKey  {
+    return try  FfiConverterTypeDeviceKey_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_devicekey_from_json(
+        FfiConverterString.lower(json),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The courier this key belongs to.
+     */
+open func courierId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicekey_courier_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The device this key belongs to.
+     */
+open func deviceId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicekey_device_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The id of the master key this key derives from.
+     */
+open func keyId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicekey_key_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The JSON to hand to the app (it holds the key: store it securely).
+     */
+open func toJson() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicekey_to_json(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDeviceKey: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = DeviceKey
+
+    public static func lift(_ handle: UInt64) throws -> DeviceKey {
+        return DeviceKey(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: DeviceKey) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DeviceKey {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: DeviceKey, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeviceKey_lift(_ handle: UInt64) throws -> DeviceKey {
+    return try FfiConverterTypeDeviceKey.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeviceKey_lower(_ value: DeviceKey) -> UInt64 {
+    return FfiConverterTypeDeviceKey.lower(value)
 }
 
 
@@ -1743,6 +2024,38 @@ public protocol OfflineVerifierProtocol: AnyObject, Sendable {
      */
     func verifyNow(entered: String) throws  -> OfflineOutcome
     
+    /**
+     * Makes this ticket's receipt at device time `decided_at`, signed with
+     * `device_key`, and stores it in the app's store before returning it.
+     * Attempts and the first attempt's time come from the stored state.
+     * Asking again with the same outcome and details gives the same bytes;
+     * anything different is refused, so a receipt is never changed.
+     *
+     * # Errors
+     * `InvalidReceipt` (a bad field, an offline delivery this device did not
+     * accept, a ticket a newer one replaced); `ReceiptConflict` naming the
+     * fields that differ from the stored receipt; `StateStorage`,
+     * `CorruptState`.
+     */
+    func receipt(deviceKey: DeviceKey, outcome: ReceiptOutcome, decidedAt: UInt64, details: ReceiptDetails) throws  -> Receipt
+    
+    /**
+     * `receipt` at the device's current time.
+     *
+     * # Errors
+     * As `receipt`.
+     */
+    func receiptNow(deviceKey: DeviceKey, outcome: ReceiptOutcome, details: ReceiptDetails) throws  -> Receipt
+    
+    /**
+     * The receipt already made for this ticket on this device, to send
+     * again if it was lost on the way.
+     *
+     * # Errors
+     * `StateStorage`, `CorruptState`.
+     */
+    func storedReceipt() throws  -> Receipt?
+    
 }
 /**
  * Checks typed codes against one ticket on the courier's device, offline,
@@ -1891,6 +2204,66 @@ open func verifyNow(entered: String)throws  -> OfflineOutcome  {
 })
 }
     
+    /**
+     * Makes this ticket's receipt at device time `decided_at`, signed with
+     * `device_key`, and stores it in the app's store before returning it.
+     * Attempts and the first attempt's time come from the stored state.
+     * Asking again with the same outcome and details gives the same bytes;
+     * anything different is refused, so a receipt is never changed.
+     *
+     * # Errors
+     * `InvalidReceipt` (a bad field, an offline delivery this device did not
+     * accept, a ticket a newer one replaced); `ReceiptConflict` naming the
+     * fields that differ from the stored receipt; `StateStorage`,
+     * `CorruptState`.
+     */
+open func receipt(deviceKey: DeviceKey, outcome: ReceiptOutcome, decidedAt: UInt64, details: ReceiptDetails)throws  -> Receipt  {
+    return try  FfiConverterTypeReceipt_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineverifier_receipt(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeDeviceKey_lower(deviceKey),
+        FfiConverterTypeReceiptOutcome_lower(outcome),
+        FfiConverterUInt64.lower(decidedAt),
+        FfiConverterTypeReceiptDetails_lower(details),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `receipt` at the device's current time.
+     *
+     * # Errors
+     * As `receipt`.
+     */
+open func receiptNow(deviceKey: DeviceKey, outcome: ReceiptOutcome, details: ReceiptDetails)throws  -> Receipt  {
+    return try  FfiConverterTypeReceipt_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineverifier_receipt_now(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeDeviceKey_lower(deviceKey),
+        FfiConverterTypeReceiptOutcome_lower(outcome),
+        FfiConverterTypeReceiptDetails_lower(details),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The receipt already made for this ticket on this device, to send
+     * again if it was lost on the way.
+     *
+     * # Errors
+     * `StateStorage`, `CorruptState`.
+     */
+open func storedReceipt()throws  -> Receipt?  {
+    return try  FfiConverterOptionTypeReceipt.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineverifier_stored_receipt(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
 
     
 // The local Rust `Debug` implementation.
@@ -1945,6 +2318,354 @@ public func FfiConverterTypeOfflineVerifier_lift(_ handle: UInt64) throws -> Off
 #endif
 public func FfiConverterTypeOfflineVerifier_lower(_ value: OfflineVerifier) -> UInt64 {
     return FfiConverterTypeOfflineVerifier.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A signed proof-of-delivery receipt; `toJson` is what the app uploads.
+ */
+public protocol ReceiptProtocol: AnyObject, Sendable {
+    
+    /**
+     * The app name and version.
+     */
+    func appVersion()  -> String
+    
+    /**
+     * Attempts used.
+     */
+    func attempts()  -> UInt32
+    
+    /**
+     * The courier id.
+     */
+    func courierId()  -> String
+    
+    /**
+     * Device time of the decision.
+     */
+    func decidedAt()  -> UInt64
+    
+    /**
+     * The delivery id.
+     */
+    func deliveryId()  -> String
+    
+    /**
+     * The device id.
+     */
+    func deviceId()  -> String
+    
+    /**
+     * Device time of the first attempt.
+     */
+    func firstAttemptAt()  -> UInt64?
+    
+    /**
+     * Where the decision was made.
+     */
+    func location()  -> Location?
+    
+    /**
+     * What happened.
+     */
+    func outcome()  -> ReceiptOutcome
+    
+    /**
+     * The ticket's sequence.
+     */
+    func sequence()  -> UInt64
+    
+    /**
+     * The wire form, to upload to the backend.
+     */
+    func toJson()  -> String
+    
+    /**
+     * Checks the MAC with the device key that made it.
+     *
+     * # Errors
+     * `ReceiptMacMismatch`.
+     */
+    func verifyMac(deviceKey: DeviceKey) throws 
+    
+}
+/**
+ * A signed proof-of-delivery receipt; `toJson` is what the app uploads.
+ */
+open class Receipt: ReceiptProtocol, @unchecked Sendable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_receipt(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_receipt(handle, $0) }
+    }
+
+    
+    /**
+     * Reads a receipt and checks its fields are consistent.
+     *
+     * # Errors
+     * `UnsupportedReceiptVersion`, `InvalidReceipt`.
+     */
+public static func fromJson(json: String)throws  -> Receipt  {
+    return try  FfiConverterTypeReceipt_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_receipt_from_json(
+        FfiConverterString.lower(json),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The app name and version.
+     */
+open func appVersion() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_app_version(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Attempts used.
+     */
+open func attempts() -> UInt32  {
+    return try!  FfiConverterUInt32.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_attempts(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The courier id.
+     */
+open func courierId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_courier_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Device time of the decision.
+     */
+open func decidedAt() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_decided_at(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The delivery id.
+     */
+open func deliveryId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_delivery_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The device id.
+     */
+open func deviceId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_device_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Device time of the first attempt.
+     */
+open func firstAttemptAt() -> UInt64?  {
+    return try!  FfiConverterOptionUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_first_attempt_at(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Where the decision was made.
+     */
+open func location() -> Location?  {
+    return try!  FfiConverterOptionTypeLocation.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_location(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * What happened.
+     */
+open func outcome() -> ReceiptOutcome  {
+    return try!  FfiConverterTypeReceiptOutcome_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_outcome(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The ticket's sequence.
+     */
+open func sequence() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_sequence(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The wire form, to upload to the backend.
+     */
+open func toJson() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_to_json(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Checks the MAC with the device key that made it.
+     *
+     * # Errors
+     * `ReceiptMacMismatch`.
+     */
+open func verifyMac(deviceKey: DeviceKey)throws   {try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_verify_mac(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeDeviceKey_lower(deviceKey),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReceipt: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Receipt
+
+    public static func lift(_ handle: UInt64) throws -> Receipt {
+        return Receipt(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Receipt) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Receipt {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Receipt, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReceipt_lift(_ handle: UInt64) throws -> Receipt {
+    return try FfiConverterTypeReceipt.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReceipt_lower(_ value: Receipt) -> UInt64 {
+    return FfiConverterTypeReceipt.lower(value)
 }
 
 
@@ -3060,6 +3781,273 @@ public func FfiConverterTypeKeyUri_lower(_ value: KeyUri) -> RustBuffer {
 
 
 /**
+ * Where the decision was made.
+ */
+public struct Location: Equatable, Hashable {
+    /**
+     * Latitude in millionths of a degree.
+     */
+    public var latMicrodegrees: Int32
+    /**
+     * Longitude in millionths of a degree.
+     */
+    public var lonMicrodegrees: Int32
+    /**
+     * Accuracy radius in metres.
+     */
+    public var accuracyM: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Latitude in millionths of a degree.
+         */latMicrodegrees: Int32, 
+        /**
+         * Longitude in millionths of a degree.
+         */lonMicrodegrees: Int32, 
+        /**
+         * Accuracy radius in metres.
+         */accuracyM: UInt32) {
+        self.latMicrodegrees = latMicrodegrees
+        self.lonMicrodegrees = lonMicrodegrees
+        self.accuracyM = accuracyM
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Location: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLocation: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Location {
+        return
+            try Location(
+                latMicrodegrees: FfiConverterInt32.read(from: &buf), 
+                lonMicrodegrees: FfiConverterInt32.read(from: &buf), 
+                accuracyM: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Location, into buf: inout [UInt8]) {
+        FfiConverterInt32.write(value.latMicrodegrees, into: &buf)
+        FfiConverterInt32.write(value.lonMicrodegrees, into: &buf)
+        FfiConverterUInt32.write(value.accuracyM, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLocation_lift(_ buf: RustBuffer) throws -> Location {
+    return try FfiConverterTypeLocation.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLocation_lower(_ value: Location) -> RustBuffer {
+    return FfiConverterTypeLocation.lower(value)
+}
+
+
+/**
+ * What a receipt records beyond the outcome.
+ */
+public struct ReceiptDetails: Equatable, Hashable {
+    /**
+     * App name and version, such as `android/3.4.1`.
+     */
+    public var appVersion: String
+    /**
+     * Where the decision was made, if the app has a fix.
+     */
+    public var location: Location?
+    /**
+     * SHA-256 of the proof photo (32 bytes), if one was taken.
+     */
+    public var photoSha256: Data?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * App name and version, such as `android/3.4.1`.
+         */appVersion: String, 
+        /**
+         * Where the decision was made, if the app has a fix.
+         */location: Location? = nil, 
+        /**
+         * SHA-256 of the proof photo (32 bytes), if one was taken.
+         */photoSha256: Data? = nil) {
+        self.appVersion = appVersion
+        self.location = location
+        self.photoSha256 = photoSha256
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ReceiptDetails: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReceiptDetails: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ReceiptDetails {
+        return
+            try ReceiptDetails(
+                appVersion: FfiConverterString.read(from: &buf), 
+                location: FfiConverterOptionTypeLocation.read(from: &buf), 
+                photoSha256: FfiConverterOptionData.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ReceiptDetails, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.appVersion, into: &buf)
+        FfiConverterOptionTypeLocation.write(value.location, into: &buf)
+        FfiConverterOptionData.write(value.photoSha256, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReceiptDetails_lift(_ buf: RustBuffer) throws -> ReceiptDetails {
+    return try FfiConverterTypeReceiptDetails.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReceiptDetails_lower(_ value: ReceiptDetails) -> RustBuffer {
+    return FfiConverterTypeReceiptDetails.lower(value)
+}
+
+
+/**
+ * A reconciled receipt.
+ */
+public struct Reconciliation: Equatable, Hashable {
+    /**
+     * The decision.
+     */
+    public var decision: Decision
+    /**
+     * Why, in words a support agent can read; never contains a code.
+     */
+    public var explanation: String
+    /**
+     * The receipt's delivery id.
+     */
+    public var deliveryId: String
+    /**
+     * The receipt's sequence.
+     */
+    public var sequence: UInt64
+    /**
+     * The courier the receipt names.
+     */
+    public var courierId: String
+    /**
+     * The device the receipt names.
+     */
+    public var deviceId: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The decision.
+         */decision: Decision, 
+        /**
+         * Why, in words a support agent can read; never contains a code.
+         */explanation: String, 
+        /**
+         * The receipt's delivery id.
+         */deliveryId: String, 
+        /**
+         * The receipt's sequence.
+         */sequence: UInt64, 
+        /**
+         * The courier the receipt names.
+         */courierId: String, 
+        /**
+         * The device the receipt names.
+         */deviceId: String) {
+        self.decision = decision
+        self.explanation = explanation
+        self.deliveryId = deliveryId
+        self.sequence = sequence
+        self.courierId = courierId
+        self.deviceId = deviceId
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Reconciliation: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReconciliation: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Reconciliation {
+        return
+            try Reconciliation(
+                decision: FfiConverterTypeDecision.read(from: &buf), 
+                explanation: FfiConverterString.read(from: &buf), 
+                deliveryId: FfiConverterString.read(from: &buf), 
+                sequence: FfiConverterUInt64.read(from: &buf), 
+                courierId: FfiConverterString.read(from: &buf), 
+                deviceId: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Reconciliation, into buf: inout [UInt8]) {
+        FfiConverterTypeDecision.write(value.decision, into: &buf)
+        FfiConverterString.write(value.explanation, into: &buf)
+        FfiConverterString.write(value.deliveryId, into: &buf)
+        FfiConverterUInt64.write(value.sequence, into: &buf)
+        FfiConverterString.write(value.courierId, into: &buf)
+        FfiConverterString.write(value.deviceId, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReconciliation_lift(_ buf: RustBuffer) throws -> Reconciliation {
+    return try FfiConverterTypeReconciliation.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReconciliation_lower(_ value: Reconciliation) -> RustBuffer {
+    return FfiConverterTypeReconciliation.lower(value)
+}
+
+
+/**
  * A successful TOTP verification.
  */
 public struct TotpMatch: Equatable, Hashable {
@@ -3300,6 +4288,277 @@ public func FfiConverterTypeCodeFormat_lift(_ buf: RustBuffer) throws -> CodeFor
 #endif
 public func FfiConverterTypeCodeFormat_lower(_ value: CodeFormat) -> RustBuffer {
     return FfiConverterTypeCodeFormat.lower(value)
+}
+
+
+
+/**
+ * The backend's judgement of a receipt.
+ */
+
+public enum Decision: Equatable, Hashable {
+    
+    /**
+     * Delivered with the issued code.
+     */
+    case confirmed(
+        /**
+         * True when the device accepted it offline, false when the backend
+         * confirmed it online.
+         */offline: Bool
+    )
+    /**
+     * The device accepted a code that is not the issued one: suspected fraud.
+     */
+    case codeMismatch
+    /**
+     * The MAC does not match: changed, or made by another device or courier.
+     */
+    case tampered
+    /**
+     * The receipt names a key id the backend does not have.
+     */
+    case unknownKey(
+        /**
+         * The unknown key id.
+         */keyId: String
+    )
+    /**
+     * This receipt was reconciled before.
+     */
+    case replayed
+    /**
+     * A different receipt for the same ticket was reconciled before.
+     */
+    case conflicting
+    /**
+     * The receipt's sequence is not the delivery's current one.
+     */
+    case stale(
+        /**
+         * The current sequence.
+         */currentSequence: UInt64
+    )
+    /**
+     * Not delivered.
+     */
+    case notDelivered(
+        /**
+         * Why.
+         */reason: NotDeliveredReason
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Decision: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDecision: FfiConverterRustBuffer {
+    typealias SwiftType = Decision
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Decision {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .confirmed(offline: try FfiConverterBool.read(from: &buf)
+        )
+        
+        case 2: return .codeMismatch
+        
+        case 3: return .tampered
+        
+        case 4: return .unknownKey(keyId: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 5: return .replayed
+        
+        case 6: return .conflicting
+        
+        case 7: return .stale(currentSequence: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 8: return .notDelivered(reason: try FfiConverterTypeNotDeliveredReason.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Decision, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .confirmed(offline):
+            writeInt(&buf, Int32(1))
+            FfiConverterBool.write(offline, into: &buf)
+            
+        
+        case .codeMismatch:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .tampered:
+            writeInt(&buf, Int32(3))
+        
+        
+        case let .unknownKey(keyId):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(keyId, into: &buf)
+            
+        
+        case .replayed:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .conflicting:
+            writeInt(&buf, Int32(6))
+        
+        
+        case let .stale(currentSequence):
+            writeInt(&buf, Int32(7))
+            FfiConverterUInt64.write(currentSequence, into: &buf)
+            
+        
+        case let .notDelivered(reason):
+            writeInt(&buf, Int32(8))
+            FfiConverterTypeNotDeliveredReason.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDecision_lift(_ buf: RustBuffer) throws -> Decision {
+    return try FfiConverterTypeDecision.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDecision_lower(_ value: Decision) -> RustBuffer {
+    return FfiConverterTypeDecision.lower(value)
+}
+
+
+
+/**
+ * Why a parcel was not handed over.
+ */
+
+public enum NotDeliveredReason: Equatable, Hashable {
+    
+    /**
+     * No one was there to take it.
+     */
+    case customerAbsent
+    /**
+     * The customer says the code never arrived.
+     */
+    case codeNotReceived
+    /**
+     * The customer refused the parcel.
+     */
+    case refused
+    /**
+     * The parcel is damaged.
+     */
+    case damaged
+    /**
+     * Anything else, in the courier's words (1 to 500 bytes).
+     */
+    case other(
+        /**
+         * The courier's words.
+         */note: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension NotDeliveredReason: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNotDeliveredReason: FfiConverterRustBuffer {
+    typealias SwiftType = NotDeliveredReason
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NotDeliveredReason {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .customerAbsent
+        
+        case 2: return .codeNotReceived
+        
+        case 3: return .refused
+        
+        case 4: return .damaged
+        
+        case 5: return .other(note: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: NotDeliveredReason, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .customerAbsent:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .codeNotReceived:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .refused:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .damaged:
+            writeInt(&buf, Int32(4))
+        
+        
+        case let .other(note):
+            writeInt(&buf, Int32(5))
+            FfiConverterString.write(note, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNotDeliveredReason_lift(_ buf: RustBuffer) throws -> NotDeliveredReason {
+    return try FfiConverterTypeNotDeliveredReason.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNotDeliveredReason_lower(_ value: NotDeliveredReason) -> RustBuffer {
+    return FfiConverterTypeNotDeliveredReason.lower(value)
 }
 
 
@@ -3833,6 +5092,31 @@ enum OtpError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case CorruptState(message: String)
     
     /**
+     * A receipt that cannot be read or made.
+     */
+    case InvalidReceipt(message: String)
+    
+    /**
+     * A receipt of an unknown format version.
+     */
+    case UnsupportedReceiptVersion(message: String)
+    
+    /**
+     * A receipt changed after it was made, or made with another device key.
+     */
+    case ReceiptMacMismatch(message: String)
+    
+    /**
+     * A second, different receipt for a ticket that already has one.
+     */
+    case ReceiptConflict(message: String)
+    
+    /**
+     * A device key that cannot be read or used.
+     */
+    case InvalidDeviceKey(message: String)
+    
+    /**
      * A number would leave its range.
      */
     case Overflow(message: String)
@@ -4014,7 +5298,27 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
             message: try FfiConverterString.read(from: &buf)
         )
         
-        case 38: return .Overflow(
+        case 38: return .InvalidReceipt(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 39: return .UnsupportedReceiptVersion(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 40: return .ReceiptMacMismatch(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 41: return .ReceiptConflict(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 42: return .InvalidDeviceKey(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 43: return .Overflow(
             message: try FfiConverterString.read(from: &buf)
         )
         
@@ -4103,8 +5407,18 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(36))
         case .CorruptState(_ /* message is ignored*/):
             writeInt(&buf, Int32(37))
-        case .Overflow(_ /* message is ignored*/):
+        case .InvalidReceipt(_ /* message is ignored*/):
             writeInt(&buf, Int32(38))
+        case .UnsupportedReceiptVersion(_ /* message is ignored*/):
+            writeInt(&buf, Int32(39))
+        case .ReceiptMacMismatch(_ /* message is ignored*/):
+            writeInt(&buf, Int32(40))
+        case .ReceiptConflict(_ /* message is ignored*/):
+            writeInt(&buf, Int32(41))
+        case .InvalidDeviceKey(_ /* message is ignored*/):
+            writeInt(&buf, Int32(42))
+        case .Overflow(_ /* message is ignored*/):
+            writeInt(&buf, Int32(43))
 
         
         }
@@ -4210,6 +5524,113 @@ public func FfiConverterTypeOtpKind_lift(_ buf: RustBuffer) throws -> OtpKind {
 #endif
 public func FfiConverterTypeOtpKind_lower(_ value: OtpKind) -> RustBuffer {
     return FfiConverterTypeOtpKind.lower(value)
+}
+
+
+
+/**
+ * What happened at the door, as the app records it.
+ */
+
+public enum ReceiptOutcome: Equatable, Hashable {
+    
+    /**
+     * Handed over against a code this device accepted offline.
+     */
+    case deliveredOffline(
+        /**
+         * The code entered (normalized in the receipt).
+         */code: String
+    )
+    /**
+     * Handed over against a code the backend confirmed online.
+     */
+    case deliveredOnline(
+        /**
+         * The code entered.
+         */code: String, 
+        /**
+         * Attempts the backend counted (its `Confirmed.attemptsUsed`).
+         */attemptsUsed: UInt32
+    )
+    /**
+     * Not handed over.
+     */
+    case notDelivered(
+        /**
+         * Why.
+         */reason: NotDeliveredReason
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension ReceiptOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReceiptOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = ReceiptOutcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ReceiptOutcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .deliveredOffline(code: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 2: return .deliveredOnline(code: try FfiConverterString.read(from: &buf), attemptsUsed: try FfiConverterUInt32.read(from: &buf)
+        )
+        
+        case 3: return .notDelivered(reason: try FfiConverterTypeNotDeliveredReason.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ReceiptOutcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .deliveredOffline(code):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(code, into: &buf)
+            
+        
+        case let .deliveredOnline(code,attemptsUsed):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(code, into: &buf)
+            FfiConverterUInt32.write(attemptsUsed, into: &buf)
+            
+        
+        case let .notDelivered(reason):
+            writeInt(&buf, Int32(3))
+            FfiConverterTypeNotDeliveredReason.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReceiptOutcome_lift(_ buf: RustBuffer) throws -> ReceiptOutcome {
+    return try FfiConverterTypeReceiptOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReceiptOutcome_lower(_ value: ReceiptOutcome) -> RustBuffer {
+    return FfiConverterTypeReceiptOutcome.lower(value)
 }
 
 
@@ -4340,6 +5761,78 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
+    typealias SwiftType = Data?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterData.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterData.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeReceipt: FfiConverterRustBuffer {
+    typealias SwiftType = Receipt?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeReceipt.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeReceipt.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeLocation: FfiConverterRustBuffer {
+    typealias SwiftType = Location?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeLocation.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeLocation.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4540,6 +6033,24 @@ public func parseKeyUri(uri: String)throws  -> KeyUri  {
     )
 })
 }
+/**
+ * A location from degrees as the phone reports them, rounded to a
+ * millionth of a degree.
+ *
+ * # Errors
+ * `InvalidReceipt` for a latitude outside ±90, a longitude outside ±180, or
+ * a value that is not a number.
+ */
+public func locationFromDegrees(latitude: Double, longitude: Double, accuracyM: UInt32)throws  -> Location  {
+    return try  FfiConverterTypeLocation_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_func_location_from_degrees(
+        FfiConverterDouble.lower(latitude),
+        FfiConverterDouble.lower(longitude),
+        FfiConverterUInt32.lower(accuracyM),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -4583,6 +6094,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_func_parse_key_uri() != 62430) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_delivery_otp_checksum_func_location_from_degrees() != 11334) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_delivery_otp_checksum_method_backend_code_for() != 8499) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4602,6 +6116,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 27808) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_backend_provision_device() != 24278) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_backend_reconcile() != 3931) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_devicestatestore_load() != 20828) {
@@ -4641,6 +6161,15 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() != 50717) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt() != 42178) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() != 7860) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() != 30494) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_ticket_delivery_id() != 17376) {
@@ -4697,6 +6226,54 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 42322) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_delivery_otp_checksum_method_devicekey_courier_id() != 7141) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_devicekey_device_id() != 35266) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_devicekey_key_id() != 58054) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_devicekey_to_json() != 51460) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_app_version() != 58111) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_attempts() != 37737) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_courier_id() != 63676) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_decided_at() != 40511) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_delivery_id() != 41860) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_device_id() != 3638) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_first_attempt_at() != 3629) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_location() != 17326) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_outcome() != 33179) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_sequence() != 1529) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_to_json() != 39267) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_receipt_verify_mac() != 33694) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_delivery_otp_checksum_constructor_backend_new() != 54679) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4728,6 +6305,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_totp_new() != 60470) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_devicekey_from_json() != 53315) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_receipt_from_json() != 35201) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -317,6 +317,16 @@ RustBuffer uniffi_delivery_otp_fn_method_backend_resend(uint64_t ptr, uint64_t p
 RustBuffer uniffi_delivery_otp_fn_method_backend_verify_online(uint64_t ptr, uint64_t ticket, RustBuffer entered, uint64_t now, uint64_t current_sequence, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_PROVISION_DEVICE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_PROVISION_DEVICE
+uint64_t uniffi_delivery_otp_fn_method_backend_provision_device(uint64_t ptr, RustBuffer courier_id, RustBuffer device_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RECONCILE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RECONCILE
+RustBuffer uniffi_delivery_otp_fn_method_backend_reconcile(uint64_t ptr, RustBuffer receipt_json, uint64_t current_sequence, uint64_t now, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_UNIFFI_TRAIT_DEBUG
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_UNIFFI_TRAIT_DEBUG
 RustBuffer uniffi_delivery_otp_fn_method_backend_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -440,6 +450,21 @@ RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_verify(uint64_t ptr, Ru
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_VERIFY_NOW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_VERIFY_NOW
 RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_verify_now(uint64_t ptr, RustBuffer entered, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_RECEIPT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_RECEIPT
+uint64_t uniffi_delivery_otp_fn_method_offlineverifier_receipt(uint64_t ptr, uint64_t device_key, RustBuffer outcome, uint64_t decided_at, RustBuffer details, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_RECEIPT_NOW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_RECEIPT_NOW
+uint64_t uniffi_delivery_otp_fn_method_offlineverifier_receipt_now(uint64_t ptr, uint64_t device_key, RustBuffer outcome, RustBuffer details, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_STORED_RECEIPT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_STORED_RECEIPT
+RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_stored_receipt(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_UNIFFI_TRAIT_DEBUG
@@ -653,6 +678,126 @@ RustBuffer uniffi_delivery_otp_fn_method_totp_verify_now(uint64_t ptr, RustBuffe
 RustBuffer uniffi_delivery_otp_fn_method_totp_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_DEVICEKEY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_DEVICEKEY
+uint64_t uniffi_delivery_otp_fn_clone_devicekey(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_DEVICEKEY
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_DEVICEKEY
+void uniffi_delivery_otp_fn_free_devicekey(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_DEVICEKEY_FROM_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_DEVICEKEY_FROM_JSON
+uint64_t uniffi_delivery_otp_fn_constructor_devicekey_from_json(RustBuffer json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_COURIER_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_COURIER_ID
+RustBuffer uniffi_delivery_otp_fn_method_devicekey_courier_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_DEVICE_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_DEVICE_ID
+RustBuffer uniffi_delivery_otp_fn_method_devicekey_device_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_KEY_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_KEY_ID
+RustBuffer uniffi_delivery_otp_fn_method_devicekey_key_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_TO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_TO_JSON
+RustBuffer uniffi_delivery_otp_fn_method_devicekey_to_json(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_RECEIPT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_RECEIPT
+uint64_t uniffi_delivery_otp_fn_clone_receipt(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_RECEIPT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_RECEIPT
+void uniffi_delivery_otp_fn_free_receipt(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_RECEIPT_FROM_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_RECEIPT_FROM_JSON
+uint64_t uniffi_delivery_otp_fn_constructor_receipt_from_json(RustBuffer json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_APP_VERSION
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_APP_VERSION
+RustBuffer uniffi_delivery_otp_fn_method_receipt_app_version(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_ATTEMPTS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_ATTEMPTS
+uint32_t uniffi_delivery_otp_fn_method_receipt_attempts(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_COURIER_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_COURIER_ID
+RustBuffer uniffi_delivery_otp_fn_method_receipt_courier_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_DECIDED_AT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_DECIDED_AT
+uint64_t uniffi_delivery_otp_fn_method_receipt_decided_at(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_DELIVERY_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_DELIVERY_ID
+RustBuffer uniffi_delivery_otp_fn_method_receipt_delivery_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_DEVICE_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_DEVICE_ID
+RustBuffer uniffi_delivery_otp_fn_method_receipt_device_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_FIRST_ATTEMPT_AT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_FIRST_ATTEMPT_AT
+RustBuffer uniffi_delivery_otp_fn_method_receipt_first_attempt_at(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_LOCATION
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_LOCATION
+RustBuffer uniffi_delivery_otp_fn_method_receipt_location(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_OUTCOME
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_OUTCOME
+RustBuffer uniffi_delivery_otp_fn_method_receipt_outcome(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_SEQUENCE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_SEQUENCE
+uint64_t uniffi_delivery_otp_fn_method_receipt_sequence(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_TO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_TO_JSON
+RustBuffer uniffi_delivery_otp_fn_method_receipt_to_json(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_VERIFY_MAC
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_VERIFY_MAC
+void uniffi_delivery_otp_fn_method_receipt_verify_mac(uint64_t ptr, uint64_t device_key, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_receipt_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_CHECK_DELIVERY_SETTINGS
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_CHECK_DELIVERY_SETTINGS
 void uniffi_delivery_otp_fn_func_check_delivery_settings(RustBuffer settings, RustCallStatus *_Nonnull out_status
@@ -697,6 +842,11 @@ uint64_t uniffi_delivery_otp_fn_func_key_uri_totp(RustBuffer key, RustCallStatus
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_PARSE_KEY_URI
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_PARSE_KEY_URI
 RustBuffer uniffi_delivery_otp_fn_func_parse_key_uri(RustBuffer uri, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_LOCATION_FROM_DEGREES
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_LOCATION_FROM_DEGREES
+RustBuffer uniffi_delivery_otp_fn_func_location_from_degrees(double latitude, double longitude, uint32_t accuracy_m, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_DELIVERY_OTP_RUSTBUFFER_ALLOC
@@ -1013,6 +1163,12 @@ uint16_t uniffi_delivery_otp_checksum_func_parse_key_uri(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_LOCATION_FROM_DEGREES
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_LOCATION_FROM_DEGREES
+uint16_t uniffi_delivery_otp_checksum_func_location_from_degrees(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_CODE_FOR
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_CODE_FOR
 uint16_t uniffi_delivery_otp_checksum_method_backend_code_for(void
@@ -1052,6 +1208,18 @@ uint16_t uniffi_delivery_otp_checksum_method_backend_resend(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_VERIFY_ONLINE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_VERIFY_ONLINE
 uint16_t uniffi_delivery_otp_checksum_method_backend_verify_online(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_PROVISION_DEVICE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_PROVISION_DEVICE
+uint16_t uniffi_delivery_otp_checksum_method_backend_provision_device(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_RECONCILE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_RECONCILE
+uint16_t uniffi_delivery_otp_checksum_method_backend_reconcile(void
     
 );
 #endif
@@ -1130,6 +1298,24 @@ uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_verify(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_VERIFY_NOW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_VERIFY_NOW
 uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_verify_now(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_RECEIPT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_RECEIPT
+uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_receipt(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_RECEIPT_NOW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_RECEIPT_NOW
+uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_STORED_RECEIPT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_STORED_RECEIPT
+uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt(void
     
 );
 #endif
@@ -1241,6 +1427,102 @@ uint16_t uniffi_delivery_otp_checksum_method_totp_verify_now(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_COURIER_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_COURIER_ID
+uint16_t uniffi_delivery_otp_checksum_method_devicekey_courier_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_DEVICE_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_DEVICE_ID
+uint16_t uniffi_delivery_otp_checksum_method_devicekey_device_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_KEY_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_KEY_ID
+uint16_t uniffi_delivery_otp_checksum_method_devicekey_key_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_TO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_TO_JSON
+uint16_t uniffi_delivery_otp_checksum_method_devicekey_to_json(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_APP_VERSION
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_APP_VERSION
+uint16_t uniffi_delivery_otp_checksum_method_receipt_app_version(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_ATTEMPTS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_ATTEMPTS
+uint16_t uniffi_delivery_otp_checksum_method_receipt_attempts(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_COURIER_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_COURIER_ID
+uint16_t uniffi_delivery_otp_checksum_method_receipt_courier_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_DECIDED_AT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_DECIDED_AT
+uint16_t uniffi_delivery_otp_checksum_method_receipt_decided_at(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_DELIVERY_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_DELIVERY_ID
+uint16_t uniffi_delivery_otp_checksum_method_receipt_delivery_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_DEVICE_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_DEVICE_ID
+uint16_t uniffi_delivery_otp_checksum_method_receipt_device_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_FIRST_ATTEMPT_AT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_FIRST_ATTEMPT_AT
+uint16_t uniffi_delivery_otp_checksum_method_receipt_first_attempt_at(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_LOCATION
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_LOCATION
+uint16_t uniffi_delivery_otp_checksum_method_receipt_location(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_OUTCOME
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_OUTCOME
+uint16_t uniffi_delivery_otp_checksum_method_receipt_outcome(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_SEQUENCE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_SEQUENCE
+uint16_t uniffi_delivery_otp_checksum_method_receipt_sequence(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_TO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_TO_JSON
+uint16_t uniffi_delivery_otp_checksum_method_receipt_to_json(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_VERIFY_MAC
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_RECEIPT_VERIFY_MAC
+uint16_t uniffi_delivery_otp_checksum_method_receipt_verify_mac(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_BACKEND_NEW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_BACKEND_NEW
 uint16_t uniffi_delivery_otp_checksum_constructor_backend_new(void
@@ -1304,6 +1586,18 @@ uint16_t uniffi_delivery_otp_checksum_constructor_secret_generate_with_length(vo
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TOTP_NEW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TOTP_NEW
 uint16_t uniffi_delivery_otp_checksum_constructor_totp_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_DEVICEKEY_FROM_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_DEVICEKEY_FROM_JSON
+uint16_t uniffi_delivery_otp_checksum_constructor_devicekey_from_json(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_RECEIPT_FROM_JSON
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_RECEIPT_FROM_JSON
+uint16_t uniffi_delivery_otp_checksum_constructor_receipt_from_json(void
     
 );
 #endif

@@ -721,6 +721,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_func_parse_key_uri(
     ): Int
+    external fun uniffi_delivery_otp_checksum_func_location_from_degrees(
+    ): Int
     external fun uniffi_delivery_otp_checksum_method_backend_code_for(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_backend_derive_code(
@@ -734,6 +736,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_method_backend_resend(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_backend_verify_online(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_provision_device(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_reconcile(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_devicestatestore_load(
     ): Int
@@ -760,6 +766,12 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_method_offlineverifier_verify(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_offlineverifier_verify_now(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_offlineverifier_receipt(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_ticket_delivery_id(
     ): Int
@@ -797,6 +809,38 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_method_totp_verify_now(
     ): Int
+    external fun uniffi_delivery_otp_checksum_method_devicekey_courier_id(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_devicekey_device_id(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_devicekey_key_id(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_devicekey_to_json(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_app_version(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_attempts(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_courier_id(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_decided_at(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_delivery_id(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_device_id(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_first_attempt_at(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_location(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_outcome(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_sequence(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_to_json(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_receipt_verify_mac(
+    ): Int
     external fun uniffi_delivery_otp_checksum_constructor_backend_new(
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_keyset_from_json(
@@ -818,6 +862,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_constructor_secret_generate_with_length(
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_totp_new(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_devicekey_from_json(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_receipt_from_json(
     ): Int
     external fun ffi_delivery_otp_uniffi_contract_version(
     ): Int
@@ -859,6 +907,10 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_method_backend_resend(`ptr`: Long,`previous`: Long,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_verify_online(`ptr`: Long,`ticket`: Long,`entered`: RustBuffer.ByValue,`now`: Long,`currentSequence`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_backend_provision_device(`ptr`: Long,`courierId`: RustBuffer.ByValue,`deviceId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_backend_reconcile(`ptr`: Long,`receiptJson`: RustBuffer.ByValue,`currentSequence`: Long,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -909,6 +961,12 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_method_offlineverifier_verify(`ptr`: Long,`entered`: RustBuffer.ByValue,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_offlineverifier_verify_now(`ptr`: Long,`entered`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_receipt(`ptr`: Long,`deviceKey`: Long,`outcome`: RustBuffer.ByValue,`decidedAt`: Long,`details`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_receipt_now(`ptr`: Long,`deviceKey`: Long,`outcome`: RustBuffer.ByValue,`details`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_stored_receipt(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_offlineverifier_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -994,6 +1052,54 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_totp_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_clone_devicekey(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_devicekey(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_constructor_devicekey_from_json(`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_devicekey_courier_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_devicekey_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_devicekey_key_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_devicekey_to_json(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_clone_receipt(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_receipt(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_constructor_receipt_from_json(`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_receipt_app_version(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receipt_attempts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_delivery_otp_fn_method_receipt_courier_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receipt_decided_at(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_receipt_delivery_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receipt_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receipt_first_attempt_at(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receipt_location(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receipt_outcome(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receipt_sequence(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_receipt_to_json(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receipt_verify_mac(`ptr`: Long,`deviceKey`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_method_receipt_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_func_check_delivery_settings(`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_delivery_otp_fn_func_default_delivery_settings(uniffi_out_err: UniffiRustCallStatus, 
@@ -1011,6 +1117,8 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_func_key_uri_totp(`key`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_func_parse_key_uri(`uri`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_func_location_from_degrees(`latitude`: Double,`longitude`: Double,`accuracyM`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_delivery_otp_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1158,6 +1266,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_func_parse_key_uri() and 0xFFFF) != 62430) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_delivery_otp_checksum_func_location_from_degrees() and 0xFFFF) != 11334) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_code_for() and 0xFFFF) != 8499) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1177,6 +1288,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 27808) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_provision_device() and 0xFFFF) != 24278) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_reconcile() and 0xFFFF) != 3931) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_devicestatestore_load() and 0xFFFF) != 20828) {
@@ -1216,6 +1333,15 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() and 0xFFFF) != 50717) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt() and 0xFFFF) != 42178) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() and 0xFFFF) != 7860) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() and 0xFFFF) != 30494) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_delivery_id() and 0xFFFF) != 17376) {
@@ -1272,6 +1398,54 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 42322) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_courier_id() and 0xFFFF) != 7141) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_device_id() and 0xFFFF) != 35266) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_key_id() and 0xFFFF) != 58054) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_to_json() and 0xFFFF) != 51460) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_app_version() and 0xFFFF) != 58111) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_attempts() and 0xFFFF) != 37737) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_courier_id() and 0xFFFF) != 63676) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_decided_at() and 0xFFFF) != 40511) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_delivery_id() and 0xFFFF) != 41860) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_device_id() and 0xFFFF) != 3638) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_first_attempt_at() and 0xFFFF) != 3629) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_location() and 0xFFFF) != 17326) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_outcome() and 0xFFFF) != 33179) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_sequence() and 0xFFFF) != 1529) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_to_json() and 0xFFFF) != 39267) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_verify_mac() and 0xFFFF) != 33694) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_delivery_otp_checksum_constructor_backend_new() and 0xFFFF) != 54679) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1303,6 +1477,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 60470) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_devicekey_from_json() and 0xFFFF) != 53315) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_receipt_from_json() and 0xFFFF) != 35201) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1513,6 +1693,29 @@ public object FfiConverterUInt: FfiConverter<UInt, Int> {
 
     override fun write(value: UInt, buf: ByteBuffer) {
         buf.putInt(value.toInt())
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterInt: FfiConverter<Int, Int> {
+    override fun lift(value: Int): Int {
+        return value
+    }
+
+    override fun read(buf: ByteBuffer): Int {
+        return buf.getInt()
+    }
+
+    override fun lower(value: Int): Int {
+        return value
+    }
+
+    override fun allocationSize(value: Int) = 4UL
+
+    override fun write(value: Int, buf: ByteBuffer) {
+        buf.putInt(value)
     }
 }
 
@@ -1852,6 +2055,24 @@ public interface BackendInterface {
      */
     fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `now`: kotlin.ULong, `currentSequence`: kotlin.ULong): OnlineOutcome
     
+    /**
+     * The device key for `courier_id` on `device_id`, from the current
+     * master key; give its JSON to the app at login.
+     *
+     * # Errors
+     * `InvalidDeviceKey` for an empty, overlong or unprintable id.
+     */
+    fun `provisionDevice`(`courierId`: kotlin.String, `deviceId`: kotlin.String): DeviceKey
+    
+    /**
+     * Judges a receipt (its JSON) while the delivery's current sequence is
+     * `current_sequence`, at backend time `now`.
+     *
+     * # Errors
+     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+     */
+    fun `reconcile`(`receiptJson`: kotlin.String, `currentSequence`: kotlin.ULong, `now`: kotlin.ULong): Reconciliation
+    
     companion object
 }
 
@@ -2145,6 +2366,53 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
     
 
     
+    /**
+     * The device key for `courier_id` on `device_id`, from the current
+     * master key; give its JSON to the app at login.
+     *
+     * # Errors
+     * `InvalidDeviceKey` for an empty, overlong or unprintable id.
+     */
+    @Throws(OtpException::class)override fun `provisionDevice`(`courierId`: kotlin.String, `deviceId`: kotlin.String): DeviceKey {
+            return FfiConverterTypeDeviceKey.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_provision_device(
+        it,
+        
+        FfiConverterString.lower(`courierId`),
+        FfiConverterString.lower(`deviceId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Judges a receipt (its JSON) while the delivery's current sequence is
+     * `current_sequence`, at backend time `now`.
+     *
+     * # Errors
+     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+     */
+    @Throws(OtpException::class)override fun `reconcile`(`receiptJson`: kotlin.String, `currentSequence`: kotlin.ULong, `now`: kotlin.ULong): Reconciliation {
+            return FfiConverterTypeReconciliation.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_reconcile(
+        it,
+        
+        FfiConverterString.lower(`receiptJson`),
+        FfiConverterULong.lower(`currentSequence`),
+        FfiConverterULong.lower(`now`),_status)
+}
+    }
+    )
+    }
+    
+
+    
 
     
 
@@ -2190,6 +2458,369 @@ public object FfiConverterTypeBackend: FfiConverter<Backend, Long> {
     override fun allocationSize(value: Backend) = 8UL
 
     override fun write(value: Backend, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The key a courier's device signs receipts with. The backend makes it
+ * with `Backend.provisionDevice` at login; the app keeps its JSON in the
+ * Android Keystore or the iOS Keychain and reads it back with `fromJson`.
+ */
+public interface DeviceKeyInterface {
+    
+    /**
+     * The courier this key belongs to.
+     */
+    fun `courierId`(): kotlin.String
+    
+    /**
+     * The device this key belongs to.
+     */
+    fun `deviceId`(): kotlin.String
+    
+    /**
+     * The id of the master key this key derives from.
+     */
+    fun `keyId`(): kotlin.String
+    
+    /**
+     * The JSON to hand to the app (it holds the key: store it securely).
+     */
+    fun `toJson`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * The key a courier's device signs receipts with. The backend makes it
+ * with `Backend.provisionDevice` at login; the app keeps its JSON in the
+ * Android Keystore or the iOS Keychain and reads it back with `fromJson`.
+ */
+open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_devicekey(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_devicekey(handle, status)
+        }
+    }
+
+    
+    /**
+     * The courier this key belongs to.
+     */override fun `courierId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicekey_courier_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The device this key belongs to.
+     */override fun `deviceId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicekey_device_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The id of the master key this key derives from.
+     */override fun `keyId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicekey_key_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The JSON to hand to the app (it holds the key: store it securely).
+     */override fun `toJson`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicekey_to_json(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+
+    
+    companion object {
+        
+    /**
+     * Reads the JSON the backend provisioned.
+     *
+     * # Errors
+     * `InvalidDeviceKey`.
+     */
+    @Throws(OtpException::class) fun `fromJson`(`json`: kotlin.String): DeviceKey {
+            return FfiConverterTypeDeviceKey.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_devicekey_from_json(
+    
+        
+        FfiConverterString.lower(`json`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDeviceKey: FfiConverter<DeviceKey, Long> {
+    override fun lower(value: DeviceKey): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): DeviceKey {
+        return DeviceKey(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): DeviceKey {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: DeviceKey) = 8UL
+
+    override fun write(value: DeviceKey, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -3497,6 +4128,38 @@ public interface OfflineVerifierInterface {
      */
     fun `verifyNow`(`entered`: kotlin.String): OfflineOutcome
     
+    /**
+     * Makes this ticket's receipt at device time `decided_at`, signed with
+     * `device_key`, and stores it in the app's store before returning it.
+     * Attempts and the first attempt's time come from the stored state.
+     * Asking again with the same outcome and details gives the same bytes;
+     * anything different is refused, so a receipt is never changed.
+     *
+     * # Errors
+     * `InvalidReceipt` (a bad field, an offline delivery this device did not
+     * accept, a ticket a newer one replaced); `ReceiptConflict` naming the
+     * fields that differ from the stored receipt; `StateStorage`,
+     * `CorruptState`.
+     */
+    fun `receipt`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `decidedAt`: kotlin.ULong, `details`: ReceiptDetails): Receipt
+    
+    /**
+     * `receipt` at the device's current time.
+     *
+     * # Errors
+     * As `receipt`.
+     */
+    fun `receiptNow`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `details`: ReceiptDetails): Receipt
+    
+    /**
+     * The receipt already made for this ticket on this device, to send
+     * again if it was lost on the way.
+     *
+     * # Errors
+     * `StateStorage`, `CorruptState`.
+     */
+    fun `storedReceipt`(): Receipt?
+    
     companion object
 }
 
@@ -3719,6 +4382,81 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
     
 
     
+    /**
+     * Makes this ticket's receipt at device time `decided_at`, signed with
+     * `device_key`, and stores it in the app's store before returning it.
+     * Attempts and the first attempt's time come from the stored state.
+     * Asking again with the same outcome and details gives the same bytes;
+     * anything different is refused, so a receipt is never changed.
+     *
+     * # Errors
+     * `InvalidReceipt` (a bad field, an offline delivery this device did not
+     * accept, a ticket a newer one replaced); `ReceiptConflict` naming the
+     * fields that differ from the stored receipt; `StateStorage`,
+     * `CorruptState`.
+     */
+    @Throws(OtpException::class)override fun `receipt`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `decidedAt`: kotlin.ULong, `details`: ReceiptDetails): Receipt {
+            return FfiConverterTypeReceipt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_receipt(
+        it,
+        
+        FfiConverterTypeDeviceKey.lower(`deviceKey`),
+        FfiConverterTypeReceiptOutcome.lower(`outcome`),
+        FfiConverterULong.lower(`decidedAt`),
+        FfiConverterTypeReceiptDetails.lower(`details`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `receipt` at the device's current time.
+     *
+     * # Errors
+     * As `receipt`.
+     */
+    @Throws(OtpException::class)override fun `receiptNow`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `details`: ReceiptDetails): Receipt {
+            return FfiConverterTypeReceipt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_receipt_now(
+        it,
+        
+        FfiConverterTypeDeviceKey.lower(`deviceKey`),
+        FfiConverterTypeReceiptOutcome.lower(`outcome`),
+        FfiConverterTypeReceiptDetails.lower(`details`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The receipt already made for this ticket on this device, to send
+     * again if it was lost on the way.
+     *
+     * # Errors
+     * `StateStorage`, `CorruptState`.
+     */
+    @Throws(OtpException::class)override fun `storedReceipt`(): Receipt? {
+            return FfiConverterOptionalTypeReceipt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_stored_receipt(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
 
     
 
@@ -3764,6 +4502,540 @@ public object FfiConverterTypeOfflineVerifier: FfiConverter<OfflineVerifier, Lon
     override fun allocationSize(value: OfflineVerifier) = 8UL
 
     override fun write(value: OfflineVerifier, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A signed proof-of-delivery receipt; `toJson` is what the app uploads.
+ */
+public interface ReceiptInterface {
+    
+    /**
+     * The app name and version.
+     */
+    fun `appVersion`(): kotlin.String
+    
+    /**
+     * Attempts used.
+     */
+    fun `attempts`(): kotlin.UInt
+    
+    /**
+     * The courier id.
+     */
+    fun `courierId`(): kotlin.String
+    
+    /**
+     * Device time of the decision.
+     */
+    fun `decidedAt`(): kotlin.ULong
+    
+    /**
+     * The delivery id.
+     */
+    fun `deliveryId`(): kotlin.String
+    
+    /**
+     * The device id.
+     */
+    fun `deviceId`(): kotlin.String
+    
+    /**
+     * Device time of the first attempt.
+     */
+    fun `firstAttemptAt`(): kotlin.ULong?
+    
+    /**
+     * Where the decision was made.
+     */
+    fun `location`(): Location?
+    
+    /**
+     * What happened.
+     */
+    fun `outcome`(): ReceiptOutcome
+    
+    /**
+     * The ticket's sequence.
+     */
+    fun `sequence`(): kotlin.ULong
+    
+    /**
+     * The wire form, to upload to the backend.
+     */
+    fun `toJson`(): kotlin.String
+    
+    /**
+     * Checks the MAC with the device key that made it.
+     *
+     * # Errors
+     * `ReceiptMacMismatch`.
+     */
+    fun `verifyMac`(`deviceKey`: DeviceKey)
+    
+    companion object
+}
+
+/**
+ * A signed proof-of-delivery receipt; `toJson` is what the app uploads.
+ */
+open class Receipt: Disposable, AutoCloseable, ReceiptInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_receipt(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_receipt(handle, status)
+        }
+    }
+
+    
+    /**
+     * The app name and version.
+     */override fun `appVersion`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_app_version(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Attempts used.
+     */override fun `attempts`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_attempts(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The courier id.
+     */override fun `courierId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_courier_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Device time of the decision.
+     */override fun `decidedAt`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_decided_at(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The delivery id.
+     */override fun `deliveryId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_delivery_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The device id.
+     */override fun `deviceId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_device_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Device time of the first attempt.
+     */override fun `firstAttemptAt`(): kotlin.ULong? {
+            return FfiConverterOptionalULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_first_attempt_at(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Where the decision was made.
+     */override fun `location`(): Location? {
+            return FfiConverterOptionalTypeLocation.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_location(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * What happened.
+     */override fun `outcome`(): ReceiptOutcome {
+            return FfiConverterTypeReceiptOutcome.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_outcome(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The ticket's sequence.
+     */override fun `sequence`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_sequence(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The wire form, to upload to the backend.
+     */override fun `toJson`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_to_json(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Checks the MAC with the device key that made it.
+     *
+     * # Errors
+     * `ReceiptMacMismatch`.
+     */
+    @Throws(OtpException::class)override fun `verifyMac`(`deviceKey`: DeviceKey)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_verify_mac(
+        it,
+        
+        FfiConverterTypeDeviceKey.lower(`deviceKey`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+
+    
+    companion object {
+        
+    /**
+     * Reads a receipt and checks its fields are consistent.
+     *
+     * # Errors
+     * `UnsupportedReceiptVersion`, `InvalidReceipt`.
+     */
+    @Throws(OtpException::class) fun `fromJson`(`json`: kotlin.String): Receipt {
+            return FfiConverterTypeReceipt.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_receipt_from_json(
+    
+        
+        FfiConverterString.lower(`json`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeReceipt: FfiConverter<Receipt, Long> {
+    override fun lower(value: Receipt): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Receipt {
+        return Receipt(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Receipt {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Receipt) = 8UL
+
+    override fun write(value: Receipt, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -5315,6 +6587,195 @@ public object FfiConverterTypeKeyUri: FfiConverterRustBuffer<KeyUri> {
 
 
 /**
+ * Where the decision was made.
+ */
+data class Location (
+    /**
+     * Latitude in millionths of a degree.
+     */
+    var `latMicrodegrees`: kotlin.Int
+    , 
+    /**
+     * Longitude in millionths of a degree.
+     */
+    var `lonMicrodegrees`: kotlin.Int
+    , 
+    /**
+     * Accuracy radius in metres.
+     */
+    var `accuracyM`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeLocation: FfiConverterRustBuffer<Location> {
+    override fun read(buf: ByteBuffer): Location {
+        return Location(
+            FfiConverterInt.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Location) = (
+            FfiConverterInt.allocationSize(value.`latMicrodegrees`) +
+            FfiConverterInt.allocationSize(value.`lonMicrodegrees`) +
+            FfiConverterUInt.allocationSize(value.`accuracyM`)
+    )
+
+    override fun write(value: Location, buf: ByteBuffer) {
+            FfiConverterInt.write(value.`latMicrodegrees`, buf)
+            FfiConverterInt.write(value.`lonMicrodegrees`, buf)
+            FfiConverterUInt.write(value.`accuracyM`, buf)
+    }
+}
+
+
+
+/**
+ * What a receipt records beyond the outcome.
+ */
+data class ReceiptDetails (
+    /**
+     * App name and version, such as `android/3.4.1`.
+     */
+    var `appVersion`: kotlin.String
+    , 
+    /**
+     * Where the decision was made, if the app has a fix.
+     */
+    var `location`: Location? = null 
+    , 
+    /**
+     * SHA-256 of the proof photo (32 bytes), if one was taken.
+     */
+    var `photoSha256`: kotlin.ByteArray? = null 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeReceiptDetails: FfiConverterRustBuffer<ReceiptDetails> {
+    override fun read(buf: ByteBuffer): ReceiptDetails {
+        return ReceiptDetails(
+            FfiConverterString.read(buf),
+            FfiConverterOptionalTypeLocation.read(buf),
+            FfiConverterOptionalByteArray.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ReceiptDetails) = (
+            FfiConverterString.allocationSize(value.`appVersion`) +
+            FfiConverterOptionalTypeLocation.allocationSize(value.`location`) +
+            FfiConverterOptionalByteArray.allocationSize(value.`photoSha256`)
+    )
+
+    override fun write(value: ReceiptDetails, buf: ByteBuffer) {
+            FfiConverterString.write(value.`appVersion`, buf)
+            FfiConverterOptionalTypeLocation.write(value.`location`, buf)
+            FfiConverterOptionalByteArray.write(value.`photoSha256`, buf)
+    }
+}
+
+
+
+/**
+ * A reconciled receipt.
+ */
+data class Reconciliation (
+    /**
+     * The decision.
+     */
+    var `decision`: Decision
+    , 
+    /**
+     * Why, in words a support agent can read; never contains a code.
+     */
+    var `explanation`: kotlin.String
+    , 
+    /**
+     * The receipt's delivery id.
+     */
+    var `deliveryId`: kotlin.String
+    , 
+    /**
+     * The receipt's sequence.
+     */
+    var `sequence`: kotlin.ULong
+    , 
+    /**
+     * The courier the receipt names.
+     */
+    var `courierId`: kotlin.String
+    , 
+    /**
+     * The device the receipt names.
+     */
+    var `deviceId`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeReconciliation: FfiConverterRustBuffer<Reconciliation> {
+    override fun read(buf: ByteBuffer): Reconciliation {
+        return Reconciliation(
+            FfiConverterTypeDecision.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Reconciliation) = (
+            FfiConverterTypeDecision.allocationSize(value.`decision`) +
+            FfiConverterString.allocationSize(value.`explanation`) +
+            FfiConverterString.allocationSize(value.`deliveryId`) +
+            FfiConverterULong.allocationSize(value.`sequence`) +
+            FfiConverterString.allocationSize(value.`courierId`) +
+            FfiConverterString.allocationSize(value.`deviceId`)
+    )
+
+    override fun write(value: Reconciliation, buf: ByteBuffer) {
+            FfiConverterTypeDecision.write(value.`decision`, buf)
+            FfiConverterString.write(value.`explanation`, buf)
+            FfiConverterString.write(value.`deliveryId`, buf)
+            FfiConverterULong.write(value.`sequence`, buf)
+            FfiConverterString.write(value.`courierId`, buf)
+            FfiConverterString.write(value.`deviceId`, buf)
+    }
+}
+
+
+
+/**
  * A successful TOTP verification.
  */
 data class TotpMatch (
@@ -5498,6 +6959,369 @@ public object FfiConverterTypeCodeFormat : FfiConverterRustBuffer<CodeFormat>{
             is CodeFormat.Crockford -> {
                 buf.putInt(2)
                 FfiConverterUInt.write(value.`length`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * The backend's judgement of a receipt.
+ */
+sealed class Decision {
+    
+    /**
+     * Delivered with the issued code.
+     */
+    data class Confirmed(
+        /**
+         * True when the device accepted it offline, false when the backend
+         * confirmed it online.
+         */
+        val `offline`: kotlin.Boolean) : Decision()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The device accepted a code that is not the issued one: suspected fraud.
+     */
+    object CodeMismatch : Decision()
+    
+    
+    /**
+     * The MAC does not match: changed, or made by another device or courier.
+     */
+    object Tampered : Decision()
+    
+    
+    /**
+     * The receipt names a key id the backend does not have.
+     */
+    data class UnknownKey(
+        /**
+         * The unknown key id.
+         */
+        val `keyId`: kotlin.String) : Decision()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * This receipt was reconciled before.
+     */
+    object Replayed : Decision()
+    
+    
+    /**
+     * A different receipt for the same ticket was reconciled before.
+     */
+    object Conflicting : Decision()
+    
+    
+    /**
+     * The receipt's sequence is not the delivery's current one.
+     */
+    data class Stale(
+        /**
+         * The current sequence.
+         */
+        val `currentSequence`: kotlin.ULong) : Decision()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Not delivered.
+     */
+    data class NotDelivered(
+        /**
+         * Why.
+         */
+        val `reason`: dev.deliveryotp.NotDeliveredReason) : Decision()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
+    override fun read(buf: ByteBuffer): Decision {
+        return when(buf.getInt()) {
+            1 -> Decision.Confirmed(
+                FfiConverterBoolean.read(buf),
+                )
+            2 -> Decision.CodeMismatch
+            3 -> Decision.Tampered
+            4 -> Decision.UnknownKey(
+                FfiConverterString.read(buf),
+                )
+            5 -> Decision.Replayed
+            6 -> Decision.Conflicting
+            7 -> Decision.Stale(
+                FfiConverterULong.read(buf),
+                )
+            8 -> Decision.NotDelivered(
+                FfiConverterTypeNotDeliveredReason.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: Decision): ULong = when(value) {
+        is Decision.Confirmed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterBoolean.allocationSize(value.`offline`)
+            )
+        }
+        is Decision.CodeMismatch -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Decision.Tampered -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Decision.UnknownKey -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`keyId`)
+            )
+        }
+        is Decision.Replayed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Decision.Conflicting -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Decision.Stale -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`currentSequence`)
+            )
+        }
+        is Decision.NotDelivered -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeNotDeliveredReason.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: Decision, buf: ByteBuffer) {
+        when(value) {
+            is Decision.Confirmed -> {
+                buf.putInt(1)
+                FfiConverterBoolean.write(value.`offline`, buf)
+                Unit
+            }
+            is Decision.CodeMismatch -> {
+                buf.putInt(2)
+                Unit
+            }
+            is Decision.Tampered -> {
+                buf.putInt(3)
+                Unit
+            }
+            is Decision.UnknownKey -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`keyId`, buf)
+                Unit
+            }
+            is Decision.Replayed -> {
+                buf.putInt(5)
+                Unit
+            }
+            is Decision.Conflicting -> {
+                buf.putInt(6)
+                Unit
+            }
+            is Decision.Stale -> {
+                buf.putInt(7)
+                FfiConverterULong.write(value.`currentSequence`, buf)
+                Unit
+            }
+            is Decision.NotDelivered -> {
+                buf.putInt(8)
+                FfiConverterTypeNotDeliveredReason.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * Why a parcel was not handed over.
+ */
+sealed class NotDeliveredReason {
+    
+    /**
+     * No one was there to take it.
+     */
+    object CustomerAbsent : NotDeliveredReason()
+    
+    
+    /**
+     * The customer says the code never arrived.
+     */
+    object CodeNotReceived : NotDeliveredReason()
+    
+    
+    /**
+     * The customer refused the parcel.
+     */
+    object Refused : NotDeliveredReason()
+    
+    
+    /**
+     * The parcel is damaged.
+     */
+    object Damaged : NotDeliveredReason()
+    
+    
+    /**
+     * Anything else, in the courier's words (1 to 500 bytes).
+     */
+    data class Other(
+        /**
+         * The courier's words.
+         */
+        val `note`: kotlin.String) : NotDeliveredReason()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeNotDeliveredReason : FfiConverterRustBuffer<NotDeliveredReason>{
+    override fun read(buf: ByteBuffer): NotDeliveredReason {
+        return when(buf.getInt()) {
+            1 -> NotDeliveredReason.CustomerAbsent
+            2 -> NotDeliveredReason.CodeNotReceived
+            3 -> NotDeliveredReason.Refused
+            4 -> NotDeliveredReason.Damaged
+            5 -> NotDeliveredReason.Other(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: NotDeliveredReason): ULong = when(value) {
+        is NotDeliveredReason.CustomerAbsent -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is NotDeliveredReason.CodeNotReceived -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is NotDeliveredReason.Refused -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is NotDeliveredReason.Damaged -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is NotDeliveredReason.Other -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`note`)
+            )
+        }
+    }
+
+    override fun write(value: NotDeliveredReason, buf: ByteBuffer) {
+        when(value) {
+            is NotDeliveredReason.CustomerAbsent -> {
+                buf.putInt(1)
+                Unit
+            }
+            is NotDeliveredReason.CodeNotReceived -> {
+                buf.putInt(2)
+                Unit
+            }
+            is NotDeliveredReason.Refused -> {
+                buf.putInt(3)
+                Unit
+            }
+            is NotDeliveredReason.Damaged -> {
+                buf.putInt(4)
+                Unit
+            }
+            is NotDeliveredReason.Other -> {
+                buf.putInt(5)
+                FfiConverterString.write(value.`note`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -6191,6 +8015,31 @@ sealed class OtpException(message: String): kotlin.Exception(message) {
         class CorruptState(message: String) : OtpException(message)
         
     /**
+     * A receipt that cannot be read or made.
+     */
+        class InvalidReceipt(message: String) : OtpException(message)
+        
+    /**
+     * A receipt of an unknown format version.
+     */
+        class UnsupportedReceiptVersion(message: String) : OtpException(message)
+        
+    /**
+     * A receipt changed after it was made, or made with another device key.
+     */
+        class ReceiptMacMismatch(message: String) : OtpException(message)
+        
+    /**
+     * A second, different receipt for a ticket that already has one.
+     */
+        class ReceiptConflict(message: String) : OtpException(message)
+        
+    /**
+     * A device key that cannot be read or used.
+     */
+        class InvalidDeviceKey(message: String) : OtpException(message)
+        
+    /**
      * A number would leave its range.
      */
         class Overflow(message: String) : OtpException(message)
@@ -6245,7 +8094,12 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             35 -> OtpException.TicketMacMismatch(FfiConverterString.read(buf))
             36 -> OtpException.StateStorage(FfiConverterString.read(buf))
             37 -> OtpException.CorruptState(FfiConverterString.read(buf))
-            38 -> OtpException.Overflow(FfiConverterString.read(buf))
+            38 -> OtpException.InvalidReceipt(FfiConverterString.read(buf))
+            39 -> OtpException.UnsupportedReceiptVersion(FfiConverterString.read(buf))
+            40 -> OtpException.ReceiptMacMismatch(FfiConverterString.read(buf))
+            41 -> OtpException.ReceiptConflict(FfiConverterString.read(buf))
+            42 -> OtpException.InvalidDeviceKey(FfiConverterString.read(buf))
+            43 -> OtpException.Overflow(FfiConverterString.read(buf))
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
         
@@ -6405,8 +8259,28 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
                 buf.putInt(37)
                 Unit
             }
-            is OtpException.Overflow -> {
+            is OtpException.InvalidReceipt -> {
                 buf.putInt(38)
+                Unit
+            }
+            is OtpException.UnsupportedReceiptVersion -> {
+                buf.putInt(39)
+                Unit
+            }
+            is OtpException.ReceiptMacMismatch -> {
+                buf.putInt(40)
+                Unit
+            }
+            is OtpException.ReceiptConflict -> {
+                buf.putInt(41)
+                Unit
+            }
+            is OtpException.InvalidDeviceKey -> {
+                buf.putInt(42)
+                Unit
+            }
+            is OtpException.Overflow -> {
+                buf.putInt(43)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -6504,6 +8378,141 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
             is OtpKind.Hotp -> {
                 buf.putInt(2)
                 FfiConverterULong.write(value.`counter`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * What happened at the door, as the app records it.
+ */
+sealed class ReceiptOutcome {
+    
+    /**
+     * Handed over against a code this device accepted offline.
+     */
+    data class DeliveredOffline(
+        /**
+         * The code entered (normalized in the receipt).
+         */
+        val `code`: kotlin.String) : ReceiptOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Handed over against a code the backend confirmed online.
+     */
+    data class DeliveredOnline(
+        /**
+         * The code entered.
+         */
+        val `code`: kotlin.String, 
+        /**
+         * Attempts the backend counted (its `Confirmed.attemptsUsed`).
+         */
+        val `attemptsUsed`: kotlin.UInt) : ReceiptOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Not handed over.
+     */
+    data class NotDelivered(
+        /**
+         * Why.
+         */
+        val `reason`: dev.deliveryotp.NotDeliveredReason) : ReceiptOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeReceiptOutcome : FfiConverterRustBuffer<ReceiptOutcome>{
+    override fun read(buf: ByteBuffer): ReceiptOutcome {
+        return when(buf.getInt()) {
+            1 -> ReceiptOutcome.DeliveredOffline(
+                FfiConverterString.read(buf),
+                )
+            2 -> ReceiptOutcome.DeliveredOnline(
+                FfiConverterString.read(buf),
+                FfiConverterUInt.read(buf),
+                )
+            3 -> ReceiptOutcome.NotDelivered(
+                FfiConverterTypeNotDeliveredReason.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: ReceiptOutcome): ULong = when(value) {
+        is ReceiptOutcome.DeliveredOffline -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`code`)
+            )
+        }
+        is ReceiptOutcome.DeliveredOnline -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`code`)
+                + FfiConverterUInt.allocationSize(value.`attemptsUsed`)
+            )
+        }
+        is ReceiptOutcome.NotDelivered -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeNotDeliveredReason.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: ReceiptOutcome, buf: ByteBuffer) {
+        when(value) {
+            is ReceiptOutcome.DeliveredOffline -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`code`, buf)
+                Unit
+            }
+            is ReceiptOutcome.DeliveredOnline -> {
+                buf.putInt(2)
+                FfiConverterString.write(value.`code`, buf)
+                FfiConverterUInt.write(value.`attemptsUsed`, buf)
+                Unit
+            }
+            is ReceiptOutcome.NotDelivered -> {
+                buf.putInt(3)
+                FfiConverterTypeNotDeliveredReason.write(value.`reason`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -6643,6 +8652,102 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
         } else {
             buf.put(1)
             FfiConverterString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalByteArray: FfiConverterRustBuffer<kotlin.ByteArray?> {
+    override fun read(buf: ByteBuffer): kotlin.ByteArray? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterByteArray.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.ByteArray?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterByteArray.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.ByteArray?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterByteArray.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeReceipt: FfiConverterRustBuffer<Receipt?> {
+    override fun read(buf: ByteBuffer): Receipt? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeReceipt.read(buf)
+    }
+
+    override fun allocationSize(value: Receipt?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeReceipt.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Receipt?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeReceipt.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeLocation: FfiConverterRustBuffer<Location?> {
+    override fun read(buf: ByteBuffer): Location? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeLocation.read(buf)
+    }
+
+    override fun allocationSize(value: Location?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeLocation.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Location?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeLocation.write(value, buf)
         }
     }
 }
@@ -6889,6 +8994,28 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
     
         
         FfiConverterString.lower(`uri`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * A location from degrees as the phone reports them, rounded to a
+         * millionth of a degree.
+         *
+         * # Errors
+         * `InvalidReceipt` for a latitude outside ±90, a longitude outside ±180, or
+         * a value that is not a number.
+         */
+    @Throws(OtpException::class) fun `locationFromDegrees`(`latitude`: kotlin.Double, `longitude`: kotlin.Double, `accuracyM`: kotlin.UInt): Location {
+            return FfiConverterTypeLocation.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_func_location_from_degrees(
+    
+        
+        FfiConverterDouble.lower(`latitude`),
+        FfiConverterDouble.lower(`longitude`),
+        FfiConverterUInt.lower(`accuracyM`),_status)
 }
     )
     }

@@ -74,6 +74,11 @@ fun kind(e: OtpException): String = when (e) {
     is OtpException.TicketMacMismatch -> "ticket_mac_mismatch"
     is OtpException.StateStorage -> "state_storage"
     is OtpException.CorruptState -> "corrupt_state"
+    is OtpException.InvalidReceipt -> "invalid_receipt"
+    is OtpException.UnsupportedReceiptVersion -> "unsupported_receipt_version"
+    is OtpException.ReceiptMacMismatch -> "receipt_mac_mismatch"
+    is OtpException.ReceiptConflict -> "receipt_conflict"
+    is OtpException.InvalidDeviceKey -> "invalid_device_key"
     is OtpException.Overflow -> "overflow"
 }
 

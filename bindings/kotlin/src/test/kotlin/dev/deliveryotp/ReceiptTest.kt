@@ -1,0 +1,141 @@
+package dev.deliveryotp
+
+import com.google.gson.JsonObject
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertFalse
+import kotlin.test.assertNotNull
+import kotlin.test.assertTrue
+import org.junit.jupiter.api.Test
+
+/** The decision's name as the vector file writes it. */
+fun decisionName(d: Decision): String = when (d) {
+    is Decision.Confirmed -> "confirmed"
+    Decision.CodeMismatch -> "code_mismatch"
+    Decision.Tampered -> "tampered"
+    is Decision.UnknownKey -> "unknown_key"
+    Decision.Replayed -> "replayed"
+    Decision.Conflicting -> "conflicting"
+    is Decision.Stale -> "stale"
+    is Decision.NotDelivered -> "not_delivered"
+}
+
+/** Receipts made on "Android" from `tests/vectors/delivery-receipts.json`, byte for byte
+ *  the ones the Python implementation, Rust and Swift make; and their reconciliation. */
+class ReceiptTest {
+    private val file = "delivery-receipts.json"
+    private val reconciledAt = 1_764_100_000uL
+
+    private fun backend(): Backend = KeySet.fromJson(Vectors.load(file).str("key_set")).use { Backend(it) }
+
+    private fun outcome(o: JsonObject): ReceiptOutcome = when (o.str("kind")) {
+        "delivered" -> if (o.str("via") == "offline") ReceiptOutcome.DeliveredOffline(o.str("code"))
+            else ReceiptOutcome.DeliveredOnline(o.str("code"), o.get("attempts").asInt.toUInt())
+        else -> ReceiptOutcome.NotDelivered(
+            when (o.str("reason")) {
+                "customer_absent" -> NotDeliveredReason.CustomerAbsent
+                "code_not_received" -> NotDeliveredReason.CodeNotReceived
+                "refused" -> NotDeliveredReason.Refused
+                "damaged" -> NotDeliveredReason.Damaged
+                else -> NotDeliveredReason.Other(o.str("note"))
+            },
+        )
+    }
+
+    private fun details(c: JsonObject) = ReceiptDetails(
+        appVersion = c.str("app_version"),
+        location = c.getAsJsonObject("location")?.let {
+            Location(it.get("lat").asInt, it.get("lon").asInt, it.get("acc").asInt.toUInt())
+        },
+        photoSha256 = c.optStr("photo_sha256")?.let(::hex),
+    )
+
+    /** Verifies the case's entries on a fresh device and makes the receipt. */
+    private fun make(c: JsonObject, store: DeviceStateStore = MapStateStore()): Triple<OfflineVerifier, DeviceKey, Receipt> {
+        val verifier = OfflineVerifier(Ticket.fromJson(c.str("ticket")), store)
+        for (e in c.getAsJsonArray("verify").map { it.asJsonObject }) verifier.verify(e.str("entered"), e.u64("time"))
+        val key = DeviceKey.fromJson(c.str("device_key"))
+        return Triple(verifier, key, verifier.receipt(key, outcome(c.getAsJsonObject("outcome")), c.u64("decided_at"), details(c)))
+    }
+
+    @Test
+    fun receiptsMatchTheGoldenBytesAndReconcile() {
+        val cases = Vectors.cases(file)
+        assertEquals(9, cases.size)
+        for (c in cases) {
+            val name = c.str("name")
+            val (_, key, receipt) = make(c)
+            assertEquals(c.str("receipt"), receipt.toJson(), name)
+            Receipt.fromJson(c.str("receipt")).verifyMac(key)
+            val expected = c.getAsJsonObject("reconcile")
+            val b = backend()
+            val r = b.reconcile(c.str("receipt"), expected.u64("current_sequence"), reconciledAt)
+            assertEquals(expected.str("decision"), decisionName(r.decision), "$name: ${r.explanation}")
+            assertEquals(receipt.deliveryId(), r.deliveryId)
+            val code = (receipt.outcome() as? ReceiptOutcome.DeliveredOffline)?.code
+            if (code != null) assertFalse(r.explanation.contains(code), name)
+            assertEquals(Decision.Replayed, b.reconcile(c.str("receipt"), expected.u64("current_sequence"), reconciledAt).decision, name)
+        }
+    }
+
+    @Test
+    fun tamperedReceiptsAreRefusedOrFlagged() {
+        val b = backend()
+        for (t in Vectors.cases(file, "tampered")) {
+            val name = t.str("name")
+            val error = t.optStr("error")
+            if (error != null) {
+                val e = assertFailsWith<OtpException>(name) { b.reconcile(t.str("receipt"), 0uL, reconciledAt) }
+                assertEquals(error, kind(e), name)
+                assertEquals(error, kind(assertFailsWith<OtpException>(name) { Receipt.fromJson(t.str("receipt")) }), name)
+            } else {
+                assertEquals(t.str("decision"), decisionName(b.reconcile(t.str("receipt"), 0uL, reconciledAt).decision), name)
+            }
+        }
+    }
+
+    @Test
+    fun aSecondDifferentReceiptIsConflicting() {
+        val c = Vectors.load(file).getAsJsonObject("conflict")
+        val b = backend()
+        val got = listOf("first", "second").map { decisionName(b.reconcile(c.str(it), c.u64("current_sequence"), reconciledAt).decision) }
+        assertEquals(c.getAsJsonArray("decisions").map { it.asString }, got)
+    }
+
+    @Test
+    fun aReceiptCanBeMadeAgainAfterARestartButNeverChanged() {
+        val c = Vectors.cases(file)[0]
+        val store = MapStateStore()
+        val (verifier, key, receipt) = make(c, store)
+        val restarted = OfflineVerifier(verifier.ticket(), store)
+        assertEquals(receipt.toJson(), assertNotNull(restarted.storedReceipt()).toJson())
+        val again = restarted.receipt(key, outcome(c.getAsJsonObject("outcome")), c.u64("decided_at"), details(c))
+        assertEquals(receipt.toJson(), again.toJson())
+        val e = assertFailsWith<OtpException.ReceiptConflict> {
+            restarted.receipt(key, ReceiptOutcome.NotDelivered(NotDeliveredReason.Refused), c.u64("decided_at"), details(c))
+        }
+        assertTrue(e.message!!.contains("outcome"), e.message)
+    }
+
+    @Test
+    fun provisioningAtLoginAndTheBruteForcingCourier() {
+        val b = KeySet.generate("k1").use { Backend(it) }
+        val keyJson = b.provisionDevice("courier-17", "pixel-8-0042").toJson()
+        val key = DeviceKey.fromJson(keyJson)
+        assertEquals("courier-17", key.courierId())
+        assertFalse(key.toString().contains(keyJson.substringAfter("\"key\":\"").substringBefore('"')), "Debug shows the key")
+        val issued = b.issue("PKG-7", 0uL, 1_764_000_000uL, defaultDeliverySettings())
+        // Try every code on a scratch copy of the device until one passes the hash.
+        val candidate = (0 until 1_000_000).asSequence().map { "%06d".format(it) }.filter { it != issued.code }.first {
+            OfflineVerifier(issued.ticket, MapStateStore()).verify(it, 1_764_000_100uL) is OfflineOutcome.AcceptedProvisionally
+        }
+        val device = OfflineVerifier(issued.ticket, MapStateStore())
+        assertTrue(device.verify(candidate, 1_764_000_100uL) is OfflineOutcome.AcceptedProvisionally)
+        val receipt = device.receipt(key, ReceiptOutcome.DeliveredOffline(candidate), 1_764_000_101uL, ReceiptDetails("android/3.4.1"))
+        val r = b.reconcile(receipt.toJson(), 0uL, 1_764_000_200uL)
+        assertEquals(Decision.CodeMismatch, r.decision)
+        assertFalse(r.explanation.contains(issued.code))
+        assertFailsWith<OtpException.InvalidReceipt> { locationFromDegrees(91.0, 0.0, 5u) }
+        assertEquals(Location(51507400, -127800, 12u), locationFromDegrees(51.5074, -0.1278, 12u))
+    }
+}

@@ -1,0 +1,527 @@
+//! FFI for proof of delivery: device keys, receipts made on the courier's
+//! device, and the backend's reconciliation.
+
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::delivery::{Backend, OfflineVerifier};
+use super::{now, FfiResult};
+use crate::error::Error as CoreError;
+
+debug_as_inner!(DeviceKey, Receipt);
+
+/// The key a courier's device signs receipts with. The backend makes it
+/// with `Backend.provisionDevice` at login; the app keeps its JSON in the
+/// Android Keystore or the iOS Keychain and reads it back with `fromJson`.
+#[derive(uniffi::Object)]
+#[uniffi::export(Debug)]
+pub struct DeviceKey {
+    inner: crate::DeviceKey,
+}
+
+#[uniffi::export]
+impl DeviceKey {
+    /// Reads the JSON the backend provisioned.
+    ///
+    /// # Errors
+    /// `InvalidDeviceKey`.
+    #[uniffi::constructor]
+    pub fn from_json(json: String) -> FfiResult<Arc<Self>> {
+        let json = Zeroizing::new(json);
+        Ok(Arc::new(DeviceKey {
+            inner: crate::DeviceKey::from_json(&json)?,
+        }))
+    }
+
+    /// The JSON to hand to the app (it holds the key: store it securely).
+    pub fn to_json(&self) -> String {
+        self.inner.to_json().as_str().to_string()
+    }
+
+    /// The id of the master key this key derives from.
+    pub fn key_id(&self) -> String {
+        self.inner.key_id().to_string()
+    }
+
+    /// The courier this key belongs to.
+    pub fn courier_id(&self) -> String {
+        self.inner.courier_id().to_string()
+    }
+
+    /// The device this key belongs to.
+    pub fn device_id(&self) -> String {
+        self.inner.device_id().to_string()
+    }
+}
+
+/// Why a parcel was not handed over.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum NotDeliveredReason {
+    /// No one was there to take it.
+    CustomerAbsent,
+    /// The customer says the code never arrived.
+    CodeNotReceived,
+    /// The customer refused the parcel.
+    Refused,
+    /// The parcel is damaged.
+    Damaged,
+    /// Anything else, in the courier's words (1 to 500 bytes).
+    Other {
+        /// The courier's words.
+        note: String,
+    },
+}
+
+impl From<NotDeliveredReason> for crate::NotDeliveredReason {
+    fn from(r: NotDeliveredReason) -> Self {
+        use crate::NotDeliveredReason as C;
+        match r {
+            NotDeliveredReason::CustomerAbsent => C::CustomerAbsent,
+            NotDeliveredReason::CodeNotReceived => C::CodeNotReceived,
+            NotDeliveredReason::Refused => C::Refused,
+            NotDeliveredReason::Damaged => C::Damaged,
+            NotDeliveredReason::Other { note } => C::Other { note },
+        }
+    }
+}
+
+impl From<crate::NotDeliveredReason> for NotDeliveredReason {
+    fn from(r: crate::NotDeliveredReason) -> Self {
+        use crate::NotDeliveredReason as C;
+        match r {
+            C::CustomerAbsent => NotDeliveredReason::CustomerAbsent,
+            C::CodeNotReceived => NotDeliveredReason::CodeNotReceived,
+            C::Refused => NotDeliveredReason::Refused,
+            C::Damaged => NotDeliveredReason::Damaged,
+            C::Other { note } => NotDeliveredReason::Other { note },
+        }
+    }
+}
+
+/// What happened at the door, as the app records it.
+#[derive(Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum ReceiptOutcome {
+    /// Handed over against a code this device accepted offline.
+    DeliveredOffline {
+        /// The code entered (normalized in the receipt).
+        code: String,
+    },
+    /// Handed over against a code the backend confirmed online.
+    DeliveredOnline {
+        /// The code entered.
+        code: String,
+        /// Attempts the backend counted (its `Confirmed.attemptsUsed`).
+        attempts_used: u32,
+    },
+    /// Not handed over.
+    NotDelivered {
+        /// Why.
+        reason: NotDeliveredReason,
+    },
+}
+
+impl std::fmt::Debug for ReceiptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReceiptOutcome::DeliveredOffline { .. } => {
+                f.write_str("DeliveredOffline { code: [redacted] }")
+            }
+            ReceiptOutcome::DeliveredOnline { attempts_used, .. } => write!(
+                f,
+                "DeliveredOnline {{ code: [redacted], attempts_used: {attempts_used} }}"
+            ),
+            ReceiptOutcome::NotDelivered { reason } => {
+                write!(f, "NotDelivered {{ reason: {reason:?} }}")
+            }
+        }
+    }
+}
+
+impl ReceiptOutcome {
+    /// The core outcome and the attempts counted online.
+    fn into_core(self) -> (crate::ReceiptOutcome, u32) {
+        use crate::receipt::Verification;
+        match self {
+            ReceiptOutcome::DeliveredOffline { code } => (
+                crate::ReceiptOutcome::Delivered {
+                    code: Zeroizing::new(code),
+                    verified: Verification::Offline,
+                },
+                0,
+            ),
+            ReceiptOutcome::DeliveredOnline {
+                code,
+                attempts_used,
+            } => (
+                crate::ReceiptOutcome::Delivered {
+                    code: Zeroizing::new(code),
+                    verified: Verification::Online,
+                },
+                attempts_used,
+            ),
+            ReceiptOutcome::NotDelivered { reason } => (
+                crate::ReceiptOutcome::NotDelivered {
+                    reason: reason.into(),
+                },
+                0,
+            ),
+        }
+    }
+
+    fn from_core(outcome: &crate::ReceiptOutcome, attempts: u32) -> Self {
+        use crate::receipt::Verification;
+        match outcome {
+            crate::ReceiptOutcome::Delivered {
+                code,
+                verified: Verification::Offline,
+            } => ReceiptOutcome::DeliveredOffline {
+                code: code.as_str().to_string(),
+            },
+            crate::ReceiptOutcome::Delivered {
+                code,
+                verified: Verification::Online,
+            } => ReceiptOutcome::DeliveredOnline {
+                code: code.as_str().to_string(),
+                attempts_used: attempts,
+            },
+            crate::ReceiptOutcome::NotDelivered { reason } => ReceiptOutcome::NotDelivered {
+                reason: reason.clone().into(),
+            },
+        }
+    }
+}
+
+/// Where the decision was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct Location {
+    /// Latitude in millionths of a degree.
+    pub lat_microdegrees: i32,
+    /// Longitude in millionths of a degree.
+    pub lon_microdegrees: i32,
+    /// Accuracy radius in metres.
+    pub accuracy_m: u32,
+}
+
+impl From<Location> for crate::Location {
+    fn from(l: Location) -> Self {
+        crate::Location {
+            lat_microdegrees: l.lat_microdegrees,
+            lon_microdegrees: l.lon_microdegrees,
+            accuracy_m: l.accuracy_m,
+        }
+    }
+}
+
+impl From<crate::Location> for Location {
+    fn from(l: crate::Location) -> Self {
+        Location {
+            lat_microdegrees: l.lat_microdegrees,
+            lon_microdegrees: l.lon_microdegrees,
+            accuracy_m: l.accuracy_m,
+        }
+    }
+}
+
+/// A location from degrees as the phone reports them, rounded to a
+/// millionth of a degree.
+///
+/// # Errors
+/// `InvalidReceipt` for a latitude outside ±90, a longitude outside ±180, or
+/// a value that is not a number.
+#[uniffi::export]
+pub fn location_from_degrees(
+    latitude: f64,
+    longitude: f64,
+    accuracy_m: u32,
+) -> FfiResult<Location> {
+    Ok(crate::Location::from_degrees(latitude, longitude, accuracy_m)?.into())
+}
+
+/// What a receipt records beyond the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ReceiptDetails {
+    /// App name and version, such as `android/3.4.1`.
+    pub app_version: String,
+    /// Where the decision was made, if the app has a fix.
+    #[uniffi(default = None)]
+    pub location: Option<Location>,
+    /// SHA-256 of the proof photo (32 bytes), if one was taken.
+    #[uniffi(default = None)]
+    pub photo_sha256: Option<Vec<u8>>,
+}
+
+/// A signed proof-of-delivery receipt; `toJson` is what the app uploads.
+#[derive(uniffi::Object)]
+#[uniffi::export(Debug)]
+pub struct Receipt {
+    inner: crate::Receipt,
+}
+
+#[uniffi::export]
+impl Receipt {
+    /// Reads a receipt and checks its fields are consistent.
+    ///
+    /// # Errors
+    /// `UnsupportedReceiptVersion`, `InvalidReceipt`.
+    #[uniffi::constructor]
+    pub fn from_json(json: String) -> FfiResult<Arc<Self>> {
+        let json = Zeroizing::new(json);
+        Ok(Arc::new(Receipt {
+            inner: crate::Receipt::from_json(&json)?,
+        }))
+    }
+
+    /// The wire form, to upload to the backend.
+    pub fn to_json(&self) -> String {
+        self.inner.to_json().as_str().to_string()
+    }
+
+    /// Checks the MAC with the device key that made it.
+    ///
+    /// # Errors
+    /// `ReceiptMacMismatch`.
+    pub fn verify_mac(&self, device_key: Arc<DeviceKey>) -> FfiResult<()> {
+        Ok(self.inner.verify_mac(&device_key.inner)?)
+    }
+
+    /// The delivery id.
+    pub fn delivery_id(&self) -> String {
+        self.inner.delivery_id().to_string()
+    }
+
+    /// The ticket's sequence.
+    pub fn sequence(&self) -> u64 {
+        self.inner.sequence()
+    }
+
+    /// The courier id.
+    pub fn courier_id(&self) -> String {
+        self.inner.courier_id().to_string()
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> String {
+        self.inner.device_id().to_string()
+    }
+
+    /// What happened.
+    pub fn outcome(&self) -> ReceiptOutcome {
+        ReceiptOutcome::from_core(self.inner.outcome(), self.inner.attempts())
+    }
+
+    /// Attempts used.
+    pub fn attempts(&self) -> u32 {
+        self.inner.attempts()
+    }
+
+    /// Device time of the first attempt.
+    pub fn first_attempt_at(&self) -> Option<u64> {
+        self.inner.first_attempt_at()
+    }
+
+    /// Device time of the decision.
+    pub fn decided_at(&self) -> u64 {
+        self.inner.decided_at()
+    }
+
+    /// Where the decision was made.
+    pub fn location(&self) -> Option<Location> {
+        self.inner.location().map(Into::into)
+    }
+
+    /// The app name and version.
+    pub fn app_version(&self) -> String {
+        self.inner.app_version().to_string()
+    }
+}
+
+#[uniffi::export]
+impl OfflineVerifier {
+    /// Makes this ticket's receipt at device time `decided_at`, signed with
+    /// `device_key`, and stores it in the app's store before returning it.
+    /// Attempts and the first attempt's time come from the stored state.
+    /// Asking again with the same outcome and details gives the same bytes;
+    /// anything different is refused, so a receipt is never changed.
+    ///
+    /// # Errors
+    /// `InvalidReceipt` (a bad field, an offline delivery this device did not
+    /// accept, a ticket a newer one replaced); `ReceiptConflict` naming the
+    /// fields that differ from the stored receipt; `StateStorage`,
+    /// `CorruptState`.
+    pub fn receipt(
+        &self,
+        device_key: Arc<DeviceKey>,
+        outcome: ReceiptOutcome,
+        decided_at: u64,
+        details: ReceiptDetails,
+    ) -> FfiResult<Arc<Receipt>> {
+        let (outcome, online_attempts) = outcome.into_core();
+        let photo_sha256 = match details.photo_sha256 {
+            None => None,
+            Some(bytes) => Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                CoreError::InvalidReceipt {
+                    reason: format!("a photo digest has 32 bytes, not {}", bytes.len()),
+                }
+            })?),
+        };
+        let extras = crate::ReceiptExtras {
+            location: details.location.map(Into::into),
+            photo_sha256,
+            app_version: details.app_version,
+        };
+        let inner = self.inner.receipt(
+            &device_key.inner,
+            outcome,
+            online_attempts,
+            decided_at,
+            extras,
+        )?;
+        Ok(Arc::new(Receipt { inner }))
+    }
+
+    /// `receipt` at the device's current time.
+    ///
+    /// # Errors
+    /// As `receipt`.
+    pub fn receipt_now(
+        &self,
+        device_key: Arc<DeviceKey>,
+        outcome: ReceiptOutcome,
+        details: ReceiptDetails,
+    ) -> FfiResult<Arc<Receipt>> {
+        self.receipt(device_key, outcome, now(), details)
+    }
+
+    /// The receipt already made for this ticket on this device, to send
+    /// again if it was lost on the way.
+    ///
+    /// # Errors
+    /// `StateStorage`, `CorruptState`.
+    pub fn stored_receipt(&self) -> FfiResult<Option<Arc<Receipt>>> {
+        Ok(self
+            .inner
+            .stored_receipt()?
+            .map(|inner| Arc::new(Receipt { inner })))
+    }
+}
+
+/// The backend's judgement of a receipt.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Decision {
+    /// Delivered with the issued code.
+    Confirmed {
+        /// True when the device accepted it offline, false when the backend
+        /// confirmed it online.
+        offline: bool,
+    },
+    /// The device accepted a code that is not the issued one: suspected fraud.
+    CodeMismatch,
+    /// The MAC does not match: changed, or made by another device or courier.
+    Tampered,
+    /// The receipt names a key id the backend does not have.
+    UnknownKey {
+        /// The unknown key id.
+        key_id: String,
+    },
+    /// This receipt was reconciled before.
+    Replayed,
+    /// A different receipt for the same ticket was reconciled before.
+    Conflicting,
+    /// The receipt's sequence is not the delivery's current one.
+    Stale {
+        /// The current sequence.
+        current_sequence: u64,
+    },
+    /// Not delivered.
+    NotDelivered {
+        /// Why.
+        reason: NotDeliveredReason,
+    },
+}
+
+impl From<crate::Decision> for Decision {
+    fn from(d: crate::Decision) -> Self {
+        use crate::Decision as C;
+        match d {
+            C::Confirmed { verified } => Decision::Confirmed {
+                offline: verified == crate::Verification::Offline,
+            },
+            C::CodeMismatch => Decision::CodeMismatch,
+            C::Tampered => Decision::Tampered,
+            C::UnknownKey { key_id } => Decision::UnknownKey { key_id },
+            C::Replayed => Decision::Replayed,
+            C::Conflicting => Decision::Conflicting,
+            C::Stale { current_sequence } => Decision::Stale { current_sequence },
+            C::NotDelivered { reason } => Decision::NotDelivered {
+                reason: reason.into(),
+            },
+        }
+    }
+}
+
+/// A reconciled receipt.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Reconciliation {
+    /// The decision.
+    pub decision: Decision,
+    /// Why, in words a support agent can read; never contains a code.
+    pub explanation: String,
+    /// The receipt's delivery id.
+    pub delivery_id: String,
+    /// The receipt's sequence.
+    pub sequence: u64,
+    /// The courier the receipt names.
+    pub courier_id: String,
+    /// The device the receipt names.
+    pub device_id: String,
+}
+
+impl From<crate::Reconciliation> for Reconciliation {
+    fn from(r: crate::Reconciliation) -> Self {
+        Reconciliation {
+            decision: r.decision.into(),
+            explanation: r.explanation,
+            delivery_id: r.delivery_id,
+            sequence: r.sequence,
+            courier_id: r.courier_id,
+            device_id: r.device_id,
+        }
+    }
+}
+
+#[uniffi::export]
+impl Backend {
+    /// The device key for `courier_id` on `device_id`, from the current
+    /// master key; give its JSON to the app at login.
+    ///
+    /// # Errors
+    /// `InvalidDeviceKey` for an empty, overlong or unprintable id.
+    pub fn provision_device(
+        &self,
+        courier_id: String,
+        device_id: String,
+    ) -> FfiResult<Arc<DeviceKey>> {
+        Ok(Arc::new(DeviceKey {
+            inner: self.inner.provision_device(&courier_id, &device_id)?,
+        }))
+    }
+
+    /// Judges a receipt (its JSON) while the delivery's current sequence is
+    /// `current_sequence`, at backend time `now`.
+    ///
+    /// # Errors
+    /// `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+    pub fn reconcile(
+        &self,
+        receipt_json: String,
+        current_sequence: u64,
+        now: u64,
+    ) -> FfiResult<Reconciliation> {
+        let receipt_json = Zeroizing::new(receipt_json);
+        Ok(self
+            .inner
+            .reconcile(&receipt_json, current_sequence, now)?
+            .into())
+    }
+}
