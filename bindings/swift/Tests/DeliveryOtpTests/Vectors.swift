@@ -99,6 +99,11 @@ func kind(_ error: OtpError) -> (String, String) {
     case .TicketMacMismatch(let m): return ("ticket_mac_mismatch", m)
     case .StateStorage(let m): return ("state_storage", m)
     case .CorruptState(let m): return ("corrupt_state", m)
+    case .InvalidReceipt(let m): return ("invalid_receipt", m)
+    case .UnsupportedReceiptVersion(let m): return ("unsupported_receipt_version", m)
+    case .ReceiptMacMismatch(let m): return ("receipt_mac_mismatch", m)
+    case .ReceiptConflict(let m): return ("receipt_conflict", m)
+    case .InvalidDeviceKey(let m): return ("invalid_device_key", m)
     case .Overflow(let m): return ("overflow", m)
     }
 }
