@@ -1,11 +1,13 @@
 //! `delivery-otp issue`, `verify` and `keys`: delivery codes for operations staff.
 
+use std::collections::HashMap;
+use std::io::Read;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use delivery_otp::{
     Backend, CodeFormat, DeliverySettings, Error, InMemoryAttemptStore, InMemoryStateStore, KeySet,
-    OfflineOutcome, OfflineVerifier, OnlineOutcome, Ticket,
+    OfflineOutcome, OfflineVerifier, OnlineOutcome, Receipt, Ticket,
 };
 use serde_json::{json, Value};
 
@@ -70,6 +72,36 @@ pub enum KeysCommand {
         #[arg(long)]
         id: String,
     },
+    /// Print the device key (JSON) a courier's app gets at login.
+    Device {
+        /// Key set file.
+        #[arg(long)]
+        keys: String,
+        /// The courier id.
+        #[arg(long)]
+        courier: String,
+        /// The device id.
+        #[arg(long)]
+        device: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ReconcileArgs {
+    /// Key set file.
+    #[arg(long)]
+    keys: String,
+    /// Receipts file, one receipt per line (default: stdin).
+    #[arg(long)]
+    input: Option<String>,
+    /// A delivery's current sequence, as DELIVERY=SEQUENCE; repeat for each
+    /// delivery that had a resend. Deliveries not named are taken to be at
+    /// the receipt's own sequence.
+    #[arg(long = "current", value_name = "DELIVERY=SEQUENCE", value_parser = parse_current)]
+    current: Vec<(String, u64)>,
+    /// Reconciliation time, unix seconds (default: now).
+    #[arg(long)]
+    time: Option<u64>,
 }
 
 fn read_file(path: &str, what: &str) -> Result<String, Error> {
@@ -199,5 +231,77 @@ pub fn verify(args: VerifyArgs, now: u64) -> Result<String, Error> {
 pub fn keys(command: KeysCommand) -> Result<String, Error> {
     match command {
         KeysCommand::New { id } => Ok(KeySet::generate(&id)?.to_json().to_string()),
+        KeysCommand::Device {
+            keys,
+            courier,
+            device,
+        } => Ok(load_backend(&keys)?
+            .provision_device(&courier, &device)?
+            .to_json()
+            .to_string()),
     }
+}
+
+fn parse_current(item: &str) -> Result<(String, u64), String> {
+    let bad = || "write DELIVERY=SEQUENCE, the sequence a whole number".to_string();
+    let (delivery, seq) = item.rsplit_once('=').ok_or_else(bad)?;
+    Ok((delivery.to_string(), seq.parse().map_err(|_| bad())?))
+}
+
+/// One JSON line per receipt line; blank lines are skipped. A line that is
+/// not a receipt gets the decision `invalid` with the error kind.
+pub fn reconcile(args: ReconcileArgs, now: u64) -> Result<String, Error> {
+    let backend = load_backend(&args.keys)?;
+    let current: HashMap<String, u64> = args.current.into_iter().collect();
+    let text = match &args.input {
+        Some(path) => read_file(path, "receipts")?,
+        None => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Error::InvalidReceipt {
+                    reason: format!("cannot read stdin: {}", e.kind()),
+                })?;
+            text
+        }
+    };
+    let time = args.time.unwrap_or(now);
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let number = index.saturating_add(1);
+        // The receipt's own sequence when no --current names its delivery.
+        let sequence = Receipt::from_json(line)
+            .ok()
+            .map(|r| {
+                current
+                    .get(r.delivery_id())
+                    .copied()
+                    .unwrap_or(r.sequence())
+            })
+            .unwrap_or(0);
+        let value = match backend.reconcile(line, sequence, time) {
+            Ok(r) => json!({
+                "line": number,
+                "decision": r.decision.kind(),
+                "delivery_id": r.delivery_id,
+                "sequence": r.sequence,
+                "courier_id": r.courier_id,
+                "device_id": r.device_id,
+                "explanation": r.explanation,
+            }),
+            Err(e @ Error::StateStorage { .. }) => return Err(e),
+            Err(e) => json!({
+                "line": number,
+                "decision": "invalid",
+                "error": e.kind(),
+                "explanation": e.to_string(),
+            }),
+        };
+        out.push(value.to_string());
+    }
+    Ok(out.join("\n"))
 }

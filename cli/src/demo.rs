@@ -6,14 +6,17 @@ use std::sync::Arc;
 
 use delivery_otp::{
     Backend, DeliverySettings, Error, InMemoryAttemptStore, InMemoryStateStore, KeySet, KeyUri,
-    MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome, Secret, StateStore, Ticket, Window,
+    Location, MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome, ReceiptExtras,
+    ReceiptOutcome, Secret, StateStore, Ticket, Verification, Window,
 };
+use zeroize::Zeroizing;
 
 /// The demo's built-in backend key (never use fixed keys in production).
 const DEMO_KEY: [u8; 32] = *b"delivery-otp demo key, not real!";
 
 /// A delivery handover at unix time `now`: issue, a wrong code, the right
-/// code typed with a full-width digit, a resend, reconciliation.
+/// code typed with a full-width digit, the receipt and its reconciliation,
+/// a resend, and a courier who brute-forces a ticket and is caught.
 pub fn handover(now: u64) -> Result<String, Error> {
     let mut out = String::new();
     let mut say = |text: String| {
@@ -40,6 +43,11 @@ pub fn handover(now: u64) -> Result<String, Error> {
     // (production uses a random one per ticket).
     let issued =
         backend.issue_with_hash_key("PKG-2026-000123", 0, now, &settings, *b"demo hash key 16")?;
+    let device_key = backend.provision_device("courier-17", "pixel-8-0042")?;
+    say(
+        "0. at login, the backend gives courier-17's phone its device key for signing receipts"
+            .into(),
+    );
     say("1. backend issues the code and the courier's ticket".into());
     say(format!(
         "   SMS to the customer: \"Acme Deliveries: your delivery code for parcel PKG-2026-000123 is {}. Share it only with the courier at your door, after you have checked your parcel. We never ask for it by phone.\"",
@@ -68,9 +76,35 @@ pub fn handover(now: u64) -> Result<String, Error> {
     ));
 
     say(String::new());
-    say("3. back online, the backend confirms the entered code".into());
-    let confirmed = backend.verify_online(&phone_ticket, &typed, now.saturating_add(120), 0)?;
-    say(format!("   {}", describe_online(&confirmed)));
+    say("3. the phone records the handover in a receipt signed with its device key".into());
+    let receipt = phone.receipt(
+        &device_key,
+        ReceiptOutcome::Delivered {
+            code: Zeroizing::new(typed.clone()),
+            verified: Verification::Offline,
+        },
+        0,
+        now.saturating_add(95),
+        ReceiptExtras {
+            location: Some(Location::from_degrees(51.5074, -0.1278, 12)?),
+            photo_sha256: None,
+            app_version: "android/3.4.1".into(),
+        },
+    )?;
+    say(format!("   receipt: {}", receipt.to_json().as_str()));
+    say("   back online, the backend reconciles it:".into());
+    let first = backend.reconcile(&receipt.to_json(), 0, now.saturating_add(120))?;
+    say(format!(
+        "   {}: {}",
+        first.decision.kind(),
+        first.explanation
+    ));
+    let again = backend.reconcile(&receipt.to_json(), 0, now.saturating_add(130))?;
+    say(format!(
+        "   the same receipt sent again: {}: {}",
+        again.decision.kind(),
+        again.explanation
+    ));
 
     say(String::new());
     say("4. another parcel: the customer asks for a new code (resend)".into());
@@ -101,7 +135,60 @@ pub fn handover(now: u64) -> Result<String, Error> {
         "   the first code on the phone: {}",
         describe(&old_phone.verify(second.code.as_str(), now.saturating_add(330))?)
     ));
+
+    say(String::new());
+    say("5. a dishonest courier brute-forces a ticket instead of meeting the customer".into());
+    let third =
+        backend.issue_with_hash_key("PKG-2026-000125", 0, now, &settings, *b"demo hash key 18")?;
+    let (candidate, tried) = first_passing_code(&third.ticket, now.saturating_add(60))?;
+    say(format!(
+        "   trying codes against a copy of the ticket, {tried} tries find one that passes: {candidate} \
+         (one of about {:.0} that do; the odds it is the customer's are 1 in that)",
+        settings.expected_candidates()
+    ));
+    let fraud_phone =
+        OfflineVerifier::new(third.ticket.clone(), Arc::new(InMemoryStateStore::new()));
+    say(format!(
+        "   typed on the phone: {}",
+        describe(&fraud_phone.verify(&candidate, now.saturating_add(70))?)
+    ));
+    let fraud_receipt = fraud_phone.receipt(
+        &device_key,
+        ReceiptOutcome::Delivered {
+            code: Zeroizing::new(candidate),
+            verified: Verification::Offline,
+        },
+        0,
+        now.saturating_add(75),
+        ReceiptExtras {
+            app_version: "android/3.4.1".into(),
+            ..ReceiptExtras::default()
+        },
+    )?;
+    let flagged = backend.reconcile(&fraud_receipt.to_json(), 0, now.saturating_add(200))?;
+    say(format!(
+        "   the backend reconciles the receipt: {}: {}",
+        flagged.decision.kind(),
+        flagged.explanation
+    ));
     Ok(out.trim_end().to_string())
+}
+
+/// What a brute-forcing courier does: tries codes on scratch storage until
+/// one passes the ticket's hash. Returns it and the number of tries.
+fn first_passing_code(ticket: &Ticket, at: u64) -> Result<(String, u32), Error> {
+    let mut tries = 0u32;
+    for x in 0..1_000_000u32 {
+        let candidate = format!("{x:06}");
+        let scratch = OfflineVerifier::new(ticket.clone(), Arc::new(InMemoryStateStore::new()));
+        tries = tries.saturating_add(1);
+        if let OfflineOutcome::AcceptedProvisionally { .. } = scratch.verify(&candidate, at)? {
+            return Ok((candidate, tries));
+        }
+    }
+    Err(Error::InvalidTicket {
+        reason: "no code passes this ticket".into(),
+    })
 }
 
 fn wrong_code(code: &str) -> String {

@@ -60,9 +60,12 @@ enum Command {
     /// Verify a typed code against a ticket: online with the backend keys,
     /// or --offline as the courier's device does (JSON).
     Verify(delivery::VerifyArgs),
-    /// Create a key set file for `issue` and `verify`.
+    /// Create a key set file for `issue` and `verify`, or a device key.
     #[command(subcommand)]
     Keys(delivery::KeysCommand),
+    /// Judge receipts from couriers' devices (JSON lines from a file or
+    /// stdin) and print one decision per line (JSON lines).
+    Reconcile(delivery::ReconcileArgs),
 }
 
 #[derive(Args)]
@@ -222,6 +225,7 @@ fn run(command: Command) -> Result<String, delivery_otp::Error> {
         Command::Issue(args) => delivery::issue(args, now()),
         Command::Verify(args) => delivery::verify(args, now()),
         Command::Keys(command) => delivery::keys(command),
+        Command::Reconcile(args) => delivery::reconcile(args, now()),
     }
 }
 

@@ -200,7 +200,9 @@ fn demo_runs_a_handover() {
     assert!(out.contains("SMS to the customer"));
     assert!(out.contains("rejected, 4 attempt(s) left"));
     assert!(out.contains("(last digit full-width): accepted provisionally after 2 attempt(s)"));
-    assert!(out.contains("confirmed after 1 attempt(s): delivered"));
+    assert!(out.contains("confirmed: delivered: the code on the receipt is the one issued"));
+    assert!(out.contains("the same receipt sent again: replayed"));
+    assert!(out.contains("the backend reconciles the receipt: code_mismatch: suspected fraud"));
     assert!(out.contains("the first code, online: refused: replaced by the resend"));
     assert!(out.contains("the first code on the phone: refused: replaced by the resend"));
     // The ticket line never holds the code from the SMS line.
@@ -297,4 +299,133 @@ fn issue_and_verify_online_and_offline() {
     assert!(stderr(&o).contains("MAC does not match"), "{}", stderr(&o));
     assert!(!stderr(&o).contains(&code));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Writes `text` to a fresh file in the temp folder and returns its path.
+fn temp_file(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("delivery-otp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn run_with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_delivery-otp"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn reconcile_prints_one_decision_per_receipt_line() {
+    let vectors: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/vectors/delivery-receipts.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let keys = temp_file("receipt-keys.json", vectors["key_set"].as_str().unwrap());
+    let case = |i: usize| vectors["cases"][i]["receipt"].as_str().unwrap().to_string();
+    let tampered = vectors["tampered"][0]["receipt"].as_str().unwrap();
+    // A receipt, the same again, another delivery's receipt, a blank line, a
+    // tampered copy and a line that is not a receipt.
+    let input = format!(
+        "{}\n{}\n{}\n\n{}\nnot a receipt\n",
+        case(0),
+        case(0),
+        case(7),
+        tampered
+    );
+    let o = run_with_stdin(
+        &["reconcile", "--keys", &keys, "--time", "1764100000"],
+        &input,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let decisions: Vec<(&str, u64)> = lines
+        .iter()
+        .map(|l| (l["decision"].as_str().unwrap(), l["line"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("confirmed", 1),
+            ("replayed", 2),
+            ("confirmed", 3),
+            ("tampered", 5),
+            ("invalid", 6)
+        ]
+    );
+    assert_eq!(lines[4]["error"], "invalid_receipt");
+    // The same file with a resend recorded for PKG-1001: stale.
+    let file = temp_file("receipts.jsonl", &format!("{}\n", case(0)));
+    let o = run(&[
+        "reconcile",
+        "--keys",
+        &keys,
+        "--input",
+        &file,
+        "--current",
+        "PKG-1001=1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(r#""decision":"stale""#),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["reconcile", "--keys", &keys, "--current", "PKG-1001"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("DELIVERY=SEQUENCE"), "{}", stderr(&o));
+}
+
+#[test]
+fn keys_device_prints_a_device_key_the_library_reads() {
+    let o = run(&["keys", "new", "--id", "ops-1"]);
+    let keys = temp_file("device-keys.json", &stdout(&o));
+    let o = run(&[
+        "keys",
+        "device",
+        "--keys",
+        &keys,
+        "--courier",
+        "courier-1",
+        "--device",
+        "phone-1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = delivery_otp::DeviceKey::from_json(stdout(&o).trim()).unwrap();
+    assert_eq!(
+        (key.courier_id(), key.device_id(), key.key_id()),
+        ("courier-1", "phone-1", "ops-1")
+    );
+    let o = run(&[
+        "keys",
+        "device",
+        "--keys",
+        &keys,
+        "--courier",
+        "",
+        "--device",
+        "phone-1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("courier id is empty"), "{}", stderr(&o));
 }
