@@ -1,5 +1,7 @@
 //! Issuing (code plus ticket) on the backend, verifying on the device and
-//! online, and an RFC 6238 TOTP for scale. `cargo bench --bench delivery`.
+//! online, receipts and their reconciliation (in memory, and on Redis over
+//! loopback with the `redis` feature and `DELIVERY_OTP_REDIS_URL`), and an
+//! RFC 6238 TOTP for scale. `scripts/bench` runs it with a Redis server.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -10,11 +12,13 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use delivery_otp::{
-    Backend, DeliverySettings, InMemoryAttemptStore, InMemoryStateStore, KeySet, MasterKey,
-    OfflineVerifier, Secret, Ticket, Totp, TotpConfig,
+    AttemptStore, Backend, CodeFormat, DeliverySettings, DeviceKey, InMemoryAttemptStore,
+    InMemoryStateStore, KeySet, MasterKey, OfflineVerifier, ReceiptDraft, ReceiptExtras,
+    ReceiptOutcome, Secret, Ticket, Totp, TotpConfig, Verification,
 };
+use zeroize::Zeroizing;
 
 const NOW: u64 = 1_764_000_000;
 
@@ -80,6 +84,78 @@ fn benches(c: &mut Criterion) {
         },
     );
 
+    // Receipts. Signing alone, then what the phone does at the door: a
+    // verify, the receipt, and storing it.
+    let device_key = b.provision_device("courier-17", "pixel-8-0042").unwrap();
+    let delivered = || ReceiptOutcome::Delivered {
+        code: Zeroizing::new(code.clone()),
+        verified: Verification::Offline,
+    };
+    let extras = ReceiptExtras {
+        app_version: "android/3.4.1".into(),
+        ..ReceiptExtras::default()
+    };
+    let draft = ReceiptDraft::for_ticket(&ticket, delivered(), 1, NOW + 20, "android/3.4.1");
+    c.bench_function("device: sign a receipt", |bench| {
+        bench.iter(|| black_box(device_key.sign(black_box(draft.clone())).unwrap()))
+    });
+    c.bench_function("device: sign a receipt + to JSON", |bench| {
+        bench.iter(|| black_box(device_key.sign(draft.clone()).unwrap().to_json()))
+    });
+    c.bench_function("device: verify + receipt + store", |bench| {
+        bench.iter(|| {
+            let v = OfflineVerifier::new(ticket.clone(), Arc::new(InMemoryStateStore::new()));
+            v.verify(&code, NOW + 10).unwrap();
+            black_box(
+                v.receipt(&device_key, delivered(), 0, NOW + 20, extras.clone())
+                    .unwrap(),
+            )
+        })
+    });
+
+    // Reconciliation: every receipt is new (a fresh delivery), so each call
+    // takes the whole path (parse, MAC, remember, derive, compare).
+    let in_memory = backend();
+    bench_reconcile(
+        c,
+        "backend: reconcile (in memory)",
+        &in_memory,
+        &device_key,
+        "mem",
+    );
+    #[cfg(feature = "redis")]
+    match std::env::var("DELIVERY_OTP_REDIS_URL") {
+        Ok(url) => {
+            let prefix = format!("bench-{}:", std::process::id());
+            let store = delivery_otp::RedisStore::open(&url)
+                .unwrap()
+                .with_prefix(&prefix);
+            let on_redis = Backend::new(backend().keys().clone(), Arc::new(store));
+            bench_reconcile(
+                c,
+                "backend: reconcile (Redis, loopback)",
+                &on_redis,
+                &device_key,
+                "redis",
+            );
+            let store = delivery_otp::RedisStore::open(&url)
+                .unwrap()
+                .with_prefix(&prefix);
+            let mut n = 0u64;
+            c.bench_function("redis store: record_attempt (loopback)", |bench| {
+                bench.iter(|| {
+                    n += 1;
+                    black_box(
+                        store
+                            .record_attempt(&format!("k:{n}:D"), NOW + 3600)
+                            .unwrap(),
+                    )
+                })
+            });
+        }
+        Err(_) => println!("DELIVERY_OTP_REDIS_URL is not set: the Redis benches did not run"),
+    }
+
     let totp = Totp::new(
         Secret::from_bytes(b"12345678901234567890").unwrap(),
         TotpConfig::default(),
@@ -87,6 +163,40 @@ fn benches(c: &mut Criterion) {
     .unwrap();
     c.bench_function("totp generate (SHA-1, 6 digits)", |bench| {
         bench.iter(|| black_box(totp.generate(black_box(NOW)).unwrap()))
+    });
+}
+
+/// Reconciles receipts of fresh deliveries, each made outside the timing.
+fn bench_reconcile(c: &mut Criterion, name: &str, b: &Backend, key: &DeviceKey, tag: &str) {
+    let mut n = 0u64;
+    let format = CodeFormat::Numeric { digits: 6 };
+    c.bench_function(name, |bench| {
+        bench.iter_batched(
+            || {
+                n += 1;
+                let delivery = format!("B-{tag}-{n}");
+                let code = b.derive_code("bench", &delivery, 0, format).unwrap();
+                let draft = ReceiptDraft {
+                    delivery_id: delivery,
+                    key_id: "bench".into(),
+                    sequence: 0,
+                    format,
+                    outcome: ReceiptOutcome::Delivered {
+                        code: Zeroizing::new(code.as_str().into()),
+                        verified: Verification::Offline,
+                    },
+                    attempts: 1,
+                    first_attempt_at: Some(NOW + 10),
+                    decided_at: NOW + 11,
+                    location: None,
+                    photo_sha256: None,
+                    app_version: "android/3.4.1".into(),
+                };
+                key.sign(draft).unwrap().to_json()
+            },
+            |json| black_box(b.reconcile(&json, 0, NOW + 100).unwrap()),
+            BatchSize::SmallInput,
+        )
     });
 }
 
