@@ -301,11 +301,10 @@ fn issue_and_verify_online_and_offline() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Writes `text` to a fresh file in the temp folder and returns its path.
+/// Writes `text` to a file of this test run in the temp folder (not in the
+/// folder another test removes) and returns its path.
 fn temp_file(name: &str, text: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("delivery-otp-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let path = std::env::temp_dir().join(format!("delivery-otp-cli-{}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()
 }
