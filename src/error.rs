@@ -296,6 +296,40 @@ pub enum Error {
         reason: String,
     },
 
+    /// Risk-policy rules that cannot be used.
+    #[error("invalid policy rules at {field}: {reason}")]
+    InvalidPolicy {
+        /// The field, as a path such as `tiers.strict.hash_bits`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An order the policy cannot judge.
+    #[error("invalid order at {field}: {reason}")]
+    InvalidOrder {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A message template, or a value for one, that cannot be used.
+    #[error("invalid message template at {field}: {reason}")]
+    InvalidTemplate {
+        /// The field, such as `locales.de.sms`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A phone number or e-mail address that cannot be read.
+    #[error("invalid contact: {reason}")]
+    InvalidContact {
+        /// What is wrong with it (never the whole contact).
+        reason: String,
+    },
+
     /// A number would leave its range (a sequence at its maximum, a time past `u64::MAX`).
     #[error("{what} would overflow")]
     Overflow {
@@ -351,6 +385,10 @@ impl Error {
             Error::ReceiptMacMismatch => "receipt_mac_mismatch",
             Error::ReceiptConflict { .. } => "receipt_conflict",
             Error::InvalidDeviceKey { .. } => "invalid_device_key",
+            Error::InvalidPolicy { .. } => "invalid_policy",
+            Error::InvalidOrder { .. } => "invalid_order",
+            Error::InvalidTemplate { .. } => "invalid_template",
+            Error::InvalidContact { .. } => "invalid_contact",
             Error::Overflow { .. } => "overflow",
         }
     }

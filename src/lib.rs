@@ -12,6 +12,8 @@
 //! - [`code`]: deriving delivery codes, normalizing what people type;
 //! - [`ticket`]: the ticket the backend gives the courier's device, and its wire format;
 //! - [`device`]: offline verification on the courier's device, with persisted attempts;
+//! - [`message`]: the customer's SMS and e-mail, masked contacts, code hints;
+//! - [`policy`]: the risk policy deciding whether a delivery needs a code;
 //! - [`receipt`]: device keys and the signed proof-of-delivery receipt;
 //! - [`backend`]: issuing, recognising tickets, online verification and the attempt store;
 //! - `redis_store` (feature `redis`): the attempt store several backend instances share;
@@ -28,6 +30,8 @@ pub mod error;
 pub mod hotp;
 pub mod keys;
 mod mac;
+pub mod message;
+pub mod policy;
 pub mod receipt;
 #[cfg(feature = "redis")]
 pub mod redis_store;
@@ -51,6 +55,11 @@ pub use device::{InMemoryStateStore, OfflineOutcome, OfflineVerifier, ReceiptExt
 pub use error::{Error, Result};
 pub use hotp::Hotp;
 pub use keys::{KeySet, MasterKey};
+pub use message::{mask_email, mask_phone, Email, MessageValues, Sms, SmsEncoding, Templates};
+pub use policy::{
+    CustomerPreference, DeliveryMethod, Order, PolicyDecision, Reason, Requirement, Rules,
+    VerificationMode,
+};
 pub use receipt::{
     DeviceKey, Location, NotDeliveredReason, Receipt, ReceiptDraft, ReceiptOutcome, Verification,
 };

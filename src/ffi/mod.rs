@@ -242,6 +242,32 @@ pub enum OtpError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Risk-policy rules that cannot be used.
+    InvalidPolicy {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An order the policy cannot judge.
+    InvalidOrder {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A message template, or a value for one, that cannot be used.
+    InvalidTemplate {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A phone number or e-mail address that cannot be read.
+    InvalidContact {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A number would leave its range.
     Overflow {
         /// Which number.
@@ -322,6 +348,10 @@ error_mapping! {
     ReceiptMacMismatch,
     ReceiptConflict { fields },
     InvalidDeviceKey { reason },
+    InvalidPolicy { field, reason },
+    InvalidOrder { field, reason },
+    InvalidTemplate { field, reason },
+    InvalidContact { reason },
     Overflow { what },
 }
 
