@@ -80,18 +80,23 @@ impl From<DeliverySettings> for crate::DeliverySettings {
     }
 }
 
+impl From<crate::DeliverySettings> for DeliverySettings {
+    fn from(d: crate::DeliverySettings) -> Self {
+        DeliverySettings {
+            format: d.format.into(),
+            allow_short_codes: d.allow_short_codes,
+            hash_bits: d.hash_bits,
+            max_attempts: d.max_attempts,
+            lifetime_secs: d.lifetime_secs,
+        }
+    }
+}
+
 /// The default settings: 6 digits, a 12-bit hash (1 false accept in 4096,
 /// about 244 candidates), 5 attempts, one day.
 #[uniffi::export]
 pub fn default_delivery_settings() -> DeliverySettings {
-    let d = crate::DeliverySettings::default();
-    DeliverySettings {
-        format: d.format.into(),
-        allow_short_codes: d.allow_short_codes,
-        hash_bits: d.hash_bits,
-        max_attempts: d.max_attempts,
-        lifetime_secs: d.lifetime_secs,
-    }
+    crate::DeliverySettings::default().into()
 }
 
 /// Checks settings before using them.

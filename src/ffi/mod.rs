@@ -29,6 +29,7 @@ macro_rules! debug_as_inner {
 
 mod delivery;
 mod otp;
+mod policy;
 mod receipt;
 
 // ---------------------------------------------------------------------------

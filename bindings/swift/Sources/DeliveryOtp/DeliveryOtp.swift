@@ -471,6 +471,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt8: FfiConverterPrimitive {
+    typealias FfiType = UInt8
+    typealias SwiftType = UInt8
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt8 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: UInt8, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     typealias FfiType = UInt32
     typealias SwiftType = UInt32
@@ -1982,6 +1998,231 @@ public func FfiConverterTypeKeySet_lower(_ value: KeySet) -> UInt64 {
 
 
 /**
+ * Message templates by locale.
+ */
+public protocol MessageTemplatesProtocol: AnyObject, Sendable {
+    
+    /**
+     * What the courier's app says the code looks like (`6 digits`).
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale.
+     */
+    func formatHint(locale: String, format: CodeFormat) throws  -> String
+    
+    /**
+     * The e-mail for `locale`.
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale or a bad value.
+     */
+    func renderEmail(locale: String, values: MessageValues) throws  -> Email
+    
+    /**
+     * The SMS for `locale` (or its language), with encoding and segments.
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale or a bad value.
+     */
+    func renderSms(locale: String, values: MessageValues) throws  -> Sms
+    
+}
+/**
+ * Message templates by locale.
+ */
+open class MessageTemplates: MessageTemplatesProtocol, @unchecked Sendable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_messagetemplates(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_messagetemplates(handle, $0) }
+    }
+
+    
+    /**
+     * The default templates (English and German).
+     */
+public static func defaults() -> MessageTemplates  {
+    return try!  FfiConverterTypeMessageTemplates_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_messagetemplates_defaults(uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Reads templates (JSON, version 1); each message must hold `{code}`
+     * and `{warning}`.
+     *
+     * # Errors
+     * `InvalidTemplate` naming the field.
+     */
+public static func fromJson(json: String)throws  -> MessageTemplates  {
+    return try  FfiConverterTypeMessageTemplates_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_messagetemplates_from_json(
+        FfiConverterString.lower(json),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * What the courier's app says the code looks like (`6 digits`).
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale.
+     */
+open func formatHint(locale: String, format: CodeFormat)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_messagetemplates_format_hint(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(locale),
+        FfiConverterTypeCodeFormat_lower(format),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The e-mail for `locale`.
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale or a bad value.
+     */
+open func renderEmail(locale: String, values: MessageValues)throws  -> Email  {
+    return try  FfiConverterTypeEmail_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_messagetemplates_render_email(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(locale),
+        FfiConverterTypeMessageValues_lower(values),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The SMS for `locale` (or its language), with encoding and segments.
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale or a bad value.
+     */
+open func renderSms(locale: String, values: MessageValues)throws  -> Sms  {
+    return try  FfiConverterTypeSms_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_messagetemplates_render_sms(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(locale),
+        FfiConverterTypeMessageValues_lower(values),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_messagetemplates_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMessageTemplates: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = MessageTemplates
+
+    public static func lift(_ handle: UInt64) throws -> MessageTemplates {
+        return MessageTemplates(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: MessageTemplates) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MessageTemplates {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: MessageTemplates, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMessageTemplates_lift(_ handle: UInt64) throws -> MessageTemplates {
+    return try FfiConverterTypeMessageTemplates.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMessageTemplates_lower(_ value: MessageTemplates) -> UInt64 {
+    return FfiConverterTypeMessageTemplates.lower(value)
+}
+
+
+
+
+
+
+/**
  * Checks typed codes against one ticket on the courier's device, offline,
  * keeping attempts, lockout and the latest time seen in the app's store so
  * they survive restarts. Thread-safe.
@@ -2666,6 +2907,222 @@ public func FfiConverterTypeReceipt_lift(_ handle: UInt64) throws -> Receipt {
 #endif
 public func FfiConverterTypeReceipt_lower(_ value: Receipt) -> UInt64 {
     return FfiConverterTypeReceipt.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Risk-policy rules: whether a delivery needs a code, and which settings.
+ * The backend and both apps decide the same from the same rules.
+ */
+public protocol RiskPolicyProtocol: AnyObject, Sendable {
+    
+    /**
+     * Decides for one order.
+     *
+     * # Errors
+     * `InvalidOrder` naming the field.
+     */
+    func decide(order: Order) throws  -> PolicyDecision
+    
+    /**
+     * Decides for an order given as JSON (the fields of `Order`, snake case).
+     *
+     * # Errors
+     * `InvalidOrder` naming the field.
+     */
+    func decideJson(orderJson: String) throws  -> PolicyDecision
+    
+    /**
+     * The rules as JSON.
+     */
+    func toJson()  -> String
+    
+}
+/**
+ * Risk-policy rules: whether a delivery needs a code, and which settings.
+ * The backend and both apps decide the same from the same rules.
+ */
+open class RiskPolicy: RiskPolicyProtocol, @unchecked Sendable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_riskpolicy(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_riskpolicy(handle, $0) }
+    }
+
+    
+    /**
+     * The default rules.
+     */
+public static func defaults() -> RiskPolicy  {
+    return try!  FfiConverterTypeRiskPolicy_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_riskpolicy_defaults(uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Reads rules (JSON, version 1).
+     *
+     * # Errors
+     * `InvalidPolicy` naming the field.
+     */
+public static func fromJson(json: String)throws  -> RiskPolicy  {
+    return try  FfiConverterTypeRiskPolicy_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_riskpolicy_from_json(
+        FfiConverterString.lower(json),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * Decides for one order.
+     *
+     * # Errors
+     * `InvalidOrder` naming the field.
+     */
+open func decide(order: Order)throws  -> PolicyDecision  {
+    return try  FfiConverterTypePolicyDecision_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_riskpolicy_decide(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeOrder_lower(order),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Decides for an order given as JSON (the fields of `Order`, snake case).
+     *
+     * # Errors
+     * `InvalidOrder` naming the field.
+     */
+open func decideJson(orderJson: String)throws  -> PolicyDecision  {
+    return try  FfiConverterTypePolicyDecision_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_riskpolicy_decide_json(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(orderJson),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The rules as JSON.
+     */
+open func toJson() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_riskpolicy_to_json(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_riskpolicy_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRiskPolicy: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = RiskPolicy
+
+    public static func lift(_ handle: UInt64) throws -> RiskPolicy {
+        return RiskPolicy(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: RiskPolicy) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RiskPolicy {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: RiskPolicy, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRiskPolicy_lift(_ handle: UInt64) throws -> RiskPolicy {
+    return try FfiConverterTypeRiskPolicy.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRiskPolicy_lower(_ value: RiskPolicy) -> UInt64 {
+    return FfiConverterTypeRiskPolicy.lower(value)
 }
 
 
@@ -3593,6 +4050,75 @@ public func FfiConverterTypeDeliverySettings_lower(_ value: DeliverySettings) ->
 
 
 /**
+ * A rendered e-mail.
+ */
+public struct Email: Equatable, Hashable {
+    /**
+     * The subject.
+     */
+    public var subject: String
+    /**
+     * The plain-text body.
+     */
+    public var body: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The subject.
+         */subject: String, 
+        /**
+         * The plain-text body.
+         */body: String) {
+        self.subject = subject
+        self.body = body
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Email: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEmail: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Email {
+        return
+            try Email(
+                subject: FfiConverterString.read(from: &buf), 
+                body: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Email, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.subject, into: &buf)
+        FfiConverterString.write(value.body, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmail_lift(_ buf: RustBuffer) throws -> Email {
+    return try FfiConverterTypeEmail.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmail_lower(_ value: Email) -> RustBuffer {
+    return FfiConverterTypeEmail.lower(value)
+}
+
+
+/**
  * A code and its ticket, as the backend issues them.
  */
 public struct IssuedCode {
@@ -3860,6 +4386,372 @@ public func FfiConverterTypeLocation_lower(_ value: Location) -> RustBuffer {
 
 
 /**
+ * What a customer's message says.
+ */
+public struct MessageValues: Equatable, Hashable {
+    /**
+     * Who sends it (an SMS sender id has at most 11 characters).
+     */
+    public var sender: String
+    /**
+     * The delivery id or parcel number.
+     */
+    public var deliveryId: String
+    /**
+     * The code.
+     */
+    public var code: String
+    /**
+     * Until when it is valid, unix seconds.
+     */
+    public var expiresAt: UInt64
+    /**
+     * The customer's UTC offset in minutes.
+     */
+    public var utcOffsetMinutes: Int32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Who sends it (an SMS sender id has at most 11 characters).
+         */sender: String, 
+        /**
+         * The delivery id or parcel number.
+         */deliveryId: String, 
+        /**
+         * The code.
+         */code: String, 
+        /**
+         * Until when it is valid, unix seconds.
+         */expiresAt: UInt64, 
+        /**
+         * The customer's UTC offset in minutes.
+         */utcOffsetMinutes: Int32 = 0) {
+        self.sender = sender
+        self.deliveryId = deliveryId
+        self.code = code
+        self.expiresAt = expiresAt
+        self.utcOffsetMinutes = utcOffsetMinutes
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension MessageValues: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMessageValues: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MessageValues {
+        return
+            try MessageValues(
+                sender: FfiConverterString.read(from: &buf), 
+                deliveryId: FfiConverterString.read(from: &buf), 
+                code: FfiConverterString.read(from: &buf), 
+                expiresAt: FfiConverterUInt64.read(from: &buf), 
+                utcOffsetMinutes: FfiConverterInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: MessageValues, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.sender, into: &buf)
+        FfiConverterString.write(value.deliveryId, into: &buf)
+        FfiConverterString.write(value.code, into: &buf)
+        FfiConverterUInt64.write(value.expiresAt, into: &buf)
+        FfiConverterInt32.write(value.utcOffsetMinutes, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMessageValues_lift(_ buf: RustBuffer) throws -> MessageValues {
+    return try FfiConverterTypeMessageValues.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMessageValues_lower(_ value: MessageValues) -> RustBuffer {
+    return FfiConverterTypeMessageValues.lower(value)
+}
+
+
+/**
+ * The order facts the policy reads.
+ */
+public struct Order: Equatable, Hashable {
+    /**
+     * Order value in minor units (pence, cents, paise).
+     */
+    public var valueMinor: UInt64
+    /**
+     * ISO 4217 currency code, such as `GBP`.
+     */
+    public var currency: String
+    /**
+     * How it is delivered.
+     */
+    public var method: DeliveryMethod
+    /**
+     * Item categories, such as `electronics` or `age_restricted`.
+     */
+    public var categories: [String]
+    /**
+     * Region risk score, 0 to 100.
+     */
+    public var regionRisk: UInt8
+    /**
+     * What the customer asked for; none when null/nil.
+     */
+    public var customerPreference: CustomerPreference?
+    /**
+     * Whether this is the first delivery to this address.
+     */
+    public var firstDeliveryToAddress: Bool
+    /**
+     * Earlier "not received" claims by this customer.
+     */
+    public var notReceivedClaims: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Order value in minor units (pence, cents, paise).
+         */valueMinor: UInt64, 
+        /**
+         * ISO 4217 currency code, such as `GBP`.
+         */currency: String, 
+        /**
+         * How it is delivered.
+         */method: DeliveryMethod, 
+        /**
+         * Item categories, such as `electronics` or `age_restricted`.
+         */categories: [String] = [], 
+        /**
+         * Region risk score, 0 to 100.
+         */regionRisk: UInt8 = UInt8(0), 
+        /**
+         * What the customer asked for; none when null/nil.
+         */customerPreference: CustomerPreference? = nil, 
+        /**
+         * Whether this is the first delivery to this address.
+         */firstDeliveryToAddress: Bool = false, 
+        /**
+         * Earlier "not received" claims by this customer.
+         */notReceivedClaims: UInt32 = UInt32(0)) {
+        self.valueMinor = valueMinor
+        self.currency = currency
+        self.method = method
+        self.categories = categories
+        self.regionRisk = regionRisk
+        self.customerPreference = customerPreference
+        self.firstDeliveryToAddress = firstDeliveryToAddress
+        self.notReceivedClaims = notReceivedClaims
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Order: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOrder: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Order {
+        return
+            try Order(
+                valueMinor: FfiConverterUInt64.read(from: &buf), 
+                currency: FfiConverterString.read(from: &buf), 
+                method: FfiConverterTypeDeliveryMethod.read(from: &buf), 
+                categories: FfiConverterSequenceString.read(from: &buf), 
+                regionRisk: FfiConverterUInt8.read(from: &buf), 
+                customerPreference: FfiConverterOptionTypeCustomerPreference.read(from: &buf), 
+                firstDeliveryToAddress: FfiConverterBool.read(from: &buf), 
+                notReceivedClaims: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Order, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.valueMinor, into: &buf)
+        FfiConverterString.write(value.currency, into: &buf)
+        FfiConverterTypeDeliveryMethod.write(value.method, into: &buf)
+        FfiConverterSequenceString.write(value.categories, into: &buf)
+        FfiConverterUInt8.write(value.regionRisk, into: &buf)
+        FfiConverterOptionTypeCustomerPreference.write(value.customerPreference, into: &buf)
+        FfiConverterBool.write(value.firstDeliveryToAddress, into: &buf)
+        FfiConverterUInt32.write(value.notReceivedClaims, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOrder_lift(_ buf: RustBuffer) throws -> Order {
+    return try FfiConverterTypeOrder.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOrder_lower(_ value: Order) -> RustBuffer {
+    return FfiConverterTypeOrder.lower(value)
+}
+
+
+/**
+ * The policy's decision for one order.
+ */
+public struct PolicyDecision: Equatable, Hashable {
+    /**
+     * What to do.
+     */
+    public var requirement: Requirement
+    /**
+     * Every reason that fired, in rule order.
+     */
+    public var reasons: [PolicyReason]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * What to do.
+         */requirement: Requirement, 
+        /**
+         * Every reason that fired, in rule order.
+         */reasons: [PolicyReason]) {
+        self.requirement = requirement
+        self.reasons = reasons
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PolicyDecision: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePolicyDecision: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PolicyDecision {
+        return
+            try PolicyDecision(
+                requirement: FfiConverterTypeRequirement.read(from: &buf), 
+                reasons: FfiConverterSequenceTypePolicyReason.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PolicyDecision, into buf: inout [UInt8]) {
+        FfiConverterTypeRequirement.write(value.requirement, into: &buf)
+        FfiConverterSequenceTypePolicyReason.write(value.reasons, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePolicyDecision_lift(_ buf: RustBuffer) throws -> PolicyDecision {
+    return try FfiConverterTypePolicyDecision.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePolicyDecision_lower(_ value: PolicyDecision) -> RustBuffer {
+    return FfiConverterTypePolicyDecision.lower(value)
+}
+
+
+/**
+ * One rule that fired.
+ */
+public struct PolicyReason: Equatable, Hashable {
+    /**
+     * Stable code, such as `order_value`.
+     */
+    public var code: String
+    /**
+     * The same in a sentence.
+     */
+    public var detail: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Stable code, such as `order_value`.
+         */code: String, 
+        /**
+         * The same in a sentence.
+         */detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PolicyReason: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePolicyReason: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PolicyReason {
+        return
+            try PolicyReason(
+                code: FfiConverterString.read(from: &buf), 
+                detail: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PolicyReason, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.code, into: &buf)
+        FfiConverterString.write(value.detail, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePolicyReason_lift(_ buf: RustBuffer) throws -> PolicyReason {
+    return try FfiConverterTypePolicyReason.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePolicyReason_lower(_ value: PolicyReason) -> RustBuffer {
+    return FfiConverterTypePolicyReason.lower(value)
+}
+
+
+/**
  * What a receipt records beyond the outcome.
  */
 public struct ReceiptDetails: Equatable, Hashable {
@@ -4044,6 +4936,95 @@ public func FfiConverterTypeReconciliation_lift(_ buf: RustBuffer) throws -> Rec
 #endif
 public func FfiConverterTypeReconciliation_lower(_ value: Reconciliation) -> RustBuffer {
     return FfiConverterTypeReconciliation.lower(value)
+}
+
+
+/**
+ * A rendered SMS.
+ */
+public struct Sms: Equatable, Hashable {
+    /**
+     * The text.
+     */
+    public var text: String
+    /**
+     * Its encoding.
+     */
+    public var encoding: SmsEncoding
+    /**
+     * Characters as the network counts them.
+     */
+    public var units: UInt32
+    /**
+     * Segments it takes.
+     */
+    public var segments: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The text.
+         */text: String, 
+        /**
+         * Its encoding.
+         */encoding: SmsEncoding, 
+        /**
+         * Characters as the network counts them.
+         */units: UInt32, 
+        /**
+         * Segments it takes.
+         */segments: UInt32) {
+        self.text = text
+        self.encoding = encoding
+        self.units = units
+        self.segments = segments
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Sms: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSms: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Sms {
+        return
+            try Sms(
+                text: FfiConverterString.read(from: &buf), 
+                encoding: FfiConverterTypeSmsEncoding.read(from: &buf), 
+                units: FfiConverterUInt32.read(from: &buf), 
+                segments: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Sms, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.text, into: &buf)
+        FfiConverterTypeSmsEncoding.write(value.encoding, into: &buf)
+        FfiConverterUInt32.write(value.units, into: &buf)
+        FfiConverterUInt32.write(value.segments, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSms_lift(_ buf: RustBuffer) throws -> Sms {
+    return try FfiConverterTypeSms.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSms_lower(_ value: Sms) -> RustBuffer {
+    return FfiConverterTypeSms.lower(value)
 }
 
 
@@ -4293,6 +5274,81 @@ public func FfiConverterTypeCodeFormat_lower(_ value: CodeFormat) -> RustBuffer 
 
 
 /**
+ * What the customer asked for (no preference: null/nil).
+ */
+
+public enum CustomerPreference: Equatable, Hashable {
+    
+    /**
+     * Always a code.
+     */
+    case always
+    /**
+     * Never a code, where the rules allow it.
+     */
+    case never
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension CustomerPreference: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCustomerPreference: FfiConverterRustBuffer {
+    typealias SwiftType = CustomerPreference
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CustomerPreference {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .always
+        
+        case 2: return .never
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: CustomerPreference, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .always:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .never:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCustomerPreference_lift(_ buf: RustBuffer) throws -> CustomerPreference {
+    return try FfiConverterTypeCustomerPreference.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCustomerPreference_lower(_ value: CustomerPreference) -> RustBuffer {
+    return FfiConverterTypeCustomerPreference.lower(value)
+}
+
+
+
+/**
  * The backend's judgement of a receipt.
  */
 
@@ -4448,6 +5504,121 @@ public func FfiConverterTypeDecision_lift(_ buf: RustBuffer) throws -> Decision 
 #endif
 public func FfiConverterTypeDecision_lower(_ value: Decision) -> RustBuffer {
     return FfiConverterTypeDecision.lower(value)
+}
+
+
+
+/**
+ * How a delivery reaches the customer.
+ */
+
+public enum DeliveryMethod: Equatable, Hashable {
+    
+    /**
+     * Into the customer's hands.
+     */
+    case handToCustomer
+    /**
+     * At the customer's door, to whoever answers.
+     */
+    case doorstep
+    /**
+     * Into a parcel locker.
+     */
+    case locker
+    /**
+     * To a pickup point.
+     */
+    case pickupPoint
+    /**
+     * To a neighbour.
+     */
+    case neighbour
+    /**
+     * Left in a safe place the customer chose.
+     */
+    case safePlace
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension DeliveryMethod: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDeliveryMethod: FfiConverterRustBuffer {
+    typealias SwiftType = DeliveryMethod
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DeliveryMethod {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .handToCustomer
+        
+        case 2: return .doorstep
+        
+        case 3: return .locker
+        
+        case 4: return .pickupPoint
+        
+        case 5: return .neighbour
+        
+        case 6: return .safePlace
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: DeliveryMethod, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .handToCustomer:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .doorstep:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .locker:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .pickupPoint:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .neighbour:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .safePlace:
+            writeInt(&buf, Int32(6))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliveryMethod_lift(_ buf: RustBuffer) throws -> DeliveryMethod {
+    return try FfiConverterTypeDeliveryMethod.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDeliveryMethod_lower(_ value: DeliveryMethod) -> RustBuffer {
+    return FfiConverterTypeDeliveryMethod.lower(value)
 }
 
 
@@ -5117,6 +6288,26 @@ enum OtpError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case InvalidDeviceKey(message: String)
     
     /**
+     * Risk-policy rules that cannot be used.
+     */
+    case InvalidPolicy(message: String)
+    
+    /**
+     * An order the policy cannot judge.
+     */
+    case InvalidOrder(message: String)
+    
+    /**
+     * A message template, or a value for one, that cannot be used.
+     */
+    case InvalidTemplate(message: String)
+    
+    /**
+     * A phone number or e-mail address that cannot be read.
+     */
+    case InvalidContact(message: String)
+    
+    /**
      * A number would leave its range.
      */
     case Overflow(message: String)
@@ -5318,7 +6509,23 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
             message: try FfiConverterString.read(from: &buf)
         )
         
-        case 43: return .Overflow(
+        case 43: return .InvalidPolicy(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 44: return .InvalidOrder(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 45: return .InvalidTemplate(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 46: return .InvalidContact(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 47: return .Overflow(
             message: try FfiConverterString.read(from: &buf)
         )
         
@@ -5417,8 +6624,16 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(41))
         case .InvalidDeviceKey(_ /* message is ignored*/):
             writeInt(&buf, Int32(42))
-        case .Overflow(_ /* message is ignored*/):
+        case .InvalidPolicy(_ /* message is ignored*/):
             writeInt(&buf, Int32(43))
+        case .InvalidOrder(_ /* message is ignored*/):
+            writeInt(&buf, Int32(44))
+        case .InvalidTemplate(_ /* message is ignored*/):
+            writeInt(&buf, Int32(45))
+        case .InvalidContact(_ /* message is ignored*/):
+            writeInt(&buf, Int32(46))
+        case .Overflow(_ /* message is ignored*/):
+            writeInt(&buf, Int32(47))
 
         
         }
@@ -5636,6 +6851,186 @@ public func FfiConverterTypeReceiptOutcome_lower(_ value: ReceiptOutcome) -> Rus
 
 
 /**
+ * What the policy asks for.
+ */
+
+public enum Requirement: Equatable, Hashable {
+    
+    /**
+     * A code, with these settings.
+     */
+    case code(
+        /**
+         * Issue the code with these.
+         */settings: DeliverySettings, 
+        /**
+         * How it is checked.
+         */verification: VerificationMode
+    )
+    /**
+     * A photo where the parcel is left, since no one can receive a code.
+     */
+    case photo
+    /**
+     * No code.
+     */
+    case noCode
+    /**
+     * This delivery method is not allowed for this order.
+     */
+    case methodNotAllowed
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Requirement: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRequirement: FfiConverterRustBuffer {
+    typealias SwiftType = Requirement
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Requirement {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .code(settings: try FfiConverterTypeDeliverySettings.read(from: &buf), verification: try FfiConverterTypeVerificationMode.read(from: &buf)
+        )
+        
+        case 2: return .photo
+        
+        case 3: return .noCode
+        
+        case 4: return .methodNotAllowed
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Requirement, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .code(settings,verification):
+            writeInt(&buf, Int32(1))
+            FfiConverterTypeDeliverySettings.write(settings, into: &buf)
+            FfiConverterTypeVerificationMode.write(verification, into: &buf)
+            
+        
+        case .photo:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .noCode:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .methodNotAllowed:
+            writeInt(&buf, Int32(4))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRequirement_lift(_ buf: RustBuffer) throws -> Requirement {
+    return try FfiConverterTypeRequirement.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRequirement_lower(_ value: Requirement) -> RustBuffer {
+    return FfiConverterTypeRequirement.lower(value)
+}
+
+
+
+/**
+ * How an SMS is encoded.
+ */
+
+public enum SmsEncoding: Equatable, Hashable {
+    
+    /**
+     * GSM 03.38 7-bit: 160 characters per single segment.
+     */
+    case gsm7
+    /**
+     * UCS-2: 70 characters per single segment.
+     */
+    case ucs2
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension SmsEncoding: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSmsEncoding: FfiConverterRustBuffer {
+    typealias SwiftType = SmsEncoding
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SmsEncoding {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .gsm7
+        
+        case 2: return .ucs2
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: SmsEncoding, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .gsm7:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .ucs2:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSmsEncoding_lift(_ buf: RustBuffer) throws -> SmsEncoding {
+    return try FfiConverterTypeSmsEncoding.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSmsEncoding_lower(_ value: SmsEncoding) -> RustBuffer {
+    return FfiConverterTypeSmsEncoding.lower(value)
+}
+
+
+
+/**
  * The error a [`DeviceStateStore`] implementation throws.
  */
 public 
@@ -5717,6 +7112,81 @@ public func FfiConverterTypeStoreError_lift(_ buf: RustBuffer) throws -> StoreEr
 public func FfiConverterTypeStoreError_lower(_ value: StoreError) -> RustBuffer {
     return FfiConverterTypeStoreError.lower(value)
 }
+
+
+/**
+ * How the code is checked at the door.
+ */
+
+public enum VerificationMode: Equatable, Hashable {
+    
+    /**
+     * Offline on the phone if need be, reconciled later.
+     */
+    case offline
+    /**
+     * Only online, by the backend.
+     */
+    case online
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension VerificationMode: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVerificationMode: FfiConverterRustBuffer {
+    typealias SwiftType = VerificationMode
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VerificationMode {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .offline
+        
+        case 2: return .online
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: VerificationMode, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .offline:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .online:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerificationMode_lift(_ buf: RustBuffer) throws -> VerificationMode {
+    return try FfiConverterTypeVerificationMode.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerificationMode_lower(_ value: VerificationMode) -> RustBuffer {
+    return FfiConverterTypeVerificationMode.lower(value)
+}
+
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -5889,6 +7359,30 @@ fileprivate struct FfiConverterOptionTypeAlgorithm: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeCustomerPreference: FfiConverterRustBuffer {
+    typealias SwiftType = CustomerPreference?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCustomerPreference.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCustomerPreference.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -5906,6 +7400,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer {
+    typealias SwiftType = [PolicyReason]
+
+    public static func write(_ value: [PolicyReason], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePolicyReason.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PolicyReason] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PolicyReason]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePolicyReason.read(from: &buf))
         }
         return seq
     }
@@ -6034,6 +7553,34 @@ public func parseKeyUri(uri: String)throws  -> KeyUri  {
 })
 }
 /**
+ * An e-mail address masked for the courier's screen (`j•••@e•••.com`).
+ *
+ * # Errors
+ * `InvalidContact`.
+ */
+public func maskEmail(email: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_func_mask_email(
+        FfiConverterString.lower(email),uniffiCallStatus
+    )
+})
+}
+/**
+ * A phone number masked for the courier's screen (`+44 ••• ••• 1234`).
+ *
+ * # Errors
+ * `InvalidContact`.
+ */
+public func maskPhone(phone: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_func_mask_phone(
+        FfiConverterString.lower(phone),uniffiCallStatus
+    )
+})
+}
+/**
  * A location from degrees as the phone reports them, rounded to a
  * millionth of a degree.
  *
@@ -6092,6 +7639,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_func_parse_key_uri() != 62430) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_func_mask_email() != 29416) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_func_mask_phone() != 19894) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_func_location_from_degrees() != 11334) {
@@ -6226,6 +7779,24 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 42322) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() != 29843) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_email() != 32536) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() != 52480) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide() != 51930) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() != 8506) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_riskpolicy_to_json() != 12707) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_delivery_otp_checksum_method_devicekey_courier_id() != 7141) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -6305,6 +7876,18 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_totp_new() != 60470) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults() != 64938) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_messagetemplates_from_json() != 14239) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_riskpolicy_defaults() != 58430) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_riskpolicy_from_json() != 48472) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_devicekey_from_json() != 53315) {

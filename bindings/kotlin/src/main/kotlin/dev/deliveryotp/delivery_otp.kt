@@ -721,6 +721,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_func_parse_key_uri(
     ): Int
+    external fun uniffi_delivery_otp_checksum_func_mask_email(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_func_mask_phone(
+    ): Int
     external fun uniffi_delivery_otp_checksum_func_location_from_degrees(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_backend_code_for(
@@ -809,6 +813,18 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_method_totp_verify_now(
     ): Int
+    external fun uniffi_delivery_otp_checksum_method_messagetemplates_format_hint(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_messagetemplates_render_email(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_messagetemplates_render_sms(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_riskpolicy_decide(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_riskpolicy_decide_json(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_riskpolicy_to_json(
+    ): Int
     external fun uniffi_delivery_otp_checksum_method_devicekey_courier_id(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_devicekey_device_id(
@@ -862,6 +878,14 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_constructor_secret_generate_with_length(
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_totp_new(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_messagetemplates_from_json(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_riskpolicy_defaults(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_riskpolicy_from_json(
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_devicekey_from_json(
     ): Int
@@ -1052,6 +1076,38 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_totp_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_clone_messagetemplates(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_messagetemplates(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_constructor_messagetemplates_defaults(uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_constructor_messagetemplates_from_json(`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_messagetemplates_format_hint(`ptr`: Long,`locale`: RustBuffer.ByValue,`format`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_messagetemplates_render_email(`ptr`: Long,`locale`: RustBuffer.ByValue,`values`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_messagetemplates_render_sms(`ptr`: Long,`locale`: RustBuffer.ByValue,`values`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_messagetemplates_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_clone_riskpolicy(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_riskpolicy(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_constructor_riskpolicy_defaults(uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_constructor_riskpolicy_from_json(`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_riskpolicy_decide(`ptr`: Long,`order`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_riskpolicy_decide_json(`ptr`: Long,`orderJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_riskpolicy_to_json(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_riskpolicy_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_clone_devicekey(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_free_devicekey(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1117,6 +1173,10 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_func_key_uri_totp(`key`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_func_parse_key_uri(`uri`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_func_mask_email(`email`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_func_mask_phone(`phone`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_func_location_from_degrees(`latitude`: Double,`longitude`: Double,`accuracyM`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1266,6 +1326,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_func_parse_key_uri() and 0xFFFF) != 62430) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_delivery_otp_checksum_func_mask_email() and 0xFFFF) != 29416) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_func_mask_phone() and 0xFFFF) != 19894) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_delivery_otp_checksum_func_location_from_degrees() and 0xFFFF) != 11334) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1398,6 +1464,24 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 42322) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() and 0xFFFF) != 29843) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_email() and 0xFFFF) != 32536) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() and 0xFFFF) != 52480) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide() and 0xFFFF) != 51930) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() and 0xFFFF) != 8506) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_to_json() and 0xFFFF) != 12707) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_delivery_otp_checksum_method_devicekey_courier_id() and 0xFFFF) != 7141) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1477,6 +1561,18 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 60470) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults() and 0xFFFF) != 64938) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_messagetemplates_from_json() and 0xFFFF) != 14239) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_riskpolicy_defaults() and 0xFFFF) != 58430) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_riskpolicy_from_json() and 0xFFFF) != 48472) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_devicekey_from_json() and 0xFFFF) != 53315) {
@@ -1671,6 +1767,33 @@ private class JavaLangRefCleanable(
     val cleanable: java.lang.ref.Cleaner.Cleanable
 ) : UniffiCleaner.Cleanable {
     override fun clean() = cleanable.clean()
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUByte: FfiConverter<UByte, Byte> {
+    override fun lift(value: Byte): UByte {
+        return value.toUByte()
+    }
+
+    fun lift(value: Int): UByte {
+        return value.toUByte()
+    }
+
+    override fun read(buf: ByteBuffer): UByte {
+        return lift(buf.get())
+    }
+
+    override fun lower(value: UByte): Byte {
+        return value.toByte()
+    }
+
+    override fun allocationSize(value: UByte) = 1UL
+
+    override fun write(value: UByte, buf: ByteBuffer) {
+        buf.put(value.toByte())
+    }
 }
 
 /**
@@ -4086,6 +4209,386 @@ public object FfiConverterTypeKeySet: FfiConverter<KeySet, Long> {
 
 
 /**
+ * Message templates by locale.
+ */
+public interface MessageTemplatesInterface {
+    
+    /**
+     * What the courier's app says the code looks like (`6 digits`).
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale.
+     */
+    fun `formatHint`(`locale`: kotlin.String, `format`: CodeFormat): kotlin.String
+    
+    /**
+     * The e-mail for `locale`.
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale or a bad value.
+     */
+    fun `renderEmail`(`locale`: kotlin.String, `values`: MessageValues): Email
+    
+    /**
+     * The SMS for `locale` (or its language), with encoding and segments.
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale or a bad value.
+     */
+    fun `renderSms`(`locale`: kotlin.String, `values`: MessageValues): Sms
+    
+    companion object
+}
+
+/**
+ * Message templates by locale.
+ */
+open class MessageTemplates: Disposable, AutoCloseable, MessageTemplatesInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_messagetemplates(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_messagetemplates(handle, status)
+        }
+    }
+
+    
+    /**
+     * What the courier's app says the code looks like (`6 digits`).
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale.
+     */
+    @Throws(OtpException::class)override fun `formatHint`(`locale`: kotlin.String, `format`: CodeFormat): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_messagetemplates_format_hint(
+        it,
+        
+        FfiConverterString.lower(`locale`),
+        FfiConverterTypeCodeFormat.lower(`format`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The e-mail for `locale`.
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale or a bad value.
+     */
+    @Throws(OtpException::class)override fun `renderEmail`(`locale`: kotlin.String, `values`: MessageValues): Email {
+            return FfiConverterTypeEmail.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_messagetemplates_render_email(
+        it,
+        
+        FfiConverterString.lower(`locale`),
+        FfiConverterTypeMessageValues.lower(`values`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The SMS for `locale` (or its language), with encoding and segments.
+     *
+     * # Errors
+     * `InvalidTemplate` for an unknown locale or a bad value.
+     */
+    @Throws(OtpException::class)override fun `renderSms`(`locale`: kotlin.String, `values`: MessageValues): Sms {
+            return FfiConverterTypeSms.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_messagetemplates_render_sms(
+        it,
+        
+        FfiConverterString.lower(`locale`),
+        FfiConverterTypeMessageValues.lower(`values`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_messagetemplates_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+
+    
+    companion object {
+        
+    /**
+     * The default templates (English and German).
+     */ fun `defaults`(): MessageTemplates {
+            return FfiConverterTypeMessageTemplates.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_messagetemplates_defaults(
+    
+        _status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * Reads templates (JSON, version 1); each message must hold `{code}`
+     * and `{warning}`.
+     *
+     * # Errors
+     * `InvalidTemplate` naming the field.
+     */
+    @Throws(OtpException::class) fun `fromJson`(`json`: kotlin.String): MessageTemplates {
+            return FfiConverterTypeMessageTemplates.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_messagetemplates_from_json(
+    
+        
+        FfiConverterString.lower(`json`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeMessageTemplates: FfiConverter<MessageTemplates, Long> {
+    override fun lower(value: MessageTemplates): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): MessageTemplates {
+        return MessageTemplates(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): MessageTemplates {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: MessageTemplates) = 8UL
+
+    override fun write(value: MessageTemplates, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * Checks typed codes against one ticket on the courier's device, offline,
  * keeping attempts, lockout and the latest time seen in the app's store so
  * they survive restarts. Thread-safe.
@@ -5036,6 +5539,376 @@ public object FfiConverterTypeReceipt: FfiConverter<Receipt, Long> {
     override fun allocationSize(value: Receipt) = 8UL
 
     override fun write(value: Receipt, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * Risk-policy rules: whether a delivery needs a code, and which settings.
+ * The backend and both apps decide the same from the same rules.
+ */
+public interface RiskPolicyInterface {
+    
+    /**
+     * Decides for one order.
+     *
+     * # Errors
+     * `InvalidOrder` naming the field.
+     */
+    fun `decide`(`order`: Order): PolicyDecision
+    
+    /**
+     * Decides for an order given as JSON (the fields of `Order`, snake case).
+     *
+     * # Errors
+     * `InvalidOrder` naming the field.
+     */
+    fun `decideJson`(`orderJson`: kotlin.String): PolicyDecision
+    
+    /**
+     * The rules as JSON.
+     */
+    fun `toJson`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * Risk-policy rules: whether a delivery needs a code, and which settings.
+ * The backend and both apps decide the same from the same rules.
+ */
+open class RiskPolicy: Disposable, AutoCloseable, RiskPolicyInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_riskpolicy(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_riskpolicy(handle, status)
+        }
+    }
+
+    
+    /**
+     * Decides for one order.
+     *
+     * # Errors
+     * `InvalidOrder` naming the field.
+     */
+    @Throws(OtpException::class)override fun `decide`(`order`: Order): PolicyDecision {
+            return FfiConverterTypePolicyDecision.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_riskpolicy_decide(
+        it,
+        
+        FfiConverterTypeOrder.lower(`order`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Decides for an order given as JSON (the fields of `Order`, snake case).
+     *
+     * # Errors
+     * `InvalidOrder` naming the field.
+     */
+    @Throws(OtpException::class)override fun `decideJson`(`orderJson`: kotlin.String): PolicyDecision {
+            return FfiConverterTypePolicyDecision.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_riskpolicy_decide_json(
+        it,
+        
+        FfiConverterString.lower(`orderJson`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The rules as JSON.
+     */override fun `toJson`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_riskpolicy_to_json(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_riskpolicy_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+
+    
+    companion object {
+        
+    /**
+     * The default rules.
+     */ fun `defaults`(): RiskPolicy {
+            return FfiConverterTypeRiskPolicy.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_riskpolicy_defaults(
+    
+        _status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * Reads rules (JSON, version 1).
+     *
+     * # Errors
+     * `InvalidPolicy` naming the field.
+     */
+    @Throws(OtpException::class) fun `fromJson`(`json`: kotlin.String): RiskPolicy {
+            return FfiConverterTypeRiskPolicy.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_riskpolicy_from_json(
+    
+        
+        FfiConverterString.lower(`json`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRiskPolicy: FfiConverter<RiskPolicy, Long> {
+    override fun lower(value: RiskPolicy): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): RiskPolicy {
+        return RiskPolicy(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): RiskPolicy {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: RiskPolicy) = 8UL
+
+    override fun write(value: RiskPolicy, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -6430,6 +7303,53 @@ public object FfiConverterTypeDeliverySettings: FfiConverterRustBuffer<DeliveryS
 
 
 /**
+ * A rendered e-mail.
+ */
+data class Email (
+    /**
+     * The subject.
+     */
+    var `subject`: kotlin.String
+    , 
+    /**
+     * The plain-text body.
+     */
+    var `body`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEmail: FfiConverterRustBuffer<Email> {
+    override fun read(buf: ByteBuffer): Email {
+        return Email(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Email) = (
+            FfiConverterString.allocationSize(value.`subject`) +
+            FfiConverterString.allocationSize(value.`body`)
+    )
+
+    override fun write(value: Email, buf: ByteBuffer) {
+            FfiConverterString.write(value.`subject`, buf)
+            FfiConverterString.write(value.`body`, buf)
+    }
+}
+
+
+
+/**
  * A code and its ticket, as the backend issues them.
  */
 data class IssuedCode (
@@ -6642,6 +7562,266 @@ public object FfiConverterTypeLocation: FfiConverterRustBuffer<Location> {
 
 
 /**
+ * What a customer's message says.
+ */
+data class MessageValues (
+    /**
+     * Who sends it (an SMS sender id has at most 11 characters).
+     */
+    var `sender`: kotlin.String
+    , 
+    /**
+     * The delivery id or parcel number.
+     */
+    var `deliveryId`: kotlin.String
+    , 
+    /**
+     * The code.
+     */
+    var `code`: kotlin.String
+    , 
+    /**
+     * Until when it is valid, unix seconds.
+     */
+    var `expiresAt`: kotlin.ULong
+    , 
+    /**
+     * The customer's UTC offset in minutes.
+     */
+    var `utcOffsetMinutes`: kotlin.Int = 0 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeMessageValues: FfiConverterRustBuffer<MessageValues> {
+    override fun read(buf: ByteBuffer): MessageValues {
+        return MessageValues(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: MessageValues) = (
+            FfiConverterString.allocationSize(value.`sender`) +
+            FfiConverterString.allocationSize(value.`deliveryId`) +
+            FfiConverterString.allocationSize(value.`code`) +
+            FfiConverterULong.allocationSize(value.`expiresAt`) +
+            FfiConverterInt.allocationSize(value.`utcOffsetMinutes`)
+    )
+
+    override fun write(value: MessageValues, buf: ByteBuffer) {
+            FfiConverterString.write(value.`sender`, buf)
+            FfiConverterString.write(value.`deliveryId`, buf)
+            FfiConverterString.write(value.`code`, buf)
+            FfiConverterULong.write(value.`expiresAt`, buf)
+            FfiConverterInt.write(value.`utcOffsetMinutes`, buf)
+    }
+}
+
+
+
+/**
+ * The order facts the policy reads.
+ */
+data class Order (
+    /**
+     * Order value in minor units (pence, cents, paise).
+     */
+    var `valueMinor`: kotlin.ULong
+    , 
+    /**
+     * ISO 4217 currency code, such as `GBP`.
+     */
+    var `currency`: kotlin.String
+    , 
+    /**
+     * How it is delivered.
+     */
+    var `method`: DeliveryMethod
+    , 
+    /**
+     * Item categories, such as `electronics` or `age_restricted`.
+     */
+    var `categories`: List<kotlin.String> = listOf() 
+    , 
+    /**
+     * Region risk score, 0 to 100.
+     */
+    var `regionRisk`: kotlin.UByte = 0u 
+    , 
+    /**
+     * What the customer asked for; none when null/nil.
+     */
+    var `customerPreference`: CustomerPreference? = null 
+    , 
+    /**
+     * Whether this is the first delivery to this address.
+     */
+    var `firstDeliveryToAddress`: kotlin.Boolean = false 
+    , 
+    /**
+     * Earlier "not received" claims by this customer.
+     */
+    var `notReceivedClaims`: kotlin.UInt = 0u 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeOrder: FfiConverterRustBuffer<Order> {
+    override fun read(buf: ByteBuffer): Order {
+        return Order(
+            FfiConverterULong.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterTypeDeliveryMethod.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterUByte.read(buf),
+            FfiConverterOptionalTypeCustomerPreference.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Order) = (
+            FfiConverterULong.allocationSize(value.`valueMinor`) +
+            FfiConverterString.allocationSize(value.`currency`) +
+            FfiConverterTypeDeliveryMethod.allocationSize(value.`method`) +
+            FfiConverterSequenceString.allocationSize(value.`categories`) +
+            FfiConverterUByte.allocationSize(value.`regionRisk`) +
+            FfiConverterOptionalTypeCustomerPreference.allocationSize(value.`customerPreference`) +
+            FfiConverterBoolean.allocationSize(value.`firstDeliveryToAddress`) +
+            FfiConverterUInt.allocationSize(value.`notReceivedClaims`)
+    )
+
+    override fun write(value: Order, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`valueMinor`, buf)
+            FfiConverterString.write(value.`currency`, buf)
+            FfiConverterTypeDeliveryMethod.write(value.`method`, buf)
+            FfiConverterSequenceString.write(value.`categories`, buf)
+            FfiConverterUByte.write(value.`regionRisk`, buf)
+            FfiConverterOptionalTypeCustomerPreference.write(value.`customerPreference`, buf)
+            FfiConverterBoolean.write(value.`firstDeliveryToAddress`, buf)
+            FfiConverterUInt.write(value.`notReceivedClaims`, buf)
+    }
+}
+
+
+
+/**
+ * The policy's decision for one order.
+ */
+data class PolicyDecision (
+    /**
+     * What to do.
+     */
+    var `requirement`: Requirement
+    , 
+    /**
+     * Every reason that fired, in rule order.
+     */
+    var `reasons`: List<PolicyReason>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePolicyDecision: FfiConverterRustBuffer<PolicyDecision> {
+    override fun read(buf: ByteBuffer): PolicyDecision {
+        return PolicyDecision(
+            FfiConverterTypeRequirement.read(buf),
+            FfiConverterSequenceTypePolicyReason.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PolicyDecision) = (
+            FfiConverterTypeRequirement.allocationSize(value.`requirement`) +
+            FfiConverterSequenceTypePolicyReason.allocationSize(value.`reasons`)
+    )
+
+    override fun write(value: PolicyDecision, buf: ByteBuffer) {
+            FfiConverterTypeRequirement.write(value.`requirement`, buf)
+            FfiConverterSequenceTypePolicyReason.write(value.`reasons`, buf)
+    }
+}
+
+
+
+/**
+ * One rule that fired.
+ */
+data class PolicyReason (
+    /**
+     * Stable code, such as `order_value`.
+     */
+    var `code`: kotlin.String
+    , 
+    /**
+     * The same in a sentence.
+     */
+    var `detail`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePolicyReason: FfiConverterRustBuffer<PolicyReason> {
+    override fun read(buf: ByteBuffer): PolicyReason {
+        return PolicyReason(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PolicyReason) = (
+            FfiConverterString.allocationSize(value.`code`) +
+            FfiConverterString.allocationSize(value.`detail`)
+    )
+
+    override fun write(value: PolicyReason, buf: ByteBuffer) {
+            FfiConverterString.write(value.`code`, buf)
+            FfiConverterString.write(value.`detail`, buf)
+    }
+}
+
+
+
+/**
  * What a receipt records beyond the outcome.
  */
 data class ReceiptDetails (
@@ -6770,6 +7950,69 @@ public object FfiConverterTypeReconciliation: FfiConverterRustBuffer<Reconciliat
             FfiConverterULong.write(value.`sequence`, buf)
             FfiConverterString.write(value.`courierId`, buf)
             FfiConverterString.write(value.`deviceId`, buf)
+    }
+}
+
+
+
+/**
+ * A rendered SMS.
+ */
+data class Sms (
+    /**
+     * The text.
+     */
+    var `text`: kotlin.String
+    , 
+    /**
+     * Its encoding.
+     */
+    var `encoding`: SmsEncoding
+    , 
+    /**
+     * Characters as the network counts them.
+     */
+    var `units`: kotlin.UInt
+    , 
+    /**
+     * Segments it takes.
+     */
+    var `segments`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSms: FfiConverterRustBuffer<Sms> {
+    override fun read(buf: ByteBuffer): Sms {
+        return Sms(
+            FfiConverterString.read(buf),
+            FfiConverterTypeSmsEncoding.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Sms) = (
+            FfiConverterString.allocationSize(value.`text`) +
+            FfiConverterTypeSmsEncoding.allocationSize(value.`encoding`) +
+            FfiConverterUInt.allocationSize(value.`units`) +
+            FfiConverterUInt.allocationSize(value.`segments`)
+    )
+
+    override fun write(value: Sms, buf: ByteBuffer) {
+            FfiConverterString.write(value.`text`, buf)
+            FfiConverterTypeSmsEncoding.write(value.`encoding`, buf)
+            FfiConverterUInt.write(value.`units`, buf)
+            FfiConverterUInt.write(value.`segments`, buf)
     }
 }
 
@@ -6962,6 +8205,49 @@ public object FfiConverterTypeCodeFormat : FfiConverterRustBuffer<CodeFormat>{
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * What the customer asked for (no preference: null/nil).
+ */
+
+enum class CustomerPreference {
+    
+    /**
+     * Always a code.
+     */
+    ALWAYS,
+    /**
+     * Never a code, where the rules allow it.
+     */
+    NEVER;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCustomerPreference: FfiConverterRustBuffer<CustomerPreference> {
+    override fun read(buf: ByteBuffer) = try {
+        CustomerPreference.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: CustomerPreference) = 4UL
+
+    override fun write(value: CustomerPreference, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
     }
 }
 
@@ -7189,6 +8475,65 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * How a delivery reaches the customer.
+ */
+
+enum class DeliveryMethod {
+    
+    /**
+     * Into the customer's hands.
+     */
+    HAND_TO_CUSTOMER,
+    /**
+     * At the customer's door, to whoever answers.
+     */
+    DOORSTEP,
+    /**
+     * Into a parcel locker.
+     */
+    LOCKER,
+    /**
+     * To a pickup point.
+     */
+    PICKUP_POINT,
+    /**
+     * To a neighbour.
+     */
+    NEIGHBOUR,
+    /**
+     * Left in a safe place the customer chose.
+     */
+    SAFE_PLACE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDeliveryMethod: FfiConverterRustBuffer<DeliveryMethod> {
+    override fun read(buf: ByteBuffer) = try {
+        DeliveryMethod.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: DeliveryMethod) = 4UL
+
+    override fun write(value: DeliveryMethod, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
     }
 }
 
@@ -8040,6 +9385,26 @@ sealed class OtpException(message: String): kotlin.Exception(message) {
         class InvalidDeviceKey(message: String) : OtpException(message)
         
     /**
+     * Risk-policy rules that cannot be used.
+     */
+        class InvalidPolicy(message: String) : OtpException(message)
+        
+    /**
+     * An order the policy cannot judge.
+     */
+        class InvalidOrder(message: String) : OtpException(message)
+        
+    /**
+     * A message template, or a value for one, that cannot be used.
+     */
+        class InvalidTemplate(message: String) : OtpException(message)
+        
+    /**
+     * A phone number or e-mail address that cannot be read.
+     */
+        class InvalidContact(message: String) : OtpException(message)
+        
+    /**
      * A number would leave its range.
      */
         class Overflow(message: String) : OtpException(message)
@@ -8099,7 +9464,11 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             40 -> OtpException.ReceiptMacMismatch(FfiConverterString.read(buf))
             41 -> OtpException.ReceiptConflict(FfiConverterString.read(buf))
             42 -> OtpException.InvalidDeviceKey(FfiConverterString.read(buf))
-            43 -> OtpException.Overflow(FfiConverterString.read(buf))
+            43 -> OtpException.InvalidPolicy(FfiConverterString.read(buf))
+            44 -> OtpException.InvalidOrder(FfiConverterString.read(buf))
+            45 -> OtpException.InvalidTemplate(FfiConverterString.read(buf))
+            46 -> OtpException.InvalidContact(FfiConverterString.read(buf))
+            47 -> OtpException.Overflow(FfiConverterString.read(buf))
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
         
@@ -8279,8 +9648,24 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
                 buf.putInt(42)
                 Unit
             }
-            is OtpException.Overflow -> {
+            is OtpException.InvalidPolicy -> {
                 buf.putInt(43)
+                Unit
+            }
+            is OtpException.InvalidOrder -> {
+                buf.putInt(44)
+                Unit
+            }
+            is OtpException.InvalidTemplate -> {
+                buf.putInt(45)
+                Unit
+            }
+            is OtpException.InvalidContact -> {
+                buf.putInt(46)
+                Unit
+            }
+            is OtpException.Overflow -> {
+                buf.putInt(47)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -8523,6 +9908,175 @@ public object FfiConverterTypeReceiptOutcome : FfiConverterRustBuffer<ReceiptOut
 
 
 
+/**
+ * What the policy asks for.
+ */
+sealed class Requirement {
+    
+    /**
+     * A code, with these settings.
+     */
+    data class Code(
+        /**
+         * Issue the code with these.
+         */
+        val `settings`: dev.deliveryotp.DeliverySettings, 
+        /**
+         * How it is checked.
+         */
+        val `verification`: dev.deliveryotp.VerificationMode) : Requirement()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A photo where the parcel is left, since no one can receive a code.
+     */
+    object Photo : Requirement()
+    
+    
+    /**
+     * No code.
+     */
+    object NoCode : Requirement()
+    
+    
+    /**
+     * This delivery method is not allowed for this order.
+     */
+    object MethodNotAllowed : Requirement()
+    
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRequirement : FfiConverterRustBuffer<Requirement>{
+    override fun read(buf: ByteBuffer): Requirement {
+        return when(buf.getInt()) {
+            1 -> Requirement.Code(
+                FfiConverterTypeDeliverySettings.read(buf),
+                FfiConverterTypeVerificationMode.read(buf),
+                )
+            2 -> Requirement.Photo
+            3 -> Requirement.NoCode
+            4 -> Requirement.MethodNotAllowed
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: Requirement): ULong = when(value) {
+        is Requirement.Code -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeDeliverySettings.allocationSize(value.`settings`)
+                + FfiConverterTypeVerificationMode.allocationSize(value.`verification`)
+            )
+        }
+        is Requirement.Photo -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Requirement.NoCode -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Requirement.MethodNotAllowed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+    }
+
+    override fun write(value: Requirement, buf: ByteBuffer) {
+        when(value) {
+            is Requirement.Code -> {
+                buf.putInt(1)
+                FfiConverterTypeDeliverySettings.write(value.`settings`, buf)
+                FfiConverterTypeVerificationMode.write(value.`verification`, buf)
+                Unit
+            }
+            is Requirement.Photo -> {
+                buf.putInt(2)
+                Unit
+            }
+            is Requirement.NoCode -> {
+                buf.putInt(3)
+                Unit
+            }
+            is Requirement.MethodNotAllowed -> {
+                buf.putInt(4)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * How an SMS is encoded.
+ */
+
+enum class SmsEncoding {
+    
+    /**
+     * GSM 03.38 7-bit: 160 characters per single segment.
+     */
+    GSM7,
+    /**
+     * UCS-2: 70 characters per single segment.
+     */
+    UCS2;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSmsEncoding: FfiConverterRustBuffer<SmsEncoding> {
+    override fun read(buf: ByteBuffer) = try {
+        SmsEncoding.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: SmsEncoding) = 4UL
+
+    override fun write(value: SmsEncoding, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
 
 
 /**
@@ -8591,6 +10145,49 @@ public object FfiConverterTypeStoreError : FfiConverterRustBuffer<StoreException
     }
 
 }
+
+
+
+/**
+ * How the code is checked at the door.
+ */
+
+enum class VerificationMode {
+    
+    /**
+     * Offline on the phone if need be, reconciled later.
+     */
+    OFFLINE,
+    /**
+     * Only online, by the backend.
+     */
+    ONLINE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVerificationMode: FfiConverterRustBuffer<VerificationMode> {
+    override fun read(buf: ByteBuffer) = try {
+        VerificationMode.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: VerificationMode) = 4UL
+
+    override fun write(value: VerificationMode, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 
@@ -8822,6 +10419,38 @@ public object FfiConverterOptionalTypeAlgorithm: FfiConverterRustBuffer<Algorith
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeCustomerPreference: FfiConverterRustBuffer<CustomerPreference?> {
+    override fun read(buf: ByteBuffer): CustomerPreference? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeCustomerPreference.read(buf)
+    }
+
+    override fun allocationSize(value: CustomerPreference?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeCustomerPreference.allocationSize(value)
+        }
+    }
+
+    override fun write(value: CustomerPreference?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeCustomerPreference.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
     override fun read(buf: ByteBuffer): List<kotlin.String> {
         val len = buf.getInt()
@@ -8840,6 +10469,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer<List<PolicyReason>> {
+    override fun read(buf: ByteBuffer): List<PolicyReason> {
+        val len = buf.getInt()
+        return List<PolicyReason>(len) {
+            FfiConverterTypePolicyReason.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<PolicyReason>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePolicyReason.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<PolicyReason>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePolicyReason.write(it, buf)
         }
     }
 }
@@ -8994,6 +10651,42 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
     
         
         FfiConverterString.lower(`uri`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * An e-mail address masked for the courier's screen (`j•••@e•••.com`).
+         *
+         * # Errors
+         * `InvalidContact`.
+         */
+    @Throws(OtpException::class) fun `maskEmail`(`email`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_func_mask_email(
+    
+        
+        FfiConverterString.lower(`email`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * A phone number masked for the courier's screen (`+44 ••• ••• 1234`).
+         *
+         * # Errors
+         * `InvalidContact`.
+         */
+    @Throws(OtpException::class) fun `maskPhone`(`phone`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_func_mask_phone(
+    
+        
+        FfiConverterString.lower(`phone`),_status)
 }
     )
     }
