@@ -7,7 +7,8 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use delivery_otp::{
     Backend, CodeFormat, DeliverySettings, Error, InMemoryAttemptStore, InMemoryStateStore, KeySet,
-    OfflineOutcome, OfflineVerifier, OnlineOutcome, Receipt, Ticket,
+    OfflineOutcome, OfflineVerifier, OnlineOutcome, Order, Receipt, Requirement, Rules, Ticket,
+    VerificationMode,
 };
 use serde_json::{json, Value};
 
@@ -84,6 +85,22 @@ pub enum KeysCommand {
         #[arg(long)]
         device: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Decide for an order (JSON) with a rules file, or the default rules,
+    /// and print the decision with every reason (JSON).
+    Check {
+        /// Rules file (JSON, version 1; default: the built-in rules).
+        #[arg(long)]
+        rules: Option<String>,
+        /// The order: its JSON, or @FILE.
+        #[arg(long)]
+        order: String,
+    },
+    /// Print the built-in rules (JSON), to start a rules file from.
+    Defaults,
 }
 
 #[derive(Args)]
@@ -304,4 +321,71 @@ pub fn reconcile(args: ReconcileArgs, now: u64) -> Result<String, Error> {
         out.push(value.to_string());
     }
     Ok(out.join("\n"))
+}
+
+fn read_policy_file(path: &str) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| Error::InvalidPolicy {
+        field: "(file)".into(),
+        reason: format!("cannot read {path}: {}", e.kind()),
+    })
+}
+
+/// A policy decision as JSON.
+pub fn decision_json(decision: &delivery_otp::PolicyDecision) -> Value {
+    let mut out = json!({
+        "requirement": decision.requirement.kind(),
+        "reasons": decision.reasons,
+    });
+    if let (
+        Requirement::Code {
+            settings,
+            verification,
+        },
+        Value::Object(map),
+    ) = (&decision.requirement, &mut out)
+    {
+        map.insert(
+            "settings".into(),
+            json!({
+                "format": settings.format.to_string(),
+                "allow_short_codes": settings.allow_short_codes,
+                "hash_bits": settings.hash_bits,
+                "max_attempts": settings.max_attempts,
+                "lifetime_secs": settings.lifetime_secs,
+            }),
+        );
+        map.insert(
+            "verification".into(),
+            json!(match verification {
+                VerificationMode::Offline => "offline",
+                VerificationMode::Online => "online",
+            }),
+        );
+    }
+    out
+}
+
+pub fn policy(command: PolicyCommand) -> Result<String, Error> {
+    match command {
+        PolicyCommand::Defaults => {
+            let value: Value =
+                serde_json::from_str(&Rules::defaults().to_json()).unwrap_or(Value::Null);
+            Ok(pretty(&value))
+        }
+        PolicyCommand::Check { rules, order } => {
+            let rules = match rules {
+                Some(path) => Rules::from_json(&read_policy_file(&path)?)?,
+                None => Rules::defaults(),
+            };
+            let text = match order.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path).map_err(|e| Error::InvalidOrder {
+                    field: "(file)".into(),
+                    reason: format!("cannot read {path}: {}", e.kind()),
+                })?,
+                None => order,
+            };
+            let decision = rules.decide(&Order::from_json(&text)?)?;
+            Ok(pretty(&decision_json(&decision)))
+        }
+    }
 }

@@ -5,9 +5,10 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use delivery_otp::{
-    Backend, DeliverySettings, Error, InMemoryAttemptStore, InMemoryStateStore, KeySet, KeyUri,
-    Location, MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome, ReceiptExtras,
-    ReceiptOutcome, Secret, StateStore, Ticket, Verification, Window,
+    mask_phone, Backend, CustomerPreference, DeliveryMethod, Error, InMemoryAttemptStore,
+    InMemoryStateStore, KeySet, KeyUri, Location, MasterKey, MessageValues, OfflineOutcome,
+    OfflineVerifier, OnlineOutcome, Order, PolicyDecision, ReceiptExtras, ReceiptOutcome,
+    Requirement, Rules, Secret, StateStore, Templates, Ticket, Verification, Window,
 };
 use zeroize::Zeroizing;
 
@@ -26,10 +27,45 @@ pub fn handover(now: u64) -> Result<String, Error> {
         KeySet::new(MasterKey::from_bytes("demo-2026", &DEMO_KEY)?),
         Arc::new(InMemoryAttemptStore::new()),
     );
-    let settings = DeliverySettings::default();
     say("A delivery handover, on built-in demo keys".into());
+    say(String::new());
+    let rules = Rules::defaults();
+    say("0. the risk policy (default rules) looks at the orders".into());
+    let small = Order {
+        value_minor: 1250,
+        currency: "GBP".into(),
+        method: DeliveryMethod::Doorstep,
+        categories: vec!["books".into()],
+        region_risk: 10,
+        customer_preference: CustomerPreference::None,
+        first_delivery_to_address: false,
+        not_received_claims: 0,
+    };
+    let decision = rules.decide(&small)?;
     say(format!(
-        "settings: {} codes, {}-bit offline hash (a wrong code passes 1 time in {:.0}; about {:.0} candidates for a brute-forcer), {} attempts, valid {} h",
+        "   PKG-2026-000122, 12.50 GBP of books to the doorstep: {} ({})",
+        decision.requirement.kind(),
+        reasons(&decision)
+    ));
+    let order = Order {
+        value_minor: 14999,
+        method: DeliveryMethod::HandToCustomer,
+        ..small
+    };
+    let decision = rules.decide(&order)?;
+    say(format!(
+        "   PKG-2026-000123, 149.99 GBP of books into the customer's hands: {} ({})",
+        decision.requirement.kind(),
+        reasons(&decision)
+    ));
+    let Requirement::Code { settings, .. } = decision.requirement else {
+        return Err(Error::InvalidPolicy {
+            field: "standard".into(),
+            reason: "the default rules should ask for a code here".into(),
+        });
+    };
+    say(format!(
+        "   settings: {} codes, {}-bit offline hash (a wrong code passes 1 time in {:.0}; about {:.0} candidates for a brute-forcer), {} attempts, valid {} h",
         settings.format,
         settings.hash_bits,
         1.0 / settings.false_accept_probability(),
@@ -49,9 +85,25 @@ pub fn handover(now: u64) -> Result<String, Error> {
             .into(),
     );
     say("1. backend issues the code and the courier's ticket".into());
+    let templates = Templates::defaults();
+    let sms = templates.render_sms(
+        "en-GB",
+        &MessageValues {
+            sender: "AcmeParcels".into(),
+            delivery_id: "PKG-2026-000123".into(),
+            code: issued.code.as_str().into(),
+            expires_at: issued.ticket.expires_at(),
+            utc_offset_minutes: 0,
+        },
+    )?;
     say(format!(
-        "   SMS to the customer: \"Acme Deliveries: your delivery code for parcel PKG-2026-000123 is {}. Share it only with the courier at your door, after you have checked your parcel. We never ask for it by phone.\"",
-        issued.code.grouped()
+        "   SMS to the customer ({} characters, {} segment): \"{}\"",
+        sms.units, sms.segments, sms.text
+    ));
+    say(format!(
+        "   the courier's app shows: code sent to {}; {}",
+        mask_phone("+44 7700 900123")?,
+        templates.format_hint("en", settings.format)?
     ));
     say(format!(
         "   ticket to the courier's phone (no code in it): {}",
@@ -189,6 +241,15 @@ fn first_passing_code(ticket: &Ticket, at: u64) -> Result<(String, u32), Error> 
     Err(Error::InvalidTicket {
         reason: "no code passes this ticket".into(),
     })
+}
+
+fn reasons(decision: &PolicyDecision) -> String {
+    decision
+        .reasons
+        .iter()
+        .map(|r| r.detail.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn wrong_code(code: &str) -> String {

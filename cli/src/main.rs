@@ -66,6 +66,9 @@ enum Command {
     /// Judge receipts from couriers' devices (JSON lines from a file or
     /// stdin) and print one decision per line (JSON lines).
     Reconcile(delivery::ReconcileArgs),
+    /// The risk policy: whether an order needs a code.
+    #[command(subcommand)]
+    Policy(delivery::PolicyCommand),
 }
 
 #[derive(Args)]
@@ -226,6 +229,7 @@ fn run(command: Command) -> Result<String, delivery_otp::Error> {
         Command::Verify(args) => delivery::verify(args, now()),
         Command::Keys(command) => delivery::keys(command),
         Command::Reconcile(args) => delivery::reconcile(args, now()),
+        Command::Policy(command) => delivery::policy(command),
     }
 }
 

@@ -197,7 +197,13 @@ fn demo_runs_a_handover() {
     let o = run(&["demo"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("SMS to the customer"));
+    assert!(out.contains("SMS to the customer (1"));
+    assert!(out.contains("12.50 GBP of books to the doorstep: no_code (no rule asked for a code)"));
+    assert!(out.contains(
+        "149.99 GBP of books into the customer's hands: code (the order value 149.99 GBP"
+    ));
+    assert!(out.contains("code sent to +44 ••• ••• 0123; 6 digits"));
+    assert!(out.contains("Never by phone."));
     assert!(out.contains("rejected, 4 attempt(s) left"));
     assert!(out.contains("(last digit full-width): accepted provisionally after 2 attempt(s)"));
     assert!(out.contains("confirmed: delivered: the code on the receipt is the one issued"));
@@ -207,13 +213,14 @@ fn demo_runs_a_handover() {
     assert!(out.contains("the first code on the phone: refused: replaced by the resend"));
     // The ticket line never holds the code from the SMS line.
     let code: String = out
-        .split("parcel PKG-2026-000123 is ")
+        .split("AcmeParcels: code ")
         .nth(1)
         .unwrap()
         .chars()
         .take(7)
         .filter(|c| c.is_ascii_digit())
         .collect();
+    assert_eq!(code.len(), 6, "{out}");
     let ticket_line = out
         .lines()
         .find(|l| l.contains("ticket to the courier"))
@@ -427,4 +434,59 @@ fn keys_device_prints_a_device_key_the_library_reads() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("courier id is empty"), "{}", stderr(&o));
+}
+
+#[test]
+fn policy_check_prints_the_decision_and_names_bad_fields() {
+    let o = run(&[
+        "policy",
+        "check",
+        "--order",
+        r#"{"value_minor":2000,"currency":"EUR","method":"doorstep","categories":["age_restricted"]}"#,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(d["requirement"], "code");
+    assert_eq!(d["verification"], "online");
+    assert_eq!(d["settings"]["max_attempts"], 3);
+    assert_eq!(d["reasons"][0]["code"], "restricted_item");
+    // A rules file from the defaults, changed to need a code from 50 EUR.
+    let o = run(&["policy", "defaults"]);
+    let mut rules: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    rules["value_thresholds"]["EUR"] = 5000.into();
+    let file = temp_file("rules.json", &rules.to_string());
+    let order = temp_file(
+        "order.json",
+        r#"{"value_minor":6000,"currency":"EUR","method":"locker"}"#,
+    );
+    let o = run(&[
+        "policy",
+        "check",
+        "--rules",
+        &file,
+        "--order",
+        &format!("@{order}"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(r#""code": "method_has_own_check""#),
+        "{}",
+        stdout(&o)
+    );
+    rules["strict"]["hash_bits"] = 20.into();
+    let file = temp_file("bad-rules.json", &rules.to_string());
+    let o = run(&[
+        "policy",
+        "check",
+        "--rules",
+        &file,
+        "--order",
+        &format!("@{order}"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: invalid policy rules at strict.hash_bits: "),
+        "{}",
+        stderr(&o)
+    );
 }
