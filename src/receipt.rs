@@ -60,7 +60,7 @@ use crate::error::{Error, Result};
 use crate::keys::{check_key_id, json_problem, MasterKey};
 use crate::mac::hmac_sha256;
 use crate::settings::{CodeFormat, MAX_ATTEMPTS};
-use crate::ticket::Ticket;
+use crate::ticket::{b32, Ticket};
 
 /// The receipt format version this library writes and reads.
 pub const RECEIPT_VERSION: u64 = 1;
@@ -73,10 +73,6 @@ const MAC_DOMAIN: &[u8] = b"delivery-otp/v1/receipt-mac";
 const MAX_PARTY_ID_BYTES: usize = 64;
 const MAX_NOTE_BYTES: usize = 500;
 const MAX_APP_BYTES: usize = 64;
-
-fn b32(bytes: &[u8]) -> String {
-    base32::encode(base32::Alphabet::Rfc4648 { padding: false }, bytes)
-}
 
 fn decode_32(text: &str) -> Option<[u8; 32]> {
     let bytes = Zeroizing::new(base32::decode(

@@ -100,7 +100,8 @@ struct VersionOnly {
     v: u64,
 }
 
-fn b32(bytes: &[u8]) -> String {
+/// Base32 (RFC 4648) without padding: how tickets and receipts write bytes.
+pub(crate) fn b32(bytes: &[u8]) -> String {
     base32::encode(base32::Alphabet::Rfc4648 { padding: false }, bytes)
 }
 

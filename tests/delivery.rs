@@ -8,36 +8,16 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::Path;
+mod common;
 use std::sync::Arc;
 
+use common::{load, n, s};
 use delivery_otp::code::derive_code;
 use delivery_otp::{
     normalize, Backend, CodeFormat, DeliverySettings, Error, InMemoryAttemptStore,
     InMemoryStateStore, KeySet, OfflineOutcome, OfflineVerifier, OnlineOutcome, StateStore, Ticket,
 };
 use serde_json::Value;
-
-fn load(file: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors")
-        .join(file);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-fn s(v: &Value, key: &str) -> String {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} in {v}"))
-        .to_string()
-}
-
-fn n(v: &Value, key: &str) -> u64 {
-    match &v[key] {
-        Value::String(text) => text.parse().unwrap(),
-        other => other.as_u64().unwrap_or_else(|| panic!("{key} in {v}")),
-    }
-}
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())

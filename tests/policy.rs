@@ -8,8 +8,9 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::Path;
+mod common;
 
+use common::{load, s};
 use delivery_otp::message::{sms_segments, DEFAULT_TEMPLATES_JSON};
 use delivery_otp::policy::DEFAULT_RULES_JSON;
 use delivery_otp::{
@@ -17,20 +18,6 @@ use delivery_otp::{
     SmsEncoding, Templates, VerificationMode,
 };
 use serde_json::Value;
-
-fn load(file: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors")
-        .join(file);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn s(v: &Value, key: &str) -> String {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} in {v}"))
-        .to_string()
-}
 
 fn field_of(e: &Error) -> String {
     match e {

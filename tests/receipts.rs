@@ -9,9 +9,10 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::Path;
+mod common;
 use std::sync::Arc;
 
+use common::{load, n, s};
 use delivery_otp::{
     Backend, Decision, DeliverySettings, DeviceKey, Error, InMemoryAttemptStore,
     InMemoryStateStore, KeySet, Location, NotDeliveredReason, OfflineVerifier, Receipt,
@@ -21,25 +22,6 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 const RECONCILED_AT: u64 = 1_764_100_000;
-
-fn load() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/delivery-receipts.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn s(v: &Value, key: &str) -> String {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} in {v}"))
-        .to_string()
-}
-
-fn n(v: &Value, key: &str) -> u64 {
-    match &v[key] {
-        Value::String(text) => text.parse().unwrap(),
-        other => other.as_u64().unwrap_or_else(|| panic!("{key} in {v}")),
-    }
-}
 
 fn backend(v: &Value) -> Backend {
     Backend::new(
@@ -117,7 +99,7 @@ fn make(c: &Value, store: Arc<dyn StateStore>) -> (OfflineVerifier, DeviceKey, R
 
 #[test]
 fn receipts_match_the_golden_bytes_and_reconcile_as_expected() {
-    let v = load();
+    let v = load("delivery-receipts.json");
     let cases = v["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 9);
     for c in cases {
@@ -149,7 +131,7 @@ fn receipts_match_the_golden_bytes_and_reconcile_as_expected() {
 
 #[test]
 fn tampered_receipts_are_refused_or_flagged() {
-    let v = load();
+    let v = load("delivery-receipts.json");
     let backend = backend(&v);
     let tampered = v["tampered"].as_array().unwrap();
     assert!(tampered.len() >= 15);
@@ -172,7 +154,7 @@ fn tampered_receipts_are_refused_or_flagged() {
 
 #[test]
 fn a_second_different_receipt_for_a_ticket_is_conflicting() {
-    let v = load();
+    let v = load("delivery-receipts.json");
     let backend = backend(&v);
     let c = &v["conflict"];
     let current = n(c, "current_sequence");
@@ -198,7 +180,7 @@ fn a_second_different_receipt_for_a_ticket_is_conflicting() {
 
 #[test]
 fn a_receipt_can_be_made_again_but_never_changed() {
-    let v = load();
+    let v = load("delivery-receipts.json");
     let c = &v["cases"][0];
     let store: Arc<dyn StateStore> = Arc::new(InMemoryStateStore::new());
     let (verifier, key, receipt) = make(c, store.clone());
@@ -240,7 +222,7 @@ fn a_receipt_can_be_made_again_but_never_changed() {
 
 #[test]
 fn an_offline_delivery_needs_the_device_to_have_accepted_the_code() {
-    let v = load();
+    let v = load("delivery-receipts.json");
     let c = &v["cases"][0];
     let ticket = Ticket::from_json(&s(c, "ticket")).unwrap();
     let key = DeviceKey::from_json(&s(c, "device_key")).unwrap();
@@ -257,7 +239,7 @@ fn an_offline_delivery_needs_the_device_to_have_accepted_the_code() {
 fn a_brute_forced_code_passes_on_the_phone_and_is_flagged_by_the_backend() {
     // The courier tries every code against the ticket on a copy of the app's
     // storage, finds one that passes, and types it on the real device.
-    let v = load();
+    let v = load("delivery-receipts.json");
     let backend = backend(&v);
     let issued = backend
         .issue("PKG-9009", 0, 1_764_000_000, &DeliverySettings::default())
