@@ -72,8 +72,8 @@ pub struct Templates {
     pub locales: BTreeMap<String, LocaleTemplates>,
 }
 
-/// What a message says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a message says. `Debug` leaves out the code.
+#[derive(Clone, PartialEq, Eq)]
 pub struct MessageValues {
     /// Who sends it, such as `Acme` (for an SMS sender id, at most 11 characters).
     pub sender: String,
@@ -97,8 +97,8 @@ pub enum SmsEncoding {
     Ucs2,
 }
 
-/// A rendered SMS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A rendered SMS. `Debug` leaves out the text, which holds the code.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Sms {
     /// The text.
     pub text: String,
@@ -110,13 +110,45 @@ pub struct Sms {
     pub segments: u32,
 }
 
-/// A rendered e-mail.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A rendered e-mail. `Debug` leaves out the body, which holds the code.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Email {
     /// The subject.
     pub subject: String,
     /// The plain-text body.
     pub body: String,
+}
+
+impl core::fmt::Debug for MessageValues {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MessageValues")
+            .field("sender", &self.sender)
+            .field("delivery_id", &self.delivery_id)
+            .field("code", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .field("utc_offset_minutes", &self.utc_offset_minutes)
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for Sms {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sms")
+            .field("text", &"[redacted]")
+            .field("encoding", &self.encoding)
+            .field("units", &self.units)
+            .field("segments", &self.segments)
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for Email {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Email")
+            .field("subject", &self.subject)
+            .field("body", &"[redacted]")
+            .finish()
+    }
 }
 
 fn bad(field: impl Into<String>, reason: impl Into<String>) -> Error {

@@ -305,8 +305,9 @@ impl Ticket {
 // ---------------------------------------------------------------------------
 // Backend
 
-/// A code and its ticket, as the backend issues them.
-#[derive(Debug, uniffi::Record)]
+/// A code and its ticket, as the backend issues them. (`Debug` leaves out
+/// the code.)
+#[derive(uniffi::Record)]
 pub struct IssuedCode {
     /// The code, for the customer's message only.
     pub code: String,
@@ -314,6 +315,15 @@ pub struct IssuedCode {
     pub code_grouped: String,
     /// The ticket, for the courier's device.
     pub ticket: Arc<Ticket>,
+}
+
+impl std::fmt::Debug for IssuedCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCode")
+            .field("code", &"[redacted]")
+            .field("ticket", &self.ticket)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<crate::Issued> for IssuedCode {

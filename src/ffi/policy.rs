@@ -222,7 +222,7 @@ impl RiskPolicy {
 }
 
 /// What a customer's message says.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
 pub struct MessageValues {
     /// Who sends it (an SMS sender id has at most 11 characters).
     pub sender: String,
@@ -259,7 +259,7 @@ pub enum SmsEncoding {
 }
 
 /// A rendered SMS.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
 pub struct Sms {
     /// The text.
     pub text: String,
@@ -272,12 +272,39 @@ pub struct Sms {
 }
 
 /// A rendered e-mail.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
 pub struct Email {
     /// The subject.
     pub subject: String,
     /// The plain-text body.
     pub body: String,
+}
+
+// Debug of the records that hold the code leaves it out.
+impl std::fmt::Debug for MessageValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::MessageValues::from(self.clone()).fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Sms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sms")
+            .field("text", &"[redacted]")
+            .field("encoding", &self.encoding)
+            .field("units", &self.units)
+            .field("segments", &self.segments)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Email")
+            .field("subject", &self.subject)
+            .field("body", &"[redacted]")
+            .finish()
+    }
 }
 
 /// Message templates by locale.
@@ -363,4 +390,43 @@ pub fn mask_phone(phone: String) -> FfiResult<String> {
 #[uniffi::export]
 pub fn mask_email(email: String) -> FfiResult<String> {
     Ok(crate::mask_email(&email)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::delivery::{default_delivery_settings, Backend, KeySet};
+
+    #[test]
+    fn debug_of_exported_records_leaves_out_the_code() {
+        let backend = Backend::new(KeySet::generate("k1".into()).unwrap());
+        let issued = backend
+            .issue(
+                "PKG-1".into(),
+                0,
+                1_764_000_000,
+                default_delivery_settings(),
+            )
+            .unwrap();
+        let values = MessageValues {
+            sender: "Acme".into(),
+            delivery_id: "PKG-1".into(),
+            code: issued.code.clone(),
+            expires_at: 1_764_086_400,
+            utc_offset_minutes: 0,
+        };
+        let templates = MessageTemplates::defaults();
+        let sms = templates.render_sms("en".into(), values.clone()).unwrap();
+        let email = templates.render_email("en".into(), values.clone()).unwrap();
+        assert!(sms.text.contains(&issued.code_grouped));
+        for text in [
+            format!("{issued:?}"),
+            format!("{values:?}"),
+            format!("{sms:?}"),
+            format!("{email:?}"),
+        ] {
+            assert!(!text.contains(&issued.code), "{text}");
+            assert!(!text.contains(&issued.code_grouped), "{text}");
+        }
+    }
 }

@@ -4119,7 +4119,8 @@ public func FfiConverterTypeEmail_lower(_ value: Email) -> RustBuffer {
 
 
 /**
- * A code and its ticket, as the backend issues them.
+ * A code and its ticket, as the backend issues them. (`Debug` leaves out
+ * the code.)
  */
 public struct IssuedCode {
     /**

@@ -7350,7 +7350,8 @@ public object FfiConverterTypeEmail: FfiConverterRustBuffer<Email> {
 
 
 /**
- * A code and its ticket, as the backend issues them.
+ * A code and its ticket, as the backend issues them. (`Debug` leaves out
+ * the code.)
  */
 data class IssuedCode (
     /**
