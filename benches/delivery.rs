@@ -113,6 +113,15 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    let receipt_json = device_key.sign(draft.clone()).unwrap().to_json();
+    c.bench_function("backend: parse a receipt", |bench| {
+        bench
+            .iter(|| black_box(delivery_otp::Receipt::from_json(black_box(&receipt_json)).unwrap()))
+    });
+    c.bench_function("backend: provision (derive) a device key", |bench| {
+        bench.iter(|| black_box(b.provision_device("courier-17", "pixel-8-0042").unwrap()))
+    });
+
     // Reconciliation: every receipt is new (a fresh delivery), so each call
     // takes the whole path (parse, MAC, remember, derive, compare).
     let in_memory = backend();
