@@ -681,7 +681,18 @@ impl Receipt {
     /// The wire form (see the module documentation). Holds the code entered;
     /// wiped when dropped.
     pub fn to_json(&self) -> Zeroizing<String> {
-        Zeroizing::new(serde_json::to_string(&self.wire(true)).unwrap_or_default())
+        // The MAC input is the JSON without its closing brace and the mac.
+        let input = self.mac_input();
+        let body = input.strip_suffix(b"}").unwrap_or(&input);
+        let mac = b32(&self.mac);
+        let mut out = Zeroizing::new(String::with_capacity(
+            body.len().saturating_add(mac.len()).saturating_add(10),
+        ));
+        out.push_str(core::str::from_utf8(body).unwrap_or_default());
+        out.push_str(",\"mac\":\"");
+        out.push_str(&mac);
+        out.push_str("\"}");
+        out
     }
 
     /// The names of the wire fields in which two receipts differ, the MAC
@@ -731,14 +742,24 @@ impl Receipt {
                 e.column()
             ))
         };
-        let version: VersionOnly = serde_json::from_str(text).map_err(json_error)?;
-        if version.v != RECEIPT_VERSION {
-            return Err(Error::UnsupportedReceiptVersion {
-                version: version.v,
-                supported: RECEIPT_VERSION,
-            });
+        let unsupported = |version| Error::UnsupportedReceiptVersion {
+            version,
+            supported: RECEIPT_VERSION,
+        };
+        // One parse on the usual path; only a text that does not read as
+        // version 1 is probed for its version, to say which it is.
+        let wire: Wire = match serde_json::from_str(text) {
+            Ok(wire) => wire,
+            Err(e) => {
+                return Err(match serde_json::from_str::<VersionOnly>(text) {
+                    Ok(probe) if probe.v != RECEIPT_VERSION => unsupported(probe.v),
+                    _ => json_error(e),
+                })
+            }
+        };
+        if wire.v != RECEIPT_VERSION {
+            return Err(unsupported(wire.v));
         }
-        let wire: Wire = serde_json::from_str(text).map_err(json_error)?;
         let format: CodeFormat = wire
             .format
             .parse()
