@@ -493,7 +493,21 @@ impl Backend {
         current_sequence: u64,
         now: u64,
     ) -> Result<Reconciliation> {
-        let receipt = Receipt::from_json(receipt_json)?;
+        self.reconcile_receipt(&Receipt::from_json(receipt_json)?, current_sequence, now)
+    }
+
+    /// [`Backend::reconcile`] for a receipt already read with
+    /// [`Receipt::from_json`] (to look up its delivery's current sequence
+    /// first, say).
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`], [`Error::Overflow`].
+    pub fn reconcile_receipt(
+        &self,
+        receipt: &Receipt,
+        current_sequence: u64,
+        now: u64,
+    ) -> Result<Reconciliation> {
         let delivery = receipt.delivery_id();
         let seq = receipt.sequence();
         let done = |decision: Decision, explanation: String| Reconciliation {
@@ -539,11 +553,9 @@ impl Backend {
                     what: "the receipt retention time".into(),
                 })?;
         let marker = format!("receipt:{}:{seq}:{delivery}", receipt.key_id());
-        if let Some(first) =
-            self.store
-                .remember_first(&marker, &receipt.mac_text(), remember_until)?
-        {
-            return Ok(if first == receipt.mac_text() {
+        let mac = receipt.mac_text();
+        if let Some(first) = self.store.remember_first(&marker, &mac, remember_until)? {
+            return Ok(if first == mac {
                 done(
                     Decision::Replayed,
                     format!(

@@ -661,11 +661,7 @@ impl Receipt {
     /// [`Error::ReceiptMacMismatch`] when any field was changed or another
     /// key made it.
     pub fn verify_mac(&self, device_key: &DeviceKey) -> Result<()> {
-        self.verify_mac_bytes(device_key.secret_bytes())
-    }
-
-    pub(crate) fn verify_mac_bytes(&self, device_key: &[u8; DEVICE_KEY_BYTES]) -> Result<()> {
-        let expected = self.compute_mac(device_key);
+        let expected = self.compute_mac(device_key.secret_bytes());
         if bool::from(expected.ct_eq(&self.mac)) {
             Ok(())
         } else {
@@ -920,7 +916,6 @@ impl Receipt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::KeySet;
 
     fn key() -> DeviceKey {
         let master = MasterKey::from_bytes("k1", &[7u8; 32]).unwrap();
@@ -973,7 +968,6 @@ mod tests {
             let other = DeviceKey::derive(&master, courier, device).unwrap();
             assert_eq!(receipt.verify_mac(&other), Err(Error::ReceiptMacMismatch));
         }
-        let _ = KeySet::new(master);
     }
 
     #[test]

@@ -291,16 +291,14 @@ pub fn reconcile(args: ReconcileArgs, now: u64) -> Result<String, Error> {
         }
         let number = index.saturating_add(1);
         // The receipt's own sequence when no --current names its delivery.
-        let sequence = Receipt::from_json(line)
-            .ok()
-            .map(|r| {
-                current
-                    .get(r.delivery_id())
-                    .copied()
-                    .unwrap_or(r.sequence())
-            })
-            .unwrap_or(0);
-        let value = match backend.reconcile(line, sequence, time) {
+        let result = Receipt::from_json(line).and_then(|receipt| {
+            let sequence = current
+                .get(receipt.delivery_id())
+                .copied()
+                .unwrap_or(receipt.sequence());
+            backend.reconcile_receipt(&receipt, sequence, time)
+        });
+        let value = match result {
             Ok(r) => json!({
                 "line": number,
                 "decision": r.decision.kind(),

@@ -289,21 +289,26 @@ impl std::fmt::Debug for MessageValues {
 
 impl std::fmt::Debug for Sms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sms")
-            .field("text", &"[redacted]")
-            .field("encoding", &self.encoding)
-            .field("units", &self.units)
-            .field("segments", &self.segments)
-            .finish()
+        crate::Sms {
+            text: self.text.clone(),
+            encoding: match self.encoding {
+                SmsEncoding::Gsm7 => crate::SmsEncoding::Gsm7,
+                SmsEncoding::Ucs2 => crate::SmsEncoding::Ucs2,
+            },
+            units: self.units,
+            segments: self.segments,
+        }
+        .fmt(f)
     }
 }
 
 impl std::fmt::Debug for Email {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Email")
-            .field("subject", &self.subject)
-            .field("body", &"[redacted]")
-            .finish()
+        crate::Email {
+            subject: self.subject.clone(),
+            body: self.body.clone(),
+        }
+        .fmt(f)
     }
 }
 
