@@ -8,7 +8,6 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
 use crate::keys::MasterKey;
-use crate::mac::hmac_sha256;
 use crate::settings::{CodeFormat, CROCKFORD_ALPHABET};
 
 /// Domain of the code derivation.
@@ -120,8 +119,7 @@ pub fn derive_code(
     format.check(true)?;
     let space = format.space().unwrap_or(1);
     let format_tag = format.to_string();
-    let mac = hmac_sha256(
-        key.secret_bytes(),
+    let mac = key.mac().sign(
         CODE_DOMAIN,
         &[
             delivery_id.as_bytes(),

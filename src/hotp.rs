@@ -36,12 +36,62 @@ pub(crate) fn check_digits(digits: u32) -> Result<u32> {
 
 /// An HOTP generator and verifier for one secret (RFC 4226).
 ///
-/// `Debug` shows the settings but never the secret.
-#[derive(Clone, PartialEq, Eq)]
+/// The HMAC key is set up once, when the `Hotp` is made, and each code
+/// clones that state: half the SHA-1 or SHA-256 work of setting the key up
+/// for every code. `Debug` shows the settings but never the secret.
+#[derive(Clone)]
 pub struct Hotp {
     secret: Secret,
     algorithm: Algorithm,
     digits: u32,
+    keyed: KeyedHmac,
+}
+
+impl PartialEq for Hotp {
+    fn eq(&self, other: &Self) -> bool {
+        // `keyed` follows from the secret and the algorithm.
+        self.secret == other.secret
+            && self.algorithm == other.algorithm
+            && self.digits == other.digits
+    }
+}
+
+impl Eq for Hotp {}
+
+/// The HMAC state of the secret, for the algorithm chosen; it wipes itself
+/// on drop (the `zeroize` features of `hmac`, `sha1` and `sha2`).
+#[derive(Clone)]
+enum KeyedHmac {
+    Sha1(Hmac<sha1::Sha1>),
+    Sha256(Hmac<sha2::Sha256>),
+    Sha512(Hmac<sha2::Sha512>),
+}
+
+impl KeyedHmac {
+    fn new(secret: &Secret, algorithm: Algorithm) -> Result<Self> {
+        let key = secret.expose_bytes();
+        // HMAC takes keys of any length (RFC 2104 section 2), so the error
+        // arm does not happen.
+        let refused = |_| Error::InvalidKey {
+            reason: "HMAC refused the key".into(),
+        };
+        Ok(match algorithm {
+            Algorithm::Sha1 => KeyedHmac::Sha1(KeyInit::new_from_slice(key).map_err(refused)?),
+            Algorithm::Sha256 => KeyedHmac::Sha256(KeyInit::new_from_slice(key).map_err(refused)?),
+            Algorithm::Sha512 => KeyedHmac::Sha512(KeyInit::new_from_slice(key).map_err(refused)?),
+        })
+    }
+
+    /// HMAC of the 8-byte big-endian counter, then dynamic truncation (RFC
+    /// 4226 sections 5.2 and 5.3): a 31-bit number.
+    fn truncated_value(&self, counter: u64) -> u32 {
+        let message = counter.to_be_bytes();
+        match self {
+            KeyedHmac::Sha1(mac) => truncate_mac(mac.clone(), &message),
+            KeyedHmac::Sha256(mac) => truncate_mac(mac.clone(), &message),
+            KeyedHmac::Sha512(mac) => truncate_mac(mac.clone(), &message),
+        }
+    }
 }
 
 impl fmt::Debug for Hotp {
@@ -60,10 +110,13 @@ impl Hotp {
     /// # Errors
     /// [`Error::InvalidDigits`] unless `digits` is 6 to 10.
     pub fn new(secret: Secret, algorithm: Algorithm, digits: u32) -> Result<Self> {
+        let digits = check_digits(digits)?;
+        let keyed = KeyedHmac::new(&secret, algorithm)?;
         Ok(Hotp {
             secret,
             algorithm,
-            digits: check_digits(digits)?,
+            digits,
+            keyed,
         })
     }
 
@@ -84,7 +137,7 @@ impl Hotp {
 
     /// The code for `counter` (RFC 4226 section 5.3).
     pub fn generate(&self, counter: u64) -> Code {
-        let value = truncated_value(&self.secret, self.algorithm, counter);
+        let value = self.keyed.truncated_value(counter);
         Code::new(format_code(value, self.digits))
     }
 
@@ -111,11 +164,23 @@ impl Hotp {
     /// constant time, and returns the matching counter.
     pub(crate) fn verify_range(&self, code: &str, first: u64, last: u64) -> Result<Option<u64>> {
         let entered = check_entered(code, self.digits)?;
+        // Compared as numbers: `entered` is exactly `digits` ASCII digits,
+        // so its value below 10^digits stands for it one to one, and no code
+        // text is formatted per candidate.
+        let entered = Zeroizing::new(entered.bytes().fold(0u64, |acc, b| {
+            acc.wrapping_mul(10)
+                .wrapping_add(u64::from(b.wrapping_sub(b'0')))
+        }));
+        let modulus = 10u64.checked_pow(self.digits).unwrap_or(u64::MAX);
         let mut found = subtle::Choice::from(0);
         let mut matched = 0u64;
         for candidate in first..=last {
-            let expected = self.generate(candidate);
-            let hit = expected.as_str().as_bytes().ct_eq(entered.as_bytes());
+            let expected = Zeroizing::new(
+                u64::from(self.keyed.truncated_value(candidate))
+                    .checked_rem(modulus)
+                    .unwrap_or(0),
+            );
+            let hit = expected.ct_eq(&entered);
             matched.conditional_assign(&candidate, hit);
             found |= hit;
         }
@@ -151,26 +216,10 @@ pub(crate) fn check_entered(code: &str, digits: u32) -> Result<Zeroizing<String>
     Ok(entered)
 }
 
-/// HMAC of the 8-byte big-endian counter, then dynamic truncation (RFC 4226
-/// sections 5.2 and 5.3): a 31-bit number.
-fn truncated_value(secret: &Secret, algorithm: Algorithm, counter: u64) -> u32 {
-    let message = counter.to_be_bytes();
-    match algorithm {
-        Algorithm::Sha1 => hmac_truncate::<Hmac<sha1::Sha1>>(secret.expose_bytes(), &message),
-        Algorithm::Sha256 => hmac_truncate::<Hmac<sha2::Sha256>>(secret.expose_bytes(), &message),
-        Algorithm::Sha512 => hmac_truncate::<Hmac<sha2::Sha512>>(secret.expose_bytes(), &message),
-    }
-}
-
-fn hmac_truncate<M: Mac + KeyInit>(key: &[u8], message: &[u8]) -> u32 {
-    // HMAC takes keys of any length (RFC 2104 section 2), so this never fails
-    // for a non-empty key; an empty one cannot reach here (see `Secret`).
-    let Ok(mut mac) = <M as KeyInit>::new_from_slice(key) else {
-        return 0;
-    };
+fn truncate_mac<M: Mac>(mut mac: M, message: &[u8]) -> u32 {
     mac.update(message);
-    let digest = Zeroizing::new(mac.finalize().into_bytes().to_vec());
-    dynamic_truncation(&digest)
+    // `CtOutput` wipes the digest when dropped.
+    dynamic_truncation(mac.finalize().as_bytes())
 }
 
 /// RFC 4226 section 5.3 "DT": the low four bits of the last byte pick an

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
+use crate::mac::MacKey;
 
 /// Size of a master key: 256 bits.
 pub const KEY_BYTES: usize = 32;
@@ -30,6 +31,11 @@ pub const KEY_SET_VERSION: u32 = 1;
 pub struct MasterKey {
     id: String,
     secret: [u8; KEY_BYTES],
+    /// The HMAC state set up from `secret` once, so each code, ticket MAC
+    /// and device key costs two SHA-256 compressions fewer. It wipes itself
+    /// on drop.
+    #[zeroize(skip)]
+    mac: MacKey,
 }
 
 impl MasterKey {
@@ -39,14 +45,11 @@ impl MasterKey {
     /// [`Error::InvalidKeyId`], [`Error::RandomUnavailable`].
     pub fn generate(id: &str) -> Result<Self> {
         check_key_id(id)?;
-        let mut key = MasterKey {
-            id: id.to_string(),
-            secret: [0u8; KEY_BYTES],
-        };
+        let mut secret = Zeroizing::new([0u8; KEY_BYTES]);
         SysRng
-            .try_fill_bytes(&mut key.secret)
+            .try_fill_bytes(secret.as_mut_slice())
             .map_err(|_| Error::RandomUnavailable)?;
-        Ok(key)
+        Self::from_bytes(id, secret.as_slice())
     }
 
     /// A key from its 32 bytes.
@@ -58,9 +61,13 @@ impl MasterKey {
         let secret: [u8; KEY_BYTES] = bytes.try_into().map_err(|_| Error::InvalidKey {
             reason: format!("a master key has {KEY_BYTES} bytes, not {}", bytes.len()),
         })?;
+        let mac = MacKey::new(&secret).ok_or_else(|| Error::InvalidKey {
+            reason: "HMAC refused the key".into(),
+        })?;
         Ok(MasterKey {
             id: id.to_string(),
             secret,
+            mac,
         })
     }
 
@@ -86,8 +93,14 @@ impl MasterKey {
         ))
     }
 
+    #[cfg(test)]
     pub(crate) fn secret_bytes(&self) -> &[u8] {
         &self.secret
+    }
+
+    /// The HMAC-SHA256 state of this key, set up once.
+    pub(crate) fn mac(&self) -> &MacKey {
+        &self.mac
     }
 }
 

@@ -58,7 +58,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::code::{check_delivery_id, normalize};
 use crate::error::{Error, Result};
 use crate::keys::{check_key_id, json_problem, MasterKey};
-use crate::mac::hmac_sha256;
+use crate::mac::MacKey;
 use crate::settings::{CodeFormat, MAX_ATTEMPTS};
 use crate::ticket::{b32, Ticket};
 
@@ -121,6 +121,9 @@ pub struct DeviceKey {
     courier_id: String,
     device_id: String,
     secret: [u8; DEVICE_KEY_BYTES],
+    /// The HMAC state set up from `secret` once; it wipes itself on drop.
+    #[zeroize(skip)]
+    mac: MacKey,
 }
 
 impl fmt::Debug for DeviceKey {
@@ -153,16 +156,28 @@ impl DeviceKey {
         let bad = |reason| Error::InvalidDeviceKey { reason };
         check_party_id(courier_id, "courier").map_err(bad)?;
         check_party_id(device_id, "device").map_err(bad)?;
-        let secret = hmac_sha256(
-            master.secret_bytes(),
+        let secret = master.mac().sign(
             DEVICE_KEY_DOMAIN,
             &[courier_id.as_bytes(), device_id.as_bytes()],
         );
+        Self::new(master.id(), courier_id, device_id, *secret)
+    }
+
+    fn new(
+        key_id: &str,
+        courier_id: &str,
+        device_id: &str,
+        secret: [u8; DEVICE_KEY_BYTES],
+    ) -> Result<Self> {
+        let mac = MacKey::new(&secret).ok_or_else(|| Error::InvalidDeviceKey {
+            reason: "HMAC refused the key".into(),
+        })?;
         Ok(DeviceKey {
-            key_id: master.id().to_string(),
+            key_id: key_id.to_string(),
             courier_id: courier_id.to_string(),
             device_id: device_id.to_string(),
-            secret: *secret,
+            secret,
+            mac,
         })
     }
 
@@ -192,12 +207,7 @@ impl DeviceKey {
         check_party_id(&wire.device, "device").map_err(bad)?;
         let secret = decode_32(&wire.key)
             .ok_or_else(|| bad("the key is not 32 bytes in base32 without padding".into()))?;
-        Ok(DeviceKey {
-            key_id: wire.kid.clone(),
-            courier_id: wire.courier.clone(),
-            device_id: wire.device.clone(),
-            secret,
-        })
+        Self::new(&wire.kid, &wire.courier, &wire.device, secret)
     }
 
     /// The JSON to hand to the app; wiped when dropped.
@@ -250,10 +260,11 @@ impl DeviceKey {
             mac: [0u8; 32],
         };
         receipt.validate()?;
-        receipt.mac = receipt.compute_mac(&self.secret);
+        receipt.mac = receipt.compute_mac(&self.mac);
         Ok(receipt)
     }
 
+    #[cfg(test)]
     pub(crate) fn secret_bytes(&self) -> &[u8; DEVICE_KEY_BYTES] {
         &self.secret
     }
@@ -651,8 +662,8 @@ impl Receipt {
         Zeroizing::new(serde_json::to_vec(&self.wire(false)).unwrap_or_default())
     }
 
-    fn compute_mac(&self, device_key: &[u8; DEVICE_KEY_BYTES]) -> [u8; 32] {
-        *hmac_sha256(device_key, MAC_DOMAIN, &[&self.mac_input()])
+    fn compute_mac(&self, device_key: &MacKey) -> [u8; 32] {
+        *device_key.sign(MAC_DOMAIN, &[&self.mac_input()])
     }
 
     /// Checks the MAC with the device key it was made with, in constant time.
@@ -661,7 +672,7 @@ impl Receipt {
     /// [`Error::ReceiptMacMismatch`] when any field was changed or another
     /// key made it.
     pub fn verify_mac(&self, device_key: &DeviceKey) -> Result<()> {
-        let expected = self.compute_mac(device_key.secret_bytes());
+        let expected = self.compute_mac(&device_key.mac);
         if bool::from(expected.ct_eq(&self.mac)) {
             Ok(())
         } else {

@@ -169,11 +169,7 @@ impl Ticket {
 
     pub(crate) fn compute_mac(&self, keys: &KeySet) -> Result<[u8; 32]> {
         let key = keys.get(&self.key_id)?;
-        Ok(*hmac_sha256(
-            key.secret_bytes(),
-            MAC_DOMAIN,
-            &[&self.mac_input()],
-        ))
+        Ok(*key.mac().sign(MAC_DOMAIN, &[&self.mac_input()]))
     }
 
     /// The wire form (see the module documentation).
