@@ -6,6 +6,8 @@ PYOTP_VERSION=2.9.0
 PYVENV="$CACHE/pyotp-venv"
 SWIFT_ROOT="$CACHE/trixie-swift"
 JAVA_SHARE=/usr/share/java
+CARGO_FUZZ_VERSION=0.13.1
+CARGO_FUZZ_HOME="$CACHE/cargo-fuzz"
 
 # Runs a command inside the trixie root with proc, sys and dev mounted, and
 # unmounts them again whatever happens. Paths under /work and $CACHE are bind
