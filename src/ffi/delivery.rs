@@ -307,7 +307,7 @@ impl Ticket {
 
 /// A code and its ticket, as the backend issues them. (`Debug` leaves out
 /// the code.)
-#[derive(uniffi::Record)]
+#[derive(Clone, uniffi::Record)]
 pub struct IssuedCode {
     /// The code, for the customer's message only.
     pub code: String,

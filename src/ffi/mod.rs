@@ -27,6 +27,8 @@ macro_rules! debug_as_inner {
     )*};
 }
 
+#[cfg(feature = "ffi-bench")]
+mod bench;
 mod delivery;
 mod otp;
 mod policy;

@@ -1,0 +1,238 @@
+//! Do-nothing twins of the exported entry points, for the Kotlin benchmark
+//! only (cargo feature `ffi-bench`; never in a shipped library).
+//!
+//! Each method takes the same argument types and returns the same type as
+//! the entry point it stands for, and does no work but handing back a value
+//! made once in the constructor. What a call to it costs is what uniffi
+//! costs for that signature; the benchmark divides each real entry point's
+//! time by its twin's.
+
+use std::sync::Arc;
+
+use super::delivery::{
+    Backend, CodeFormat, DeliverySettings, DeviceStateStore, IssuedCode, OfflineOutcome,
+    OnlineOutcome, Ticket,
+};
+use super::otp::{KeyUri, TotpMatch};
+use super::policy::{MessageValues, Order, PolicyDecision, Sms};
+use super::receipt::Reconciliation;
+use super::FfiResult;
+
+/// The trivial uniffi call: one `u32` in, the same out.
+#[uniffi::export]
+pub fn ffi_baseline_u32(value: u32) -> u32 {
+    value
+}
+
+/// Holds one value of each return type, made with the real entry points.
+#[derive(uniffi::Object)]
+pub struct FfiBaseline {
+    code: String,
+    issued: IssuedCode,
+    ticket: Arc<Ticket>,
+    online: OnlineOutcome,
+    offline: OfflineOutcome,
+    reconciliation: Reconciliation,
+    decision: PolicyDecision,
+    sms: Sms,
+    key_uri: KeyUri,
+    totp_match: TotpMatch,
+}
+
+#[uniffi::export]
+impl FfiBaseline {
+    /// Makes the values the methods hand back, with `backend`, `receipt_json`
+    /// (a receipt made for it), `order`, `values` and `uri` as samples.
+    ///
+    /// # Errors
+    /// Whatever the real entry points return for bad samples.
+    #[uniffi::constructor]
+    pub fn new(
+        backend: Arc<Backend>,
+        receipt_json: String,
+        order: Order,
+        values: MessageValues,
+        uri: String,
+    ) -> FfiResult<Arc<Self>> {
+        let issued = backend.issue(
+            "PKG-2026-000123".into(),
+            0,
+            1_764_000_000,
+            super::delivery::default_delivery_settings(),
+        )?;
+        let ticket = issued.ticket.clone();
+        let online =
+            backend.verify_online(ticket.clone(), issued.code.clone(), 1_764_000_010, 0)?;
+        Ok(Arc::new(FfiBaseline {
+            code: issued.code.clone(),
+            issued,
+            ticket,
+            online,
+            offline: OfflineOutcome::AcceptedProvisionally { attempts_used: 1 },
+            reconciliation: backend.reconcile(receipt_json, 0, 1_764_000_100)?,
+            decision: super::policy::RiskPolicy::defaults().decide(order)?,
+            sms: super::policy::MessageTemplates::defaults().render_sms("en".into(), values)?,
+            key_uri: super::otp::parse_key_uri(uri)?,
+            totp_match: TotpMatch { step: 1, drift: 0 },
+        }))
+    }
+
+    /// Twin of `Hotp.generate` and `Totp.generate` (the latter returns a result).
+    pub fn code_for_u64(&self, _counter: u64) -> String {
+        self.code.clone()
+    }
+
+    /// Twin of `Totp.generate`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn code_for_u64_result(&self, _time: u64) -> FfiResult<String> {
+        Ok(self.code.clone())
+    }
+
+    /// Twin of `Hotp.verify`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn hotp_verify(
+        &self,
+        _code: String,
+        counter: u64,
+        _look_ahead: u64,
+    ) -> FfiResult<Option<u64>> {
+        Ok(Some(counter))
+    }
+
+    /// Twin of `Totp.verify`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn totp_verify(
+        &self,
+        _code: String,
+        _time: u64,
+        _behind: u64,
+        _ahead: u64,
+        _last_used_step: Option<u64>,
+    ) -> FfiResult<Option<TotpMatch>> {
+        Ok(Some(self.totp_match.clone()))
+    }
+
+    /// Twin of `Backend.issue`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn issue(
+        &self,
+        _delivery_id: String,
+        _sequence: u64,
+        _now: u64,
+        _settings: DeliverySettings,
+    ) -> FfiResult<IssuedCode> {
+        Ok(self.issued.clone())
+    }
+
+    /// Twin of `Ticket.fromJson` and `Backend.readTicket`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn ticket_from_json(&self, _json: String) -> FfiResult<Arc<Ticket>> {
+        Ok(self.ticket.clone())
+    }
+
+    /// Twin of `Backend.verifyOnline`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn verify_online(
+        &self,
+        _ticket: Arc<Ticket>,
+        _entered: String,
+        _now: u64,
+        _current_sequence: u64,
+    ) -> FfiResult<OnlineOutcome> {
+        Ok(self.online.clone())
+    }
+
+    /// Twin of `OfflineVerifier.verify`, without touching the store.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn offline_verify(&self, _entered: String, _now: u64) -> FfiResult<OfflineOutcome> {
+        Ok(self.offline)
+    }
+
+    /// Twin of `OfflineVerifier.verify` that also calls the app's store once
+    /// to load and once to save, as the real one must.
+    ///
+    /// # Errors
+    /// `StateStorage` when the store fails.
+    pub fn offline_verify_with_store(
+        &self,
+        store: Arc<dyn DeviceStateStore>,
+        _entered: String,
+        _now: u64,
+    ) -> FfiResult<OfflineOutcome> {
+        let storage = |e: super::delivery::StoreError| super::OtpError::StateStorage {
+            reason: e.to_string(),
+        };
+        let state = store.load("baseline".into()).map_err(storage)?;
+        store
+            .save("baseline".into(), state.unwrap_or_default())
+            .map_err(storage)?;
+        Ok(self.offline)
+    }
+
+    /// Twin of `Backend.reconcile`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn reconcile(
+        &self,
+        _receipt_json: String,
+        _current_sequence: u64,
+        _now: u64,
+    ) -> FfiResult<Reconciliation> {
+        Ok(self.reconciliation.clone())
+    }
+
+    /// Twin of `RiskPolicy.decide`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn decide(&self, _order: Order) -> FfiResult<PolicyDecision> {
+        Ok(self.decision.clone())
+    }
+
+    /// Twin of `MessageTemplates.renderSms`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn render_sms(&self, _locale: String, _values: MessageValues) -> FfiResult<Sms> {
+        Ok(self.sms.clone())
+    }
+
+    /// Twin of `normalizeCode`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn normalize_code(&self, _entered: String, _format: CodeFormat) -> FfiResult<String> {
+        Ok(self.code.clone())
+    }
+
+    /// Twin of `maskPhone`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn mask_phone(&self, _phone: String) -> FfiResult<String> {
+        Ok(self.code.clone())
+    }
+
+    /// Twin of `parseKeyUri`.
+    ///
+    /// # Errors
+    /// None; the type is the entry point's.
+    pub fn parse_key_uri(&self, _uri: String) -> FfiResult<KeyUri> {
+        Ok(self.key_uri.clone())
+    }
+}
