@@ -115,7 +115,7 @@ impl FfiBaseline {
         _ahead: u64,
         _last_used_step: Option<u64>,
     ) -> FfiResult<Option<TotpMatch>> {
-        Ok(Some(self.totp_match.clone()))
+        Ok(Some(self.totp_match))
     }
 
     /// Twin of `Backend.issue`.
@@ -151,7 +151,7 @@ impl FfiBaseline {
         _now: u64,
         _current_sequence: u64,
     ) -> FfiResult<OnlineOutcome> {
-        Ok(self.online.clone())
+        Ok(self.online)
     }
 
     /// Twin of `OfflineVerifier.verify`, without touching the store.
