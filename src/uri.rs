@@ -188,7 +188,8 @@ impl KeyUri {
     ///
     /// # Errors
     /// - [`Error::InvalidLabel`] for an empty account, an account starting
-    ///   with a space, or an empty issuer or one containing `:`;
+    ///   with a space, an account containing `:` without an issuer, or an
+    ///   empty issuer or one containing `:`;
     /// - [`Error::InvalidDigits`] and [`Error::InvalidPeriod`] for settings
     ///   no authenticator could use.
     pub fn to_uri(&self) -> Result<Zeroizing<String>> {
@@ -261,6 +262,13 @@ impl KeyUri {
         }
         if self.account.starts_with(' ') {
             return Err(label_error("account", "it starts with a space"));
+        }
+        if self.issuer.is_none() && self.account.contains(':') {
+            // It would read back as issuer and account.
+            return Err(label_error(
+                "account",
+                "it contains ':', which without an issuer would read back as one",
+            ));
         }
         if let Some(issuer) = &self.issuer {
             if issuer.is_empty() {
@@ -432,6 +440,9 @@ mod tests {
         k.issuer = Some("a:b".into());
         assert!(matches!(k.to_uri(), Err(Error::InvalidLabel { .. })));
         k.issuer = None;
+        k.account = "acme:x".into();
+        assert!(matches!(k.to_uri(), Err(Error::InvalidLabel { .. })));
+        k.account = "x".into();
         k.kind = OtpKind::Totp { period: 0 };
         assert_eq!(k.to_uri().unwrap_err(), Error::InvalidPeriod);
     }
