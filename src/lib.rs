@@ -49,6 +49,7 @@ uniffi::setup_scaffolding!("delivery_otp");
 pub use algorithm::Algorithm;
 pub use backend::{
     AttemptStore, Backend, Decision, InMemoryAttemptStore, Issued, OnlineOutcome, Reconciliation,
+    DEVICE_KEY_CACHE_MAX,
 };
 pub use code::{normalize, Code};
 pub use device::{InMemoryStateStore, OfflineOutcome, OfflineVerifier, ReceiptExtras, StateStore};

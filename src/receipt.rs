@@ -658,7 +658,7 @@ impl Receipt {
     }
 
     /// The bytes the MAC covers: the JSON without the `mac` field.
-    fn mac_input(&self) -> Zeroizing<Vec<u8>> {
+    pub(crate) fn mac_input(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(serde_json::to_vec(&self.wire(false)).unwrap_or_default())
     }
 
@@ -672,7 +672,13 @@ impl Receipt {
     /// [`Error::ReceiptMacMismatch`] when any field was changed or another
     /// key made it.
     pub fn verify_mac(&self, device_key: &DeviceKey) -> Result<()> {
-        let expected = self.compute_mac(&device_key.mac);
+        self.verify_mac_over(device_key, &self.mac_input())
+    }
+
+    /// [`Receipt::verify_mac`] over `input`, the MAC input that
+    /// [`Receipt::read`] gave with this receipt.
+    pub(crate) fn verify_mac_over(&self, device_key: &DeviceKey, input: &[u8]) -> Result<()> {
+        let expected = device_key.mac.sign(MAC_DOMAIN, &[input]);
         if bool::from(expected.ct_eq(&self.mac)) {
             Ok(())
         } else {
@@ -741,6 +747,12 @@ impl Receipt {
     /// [`Error::InvalidReceipt`] for malformed JSON, unknown or missing
     /// fields, or a field that breaks the rules of the wire format.
     pub fn from_json(text: &str) -> Result<Self> {
+        Self::read(text).map(|(receipt, _)| receipt)
+    }
+
+    /// [`Receipt::from_json`], also giving the bytes the MAC covers (written
+    /// once, to check the form, and reused for the MAC).
+    pub(crate) fn read(text: &str) -> Result<(Self, Zeroizing<Vec<u8>>)> {
         let json_error = |e: serde_json::Error| {
             invalid(format!(
                 "not a receipt in JSON ({} at line {}, column {})",
@@ -844,12 +856,13 @@ impl Receipt {
             mac,
         };
         receipt.validate()?;
-        if !receipt.is_canonical(text) {
+        let input = receipt.mac_input();
+        if !receipt.is_written_as(text, &input) {
             return Err(invalid(
                 "not in the one written form: fields in order, no spaces, the code normalized",
             ));
         }
-        Ok(receipt)
+        Ok((receipt, input))
     }
 
     /// The rules every receipt keeps, made or read.
@@ -917,10 +930,17 @@ impl Receipt {
         Ok(())
     }
 
-    /// Whether the wire text is exactly what this receipt writes, so that no
-    /// byte of a receipt can change without changing what the MAC covers.
-    fn is_canonical(&self, text: &str) -> bool {
-        self.to_json().as_str() == text
+    /// Whether the wire text is exactly what this receipt writes (its MAC
+    /// input `input` without the closing brace, then the MAC), so that no byte
+    /// of a receipt can change without changing what the MAC covers.
+    fn is_written_as(&self, text: &str, input: &[u8]) -> bool {
+        let body = input.strip_suffix(b"}").unwrap_or(input);
+        let mac = b32(&self.mac);
+        text.as_bytes()
+            .strip_prefix(body)
+            .and_then(|rest| rest.strip_prefix(b",\"mac\":\""))
+            .and_then(|rest| rest.strip_prefix(mac.as_bytes()))
+            == Some(b"\"}".as_slice())
     }
 }
 
@@ -960,7 +980,7 @@ mod tests {
         let back = Receipt::from_json(&json).unwrap();
         assert_eq!(back, receipt);
         back.verify_mac(&key()).unwrap();
-        assert!(back.is_canonical(&json));
+        assert!(back.is_written_as(&json, &back.mac_input()));
     }
 
     #[test]

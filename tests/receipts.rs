@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use common::{load, n, s};
 use delivery_otp::{
-    Backend, Decision, DeliverySettings, DeviceKey, Error, InMemoryAttemptStore,
-    InMemoryStateStore, KeySet, Location, NotDeliveredReason, OfflineVerifier, Receipt,
-    ReceiptExtras, ReceiptOutcome, StateStore, Ticket, Verification,
+    Backend, CodeFormat, Decision, DeliverySettings, DeviceKey, Error, InMemoryAttemptStore,
+    InMemoryStateStore, KeySet, Location, MasterKey, NotDeliveredReason, OfflineVerifier, Receipt,
+    ReceiptDraft, ReceiptExtras, ReceiptOutcome, StateStore, Ticket, Verification,
+    DEVICE_KEY_CACHE_MAX,
 };
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -282,4 +283,54 @@ fn a_brute_forced_code_passes_on_the_phone_and_is_flagged_by_the_backend() {
     assert_eq!(r.decision, Decision::CodeMismatch);
     assert!(!r.explanation.contains(issued.code.as_str()));
     assert!(!r.explanation.contains(&candidate));
+}
+
+#[test]
+fn reconciliation_is_the_same_whether_the_device_key_is_cached_or_not() {
+    // The backend keeps derived device keys between receipts, up to
+    // DEVICE_KEY_CACHE_MAX, then starts again. Decisions must not depend on it.
+    let keys = KeySet::new(MasterKey::from_bytes("k1", &[5u8; 32]).unwrap());
+    let backend = Backend::new(keys, Arc::new(InMemoryAttemptStore::new()));
+    let format = CodeFormat::Numeric { digits: 6 };
+    let receipt = |phone: usize, delivery: &str| -> String {
+        let key = backend
+            .provision_device("courier-1", &format!("phone-{phone}"))
+            .unwrap();
+        let code = backend.derive_code("k1", delivery, 0, format).unwrap();
+        let draft = ReceiptDraft {
+            delivery_id: delivery.into(),
+            key_id: "k1".into(),
+            sequence: 0,
+            format,
+            outcome: ReceiptOutcome::Delivered {
+                code: Zeroizing::new(code.as_str().into()),
+                verified: Verification::Offline,
+            },
+            attempts: 1,
+            first_attempt_at: Some(1_764_000_010),
+            decided_at: 1_764_000_011,
+            location: None,
+            photo_sha256: None,
+            app_version: "android/3.4.1".into(),
+        };
+        key.sign(draft).unwrap().to_json().to_string()
+    };
+    let reconcile = |json: &str| backend.reconcile(json, 0, RECONCILED_AT).unwrap().decision;
+    let confirmed = Decision::Confirmed {
+        verified: Verification::Offline,
+    };
+
+    let first = receipt(0, "D-first");
+    assert_eq!(reconcile(&first), confirmed);
+    // phone-0's key is cached now: a receipt made with phone-1's key that
+    // claims phone-0 is still tampered.
+    let forged = receipt(1, "D-forged").replace("\"phone-1\"", "\"phone-0\"");
+    assert_eq!(reconcile(&forged), Decision::Tampered);
+    for phone in 2..=DEVICE_KEY_CACHE_MAX {
+        assert_eq!(reconcile(&receipt(phone, &format!("D-{phone}"))), confirmed);
+    }
+    // The cache has started over since: phone-0's key is derived again.
+    assert_eq!(reconcile(&first), Decision::Replayed);
+    assert_eq!(reconcile(&receipt(0, "D-second")), confirmed);
+    assert_eq!(reconcile(&forged), Decision::Tampered);
 }
