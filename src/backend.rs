@@ -148,7 +148,7 @@ pub struct Backend {
 
 /// The most device keys a [`Backend`] keeps between receipts. Each courier's
 /// device key is derived once, and its later receipts reuse it, which saves
-/// four of the fifteen SHA-256 compressions of a reconciliation. Past this
+/// four of the thirteen SHA-256 compressions of a reconciliation. Past this
 /// many the cache starts again from empty. The keys are wiped when dropped.
 pub const DEVICE_KEY_CACHE_MAX: usize = 4096;
 
