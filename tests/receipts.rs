@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use common::{load, n, s};
 use delivery_otp::{
-    Backend, CodeFormat, Decision, DeliverySettings, DeviceKey, Error, InMemoryAttemptStore,
+    Backend, Decision, DeliverySettings, DeviceKey, Error, InMemoryAttemptStore,
     InMemoryStateStore, KeySet, Location, MasterKey, NotDeliveredReason, OfflineVerifier, Receipt,
     ReceiptDraft, ReceiptExtras, ReceiptOutcome, StateStore, Ticket, Verification,
     DEVICE_KEY_CACHE_MAX,
@@ -291,28 +291,19 @@ fn reconciliation_is_the_same_whether_the_device_key_is_cached_or_not() {
     // DEVICE_KEY_CACHE_MAX, then starts again. Decisions must not depend on it.
     let keys = KeySet::new(MasterKey::from_bytes("k1", &[5u8; 32]).unwrap());
     let backend = Backend::new(keys, Arc::new(InMemoryAttemptStore::new()));
-    let format = CodeFormat::Numeric { digits: 6 };
     let receipt = |phone: usize, delivery: &str| -> String {
         let key = backend
             .provision_device("courier-1", &format!("phone-{phone}"))
             .unwrap();
-        let code = backend.derive_code("k1", delivery, 0, format).unwrap();
-        let draft = ReceiptDraft {
-            delivery_id: delivery.into(),
-            key_id: "k1".into(),
-            sequence: 0,
-            format,
-            outcome: ReceiptOutcome::Delivered {
-                code: Zeroizing::new(code.as_str().into()),
-                verified: Verification::Offline,
-            },
-            attempts: 1,
-            first_attempt_at: Some(1_764_000_010),
-            decided_at: 1_764_000_011,
-            location: None,
-            photo_sha256: None,
-            app_version: "android/3.4.1".into(),
+        let issued = backend
+            .issue(delivery, 0, 1_764_000_000, &DeliverySettings::default())
+            .unwrap();
+        let outcome = ReceiptOutcome::Delivered {
+            code: Zeroizing::new(issued.code.as_str().into()),
+            verified: Verification::Offline,
         };
+        let draft =
+            ReceiptDraft::for_ticket(&issued.ticket, outcome, 1, 1_764_000_011, "android/3.4.1");
         key.sign(draft).unwrap().to_json().to_string()
     };
     let reconcile = |json: &str| backend.reconcile(json, 0, RECONCILED_AT).unwrap().decision;

@@ -107,7 +107,7 @@ impl FfiBaseline {
         }))
     }
 
-    /// Twin of `Hotp.generate` and `Totp.generate` (the latter returns a result).
+    /// Twin of `Hotp.generate`.
     pub fn code_for_u64(&self, _counter: u64) -> String {
         self.code.clone()
     }
