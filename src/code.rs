@@ -88,8 +88,8 @@ pub fn check_delivery_id(delivery_id: &str) -> Result<()> {
         "it is empty"
     } else if delivery_id.len() > MAX_DELIVERY_ID_BYTES {
         "it is longer than 128 bytes"
-    } else if delivery_id.chars().any(char::is_control) {
-        "it contains a control character"
+    } else if delivery_id.chars().any(is_unsafe_char) {
+        "it contains a control or bidirectional formatting character"
     } else if delivery_id.trim() != delivery_id {
         "it starts or ends with a space"
     } else {
@@ -98,6 +98,18 @@ pub fn check_delivery_id(delivery_id: &str) -> Result<()> {
     Err(Error::InvalidDeliveryId {
         reason: reason.into(),
     })
+}
+
+/// Characters refused in every id and note a person reads: control
+/// characters, and the bidirectional formatting characters (U+061C, U+200E,
+/// U+200F, U+202A to U+202E, U+2066 to U+2069) that can make text read in
+/// another order than it is stored.
+pub(crate) fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// The code for a delivery: `HMAC-SHA256(key, domain, delivery id, sequence,

@@ -7,7 +7,9 @@
 //! Attempts, lockout and the latest time seen survive app restarts through a
 //! [`StateStore`] the app implements (in Kotlin or Swift, a few lines over
 //! `SharedPreferences`, `UserDefaults` or a database). The core saves the
-//! state before it reports an outcome, so a crash cannot hide an attempt.
+//! state before it reports an outcome, so a crash cannot hide an attempt,
+//! and saves it with a compare-and-set, so any number of verifier objects,
+//! threads or processes on one store share one count per ticket.
 //! A courier who controls the phone can still wipe that storage; the
 //! backend's reconciliation is what catches abuse.
 
@@ -25,9 +27,18 @@ use crate::ticket::Ticket;
 /// five minutes, for network time corrections.
 pub const DEFAULT_CLOCK_TOLERANCE_SECS: u64 = 300;
 const STATE_VERSION: u32 = 1;
+/// How often a verification reads the state again when another verifier
+/// changed it in between, before it gives up with [`Error::StateStorage`].
+pub const MAX_STATE_RETRIES: u32 = 64;
 
 /// Where the app keeps the attempt state between runs. `key` names the
-/// delivery; `value` is a short JSON text to store as it is.
+/// delivery; values are short JSON texts to store as they are.
+///
+/// Every verifier of a ticket, in any thread or process, must see the same
+/// store, and [`StateStore::compare_and_set`] must be atomic for them all
+/// (a lock around a map, a database transaction, `synchronized` in Kotlin,
+/// an `NSLock` or actor in Swift): that is what keeps the attempt count
+/// exact however many verifier objects an app makes.
 pub trait StateStore: Send + Sync {
     /// The value saved under `key`, or `None`.
     ///
@@ -35,11 +46,16 @@ pub trait StateStore: Send + Sync {
     /// [`Error::StateStorage`] when the storage fails.
     fn load(&self, key: &str) -> Result<Option<String>>;
 
-    /// Saves `value` under `key`, replacing what was there.
+    /// Saves `value` under `key` if, and only if, the value there is still
+    /// `expected` (`None`: no value), as one atomic step. Returns `true` when
+    /// it saved, `false` when the value had changed (nothing is saved then;
+    /// the core reads it again and retries). Return only once the value is
+    /// durably stored.
     ///
     /// # Errors
-    /// [`Error::StateStorage`] when the storage fails.
-    fn save(&self, key: &str, value: &str) -> Result<()>;
+    /// [`Error::StateStorage`] when the storage fails; the core then gives no
+    /// outcome, so a failed save never looks like a success.
+    fn compare_and_set(&self, key: &str, expected: Option<&str>, value: &str) -> Result<bool>;
 }
 
 /// The outcome of an offline verification.
@@ -71,8 +87,10 @@ pub enum OfflineOutcome {
         /// When it becomes valid.
         from: u64,
     },
-    /// The device clock is earlier than a time already seen, beyond the
-    /// tolerance. Nothing was checked or counted.
+    /// The device clock is earlier than a time already seen within the
+    /// ticket's validity, beyond the tolerance. Nothing was checked or
+    /// counted. (Readings after the ticket's expiry are not remembered, so
+    /// one far-future reading cannot lock a delivery.)
     ClockMovedBackwards {
         /// The latest time seen.
         latest_seen: u64,
@@ -98,13 +116,12 @@ struct DeviceState {
     first: Option<u64>,
 }
 
-/// Checks typed codes against one ticket. Thread-safe: verifications of the
-/// same verifier run one at a time.
+/// Checks typed codes against one ticket. Thread-safe; any number of
+/// verifiers for one ticket may share a store (see [`StateStore`]).
 pub struct OfflineVerifier {
     ticket: Ticket,
     store: Arc<dyn StateStore>,
     clock_tolerance: u64,
-    lock: Mutex<()>,
 }
 
 impl core::fmt::Debug for OfflineVerifier {
@@ -123,7 +140,6 @@ impl OfflineVerifier {
             ticket,
             store,
             clock_tolerance: DEFAULT_CLOCK_TOLERANCE_SECS,
-            lock: Mutex::new(()),
         }
     }
 
@@ -143,13 +159,21 @@ impl OfflineVerifier {
         format!("delivery-otp/v1/{}", self.ticket.delivery_id())
     }
 
-    fn load(&self) -> Result<DeviceState> {
+    /// The stored state's text, and the state as it applies to this
+    /// ticket: `Err(newer sequence)` when a resend's ticket was already used
+    /// here, and a fresh count (keeping the latest time seen) when this
+    /// ticket is the newer one.
+    #[allow(clippy::type_complexity)]
+    fn load(&self) -> Result<(Option<String>, core::result::Result<DeviceState, u64>)> {
+        let sequence = self.ticket.sequence();
+        let fresh = |latest| DeviceState {
+            v: STATE_VERSION,
+            seq: sequence,
+            latest,
+            ..DeviceState::default()
+        };
         let Some(text) = self.store.load(&self.state_key())? else {
-            return Ok(DeviceState {
-                v: STATE_VERSION,
-                seq: self.ticket.sequence(),
-                ..DeviceState::default()
-            });
+            return Ok((None, Ok(fresh(0))));
         };
         let state: DeviceState = serde_json::from_str(&text).map_err(|e| Error::CorruptState {
             reason: format!("{} at column {}", json_problem(&e), e.column()),
@@ -159,31 +183,43 @@ impl OfflineVerifier {
                 reason: format!("unknown version {}", state.v),
             });
         }
-        Ok(state)
-    }
-
-    fn save(&self, state: &DeviceState) -> Result<()> {
-        let text = serde_json::to_string(state).map_err(|e| Error::CorruptState {
-            reason: json_problem(&e).into(),
-        })?;
-        self.store.save(&self.state_key(), &text)
-    }
-
-    /// The stored state as it applies to this ticket: `Err(newer sequence)`
-    /// when a resend's ticket was already used here, and a fresh count
-    /// (keeping the latest time seen) when this ticket is the newer one.
-    fn state_for_ticket(&self) -> Result<core::result::Result<DeviceState, u64>> {
-        let state = self.load()?;
-        let sequence = self.ticket.sequence();
-        Ok(match state.seq.cmp(&sequence) {
+        let applied = match state.seq.cmp(&sequence) {
             core::cmp::Ordering::Greater => Err(state.seq),
             core::cmp::Ordering::Equal => Ok(state),
-            core::cmp::Ordering::Less => Ok(DeviceState {
-                v: STATE_VERSION,
-                seq: sequence,
-                latest: state.latest,
-                ..DeviceState::default()
-            }),
+            core::cmp::Ordering::Less => Ok(fresh(state.latest)),
+        };
+        Ok((Some(text), applied))
+    }
+
+    /// Runs `step` on the current state and saves what it returns with a
+    /// compare-and-set, reading again when another verifier got there
+    /// first. `step` returns the new state (`None`: nothing to save) and
+    /// the result to give once it is saved.
+    fn transact<T>(
+        &self,
+        mut step: impl FnMut(core::result::Result<DeviceState, u64>) -> (Option<DeviceState>, T),
+    ) -> Result<T> {
+        for _ in 0..MAX_STATE_RETRIES {
+            let (old, state) = self.load()?;
+            let (new, result) = step(state);
+            let Some(new) = new else {
+                return Ok(result);
+            };
+            let text = serde_json::to_string(&new).map_err(|e| Error::CorruptState {
+                reason: json_problem(&e).into(),
+            })?;
+            if old.as_deref() == Some(text.as_str())
+                || self
+                    .store
+                    .compare_and_set(&self.state_key(), old.as_deref(), &text)?
+            {
+                return Ok(result);
+            }
+        }
+        Err(Error::StateStorage {
+            reason: format!(
+                "the state kept changing under this verifier ({MAX_STATE_RETRIES} tries)"
+            ),
         })
     }
 
@@ -192,7 +228,7 @@ impl OfflineVerifier {
     /// # Errors
     /// [`Error::StateStorage`], [`Error::CorruptState`].
     pub fn attempts_left(&self) -> Result<u32> {
-        Ok(match self.state_for_ticket()? {
+        Ok(match self.load()?.1 {
             Ok(state) => self.ticket.max_attempts().saturating_sub(state.attempts),
             Err(_superseded) => 0,
         })
@@ -210,18 +246,51 @@ impl OfflineVerifier {
     /// [`Error::StateStorage`] (no outcome is given then);
     /// [`Error::CorruptState`].
     pub fn verify(&self, entered: &str, now: u64) -> Result<OfflineOutcome> {
-        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // Normalizing needs no state; an unreadable entry costs no attempt
+        // (the time is still remembered, below).
+        let normalized = normalize(entered, self.ticket.format());
+        let matches = normalized
+            .as_ref()
+            .map(|n| self.ticket.hash_matches(n))
+            .unwrap_or(false);
+        let outcome = self.transact(|state| self.step(state, normalized.is_ok(), matches, now))?;
+        match (outcome, normalized) {
+            (Some(outcome), _) => Ok(outcome),
+            (None, Err(e)) => Err(e),
+            // `step` gives an outcome for every readable entry.
+            (None, Ok(_)) => Err(Error::CorruptState {
+                reason: "no outcome".into(),
+            }),
+        }
+    }
+
+    /// One verification on `state`: the state to save and the outcome
+    /// (`None` for an unreadable entry, which is not counted).
+    fn step(
+        &self,
+        state: core::result::Result<DeviceState, u64>,
+        readable: bool,
+        matches: bool,
+        now: u64,
+    ) -> (Option<DeviceState>, Option<OfflineOutcome>) {
         let ticket = &self.ticket;
-        let mut state = match self.state_for_ticket()? {
+        let mut state = match state {
             Ok(state) => state,
-            Err(by_sequence) => return Ok(OfflineOutcome::Superseded { by_sequence }),
+            Err(by_sequence) => return (None, Some(OfflineOutcome::Superseded { by_sequence })),
         };
         if now.saturating_add(self.clock_tolerance) < state.latest {
-            return Ok(OfflineOutcome::ClockMovedBackwards {
-                latest_seen: state.latest,
-            });
+            return (
+                None,
+                Some(OfflineOutcome::ClockMovedBackwards {
+                    latest_seen: state.latest,
+                }),
+            );
         }
-        state.latest = state.latest.max(now);
+        // Remember readings within the ticket's validity only: one reading
+        // far in the future must not lock the delivery (issue 11, B9).
+        if now < ticket.expires_at() {
+            state.latest = state.latest.max(now);
+        }
         let early = if now < ticket.not_before() {
             Some(OfflineOutcome::NotYetValid {
                 from: ticket.not_before(),
@@ -237,20 +306,12 @@ impl OfflineVerifier {
         } else {
             None
         };
-        if let Some(outcome) = early {
-            self.save(&state)?;
-            return Ok(outcome);
+        if early.is_some() || !readable {
+            return (Some(state), early);
         }
-        let normalized = match normalize(entered, ticket.format()) {
-            Ok(n) => n,
-            Err(e) => {
-                self.save(&state)?;
-                return Err(e);
-            }
-        };
         state.attempts = state.attempts.saturating_add(1);
         state.first.get_or_insert(now);
-        let outcome = if ticket.hash_matches(&normalized) {
+        let outcome = if matches {
             state.accepted = true;
             OfflineOutcome::AcceptedProvisionally {
                 attempts_used: state.attempts,
@@ -265,8 +326,7 @@ impl OfflineVerifier {
                 },
             }
         };
-        self.save(&state)?;
-        Ok(outcome)
+        (Some(state), Some(outcome))
     }
 }
 
@@ -338,10 +398,7 @@ impl OfflineVerifier {
         decided_at: u64,
         extras: ReceiptExtras,
     ) -> Result<Receipt> {
-        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = self
-            .state_for_ticket()?
-            .map_err(|newer| Error::InvalidReceipt {
+        let state = self.load()?.1.map_err(|newer| Error::InvalidReceipt {
                 reason: format!(
                     "a newer ticket (sequence {newer}) for this delivery is in use on this device"
                 ),
@@ -371,7 +428,15 @@ impl OfflineVerifier {
         draft.photo_sha256 = extras.photo_sha256;
         draft.app_version = extras.app_version;
         let receipt = device_key.sign(draft)?;
-        if let Some(stored) = self.stored_receipt()? {
+        // Stored once: the first receipt saved for the ticket stands, even
+        // when two verifiers make one at the same moment.
+        if !self
+            .store
+            .compare_and_set(&self.receipt_key(), None, &receipt.to_json())?
+        {
+            let stored = self.stored_receipt()?.ok_or_else(|| Error::StateStorage {
+                reason: "the store refused to save the receipt but holds none".into(),
+            })?;
             let fields = stored.differing_fields(&receipt);
             if fields.is_empty() && stored == receipt {
                 return Ok(stored);
@@ -384,7 +449,6 @@ impl OfflineVerifier {
                 },
             });
         }
-        self.store.save(&self.receipt_key(), &receipt.to_json())?;
         Ok(receipt)
     }
 }
@@ -409,9 +473,12 @@ impl StateStore for InMemoryStateStore {
         Ok(values.get(key).cloned())
     }
 
-    fn save(&self, key: &str, value: &str) -> Result<()> {
+    fn compare_and_set(&self, key: &str, expected: Option<&str>, value: &str) -> Result<bool> {
         let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        if values.get(key).map(String::as_str) != expected {
+            return Ok(false);
+        }
         values.insert(key.to_string(), value.to_string());
-        Ok(())
+        Ok(true)
     }
 }

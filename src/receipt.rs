@@ -35,7 +35,7 @@
 //! | `code` | string | delivered only: the code entered, normalized |
 //! | `via` | string | delivered only: `offline` or `online` |
 //! | `reason` | string | not delivered only: `customer_absent`, `code_not_received`, `refused`, `damaged` or `other` |
-//! | `note` | string | with reason `other` only: free text, 1 to 500 bytes, no control characters |
+//! | `note` | string | with reason `other` only: free text, 1 to 500 bytes, no control or bidirectional formatting characters |
 //! | `attempts` | integer | attempts used (0 to 100) |
 //! | `first` | integer | optional: device time of the first attempt |
 //! | `decided` | integer | device time of the decision |
@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::code::{check_delivery_id, normalize};
+use crate::code::{check_delivery_id, is_unsafe_char, normalize};
 use crate::error::{Error, Result};
 use crate::keys::{check_key_id, json_problem, MasterKey};
 use crate::mac::MacKey;
@@ -90,15 +90,15 @@ fn invalid(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Checks a courier or device id: 1 to 64 bytes, no control characters, no
+/// Checks a courier or device id: 1 to 64 bytes, no control or bidi characters, no
 /// space at either end. `what` names it in the message.
-fn check_party_id(id: &str, what: &str) -> core::result::Result<(), String> {
+pub(crate) fn check_party_id(id: &str, what: &str) -> core::result::Result<(), String> {
     let problem = if id.is_empty() {
         "is empty"
     } else if id.len() > MAX_PARTY_ID_BYTES {
         "is longer than 64 bytes"
-    } else if id.chars().any(char::is_control) {
-        "contains a control character"
+    } else if id.chars().any(is_unsafe_char) {
+        "contains a control or bidirectional formatting character"
     } else if id.trim() != id {
         "starts or ends with a space"
     } else {
@@ -274,7 +274,8 @@ impl DeviceKey {
 // Receipt values
 
 /// How a delivered code was checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verification {
     /// On the device, against the ticket: provisional until reconciled.
     Offline,
@@ -283,7 +284,8 @@ pub enum Verification {
 }
 
 /// Why a parcel was not handed over.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NotDeliveredReason {
     /// No one was there to take it.
     CustomerAbsent,
@@ -295,7 +297,7 @@ pub enum NotDeliveredReason {
     Damaged,
     /// Anything else, in the courier's words.
     Other {
-        /// Free text, 1 to 500 bytes, no control characters.
+        /// Free text, 1 to 500 bytes, no control or bidirectional formatting characters.
         note: String,
     },
 }
@@ -897,8 +899,8 @@ impl Receipt {
                 if note.trim().is_empty() || note.len() > MAX_NOTE_BYTES {
                     return Err(invalid("the note has 1 to 500 bytes, not all spaces"));
                 }
-                if note.chars().any(char::is_control) {
-                    return Err(invalid("the note contains a control character"));
+                if note.chars().any(is_unsafe_char) {
+                    return Err(invalid("the note contains a control or bidirectional formatting character"));
                 }
             }
             ReceiptOutcome::NotDelivered { .. } => {}

@@ -6,6 +6,18 @@
 //! the ticket is left with about `space / 2^t` candidates, where `space` is
 //! 10^digits (numeric) or 32^length (Crockford base32). The library refuses
 //! settings that leave fewer than [`MIN_CANDIDATES`].
+//!
+//! # Why 100 candidates
+//!
+//! Whoever holds a ticket can list its candidates offline and pick one. The
+//! pick is right with probability 1/candidates, and the backend's online
+//! check ends the code at the first wrong candidate (it matches the ticket's
+//! hash, which an honest typo does only once in 2^t), so a ticket holder gets
+//! exactly one pick per sequence, online or offline. A wrong pick is flagged
+//! (`guessed_from_ticket` online, `code_mismatch` at reconciliation). At
+//! least 100 candidates keeps a ticket holder's chance at or below 1 in 100
+//! per delivery, with 99 of 100 tries flagged; the default (6 digits,
+//! t = 12) leaves 244.
 
 use core::fmt;
 use core::str::FromStr;
@@ -13,7 +25,7 @@ use core::str::FromStr;
 use crate::error::{Error, Result};
 
 /// Fewest candidates a brute-forcer of a ticket may be left with.
-pub const MIN_CANDIDATES: u128 = 16;
+pub const MIN_CANDIDATES: u128 = 100;
 /// Narrowest offline hash, in bits: a wrong code then passes 1 time in 256.
 pub const MIN_HASH_BITS: u32 = 8;
 /// Widest offline hash, in bits.
@@ -226,8 +238,8 @@ pub(crate) fn check_hash_bits(format: CodeFormat, hash_bits: u32) -> Result<()> 
         return Err(Error::UnsafeSettings {
             reason: format!(
                 "with {format} codes a {hash_bits}-bit hash leaves about {candidates} candidates \
-                 to someone who tries every code against the ticket; at least {MIN_CANDIDATES} \
-                 are needed so the ticket does not give the code away (use fewer bits or a longer code)"
+                 to someone who tries every code against the ticket, who then guesses right once in \
+                 {candidates}; at least {MIN_CANDIDATES} are needed (use fewer bits or a longer code)"
             ),
         });
     }
@@ -260,14 +272,17 @@ mod tests {
     #[test]
     fn refuses_hashes_that_give_the_code_away() {
         let mut s = DeliverySettings {
-            hash_bits: 15, // 10^6 / 2^15 = 30 candidates: allowed
+            hash_bits: 13, // 10^6 / 2^13 = 122 candidates: allowed
             ..DeliverySettings::default()
         };
         s.check().unwrap();
-        s.hash_bits = 16; // 15 candidates: refused
+        // 61 candidates: a ticket holder would guess right once in 61.
+        s.hash_bits = 14;
         let err = s.check().unwrap_err();
         assert_eq!(err.kind(), "unsafe_settings");
-        assert!(err.to_string().contains("about 15 candidates"), "{err}");
+        assert!(err.to_string().contains("about 61 candidates"), "{err}");
+        s.hash_bits = 15; // what issue 11 confirmed 10 of 10 deliveries with
+        assert_eq!(s.check().unwrap_err().kind(), "unsafe_settings");
         s.hash_bits = 7;
         assert_eq!(s.check().unwrap_err().kind(), "unsafe_settings");
         s.hash_bits = 33;
@@ -283,9 +298,10 @@ mod tests {
         };
         assert_eq!(s.check().unwrap_err().kind(), "invalid_code_format");
         s.allow_short_codes = true;
-        s.check().unwrap(); // 10^4 / 2^8 = 39 candidates
-        s.hash_bits = 10; // 9 candidates
+        // 10^4 / 2^8 = 39 candidates: too few for an offline ticket.
         assert_eq!(s.check().unwrap_err().kind(), "unsafe_settings");
+        s.format = CodeFormat::Numeric { digits: 5 };
+        s.check().unwrap(); // 10^5 / 2^8 = 390 candidates
         s.format = CodeFormat::Numeric { digits: 3 };
         assert_eq!(s.check().unwrap_err().kind(), "invalid_code_format");
     }

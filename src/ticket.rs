@@ -1,29 +1,37 @@
 //! The ticket: what the backend gives the courier's device for one delivery.
 //!
-//! # Wire format, version 1
+//! # Wire format, version 2
 //!
 //! One line of JSON, fields in this order, no spaces:
 //!
 //! | field | type | meaning |
 //! |---|---|---|
-//! | `v` | integer | format version, `1` |
+//! | `v` | integer | format version, `2` |
 //! | `delivery` | string | delivery id (1 to 128 bytes) |
 //! | `kid` | string | id of the backend key the code derives from |
 //! | `seq` | integer | sequence number; a resend issues the next one |
+//! | `courier` | string | the courier the delivery was given to (1 to 64 bytes, no control or bidi characters) |
 //! | `format` | string | `numeric-N` or `crockford-N` |
 //! | `nbf` | integer | not valid before this unix time |
 //! | `exp` | integer | not valid from this unix time on |
 //! | `attempts` | integer | attempts allowed (1 to 100) |
 //! | `hbits` | integer | width t of the keyed hash (8 to 32) |
-//! | `hkey` | string | per-ticket random hash key, 16 bytes, base32 without padding |
-//! | `hash` | integer | the top t bits of `HMAC-SHA256(hkey, "delivery-otp/v1/ticket-hash", delivery, seq, code)` |
-//! | `mac` | string | `HMAC-SHA256(key[kid], "delivery-otp/v1/ticket-mac", <the JSON before ,"mac">` + `}`), base32 without padding |
+//! | `hkey` | string | the hash key, 16 bytes, base32 without padding: the first 16 bytes of `HMAC-SHA256(key[kid], "delivery-otp/v2/ticket-hash-key", delivery, seq, format)` |
+//! | `hash` | integer | the top t bits of `HMAC-SHA256(hkey, "delivery-otp/v2/ticket-hash", delivery, seq, code)` |
+//! | `mac` | string | `HMAC-SHA256(key[kid], "delivery-otp/v2/ticket-mac", <the JSON before ,"mac">` + `}`), base32 without padding |
 //!
 //! The MAC covers the exact bytes of the ticket without its `mac` field, so
 //! any change to any field shows. Unknown fields and unknown versions are
 //! refused. The ticket never holds the code, a backend key, or anything from
 //! which the code follows: [`crate::settings`] keeps the hash narrow enough
-//! that every ticket matches at least 16 codes.
+//! that every ticket matches at least [`crate::settings::MIN_CANDIDATES`] codes.
+//!
+//! The hash key is derived, not random: every ticket for one delivery and
+//! sequence carries the same hash of the same code, so holding several (a
+//! ticket handed out again, a reassignment) teaches nothing more than holding
+//! one. Version 1 tickets had a random hash key per ticket, where two tickets
+//! for one sequence narrowed the code to one candidate, and named no courier;
+//! they are refused ([`Error::UnsupportedTicketVersion`]): issue again.
 
 use core::fmt;
 
@@ -32,16 +40,18 @@ use subtle::ConstantTimeEq;
 
 use crate::code::check_delivery_id;
 use crate::error::{Error, Result};
-use crate::keys::{check_key_id, json_problem, KeySet};
+use crate::keys::{check_key_id, json_problem, KeySet, MasterKey};
+use crate::receipt::check_party_id;
 use crate::mac::hmac_sha256;
 use crate::settings::{check_attempts, check_hash_bits, CodeFormat};
 
 /// The ticket format version this library writes and reads.
-pub const TICKET_VERSION: u64 = 1;
-/// Size of the per-ticket hash key.
+pub const TICKET_VERSION: u64 = 2;
+/// Size of the ticket's hash key.
 pub const HASH_KEY_BYTES: usize = 16;
-const HASH_DOMAIN: &[u8] = b"delivery-otp/v1/ticket-hash";
-const MAC_DOMAIN: &[u8] = b"delivery-otp/v1/ticket-mac";
+const HASH_KEY_DOMAIN: &[u8] = b"delivery-otp/v2/ticket-hash-key";
+const HASH_DOMAIN: &[u8] = b"delivery-otp/v2/ticket-hash";
+const MAC_DOMAIN: &[u8] = b"delivery-otp/v2/ticket-mac";
 
 /// A delivery's ticket. Built by [`crate::Backend::issue`], read with
 /// [`Ticket::from_json`].
@@ -52,6 +62,7 @@ pub struct Ticket {
     pub(crate) delivery_id: String,
     pub(crate) key_id: String,
     pub(crate) sequence: u64,
+    pub(crate) courier_id: String,
     pub(crate) format: CodeFormat,
     pub(crate) not_before: u64,
     pub(crate) expires_at: u64,
@@ -68,6 +79,7 @@ impl fmt::Debug for Ticket {
             .field("delivery_id", &self.delivery_id)
             .field("key_id", &self.key_id)
             .field("sequence", &self.sequence)
+            .field("courier_id", &self.courier_id)
             .field("format", &self.format)
             .field("not_before", &self.not_before)
             .field("expires_at", &self.expires_at)
@@ -84,6 +96,7 @@ struct Wire {
     delivery: String,
     kid: String,
     seq: u64,
+    courier: String,
     format: String,
     nbf: u64,
     exp: u64,
@@ -124,6 +137,11 @@ impl Ticket {
     pub fn sequence(&self) -> u64 {
         self.sequence
     }
+    /// The courier the delivery was given to: only their receipts and
+    /// online checks count for it.
+    pub fn courier_id(&self) -> &str {
+        &self.courier_id
+    }
     /// How the code is written.
     pub fn format(&self) -> CodeFormat {
         self.format
@@ -151,6 +169,7 @@ impl Ticket {
             delivery: self.delivery_id.clone(),
             kid: self.key_id.clone(),
             seq: self.sequence,
+            courier: self.courier_id.clone(),
             format: self.format.to_string(),
             nbf: self.not_before,
             exp: self.expires_at,
@@ -182,9 +201,9 @@ impl Ticket {
     /// (see [`Ticket::verify_mac`]).
     ///
     /// # Errors
-    /// - [`Error::UnsupportedTicketVersion`] for any version but 1;
+    /// - [`Error::UnsupportedTicketVersion`] for any version but 2;
     /// - [`Error::InvalidTicket`] for malformed JSON, unknown or missing
-    ///   fields, a bad delivery or key id, a bad format, hash key or MAC, a
+    ///   fields, a bad delivery, key or courier id, a bad format, hash key or MAC, a
     ///   hash wider than `hbits`, or `exp` not after `nbf`;
     /// - [`Error::UnsafeSettings`] for a hash width that would give the code
     ///   away, or an attempt limit outside 1 to 100.
@@ -207,6 +226,7 @@ impl Ticket {
         let wire: Wire = serde_json::from_str(text).map_err(json_error)?;
         check_delivery_id(&wire.delivery).map_err(|e| invalid(e.to_string()))?;
         check_key_id(&wire.kid).map_err(|e| invalid(e.to_string()))?;
+        check_party_id(&wire.courier, "courier").map_err(invalid)?;
         let format: CodeFormat = wire
             .format
             .parse()
@@ -227,6 +247,7 @@ impl Ticket {
             delivery_id: wire.delivery,
             key_id: wire.kid,
             sequence: wire.seq,
+            courier_id: wire.courier,
             format,
             not_before: wire.nbf,
             expires_at: wire.exp,
@@ -265,6 +286,28 @@ impl Ticket {
         );
         bool::from(hash.ct_eq(&self.hash))
     }
+}
+
+/// The hash key of every ticket for `delivery_id`'s `sequence` in `format`.
+pub(crate) fn hash_key(
+    master: &MasterKey,
+    delivery_id: &str,
+    sequence: u64,
+    format: CodeFormat,
+) -> [u8; HASH_KEY_BYTES] {
+    let mac = master.mac().sign(
+        HASH_KEY_DOMAIN,
+        &[
+            delivery_id.as_bytes(),
+            &sequence.to_be_bytes(),
+            format.to_string().as_bytes(),
+        ],
+    );
+    let mut key = [0u8; HASH_KEY_BYTES];
+    for (dst, src) in key.iter_mut().zip(mac.iter()) {
+        *dst = *src;
+    }
+    key
 }
 
 /// The top `bits` bits of the keyed hash of a code.
@@ -309,11 +352,18 @@ mod tests {
     use crate::settings::DeliverySettings;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
+    use std::collections::BTreeSet;
     use std::sync::Arc;
 
     fn backend() -> Backend {
         let keys = KeySet::new(crate::keys::MasterKey::from_bytes("k1", &[7u8; 32]).unwrap());
         Backend::new(keys, Arc::new(InMemoryAttemptStore::new()))
+    }
+
+    fn candidates(ticket: &Ticket) -> BTreeSet<u32> {
+        (0..1_000_000u32)
+            .filter(|c| ticket.hash_matches(&format!("{c:06}")))
+            .collect()
     }
 
     /// The offline false-accept rate of the default settings, measured over
@@ -326,13 +376,7 @@ mod tests {
         let (mut tried, mut passed) = (0u64, 0u64);
         for t in 0..16 {
             let issued = b
-                .issue_with_hash_key(
-                    &format!("PKG-{t}"),
-                    0,
-                    1_764_000_000,
-                    &settings,
-                    rng.random(),
-                )
+                .issue(&format!("PKG-{t}"), 0, "courier-1", 1_764_000_000, &settings)
                 .unwrap();
             let right: u32 = issued.code.as_str().parse().unwrap();
             while tried < (t + 1) * 62_500 {
@@ -367,23 +411,83 @@ mod tests {
         let settings = DeliverySettings::default();
         for t in 0..3u8 {
             let issued = b
-                .issue_with_hash_key(&format!("PKG-{t}"), 0, 1_764_000_000, &settings, [t; 16])
+                .issue(&format!("PKG-{t}"), 0, "courier-1", 1_764_000_000, &settings)
                 .unwrap();
-            let candidates: Vec<u32> = (0..1_000_000u32)
-                .filter(|c| issued.ticket.hash_matches(&format!("{c:06}")))
-                .collect();
+            let found = candidates(&issued.ticket);
             let right: u32 = issued.code.as_str().parse().unwrap();
             eprintln!(
                 "ticket {t}: {} candidates (expected about {:.0})",
-                candidates.len(),
+                found.len(),
                 settings.expected_candidates()
             );
-            assert!(candidates.contains(&right));
-            assert!(
-                (150..=350).contains(&candidates.len()),
-                "{}",
-                candidates.len()
-            );
+            assert!(found.contains(&right));
+            assert!((150..=350).contains(&found.len()), "{}", found.len());
         }
+    }
+
+    /// Issue 11, A1: a ticket handed out again, to the same courier later or
+    /// to another courier, carries the same hash of the same code, so the
+    /// candidates of all of them together are those of one. (With version
+    /// 1's random hash keys, two tickets left one candidate 19 times in 20.)
+    #[test]
+    fn tickets_issued_again_for_one_sequence_narrow_nothing_further() {
+        let b = backend();
+        let settings = DeliverySettings::default();
+        let first = b
+            .issue("PKG-A1", 0, "courier-1", 1_764_000_000, &settings)
+            .unwrap();
+        let again = b
+            .issue("PKG-A1", 0, "courier-1", 1_764_003_600, &settings)
+            .unwrap();
+        let reassigned = b
+            .issue("PKG-A1", 0, "courier-2", 1_764_007_200, &settings)
+            .unwrap();
+        let wider = b
+            .issue(
+                "PKG-A1",
+                0,
+                "courier-1",
+                1_764_000_000,
+                &DeliverySettings {
+                    hash_bits: 13,
+                    ..settings
+                },
+            )
+            .unwrap();
+        for other in [&again, &reassigned] {
+            assert_eq!(other.ticket.hash_key, first.ticket.hash_key);
+            assert_eq!(other.ticket.hash, first.ticket.hash);
+        }
+        let one = candidates(&first.ticket);
+        let mut all = one.clone();
+        for other in [&again, &reassigned, &wider] {
+            all = all.intersection(&candidates(&other.ticket)).copied().collect();
+        }
+        let widest = candidates(&wider.ticket);
+        eprintln!(
+            "one ticket: {} candidates; all four together: {} (the 13-bit one alone: {})",
+            one.len(),
+            all.len(),
+            widest.len()
+        );
+        // Nested: a wider hash of the same code narrows only as far as it
+        // would alone, which the settings rules allow.
+        assert_eq!(all, widest);
+        assert!(all.len() >= 100, "{}", all.len());
+        // Another sequence or delivery has its own hash key.
+        let next = b
+            .issue("PKG-A1", 1, "courier-1", 1_764_000_000, &settings)
+            .unwrap();
+        assert_ne!(next.ticket.hash_key, first.ticket.hash_key);
+    }
+
+    #[test]
+    fn version_1_tickets_are_refused_with_the_version() {
+        let v1 = r#"{"v":1,"delivery":"PKG","kid":"k1","seq":0,"format":"numeric-6","nbf":1,"exp":2,"attempts":5,"hbits":12,"hkey":"AAAAAAAAAAAAAAAAAAAAAAAAAA","hash":1,"mac":"AAAA"}"#;
+        let err = Ticket::from_json(v1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported ticket version 1; this library reads version 2"
+        );
     }
 }
