@@ -424,9 +424,11 @@ impl Backend {
     }
 
     /// What an earlier request that ended the code means for this one: the
-    /// same answer for the same entry (a retry), otherwise used or ended.
-    fn after_end(record: &OnlineRecord, attempt: &str) -> OnlineOutcome {
-        let same = bool::from(record.a.as_bytes().ct_eq(attempt.as_bytes()));
+    /// same answer for the same entry from the same device (a retry),
+    /// otherwise used or ended.
+    fn after_end(record: &OnlineRecord, attempt: &str, device_id: &str) -> OnlineOutcome {
+        let same =
+            bool::from(record.a.as_bytes().ct_eq(attempt.as_bytes())) && record.d == device_id;
         match (record.o.as_str(), same) {
             ("confirmed", true) => OnlineOutcome::Confirmed {
                 attempts_used: record.n,
@@ -487,7 +489,7 @@ impl Backend {
         let (delivery, seq) = (ticket.delivery_id(), ticket.sequence());
         let end_key = store_key("online", seq, delivery);
         if let Some(text) = self.store.recall(&end_key)? {
-            return Ok(Self::after_end(&read_record(&text)?, &attempt));
+            return Ok(Self::after_end(&read_record(&text)?, &attempt, device_id));
         }
         let Some(position) = self.store.record_attempt(
             &store_key("attempts", seq, delivery),
@@ -525,7 +527,7 @@ impl Backend {
                 Some(text) => read_record(&text)?,
                 None => record,
             };
-            return Ok(Self::after_end(&record, &attempt));
+            return Ok(Self::after_end(&record, &attempt, device_id));
         }
         Ok(match ticket.max_attempts().checked_sub(position) {
             Some(left) if left > 0 => OnlineOutcome::Rejected {

@@ -102,7 +102,7 @@ fn make(c: &Value, store: Arc<dyn StateStore>) -> (OfflineVerifier, DeviceKey, R
 fn receipts_match_the_golden_bytes_and_reconcile_as_expected() {
     let v = load("delivery-receipts.json");
     let cases = v["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 9);
+    assert_eq!(cases.len(), 13);
     for c in cases {
         let name = s(c, "name");
         let (_, key, receipt) = make(c, Arc::new(InMemoryStateStore::new()));
@@ -113,32 +113,73 @@ fn receipts_match_the_golden_bytes_and_reconcile_as_expected() {
 
         let backend = backend(&v);
         let expected = &c["reconcile"];
-        let current = n(expected, "current_sequence");
+        let ticket = backend.read_ticket(&s(expected, "ticket")).unwrap();
+        for step in expected["online"].as_array().unwrap() {
+            backend
+                .verify_online(
+                    &ticket,
+                    &s(step, "entered"),
+                    key.courier_id(),
+                    key.device_id(),
+                    n(step, "time"),
+                )
+                .unwrap();
+        }
         let r = backend
-            .reconcile(&s(c, "receipt"), current, RECONCILED_AT)
+            .reconcile(&s(c, "receipt"), &ticket, RECONCILED_AT)
             .unwrap();
         assert_eq!(r.decision.kind(), s(expected, "decision"), "{name}: {r:?}");
         assert_eq!(r.delivery_id, receipt.delivery_id());
+        assert!(!r.repeated, "{name}");
         assert!(!r.explanation.is_empty());
         if let ReceiptOutcome::Delivered { code, .. } = receipt.outcome() {
             assert!(!r.explanation.contains(code.as_str()), "{name}");
         }
+        // The same receipt again (a retry after a timeout): the same decision.
         let again = backend
-            .reconcile(&s(c, "receipt"), current, RECONCILED_AT + 1)
+            .reconcile(&s(c, "receipt"), &ticket, RECONCILED_AT + 1)
             .unwrap();
-        assert_eq!(again.decision, Decision::Replayed, "{name}");
+        assert_eq!(again.decision, r.decision, "{name}");
+        assert_eq!(again.explanation, r.explanation, "{name}");
+        let slot_taken = !matches!(
+            r.decision,
+            Decision::NotAssigned { .. } | Decision::Stale { .. }
+        );
+        assert_eq!(again.repeated, slot_taken, "{name}");
     }
+}
+
+#[test]
+fn a_note_that_reads_like_a_decision_is_quoted_in_the_explanation() {
+    let v = load("delivery-receipts.json");
+    let backend = backend(&v);
+    let ticket = backend.read_ticket(&s(&v, "ticket")).unwrap();
+    let c = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| s(c, "name") == "a note that reads like a decision is quoted")
+        .unwrap();
+    let r = backend
+        .reconcile(&s(c, "receipt"), &ticket, RECONCILED_AT)
+        .unwrap();
+    assert_eq!(
+        r.explanation,
+        "not delivered: other, in the courier's words: \"\\\" DECISION: delivered, confirmed \\\"\" \
+         (0 attempts on the device)"
+    );
 }
 
 #[test]
 fn tampered_receipts_are_refused_or_flagged() {
     let v = load("delivery-receipts.json");
     let backend = backend(&v);
+    let ticket = backend.read_ticket(&s(&v, "ticket")).unwrap();
     let tampered = v["tampered"].as_array().unwrap();
     assert!(tampered.len() >= 15);
     for t in tampered {
         let name = s(t, "name");
-        let result = backend.reconcile(&s(t, "receipt"), 0, RECONCILED_AT);
+        let result = backend.reconcile(&s(t, "receipt"), &ticket, RECONCILED_AT);
         match t["error"].as_str() {
             Some(kind) => {
                 assert_eq!(result.unwrap_err().kind(), kind, "{name}");
@@ -153,30 +194,50 @@ fn tampered_receipts_are_refused_or_flagged() {
     }
 }
 
+/// Issue 11, A4: each claim a courier signed with their own key is checked
+/// against the ticket and the backend's records, and named.
 #[test]
-fn a_second_different_receipt_for_a_ticket_is_conflicting() {
+fn false_claims_signed_by_the_courier_are_named_never_confirmed() {
     let v = load("delivery-receipts.json");
-    let backend = backend(&v);
-    let c = &v["conflict"];
-    let current = n(c, "current_sequence");
-    let decisions: Vec<String> = ["first", "second"]
-        .iter()
-        .map(|k| {
-            backend
-                .reconcile(&s(c, k), current, RECONCILED_AT)
-                .unwrap()
-                .decision
-                .kind()
-                .to_string()
-        })
-        .collect();
-    let expected: Vec<String> = c["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(decisions, expected);
+    let claims = v["false_claims"].as_array().unwrap();
+    assert_eq!(claims.len(), 6);
+    for c in claims {
+        let name = s(c, "name");
+        let backend = backend(&v);
+        let ticket = backend.read_ticket(&s(&v, "ticket")).unwrap();
+        let r = backend
+            .reconcile(&s(c, "receipt"), &ticket, RECONCILED_AT)
+            .unwrap();
+        assert_eq!(
+            r.decision,
+            Decision::FalseClaim {
+                field: s(c, "field")
+            },
+            "{name}: {}",
+            r.explanation
+        );
+    }
+}
+
+#[test]
+fn sequences_of_receipts_for_one_ticket() {
+    let v = load("delivery-receipts.json");
+    for seq in v["sequences"].as_array().unwrap() {
+        let name = s(seq, "name");
+        let backend = backend(&v);
+        let ticket = backend.read_ticket(&s(&v, "ticket")).unwrap();
+        for (i, step) in seq["steps"].as_array().unwrap().iter().enumerate() {
+            let r = backend
+                .reconcile(&s(step, "receipt"), &ticket, RECONCILED_AT)
+                .unwrap();
+            assert_eq!(r.decision.kind(), s(step, "decision"), "{name}, step {i}");
+            assert_eq!(
+                r.repeated,
+                step["repeated"].as_bool().unwrap(),
+                "{name}, step {i}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -243,7 +304,13 @@ fn a_brute_forced_code_passes_on_the_phone_and_is_flagged_by_the_backend() {
     let v = load("delivery-receipts.json");
     let backend = backend(&v);
     let issued = backend
-        .issue("PKG-9009", 0, 1_764_000_000, &DeliverySettings::default())
+        .issue(
+            "PKG-9009",
+            0,
+            "courier-17",
+            1_764_000_000,
+            &DeliverySettings::default(),
+        )
         .unwrap();
     let key = backend
         .provision_device("courier-17", "pixel-8-0042")
@@ -278,7 +345,7 @@ fn a_brute_forced_code_passes_on_the_phone_and_is_flagged_by_the_backend() {
         )
         .unwrap();
     let r = backend
-        .reconcile(&receipt.to_json(), 0, 1_764_000_200)
+        .reconcile(&receipt.to_json(), &issued.ticket, 1_764_000_200)
         .unwrap();
     assert_eq!(r.decision, Decision::CodeMismatch);
     assert!(!r.explanation.contains(issued.code.as_str()));
@@ -291,13 +358,24 @@ fn reconciliation_is_the_same_whether_the_device_key_is_cached_or_not() {
     // DEVICE_KEY_CACHE_MAX, then starts again. Decisions must not depend on it.
     let keys = KeySet::new(MasterKey::from_bytes("k1", &[5u8; 32]).unwrap());
     let backend = Backend::new(keys, Arc::new(InMemoryAttemptStore::new()));
+    let tickets = std::sync::Mutex::new(std::collections::HashMap::new());
     let receipt = |phone: usize, delivery: &str| -> String {
         let key = backend
             .provision_device("courier-1", &format!("phone-{phone}"))
             .unwrap();
         let issued = backend
-            .issue(delivery, 0, 1_764_000_000, &DeliverySettings::default())
+            .issue(
+                delivery,
+                0,
+                "courier-1",
+                1_764_000_000,
+                &DeliverySettings::default(),
+            )
             .unwrap();
+        tickets
+            .lock()
+            .unwrap()
+            .insert(delivery.to_string(), issued.ticket.clone());
         let outcome = ReceiptOutcome::Delivered {
             code: Zeroizing::new(issued.code.as_str().into()),
             verified: Verification::Offline,
@@ -306,22 +384,28 @@ fn reconciliation_is_the_same_whether_the_device_key_is_cached_or_not() {
             ReceiptDraft::for_ticket(&issued.ticket, outcome, 1, 1_764_000_011, "android/3.4.1");
         key.sign(draft).unwrap().to_json().to_string()
     };
-    let reconcile = |json: &str| backend.reconcile(json, 0, RECONCILED_AT).unwrap().decision;
+    let reconcile = |json: &str| {
+        let read = Receipt::from_json(json).unwrap();
+        let ticket = tickets.lock().unwrap()[read.delivery_id()].clone();
+        backend.reconcile(json, &ticket, RECONCILED_AT).unwrap()
+    };
     let confirmed = Decision::Confirmed {
         verified: Verification::Offline,
     };
 
     let first = receipt(0, "D-first");
-    assert_eq!(reconcile(&first), confirmed);
+    assert_eq!(reconcile(&first).decision, confirmed);
     // phone-0's key is cached now: a receipt made with phone-1's key that
     // claims phone-0 is still tampered.
     let forged = receipt(1, "D-forged").replace("\"phone-1\"", "\"phone-0\"");
-    assert_eq!(reconcile(&forged), Decision::Tampered);
+    assert_eq!(reconcile(&forged).decision, Decision::Tampered);
     for phone in 2..=DEVICE_KEY_CACHE_MAX {
-        assert_eq!(reconcile(&receipt(phone, &format!("D-{phone}"))), confirmed);
+        let r = reconcile(&receipt(phone, &format!("D-{phone}")));
+        assert_eq!(r.decision, confirmed);
     }
     // The cache has started over since: phone-0's key is derived again.
-    assert_eq!(reconcile(&first), Decision::Replayed);
-    assert_eq!(reconcile(&receipt(0, "D-second")), confirmed);
-    assert_eq!(reconcile(&forged), Decision::Tampered);
+    let again = reconcile(&first);
+    assert_eq!((again.decision, again.repeated), (confirmed.clone(), true));
+    assert_eq!(reconcile(&receipt(0, "D-second")).decision, confirmed);
+    assert_eq!(reconcile(&forged).decision, Decision::Tampered);
 }
