@@ -35,29 +35,24 @@ fn benches(c: &mut Criterion) {
         let mut seq = 0u64;
         bench.iter(|| {
             seq = seq.wrapping_add(1);
-            black_box(b.issue("PKG-2026-000123", seq, NOW, &settings).unwrap())
-        })
-    });
-    // The same without the operating system's random generator, which
-    // `issue` calls once for the ticket's hash key: the difference is that call.
-    c.bench_function("issue code + ticket, hash key given", |bench| {
-        let mut seq = 0u64;
-        bench.iter(|| {
-            seq = seq.wrapping_add(1);
             black_box(
-                b.issue_with_hash_key("PKG-2026-000123", seq, NOW, &settings, [7u8; 16])
+                b.issue("PKG-2026-000123", seq, "courier-17", NOW, &settings)
                     .unwrap(),
             )
         })
     });
     c.bench_function("issue + ticket to JSON", |bench| {
         bench.iter(|| {
-            let issued = b.issue("PKG-2026-000123", 0, NOW, &settings).unwrap();
+            let issued = b
+                .issue("PKG-2026-000123", 0, "courier-17", NOW, &settings)
+                .unwrap();
             black_box(issued.ticket.to_json())
         })
     });
 
-    let issued = b.issue("PKG-2026-000123", 0, NOW, &settings).unwrap();
+    let issued = b
+        .issue("PKG-2026-000123", 0, "courier-17", NOW, &settings)
+        .unwrap();
     let json = issued.ticket.to_json();
     c.bench_function("device: parse ticket", |bench| {
         bench.iter(|| black_box(Ticket::from_json(black_box(&json)).unwrap()))
@@ -91,7 +86,11 @@ fn benches(c: &mut Criterion) {
         |bench| {
             bench.iter(|| {
                 let fresh = backend();
-                black_box(fresh.verify_online(&ticket, &code, NOW + 10, 0).unwrap())
+                black_box(
+                    fresh
+                        .verify_online(&ticket, &code, "courier-17", "phone-1", NOW + 10)
+                        .unwrap(),
+                )
             })
         },
     );
@@ -168,7 +167,7 @@ fn benches(c: &mut Criterion) {
                     n += 1;
                     black_box(
                         store
-                            .record_attempt(&format!("k:{n}:D"), NOW + 3600)
+                            .record_attempt(&format!("k:{n}:D"), "attempt", 5, NOW + 3600)
                             .unwrap(),
                     )
                 })
@@ -196,7 +195,14 @@ fn bench_reconcile(c: &mut Criterion, name: &str, b: &Backend, key: &DeviceKey, 
             || {
                 n += 1;
                 let delivery = format!("B-{tag}-{n}");
-                let code = b.derive_code("bench", &delivery, 0, format).unwrap();
+                let settings = DeliverySettings {
+                    format,
+                    ..DeliverySettings::default()
+                };
+                let issued = b
+                    .issue(&delivery, 0, key.courier_id(), NOW, &settings)
+                    .unwrap();
+                let code = issued.code;
                 let draft = ReceiptDraft {
                     delivery_id: delivery,
                     key_id: "bench".into(),
@@ -213,9 +219,9 @@ fn bench_reconcile(c: &mut Criterion, name: &str, b: &Backend, key: &DeviceKey, 
                     photo_sha256: None,
                     app_version: "android/3.4.1".into(),
                 };
-                key.sign(draft).unwrap().to_json()
+                (key.sign(draft).unwrap().to_json(), issued.ticket)
             },
-            |json| black_box(b.reconcile(&json, 0, NOW + 100).unwrap()),
+            |(json, ticket)| black_box(b.reconcile(&json, &ticket, NOW + 100).unwrap()),
             BatchSize::SmallInput,
         )
     });

@@ -30,12 +30,13 @@ in_swift_root() {
 
 # A private Redis server on a free loopback port, for the RedisStore tests and
 # benches: started by redis_start (which exports DELIVERY_OTP_REDIS_URL),
-# stopped by redis_stop. Nothing is written to disk.
+# stopped by redis_stop. It persists every write (append-only file, fsync
+# always) in its temporary folder, as RedisStore insists.
 redis_start() {
   REDIS_DIR=$(mktemp -d)
   local port tries=0
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly yes --appendfsync always \
     --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" \
     --logfile "$REDIS_DIR/redis.log" || return 1
   until redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; do

@@ -233,7 +233,10 @@ fn store_text<T: Serialize>(value: &T) -> Result<String> {
 
 fn read_record<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::StateStorage {
-        reason: format!("the store holds an unreadable record ({})", json_problem(&e)),
+        reason: format!(
+            "the store holds an unreadable record ({})",
+            json_problem(&e)
+        ),
     })
 }
 
@@ -300,7 +303,8 @@ impl Backend {
         settings: &DeliverySettings,
     ) -> Result<Issued> {
         settings.check()?;
-        check_party_id(courier_id, "courier").map_err(|reason| Error::InvalidDeviceKey { reason })?;
+        check_party_id(courier_id, "courier")
+            .map_err(|reason| Error::InvalidDeviceKey { reason })?;
         let key = self.keys.current();
         let code = derive_code(key, delivery_id, sequence, settings.format)?;
         let expires_at =
@@ -518,11 +522,9 @@ impl Backend {
                 c: courier_id.into(),
                 d: device_id.into(),
             };
-            let first = self.store.remember_first(
-                &end_key,
-                &store_text(&record)?,
-                ticket.expires_at(),
-            )?;
+            let first =
+                self.store
+                    .remember_first(&end_key, &store_text(&record)?, ticket.expires_at())?;
             let record = match first {
                 Some(text) => read_record(&text)?,
                 None => record,
@@ -855,9 +857,9 @@ impl Backend {
             explanation,
         };
         let slot = store_key("receipt", seq, delivery);
-        let Some(first) = self
-            .store
-            .remember_first(&slot, &store_text(&record)?, remember_until)?
+        let Some(first) =
+            self.store
+                .remember_first(&slot, &store_text(&record)?, remember_until)?
         else {
             return Ok(done(record.decision, record.explanation));
         };
@@ -1009,7 +1011,8 @@ impl Backend {
             if first < earliest || first > latest {
                 return Some((
                     "first",
-                    "a first attempt before the ticket was valid or after the backend's clock".into(),
+                    "a first attempt before the ticket was valid or after the backend's clock"
+                        .into(),
                 ));
             }
         }
@@ -1032,13 +1035,11 @@ impl Backend {
                 r.o == "confirmed" && r.c == receipt.courier_id() && r.d == receipt.device_id()
             });
             match confirmed {
-                None => {
-                    return Some((
-                        "via",
-                        "an online confirmation the backend did not give to this courier and device"
-                            .into(),
-                    ))
-                }
+                None => return Some((
+                    "via",
+                    "an online confirmation the backend did not give to this courier and device"
+                        .into(),
+                )),
                 Some(r) if r.n != receipt.attempts() => {
                     return Some((
                         "attempts",

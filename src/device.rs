@@ -399,10 +399,10 @@ impl OfflineVerifier {
         extras: ReceiptExtras,
     ) -> Result<Receipt> {
         let state = self.load()?.1.map_err(|newer| Error::InvalidReceipt {
-                reason: format!(
-                    "a newer ticket (sequence {newer}) for this delivery is in use on this device"
-                ),
-            })?;
+            reason: format!(
+                "a newer ticket (sequence {newer}) for this delivery is in use on this device"
+            ),
+        })?;
         let attempts = match &outcome {
             ReceiptOutcome::Delivered {
                 code,

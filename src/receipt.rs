@@ -900,7 +900,9 @@ impl Receipt {
                     return Err(invalid("the note has 1 to 500 bytes, not all spaces"));
                 }
                 if note.chars().any(is_unsafe_char) {
-                    return Err(invalid("the note contains a control or bidirectional formatting character"));
+                    return Err(invalid(
+                        "the note contains a control or bidirectional formatting character",
+                    ));
                 }
             }
             ReceiptOutcome::NotDelivered { .. } => {}

@@ -1,16 +1,30 @@
 //! [`RedisStore`]: the [`AttemptStore`] several backend instances share.
 //!
-//! Each operation is one Lua script, so counting, consuming and remembering
-//! are atomic on the server whatever the number of backend instances and
-//! threads. Every key expires at the time the caller gives (the code's
-//! expiry, or the receipt retention), and never less than a minute after the
-//! Redis server's own clock, so a small clock difference between a backend
-//! and Redis cannot reset a count.
+//! Each operation is one Lua script (or one `GET`), so counting and
+//! remembering are atomic on the server whatever the number of backend
+//! instances and threads. Every key expires at the time the caller gives
+//! (the code's expiry, or the receipt retention), never less than a minute
+//! after the Redis server's own clock, so a small clock difference between a
+//! backend and Redis cannot reset a count, and never later than
+//! [`MAX_EXPIRY`], so no caller's time can make a command fail.
 //!
-//! A failed call returns [`Error::StateStorage`]; the store never retries a
-//! command by itself, so nothing is counted twice. Only when a reply is lost
-//! after the command reached the server (a timeout) is the count unknown;
-//! the attempt then counts against the courier, never for them.
+//! # Durability
+//!
+//! A store that forgets on restart would let attempts be counted again, a
+//! used code be used again and a judged receipt be judged afresh. So the
+//! store checks, on every new connection, that the server writes an
+//! append-only file and syncs it on every write (`appendonly yes`,
+//! `appendfsync always`), and refuses to work otherwise
+//! ([`Error::StateStorage`] naming the setting), unless the caller chose
+//! [`RedisStore::allow_volatile`] on purpose.
+//!
+//! # Faults
+//!
+//! Every operation is idempotent (see [`AttemptStore`]), so a command whose
+//! connection broke or timed out is sent once more on a new connection: a
+//! restarted server is reconnected to without the caller noticing, and a
+//! lost reply cannot count an attempt twice. If the second try fails too,
+//! the call returns [`Error::StateStorage`] and can be made again later.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -24,16 +38,23 @@ use crate::error::{Error, Result};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// What every key starts with, unless [`RedisStore::with_prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "delivery-otp:";
+/// The latest expiry given to Redis: the end of the year 9999. Later times
+/// (a caller's clock near 2^62, say) are lowered to it; Redis refuses
+/// expiry times whose milliseconds do not fit in 63 bits.
+pub const MAX_EXPIRY: u64 = 253_402_300_799;
 
 const EXPIRY: &str =
     "local exp = math.max(tonumber(ARGV[1]), tonumber(redis.call('TIME')[1]) + 60)\n";
 
-const RECORD_ATTEMPT: &str = "local n = redis.call('INCR', KEYS[1])\n\
+/// ARGV: expiry, attempt id, limit. Returns the attempt's position, or 0
+/// when the limit is reached and the attempt is new.
+const RECORD_ATTEMPT: &str = "local n = redis.call('HGET', KEYS[1], ARGV[2])\n\
+     if n then return tonumber(n) end\n\
+     local count = redis.call('HLEN', KEYS[1])\n\
+     if count >= tonumber(ARGV[3]) then return 0 end\n\
+     redis.call('HSET', KEYS[1], ARGV[2], count + 1)\n\
      redis.call('EXPIREAT', KEYS[1], exp)\n\
-     return n";
-
-const CONSUME: &str = "if redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', exp) then return 1 end\n\
-     return 0";
+     return count + 1";
 
 const REMEMBER_FIRST: &str = "local first = redis.call('GET', KEYS[1])\n\
      if first then return first end\n\
@@ -49,8 +70,8 @@ pub struct RedisStore {
     idle: Mutex<Vec<Connection>>,
     prefix: String,
     timeout: Duration,
+    volatile: bool,
     record_attempt: Script,
-    consume: Script,
     remember_first: Script,
 }
 
@@ -60,6 +81,7 @@ impl core::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("volatile", &self.volatile)
             .finish_non_exhaustive()
     }
 }
@@ -94,10 +116,18 @@ impl RedisStore {
             idle: Mutex::new(Vec::new()),
             prefix: DEFAULT_PREFIX.to_string(),
             timeout: DEFAULT_TIMEOUT,
+            volatile: false,
             record_attempt: Script::new(&format!("{EXPIRY}{RECORD_ATTEMPT}")),
-            consume: Script::new(&format!("{EXPIRY}{CONSUME}")),
             remember_first: Script::new(&format!("{EXPIRY}{REMEMBER_FIRST}")),
         })
+    }
+
+    /// Works with a server that does not persist every write. A restart of
+    /// such a server forgets attempts, used codes and judged receipts: for
+    /// tests and benchmarks, never for deliveries.
+    pub fn allow_volatile(mut self) -> Self {
+        self.volatile = true;
+        self
     }
 
     /// Changes what every key starts with, to share one Redis database.
@@ -117,72 +147,129 @@ impl RedisStore {
         format!("{}{key}", self.prefix)
     }
 
-    fn connection(&self) -> redis::RedisResult<Connection> {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        if let Some(connection) = pooled {
-            return Ok(connection);
+    /// A pooled connection, or a new one (checked for durability).
+    fn connection(&self, fresh: bool) -> Result<Connection> {
+        if !fresh {
+            let pooled = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            if let Some(connection) = pooled {
+                return Ok(connection);
+            }
         }
-        let connection = self.client.get_connection_with_timeout(self.timeout)?;
-        connection.set_read_timeout(Some(self.timeout))?;
-        connection.set_write_timeout(Some(self.timeout))?;
+        let open = || -> redis::RedisResult<Connection> {
+            let connection = self.client.get_connection_with_timeout(self.timeout)?;
+            connection.set_read_timeout(Some(self.timeout))?;
+            connection.set_write_timeout(Some(self.timeout))?;
+            Ok(connection)
+        };
+        let mut connection = open().map_err(|e| storage_error(&e))?;
+        if !self.volatile {
+            self.check_durable(&mut connection)?;
+        }
         Ok(connection)
     }
 
-    /// Runs `script` on one connection. A connection that failed is dropped;
-    /// the command is not retried.
-    fn run<T: redis::FromRedisValue>(
+    /// Refuses a server that would forget writes on a restart.
+    fn check_durable(&self, connection: &mut Connection) -> Result<()> {
+        for (name, wanted) in [("appendonly", "yes"), ("appendfsync", "always")] {
+            let reply: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query(connection)
+                .map_err(|e| storage_error(&e))?;
+            if reply.get(1).map(String::as_str) != Some(wanted) {
+                return Err(Error::StateStorage {
+                    reason: format!(
+                        "the Redis server does not have {name} {wanted}, so a restart would \
+                         forget attempts and decisions; configure it, or call allow_volatile() \
+                         for tests"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `command` on a connection; a broken or timed-out connection is
+    /// dropped and the command sent once more on a new one (every operation
+    /// is idempotent).
+    fn run<T>(&self, command: impl Fn(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+        let mut last = None;
+        for fresh in [false, true] {
+            let mut connection = self.connection(fresh)?;
+            match command(&mut connection) {
+                Ok(value) => {
+                    self.idle
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(connection);
+                    return Ok(value);
+                }
+                Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                    last = Some(e);
+                }
+                Err(e) => return Err(storage_error(&e)),
+            }
+        }
+        Err(last.map_or_else(
+            || Error::StateStorage {
+                reason: "Redis could not be reached".into(),
+            },
+            |e| storage_error(&e),
+        ))
+    }
+
+    fn script<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         key: &str,
         args: &[&str],
     ) -> Result<T> {
-        let mut connection = self.connection().map_err(|e| storage_error(&e))?;
-        let mut invocation = script.prepare_invoke();
-        invocation.key(self.redis_key(key));
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        match invocation.invoke::<T>(&mut connection) {
-            Ok(value) => {
-                self.idle
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(connection);
-                Ok(value)
+        let key = self.redis_key(key);
+        self.run(|connection| {
+            let mut invocation = script.prepare_invoke();
+            invocation.key(&key);
+            for arg in args {
+                invocation.arg(*arg);
             }
-            Err(e) => Err(storage_error(&e)),
-        }
+            invocation.invoke::<T>(connection)
+        })
     }
 }
 
 impl AttemptStore for RedisStore {
-    fn record_attempt(&self, scope: &str, expires_at: u64) -> Result<u32> {
-        let count: u64 = self.run(
+    fn record_attempt(
+        &self,
+        scope: &str,
+        attempt: &str,
+        limit: u32,
+        expires_at: u64,
+    ) -> Result<Option<u32>> {
+        let position: u64 = self.script(
             &self.record_attempt,
-            &format!("attempts:{scope}"),
-            &[&expires_at.to_string()],
+            scope,
+            &[
+                &expires_at.min(MAX_EXPIRY).to_string(),
+                attempt,
+                &limit.to_string(),
+            ],
         )?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
-    }
-
-    fn consume(&self, scope: &str, expires_at: u64) -> Result<bool> {
-        let first: u8 = self.run(
-            &self.consume,
-            &format!("consumed:{scope}"),
-            &[&expires_at.to_string()],
-        )?;
-        Ok(first == 1)
+        Ok(u32::try_from(position).ok().filter(|&p| p > 0))
     }
 
     fn remember_first(&self, key: &str, value: &str, expires_at: u64) -> Result<Option<String>> {
-        self.run(
+        self.script(
             &self.remember_first,
             &format!("first:{key}"),
-            &[&expires_at.to_string(), value],
+            &[&expires_at.min(MAX_EXPIRY).to_string(), value],
         )
+    }
+
+    fn recall(&self, key: &str) -> Result<Option<String>> {
+        let key = self.redis_key(&format!("first:{key}"));
+        self.run(|connection| redis::cmd("GET").arg(&key).query(connection))
     }
 }

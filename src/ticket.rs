@@ -41,8 +41,8 @@ use subtle::ConstantTimeEq;
 use crate::code::check_delivery_id;
 use crate::error::{Error, Result};
 use crate::keys::{check_key_id, json_problem, KeySet, MasterKey};
-use crate::receipt::check_party_id;
 use crate::mac::hmac_sha256;
+use crate::receipt::check_party_id;
 use crate::settings::{check_attempts, check_hash_bits, CodeFormat};
 
 /// The ticket format version this library writes and reads.
@@ -376,7 +376,13 @@ mod tests {
         let (mut tried, mut passed) = (0u64, 0u64);
         for t in 0..16 {
             let issued = b
-                .issue(&format!("PKG-{t}"), 0, "courier-1", 1_764_000_000, &settings)
+                .issue(
+                    &format!("PKG-{t}"),
+                    0,
+                    "courier-1",
+                    1_764_000_000,
+                    &settings,
+                )
                 .unwrap();
             let right: u32 = issued.code.as_str().parse().unwrap();
             while tried < (t + 1) * 62_500 {
@@ -411,7 +417,13 @@ mod tests {
         let settings = DeliverySettings::default();
         for t in 0..3u8 {
             let issued = b
-                .issue(&format!("PKG-{t}"), 0, "courier-1", 1_764_000_000, &settings)
+                .issue(
+                    &format!("PKG-{t}"),
+                    0,
+                    "courier-1",
+                    1_764_000_000,
+                    &settings,
+                )
                 .unwrap();
             let found = candidates(&issued.ticket);
             let right: u32 = issued.code.as_str().parse().unwrap();
@@ -461,7 +473,10 @@ mod tests {
         let one = candidates(&first.ticket);
         let mut all = one.clone();
         for other in [&again, &reassigned, &wider] {
-            all = all.intersection(&candidates(&other.ticket)).copied().collect();
+            all = all
+                .intersection(&candidates(&other.ticket))
+                .copied()
+                .collect();
         }
         let widest = candidates(&wider.ticket);
         eprintln!(

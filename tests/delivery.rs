@@ -20,7 +20,10 @@ use delivery_otp::{
 use serde_json::Value;
 
 fn base32_of(bytes: &[u8]) -> String {
-    delivery_otp::Secret::from_bytes(bytes).unwrap().to_base32().to_string()
+    delivery_otp::Secret::from_bytes(bytes)
+        .unwrap()
+        .to_base32()
+        .to_string()
 }
 
 fn hex(text: &str) -> Vec<u8> {

@@ -44,7 +44,7 @@ fn debug_output_never_shows_a_secret_or_a_code() {
     let keys = KeySet::new(master.clone());
     let backend = Backend::new(keys.clone(), Arc::new(InMemoryAttemptStore::new()));
     let issued = backend
-        .issue("PKG-1", 0, NOW, &DeliverySettings::default())
+        .issue("PKG-1", 0, "courier-1", NOW, &DeliverySettings::default())
         .unwrap();
     let code = issued.code.as_str().to_string();
     let device_key = backend.provision_device("courier-1", "phone-1").unwrap();
@@ -149,7 +149,13 @@ fn debug_output_never_shows_a_secret_or_a_code() {
         Receipt::from_json(&receipt_json.replace(",\"kid\"", ", \"kid\"")).unwrap_err(),
         Receipt::from_json(&receipt_json[..receipt_json.len() - 2]).unwrap_err(),
         backend
-            .verify_online(&issued.ticket, &format!("{code}x"), NOW + 1, 0)
+            .verify_online(
+                &issued.ticket,
+                &format!("{code}x"),
+                "courier-1",
+                "phone-1",
+                NOW + 1,
+            )
             .unwrap_err(),
         verifier
             .receipt(
@@ -179,6 +185,8 @@ fn debug_output_never_shows_a_secret_or_a_code() {
         forbidden.check(e.kind(), &format!("{e:?}"));
     }
     // And the reconciliation's explanation, for a right and a wrong code.
-    let r = backend.reconcile(&receipt_json, 0, NOW + 10).unwrap();
+    let r = backend
+        .reconcile(&receipt_json, &issued.ticket, NOW + 10)
+        .unwrap();
     forbidden.check("explanation", &r.explanation);
 }

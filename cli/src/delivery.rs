@@ -1,7 +1,7 @@
 //! `delivery-otp issue`, `verify` and `keys`: delivery codes for operations staff.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
@@ -23,6 +23,9 @@ pub struct IssueArgs {
     /// Sequence number: 0 for the first code, one more for each resend.
     #[arg(long, default_value_t = 0)]
     sequence: u64,
+    /// The courier the delivery is given to (only their receipts count).
+    #[arg(long)]
+    courier: String,
     /// Issue time, unix seconds (default: now).
     #[arg(long)]
     time: Option<u64>,
@@ -57,11 +60,12 @@ pub struct VerifyArgs {
     /// Key set file, for online verification.
     #[arg(long, required_unless_present = "offline")]
     keys: Option<String>,
-    /// The delivery's current sequence (online; default: the ticket's).
-    #[arg(long)]
-    current_sequence: Option<u64>,
+    /// The device asking (online; default: `cli`). The courier is the
+    /// ticket's: only they may check it.
+    #[arg(long, default_value = "cli")]
+    device: String,
     /// Verify as the courier's device does, without keys (one attempt, fresh state).
-    #[arg(long, conflicts_with_all = ["keys", "current_sequence"])]
+    #[arg(long, conflicts_with_all = ["keys"])]
     offline: bool,
 }
 
@@ -108,14 +112,14 @@ pub struct ReconcileArgs {
     /// Key set file.
     #[arg(long)]
     keys: String,
-    /// Receipts file, one receipt per line (default: stdin).
+    /// Receipts file, one receipt per line (default: stdin). Read a line
+    /// at a time; a line over 64 KiB is reported as invalid.
     #[arg(long)]
     input: Option<String>,
-    /// A delivery's current sequence, as DELIVERY=SEQUENCE; repeat for each
-    /// delivery that had a resend. Deliveries not named are taken to be at
-    /// the receipt's own sequence.
-    #[arg(long = "current", value_name = "DELIVERY=SEQUENCE", value_parser = parse_current)]
-    current: Vec<(String, u64)>,
+    /// The tickets as issued, one JSON per line (at most 64 KiB each, 16
+    /// MiB in all); the last line for a delivery is its current ticket.
+    #[arg(long)]
+    tickets: String,
     /// Reconciliation time, unix seconds (default: now).
     #[arg(long)]
     time: Option<u64>,
@@ -148,6 +152,7 @@ pub fn issue(args: IssueArgs, now: u64) -> Result<String, Error> {
     let issued = backend.issue(
         &args.delivery,
         args.sequence,
+        &args.courier,
         args.time.unwrap_or(now),
         &settings,
     )?;
@@ -156,6 +161,7 @@ pub fn issue(args: IssueArgs, now: u64) -> Result<String, Error> {
         "delivery_id": issued.ticket.delivery_id(),
         "sequence": issued.ticket.sequence(),
         "key_id": issued.ticket.key_id(),
+        "courier_id": issued.ticket.courier_id(),
         "code": issued.code.as_str(),
         "code_grouped": issued.code.grouped(),
         "not_before": issued.ticket.not_before(),
@@ -200,12 +206,11 @@ fn online_json(o: &OnlineOutcome) -> Value {
         }
         OnlineOutcome::LockedOut { until } => ("locked_out", json!({ "until": until })),
         OnlineOutcome::AlreadyUsed => ("already_used", json!({})),
+        OnlineOutcome::GuessedFromTicket => ("guessed_from_ticket", json!({})),
+        OnlineOutcome::Ended => ("ended", json!({})),
+        OnlineOutcome::NotAssigned => ("not_assigned", json!({})),
         OnlineOutcome::Expired { at } => ("expired", json!({ "at": at })),
         OnlineOutcome::NotYetValid { from } => ("not_yet_valid", json!({ "from": from })),
-        OnlineOutcome::Superseded { current_sequence } => (
-            "superseded",
-            json!({ "current_sequence": current_sequence }),
-        ),
     };
     with_outcome(name, extra, &crate::demo::describe_online(o))
 }
@@ -236,8 +241,8 @@ pub fn verify(args: VerifyArgs, now: u64) -> Result<String, Error> {
     }
     let backend = load_backend(args.keys.as_deref().unwrap_or_default())?;
     let ticket = backend.read_ticket(text.trim())?;
-    let current = args.current_sequence.unwrap_or(ticket.sequence());
-    let outcome = backend.verify_online(&ticket, &args.code, time, current)?;
+    let courier = ticket.courier_id().to_string();
+    let outcome = backend.verify_online(&ticket, &args.code, &courier, &args.device, time)?;
     let mut out = online_json(&outcome);
     if let Value::Object(map) = &mut out {
         map.insert("mode".into(), json!("online"));
@@ -259,49 +264,147 @@ pub fn keys(command: KeysCommand) -> Result<String, Error> {
     }
 }
 
-fn parse_current(item: &str) -> Result<(String, u64), String> {
-    let bad = || "write DELIVERY=SEQUENCE, the sequence a whole number".to_string();
-    let (delivery, seq) = item.rsplit_once('=').ok_or_else(bad)?;
-    Ok((delivery.to_string(), seq.parse().map_err(|_| bad())?))
+/// Longest line `reconcile` reads from the tickets or receipts.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Most bytes `reconcile` reads from the tickets file.
+pub const MAX_TICKETS_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads one line of at most [`MAX_LINE_BYTES`] into `line` (without its
+/// end), holding no more than that in memory. Returns `None` at the end,
+/// `Some(false)` for a line that was too long (the rest of it is skipped),
+/// or not UTF-8.
+fn read_bounded_line(input: &mut impl BufRead, line: &mut String) -> std::io::Result<Option<bool>> {
+    line.clear();
+    let mut bytes = Vec::new();
+    let mut too_long = false;
+    loop {
+        let (done, used) = {
+            let buffer = input.fill_buf()?;
+            if buffer.is_empty() {
+                if bytes.is_empty() && !too_long {
+                    return Ok(None);
+                }
+                (true, 0)
+            } else {
+                let end = buffer.iter().position(|&b| b == b'\n');
+                let chunk = buffer
+                    .get(..end.unwrap_or(buffer.len()))
+                    .unwrap_or_default();
+                if !too_long && bytes.len().saturating_add(chunk.len()) <= MAX_LINE_BYTES {
+                    bytes.extend_from_slice(chunk);
+                } else {
+                    too_long = true;
+                    bytes.clear();
+                }
+                (
+                    end.is_some(),
+                    end.map_or(buffer.len(), |e| e.saturating_add(1)),
+                )
+            }
+        };
+        input.consume(used);
+        if done {
+            break;
+        }
+    }
+    if too_long {
+        return Ok(Some(false));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => {
+            *line = text;
+            Ok(Some(true))
+        }
+        Err(_) => Ok(Some(false)),
+    }
 }
 
-/// One JSON line per receipt line; blank lines are skipped. A line that is
-/// not a receipt gets the decision `invalid` with the error kind.
-pub fn reconcile(args: ReconcileArgs, now: u64) -> Result<String, Error> {
-    let backend = load_backend(&args.keys)?;
-    let current: HashMap<String, u64> = args.current.into_iter().collect();
-    let text = match &args.input {
-        Some(path) => read_file(path, "receipts")?,
-        None => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| Error::InvalidReceipt {
-                    reason: format!("cannot read stdin: {}", e.kind()),
-                })?;
-            text
+fn read_error(what: &str, e: &std::io::Error) -> Error {
+    Error::InvalidReceipt {
+        reason: format!("cannot read the {what}: {}", e.kind()),
+    }
+}
+
+/// The current ticket of each delivery, from a file of ticket lines.
+fn read_tickets(backend: &Backend, path: &str) -> Result<HashMap<String, Ticket>, Error> {
+    let file = std::fs::File::open(path).map_err(|e| Error::InvalidTicket {
+        reason: format!("cannot read the tickets file: {}", e.kind()),
+    })?;
+    let mut input = BufReader::new(file.take(MAX_TICKETS_BYTES));
+    let mut tickets = HashMap::new();
+    let mut line = String::new();
+    let mut number = 0usize;
+    while let Some(ok) =
+        read_bounded_line(&mut input, &mut line).map_err(|e| read_error("tickets file", &e))?
+    {
+        number = number.saturating_add(1);
+        if !ok {
+            return Err(Error::InvalidTicket {
+                reason: format!("line {number} of the tickets file is over 64 KiB or not UTF-8"),
+            });
         }
-    };
-    let time = args.time.unwrap_or(now);
-    let mut out = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
+        if line.trim().is_empty() {
             continue;
         }
-        let number = index.saturating_add(1);
-        // The receipt's own sequence when no --current names its delivery.
-        let result = Receipt::from_json(line).and_then(|receipt| {
-            let sequence = current
-                .get(receipt.delivery_id())
-                .copied()
-                .unwrap_or(receipt.sequence());
-            backend.reconcile_receipt(&receipt, sequence, time)
-        });
+        let ticket = backend
+            .read_ticket(line.trim())
+            .map_err(|e| Error::InvalidTicket {
+                reason: format!("line {number} of the tickets file: {e}"),
+            })?;
+        tickets.insert(ticket.delivery_id().to_string(), ticket);
+    }
+    Ok(tickets)
+}
+
+/// Writes one JSON line per receipt line to `out` as it goes, in constant
+/// memory; blank lines are skipped. A line that is not a receipt, is over
+/// 64 KiB, or names a delivery with no ticket gets the decision `invalid`
+/// with the error kind.
+///
+/// # Errors
+/// Unreadable keys or tickets; [`Error::StateStorage`]; a write error.
+pub fn reconcile(args: ReconcileArgs, now: u64, out: &mut impl Write) -> Result<(), Error> {
+    let backend = load_backend(&args.keys)?;
+    let tickets = read_tickets(&backend, &args.tickets)?;
+    let input: Box<dyn Read> = match &args.input {
+        Some(path) => Box::new(
+            std::fs::File::open(path).map_err(|e| Error::InvalidReceipt {
+                reason: format!("cannot read the receipts file: {}", e.kind()),
+            })?,
+        ),
+        None => Box::new(std::io::stdin()),
+    };
+    let mut input = BufReader::new(input);
+    let time = args.time.unwrap_or(now);
+    let mut line = String::new();
+    let mut number = 0usize;
+    while let Some(ok) =
+        read_bounded_line(&mut input, &mut line).map_err(|e| read_error("receipts", &e))?
+    {
+        number = number.saturating_add(1);
+        if ok && line.trim().is_empty() {
+            continue;
+        }
+        let result = if ok {
+            Receipt::from_json(line.trim()).and_then(|receipt| {
+                let ticket =
+                    tickets
+                        .get(receipt.delivery_id())
+                        .ok_or_else(|| Error::InvalidReceipt {
+                            reason: "no ticket was issued for its delivery".into(),
+                        })?;
+                backend.reconcile_receipt(&receipt, ticket, time)
+            })
+        } else {
+            Err(Error::InvalidReceipt {
+                reason: "the line is over 64 KiB or not UTF-8".into(),
+            })
+        };
         let value = match result {
             Ok(r) => json!({
                 "line": number,
                 "decision": r.decision.kind(),
+                "repeated": r.repeated,
                 "delivery_id": r.delivery_id,
                 "sequence": r.sequence,
                 "courier_id": r.courier_id,
@@ -316,9 +419,9 @@ pub fn reconcile(args: ReconcileArgs, now: u64) -> Result<String, Error> {
                 "explanation": e.to_string(),
             }),
         };
-        out.push(value.to_string());
+        writeln!(out, "{value}").map_err(|e| read_error("output", &e))?;
     }
-    Ok(out.join("\n"))
+    Ok(())
 }
 
 fn read_policy_file(path: &str) -> Result<String, Error> {

@@ -75,16 +75,13 @@ pub fn handover(now: u64) -> Result<String, Error> {
     ));
     say(String::new());
 
-    // A fixed ticket hash key keeps the demo's story the same on every run
-    // (production uses a random one per ticket).
-    let issued =
-        backend.issue_with_hash_key("PKG-2026-000123", 0, now, &settings, *b"demo hash key 16")?;
+    let issued = backend.issue("PKG-2026-000123", 0, "courier-17", now, &settings)?;
     let device_key = backend.provision_device("courier-17", "pixel-8-0042")?;
     say(
         "0. at login, the backend gives courier-17's phone its device key for signing receipts"
             .into(),
     );
-    say("1. backend issues the code and the courier's ticket".into());
+    say("1. backend issues the code, and the ticket for courier-17's phone".into());
     let templates = Templates::defaults();
     let sms = templates.render_sms(
         "en-GB",
@@ -145,22 +142,26 @@ pub fn handover(now: u64) -> Result<String, Error> {
     )?;
     say(format!("   receipt: {}", receipt.to_json().as_str()));
     say("   back online, the backend reconciles it:".into());
-    let first = backend.reconcile(&receipt.to_json(), 0, now.saturating_add(120))?;
+    let first = backend.reconcile(&receipt.to_json(), &issued.ticket, now.saturating_add(120))?;
     say(format!(
         "   {}: {}",
         first.decision.kind(),
         first.explanation
     ));
-    let again = backend.reconcile(&receipt.to_json(), 0, now.saturating_add(130))?;
+    let again = backend.reconcile(&receipt.to_json(), &issued.ticket, now.saturating_add(130))?;
     say(format!(
-        "   the same receipt sent again: {}: {}",
+        "   the same receipt sent again (a retry): {}{}",
         again.decision.kind(),
-        again.explanation
+        if again.repeated {
+            ", as before; nothing changes"
+        } else {
+            ""
+        }
     ));
 
     say(String::new());
     say("4. another parcel: the customer asks for a new code (resend)".into());
-    let second = backend.issue("PKG-2026-000124", 0, now, &settings)?;
+    let second = backend.issue("PKG-2026-000124", 0, "courier-17", now, &settings)?;
     let resent = backend.resend(&second.ticket, now.saturating_add(300), &settings)?;
     say(format!(
         "   sequence {} replaces sequence {}",
@@ -168,10 +169,11 @@ pub fn handover(now: u64) -> Result<String, Error> {
         second.ticket.sequence()
     ));
     let old = backend.verify_online(
-        &second.ticket,
+        &resent.ticket,
         second.code.as_str(),
+        "courier-17",
+        "pixel-8-0042",
         now.saturating_add(310),
-        1,
     )?;
     say(format!(
         "   the first code, online: {}",
@@ -190,8 +192,7 @@ pub fn handover(now: u64) -> Result<String, Error> {
 
     say(String::new());
     say("5. a dishonest courier brute-forces a ticket instead of meeting the customer".into());
-    let third =
-        backend.issue_with_hash_key("PKG-2026-000125", 0, now, &settings, *b"demo hash key 18")?;
+    let third = backend.issue("PKG-2026-000125", 0, "courier-17", now, &settings)?;
     let (candidate, tried) = first_passing_code(&third.ticket, now.saturating_add(60))?;
     say(format!(
         "   trying codes against a copy of the ticket, {tried} tries find one that passes: {candidate} \
@@ -217,11 +218,28 @@ pub fn handover(now: u64) -> Result<String, Error> {
             ..ReceiptExtras::default()
         },
     )?;
-    let flagged = backend.reconcile(&fraud_receipt.to_json(), 0, now.saturating_add(200))?;
+    let flagged = backend.reconcile(
+        &fraud_receipt.to_json(),
+        &third.ticket,
+        now.saturating_add(200),
+    )?;
     say(format!(
         "   the backend reconciles the receipt: {}: {}",
         flagged.decision.kind(),
         flagged.explanation
+    ));
+    let fourth = backend.issue("PKG-2026-000126", 0, "courier-17", now, &settings)?;
+    let (pick, _) = first_passing_code(&fourth.ticket, now.saturating_add(60))?;
+    let probe = backend.verify_online(
+        &fourth.ticket,
+        &pick,
+        "courier-17",
+        "pixel-8-0042",
+        now.saturating_add(80),
+    )?;
+    say(format!(
+        "   on the next parcel the courier sends a candidate online instead: {}",
+        describe_online(&probe)
     ));
     Ok(out.trim_end().to_string())
 }
@@ -311,9 +329,13 @@ pub(crate) fn describe_online(o: &OnlineOutcome) -> String {
         OnlineOutcome::AlreadyUsed => "refused: the code was already used".into(),
         OnlineOutcome::Expired { at } => format!("expired at {at}"),
         OnlineOutcome::NotYetValid { from } => format!("not valid before {from}"),
-        OnlineOutcome::Superseded { current_sequence } => {
-            format!("refused: replaced by the resend with sequence {current_sequence}")
+        OnlineOutcome::GuessedFromTicket => {
+            "refused: a wrong code that matches the ticket's hash, \
+            as trying codes from the ticket gives; the code is ended and the courier recorded"
+                .into()
         }
+        OnlineOutcome::Ended => "refused: a guess from the ticket ended this code; resend".into(),
+        OnlineOutcome::NotAssigned => "refused: the delivery was given to another courier".into(),
     }
 }
 

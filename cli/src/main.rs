@@ -228,7 +228,16 @@ fn run(command: Command) -> Result<String, delivery_otp::Error> {
         Command::Issue(args) => delivery::issue(args, now()),
         Command::Verify(args) => delivery::verify(args, now()),
         Command::Keys(command) => delivery::keys(command),
-        Command::Reconcile(args) => delivery::reconcile(args, now()),
+        Command::Reconcile(args) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            delivery::reconcile(args, now(), &mut out)?;
+            std::io::Write::flush(&mut out).map_err(|e| delivery_otp::Error::InvalidReceipt {
+                reason: format!("cannot write the output: {}", e.kind()),
+            })?;
+            // Written as it went.
+            Ok(String::new())
+        }
         Command::Policy(command) => delivery::policy(command),
     }
 }
@@ -253,7 +262,9 @@ fn main() -> ExitCode {
     };
     match run(cli.command) {
         Ok(out) => {
-            println!("{out}");
+            if !out.is_empty() {
+                println!("{out}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -262,6 +262,8 @@ fn issue_and_verify_online_and_offline() {
         keys,
         "--delivery",
         "PKG-9",
+        "--courier",
+        "courier-1",
         "--time",
         "1764000000",
     ]);
@@ -272,6 +274,7 @@ fn issue_and_verify_online_and_offline() {
     assert_eq!(issued["key_id"], "ops-1");
     assert_eq!(issued["expires_at"], 1764086400u64);
     assert_eq!(issued["ticket"]["attempts"], 5);
+    assert_eq!(issued["ticket"]["courier"], "courier-1");
     let ticket = issued["ticket_json"].as_str().unwrap().to_string();
     let ticket_file = dir.join("ticket.json");
     std::fs::write(&ticket_file, &ticket).unwrap();
@@ -288,8 +291,11 @@ fn issue_and_verify_online_and_offline() {
     let out = verify(&["--keys", keys, "--code", &spaced]);
     assert_eq!(out["outcome"], "confirmed");
     assert_eq!(out["mode"], "online");
-    let out = verify(&["--keys", keys, "--code", &code, "--current-sequence", "1"]);
-    assert_eq!(out["outcome"], "superseded");
+    // The same request again (a retry): the same answer.
+    let out = verify(&["--keys", keys, "--code", &code]);
+    assert_eq!(out["outcome"], "confirmed");
+    let out = verify(&["--keys", keys, "--code", &code, "--device", "phone-2"]);
+    assert_eq!(out["outcome"], "already_used");
     let out = verify(&["--offline", "--code", &code]);
     assert_eq!(out["outcome"], "accepted_provisionally");
     let wrong = if code == "000000" { "000001" } else { "000000" };
@@ -334,30 +340,67 @@ fn run_with_stdin(args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-#[test]
-fn reconcile_prints_one_decision_per_receipt_line() {
-    let vectors: serde_json::Value = serde_json::from_str(
+fn receipt_vectors() -> serde_json::Value {
+    serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../tests/vectors/delivery-receipts.json"
         ))
         .unwrap(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn receipt_case<'a>(vectors: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    vectors["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
+}
+
+#[test]
+fn reconcile_prints_one_decision_per_receipt_line() {
+    let vectors = receipt_vectors();
     let keys = temp_file("receipt-keys.json", vectors["key_set"].as_str().unwrap());
-    let case = |i: usize| vectors["cases"][i]["receipt"].as_str().unwrap().to_string();
+    let first = receipt_case(
+        &vectors,
+        "delivered offline at the first try, with location and photo",
+    );
+    let crockford = receipt_case(
+        &vectors,
+        "crockford code typed in lower case with a dash is stored normalized",
+    );
+    let tickets = temp_file(
+        "tickets.jsonl",
+        &format!(
+            "{}\n{}\n",
+            vectors["ticket"].as_str().unwrap(),
+            crockford["ticket"].as_str().unwrap()
+        ),
+    );
+    let receipt = |c: &serde_json::Value| c["receipt"].as_str().unwrap().to_string();
     let tampered = vectors["tampered"][0]["receipt"].as_str().unwrap();
     // A receipt, the same again, another delivery's receipt, a blank line, a
     // tampered copy and a line that is not a receipt.
     let input = format!(
         "{}\n{}\n{}\n\n{}\nnot a receipt\n",
-        case(0),
-        case(0),
-        case(7),
+        receipt(first),
+        receipt(first),
+        receipt(crockford),
         tampered
     );
     let o = run_with_stdin(
-        &["reconcile", "--keys", &keys, "--time", "1764100000"],
+        &[
+            "reconcile",
+            "--keys",
+            &keys,
+            "--tickets",
+            &tickets,
+            "--time",
+            "1764100000",
+        ],
         &input,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -365,31 +408,46 @@ fn reconcile_prints_one_decision_per_receipt_line() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let decisions: Vec<(&str, u64)> = lines
+    let decisions: Vec<(&str, u64, bool)> = lines
         .iter()
-        .map(|l| (l["decision"].as_str().unwrap(), l["line"].as_u64().unwrap()))
+        .map(|l| {
+            (
+                l["decision"].as_str().unwrap(),
+                l["line"].as_u64().unwrap(),
+                l["repeated"].as_bool().unwrap_or(false),
+            )
+        })
         .collect();
     assert_eq!(
         decisions,
         [
-            ("confirmed", 1),
-            ("replayed", 2),
-            ("confirmed", 3),
-            ("tampered", 5),
-            ("invalid", 6)
+            ("confirmed", 1, false),
+            ("confirmed", 2, true),
+            ("confirmed", 3, false),
+            ("tampered", 5, false),
+            ("invalid", 6, false)
         ]
     );
     assert_eq!(lines[4]["error"], "invalid_receipt");
-    // The same file with a resend recorded for PKG-1001: stale.
-    let file = temp_file("receipts.jsonl", &format!("{}\n", case(0)));
+    // With the resend's ticket as the current one: stale.
+    let resend = receipt_case(&vectors, "a resend replaced the ticket: stale");
+    let current = temp_file(
+        "tickets-resend.jsonl",
+        &format!(
+            "{}\n{}\n",
+            vectors["ticket"].as_str().unwrap(),
+            resend["reconcile"]["ticket"].as_str().unwrap()
+        ),
+    );
+    let file = temp_file("receipts.jsonl", &format!("{}\n", receipt(first)));
     let o = run(&[
         "reconcile",
         "--keys",
         &keys,
         "--input",
         &file,
-        "--current",
-        "PKG-1001=1",
+        "--tickets",
+        &current,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -397,9 +455,71 @@ fn reconcile_prints_one_decision_per_receipt_line() {
         "{}",
         stdout(&o)
     );
-    let o = run(&["reconcile", "--keys", &keys, "--current", "PKG-1001"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("DELIVERY=SEQUENCE"), "{}", stderr(&o));
+}
+
+/// Issue 11, D13 and D14: 20 MB of bad input (short lines and one 10 MB
+/// line) is read a line at a time and answered as it goes, in bounded memory.
+#[test]
+fn reconcile_streams_twenty_megabytes_in_bounded_memory() {
+    use std::io::{BufRead, BufReader, Write};
+    let vectors = receipt_vectors();
+    let keys = temp_file("stream-keys.json", vectors["key_set"].as_str().unwrap());
+    let tickets = temp_file(
+        "stream-tickets.jsonl",
+        &format!("{}\n", vectors["ticket"].as_str().unwrap()),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_delivery-otp"))
+        .args(["reconcile", "--keys", &keys, "--tickets", &tickets])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let short = "{\"v\":1,\"not\":\"a receipt\"}\n".repeat(10_000); // 290 KB
+    let writer = std::thread::spawn(move || {
+        for _ in 0..34 {
+            stdin.write_all(short.as_bytes()).unwrap();
+        }
+        stdin.write_all(&vec![b'x'; 10 * 1024 * 1024]).unwrap();
+        stdin.write_all(b"\nlast\n").unwrap();
+        done_rx.recv().unwrap();
+        drop(stdin);
+    });
+    let total = 34 * 10_000 + 2;
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut count = 0;
+    let mut long_line = None;
+    while count < total {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "output ended early");
+        count += 1;
+        if count == total - 1 {
+            long_line = Some(line.clone());
+        }
+    }
+    // Peak memory while the process is still reading its input.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    done_tx.send(()).unwrap();
+    writer.join().unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let long_line: serde_json::Value = serde_json::from_str(&long_line.unwrap()).unwrap();
+    assert_eq!(long_line["decision"], "invalid");
+    assert!(long_line["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("over 64 KiB"));
+    eprintln!("reconcile of 20 MB of bad input: peak resident memory {peak_kb} kB");
+    assert!(peak_kb < 32 * 1024, "peak {peak_kb} kB");
 }
 
 #[test]

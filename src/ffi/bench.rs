@@ -88,19 +88,26 @@ impl FfiBaseline {
         let issued = backend.issue(
             "PKG-2026-000123".into(),
             0,
+            "courier-17".into(),
             1_764_000_000,
             super::delivery::default_delivery_settings(),
         )?;
         let ticket = issued.ticket.clone();
-        let online =
-            backend.verify_online(ticket.clone(), issued.code.clone(), 1_764_000_010, 0)?;
+        let online = backend.verify_online(
+            ticket.clone(),
+            issued.code.clone(),
+            "courier-17".into(),
+            "pixel-8-0042".into(),
+            1_764_000_010,
+        )?;
+        let reconciliation = backend.reconcile(receipt_json, ticket.clone(), 1_764_000_100)?;
         Ok(Arc::new(FfiBaseline {
             code: issued.code.clone(),
             issued,
             ticket,
             online,
             offline: OfflineOutcome::AcceptedProvisionally { attempts_used: 1 },
-            reconciliation: backend.reconcile(receipt_json, 0, 1_764_000_100)?,
+            reconciliation,
             decision: super::policy::RiskPolicy::defaults().decide(order)?,
             sms: super::policy::MessageTemplates::defaults().render_sms("en".into(), values)?,
             totp_match: TotpMatch { step: 1, drift: 0 },
@@ -156,6 +163,7 @@ impl FfiBaseline {
         &self,
         _delivery_id: String,
         _sequence: u64,
+        _courier_id: String,
         _now: u64,
         _settings: DeliverySettings,
     ) -> FfiResult<IssuedCode> {
@@ -178,8 +186,9 @@ impl FfiBaseline {
         &self,
         _ticket: Arc<Ticket>,
         _entered: String,
+        _courier_id: String,
+        _device_id: String,
         _now: u64,
-        _current_sequence: u64,
     ) -> FfiResult<OnlineOutcome> {
         Ok(self.online)
     }
@@ -208,7 +217,7 @@ impl FfiBaseline {
         };
         let state = store.load("baseline".into()).map_err(storage)?;
         store
-            .save("baseline".into(), state.unwrap_or_default())
+            .compare_and_set("baseline".into(), state.clone(), state.unwrap_or_default())
             .map_err(storage)?;
         Ok(self.offline)
     }
@@ -220,7 +229,7 @@ impl FfiBaseline {
     pub fn reconcile(
         &self,
         _receipt_json: String,
-        _current_sequence: u64,
+        _ticket: Arc<Ticket>,
         _now: u64,
     ) -> FfiResult<Reconciliation> {
         Ok(self.reconciliation.clone())

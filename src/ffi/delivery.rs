@@ -270,6 +270,11 @@ impl Ticket {
         self.inner.sequence()
     }
 
+    /// The courier the delivery was given to.
+    pub fn courier_id(&self) -> String {
+        self.inner.courier_id().to_string()
+    }
+
     /// How the code is written.
     pub fn format(&self) -> CodeFormat {
         self.inner.format().into()
@@ -354,8 +359,13 @@ pub enum OnlineOutcome {
         /// The code's expiry.
         until: u64,
     },
-    /// The right code, already used.
+    /// The right code, already used by another request.
     AlreadyUsed,
+    /// A wrong code that matches the ticket's hash, as trying codes from the
+    /// ticket gives: the code is ended (resend) and the courier recorded.
+    GuessedFromTicket,
+    /// An earlier guess from the ticket ended this code; resend.
+    Ended,
     /// The code has expired.
     Expired {
         /// When it expired.
@@ -366,11 +376,8 @@ pub enum OnlineOutcome {
         /// When it becomes valid.
         from: u64,
     },
-    /// A resend replaced this code.
-    Superseded {
-        /// The current sequence.
-        current_sequence: u64,
-    },
+    /// The courier asking is not the one the ticket was issued to.
+    NotAssigned,
 }
 
 impl From<crate::OnlineOutcome> for OnlineOutcome {
@@ -381,9 +388,11 @@ impl From<crate::OnlineOutcome> for OnlineOutcome {
             C::Rejected { attempts_left } => OnlineOutcome::Rejected { attempts_left },
             C::LockedOut { until } => OnlineOutcome::LockedOut { until },
             C::AlreadyUsed => OnlineOutcome::AlreadyUsed,
+            C::GuessedFromTicket => OnlineOutcome::GuessedFromTicket,
+            C::Ended => OnlineOutcome::Ended,
             C::Expired { at } => OnlineOutcome::Expired { at },
             C::NotYetValid { from } => OnlineOutcome::NotYetValid { from },
-            C::Superseded { current_sequence } => OnlineOutcome::Superseded { current_sequence },
+            C::NotAssigned => OnlineOutcome::NotAssigned,
         }
     }
 }
@@ -409,43 +418,42 @@ impl Backend {
     }
 
     /// Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
-    /// one more per resend), valid from `now` (unix seconds).
+    /// one more per resend), given to `courier_id`, valid from `now` (unix
+    /// seconds). Issuing again for the same sequence gives the same code and
+    /// ticket hash.
     ///
     /// # Errors
-    /// `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
-    /// `RandomUnavailable`.
+    /// `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`,
+    /// `InvalidDeviceKey` (a bad courier id), `Overflow`.
     pub fn issue(
         &self,
         delivery_id: String,
         sequence: u64,
+        courier_id: String,
         now: u64,
         settings: DeliverySettings,
     ) -> FfiResult<IssuedCode> {
         Ok(self
             .inner
-            .issue(&delivery_id, sequence, now, &settings.into())?
+            .issue(&delivery_id, sequence, &courier_id, now, &settings.into())?
             .into())
     }
 
-    /// `issue` with a chosen 16-byte ticket hash key instead of a random
-    /// one: for reproducible test vectors only.
+    /// Gives the delivery to `courier_id` with the next sequence after
+    /// `previous`, so the earlier courier's ticket and code stop counting.
     ///
     /// # Errors
-    /// As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
-    pub fn issue_with_hash_key(
+    /// As `issue`.
+    pub fn reassign(
         &self,
-        delivery_id: String,
-        sequence: u64,
+        previous: Arc<Ticket>,
+        courier_id: String,
         now: u64,
         settings: DeliverySettings,
-        hash_key: Vec<u8>,
     ) -> FfiResult<IssuedCode> {
-        let hash_key: [u8; 16] = hash_key.try_into().map_err(|_| CoreError::InvalidKey {
-            reason: "a ticket hash key has 16 bytes".into(),
-        })?;
         Ok(self
             .inner
-            .issue_with_hash_key(&delivery_id, sequence, now, &settings.into(), hash_key)?
+            .reassign(&previous.inner, &courier_id, now, &settings.into())?
             .into())
     }
 
@@ -502,24 +510,28 @@ impl Backend {
         Ok(self.inner.code_for(&ticket.inner)?.as_str().to_string())
     }
 
-    /// Verifies a typed code online while `current_sequence` is the
-    /// delivery's latest: exact, constant time, every attempt counted before
-    /// the comparison, a right code consumed once.
+    /// Verifies a code typed for `ticket` (the delivery's current ticket as
+    /// issued), sent by `courier_id` from `device_id`: exact, constant time,
+    /// every attempt counted before the comparison, a right code consumed
+    /// once, the first wrong code matching the ticket's hash ends the code.
+    /// The same request again gets the same outcome.
     ///
     /// # Errors
-    /// `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
-    /// `WrongCodeLength` (not counted as attempts), `StateStorage`.
+    /// `TicketMacMismatch`, `UnknownKeyId`, `InvalidDeviceKey`,
+    /// `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+    /// `StateStorage` (sending the same request again is safe).
     pub fn verify_online(
         &self,
         ticket: Arc<Ticket>,
         entered: String,
+        courier_id: String,
+        device_id: String,
         now: u64,
-        current_sequence: u64,
     ) -> FfiResult<OnlineOutcome> {
         let entered = Zeroizing::new(entered);
         Ok(self
             .inner
-            .verify_online(&ticket.inner, &entered, now, current_sequence)?
+            .verify_online(&ticket.inner, &entered, &courier_id, &device_id, now)?
             .into())
     }
 }
@@ -546,7 +558,10 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for StoreError {
 
 /// Where the app keeps attempt state between runs, implemented in Kotlin
 /// or Swift (SharedPreferences, UserDefaults, a database). `key` names the
-/// delivery; `value` is a short text to store as it is.
+/// delivery; values are short texts to store as they are. Every verifier of
+/// a ticket must use the same store, and `compareAndSet` must be atomic for
+/// all of them (`synchronized`, a lock, a database transaction): that keeps
+/// the attempt count exact however many verifiers an app makes.
 #[uniffi::export(with_foreign)]
 pub trait DeviceStateStore: Send + Sync {
     /// The value saved under `key`, or null.
@@ -555,11 +570,20 @@ pub trait DeviceStateStore: Send + Sync {
     /// `StoreError.Failed` when the storage fails.
     fn load(&self, key: String) -> Result<Option<String>, StoreError>;
 
-    /// Saves `value` under `key`, replacing what was there.
+    /// Saves `value` under `key` only if the value there is still
+    /// `expected` (null: none), as one atomic step, and returns whether it
+    /// saved. Return only once the value is durably written (check the
+    /// result of `commit()`); throw when it is not.
     ///
     /// # Errors
-    /// `StoreError.Failed` when the storage fails.
-    fn save(&self, key: String, value: String) -> Result<(), StoreError>;
+    /// `StoreError.Failed` when the storage fails; the verification then
+    /// gives no outcome.
+    fn compare_and_set(
+        &self,
+        key: String,
+        expected: Option<String>,
+        value: String,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Adapts a foreign store to the core's trait.
@@ -574,9 +598,18 @@ impl crate::StateStore for ForeignStore {
             })
     }
 
-    fn save(&self, key: &str, value: &str) -> crate::Result<()> {
+    fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> crate::Result<bool> {
         self.0
-            .save(key.to_string(), value.to_string())
+            .compare_and_set(
+                key.to_string(),
+                expected.map(str::to_string),
+                value.to_string(),
+            )
             .map_err(|e| CoreError::StateStorage {
                 reason: e.to_string(),
             })

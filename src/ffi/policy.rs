@@ -409,6 +409,7 @@ mod tests {
             .issue(
                 "PKG-1".into(),
                 0,
+                "courier-1".into(),
                 1_764_000_000,
                 default_delivery_settings(),
             )

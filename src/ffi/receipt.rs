@@ -417,6 +417,20 @@ pub enum Decision {
     },
     /// The device accepted a code that is not the issued one: suspected fraud.
     CodeMismatch,
+    /// An online check of this ticket sent a wrong code matching its hash:
+    /// suspected fraud by that courier and device.
+    GuessedFromTicket {
+        /// The courier who sent the guess.
+        courier_id: String,
+        /// The device it came from.
+        device_id: String,
+    },
+    /// A claim of the receipt does not hold against the ticket or the
+    /// backend's records: suspected fraud.
+    FalseClaim {
+        /// The receipt field (`format`, `kid`, `attempts`, `first`, `decided`, `via`).
+        field: String,
+    },
     /// The MAC does not match: changed, or made by another device or courier.
     Tampered,
     /// The receipt names a key id the backend does not have.
@@ -424,8 +438,11 @@ pub enum Decision {
         /// The unknown key id.
         key_id: String,
     },
-    /// This receipt was reconciled before.
-    Replayed,
+    /// The receipt's courier is not the one the ticket was issued to.
+    NotAssigned {
+        /// The courier the ticket was issued to.
+        assigned_courier_id: String,
+    },
     /// A different receipt for the same ticket was reconciled before.
     Conflicting,
     /// The receipt's sequence is not the delivery's current one.
@@ -448,9 +465,21 @@ impl From<crate::Decision> for Decision {
                 offline: verified == crate::Verification::Offline,
             },
             C::CodeMismatch => Decision::CodeMismatch,
+            C::GuessedFromTicket {
+                courier_id,
+                device_id,
+            } => Decision::GuessedFromTicket {
+                courier_id,
+                device_id,
+            },
+            C::FalseClaim { field } => Decision::FalseClaim { field },
             C::Tampered => Decision::Tampered,
             C::UnknownKey { key_id } => Decision::UnknownKey { key_id },
-            C::Replayed => Decision::Replayed,
+            C::NotAssigned {
+                assigned_courier_id,
+            } => Decision::NotAssigned {
+                assigned_courier_id,
+            },
             C::Conflicting => Decision::Conflicting,
             C::Stale { current_sequence } => Decision::Stale { current_sequence },
             C::NotDelivered { reason } => Decision::NotDelivered {
@@ -467,6 +496,9 @@ pub struct Reconciliation {
     pub decision: Decision,
     /// Why, in words a support agent can read; never contains a code.
     pub explanation: String,
+    /// True when this very receipt was reconciled before: the decision is
+    /// the one given then, and nothing changes.
+    pub repeated: bool,
     /// The receipt's delivery id.
     pub delivery_id: String,
     /// The receipt's sequence.
@@ -482,6 +514,7 @@ impl From<crate::Reconciliation> for Reconciliation {
         Reconciliation {
             decision: r.decision.into(),
             explanation: r.explanation,
+            repeated: r.repeated,
             delivery_id: r.delivery_id,
             sequence: r.sequence,
             courier_id: r.courier_id,
@@ -507,21 +540,23 @@ impl Backend {
         }))
     }
 
-    /// Judges a receipt (its JSON) while the delivery's current sequence is
-    /// `current_sequence`, at backend time `now`.
+    /// Judges a receipt (its JSON) against `ticket`, the delivery's current
+    /// ticket as issued, at backend time `now`. The same receipt again gets
+    /// the same decision with `repeated` set.
     ///
     /// # Errors
-    /// `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+    /// `InvalidReceipt`, `UnsupportedReceiptVersion`, `TicketMacMismatch`,
+    /// `UnknownKeyId`, `StateStorage` (sending it again is safe), `Overflow`.
     pub fn reconcile(
         &self,
         receipt_json: String,
-        current_sequence: u64,
+        ticket: Arc<super::delivery::Ticket>,
         now: u64,
     ) -> FfiResult<Reconciliation> {
         let receipt_json = Zeroizing::new(receipt_json);
         Ok(self
             .inner
-            .reconcile(&receipt_json, current_sequence, now)?
+            .reconcile(&receipt_json, &ticket.inner, now)?
             .into())
     }
 }
