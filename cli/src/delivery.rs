@@ -356,7 +356,8 @@ fn read_tickets(backend: &Backend, path: &str) -> Result<HashMap<String, Ticket>
     Ok(tickets)
 }
 
-/// Writes one JSON line per receipt line to `out` as it goes, in constant
+/// Writes one JSON line per receipt line to `out` as it goes (flushed line
+/// by line), in constant
 /// memory; blank lines are skipped. A line that is not a receipt, is over
 /// 64 KiB, or names a delivery with no ticket gets the decision `invalid`
 /// with the error kind.
@@ -419,7 +420,10 @@ pub fn reconcile(args: ReconcileArgs, now: u64, out: &mut impl Write) -> Result<
                 "explanation": e.to_string(),
             }),
         };
-        writeln!(out, "{value}").map_err(|e| read_error("output", &e))?;
+        // Each decision goes out as soon as it is made.
+        writeln!(out, "{value}")
+            .and_then(|()| out.flush())
+            .map_err(|e| read_error("output", &e))?;
     }
     Ok(())
 }

@@ -682,22 +682,15 @@ public protocol BackendProtocol: AnyObject, Sendable {
     
     /**
      * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
-     * one more per resend), valid from `now` (unix seconds).
+     * one more per resend), given to `courier_id`, valid from `now` (unix
+     * seconds). Issuing again for the same sequence gives the same code and
+     * ticket hash.
      *
      * # Errors
-     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
-     * `RandomUnavailable`.
+     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`,
+     * `InvalidDeviceKey` (a bad courier id), `Overflow`.
      */
-    func issue(deliveryId: String, sequence: UInt64, now: UInt64, settings: DeliverySettings) throws  -> IssuedCode
-    
-    /**
-     * `issue` with a chosen 16-byte ticket hash key instead of a random
-     * one: for reproducible test vectors only.
-     *
-     * # Errors
-     * As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
-     */
-    func issueWithHashKey(deliveryId: String, sequence: UInt64, now: UInt64, settings: DeliverySettings, hashKey: Data) throws  -> IssuedCode
+    func issue(deliveryId: String, sequence: UInt64, courierId: String, now: UInt64, settings: DeliverySettings) throws  -> IssuedCode
     
     /**
      * Reads a ticket and checks it is this backend's, unchanged.
@@ -709,6 +702,15 @@ public protocol BackendProtocol: AnyObject, Sendable {
     func readTicket(json: String) throws  -> Ticket
     
     /**
+     * Gives the delivery to `courier_id` with the next sequence after
+     * `previous`, so the earlier courier's ticket and code stop counting.
+     *
+     * # Errors
+     * As `issue`.
+     */
+    func reassign(previous: Ticket, courierId: String, now: UInt64, settings: DeliverySettings) throws  -> IssuedCode
+    
+    /**
      * A resend: the next sequence after `previous`, so its code stops working.
      *
      * # Errors
@@ -717,15 +719,18 @@ public protocol BackendProtocol: AnyObject, Sendable {
     func resend(previous: Ticket, now: UInt64, settings: DeliverySettings) throws  -> IssuedCode
     
     /**
-     * Verifies a typed code online while `current_sequence` is the
-     * delivery's latest: exact, constant time, every attempt counted before
-     * the comparison, a right code consumed once.
+     * Verifies a code typed for `ticket` (the delivery's current ticket as
+     * issued), sent by `courier_id` from `device_id`: exact, constant time,
+     * every attempt counted before the comparison, a right code consumed
+     * once, the first wrong code matching the ticket's hash ends the code.
+     * The same request again gets the same outcome.
      *
      * # Errors
-     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
-     * `WrongCodeLength` (not counted as attempts), `StateStorage`.
+     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidDeviceKey`,
+     * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+     * `StateStorage` (sending the same request again is safe).
      */
-    func verifyOnline(ticket: Ticket, entered: String, now: UInt64, currentSequence: UInt64) throws  -> OnlineOutcome
+    func verifyOnline(ticket: Ticket, entered: String, courierId: String, deviceId: String, now: UInt64) throws  -> OnlineOutcome
     
     /**
      * The device key for `courier_id` on `device_id`, from the current
@@ -737,13 +742,15 @@ public protocol BackendProtocol: AnyObject, Sendable {
     func provisionDevice(courierId: String, deviceId: String) throws  -> DeviceKey
     
     /**
-     * Judges a receipt (its JSON) while the delivery's current sequence is
-     * `current_sequence`, at backend time `now`.
+     * Judges a receipt (its JSON) against `ticket`, the delivery's current
+     * ticket as issued, at backend time `now`. The same receipt again gets
+     * the same decision with `repeated` set.
      *
      * # Errors
-     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `TicketMacMismatch`,
+     * `UnknownKeyId`, `StateStorage` (sending it again is safe), `Overflow`.
      */
-    func reconcile(receiptJson: String, currentSequence: UInt64, now: UInt64) throws  -> Reconciliation
+    func reconcile(receiptJson: String, ticket: Ticket, now: UInt64) throws  -> Reconciliation
     
 }
 /**
@@ -855,42 +862,24 @@ open func deriveCode(keyId: String, deliveryId: String, sequence: UInt64, format
     
     /**
      * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
-     * one more per resend), valid from `now` (unix seconds).
+     * one more per resend), given to `courier_id`, valid from `now` (unix
+     * seconds). Issuing again for the same sequence gives the same code and
+     * ticket hash.
      *
      * # Errors
-     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
-     * `RandomUnavailable`.
+     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`,
+     * `InvalidDeviceKey` (a bad courier id), `Overflow`.
      */
-open func issue(deliveryId: String, sequence: UInt64, now: UInt64, settings: DeliverySettings)throws  -> IssuedCode  {
+open func issue(deliveryId: String, sequence: UInt64, courierId: String, now: UInt64, settings: DeliverySettings)throws  -> IssuedCode  {
     return try  FfiConverterTypeIssuedCode_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_backend_issue(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(deliveryId),
         FfiConverterUInt64.lower(sequence),
+        FfiConverterString.lower(courierId),
         FfiConverterUInt64.lower(now),
         FfiConverterTypeDeliverySettings_lower(settings),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * `issue` with a chosen 16-byte ticket hash key instead of a random
-     * one: for reproducible test vectors only.
-     *
-     * # Errors
-     * As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
-     */
-open func issueWithHashKey(deliveryId: String, sequence: UInt64, now: UInt64, settings: DeliverySettings, hashKey: Data)throws  -> IssuedCode  {
-    return try  FfiConverterTypeIssuedCode_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_method_backend_issue_with_hash_key(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(deliveryId),
-        FfiConverterUInt64.lower(sequence),
-        FfiConverterUInt64.lower(now),
-        FfiConverterTypeDeliverySettings_lower(settings),
-        FfiConverterData.lower(hashKey),uniffiCallStatus
     )
 })
 }
@@ -908,6 +897,26 @@ open func readTicket(json: String)throws  -> Ticket  {
     uniffi_delivery_otp_fn_method_backend_read_ticket(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(json),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Gives the delivery to `courier_id` with the next sequence after
+     * `previous`, so the earlier courier's ticket and code stop counting.
+     *
+     * # Errors
+     * As `issue`.
+     */
+open func reassign(previous: Ticket, courierId: String, now: UInt64, settings: DeliverySettings)throws  -> IssuedCode  {
+    return try  FfiConverterTypeIssuedCode_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_backend_reassign(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTicket_lower(previous),
+        FfiConverterString.lower(courierId),
+        FfiConverterUInt64.lower(now),
+        FfiConverterTypeDeliverySettings_lower(settings),uniffiCallStatus
     )
 })
 }
@@ -931,23 +940,27 @@ open func resend(previous: Ticket, now: UInt64, settings: DeliverySettings)throw
 }
     
     /**
-     * Verifies a typed code online while `current_sequence` is the
-     * delivery's latest: exact, constant time, every attempt counted before
-     * the comparison, a right code consumed once.
+     * Verifies a code typed for `ticket` (the delivery's current ticket as
+     * issued), sent by `courier_id` from `device_id`: exact, constant time,
+     * every attempt counted before the comparison, a right code consumed
+     * once, the first wrong code matching the ticket's hash ends the code.
+     * The same request again gets the same outcome.
      *
      * # Errors
-     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
-     * `WrongCodeLength` (not counted as attempts), `StateStorage`.
+     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidDeviceKey`,
+     * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+     * `StateStorage` (sending the same request again is safe).
      */
-open func verifyOnline(ticket: Ticket, entered: String, now: UInt64, currentSequence: UInt64)throws  -> OnlineOutcome  {
+open func verifyOnline(ticket: Ticket, entered: String, courierId: String, deviceId: String, now: UInt64)throws  -> OnlineOutcome  {
     return try  FfiConverterTypeOnlineOutcome_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_backend_verify_online(
             self.uniffiCloneHandle(),
         FfiConverterTypeTicket_lower(ticket),
         FfiConverterString.lower(entered),
-        FfiConverterUInt64.lower(now),
-        FfiConverterUInt64.lower(currentSequence),uniffiCallStatus
+        FfiConverterString.lower(courierId),
+        FfiConverterString.lower(deviceId),
+        FfiConverterUInt64.lower(now),uniffiCallStatus
     )
 })
 }
@@ -971,19 +984,21 @@ open func provisionDevice(courierId: String, deviceId: String)throws  -> DeviceK
 }
     
     /**
-     * Judges a receipt (its JSON) while the delivery's current sequence is
-     * `current_sequence`, at backend time `now`.
+     * Judges a receipt (its JSON) against `ticket`, the delivery's current
+     * ticket as issued, at backend time `now`. The same receipt again gets
+     * the same decision with `repeated` set.
      *
      * # Errors
-     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `TicketMacMismatch`,
+     * `UnknownKeyId`, `StateStorage` (sending it again is safe), `Overflow`.
      */
-open func reconcile(receiptJson: String, currentSequence: UInt64, now: UInt64)throws  -> Reconciliation  {
+open func reconcile(receiptJson: String, ticket: Ticket, now: UInt64)throws  -> Reconciliation  {
     return try  FfiConverterTypeReconciliation_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_backend_reconcile(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(receiptJson),
-        FfiConverterUInt64.lower(currentSequence),
+        FfiConverterTypeTicket_lower(ticket),
         FfiConverterUInt64.lower(now),uniffiCallStatus
     )
 })
@@ -1263,7 +1278,10 @@ public func FfiConverterTypeDeviceKey_lower(_ value: DeviceKey) -> UInt64 {
 /**
  * Where the app keeps attempt state between runs, implemented in Kotlin
  * or Swift (SharedPreferences, UserDefaults, a database). `key` names the
- * delivery; `value` is a short text to store as it is.
+ * delivery; values are short texts to store as they are. Every verifier of
+ * a ticket must use the same store, and `compareAndSet` must be atomic for
+ * all of them (`synchronized`, a lock, a database transaction): that keeps
+ * the attempt count exact however many verifiers an app makes.
  */
 public protocol DeviceStateStore: AnyObject, Sendable {
     
@@ -1276,18 +1294,25 @@ public protocol DeviceStateStore: AnyObject, Sendable {
     func load(key: String) throws  -> String?
     
     /**
-     * Saves `value` under `key`, replacing what was there.
+     * Saves `value` under `key` only if the value there is still
+     * `expected` (null: none), as one atomic step, and returns whether it
+     * saved. Return only once the value is durably written (check the
+     * result of `commit()`); throw when it is not.
      *
      * # Errors
-     * `StoreError.Failed` when the storage fails.
+     * `StoreError.Failed` when the storage fails; the verification then
+     * gives no outcome.
      */
-    func save(key: String, value: String) throws 
+    func compareAndSet(key: String, expected: String?, value: String) throws  -> Bool
     
 }
 /**
  * Where the app keeps attempt state between runs, implemented in Kotlin
  * or Swift (SharedPreferences, UserDefaults, a database). `key` names the
- * delivery; `value` is a short text to store as it is.
+ * delivery; values are short texts to store as they are. Every verifier of
+ * a ticket must use the same store, and `compareAndSet` must be atomic for
+ * all of them (`synchronized`, a lock, a database transaction): that keeps
+ * the attempt count exact however many verifiers an app makes.
  */
 open class DeviceStateStoreImpl: DeviceStateStore, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -1359,19 +1384,25 @@ open func load(key: String)throws  -> String?  {
 }
     
     /**
-     * Saves `value` under `key`, replacing what was there.
+     * Saves `value` under `key` only if the value there is still
+     * `expected` (null: none), as one atomic step, and returns whether it
+     * saved. Return only once the value is durably written (check the
+     * result of `commit()`); throw when it is not.
      *
      * # Errors
-     * `StoreError.Failed` when the storage fails.
+     * `StoreError.Failed` when the storage fails; the verification then
+     * gives no outcome.
      */
-open func save(key: String, value: String)throws   {try rustCallWithError(FfiConverterTypeStoreError_lift) {
+open func compareAndSet(key: String, expected: String?, value: String)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeStoreError_lift) {
         uniffiCallStatus in
-    uniffi_delivery_otp_fn_method_devicestatestore_save(
+    uniffi_delivery_otp_fn_method_devicestatestore_compare_and_set(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(key),
+        FfiConverterOptionString.lower(expected),
         FfiConverterString.lower(value),uniffiCallStatus
     )
-}
+})
 }
     
 
@@ -1427,26 +1458,28 @@ fileprivate struct UniffiCallbackInterfaceDeviceStateStore {
                 lowerError: FfiConverterTypeStoreError_lower
             )
         },
-        save: { (
+        compareAndSet: { (
             uniffiHandle: UInt64,
             key: RustBuffer,
+            expected: RustBuffer,
             value: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiOutReturn: UnsafeMutablePointer<Int8>,
             uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
         ) in
             let makeCall = {
-                () throws -> () in
+                () throws -> Bool in
                 guard let uniffiObj = try? FfiConverterTypeDeviceStateStore.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
-                return try uniffiObj.save(
+                return try uniffiObj.compareAndSet(
                      key: try FfiConverterString.lift(key),
+                     expected: try FfiConverterOptionString.lift(expected),
                      value: try FfiConverterString.lift(value)
                 )
             }
 
             
-            let writeReturn = { () }
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterBool.lower($0) }
             uniffiTraitInterfaceCallWithError(
                 callStatus: uniffiCallStatus,
                 makeCall: makeCall,
@@ -3373,6 +3406,11 @@ public func FfiConverterTypeSecret_lower(_ value: Secret) -> UInt64 {
 public protocol TicketProtocol: AnyObject, Sendable {
     
     /**
+     * The courier the delivery was given to.
+     */
+    func courierId()  -> String
+    
+    /**
      * The delivery id.
      */
     func deliveryId()  -> String
@@ -3491,6 +3529,18 @@ public static func fromJson(json: String)throws  -> Ticket  {
 }
     
 
+    
+    /**
+     * The courier the delivery was given to.
+     */
+open func courierId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_courier_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
     
     /**
      * The delivery id.
@@ -4844,6 +4894,11 @@ public struct Reconciliation: Equatable, Hashable {
      */
     public var explanation: String
     /**
+     * True when this very receipt was reconciled before: the decision is
+     * the one given then, and nothing changes.
+     */
+    public var repeated: Bool
+    /**
      * The receipt's delivery id.
      */
     public var deliveryId: String
@@ -4870,6 +4925,10 @@ public struct Reconciliation: Equatable, Hashable {
          * Why, in words a support agent can read; never contains a code.
          */explanation: String, 
         /**
+         * True when this very receipt was reconciled before: the decision is
+         * the one given then, and nothing changes.
+         */repeated: Bool, 
+        /**
          * The receipt's delivery id.
          */deliveryId: String, 
         /**
@@ -4883,6 +4942,7 @@ public struct Reconciliation: Equatable, Hashable {
          */deviceId: String) {
         self.decision = decision
         self.explanation = explanation
+        self.repeated = repeated
         self.deliveryId = deliveryId
         self.sequence = sequence
         self.courierId = courierId
@@ -4907,6 +4967,7 @@ public struct FfiConverterTypeReconciliation: FfiConverterRustBuffer {
             try Reconciliation(
                 decision: FfiConverterTypeDecision.read(from: &buf), 
                 explanation: FfiConverterString.read(from: &buf), 
+                repeated: FfiConverterBool.read(from: &buf), 
                 deliveryId: FfiConverterString.read(from: &buf), 
                 sequence: FfiConverterUInt64.read(from: &buf), 
                 courierId: FfiConverterString.read(from: &buf), 
@@ -4917,6 +4978,7 @@ public struct FfiConverterTypeReconciliation: FfiConverterRustBuffer {
     public static func write(_ value: Reconciliation, into buf: inout [UInt8]) {
         FfiConverterTypeDecision.write(value.decision, into: &buf)
         FfiConverterString.write(value.explanation, into: &buf)
+        FfiConverterBool.write(value.repeated, into: &buf)
         FfiConverterString.write(value.deliveryId, into: &buf)
         FfiConverterUInt64.write(value.sequence, into: &buf)
         FfiConverterString.write(value.courierId, into: &buf)
@@ -5369,6 +5431,27 @@ public enum Decision: Equatable, Hashable {
      */
     case codeMismatch
     /**
+     * An online check of this ticket sent a wrong code matching its hash:
+     * suspected fraud by that courier and device.
+     */
+    case guessedFromTicket(
+        /**
+         * The courier who sent the guess.
+         */courierId: String, 
+        /**
+         * The device it came from.
+         */deviceId: String
+    )
+    /**
+     * A claim of the receipt does not hold against the ticket or the
+     * backend's records: suspected fraud.
+     */
+    case falseClaim(
+        /**
+         * The receipt field (`format`, `kid`, `attempts`, `first`, `decided`, `via`).
+         */field: String
+    )
+    /**
      * The MAC does not match: changed, or made by another device or courier.
      */
     case tampered
@@ -5381,9 +5464,13 @@ public enum Decision: Equatable, Hashable {
          */keyId: String
     )
     /**
-     * This receipt was reconciled before.
+     * The receipt's courier is not the one the ticket was issued to.
      */
-    case replayed
+    case notAssigned(
+        /**
+         * The courier the ticket was issued to.
+         */assignedCourierId: String
+    )
     /**
      * A different receipt for the same ticket was reconciled before.
      */
@@ -5430,19 +5517,26 @@ public struct FfiConverterTypeDecision: FfiConverterRustBuffer {
         
         case 2: return .codeMismatch
         
-        case 3: return .tampered
-        
-        case 4: return .unknownKey(keyId: try FfiConverterString.read(from: &buf)
+        case 3: return .guessedFromTicket(courierId: try FfiConverterString.read(from: &buf), deviceId: try FfiConverterString.read(from: &buf)
         )
         
-        case 5: return .replayed
-        
-        case 6: return .conflicting
-        
-        case 7: return .stale(currentSequence: try FfiConverterUInt64.read(from: &buf)
+        case 4: return .falseClaim(field: try FfiConverterString.read(from: &buf)
         )
         
-        case 8: return .notDelivered(reason: try FfiConverterTypeNotDeliveredReason.read(from: &buf)
+        case 5: return .tampered
+        
+        case 6: return .unknownKey(keyId: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 7: return .notAssigned(assignedCourierId: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 8: return .conflicting
+        
+        case 9: return .stale(currentSequence: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 10: return .notDelivered(reason: try FfiConverterTypeNotDeliveredReason.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -5462,30 +5556,42 @@ public struct FfiConverterTypeDecision: FfiConverterRustBuffer {
             writeInt(&buf, Int32(2))
         
         
-        case .tampered:
+        case let .guessedFromTicket(courierId,deviceId):
             writeInt(&buf, Int32(3))
-        
-        
-        case let .unknownKey(keyId):
-            writeInt(&buf, Int32(4))
-            FfiConverterString.write(keyId, into: &buf)
+            FfiConverterString.write(courierId, into: &buf)
+            FfiConverterString.write(deviceId, into: &buf)
             
         
-        case .replayed:
+        case let .falseClaim(field):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(field, into: &buf)
+            
+        
+        case .tampered:
             writeInt(&buf, Int32(5))
         
         
-        case .conflicting:
+        case let .unknownKey(keyId):
             writeInt(&buf, Int32(6))
+            FfiConverterString.write(keyId, into: &buf)
+            
+        
+        case let .notAssigned(assignedCourierId):
+            writeInt(&buf, Int32(7))
+            FfiConverterString.write(assignedCourierId, into: &buf)
+            
+        
+        case .conflicting:
+            writeInt(&buf, Int32(8))
         
         
         case let .stale(currentSequence):
-            writeInt(&buf, Int32(7))
+            writeInt(&buf, Int32(9))
             FfiConverterUInt64.write(currentSequence, into: &buf)
             
         
         case let .notDelivered(reason):
-            writeInt(&buf, Int32(8))
+            writeInt(&buf, Int32(10))
             FfiConverterTypeNotDeliveredReason.write(reason, into: &buf)
             
         }
@@ -5934,9 +6040,18 @@ public enum OnlineOutcome: Equatable, Hashable {
          */until: UInt64
     )
     /**
-     * The right code, already used.
+     * The right code, already used by another request.
      */
     case alreadyUsed
+    /**
+     * A wrong code that matches the ticket's hash, as trying codes from the
+     * ticket gives: the code is ended (resend) and the courier recorded.
+     */
+    case guessedFromTicket
+    /**
+     * An earlier guess from the ticket ended this code; resend.
+     */
+    case ended
     /**
      * The code has expired.
      */
@@ -5954,13 +6069,9 @@ public enum OnlineOutcome: Equatable, Hashable {
          */from: UInt64
     )
     /**
-     * A resend replaced this code.
+     * The courier asking is not the one the ticket was issued to.
      */
-    case superseded(
-        /**
-         * The current sequence.
-         */currentSequence: UInt64
-    )
+    case notAssigned
 
 
 
@@ -5993,14 +6104,17 @@ public struct FfiConverterTypeOnlineOutcome: FfiConverterRustBuffer {
         
         case 4: return .alreadyUsed
         
-        case 5: return .expired(at: try FfiConverterUInt64.read(from: &buf)
+        case 5: return .guessedFromTicket
+        
+        case 6: return .ended
+        
+        case 7: return .expired(at: try FfiConverterUInt64.read(from: &buf)
         )
         
-        case 6: return .notYetValid(from: try FfiConverterUInt64.read(from: &buf)
+        case 8: return .notYetValid(from: try FfiConverterUInt64.read(from: &buf)
         )
         
-        case 7: return .superseded(currentSequence: try FfiConverterUInt64.read(from: &buf)
-        )
+        case 9: return .notAssigned
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -6029,20 +6143,27 @@ public struct FfiConverterTypeOnlineOutcome: FfiConverterRustBuffer {
             writeInt(&buf, Int32(4))
         
         
-        case let .expired(at):
+        case .guessedFromTicket:
             writeInt(&buf, Int32(5))
+        
+        
+        case .ended:
+            writeInt(&buf, Int32(6))
+        
+        
+        case let .expired(at):
+            writeInt(&buf, Int32(7))
             FfiConverterUInt64.write(at, into: &buf)
             
         
         case let .notYetValid(from):
-            writeInt(&buf, Int32(6))
+            writeInt(&buf, Int32(8))
             FfiConverterUInt64.write(from, into: &buf)
             
         
-        case let .superseded(currentSequence):
-            writeInt(&buf, Int32(7))
-            FfiConverterUInt64.write(currentSequence, into: &buf)
-            
+        case .notAssigned:
+            writeInt(&buf, Int32(9))
+        
         }
     }
 }
@@ -7657,31 +7778,31 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_backend_derive_code() != 22130) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_issue() != 41795) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_delivery_otp_checksum_method_backend_issue_with_hash_key() != 8477) {
+    if (uniffi_delivery_otp_checksum_method_backend_issue() != 8377) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_read_ticket() != 8233) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_delivery_otp_checksum_method_backend_reassign() != 27171) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_delivery_otp_checksum_method_backend_resend() != 57848) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 27808) {
+    if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 37053) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_provision_device() != 24278) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_reconcile() != 3931) {
+    if (uniffi_delivery_otp_checksum_method_backend_reconcile() != 53658) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_devicestatestore_load() != 20828) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_devicestatestore_save() != 17260) {
+    if (uniffi_delivery_otp_checksum_method_devicestatestore_compare_and_set() != 7433) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_keyset_current_id() != 17311) {
@@ -7724,6 +7845,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() != 30494) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_ticket_courier_id() != 17953) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_ticket_delivery_id() != 17376) {

@@ -252,7 +252,7 @@ typedef void (*UniffiCallbackInterfaceDeviceStateStoreMethod0)(uint64_t, RustBuf
 #endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DEVICE_STATE_STORE_METHOD1
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DEVICE_STATE_STORE_METHOD1
-typedef void (*UniffiCallbackInterfaceDeviceStateStoreMethod1)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+typedef void (*UniffiCallbackInterfaceDeviceStateStoreMethod1)(uint64_t, RustBuffer, RustBuffer, RustBuffer, int8_t* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
 
@@ -263,7 +263,7 @@ typedef struct UniffiVTableCallbackInterfaceDeviceStateStore {
     UniffiCallbackInterfaceFree _Nonnull uniffiFree;
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceDeviceStateStoreMethod0 _Nonnull load;
-    UniffiCallbackInterfaceDeviceStateStoreMethod1 _Nonnull save;
+    UniffiCallbackInterfaceDeviceStateStoreMethod1 _Nonnull compareAndSet;
 } UniffiVTableCallbackInterfaceDeviceStateStore;
 
 #endif
@@ -294,17 +294,17 @@ RustBuffer uniffi_delivery_otp_fn_method_backend_derive_code(uint64_t ptr, RustB
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE
-RustBuffer uniffi_delivery_otp_fn_method_backend_issue(uint64_t ptr, RustBuffer delivery_id, uint64_t sequence, uint64_t now, RustBuffer settings, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE_WITH_HASH_KEY
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE_WITH_HASH_KEY
-RustBuffer uniffi_delivery_otp_fn_method_backend_issue_with_hash_key(uint64_t ptr, RustBuffer delivery_id, uint64_t sequence, uint64_t now, RustBuffer settings, RustBuffer hash_key, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_backend_issue(uint64_t ptr, RustBuffer delivery_id, uint64_t sequence, RustBuffer courier_id, uint64_t now, RustBuffer settings, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_READ_TICKET
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_READ_TICKET
 uint64_t uniffi_delivery_otp_fn_method_backend_read_ticket(uint64_t ptr, RustBuffer json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_REASSIGN
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_REASSIGN
+RustBuffer uniffi_delivery_otp_fn_method_backend_reassign(uint64_t ptr, uint64_t previous, RustBuffer courier_id, uint64_t now, RustBuffer settings, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RESEND
@@ -314,7 +314,7 @@ RustBuffer uniffi_delivery_otp_fn_method_backend_resend(uint64_t ptr, uint64_t p
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_VERIFY_ONLINE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_VERIFY_ONLINE
-RustBuffer uniffi_delivery_otp_fn_method_backend_verify_online(uint64_t ptr, uint64_t ticket, RustBuffer entered, uint64_t now, uint64_t current_sequence, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_backend_verify_online(uint64_t ptr, uint64_t ticket, RustBuffer entered, RustBuffer courier_id, RustBuffer device_id, uint64_t now, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_PROVISION_DEVICE
@@ -324,7 +324,7 @@ uint64_t uniffi_delivery_otp_fn_method_backend_provision_device(uint64_t ptr, Ru
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RECONCILE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RECONCILE
-RustBuffer uniffi_delivery_otp_fn_method_backend_reconcile(uint64_t ptr, RustBuffer receipt_json, uint64_t current_sequence, uint64_t now, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_backend_reconcile(uint64_t ptr, RustBuffer receipt_json, uint64_t ticket, uint64_t now, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_UNIFFI_TRAIT_DEBUG
@@ -352,9 +352,9 @@ void uniffi_delivery_otp_fn_init_callback_vtable_devicestatestore(const UniffiVT
 RustBuffer uniffi_delivery_otp_fn_method_devicestatestore_load(uint64_t ptr, RustBuffer key, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_SAVE
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_SAVE
-void uniffi_delivery_otp_fn_method_devicestatestore_save(uint64_t ptr, RustBuffer key, RustBuffer value, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_COMPARE_AND_SET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_COMPARE_AND_SET
+int8_t uniffi_delivery_otp_fn_method_devicestatestore_compare_and_set(uint64_t ptr, RustBuffer key, RustBuffer expected, RustBuffer value, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_KEYSET
@@ -485,6 +485,11 @@ void uniffi_delivery_otp_fn_free_ticket(uint64_t handle, RustCallStatus *_Nonnul
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_TICKET_FROM_JSON
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_TICKET_FROM_JSON
 uint64_t uniffi_delivery_otp_fn_constructor_ticket_from_json(RustBuffer json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_COURIER_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_COURIER_ID
+RustBuffer uniffi_delivery_otp_fn_method_ticket_courier_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_DELIVERY_ID
@@ -1291,15 +1296,15 @@ uint16_t uniffi_delivery_otp_checksum_method_backend_issue(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_ISSUE_WITH_HASH_KEY
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_ISSUE_WITH_HASH_KEY
-uint16_t uniffi_delivery_otp_checksum_method_backend_issue_with_hash_key(void
-    
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_READ_TICKET
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_READ_TICKET
 uint16_t uniffi_delivery_otp_checksum_method_backend_read_ticket(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_REASSIGN
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_BACKEND_REASSIGN
+uint16_t uniffi_delivery_otp_checksum_method_backend_reassign(void
     
 );
 #endif
@@ -1333,9 +1338,9 @@ uint16_t uniffi_delivery_otp_checksum_method_devicestatestore_load(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_SAVE
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_SAVE
-uint16_t uniffi_delivery_otp_checksum_method_devicestatestore_save(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_COMPARE_AND_SET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_COMPARE_AND_SET
+uint16_t uniffi_delivery_otp_checksum_method_devicestatestore_compare_and_set(void
     
 );
 #endif
@@ -1420,6 +1425,12 @@ uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_STORED_RECEIPT
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_OFFLINEVERIFIER_STORED_RECEIPT
 uint16_t uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_COURIER_ID
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_TICKET_COURIER_ID
+uint16_t uniffi_delivery_otp_checksum_method_ticket_courier_id(void
     
 );
 #endif

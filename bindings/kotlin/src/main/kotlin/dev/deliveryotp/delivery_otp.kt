@@ -654,27 +654,27 @@ internal interface UniffiCallbackInterfaceDeviceStateStoreMethod0 : com.sun.jna.
     fun callback(`uniffiHandle`: Long,`key`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
 internal interface UniffiCallbackInterfaceDeviceStateStoreMethod1 : com.sun.jna.Callback {
-    fun callback(`uniffiHandle`: Long,`key`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+    fun callback(`uniffiHandle`: Long,`key`: RustBuffer.ByValue,`expected`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,`uniffiOutReturn`: ByteByReference,uniffiCallStatus: UniffiRustCallStatus,)
 }
-@Structure.FieldOrder("uniffiFree", "uniffiClone", "load", "save")
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "load", "compareAndSet")
 internal open class UniffiVTableCallbackInterfaceDeviceStateStore(
     @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
     @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
     @JvmField internal var `load`: UniffiCallbackInterfaceDeviceStateStoreMethod0? = null,
-    @JvmField internal var `save`: UniffiCallbackInterfaceDeviceStateStoreMethod1? = null,
+    @JvmField internal var `compareAndSet`: UniffiCallbackInterfaceDeviceStateStoreMethod1? = null,
 ) : Structure() {
     class UniffiByValue(
         `uniffiFree`: UniffiCallbackInterfaceFree? = null,
         `uniffiClone`: UniffiCallbackInterfaceClone? = null,
         `load`: UniffiCallbackInterfaceDeviceStateStoreMethod0? = null,
-        `save`: UniffiCallbackInterfaceDeviceStateStoreMethod1? = null,
-    ): UniffiVTableCallbackInterfaceDeviceStateStore(`uniffiFree`,`uniffiClone`,`load`,`save`,), Structure.ByValue
+        `compareAndSet`: UniffiCallbackInterfaceDeviceStateStoreMethod1? = null,
+    ): UniffiVTableCallbackInterfaceDeviceStateStore(`uniffiFree`,`uniffiClone`,`load`,`compareAndSet`,), Structure.ByValue
 
    internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceDeviceStateStore) {
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `load` = other.`load`
-        `save` = other.`save`
+        `compareAndSet` = other.`compareAndSet`
     }
 
 }
@@ -733,9 +733,9 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_method_backend_issue(
     ): Int
-    external fun uniffi_delivery_otp_checksum_method_backend_issue_with_hash_key(
-    ): Int
     external fun uniffi_delivery_otp_checksum_method_backend_read_ticket(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_backend_reassign(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_backend_resend(
     ): Int
@@ -747,7 +747,7 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_method_devicestatestore_load(
     ): Int
-    external fun uniffi_delivery_otp_checksum_method_devicestatestore_save(
+    external fun uniffi_delivery_otp_checksum_method_devicestatestore_compare_and_set(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_keyset_current_id(
     ): Int
@@ -776,6 +776,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_ticket_courier_id(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_ticket_delivery_id(
     ): Int
@@ -922,19 +924,19 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_derive_code(`ptr`: Long,`keyId`: RustBuffer.ByValue,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`format`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_backend_issue(`ptr`: Long,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_backend_issue_with_hash_key(`ptr`: Long,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`now`: Long,`settings`: RustBuffer.ByValue,`hashKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_backend_issue(`ptr`: Long,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`courierId`: RustBuffer.ByValue,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_read_ticket(`ptr`: Long,`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_delivery_otp_fn_method_backend_reassign(`ptr`: Long,`previous`: Long,`courierId`: RustBuffer.ByValue,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_resend(`ptr`: Long,`previous`: Long,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_backend_verify_online(`ptr`: Long,`ticket`: Long,`entered`: RustBuffer.ByValue,`now`: Long,`currentSequence`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_backend_verify_online(`ptr`: Long,`ticket`: Long,`entered`: RustBuffer.ByValue,`courierId`: RustBuffer.ByValue,`deviceId`: RustBuffer.ByValue,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_provision_device(`ptr`: Long,`courierId`: RustBuffer.ByValue,`deviceId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_backend_reconcile(`ptr`: Long,`receiptJson`: RustBuffer.ByValue,`currentSequence`: Long,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_backend_reconcile(`ptr`: Long,`receiptJson`: RustBuffer.ByValue,`ticket`: Long,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -946,8 +948,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_delivery_otp_fn_method_devicestatestore_load(`ptr`: Long,`key`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_devicestatestore_save(`ptr`: Long,`key`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
+    external fun uniffi_delivery_otp_fn_method_devicestatestore_compare_and_set(`ptr`: Long,`key`: RustBuffer.ByValue,`expected`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_delivery_otp_fn_clone_keyset(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_free_keyset(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1000,6 +1002,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_delivery_otp_fn_constructor_ticket_from_json(`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_delivery_otp_fn_method_ticket_courier_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_ticket_delivery_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_ticket_expires_at(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1341,31 +1345,31 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_backend_derive_code() and 0xFFFF) != 22130) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 41795) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue_with_hash_key() and 0xFFFF) != 8477) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 8377) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_read_ticket() and 0xFFFF) != 8233) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_reassign() and 0xFFFF) != 27171) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 57848) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 27808) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 37053) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_provision_device() and 0xFFFF) != 24278) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_reconcile() and 0xFFFF) != 3931) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_reconcile() and 0xFFFF) != 53658) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_devicestatestore_load() and 0xFFFF) != 20828) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_devicestatestore_save() and 0xFFFF) != 17260) {
+    if ((lib.uniffi_delivery_otp_checksum_method_devicestatestore_compare_and_set() and 0xFFFF) != 7433) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_keyset_current_id() and 0xFFFF) != 17311) {
@@ -1408,6 +1412,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() and 0xFFFF) != 30494) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_courier_id() and 0xFFFF) != 17953) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_delivery_id() and 0xFFFF) != 17376) {
@@ -2133,22 +2140,15 @@ public interface BackendInterface {
     
     /**
      * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
-     * one more per resend), valid from `now` (unix seconds).
+     * one more per resend), given to `courier_id`, valid from `now` (unix
+     * seconds). Issuing again for the same sequence gives the same code and
+     * ticket hash.
      *
      * # Errors
-     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
-     * `RandomUnavailable`.
+     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`,
+     * `InvalidDeviceKey` (a bad courier id), `Overflow`.
      */
-    fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode
-    
-    /**
-     * `issue` with a chosen 16-byte ticket hash key instead of a random
-     * one: for reproducible test vectors only.
-     *
-     * # Errors
-     * As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
-     */
-    fun `issueWithHashKey`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `now`: kotlin.ULong, `settings`: DeliverySettings, `hashKey`: kotlin.ByteArray): IssuedCode
+    fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `courierId`: kotlin.String, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode
     
     /**
      * Reads a ticket and checks it is this backend's, unchanged.
@@ -2160,6 +2160,15 @@ public interface BackendInterface {
     fun `readTicket`(`json`: kotlin.String): Ticket
     
     /**
+     * Gives the delivery to `courier_id` with the next sequence after
+     * `previous`, so the earlier courier's ticket and code stop counting.
+     *
+     * # Errors
+     * As `issue`.
+     */
+    fun `reassign`(`previous`: Ticket, `courierId`: kotlin.String, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode
+    
+    /**
      * A resend: the next sequence after `previous`, so its code stops working.
      *
      * # Errors
@@ -2168,15 +2177,18 @@ public interface BackendInterface {
     fun `resend`(`previous`: Ticket, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode
     
     /**
-     * Verifies a typed code online while `current_sequence` is the
-     * delivery's latest: exact, constant time, every attempt counted before
-     * the comparison, a right code consumed once.
+     * Verifies a code typed for `ticket` (the delivery's current ticket as
+     * issued), sent by `courier_id` from `device_id`: exact, constant time,
+     * every attempt counted before the comparison, a right code consumed
+     * once, the first wrong code matching the ticket's hash ends the code.
+     * The same request again gets the same outcome.
      *
      * # Errors
-     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
-     * `WrongCodeLength` (not counted as attempts), `StateStorage`.
+     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidDeviceKey`,
+     * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+     * `StateStorage` (sending the same request again is safe).
      */
-    fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `now`: kotlin.ULong, `currentSequence`: kotlin.ULong): OnlineOutcome
+    fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `courierId`: kotlin.String, `deviceId`: kotlin.String, `now`: kotlin.ULong): OnlineOutcome
     
     /**
      * The device key for `courier_id` on `device_id`, from the current
@@ -2188,13 +2200,15 @@ public interface BackendInterface {
     fun `provisionDevice`(`courierId`: kotlin.String, `deviceId`: kotlin.String): DeviceKey
     
     /**
-     * Judges a receipt (its JSON) while the delivery's current sequence is
-     * `current_sequence`, at backend time `now`.
+     * Judges a receipt (its JSON) against `ticket`, the delivery's current
+     * ticket as issued, at backend time `now`. The same receipt again gets
+     * the same decision with `repeated` set.
      *
      * # Errors
-     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `TicketMacMismatch`,
+     * `UnknownKeyId`, `StateStorage` (sending it again is safe), `Overflow`.
      */
-    fun `reconcile`(`receiptJson`: kotlin.String, `currentSequence`: kotlin.ULong, `now`: kotlin.ULong): Reconciliation
+    fun `reconcile`(`receiptJson`: kotlin.String, `ticket`: Ticket, `now`: kotlin.ULong): Reconciliation
     
     companion object
 }
@@ -2367,13 +2381,15 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
     
     /**
      * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
-     * one more per resend), valid from `now` (unix seconds).
+     * one more per resend), given to `courier_id`, valid from `now` (unix
+     * seconds). Issuing again for the same sequence gives the same code and
+     * ticket hash.
      *
      * # Errors
-     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`, `Overflow`,
-     * `RandomUnavailable`.
+     * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`,
+     * `InvalidDeviceKey` (a bad courier id), `Overflow`.
      */
-    @Throws(OtpException::class)override fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode {
+    @Throws(OtpException::class)override fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `courierId`: kotlin.String, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode {
             return FfiConverterTypeIssuedCode.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -2382,34 +2398,9 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         
         FfiConverterString.lower(`deliveryId`),
         FfiConverterULong.lower(`sequence`),
+        FfiConverterString.lower(`courierId`),
         FfiConverterULong.lower(`now`),
         FfiConverterTypeDeliverySettings.lower(`settings`),_status)
-}
-    }
-    )
-    }
-    
-
-    
-    /**
-     * `issue` with a chosen 16-byte ticket hash key instead of a random
-     * one: for reproducible test vectors only.
-     *
-     * # Errors
-     * As `issue`; `InvalidKey` unless `hash_key` has 16 bytes.
-     */
-    @Throws(OtpException::class)override fun `issueWithHashKey`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `now`: kotlin.ULong, `settings`: DeliverySettings, `hashKey`: kotlin.ByteArray): IssuedCode {
-            return FfiConverterTypeIssuedCode.lift(
-    callWithHandle {
-    uniffiRustCallWithError(OtpException) { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_method_backend_issue_with_hash_key(
-        it,
-        
-        FfiConverterString.lower(`deliveryId`),
-        FfiConverterULong.lower(`sequence`),
-        FfiConverterULong.lower(`now`),
-        FfiConverterTypeDeliverySettings.lower(`settings`),
-        FfiConverterByteArray.lower(`hashKey`),_status)
 }
     }
     )
@@ -2432,6 +2423,31 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         it,
         
         FfiConverterString.lower(`json`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Gives the delivery to `courier_id` with the next sequence after
+     * `previous`, so the earlier courier's ticket and code stop counting.
+     *
+     * # Errors
+     * As `issue`.
+     */
+    @Throws(OtpException::class)override fun `reassign`(`previous`: Ticket, `courierId`: kotlin.String, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode {
+            return FfiConverterTypeIssuedCode.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_backend_reassign(
+        it,
+        
+        FfiConverterTypeTicket.lower(`previous`),
+        FfiConverterString.lower(`courierId`),
+        FfiConverterULong.lower(`now`),
+        FfiConverterTypeDeliverySettings.lower(`settings`),_status)
 }
     }
     )
@@ -2463,15 +2479,18 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
 
     
     /**
-     * Verifies a typed code online while `current_sequence` is the
-     * delivery's latest: exact, constant time, every attempt counted before
-     * the comparison, a right code consumed once.
+     * Verifies a code typed for `ticket` (the delivery's current ticket as
+     * issued), sent by `courier_id` from `device_id`: exact, constant time,
+     * every attempt counted before the comparison, a right code consumed
+     * once, the first wrong code matching the ticket's hash ends the code.
+     * The same request again gets the same outcome.
      *
      * # Errors
-     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidCodeCharacter`,
-     * `WrongCodeLength` (not counted as attempts), `StateStorage`.
+     * `TicketMacMismatch`, `UnknownKeyId`, `InvalidDeviceKey`,
+     * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
+     * `StateStorage` (sending the same request again is safe).
      */
-    @Throws(OtpException::class)override fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `now`: kotlin.ULong, `currentSequence`: kotlin.ULong): OnlineOutcome {
+    @Throws(OtpException::class)override fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `courierId`: kotlin.String, `deviceId`: kotlin.String, `now`: kotlin.ULong): OnlineOutcome {
             return FfiConverterTypeOnlineOutcome.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -2480,8 +2499,9 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         
         FfiConverterTypeTicket.lower(`ticket`),
         FfiConverterString.lower(`entered`),
-        FfiConverterULong.lower(`now`),
-        FfiConverterULong.lower(`currentSequence`),_status)
+        FfiConverterString.lower(`courierId`),
+        FfiConverterString.lower(`deviceId`),
+        FfiConverterULong.lower(`now`),_status)
 }
     }
     )
@@ -2513,13 +2533,15 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
 
     
     /**
-     * Judges a receipt (its JSON) while the delivery's current sequence is
-     * `current_sequence`, at backend time `now`.
+     * Judges a receipt (its JSON) against `ticket`, the delivery's current
+     * ticket as issued, at backend time `now`. The same receipt again gets
+     * the same decision with `repeated` set.
      *
      * # Errors
-     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `StateStorage`, `Overflow`.
+     * `InvalidReceipt`, `UnsupportedReceiptVersion`, `TicketMacMismatch`,
+     * `UnknownKeyId`, `StateStorage` (sending it again is safe), `Overflow`.
      */
-    @Throws(OtpException::class)override fun `reconcile`(`receiptJson`: kotlin.String, `currentSequence`: kotlin.ULong, `now`: kotlin.ULong): Reconciliation {
+    @Throws(OtpException::class)override fun `reconcile`(`receiptJson`: kotlin.String, `ticket`: Ticket, `now`: kotlin.ULong): Reconciliation {
             return FfiConverterTypeReconciliation.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -2527,7 +2549,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         it,
         
         FfiConverterString.lower(`receiptJson`),
-        FfiConverterULong.lower(`currentSequence`),
+        FfiConverterTypeTicket.lower(`ticket`),
         FfiConverterULong.lower(`now`),_status)
 }
     }
@@ -3047,7 +3069,10 @@ public object FfiConverterTypeDeviceKey: FfiConverter<DeviceKey, Long> {
 /**
  * Where the app keeps attempt state between runs, implemented in Kotlin
  * or Swift (SharedPreferences, UserDefaults, a database). `key` names the
- * delivery; `value` is a short text to store as it is.
+ * delivery; values are short texts to store as they are. Every verifier of
+ * a ticket must use the same store, and `compareAndSet` must be atomic for
+ * all of them (`synchronized`, a lock, a database transaction): that keeps
+ * the attempt count exact however many verifiers an app makes.
  */
 public interface DeviceStateStore {
     
@@ -3060,12 +3085,16 @@ public interface DeviceStateStore {
     fun `load`(`key`: kotlin.String): kotlin.String?
     
     /**
-     * Saves `value` under `key`, replacing what was there.
+     * Saves `value` under `key` only if the value there is still
+     * `expected` (null: none), as one atomic step, and returns whether it
+     * saved. Return only once the value is durably written (check the
+     * result of `commit()`); throw when it is not.
      *
      * # Errors
-     * `StoreError.Failed` when the storage fails.
+     * `StoreError.Failed` when the storage fails; the verification then
+     * gives no outcome.
      */
-    fun `save`(`key`: kotlin.String, `value`: kotlin.String)
+    fun `compareAndSet`(`key`: kotlin.String, `expected`: kotlin.String?, `value`: kotlin.String): kotlin.Boolean
     
     companion object
 }
@@ -3073,7 +3102,10 @@ public interface DeviceStateStore {
 /**
  * Where the app keeps attempt state between runs, implemented in Kotlin
  * or Swift (SharedPreferences, UserDefaults, a database). `key` names the
- * delivery; `value` is a short text to store as it is.
+ * delivery; values are short texts to store as they are. Every verifier of
+ * a ticket must use the same store, and `compareAndSet` must be atomic for
+ * all of them (`synchronized`, a lock, a database transaction): that keeps
+ * the attempt count exact however many verifiers an app makes.
  */
 open class DeviceStateStoreImpl: Disposable, AutoCloseable, DeviceStateStore
 {
@@ -3199,23 +3231,29 @@ open class DeviceStateStoreImpl: Disposable, AutoCloseable, DeviceStateStore
 
     
     /**
-     * Saves `value` under `key`, replacing what was there.
+     * Saves `value` under `key` only if the value there is still
+     * `expected` (null: none), as one atomic step, and returns whether it
+     * saved. Return only once the value is durably written (check the
+     * result of `commit()`); throw when it is not.
      *
      * # Errors
-     * `StoreError.Failed` when the storage fails.
+     * `StoreError.Failed` when the storage fails; the verification then
+     * gives no outcome.
      */
-    @Throws(StoreException::class)override fun `save`(`key`: kotlin.String, `value`: kotlin.String)
-        = 
+    @Throws(StoreException::class)override fun `compareAndSet`(`key`: kotlin.String, `expected`: kotlin.String?, `value`: kotlin.String): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
     callWithHandle {
     uniffiRustCallWithError(StoreException) { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_method_devicestatestore_save(
+    UniffiLib.uniffi_delivery_otp_fn_method_devicestatestore_compare_and_set(
         it,
         
         FfiConverterString.lower(`key`),
+        FfiConverterOptionalString.lower(`expected`),
         FfiConverterString.lower(`value`),_status)
 }
     }
-    
+    )
+    }
     
 
     
@@ -3253,16 +3291,17 @@ internal object uniffiCallbackInterfaceDeviceStateStore {
             )
         }
     }
-    internal object `save`: UniffiCallbackInterfaceDeviceStateStoreMethod1 {
-        override fun callback(`uniffiHandle`: Long,`key`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+    internal object `compareAndSet`: UniffiCallbackInterfaceDeviceStateStoreMethod1 {
+        override fun callback(`uniffiHandle`: Long,`key`: RustBuffer.ByValue,`expected`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,`uniffiOutReturn`: ByteByReference,uniffiCallStatus: UniffiRustCallStatus,) {
             val uniffiObj = FfiConverterTypeDeviceStateStore.handleMap.get(uniffiHandle)
             val makeCall = { ->
-                uniffiObj.`save`(
+                uniffiObj.`compareAndSet`(
                     FfiConverterString.lift(`key`),
+                    FfiConverterOptionalString.lift(`expected`),
                     FfiConverterString.lift(`value`),
                 )
             }
-            val writeReturn = { _: Unit -> Unit }
+            val writeReturn = { value: kotlin.Boolean -> uniffiOutReturn.setValue(FfiConverterBoolean.lower(value)) }
             uniffiTraitInterfaceCallWithError(
                 uniffiCallStatus,
                 makeCall,
@@ -3288,7 +3327,7 @@ internal object uniffiCallbackInterfaceDeviceStateStore {
         uniffiFree,
         uniffiClone,
         `load`,
-        `save`,
+        `compareAndSet`,
     )
 
     // Registers the foreign callback with the Rust side.
@@ -6411,6 +6450,11 @@ public object FfiConverterTypeSecret: FfiConverter<Secret, Long> {
 public interface TicketInterface {
     
     /**
+     * The courier the delivery was given to.
+     */
+    fun `courierId`(): kotlin.String
+    
+    /**
      * The delivery id.
      */
     fun `deliveryId`(): kotlin.String
@@ -6563,6 +6607,22 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
             UniffiLib.uniffi_delivery_otp_fn_clone_ticket(handle, status)
         }
     }
+
+    
+    /**
+     * The courier the delivery was given to.
+     */override fun `courierId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_courier_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -7892,6 +7952,12 @@ data class Reconciliation (
     var `explanation`: kotlin.String
     , 
     /**
+     * True when this very receipt was reconciled before: the decision is
+     * the one given then, and nothing changes.
+     */
+    var `repeated`: kotlin.Boolean
+    , 
+    /**
      * The receipt's delivery id.
      */
     var `deliveryId`: kotlin.String
@@ -7928,6 +7994,7 @@ public object FfiConverterTypeReconciliation: FfiConverterRustBuffer<Reconciliat
         return Reconciliation(
             FfiConverterTypeDecision.read(buf),
             FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
             FfiConverterString.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterString.read(buf),
@@ -7938,6 +8005,7 @@ public object FfiConverterTypeReconciliation: FfiConverterRustBuffer<Reconciliat
     override fun allocationSize(value: Reconciliation) = (
             FfiConverterTypeDecision.allocationSize(value.`decision`) +
             FfiConverterString.allocationSize(value.`explanation`) +
+            FfiConverterBoolean.allocationSize(value.`repeated`) +
             FfiConverterString.allocationSize(value.`deliveryId`) +
             FfiConverterULong.allocationSize(value.`sequence`) +
             FfiConverterString.allocationSize(value.`courierId`) +
@@ -7947,6 +8015,7 @@ public object FfiConverterTypeReconciliation: FfiConverterRustBuffer<Reconciliat
     override fun write(value: Reconciliation, buf: ByteBuffer) {
             FfiConverterTypeDecision.write(value.`decision`, buf)
             FfiConverterString.write(value.`explanation`, buf)
+            FfiConverterBoolean.write(value.`repeated`, buf)
             FfiConverterString.write(value.`deliveryId`, buf)
             FfiConverterULong.write(value.`sequence`, buf)
             FfiConverterString.write(value.`courierId`, buf)
@@ -8284,6 +8353,42 @@ sealed class Decision {
     
     
     /**
+     * An online check of this ticket sent a wrong code matching its hash:
+     * suspected fraud by that courier and device.
+     */
+    data class GuessedFromTicket(
+        /**
+         * The courier who sent the guess.
+         */
+        val `courierId`: kotlin.String, 
+        /**
+         * The device it came from.
+         */
+        val `deviceId`: kotlin.String) : Decision()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A claim of the receipt does not hold against the ticket or the
+     * backend's records: suspected fraud.
+     */
+    data class FalseClaim(
+        /**
+         * The receipt field (`format`, `kid`, `attempts`, `first`, `decided`, `via`).
+         */
+        val `field`: kotlin.String) : Decision()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
      * The MAC does not match: changed, or made by another device or courier.
      */
     object Tampered : Decision()
@@ -8305,10 +8410,19 @@ sealed class Decision {
     }
     
     /**
-     * This receipt was reconciled before.
+     * The receipt's courier is not the one the ticket was issued to.
      */
-    object Replayed : Decision()
-    
+    data class NotAssigned(
+        /**
+         * The courier the ticket was issued to.
+         */
+        val `assignedCourierId`: kotlin.String) : Decision()
+        
+    {
+        
+
+        companion object
+    }
     
     /**
      * A different receipt for the same ticket was reconciled before.
@@ -8366,16 +8480,25 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
                 FfiConverterBoolean.read(buf),
                 )
             2 -> Decision.CodeMismatch
-            3 -> Decision.Tampered
-            4 -> Decision.UnknownKey(
+            3 -> Decision.GuessedFromTicket(
+                FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            5 -> Decision.Replayed
-            6 -> Decision.Conflicting
-            7 -> Decision.Stale(
+            4 -> Decision.FalseClaim(
+                FfiConverterString.read(buf),
+                )
+            5 -> Decision.Tampered
+            6 -> Decision.UnknownKey(
+                FfiConverterString.read(buf),
+                )
+            7 -> Decision.NotAssigned(
+                FfiConverterString.read(buf),
+                )
+            8 -> Decision.Conflicting
+            9 -> Decision.Stale(
                 FfiConverterULong.read(buf),
                 )
-            8 -> Decision.NotDelivered(
+            10 -> Decision.NotDelivered(
                 FfiConverterTypeNotDeliveredReason.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
@@ -8396,6 +8519,21 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
                 4UL
             )
         }
+        is Decision.GuessedFromTicket -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`courierId`)
+                + FfiConverterString.allocationSize(value.`deviceId`)
+            )
+        }
+        is Decision.FalseClaim -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`field`)
+            )
+        }
         is Decision.Tampered -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
@@ -8409,10 +8547,11 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
                 + FfiConverterString.allocationSize(value.`keyId`)
             )
         }
-        is Decision.Replayed -> {
+        is Decision.NotAssigned -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
+                + FfiConverterString.allocationSize(value.`assignedCourierId`)
             )
         }
         is Decision.Conflicting -> {
@@ -8448,30 +8587,42 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
                 buf.putInt(2)
                 Unit
             }
-            is Decision.Tampered -> {
+            is Decision.GuessedFromTicket -> {
                 buf.putInt(3)
+                FfiConverterString.write(value.`courierId`, buf)
+                FfiConverterString.write(value.`deviceId`, buf)
                 Unit
             }
-            is Decision.UnknownKey -> {
+            is Decision.FalseClaim -> {
                 buf.putInt(4)
-                FfiConverterString.write(value.`keyId`, buf)
+                FfiConverterString.write(value.`field`, buf)
                 Unit
             }
-            is Decision.Replayed -> {
+            is Decision.Tampered -> {
                 buf.putInt(5)
                 Unit
             }
-            is Decision.Conflicting -> {
+            is Decision.UnknownKey -> {
                 buf.putInt(6)
+                FfiConverterString.write(value.`keyId`, buf)
+                Unit
+            }
+            is Decision.NotAssigned -> {
+                buf.putInt(7)
+                FfiConverterString.write(value.`assignedCourierId`, buf)
+                Unit
+            }
+            is Decision.Conflicting -> {
+                buf.putInt(8)
                 Unit
             }
             is Decision.Stale -> {
-                buf.putInt(7)
+                buf.putInt(9)
                 FfiConverterULong.write(value.`currentSequence`, buf)
                 Unit
             }
             is Decision.NotDelivered -> {
-                buf.putInt(8)
+                buf.putInt(10)
                 FfiConverterTypeNotDeliveredReason.write(value.`reason`, buf)
                 Unit
             }
@@ -8978,9 +9129,22 @@ sealed class OnlineOutcome {
     }
     
     /**
-     * The right code, already used.
+     * The right code, already used by another request.
      */
     object AlreadyUsed : OnlineOutcome()
+    
+    
+    /**
+     * A wrong code that matches the ticket's hash, as trying codes from the
+     * ticket gives: the code is ended (resend) and the courier recorded.
+     */
+    object GuessedFromTicket : OnlineOutcome()
+    
+    
+    /**
+     * An earlier guess from the ticket ended this code; resend.
+     */
+    object Ended : OnlineOutcome()
     
     
     /**
@@ -9014,19 +9178,10 @@ sealed class OnlineOutcome {
     }
     
     /**
-     * A resend replaced this code.
+     * The courier asking is not the one the ticket was issued to.
      */
-    data class Superseded(
-        /**
-         * The current sequence.
-         */
-        val `currentSequence`: kotlin.ULong) : OnlineOutcome()
-        
-    {
-        
-
-        companion object
-    }
+    object NotAssigned : OnlineOutcome()
+    
     
 
     
@@ -9054,15 +9209,15 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
                 FfiConverterULong.read(buf),
                 )
             4 -> OnlineOutcome.AlreadyUsed
-            5 -> OnlineOutcome.Expired(
+            5 -> OnlineOutcome.GuessedFromTicket
+            6 -> OnlineOutcome.Ended
+            7 -> OnlineOutcome.Expired(
                 FfiConverterULong.read(buf),
                 )
-            6 -> OnlineOutcome.NotYetValid(
+            8 -> OnlineOutcome.NotYetValid(
                 FfiConverterULong.read(buf),
                 )
-            7 -> OnlineOutcome.Superseded(
-                FfiConverterULong.read(buf),
-                )
+            9 -> OnlineOutcome.NotAssigned
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
     }
@@ -9095,6 +9250,18 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
                 4UL
             )
         }
+        is OnlineOutcome.GuessedFromTicket -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is OnlineOutcome.Ended -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
         is OnlineOutcome.Expired -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
@@ -9109,11 +9276,10 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
                 + FfiConverterULong.allocationSize(value.`from`)
             )
         }
-        is OnlineOutcome.Superseded -> {
+        is OnlineOutcome.NotAssigned -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`currentSequence`)
             )
         }
     }
@@ -9139,19 +9305,26 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
                 buf.putInt(4)
                 Unit
             }
-            is OnlineOutcome.Expired -> {
+            is OnlineOutcome.GuessedFromTicket -> {
                 buf.putInt(5)
+                Unit
+            }
+            is OnlineOutcome.Ended -> {
+                buf.putInt(6)
+                Unit
+            }
+            is OnlineOutcome.Expired -> {
+                buf.putInt(7)
                 FfiConverterULong.write(value.`at`, buf)
                 Unit
             }
             is OnlineOutcome.NotYetValid -> {
-                buf.putInt(6)
+                buf.putInt(8)
                 FfiConverterULong.write(value.`from`, buf)
                 Unit
             }
-            is OnlineOutcome.Superseded -> {
-                buf.putInt(7)
-                FfiConverterULong.write(value.`currentSequence`, buf)
+            is OnlineOutcome.NotAssigned -> {
+                buf.putInt(9)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }

@@ -15,20 +15,26 @@ import org.junit.jupiter.api.Test
 class MapStateStore : DeviceStateStore {
     val values = ConcurrentHashMap<String, String>()
     override fun load(key: String): String? = values[key]
-    override fun save(key: String, value: String) { values[key] = value }
+    override fun compareAndSet(key: String, expected: String?, value: String): Boolean =
+        if (expected == null) values.putIfAbsent(key, value) == null else values.replace(key, expected, value)
 }
 
 /** State kept in files, one per delivery: survives a new store object, as after an app restart. */
 class FileStateStore(private val dir: File) : DeviceStateStore {
     private fun file(key: String) = File(dir, key.replace('/', '_'))
     override fun load(key: String): String? = file(key).takeIf { it.exists() }?.readText()
-    override fun save(key: String, value: String) = file(key).writeText(value)
+    @Synchronized
+    override fun compareAndSet(key: String, expected: String?, value: String): Boolean {
+        if (load(key) != expected) return false
+        file(key).writeText(value)
+        return true
+    }
 }
 
 /** Storage that fails, as a full disk would. */
 class FailingStateStore : DeviceStateStore {
     override fun load(key: String): String? = null
-    override fun save(key: String, value: String): Unit = throw StoreException.Failed("disk full")
+    override fun compareAndSet(key: String, expected: String?, value: String): Boolean = throw StoreException.Failed("disk full")
 }
 
 fun offlineName(o: OfflineOutcome): Pair<String, ULong?> = when (o) {
@@ -46,9 +52,11 @@ fun onlineName(o: OnlineOutcome): Pair<String, ULong?> = when (o) {
     is OnlineOutcome.Rejected -> "rejected" to o.attemptsLeft.toULong()
     is OnlineOutcome.LockedOut -> "locked_out" to o.until
     OnlineOutcome.AlreadyUsed -> "already_used" to null
+    OnlineOutcome.GuessedFromTicket -> "guessed_from_ticket" to null
+    OnlineOutcome.Ended -> "ended" to null
+    OnlineOutcome.NotAssigned -> "not_assigned" to null
     is OnlineOutcome.Expired -> "expired" to o.at
     is OnlineOutcome.NotYetValid -> "not_yet_valid" to o.from
-    is OnlineOutcome.Superseded -> "superseded" to o.currentSequence
 }
 
 /** The field of a step that holds the outcome's number, by outcome name. */
@@ -88,12 +96,12 @@ class DeliveryTest {
         val file = "delivery-tickets.json"
         val keySet = Vectors.load(file).str("key_set")
         val cases = Vectors.cases(file)
-        assertEquals(7, cases.size)
+        assertEquals(8, cases.size)
         for (c in cases) {
             val name = c.str("name")
             val b = backend(keySet, c.str("key_id"))
-            val issued = b.issueWithHashKey(c.str("delivery_id"), c.u64("sequence"), c.u64("now"),
-                settings(c.getAsJsonObject("settings")), hex(c.str("hash_key_hex")))
+            val issued = b.issue(c.str("delivery_id"), c.u64("sequence"), c.str("courier_id"), c.u64("now"),
+                settings(c.getAsJsonObject("settings")))
             assertEquals(c.str("code"), issued.code, name)
             assertEquals(issued.code, issued.codeGrouped.replace(" ", ""), name)
             assertEquals(c.str("ticket"), issued.ticket.toJson(), name)
@@ -171,10 +179,9 @@ class DeliveryTest {
                     }
                     "attempts_left" -> assertEquals(step.num("expect"), verifier.attemptsLeft().toULong(), ctx)
                     "online" -> {
-                        val (outcome, value) = onlineName(backend.verifyOnline(ticket, step.str("entered"), step.u64("time"), step.u64("current_sequence")))
+                        val (outcome, value) = onlineName(backend.verifyOnline(ticket, step.str("entered"), step.str("courier"), step.str("device"), step.u64("time")))
                         assertEquals(step.str("expect"), outcome, ctx)
-                        if (outcome == "superseded") assertEquals(step.u64("current_sequence"), value, ctx)
-                        else outcomeField[outcome]?.let { assertEquals(step.num(it), value, "$ctx: value") }
+                        outcomeField[outcome]?.let { assertEquals(step.num(it), value, "$ctx: value") }
                     }
                     else -> fail("$ctx: unknown step")
                 }
@@ -189,7 +196,7 @@ class DeliveryTest {
             KeySet.generate("k1").use { keys ->
                 val backend = Backend(keys)
                 val now = 1_764_000_000uL
-                val issued = backend.issue("PKG-42", 0uL, now, defaultDeliverySettings())
+                val issued = backend.issue("PKG-42", 0uL, "courier-1", now, defaultDeliverySettings())
                 val wrong = (0..999_999).map { it.toString().padStart(6, '0') }.first { it != issued.code }
                 // First run of the app: two wrong codes.
                 val first = OfflineVerifier(Ticket.fromJson(issued.ticket.toJson()), FileStateStore(dir))
@@ -214,7 +221,7 @@ class DeliveryTest {
     @Test
     fun aFailingStoreGivesNoOutcome() {
         KeySet.generate("k1").use { keys ->
-            val issued = Backend(keys).issue("PKG-43", 0uL, 1_000uL, defaultDeliverySettings())
+            val issued = Backend(keys).issue("PKG-43", 0uL, "courier-1", 1_000uL, defaultDeliverySettings())
             val verifier = OfflineVerifier(issued.ticket, FailingStateStore())
             val e = assertFailsWith<OtpException.StateStorage> { verifier.verify(issued.code, 1_001uL) }
             assertTrue(e.message!!.contains("disk full"), e.message)
@@ -228,10 +235,10 @@ class DeliveryTest {
         assertEquals(12u, s.hashBits)
         assertEquals(5u, s.maxAttempts)
         checkDeliverySettings(s)
-        val e = assertFailsWith<OtpException.UnsafeSettings> { checkDeliverySettings(s.copy(hashBits = 16u)) }
+        val e = assertFailsWith<OtpException.UnsafeSettings> { checkDeliverySettings(s.copy(hashBits = 14u)) }
         assertTrue(e.message!!.contains("candidates"), e.message)
-        assertFailsWith<OtpException.InvalidCodeFormat> { checkDeliverySettings(s.copy(format = CodeFormat.Numeric(4u), hashBits = 8u)) }
-        checkDeliverySettings(s.copy(format = CodeFormat.Numeric(4u), hashBits = 8u, allowShortCodes = true))
+        assertFailsWith<OtpException.InvalidCodeFormat> { checkDeliverySettings(s.copy(format = CodeFormat.Numeric(5u), hashBits = 8u)) }
+        checkDeliverySettings(s.copy(format = CodeFormat.Numeric(5u), hashBits = 8u, allowShortCodes = true))
         assertEquals(244.140625, expectedCandidates(CodeFormat.Numeric(6u), 12u))
         assertEquals(1.0 / 4096, falseAcceptProbability(12u))
     }
@@ -239,14 +246,45 @@ class DeliveryTest {
     @Test
     fun keyRotationKeepsOldTicketsVerifying() {
         KeySet.generate("2026-10").use { keys ->
-            val old = Backend(keys).issue("PKG-44", 0uL, 1_000uL, defaultDeliverySettings())
+            val old = Backend(keys).issue("PKG-44", 0uL, "courier-1", 1_000uL, defaultDeliverySettings())
             keys.rotate("2026-11")
             assertEquals("2026-11", keys.currentId())
             assertEquals(listOf("2026-11", "2026-10"), keys.ids())
             val backend = Backend(KeySet.fromJson(keys.toJson()))
-            val fresh = backend.issue("PKG-44", 1uL, 2_000uL, defaultDeliverySettings())
+            val fresh = backend.issue("PKG-44", 1uL, "courier-1", 2_000uL, defaultDeliverySettings())
             assertEquals("2026-11", fresh.ticket.keyId())
             assertEquals(old.code, backend.codeFor(backend.readTicket(old.ticket.toJson())))
+        }
+    }
+
+    /** Issue 11, B6: many verifier objects on many threads share one count per ticket. */
+    @Test
+    fun manyVerifiersOnOneStoreNeverExceedTheLimit() {
+        KeySet.generate("k1").use { keys ->
+            val issued = Backend(keys).issue("PKG-45", 0uL, "courier-1", 1_000uL, defaultDeliverySettings())
+            val store = MapStateStore()
+            val compared = java.util.concurrent.atomic.AtomicInteger()
+            val threads = (0 until 16).map { t ->
+                Thread {
+                    repeat(4) { i ->
+                        OfflineVerifier(issued.ticket, store).use { v ->
+                            val wrong = ((t * 4 + i) * 7919 % 1_000_000).toString().padStart(6, '0')
+                            if (wrong != issued.code) {
+                                when (v.verify(wrong, 1_001uL)) {
+                                    is OfflineOutcome.Rejected, is OfflineOutcome.AcceptedProvisionally -> compared.incrementAndGet()
+                                    else -> {}
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            threads.forEach { it.start() }
+            threads.forEach { it.join() }
+            // The fifth wrong try is compared and reported as the lockout it causes.
+            val left = OfflineVerifier(issued.ticket, store).use { it.attemptsLeft() }
+            assertEquals(0u, left)
+            assertTrue(compared.get() <= 4, "compared ${compared.get()}")
         }
     }
 }

@@ -12,9 +12,11 @@ import org.junit.jupiter.api.Test
 fun decisionName(d: Decision): String = when (d) {
     is Decision.Confirmed -> "confirmed"
     Decision.CodeMismatch -> "code_mismatch"
+    is Decision.GuessedFromTicket -> "guessed_from_ticket"
+    is Decision.FalseClaim -> "false_claim"
     Decision.Tampered -> "tampered"
     is Decision.UnknownKey -> "unknown_key"
-    Decision.Replayed -> "replayed"
+    is Decision.NotAssigned -> "not_assigned"
     Decision.Conflicting -> "conflicting"
     is Decision.Stale -> "stale"
     is Decision.NotDelivered -> "not_delivered"
@@ -61,7 +63,7 @@ class ReceiptTest {
     @Test
     fun receiptsMatchTheGoldenBytesAndReconcile() {
         val cases = Vectors.cases(file)
-        assertEquals(9, cases.size)
+        assertEquals(13, cases.size)
         for (c in cases) {
             val name = c.str("name")
             val (_, key, receipt) = make(c)
@@ -69,37 +71,62 @@ class ReceiptTest {
             Receipt.fromJson(c.str("receipt")).verifyMac(key)
             val expected = c.getAsJsonObject("reconcile")
             val b = backend()
-            val r = b.reconcile(c.str("receipt"), expected.u64("current_sequence"), reconciledAt)
+            val ticket = b.readTicket(expected.str("ticket"))
+            for (o in expected.getAsJsonArray("online").map { it.asJsonObject }) {
+                b.verifyOnline(ticket, o.str("entered"), key.courierId(), key.deviceId(), o.u64("time"))
+            }
+            val r = b.reconcile(c.str("receipt"), ticket, reconciledAt)
             assertEquals(expected.str("decision"), decisionName(r.decision), "$name: ${r.explanation}")
             assertEquals(receipt.deliveryId(), r.deliveryId)
+            assertFalse(r.repeated, name)
             val code = (receipt.outcome() as? ReceiptOutcome.DeliveredOffline)?.code
             if (code != null) assertFalse(r.explanation.contains(code), name)
-            assertEquals(Decision.Replayed, b.reconcile(c.str("receipt"), expected.u64("current_sequence"), reconciledAt).decision, name)
+            // The same receipt again, as a retry after a timeout: the same decision.
+            val again = b.reconcile(c.str("receipt"), ticket, reconciledAt)
+            assertEquals(r.decision, again.decision, name)
         }
     }
 
     @Test
     fun tamperedReceiptsAreRefusedOrFlagged() {
         val b = backend()
+        val ticket = b.readTicket(Vectors.load(file).str("ticket"))
         for (t in Vectors.cases(file, "tampered")) {
             val name = t.str("name")
             val error = t.optStr("error")
             if (error != null) {
-                val e = assertFailsWith<OtpException>(name) { b.reconcile(t.str("receipt"), 0uL, reconciledAt) }
+                val e = assertFailsWith<OtpException>(name) { b.reconcile(t.str("receipt"), ticket, reconciledAt) }
                 assertEquals(error, kind(e), name)
                 assertEquals(error, kind(assertFailsWith<OtpException>(name) { Receipt.fromJson(t.str("receipt")) }), name)
             } else {
-                assertEquals(t.str("decision"), decisionName(b.reconcile(t.str("receipt"), 0uL, reconciledAt).decision), name)
+                assertEquals(t.str("decision"), decisionName(b.reconcile(t.str("receipt"), ticket, reconciledAt).decision), name)
             }
         }
     }
 
     @Test
-    fun aSecondDifferentReceiptIsConflicting() {
-        val c = Vectors.load(file).getAsJsonObject("conflict")
-        val b = backend()
-        val got = listOf("first", "second").map { decisionName(b.reconcile(c.str(it), c.u64("current_sequence"), reconciledAt).decision) }
-        assertEquals(c.getAsJsonArray("decisions").map { it.asString }, got)
+    fun sequencesOfReceiptsForOneTicket() {
+        val v = Vectors.load(file)
+        for (seq in v.getAsJsonArray("sequences").map { it.asJsonObject }) {
+            val b = backend()
+            val ticket = b.readTicket(v.str("ticket"))
+            for ((i, step) in seq.getAsJsonArray("steps").map { it.asJsonObject }.withIndex()) {
+                val r = b.reconcile(step.str("receipt"), ticket, reconciledAt)
+                val ctx = "${seq.str("name")}, step $i"
+                assertEquals(step.str("decision"), decisionName(r.decision), ctx)
+                assertEquals(step.get("repeated").asBoolean, r.repeated, ctx)
+            }
+        }
+    }
+
+    @Test
+    fun falseClaimsAreNamed() {
+        val v = Vectors.load(file)
+        for (c in v.getAsJsonArray("false_claims").map { it.asJsonObject }) {
+            val b = backend()
+            val r = b.reconcile(c.str("receipt"), b.readTicket(v.str("ticket")), reconciledAt)
+            assertEquals(Decision.FalseClaim(c.str("field")), r.decision, c.str("name"))
+        }
     }
 
     @Test
@@ -124,7 +151,7 @@ class ReceiptTest {
         val key = DeviceKey.fromJson(keyJson)
         assertEquals("courier-17", key.courierId())
         assertFalse(key.toString().contains(keyJson.substringAfter("\"key\":\"").substringBefore('"')), "Debug shows the key")
-        val issued = b.issue("PKG-7", 0uL, 1_764_000_000uL, defaultDeliverySettings())
+        val issued = b.issue("PKG-7", 0uL, "courier-17", 1_764_000_000uL, defaultDeliverySettings())
         // Try every code on a scratch copy of the device until one passes the hash.
         val candidate = (0 until 1_000_000).asSequence().map { "%06d".format(it) }.filter { it != issued.code }.first {
             OfflineVerifier(issued.ticket, MapStateStore()).verify(it, 1_764_000_100uL) is OfflineOutcome.AcceptedProvisionally
@@ -132,7 +159,7 @@ class ReceiptTest {
         val device = OfflineVerifier(issued.ticket, MapStateStore())
         assertTrue(device.verify(candidate, 1_764_000_100uL) is OfflineOutcome.AcceptedProvisionally)
         val receipt = device.receipt(key, ReceiptOutcome.DeliveredOffline(candidate), 1_764_000_101uL, ReceiptDetails("android/3.4.1"))
-        val r = b.reconcile(receipt.toJson(), 0uL, 1_764_000_200uL)
+        val r = b.reconcile(receipt.toJson(), issued.ticket, 1_764_000_200uL)
         assertEquals(Decision.CodeMismatch, r.decision)
         assertFalse(r.explanation.contains(issued.code))
         assertFailsWith<OtpException.InvalidReceipt> { locationFromDegrees(91.0, 0.0, 5u) }
