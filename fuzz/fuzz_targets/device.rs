@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let backend = Backend::new(keys, Arc::new(InMemoryAttemptStore::new()));
     let settings = DeliverySettings::default();
     let issued = backend
-        .issue_with_hash_key("PKG-FUZZ", 0, NOW, &settings, [3u8; 16])
+        .issue("PKG-FUZZ", 0, "courier-1", NOW, &settings)
         .unwrap();
     let ticket = issued.ticket;
     let right = issued.code.as_str().to_string();

@@ -7,7 +7,12 @@ final class MapStateStore: DeviceStateStore, @unchecked Sendable {
     private var values: [String: String] = [:]
     private let lock = NSLock()
     func load(key: String) throws -> String? { lock.lock(); defer { lock.unlock() }; return values[key] }
-    func save(key: String, value: String) throws { lock.lock(); defer { lock.unlock() }; values[key] = value }
+    func compareAndSet(key: String, expected: String?, value: String) throws -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard values[key] == expected else { return false }
+        values[key] = value
+        return true
+    }
 }
 
 /// State kept in files, one per delivery: survives a new store object, as after an app restart.
@@ -16,13 +21,21 @@ final class FileStateStore: DeviceStateStore, @unchecked Sendable {
     init(dir: URL) { self.dir = dir }
     private func file(_ key: String) -> URL { dir.appendingPathComponent(key.replacingOccurrences(of: "/", with: "_")) }
     func load(key: String) throws -> String? { try? String(contentsOf: file(key), encoding: .utf8) }
-    func save(key: String, value: String) throws { try value.write(to: file(key), atomically: true, encoding: .utf8) }
+    private let lock = NSLock()
+    func compareAndSet(key: String, expected: String?, value: String) throws -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard try load(key: key) == expected else { return false }
+        try value.write(to: file(key), atomically: true, encoding: .utf8)
+        return true
+    }
 }
 
 /// Storage that fails, as a full disk would.
 final class FailingStateStore: DeviceStateStore, @unchecked Sendable {
     func load(key: String) throws -> String? { nil }
-    func save(key: String, value: String) throws { throw StoreError.Failed(reason: "disk full") }
+    func compareAndSet(key: String, expected: String?, value: String) throws -> Bool {
+        throw StoreError.Failed(reason: "disk full")
+    }
 }
 
 func offlineName(_ o: OfflineOutcome) -> (String, UInt64?) {
@@ -43,9 +56,11 @@ func onlineName(_ o: OnlineOutcome) -> (String, UInt64?) {
     case .rejected(let n): return ("rejected", UInt64(n))
     case .lockedOut(let t): return ("locked_out", t)
     case .alreadyUsed: return ("already_used", nil)
+    case .guessedFromTicket: return ("guessed_from_ticket", nil)
+    case .ended: return ("ended", nil)
+    case .notAssigned: return ("not_assigned", nil)
     case .expired(let t): return ("expired", t)
     case .notYetValid(let t): return ("not_yet_valid", t)
-    case .superseded(let s): return ("superseded", s)
     }
 }
 
@@ -85,12 +100,12 @@ final class DeliveryTests: XCTestCase {
         let file = "delivery-tickets.json"
         let keySet = try Vectors.load(file)["key_set"] as! String
         let cases = try Vectors.cases(file)
-        XCTAssertEqual(cases.count, 7)
+        XCTAssertEqual(cases.count, 8)
         for c in cases {
             let b = try backend(keySet, c.str("key_id"))
-            let issued = try b.issueWithHashKey(deliveryId: c.str("delivery_id"), sequence: c.u64("sequence"),
-                                                now: c.u64("now"), settings: settings(c["settings"] as! [String: Any]),
-                                                hashKey: hex(c.str("hash_key_hex")))
+            let issued = try b.issue(deliveryId: c.str("delivery_id"), sequence: c.u64("sequence"),
+                                     courierId: c.str("courier_id"), now: c.u64("now"),
+                                     settings: settings(c["settings"] as! [String: Any]))
             XCTAssertEqual(issued.code, c.str("code"), c.name)
             XCTAssertEqual(issued.codeGrouped.replacingOccurrences(of: " ", with: ""), issued.code, c.name)
             XCTAssertEqual(issued.ticket.toJson(), c.str("ticket"), c.name)
@@ -164,12 +179,10 @@ final class DeliveryTests: XCTestCase {
                     XCTAssertEqual(UInt64(try verifier.attemptsLeft()), step.num("expect"), ctx)
                 case "online":
                     let (outcome, value) = onlineName(try backend.verifyOnline(
-                        ticket: ticket, entered: step.str("entered"), now: step.u64("time"),
-                        currentSequence: step.u64("current_sequence")))
+                        ticket: ticket, entered: step.str("entered"), courierId: step.str("courier"),
+                        deviceId: step.str("device"), now: step.u64("time")))
                     XCTAssertEqual(outcome, step.str("expect"), ctx)
-                    if outcome == "superseded" {
-                        XCTAssertEqual(value, step.u64("current_sequence"), ctx)
-                    } else if let field = outcomeField[outcome] {
+                    if let field = outcomeField[outcome] {
                         XCTAssertEqual(value, step.num(field), "\(ctx): value")
                     }
                 default:
@@ -185,7 +198,7 @@ final class DeliveryTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let backend = Backend(keys: try KeySet.generate(keyId: "k1"))
         let now: UInt64 = 1_764_000_000
-        let issued = try backend.issue(deliveryId: "PKG-42", sequence: 0, now: now, settings: defaultDeliverySettings())
+        let issued = try backend.issue(deliveryId: "PKG-42", sequence: 0, courierId: "courier-1", now: now, settings: defaultDeliverySettings())
         let wrong = issued.code == "000000" ? "000001" : "000000"
         do {  // first run of the app: two wrong codes
             let first = OfflineVerifier(ticket: try Ticket.fromJson(json: issued.ticket.toJson()), store: FileStateStore(dir: dir))
@@ -204,7 +217,7 @@ final class DeliveryTests: XCTestCase {
 
     func testAFailingStoreGivesNoOutcome() throws {
         let issued = try Backend(keys: try KeySet.generate(keyId: "k1"))
-            .issue(deliveryId: "PKG-43", sequence: 0, now: 1_000, settings: defaultDeliverySettings())
+            .issue(deliveryId: "PKG-43", sequence: 0, courierId: "courier-1", now: 1_000, settings: defaultDeliverySettings())
         let verifier = OfflineVerifier(ticket: issued.ticket, store: FailingStateStore())
         let (k, message) = expectOtpError("failing store") { try verifier.verify(entered: issued.code, now: 1_001) }
         XCTAssertEqual(k, "state_storage")
@@ -217,11 +230,33 @@ final class DeliveryTests: XCTestCase {
         XCTAssertEqual(s.hashBits, 12)
         XCTAssertEqual(s.maxAttempts, 5)
         try checkDeliverySettings(settings: s)
-        s.hashBits = 16
-        let (k, message) = expectOtpError("t = 16") { try checkDeliverySettings(settings: s) }
+        s.hashBits = 14
+        let (k, message) = expectOtpError("t = 14") { try checkDeliverySettings(settings: s) }
         XCTAssertEqual(k, "unsafe_settings")
         XCTAssertTrue(message.contains("candidates"), message)
         XCTAssertEqual(expectedCandidates(format: .numeric(digits: 6), hashBits: 12), 244.140625)
         XCTAssertEqual(falseAcceptProbability(hashBits: 12), 1.0 / 4096)
+    }
+
+    /// Issue 11, B6: many verifier objects on many threads share one count per ticket.
+    func testManyVerifiersOnOneStoreNeverExceedTheLimit() throws {
+        let issued = try Backend(keys: try KeySet.generate(keyId: "k1"))
+            .issue(deliveryId: "PKG-45", sequence: 0, courierId: "courier-1", now: 1_000,
+                   settings: defaultDeliverySettings())
+        let store = MapStateStore()
+        let compared = NSLock()
+        var count = 0
+        DispatchQueue.concurrentPerform(iterations: 64) { i in
+            let wrong = String(format: "%06d", (i * 7919) % 1_000_000)
+            if wrong == issued.code { return }
+            let v = OfflineVerifier(ticket: issued.ticket, store: store)
+            switch try? v.verify(entered: wrong, now: 1_001) {
+            case .rejected, .acceptedProvisionally:
+                compared.lock(); count += 1; compared.unlock()
+            default: break
+            }
+        }
+        XCTAssertEqual(try OfflineVerifier(ticket: issued.ticket, store: store).attemptsLeft(), 0)
+        XCTAssertLessThanOrEqual(count, 4)
     }
 }

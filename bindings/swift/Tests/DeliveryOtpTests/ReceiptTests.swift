@@ -7,9 +7,11 @@ func decisionName(_ d: Decision) -> String {
     switch d {
     case .confirmed: return "confirmed"
     case .codeMismatch: return "code_mismatch"
+    case .guessedFromTicket: return "guessed_from_ticket"
+    case .falseClaim: return "false_claim"
     case .tampered: return "tampered"
     case .unknownKey: return "unknown_key"
-    case .replayed: return "replayed"
+    case .notAssigned: return "not_assigned"
     case .conflicting: return "conflicting"
     case .stale: return "stale"
     case .notDelivered: return "not_delivered"
@@ -68,49 +70,68 @@ final class ReceiptTests: XCTestCase {
 
     func testReceiptsMatchTheGoldenBytesAndReconcile() throws {
         let cases = try Vectors.cases(file)
-        XCTAssertEqual(cases.count, 9)
+        XCTAssertEqual(cases.count, 13)
         for c in cases {
             let (_, key, receipt) = try make(c)
             XCTAssertEqual(receipt.toJson(), c.str("receipt"), c.name)
             try Receipt.fromJson(json: c.str("receipt")).verifyMac(deviceKey: key)
             let expected = c["reconcile"] as! [String: Any]
             let b = try backend()
-            let r = try b.reconcile(receiptJson: c.str("receipt"), currentSequence: expected.u64("current_sequence"),
-                                    now: reconciledAt)
+            let ticket = try b.readTicket(json: expected.str("ticket"))
+            for o in expected["online"] as! [[String: Any]] {
+                _ = try b.verifyOnline(ticket: ticket, entered: o.str("entered"), courierId: key.courierId(),
+                                       deviceId: key.deviceId(), now: o.u64("time"))
+            }
+            let r = try b.reconcile(receiptJson: c.str("receipt"), ticket: ticket, now: reconciledAt)
+            XCTAssertFalse(r.repeated, c.name)
             XCTAssertEqual(decisionName(r.decision), expected.str("decision"), "\(c.name): \(r.explanation)")
             XCTAssertEqual(r.deliveryId, receipt.deliveryId())
             if case .deliveredOffline(let code) = receipt.outcome() {
                 XCTAssertFalse(r.explanation.contains(code), c.name)
             }
-            let again = try b.reconcile(receiptJson: c.str("receipt"),
-                                        currentSequence: expected.u64("current_sequence"), now: reconciledAt)
-            XCTAssertEqual(again.decision, .replayed, c.name)
+            let again = try b.reconcile(receiptJson: c.str("receipt"), ticket: ticket, now: reconciledAt)
+            XCTAssertEqual(again.decision, r.decision, c.name)
         }
     }
 
     func testTamperedReceiptsAreRefusedOrFlagged() throws {
         let b = try backend()
+        let ticket = try b.readTicket(json: try Vectors.load(file)["ticket"] as! String)
         for t in try Vectors.cases(file, "tampered") {
             if let error = t.optStr("error") {
                 XCTAssertEqual(expectOtpError(t.name) {
-                    try b.reconcile(receiptJson: t.str("receipt"), currentSequence: 0, now: self.reconciledAt)
+                    try b.reconcile(receiptJson: t.str("receipt"), ticket: ticket, now: self.reconciledAt)
                 }.0, error, t.name)
                 XCTAssertEqual(expectOtpError(t.name) { try Receipt.fromJson(json: t.str("receipt")) }.0, error, t.name)
             } else {
-                let r = try b.reconcile(receiptJson: t.str("receipt"), currentSequence: 0, now: reconciledAt)
+                let r = try b.reconcile(receiptJson: t.str("receipt"), ticket: ticket, now: reconciledAt)
                 XCTAssertEqual(decisionName(r.decision), t.str("decision"), t.name)
             }
         }
     }
 
-    func testASecondDifferentReceiptIsConflicting() throws {
-        let c = try Vectors.load(file)["conflict"] as! [String: Any]
-        let b = try backend()
-        let got = try ["first", "second"].map {
-            decisionName(try b.reconcile(receiptJson: c.str($0), currentSequence: c.u64("current_sequence"),
-                                         now: reconciledAt).decision)
+    func testSequencesOfReceiptsForOneTicket() throws {
+        let v = try Vectors.load(file)
+        for seq in v["sequences"] as! [[String: Any]] {
+            let b = try backend()
+            let ticket = try b.readTicket(json: v["ticket"] as! String)
+            for (i, step) in (seq["steps"] as! [[String: Any]]).enumerated() {
+                let r = try b.reconcile(receiptJson: step.str("receipt"), ticket: ticket, now: reconciledAt)
+                let ctx = "\(seq["name"] as! String), step \(i)"
+                XCTAssertEqual(decisionName(r.decision), step.str("decision"), ctx)
+                XCTAssertEqual(r.repeated, step["repeated"] as! Bool, ctx)
+            }
         }
-        XCTAssertEqual(got, c["decisions"] as! [String])
+    }
+
+    func testFalseClaimsAreNamed() throws {
+        let v = try Vectors.load(file)
+        for c in v["false_claims"] as! [[String: Any]] {
+            let b = try backend()
+            let r = try b.reconcile(receiptJson: c.str("receipt"), ticket: try b.readTicket(json: v["ticket"] as! String),
+                                    now: reconciledAt)
+            XCTAssertEqual(r.decision, .falseClaim(field: c.str("field")), c.name)
+        }
     }
 
     func testAReceiptCanBeMadeAgainAfterARestartButNeverChanged() throws {
@@ -134,7 +155,8 @@ final class ReceiptTests: XCTestCase {
         let b = Backend(keys: try KeySet.generate(keyId: "k1"))
         let key = try DeviceKey.fromJson(json: try b.provisionDevice(courierId: "courier-23", deviceId: "iphone-15-0007").toJson())
         XCTAssertEqual(key.courierId(), "courier-23")
-        let issued = try b.issue(deliveryId: "PKG-7", sequence: 0, now: 1_764_000_000, settings: defaultDeliverySettings())
+        let issued = try b.issue(deliveryId: "PKG-7", sequence: 0, courierId: "courier-23", now: 1_764_000_000,
+                                 settings: defaultDeliverySettings())
         var candidate = ""
         for x in 0..<1_000_000 {
             let c = String(format: "%06d", x)
@@ -150,7 +172,7 @@ final class ReceiptTests: XCTestCase {
         _ = try device.verify(entered: candidate, now: 1_764_000_100)
         let receipt = try device.receipt(deviceKey: key, outcome: .deliveredOffline(code: candidate),
                                          decidedAt: 1_764_000_101, details: ReceiptDetails(appVersion: "ios/3.4.0"))
-        let r = try b.reconcile(receiptJson: receipt.toJson(), currentSequence: 0, now: 1_764_000_200)
+        let r = try b.reconcile(receiptJson: receipt.toJson(), ticket: issued.ticket, now: 1_764_000_200)
         XCTAssertEqual(r.decision, .codeMismatch)
         XCTAssertFalse(r.explanation.contains(issued.code))
         XCTAssertEqual(try locationFromDegrees(latitude: 51.5074, longitude: -0.1278, accuracyM: 12),
