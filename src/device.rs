@@ -116,6 +116,10 @@ struct DeviceState {
     first: Option<u64>,
 }
 
+/// The stored state as it applies to a ticket, or the newer sequence that
+/// superseded it on this device.
+type Applied = core::result::Result<DeviceState, u64>;
+
 /// Checks typed codes against one ticket. Thread-safe; any number of
 /// verifiers for one ticket may share a store (see [`StateStore`]).
 pub struct OfflineVerifier {
@@ -163,8 +167,7 @@ impl OfflineVerifier {
     /// ticket: `Err(newer sequence)` when a resend's ticket was already used
     /// here, and a fresh count (keeping the latest time seen) when this
     /// ticket is the newer one.
-    #[allow(clippy::type_complexity)]
-    fn load(&self) -> Result<(Option<String>, core::result::Result<DeviceState, u64>)> {
+    fn load(&self) -> Result<(Option<String>, Applied)> {
         let sequence = self.ticket.sequence();
         let fresh = |latest| DeviceState {
             v: STATE_VERSION,
@@ -195,10 +198,7 @@ impl OfflineVerifier {
     /// compare-and-set, reading again when another verifier got there
     /// first. `step` returns the new state (`None`: nothing to save) and
     /// the result to give once it is saved.
-    fn transact<T>(
-        &self,
-        mut step: impl FnMut(core::result::Result<DeviceState, u64>) -> (Option<DeviceState>, T),
-    ) -> Result<T> {
+    fn transact<T>(&self, mut step: impl FnMut(Applied) -> (Option<DeviceState>, T)) -> Result<T> {
         for _ in 0..MAX_STATE_RETRIES {
             let (old, state) = self.load()?;
             let (new, result) = step(state);
@@ -268,7 +268,7 @@ impl OfflineVerifier {
     /// (`None` for an unreadable entry, which is not counted).
     fn step(
         &self,
-        state: core::result::Result<DeviceState, u64>,
+        state: Applied,
         readable: bool,
         matches: bool,
         now: u64,

@@ -325,17 +325,21 @@ fn read_error(what: &str, e: &std::io::Error) -> Error {
     }
 }
 
+fn ticket_read_error(e: &std::io::Error) -> Error {
+    Error::InvalidTicket {
+        reason: format!("cannot read the tickets file: {}", e.kind()),
+    }
+}
+
 /// The current ticket of each delivery, from a file of ticket lines.
 fn read_tickets(backend: &Backend, path: &str) -> Result<HashMap<String, Ticket>, Error> {
-    let file = std::fs::File::open(path).map_err(|e| Error::InvalidTicket {
-        reason: format!("cannot read the tickets file: {}", e.kind()),
-    })?;
+    let file = std::fs::File::open(path).map_err(|e| ticket_read_error(&e))?;
     let mut input = BufReader::new(file.take(MAX_TICKETS_BYTES));
     let mut tickets = HashMap::new();
     let mut line = String::new();
     let mut number = 0usize;
     while let Some(ok) =
-        read_bounded_line(&mut input, &mut line).map_err(|e| read_error("tickets file", &e))?
+        read_bounded_line(&mut input, &mut line).map_err(|e| ticket_read_error(&e))?
     {
         number = number.saturating_add(1);
         if !ok {
