@@ -223,9 +223,9 @@ impl KeySet {
 
 /// A delivery's ticket: what the backend gives the courier's device. It
 /// holds no code and no backend key. Its JSON wire form is versioned and
-/// stable.
+/// stable. Equal tickets have equal hash codes.
 #[derive(uniffi::Object)]
-#[uniffi::export(Debug, Eq)]
+#[uniffi::export(Debug, Eq, Hash)]
 pub struct Ticket {
     pub(super) inner: crate::Ticket,
 }
@@ -237,6 +237,14 @@ impl PartialEq for Ticket {
 }
 
 impl Eq for Ticket {}
+
+// The ticket's MAC binds every field, so hashing it keeps the hash
+// contract (equal tickets, equal MACs) at the cost of one slice.
+impl std::hash::Hash for Ticket {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.mac.hash(state);
+    }
+}
 
 #[uniffi::export]
 impl Ticket {
@@ -311,8 +319,9 @@ impl Ticket {
 // Backend
 
 /// A code and its ticket, as the backend issues them. (`Debug` leaves out
-/// the code.)
+/// the code, and so do Kotlin's `toString()` and Swift's `description`.)
 #[derive(Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct IssuedCode {
     /// The code, for the customer's message only.
     pub code: String,
@@ -550,9 +559,25 @@ pub enum StoreError {
     },
 }
 
+/// Longest unexpected-error text kept from a store, in characters.
+const STORE_REASON_MAX_CHARS: usize = 200;
+
+/// A store that throws something other than `StoreError` (a Kotlin
+/// `RuntimeException` or `Error`) arrives here with its whole stack trace;
+/// only its first line (the exception's class and message), bounded, is
+/// kept, so messages stay readable and logs stay small.
 impl From<uniffi::UnexpectedUniFFICallbackError> for StoreError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        StoreError::Failed { reason: e.reason }
+        let first = e.reason.lines().next().unwrap_or_default().trim();
+        let mut reason: String = first.chars().take(STORE_REASON_MAX_CHARS).collect();
+        if reason.is_empty() {
+            reason = "the store threw an unexpected error".to_string();
+        } else if first.chars().nth(STORE_REASON_MAX_CHARS).is_some() {
+            reason.push('…');
+        }
+        StoreError::Failed {
+            reason: format!("unexpected store failure: {reason}"),
+        }
     }
 }
 

@@ -47,11 +47,20 @@ impl From<crate::Algorithm> for Algorithm {
 
 /// A shared secret. Its bytes stay in Rust memory and are wiped when the
 /// object is closed or collected; `toString()` / `description` show
-/// `Secret([redacted])`; equality is constant-time.
+/// `Secret([redacted])`; equality is constant-time, and the hash code
+/// depends only on the length, so it says nothing about the bytes.
 #[derive(PartialEq, Eq, uniffi::Object)]
-#[uniffi::export(Debug, Eq)]
+#[uniffi::export(Debug, Eq, Hash)]
 pub struct Secret {
     inner: crate::Secret,
+}
+
+// Equal secrets have equal lengths, so this keeps the hash contract
+// without putting anything derived from the bytes in a hash table.
+impl std::hash::Hash for Secret {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.len().hash(state);
+    }
 }
 
 #[uniffi::export]
@@ -318,6 +327,7 @@ impl From<crate::OtpKind> for OtpKind {
 
 /// The contents of an `otpauth://` key URI (an enrolment QR code).
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct KeyUri {
     /// TOTP with its period, or HOTP with its counter.
     pub kind: OtpKind,

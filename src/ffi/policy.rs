@@ -223,6 +223,7 @@ impl RiskPolicy {
 
 /// What a customer's message says.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct MessageValues {
     /// Who sends it (an SMS sender id has at most 11 characters).
     pub sender: String,
@@ -260,6 +261,7 @@ pub enum SmsEncoding {
 
 /// A rendered SMS.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct Sms {
     /// The text.
     pub text: String,
@@ -273,6 +275,7 @@ pub struct Sms {
 
 /// A rendered e-mail.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct Email {
     /// The subject.
     pub subject: String,

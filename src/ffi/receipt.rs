@@ -99,8 +99,10 @@ impl From<crate::NotDeliveredReason> for NotDeliveredReason {
     }
 }
 
-/// What happened at the door, as the app records it.
+/// What happened at the door, as the app records it. Printing it leaves
+/// the code out.
 #[derive(Clone, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum ReceiptOutcome {
     /// Handed over against a code this device accepted offline.
     DeliveredOffline {

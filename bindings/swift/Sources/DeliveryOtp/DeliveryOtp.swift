@@ -3166,7 +3166,8 @@ public func FfiConverterTypeRiskPolicy_lower(_ value: RiskPolicy) -> UInt64 {
 /**
  * A shared secret. Its bytes stay in Rust memory and are wiped when the
  * object is closed or collected; `toString()` / `description` show
- * `Secret([redacted])`; equality is constant-time.
+ * `Secret([redacted])`; equality is constant-time, and the hash code
+ * depends only on the length, so it says nothing about the bytes.
  */
 public protocol SecretProtocol: AnyObject, Sendable {
     
@@ -3184,9 +3185,10 @@ public protocol SecretProtocol: AnyObject, Sendable {
 /**
  * A shared secret. Its bytes stay in Rust memory and are wiped when the
  * object is closed or collected; `toString()` / `description` show
- * `Secret([redacted])`; equality is constant-time.
+ * `Secret([redacted])`; equality is constant-time, and the hash code
+ * depends only on the length, so it says nothing about the bytes.
  */
-open class Secret: SecretProtocol, @unchecked Sendable, Equatable, CustomDebugStringConvertible {
+open class Secret: SecretProtocol, @unchecked Sendable, Equatable, Hashable, CustomDebugStringConvertible {
     fileprivate let handle: UInt64
 
     /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
@@ -3350,6 +3352,18 @@ public static func == (self: Secret, other: Secret) -> Bool {
 }
     )
 }
+// The local Rust `Hash` implementation
+public func hash(into hasher: inout Hasher) {
+    let val = try!  FfiConverterUInt64.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_secret_uniffi_trait_hash(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+    hasher.combine(val)
+}
 }
 
 
@@ -3401,7 +3415,7 @@ public func FfiConverterTypeSecret_lower(_ value: Secret) -> UInt64 {
 /**
  * A delivery's ticket: what the backend gives the courier's device. It
  * holds no code and no backend key. Its JSON wire form is versioned and
- * stable.
+ * stable. Equal tickets have equal hash codes.
  */
 public protocol TicketProtocol: AnyObject, Sendable {
     
@@ -3459,9 +3473,9 @@ public protocol TicketProtocol: AnyObject, Sendable {
 /**
  * A delivery's ticket: what the backend gives the courier's device. It
  * holds no code and no backend key. Its JSON wire form is versioned and
- * stable.
+ * stable. Equal tickets have equal hash codes.
  */
-open class Ticket: TicketProtocol, @unchecked Sendable, Equatable, CustomDebugStringConvertible {
+open class Ticket: TicketProtocol, @unchecked Sendable, Equatable, Hashable, CustomDebugStringConvertible {
     fileprivate let handle: UInt64
 
     /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
@@ -3674,6 +3688,18 @@ public static func == (self: Ticket, other: Ticket) -> Bool {
     )
 }
     )
+}
+// The local Rust `Hash` implementation
+public func hash(into hasher: inout Hasher) {
+    let val = try!  FfiConverterUInt64.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_ticket_uniffi_trait_hash(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+    hasher.combine(val)
 }
 }
 
@@ -4102,7 +4128,7 @@ public func FfiConverterTypeDeliverySettings_lower(_ value: DeliverySettings) ->
 /**
  * A rendered e-mail.
  */
-public struct Email: Equatable, Hashable {
+public struct Email: Equatable, Hashable, CustomDebugStringConvertible {
     /**
      * The subject.
      */
@@ -4128,6 +4154,17 @@ public struct Email: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_email_uniffi_trait_debug(
+            FfiConverterTypeEmail_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -4170,9 +4207,9 @@ public func FfiConverterTypeEmail_lower(_ value: Email) -> RustBuffer {
 
 /**
  * A code and its ticket, as the backend issues them. (`Debug` leaves out
- * the code.)
+ * the code, and so do Kotlin's `toString()` and Swift's `description`.)
  */
-public struct IssuedCode {
+public struct IssuedCode: CustomDebugStringConvertible {
     /**
      * The code, for the customer's message only.
      */
@@ -4206,6 +4243,17 @@ public struct IssuedCode {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(
+            FfiConverterTypeIssuedCode_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -4251,7 +4299,7 @@ public func FfiConverterTypeIssuedCode_lower(_ value: IssuedCode) -> RustBuffer 
 /**
  * The contents of an `otpauth://` key URI (an enrolment QR code).
  */
-public struct KeyUri {
+public struct KeyUri: CustomDebugStringConvertible {
     /**
      * TOTP with its period, or HOTP with its counter.
      */
@@ -4309,6 +4357,17 @@ public struct KeyUri {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(
+            FfiConverterTypeKeyUri_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -4439,7 +4498,7 @@ public func FfiConverterTypeLocation_lower(_ value: Location) -> RustBuffer {
 /**
  * What a customer's message says.
  */
-public struct MessageValues: Equatable, Hashable {
+public struct MessageValues: Equatable, Hashable, CustomDebugStringConvertible {
     /**
      * Who sends it (an SMS sender id has at most 11 characters).
      */
@@ -4489,6 +4548,17 @@ public struct MessageValues: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_messagevalues_uniffi_trait_debug(
+            FfiConverterTypeMessageValues_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -5005,7 +5075,7 @@ public func FfiConverterTypeReconciliation_lower(_ value: Reconciliation) -> Rus
 /**
  * A rendered SMS.
  */
-public struct Sms: Equatable, Hashable {
+public struct Sms: Equatable, Hashable, CustomDebugStringConvertible {
     /**
      * The text.
      */
@@ -5047,6 +5117,17 @@ public struct Sms: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_sms_uniffi_trait_debug(
+            FfiConverterTypeSms_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -6866,10 +6947,11 @@ public func FfiConverterTypeOtpKind_lower(_ value: OtpKind) -> RustBuffer {
 
 
 /**
- * What happened at the door, as the app records it.
+ * What happened at the door, as the app records it. Printing it leaves
+ * the code out.
  */
 
-public enum ReceiptOutcome: Equatable, Hashable {
+public enum ReceiptOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
      * Handed over against a code this device accepted offline.
@@ -6903,6 +6985,17 @@ public enum ReceiptOutcome: Equatable, Hashable {
 
 
 
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(
+            FfiConverterTypeReceiptOutcome_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)

@@ -318,7 +318,7 @@ internal inline fun<T> uniffiTraitInterfaceCall(
 ) {
     try {
         writeReturn(makeCall())
-    } catch(e: kotlin.Exception) {
+    } catch(e: kotlin.Throwable) {
         val err = try { e.stackTraceToString() } catch(_: Throwable) { "" }
         callStatus.code = UNIFFI_CALL_UNEXPECTED_ERROR
         callStatus.error_buf = FfiConverterString.lower(err)
@@ -333,7 +333,7 @@ internal inline fun<T, reified E: Throwable> uniffiTraitInterfaceCallWithError(
 ) {
     try {
         writeReturn(makeCall())
-    } catch(e: kotlin.Exception) {
+    } catch(e: kotlin.Throwable) {
         if (e is E) {
             callStatus.code = UNIFFI_CALL_ERROR
             callStatus.error_buf = lowerError(e)
@@ -1028,6 +1028,8 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_delivery_otp_fn_method_ticket_uniffi_trait_eq_ne(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
+    external fun uniffi_delivery_otp_fn_method_ticket_uniffi_trait_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_delivery_otp_fn_clone_hotp(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_free_hotp(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1062,6 +1064,8 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_delivery_otp_fn_method_secret_uniffi_trait_eq_ne(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
+    external fun uniffi_delivery_otp_fn_method_secret_uniffi_trait_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_delivery_otp_fn_clone_totp(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_free_totp(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1159,6 +1163,18 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_method_receipt_verify_mac(`ptr`: Long,`deviceKey`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_delivery_otp_fn_method_receipt_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_email_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_messagevalues_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_sms_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_func_check_delivery_settings(`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -2589,7 +2605,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
  */
 public object FfiConverterTypeBackend: FfiConverter<Backend, Long> {
     override fun lower(value: Backend): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): Backend {
@@ -2952,7 +2968,7 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
  */
 public object FfiConverterTypeDeviceKey: FfiConverter<DeviceKey, Long> {
     override fun lower(value: DeviceKey): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): DeviceKey {
@@ -3346,7 +3362,7 @@ public object FfiConverterTypeDeviceStateStore: FfiConverter<DeviceStateStore, L
     override fun lower(value: DeviceStateStore): Long {
         if (value is DeviceStateStoreImpl) {
              // Rust-implemented object.  Clone the handle and return it
-            return value.uniffiCloneHandle()
+            return value.callWithHandle { it }
          } else {
             // Kotlin object, generate a new vtable handle and return that.
             return handleMap.insert(value)
@@ -3690,7 +3706,7 @@ open class Hotp: Disposable, AutoCloseable, HotpInterface
  */
 public object FfiConverterTypeHotp: FfiConverter<Hotp, Long> {
     override fun lower(value: Hotp): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): Hotp {
@@ -4133,7 +4149,7 @@ open class KeySet: Disposable, AutoCloseable, KeySetInterface
  */
 public object FfiConverterTypeKeySet: FfiConverter<KeySet, Long> {
     override fun lower(value: KeySet): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): KeySet {
@@ -4513,7 +4529,7 @@ open class MessageTemplates: Disposable, AutoCloseable, MessageTemplatesInterfac
  */
 public object FfiConverterTypeMessageTemplates: FfiConverter<MessageTemplates, Long> {
     override fun lower(value: MessageTemplates): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): MessageTemplates {
@@ -5030,7 +5046,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
  */
 public object FfiConverterTypeOfflineVerifier: FfiConverter<OfflineVerifier, Long> {
     override fun lower(value: OfflineVerifier): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): OfflineVerifier {
@@ -5564,7 +5580,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
  */
 public object FfiConverterTypeReceipt: FfiConverter<Receipt, Long> {
     override fun lower(value: Receipt): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): Receipt {
@@ -5934,7 +5950,7 @@ open class RiskPolicy: Disposable, AutoCloseable, RiskPolicyInterface
  */
 public object FfiConverterTypeRiskPolicy: FfiConverter<RiskPolicy, Long> {
     override fun lower(value: RiskPolicy): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): RiskPolicy {
@@ -6051,7 +6067,8 @@ public object FfiConverterTypeRiskPolicy: FfiConverter<RiskPolicy, Long> {
 /**
  * A shared secret. Its bytes stay in Rust memory and are wiped when the
  * object is closed or collected; `toString()` / `description` show
- * `Secret([redacted])`; equality is constant-time.
+ * `Secret([redacted])`; equality is constant-time, and the hash code
+ * depends only on the length, so it says nothing about the bytes.
  */
 public interface SecretInterface {
     
@@ -6071,7 +6088,8 @@ public interface SecretInterface {
 /**
  * A shared secret. Its bytes stay in Rust memory and are wiped when the
  * object is closed or collected; `toString()` / `description` show
- * `Secret([redacted])`; equality is constant-time.
+ * `Secret([redacted])`; equality is constant-time, and the hash code
+ * depends only on the length, so it says nothing about the bytes.
  */
 open class Secret: Disposable, AutoCloseable, SecretInterface
 {
@@ -6236,6 +6254,18 @@ open class Secret: Disposable, AutoCloseable, SecretInterface
     }
     )
     }
+    // The local Rust `Hash` implementation
+    override fun hashCode(): Int {
+        return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_secret_uniffi_trait_hash(
+        it,
+        _status)
+}
+    }
+    ).toInt()
+    }
 
     
     companion object {
@@ -6328,7 +6358,7 @@ open class Secret: Disposable, AutoCloseable, SecretInterface
  */
 public object FfiConverterTypeSecret: FfiConverter<Secret, Long> {
     override fun lower(value: Secret): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): Secret {
@@ -6445,7 +6475,7 @@ public object FfiConverterTypeSecret: FfiConverter<Secret, Long> {
 /**
  * A delivery's ticket: what the backend gives the courier's device. It
  * holds no code and no backend key. Its JSON wire form is versioned and
- * stable.
+ * stable. Equal tickets have equal hash codes.
  */
 public interface TicketInterface {
     
@@ -6505,7 +6535,7 @@ public interface TicketInterface {
 /**
  * A delivery's ticket: what the backend gives the courier's device. It
  * holds no code and no backend key. Its JSON wire form is versioned and
- * stable.
+ * stable. Equal tickets have equal hash codes.
  */
 open class Ticket: Disposable, AutoCloseable, TicketInterface
 {
@@ -6798,6 +6828,18 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     }
     )
     }
+    // The local Rust `Hash` implementation
+    override fun hashCode(): Int {
+        return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_ticket_uniffi_trait_hash(
+        it,
+        _status)
+}
+    }
+    ).toInt()
+    }
 
     
     companion object {
@@ -6832,7 +6874,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
  */
 public object FfiConverterTypeTicket: FfiConverter<Ticket, Long> {
     override fun lower(value: Ticket): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): Ticket {
@@ -7268,7 +7310,7 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
  */
 public object FfiConverterTypeTotp: FfiConverter<Totp, Long> {
     override fun lower(value: Totp): Long {
-        return value.uniffiCloneHandle()
+        return value.callWithHandle { it }
     }
 
     override fun lift(value: Long): Totp {
@@ -7381,6 +7423,15 @@ data class Email (
 
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_email_uniffi_trait_debug(FfiConverterTypeEmail.lower(this),
+        _status)
+}
+    )
+    }
     
     companion object
 }
@@ -7411,7 +7462,7 @@ public object FfiConverterTypeEmail: FfiConverterRustBuffer<Email> {
 
 /**
  * A code and its ticket, as the backend issues them. (`Debug` leaves out
- * the code.)
+ * the code, and so do Kotlin's `toString()` and Swift's `description`.)
  */
 data class IssuedCode (
     /**
@@ -7434,6 +7485,15 @@ data class IssuedCode (
 
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(FfiConverterTypeIssuedCode.lower(this),
+        _status)
+}
+    )
+    }
     
     @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
     override fun destroy() {
@@ -7514,6 +7574,15 @@ data class KeyUri (
 
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(FfiConverterTypeKeyUri.lower(this),
+        _status)
+}
+    )
+    }
     
     @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
     override fun destroy() {
@@ -7656,6 +7725,15 @@ data class MessageValues (
 
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_messagevalues_uniffi_trait_debug(FfiConverterTypeMessageValues.lower(this),
+        _status)
+}
+    )
+    }
     
     companion object
 }
@@ -8054,6 +8132,15 @@ data class Sms (
 
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_sms_uniffi_trait_debug(FfiConverterTypeSms.lower(this),
+        _status)
+}
+    )
+    }
     
     companion object
 }
@@ -9948,7 +10035,8 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
 
 
 /**
- * What happened at the door, as the app records it.
+ * What happened at the door, as the app records it. Printing it leaves
+ * the code out.
  */
 sealed class ReceiptOutcome {
     
@@ -9964,6 +10052,15 @@ sealed class ReceiptOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(FfiConverterTypeReceiptOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9983,6 +10080,15 @@ sealed class ReceiptOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(FfiConverterTypeReceiptOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9998,6 +10104,15 @@ sealed class ReceiptOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(FfiConverterTypeReceiptOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -10007,6 +10122,15 @@ sealed class ReceiptOutcome {
     
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(FfiConverterTypeReceiptOutcome.lower(this),
+        _status)
+}
+    )
+    }
 
     companion object
 }

@@ -1,0 +1,154 @@
+package dev.deliveryotp
+
+import java.util.concurrent.ConcurrentHashMap
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertFalse
+import kotlin.test.assertTrue
+import org.junit.jupiter.api.Test
+
+/** A store whose writes fail with whatever [fail] throws, until it is set to null. */
+class BrokenStateStore(var fail: (() -> Nothing)?) : DeviceStateStore {
+    val values = ConcurrentHashMap<String, String>()
+    override fun load(key: String): String? = values[key]
+    override fun compareAndSet(key: String, expected: String?, value: String): Boolean {
+        fail?.invoke()
+        return if (expected == null) values.putIfAbsent(key, value) == null else values.replace(key, expected, value)
+    }
+}
+
+/** What a careless app does: stores that throw the wrong thing, closed objects, printing values. */
+class SafetyTest {
+    private val now = 1_000uL
+
+    private fun issue(keys: KeySet, delivery: String): IssuedCode =
+        Backend(keys).use { it.issue(delivery, 0uL, "courier-1", now, defaultDeliverySettings()) }
+
+    @Test
+    fun aStoreThatThrowsAnErrorNotAnExceptionGivesNoOutcome() {
+        KeySet.generate("k1").use { keys ->
+            val issued = issue(keys, "PKG-B7")
+            val throwers: List<Pair<String, () -> Nothing>> = listOf(
+                "NotImplementedError" to { TODO("save the attempt") },
+                "AssertionError" to { throw AssertionError("invariant broken") },
+                "StackOverflowError" to { throw StackOverflowError() },
+                "IllegalStateException" to { throw IllegalStateException("closed database\n\tat line two") },
+            )
+            for ((name, thrower) in throwers) {
+                val store = BrokenStateStore(thrower)
+                OfflineVerifier(issued.ticket, store).use { v ->
+                    val e = assertFailsWith<OtpException.StateStorage>(name) { v.verify(issued.code, now + 1uL) }
+                    assertTrue(e.message!!.contains(name), "$name: ${e.message}")
+                    assertFalse(e.message!!.contains("\tat "), "$name: stack trace in the message: ${e.message}")
+                    assertTrue(e.message!!.length < 300, "$name: ${e.message!!.length} characters")
+                    assertTrue(store.values.isEmpty(), "$name: something was stored")
+                    assertEquals(5u, v.attemptsLeft(), "$name: a failed save counted")
+                    // Once the storage works, the same code is accepted as the first attempt.
+                    store.fail = null
+                    val ok = v.verify(issued.code, now + 2uL)
+                    assertEquals(OfflineOutcome.AcceptedProvisionally(1u), ok, name)
+                }
+            }
+        }
+    }
+
+    @Test
+    fun aClosedObjectPassedAsAnArgumentIsAClearException() {
+        KeySet.generate("k1").use { keys ->
+            Backend(keys).use { backend ->
+                repeat(50) { i ->
+                    val issued = backend.issue("PKG-B8-$i", 0uL, "courier-1", now, defaultDeliverySettings())
+                    val ticket = issued.ticket
+                    ticket.close()
+                    for ((what, call) in listOf<Pair<String, () -> Any?>>(
+                        "OfflineVerifier(ticket)" to { OfflineVerifier(ticket, MapStateStore()) },
+                        "codeFor(ticket)" to { backend.codeFor(ticket) },
+                        "verifyOnline(ticket)" to { backend.verifyOnline(ticket, issued.code, "courier-1", "phone-1", now) },
+                        "reassign(ticket)" to { backend.reassign(ticket, "courier-2", now, defaultDeliverySettings()) },
+                    )) {
+                        val e = assertFailsWith<IllegalStateException>(what) { call() }
+                        assertTrue(e.message!!.contains("destroyed"), "$what: ${e.message}")
+                    }
+                }
+                val key = backend.provisionDevice("courier-1", "phone-1")
+                key.close()
+                val issued = backend.issue("PKG-B8-key", 0uL, "courier-1", now, defaultDeliverySettings())
+                OfflineVerifier(issued.ticket, MapStateStore()).use { v ->
+                    v.verify(issued.code, now + 1uL)
+                    assertFailsWith<IllegalStateException> {
+                        v.receipt(key, ReceiptOutcome.DeliveredOffline(issued.code), now + 2uL, ReceiptDetails("android/1.0"))
+                    }
+                }
+            }
+        }
+        val secret = Secret.generate()
+        secret.close()
+        assertFailsWith<IllegalStateException> { Hotp(secret) }
+        assertFailsWith<IllegalStateException> { KeyUri(OtpKind.Totp(30uL), secret, "Acme", "c@acme.example", Algorithm.SHA1, 6u).let(::formatKeyUri) }
+    }
+
+    @Test
+    fun noPrintedValueShowsACodeOrSecret() {
+        KeySet.generate("k1").use { keys ->
+            val keyMaterial = Regex("\"secret\"\\s*:\\s*\"([^\"]+)\"").findAll(keys.toJson()).map { it.groupValues[1] }.toList()
+            assertTrue(keyMaterial.isNotEmpty(), "no key found in the key set's JSON")
+            Backend(keys).use { backend ->
+                val issued = backend.issue("PKG-B10", 0uL, "courier-1", now, defaultDeliverySettings())
+                val code = issued.code
+                val device = backend.provisionDevice("courier-1", "phone-1")
+                val deviceKey = Regex("\"key\"\\s*:\\s*\"([^\"]+)\"").find(device.toJson())!!.groupValues[1]
+                val values = MessageValues("ACME", "PKG-B10", code, now + 3600uL, 0)
+                val templates = MessageTemplates.defaults()
+                val sms = templates.renderSms("en", values)
+                val email = templates.renderEmail("en", values)
+                val carries = { t: String -> t.contains(code) || t.contains(issued.codeGrouped) }
+                assertTrue(carries(sms.text) && carries(email.body), "the messages must carry the code")
+                val secret = Secret.fromBase32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+                val printed = mapOf(
+                    "IssuedCode" to issued.toString(),
+                    "IssuedCode in a template" to "issued: $issued",
+                    "Ticket" to issued.ticket.toString(),
+                    "KeySet" to keys.toString(),
+                    "Backend" to backend.toString(),
+                    "DeviceKey" to device.toString(),
+                    "ReceiptOutcome.DeliveredOffline" to ReceiptOutcome.DeliveredOffline(code).toString(),
+                    "ReceiptOutcome.DeliveredOnline" to ReceiptOutcome.DeliveredOnline(code, 1u).toString(),
+                    "MessageValues" to values.toString(),
+                    "Sms" to sms.toString(),
+                    "Email" to email.toString(),
+                    "Secret" to secret.toString(),
+                    "KeyUri" to KeyUri(OtpKind.Totp(30uL), secret, "Acme", "c@acme.example", Algorithm.SHA1, 6u).toString(),
+                    "Totp" to Totp(secret).toString(),
+                )
+                for ((what, text) in printed) {
+                    assertFalse(text.contains(code), "$what shows the code: $text")
+                    assertFalse(text.contains(issued.codeGrouped), "$what shows the grouped code: $text")
+                    for (k in keyMaterial) assertFalse(text.contains(k), "$what shows a backend key")
+                    assertFalse(text.contains(deviceKey), "$what shows the device key")
+                    assertFalse(text.contains("JBSWY3DP"), "$what shows the secret")
+                }
+                assertTrue(printed.getValue("ReceiptOutcome.DeliveredOnline").contains("attempts_used: 1"), printed.getValue("ReceiptOutcome.DeliveredOnline"))
+            }
+        }
+    }
+
+    @Test
+    fun equalTicketsAndSecretsHashAlike() {
+        KeySet.generate("k1").use { keys ->
+            val issued = issue(keys, "PKG-hash")
+            val json = issued.ticket.toJson()
+            val a = Ticket.fromJson(json)
+            val b = Ticket.fromJson(json)
+            assertEquals(a, b)
+            assertEquals(a.hashCode(), b.hashCode())
+            assertEquals(1, hashSetOf(a, b, issued.ticket).size)
+            val other = issue(keys, "PKG-hash-2").ticket
+            assertEquals(2, hashSetOf(a, other).size)
+        }
+        val s1 = Secret.fromBase32("JBSWY3DPEHPK3PXP")
+        val s2 = Secret.fromBytes("Hello!\u00de\u00ad\u00be\u00ef".toByteArray(Charsets.ISO_8859_1))
+        assertEquals(s1, s2)
+        assertEquals(1, hashSetOf(s1, s2).size)
+        assertEquals(2, hashSetOf(s1, Secret.generate()).size)
+    }
+}

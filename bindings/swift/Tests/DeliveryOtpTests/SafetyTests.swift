@@ -1,0 +1,91 @@
+import DeliveryOtp
+import Foundation
+import XCTest
+
+/// What a careless app does with printed values and hash tables.
+final class SafetyTests: XCTestCase {
+    private let now: UInt64 = 1_000
+
+    /// Every way Swift turns a value into text: `print`, interpolation,
+    /// `String(reflecting:)` and `dump` (which reads the `Mirror`).
+    private func renderings(_ value: Any) -> [String] {
+        var dumped = ""
+        dump(value, to: &dumped)
+        var printed = ""
+        print(value, to: &printed)
+        return [String(describing: value), String(reflecting: value), "\(value)", dumped, printed]
+    }
+
+    private func firstMatch(_ pattern: String, in text: String) -> [String] {
+        let re = try! NSRegularExpression(pattern: pattern)
+        return re.matches(in: text, range: NSRange(text.startIndex..., in: text)).compactMap {
+            Range($0.range(at: 1), in: text).map { String(text[$0]) }
+        }
+    }
+
+    func testNoPrintedValueShowsACodeOrSecret() throws {
+        let keys = try KeySet.generate(keyId: "k1")
+        let keyMaterial = firstMatch("\"secret\"\\s*:\\s*\"([^\"]+)\"", in: keys.toJson())
+        XCTAssertFalse(keyMaterial.isEmpty, "no key found in the key set's JSON")
+        let backend = Backend(keys: keys)
+        let issued = try backend.issue(deliveryId: "PKG-B10", sequence: 0, courierId: "courier-1", now: now,
+                                       settings: defaultDeliverySettings())
+        let code = issued.code
+        let device = try backend.provisionDevice(courierId: "courier-1", deviceId: "phone-1")
+        let deviceKey = try XCTUnwrap(firstMatch("\"key\"\\s*:\\s*\"([^\"]+)\"", in: device.toJson()).first)
+        let values = MessageValues(sender: "ACME", deliveryId: "PKG-B10", code: code, expiresAt: now + 3600,
+                                   utcOffsetMinutes: 0)
+        let templates = MessageTemplates.defaults()
+        let sms = try templates.renderSms(locale: "en", values: values)
+        let email = try templates.renderEmail(locale: "en", values: values)
+        let carries = { (t: String) in t.contains(code) || t.contains(issued.codeGrouped) }
+        XCTAssertTrue(carries(sms.text) && carries(email.body), "the messages must carry the code")
+        let secret = try Secret.fromBase32(text: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+        let values_: [(String, Any)] = [
+            ("IssuedCode", issued),
+            ("Ticket", issued.ticket),
+            ("KeySet", keys),
+            ("DeviceKey", device),
+            ("ReceiptOutcome.deliveredOffline", ReceiptOutcome.deliveredOffline(code: code)),
+            ("ReceiptOutcome.deliveredOnline", ReceiptOutcome.deliveredOnline(code: code, attemptsUsed: 1)),
+            ("MessageValues", values),
+            ("Sms", sms),
+            ("Email", email),
+            ("[IssuedCode]", [issued]),
+            ("Secret", secret),
+            ("KeyUri", KeyUri(kind: .totp(period: 30), secret: secret, issuer: "Acme", account: "c@acme.example",
+                              algorithm: .sha1, digits: 6)),
+        ]
+        for (what, value) in values_ {
+            for text in renderings(value) {
+                XCTAssertFalse(text.contains(code), "\(what) shows the code: \(text)")
+                XCTAssertFalse(text.contains(issued.codeGrouped), "\(what) shows the grouped code: \(text)")
+                for k in keyMaterial { XCTAssertFalse(text.contains(k), "\(what) shows a backend key") }
+                XCTAssertFalse(text.contains(deviceKey), "\(what) shows the device key")
+                XCTAssertFalse(text.contains("JBSWY3DP"), "\(what) shows the secret")
+            }
+        }
+        let online = String(describing: ReceiptOutcome.deliveredOnline(code: code, attemptsUsed: 1))
+        XCTAssertTrue(online.contains("attempts_used: 1"), online)
+    }
+
+    func testEqualTicketsAndSecretsHashAlike() throws {
+        let backend = Backend(keys: try KeySet.generate(keyId: "k1"))
+        let issued = try backend.issue(deliveryId: "PKG-hash", sequence: 0, courierId: "courier-1", now: now,
+                                       settings: defaultDeliverySettings())
+        let json = issued.ticket.toJson()
+        let a = try Ticket.fromJson(json: json)
+        let b = try Ticket.fromJson(json: json)
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(a.hashValue, b.hashValue)
+        XCTAssertEqual(Set([a, b, issued.ticket]).count, 1)
+        let other = try backend.issue(deliveryId: "PKG-hash-2", sequence: 0, courierId: "courier-1", now: now,
+                                      settings: defaultDeliverySettings()).ticket
+        XCTAssertEqual(Set([a, other]).count, 2)
+        let s1 = try Secret.fromBase32(text: "JBSWY3DPEHPK3PXP")
+        let s2 = try Secret.fromBytes(bytes: Data([0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x21, 0xde, 0xad, 0xbe, 0xef]))
+        XCTAssertEqual(s1, s2)
+        XCTAssertEqual(Set([s1, s2]).count, 1)
+        XCTAssertEqual(Set([s1, try Secret.generate()]).count, 2)
+    }
+}
