@@ -9,23 +9,48 @@ JAVA_SHARE=/usr/share/java
 CARGO_FUZZ_VERSION=0.13.1
 CARGO_FUZZ_HOME="$CACHE/cargo-fuzz"
 
-# Runs a command inside the trixie root with proc, sys and dev mounted, and
-# unmounts them again whatever happens. Paths under /work and $CACHE are bind
+# Runs a command inside the trixie root with proc, sys and dev mounted. Paths under /work and $CACHE are bind
 # mounted at the same place so that the command sees the checkout.
 in_swift_root() {
-  local root=$SWIFT_ROOT mounted=() rc=0 d
-  _mnt() { mkdir -p "$root$2"; mount "${@:3}" "$1" "$root$2" && mounted=("$root$2" "${mounted[@]}"); }
+  # Each call gets a mount namespace of its own: its /proc, /sys, /dev and
+  # bind mounts are seen by it alone and vanish when it exits, so two runs at
+  # once (or a run killed half-way) never see or unmount each other's.
+  local root=$SWIFT_ROOT
   cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-  _mnt proc /proc -t proc
-  _mnt sysfs /sys -t sysfs
-  _mnt /dev /dev --bind
-  _mnt devpts /dev/pts -t devpts
-  for d in "${SWIFT_BIND_DIRS[@]:-}"; do
-    [ -n "$d" ] && _mnt "$d" "$d" --bind
-  done
-  chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@" || rc=$?
-  for d in "${mounted[@]}"; do umount -l "$d" 2>/dev/null || true; done
-  return $rc
+  unshare --mount --propagation private bash -euo pipefail -c '
+    root=$1; shift
+    binds=()
+    while [ "$1" != -- ]; do binds+=("$1"); shift; done
+    shift
+    mount -t proc proc "$root/proc"
+    mount -t sysfs sysfs "$root/sys" 2>/dev/null || mount --rbind /sys "$root/sys"
+    mount --rbind /dev "$root/dev"
+    for d in "${binds[@]}"; do
+      [ -n "$d" ] || continue
+      mkdir -p "$root$d"
+      mount --bind "$d" "$root$d"
+    done
+    exec chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      HOME=/root LANG=C.UTF-8 "$@"
+  ' in_swift_root "$root" "${SWIFT_BIND_DIRS[@]:-}" -- "$@"
+}
+
+# The Debian archive this machine's apt uses (its own mirror or proxy), for
+# debootstrap: the first non-security URI in /etc/apt/sources.list.d/*.sources
+# (deb822) or /etc/apt/sources.list; deb.debian.org only when there is none.
+debian_mirror() {
+  local uri
+  uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '
+      /^[[:space:]]*$/ { if (uris != "" && suites !~ /security/ && types ~ /(^| )deb( |$)/) { print uris; exit } uris=""; suites=""; types=""; next }
+      /^URIs:/ { sub(/^URIs:[[:space:]]*/, ""); split($0, u, " "); uris=u[1] }
+      /^Suites:/ { suites=$0 }
+      /^Types:/ { types=$0 }
+      END { if (uris != "" && suites !~ /security/ && types ~ /(^| )deb( |$)/) print uris }' | head -1)
+  if [ -z "$uri" ]; then
+    uri=$(grep -hE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list 2>/dev/null \
+      | grep -v security | sed -E 's/^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/' | head -1)
+  fi
+  echo "${uri:-http://deb.debian.org/debian}"
 }
 
 # A private Redis server on a free loopback port, for the RedisStore tests and

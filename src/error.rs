@@ -396,3 +396,68 @@ impl Error {
 
 /// Shorthand for results of this crate.
 pub type Result<T> = core::result::Result<T, Error>;
+
+/// Longest run of characters without a space that an error message repeats
+/// from its input (an id, a JSON key, a value quoted by the JSON parser).
+pub const MAX_ECHOED_RUN_CHARS: usize = 64;
+
+/// Longest text taken from input (a parser's own message included) that
+/// an error message holds, in characters.
+pub const MAX_ECHOED_CHARS: usize = 300;
+
+/// `text`, taken from input, as an error message may hold it: on one line
+/// (control characters written as `\u{..}`), every run of more than
+/// [`MAX_ECHOED_RUN_CHARS`] characters without a space cut with `…`, and
+/// the whole cut at [`MAX_ECHOED_CHARS`]. A megabyte JSON key so gives a
+/// short message, and a newline in a value cannot forge a second log line.
+pub(crate) fn echoed(text: &str) -> String {
+    let mut out = String::new();
+    let mut written = 0usize;
+    let mut run = 0usize;
+    for c in text.chars() {
+        if written >= MAX_ECHOED_CHARS {
+            out.push('…');
+            break;
+        }
+        if c == ' ' {
+            run = 0;
+        } else {
+            run = run.saturating_add(1);
+            if run > MAX_ECHOED_RUN_CHARS {
+                if run == MAX_ECHOED_RUN_CHARS.saturating_add(1) {
+                    out.push('…');
+                    written = written.saturating_add(1);
+                }
+                continue;
+            }
+        }
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+        written = written.saturating_add(1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::echoed;
+
+    #[test]
+    fn echoed_text_is_short_and_on_one_line() {
+        assert_eq!(
+            echoed("unknown field `a`, expected `b`"),
+            "unknown field `a`, expected `b`"
+        );
+        let long = "x".repeat(10_000);
+        let cut = echoed(&format!("unknown field `{long}`, expected `v`"));
+        // "unknown field ", 64 characters of the run, "…", " expected `v`".
+        assert_eq!(cut.chars().count(), 14 + 64 + 1 + 13);
+        assert!(cut.ends_with("xxx… expected `v`"), "{cut}");
+        assert_eq!(echoed("a\nb\u{1b}"), "a\\u{a}b\\u{1b}");
+        let words = "ab ".repeat(1000);
+        assert_eq!(echoed(&words).chars().count(), 301);
+    }
+}

@@ -153,8 +153,8 @@ impl core::fmt::Debug for Email {
 
 fn bad(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::InvalidTemplate {
-        field: field.into(),
-        reason: reason.into(),
+        field: crate::error::echoed(&field.into()),
+        reason: crate::error::echoed(&reason.into()),
     }
 }
 

@@ -286,15 +286,15 @@ pub struct PolicyDecision {
 
 fn bad_rules(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::InvalidPolicy {
-        field: field.into(),
-        reason: reason.into(),
+        field: crate::error::echoed(&field.into()),
+        reason: crate::error::echoed(&reason.into()),
     }
 }
 
 fn bad_order(field: &str, reason: impl Into<String>) -> Error {
     Error::InvalidOrder {
-        field: field.into(),
-        reason: reason.into(),
+        field: crate::error::echoed(field),
+        reason: crate::error::echoed(&reason.into()),
     }
 }
 

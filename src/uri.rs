@@ -85,7 +85,8 @@ impl KeyUri {
     /// `algorithm`, `digits`, `period` or `counter`),
     /// [`Error::DuplicateParameter`], [`Error::ParameterNotAllowed`]
     /// (`period` on hotp, `counter` on totp), [`Error::IssuerMismatch`],
-    /// [`Error::InvalidLabel`], [`Error::InvalidPercentEncoding`], and the
+    /// [`Error::InvalidLabel`] (also for a control or bidirectional-override
+    /// character in the issuer or account), [`Error::InvalidPercentEncoding`], and the
     /// base32 errors of [`Secret::from_base32`] for the secret.
     pub fn parse(uri: &str) -> Result<Self> {
         let (scheme, rest) = uri.split_once("://").ok_or(Error::UnsupportedScheme)?;
@@ -170,14 +171,16 @@ impl KeyUri {
                 })?;
             OtpKind::Hotp { counter }
         };
-        Ok(KeyUri {
+        let key = KeyUri {
             kind,
             secret,
             issuer,
             account,
             algorithm,
             digits,
-        })
+        };
+        key.check_label_characters()?;
+        Ok(key)
     }
 
     /// Writes the URI: the label `issuer:account` (or `account`), then
@@ -188,8 +191,9 @@ impl KeyUri {
     ///
     /// # Errors
     /// - [`Error::InvalidLabel`] for an empty account, an account starting
-    ///   with a space, an account containing `:` without an issuer, or an
-    ///   empty issuer or one containing `:`;
+    ///   with a space, an account containing `:` without an issuer, an
+    ///   empty issuer or one containing `:`, or a control or bidirectional
+    ///   override character in either;
     /// - [`Error::InvalidDigits`] and [`Error::InvalidPeriod`] for settings
     ///   no authenticator could use.
     pub fn to_uri(&self) -> Result<Zeroizing<String>> {
@@ -252,6 +256,25 @@ impl KeyUri {
         }
     }
 
+    /// Refuses control characters (NUL, newline, ESC) and bidirectional
+    /// overrides in the issuer and account, which an authenticator app
+    /// would show and a log line would carry.
+    fn check_label_characters(&self) -> Result<()> {
+        let fields = [
+            ("account", Some(&self.account)),
+            ("issuer", self.issuer.as_ref()),
+        ];
+        for (field, text) in fields {
+            if text.is_some_and(|t| t.chars().any(crate::code::is_unsafe_char)) {
+                return Err(label_error(
+                    field,
+                    "it contains a control or bidirectional-override character (NUL, newline, ESC, ...)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<()> {
         check_digits(self.digits)?;
         if self.kind == (OtpKind::Totp { period: 0 }) {
@@ -270,6 +293,7 @@ impl KeyUri {
                 "it contains ':', which without an issuer would read back as one",
             ));
         }
+        self.check_label_characters()?;
         if let Some(issuer) = &self.issuer {
             if issuer.is_empty() {
                 return Err(label_error("issuer", "it is empty"));
@@ -445,6 +469,41 @@ mod tests {
         k.account = "x".into();
         k.kind = OtpKind::Totp { period: 0 };
         assert_eq!(k.to_uri().unwrap_err(), Error::InvalidPeriod);
+    }
+
+    #[test]
+    fn control_and_bidi_characters_in_labels_are_refused_both_ways() {
+        for bad in ["%00", "%0A", "%1B%5B31m", "%E2%80%AE", "%7F"] {
+            for uri in [
+                format!("otpauth://totp/Acme{bad}:c?secret=JBSWY3DPEHPK3PXP"),
+                format!("otpauth://totp/Acme:c{bad}?secret=JBSWY3DPEHPK3PXP"),
+                format!("otpauth://totp/c?secret=JBSWY3DPEHPK3PXP&issuer=Acme{bad}"),
+            ] {
+                let e = KeyUri::parse(&uri).unwrap_err();
+                assert!(matches!(e, Error::InvalidLabel { .. }), "{uri}: {e:?}");
+            }
+        }
+        for bad in ["\0", "\n", "\u{1b}", "\u{202e}"] {
+            let mut k =
+                KeyUri::new_totp(Secret::from_bytes(b"s").unwrap(), None, format!("c{bad}"));
+            assert!(
+                matches!(k.to_uri(), Err(Error::InvalidLabel { .. })),
+                "account {bad:?}"
+            );
+            k.account = "c".into();
+            k.issuer = Some(format!("Acme{bad}"));
+            assert!(
+                matches!(k.to_uri(), Err(Error::InvalidLabel { .. })),
+                "issuer {bad:?}"
+            );
+        }
+        // Letters beyond ASCII are fine.
+        let k = KeyUri::new_totp(
+            Secret::from_bytes(b"s").unwrap(),
+            Some("Zoë".into()),
+            "ü@x".into(),
+        );
+        assert!(k.to_uri().is_ok());
     }
 
     #[test]

@@ -51,8 +51,8 @@ pub struct VerifyArgs {
     /// The ticket: its JSON, or @FILE.
     #[arg(long)]
     ticket: String,
-    /// The code as typed.
-    #[arg(long)]
+    /// The code as typed (it may start with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     code: String,
     /// Verification time, unix seconds (default: now).
     #[arg(long)]
@@ -125,14 +125,90 @@ pub struct ReconcileArgs {
     time: Option<u64>,
 }
 
-fn read_file(path: &str, what: &str) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| Error::InvalidKeySet {
-        reason: format!("cannot read the {what} file {path}: {}", e.kind()),
-    })
+/// Most bytes read from a key set or rules file.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Most bytes read from a ticket or order given as `@FILE`.
+pub const MAX_DOCUMENT_BYTES: u64 = 64 * 1024;
+
+/// A path as an error message shows it: quoted, with newlines and other
+/// control characters escaped (so the message stays one line), and cut.
+pub fn shown_path(path: &str) -> String {
+    const MAX_CHARS: usize = 120;
+    let quoted = format!("{path:?}");
+    if quoted.chars().count() <= MAX_CHARS {
+        return quoted;
+    }
+    let mut cut: String = quoted.chars().take(MAX_CHARS).collect();
+    cut.push_str("…\"");
+    cut
+}
+
+/// Reads the UTF-8 file at `path`, at most `max` bytes of it; `error`
+/// makes the error of the file's kind from a reason. `/dev/zero`, a FIFO
+/// that never ends or a huge file stops at the limit.
+fn read_limited(
+    path: &str,
+    what: &str,
+    max: u64,
+    error: fn(String) -> Error,
+) -> Result<String, Error> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        error(format!(
+            "cannot read the {what} file {}: {}",
+            shown_path(path),
+            e.kind()
+        ))
+    })?;
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            error(format!(
+                "cannot read the {what} file {}: {}",
+                shown_path(path),
+                e.kind()
+            ))
+        })?;
+    if u64::try_from(bytes.len()).map_or(true, |n| n > max) {
+        return Err(error(format!(
+            "the {what} file {} is over {} KiB",
+            shown_path(path),
+            max / 1024
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| error(format!("the {what} file {} is not UTF-8", shown_path(path))))
+}
+
+fn key_set_error(reason: String) -> Error {
+    Error::InvalidKeySet { reason }
+}
+
+fn ticket_error(reason: String) -> Error {
+    Error::InvalidTicket { reason }
+}
+
+fn order_error(reason: String) -> Error {
+    Error::InvalidOrder {
+        field: "(file)".into(),
+        reason,
+    }
+}
+
+fn policy_error(reason: String) -> Error {
+    Error::InvalidPolicy {
+        field: "(file)".into(),
+        reason,
+    }
 }
 
 fn load_backend(path: &str) -> Result<Backend, Error> {
-    let keys = KeySet::from_json(&read_file(path, "key set")?)?;
+    let keys = KeySet::from_json(&read_limited(
+        path,
+        "key set",
+        MAX_CONFIG_BYTES,
+        key_set_error,
+    )?)?;
     Ok(Backend::new(keys, Arc::new(InMemoryAttemptStore::new())))
 }
 
@@ -225,7 +301,7 @@ fn with_outcome(name: &str, mut extra: Value, text: &str) -> Value {
 
 pub fn verify(args: VerifyArgs, now: u64) -> Result<String, Error> {
     let text = match args.ticket.strip_prefix('@') {
-        Some(path) => read_file(path, "ticket")?,
+        Some(path) => read_limited(path, "ticket", MAX_DOCUMENT_BYTES, ticket_error)?,
         None => args.ticket.clone(),
     };
     let time = args.time.unwrap_or(now);
@@ -333,7 +409,13 @@ fn ticket_read_error(e: &std::io::Error) -> Error {
 
 /// The current ticket of each delivery, from a file of ticket lines.
 fn read_tickets(backend: &Backend, path: &str) -> Result<HashMap<String, Ticket>, Error> {
-    let file = std::fs::File::open(path).map_err(|e| ticket_read_error(&e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::InvalidTicket {
+        reason: format!(
+            "cannot read the tickets file {}: {}",
+            shown_path(path),
+            e.kind()
+        ),
+    })?;
     let mut input = BufReader::new(file.take(MAX_TICKETS_BYTES));
     let mut tickets = HashMap::new();
     let mut line = String::new();
@@ -374,7 +456,11 @@ pub fn reconcile(args: ReconcileArgs, now: u64, out: &mut impl Write) -> Result<
     let input: Box<dyn Read> = match &args.input {
         Some(path) => Box::new(
             std::fs::File::open(path).map_err(|e| Error::InvalidReceipt {
-                reason: format!("cannot read the receipts file: {}", e.kind()),
+                reason: format!(
+                    "cannot read the receipts file {}: {}",
+                    shown_path(path),
+                    e.kind()
+                ),
             })?,
         ),
         None => Box::new(std::io::stdin()),
@@ -432,13 +518,6 @@ pub fn reconcile(args: ReconcileArgs, now: u64, out: &mut impl Write) -> Result<
     Ok(())
 }
 
-fn read_policy_file(path: &str) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| Error::InvalidPolicy {
-        field: "(file)".into(),
-        reason: format!("cannot read {path}: {}", e.kind()),
-    })
-}
-
 /// A policy decision as JSON.
 pub fn decision_json(decision: &delivery_otp::PolicyDecision) -> Value {
     let mut out = json!({
@@ -483,14 +562,16 @@ pub fn policy(command: PolicyCommand) -> Result<String, Error> {
         }
         PolicyCommand::Check { rules, order } => {
             let rules = match rules {
-                Some(path) => Rules::from_json(&read_policy_file(&path)?)?,
+                Some(path) => Rules::from_json(&read_limited(
+                    &path,
+                    "rules",
+                    MAX_CONFIG_BYTES,
+                    policy_error,
+                )?)?,
                 None => Rules::defaults(),
             };
             let text = match order.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path).map_err(|e| Error::InvalidOrder {
-                    field: "(file)".into(),
-                    reason: format!("cannot read {path}: {}", e.kind()),
-                })?,
+                Some(path) => read_limited(path, "order", MAX_DOCUMENT_BYTES, order_error)?,
                 None => order,
             };
             let decision = rules.decide(&Order::from_json(&text)?)?;

@@ -74,7 +74,7 @@ enum Command {
 #[derive(Args)]
 struct KeyArgs {
     /// The shared secret in base32 (RFC 4648; case, spaces, dashes and padding are ignored).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     secret: String,
     /// Digits per code, 6 to 10.
     #[arg(long, default_value_t = 6)]
@@ -253,7 +253,9 @@ fn main() -> ExitCode {
         Err(e) => {
             let rendered = e.render().to_string();
             match rendered.lines().next() {
-                Some(line) if line.starts_with("error:") => eprintln!("{line} (see --help)"),
+                Some(line) if line.starts_with("error:") => {
+                    eprintln!("{} (see --help)", one_line(&without_values(line)));
+                }
                 // A missing subcommand, where clap would print the whole help.
                 _ => eprintln!("error: a command is missing (see --help)"),
             }
@@ -268,8 +270,65 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", one_line(&e.to_string()));
             ExitCode::from(2)
         }
     }
+}
+
+/// Longest error line the tool prints, in characters.
+const MAX_ERROR_CHARS: usize = 1000;
+
+/// `text` as one line of at most [`MAX_ERROR_CHARS`]: control characters
+/// (a newline in a path, an escape sequence) written as `\u{..}`.
+fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i >= MAX_ERROR_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The argument parser's message with every quoted piece of what was typed
+/// left out, keeping only option names (`'--digits <DIGITS>'`): a stray
+/// word or a value starting with `-` may be part of a code or a secret.
+fn without_values(line: &str) -> String {
+    let is_option_name = |quoted: &str| {
+        let name = quoted.split(' ').next().unwrap_or_default();
+        let placeholder = quoted.get(name.len()..).unwrap_or_default().trim();
+        (name.starts_with("--") || name.starts_with('<'))
+            && name.len() > 2
+            && name
+                .trim_start_matches('-')
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && placeholder
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c == '<' || c == '>')
+    };
+    let mut out = String::new();
+    for (i, piece) in line.split('\'').enumerate() {
+        if i % 2 == 1 {
+            if is_option_name(piece) {
+                out.push('\'');
+                out.push_str(piece);
+                out.push('\'');
+            } else {
+                out.push_str("(value not shown)");
+            }
+        } else {
+            out.push_str(piece);
+        }
+    }
+    out
 }

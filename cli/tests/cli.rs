@@ -605,3 +605,251 @@ fn policy_check_prints_the_decision_and_names_bad_fields() {
         stderr(&o)
     );
 }
+
+/// Runs `args` and checks the failure contract: status 2, nothing on
+/// stdout, one short line on stderr; returns that line.
+fn one_error_line(args: &[&str]) -> String {
+    let o = run(args);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    assert_eq!(stdout(&o), "", "{args:?}");
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert!(
+        err.len() <= 1100,
+        "{args:?}: a {}-byte error line",
+        err.len()
+    );
+    err
+}
+
+#[test]
+fn file_reads_are_bounded_and_labelled_by_what_they_read() {
+    // /dev/zero never ends: each read stops at its documented limit.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "verify",
+                "--ticket",
+                "@/dev/zero",
+                "--code",
+                "1",
+                "--offline",
+            ],
+            "invalid ticket: the ticket file \"/dev/zero\" is over 64 KiB",
+        ),
+        (
+            &[
+                "issue",
+                "--keys",
+                "/dev/zero",
+                "--delivery",
+                "d",
+                "--courier",
+                "c",
+            ],
+            "invalid key set: the key set file \"/dev/zero\" is over 1024 KiB",
+        ),
+        (
+            &[
+                "keys",
+                "device",
+                "--keys",
+                "/dev/zero",
+                "--courier",
+                "c",
+                "--device",
+                "d",
+            ],
+            "is over 1024 KiB",
+        ),
+        (
+            &["policy", "check", "--order", "@/dev/zero"],
+            "invalid order at (file): the order file \"/dev/zero\" is over 64 KiB",
+        ),
+        (
+            &["policy", "check", "--rules", "/dev/zero", "--order", "{}"],
+            "invalid policy rules at (file): the rules file \"/dev/zero\" is over 1024 KiB",
+        ),
+    ];
+    for (args, want) in cases {
+        let err = one_error_line(args);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // A missing ticket or receipts file is named as what it is, not as a key set.
+    let keys = temp_file(
+        "bounded-keys.json",
+        &stdout(&run(&["keys", "new", "--id", "k1"])),
+    );
+    let err = one_error_line(&[
+        "verify",
+        "--ticket",
+        "@/nonexistent/t.json",
+        "--code",
+        "1",
+        "--keys",
+        &keys,
+    ]);
+    assert!(
+        err.starts_with("error: invalid ticket: cannot read the ticket file"),
+        "{err}"
+    );
+    let err = one_error_line(&[
+        "reconcile",
+        "--keys",
+        &keys,
+        "--tickets",
+        "/nonexistent/t",
+        "--input",
+        "/dev/null",
+    ]);
+    assert!(
+        err.starts_with("error: invalid ticket: cannot read the tickets file"),
+        "{err}"
+    );
+    let tickets = temp_file("bounded-tickets.txt", "");
+    let err = one_error_line(&[
+        "reconcile",
+        "--keys",
+        &keys,
+        "--tickets",
+        &tickets,
+        "--input",
+        "/nonexistent/r",
+    ]);
+    assert!(
+        err.starts_with("error: invalid receipt: cannot read the receipts file"),
+        "{err}"
+    );
+    // Invalid UTF-8 is a clear error too.
+    let latin1 =
+        std::env::temp_dir().join(format!("delivery-otp-cli-{}-latin1", std::process::id()));
+    std::fs::write(&latin1, b"{\"v\":\xe9}").unwrap();
+    let err = one_error_line(&[
+        "verify",
+        "--ticket",
+        &format!("@{}", latin1.display()),
+        "--code",
+        "1",
+        "--offline",
+    ]);
+    assert!(err.contains("is not UTF-8"), "{err}");
+}
+
+#[test]
+fn echoed_input_is_bounded() {
+    // A megabyte JSON key or id in a file the tool reads.
+    let huge = "A".repeat(1 << 20);
+    let rules = temp_file("huge-key-rules.json", &format!("{{\"{huge}\":1}}"));
+    one_error_line(&["policy", "check", "--rules", &rules, "--order", "{}"]);
+    let keys = temp_file(
+        "huge-id-keys.json",
+        &format!("{{\"version\":1,\"current\":\"{huge}\",\"keys\":[]}}"),
+    );
+    one_error_line(&[
+        "issue",
+        "--keys",
+        &keys,
+        "--delivery",
+        "d",
+        "--courier",
+        "c",
+    ]);
+    let order = format!("{{\"{}\":1}}", "B".repeat(60_000));
+    one_error_line(&["policy", "check", "--order", &order]);
+    // A path of 10,000 characters.
+    let long_path = format!("/nonexistent/{}", "p".repeat(10_000));
+    let err = one_error_line(&[
+        "issue",
+        "--keys",
+        &long_path,
+        "--delivery",
+        "d",
+        "--courier",
+        "c",
+    ]);
+    assert!(err.len() < 400, "{err}");
+}
+
+#[test]
+fn a_newline_in_a_path_or_input_stays_on_one_line() {
+    let err = one_error_line(&[
+        "issue",
+        "--keys",
+        "/nonexistent/a\nb",
+        "--delivery",
+        "d",
+        "--courier",
+        "c",
+    ]);
+    assert!(err.contains("\"/nonexistent/a\\nb\""), "{err}");
+    let err = one_error_line(&[
+        "policy",
+        "check",
+        "--order",
+        "{\"method\":\"x\\n\\u001b[31mDECISION\"}",
+    ]);
+    assert!(!err.contains('\u{1b}'), "{err}");
+    let err = one_error_line(&[
+        "uri",
+        "parse",
+        "otpauth://totp/Acme%0Aforged:c?secret=JBSWY3DPEHPK3PXP",
+    ]);
+    assert!(err.contains("control"), "{err}");
+}
+
+#[test]
+fn values_starting_with_a_dash_are_taken_and_never_echoed() {
+    // A code or a secret may start with '-': it is the value, not an option.
+    let o = run(&[
+        "totp",
+        "--secret",
+        "-GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+        "--time",
+        "59",
+    ]);
+    assert_eq!(stdout(&o), "287082\n", "{}", stderr(&o));
+    let vectors = receipt_vectors();
+    let ticket = vectors["cases"][0]["ticket"].as_str().unwrap().to_string();
+    let o = run(&[
+        "verify",
+        "--ticket",
+        &ticket,
+        "--code",
+        "-1234",
+        "--offline",
+        "--time",
+        "0",
+    ]);
+    assert!(
+        !stderr(&o).contains("unexpected argument"),
+        "{}",
+        stderr(&o)
+    );
+    // Stray words that may be part of a code or a secret are not repeated.
+    for args in [
+        &[
+            "verify",
+            "--ticket",
+            "x",
+            "--code",
+            "123",
+            "456",
+            "--offline",
+        ][..],
+        &["totp", "--secret", "GEZDGNBV", "GY3TQOJQ"][..],
+        &["totp", "--secret", SHA1_SEED, "--digits", "GY3TQOJQ"][..],
+        &["totp", "--secret", SHA1_SEED, "-G"][..],
+    ] {
+        let err = one_error_line(args);
+        assert!(
+            !err.contains("456") && !err.contains("GY3T") && !err.contains("-G"),
+            "{args:?}: {err}"
+        );
+    }
+    // Option names stay readable.
+    let err = one_error_line(&["totp", "--secret", SHA1_SEED, "--cod", "1"]);
+    assert!(err.contains("'--cod'"), "{err}");
+    let err = one_error_line(&["totp", "--secret", SHA1_SEED, "--digits", "x"]);
+    assert!(err.contains("'--digits <DIGITS>'"), "{err}");
+}
