@@ -274,9 +274,13 @@ impl Ticket {
         }
     }
 
-    /// Whether a normalized code matches the ticket's hash (constant time).
-    /// A wrong code matches with probability 2^-t.
-    pub(crate) fn hash_matches(&self, normalized_code: &str) -> bool {
+    /// Whether a normalized code matches the ticket's hash (constant time):
+    /// the phone's check alone, with no attempt counted. A wrong code
+    /// matches with probability 2^-t. Anyone holding a ticket can compute
+    /// this from its public wire format, which is why the odds in
+    /// SECURITY.md assume a courier who lists every candidate; apps check
+    /// codes with [`crate::OfflineVerifier`], which counts attempts.
+    pub fn hash_matches(&self, normalized_code: &str) -> bool {
         let hash = ticket_hash(
             &self.hash_key,
             &self.delivery_id,

@@ -270,3 +270,65 @@ fn scenarios() {
         }
     }
 }
+
+/// Issue 11, B6, in Rust: 16 verifier objects on 16 threads share one
+/// store, as a screen, a background job and a double tap would; each sends
+/// 4 wrong codes to each of 30 tickets. However the calls interleave, each
+/// count from 4 down to 1 is given exactly once (no attempt is counted
+/// twice or lost), every other call is locked out, and the right code
+/// afterwards is locked out too: no ticket had more than 5 codes compared.
+#[test]
+fn many_verifiers_on_one_store_never_exceed_the_limit() {
+    let keys = KeySet::generate("k1").unwrap();
+    let backend = Backend::new(keys, Arc::new(InMemoryAttemptStore::new()));
+    let store = Arc::new(InMemoryStateStore::new());
+    let settings = DeliverySettings::default();
+    for t in 0..30 {
+        let issued = backend
+            .issue(&format!("PKG-many-{t}"), 0, "courier-1", 1_000, &settings)
+            .unwrap();
+        // Wrong codes that do not match the hash, so each is a plain rejection.
+        let wrong: Vec<String> = (0..1_000_000u32)
+            .map(|c| format!("{c:06}"))
+            .filter(|c| c.as_str() != issued.code.as_str() && !issued.ticket.hash_matches(c))
+            .take(64)
+            .collect();
+        let outcomes: Vec<OfflineOutcome> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|v| {
+                    let (ticket, store, wrong) = (issued.ticket.clone(), store.clone(), &wrong);
+                    scope.spawn(move || {
+                        let verifier = OfflineVerifier::new(ticket, store);
+                        (0..4)
+                            .map(|i| verifier.verify(&wrong[v * 4 + i], 1_001).unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let mut left: Vec<u32> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                OfflineOutcome::Rejected { attempts_left } => Some(*attempts_left),
+                _ => None,
+            })
+            .collect();
+        left.sort_unstable();
+        assert_eq!(left, [1, 2, 3, 4], "ticket {t}: {outcomes:?}");
+        let locked = outcomes
+            .iter()
+            .filter(|o| matches!(o, OfflineOutcome::LockedOut { .. }))
+            .count();
+        assert_eq!(locked, 60, "ticket {t}");
+        let verifier = OfflineVerifier::new(issued.ticket.clone(), store.clone());
+        assert_eq!(verifier.attempts_left().unwrap(), 0, "ticket {t}");
+        assert!(matches!(
+            verifier.verify(issued.code.as_str(), 1_002).unwrap(),
+            OfflineOutcome::LockedOut { .. }
+        ));
+    }
+}
