@@ -2,72 +2,56 @@
 //!
 //! # Modules
 //!
-//! - [`secret`]: shared secrets, base32 in and out, new ones from the OS;
-//! - [`hotp`]: RFC 4226 counter-based codes;
-//! - [`totp`]: RFC 6238 time-based codes;
-//! - [`uri`]: `otpauth://` key URIs;
-//! - [`algorithm`]: SHA-1, SHA-256, SHA-512;
-//! - [`keys`]: the backend's master keys, with ids for rotation;
-//! - [`settings`]: code formats and the rules that keep a ticket from revealing its code;
-//! - [`code`]: deriving delivery codes, normalizing what people type;
-//! - [`ticket`]: the ticket the backend gives the courier's device, and its wire format;
-//! - [`device`]: offline verification on the courier's device, with persisted attempts;
-//! - [`message`]: the customer's SMS and e-mail, masked contacts, code hints;
-//! - [`policy`]: the risk policy deciding whether a delivery needs a code;
-//! - [`receipt`]: device keys and the signed proof-of-delivery receipt;
-//! - [`backend`]: issuing, recognising tickets, online verification and the attempt store;
-//! - `redis_store` (feature `redis`): the attempt store several backend instances share;
+//! - [`otp`]: the RFC primitives: secrets, HOTP, TOTP, key URIs, algorithms;
+//! - [`delivery`]: delivery codes and tickets: master keys, settings, codes,
+//!   the ticket, the phone's offline check, the backend's issuing and online check;
+//! - [`proof`]: proof of delivery: device keys, signed receipts, reconciliation;
+//! - [`policy`]: the risk policy, and the customer's messages;
+//! - [`store`]: the backend's attempt store and the app's device state store
+//!   (in memory; Redis behind the `redis` feature);
 //! - [`error`]: the one error type.
 //!
-//! The `ffi` feature adds the uniffi layer the Kotlin and Swift bindings are
+//! Everything a caller needs is also at the crate root. The `ffi` feature
+//! adds the uniffi layer (`src/ffi/`) the Kotlin and Swift bindings are
 //! generated from; nothing else in the crate knows about it.
 
-pub mod algorithm;
-pub mod backend;
-pub mod code;
-pub mod device;
+pub mod delivery;
 pub mod error;
-pub mod hotp;
-pub mod keys;
 mod mac;
-pub mod message;
+pub mod otp;
 pub mod policy;
-pub mod receipt;
-#[cfg(feature = "redis")]
-pub mod redis_store;
-pub mod secret;
-pub mod settings;
-pub mod ticket;
-pub mod totp;
-pub mod uri;
+pub mod proof;
+pub mod store;
 
 #[cfg(feature = "ffi")]
 mod ffi;
 #[cfg(feature = "ffi")]
 uniffi::setup_scaffolding!("delivery_otp");
 
-pub use algorithm::Algorithm;
-pub use backend::{
-    AttemptStore, Backend, Decision, InMemoryAttemptStore, Issued, OnlineOutcome, Reconciliation,
-    DEVICE_KEY_CACHE_MAX,
-};
-pub use code::{normalize, Code};
-pub use device::{InMemoryStateStore, OfflineOutcome, OfflineVerifier, ReceiptExtras, StateStore};
+pub use delivery::backend::{Backend, Issued, OnlineOutcome, DEVICE_KEY_CACHE_MAX};
+pub use delivery::code::{normalize, Code};
+pub use delivery::device::{OfflineOutcome, OfflineVerifier, ReceiptExtras};
+pub use delivery::keys::{KeySet, MasterKey};
+pub use delivery::settings::{CodeFormat, DeliverySettings};
+pub use delivery::ticket::Ticket;
 pub use error::{Error, Result};
-pub use hotp::Hotp;
-pub use keys::{KeySet, MasterKey};
-pub use message::{mask_email, mask_phone, Email, MessageValues, Sms, SmsEncoding, Templates};
-pub use policy::{
+pub use otp::algorithm::Algorithm;
+pub use otp::hotp::Hotp;
+pub use otp::secret::Secret;
+pub use otp::totp::{Totp, TotpConfig, TotpMatch, Window};
+pub use otp::uri::{KeyUri, OtpKind};
+pub use policy::message::{
+    mask_email, mask_phone, Email, MessageValues, Sms, SmsEncoding, Templates,
+};
+pub use policy::rules::{
     CustomerPreference, DeliveryMethod, Order, PolicyDecision, Reason, Requirement, Rules,
     VerificationMode,
 };
-pub use receipt::{
+pub use proof::receipt::{
     DeviceKey, Location, NotDeliveredReason, Receipt, ReceiptDraft, ReceiptOutcome, Verification,
 };
+pub use proof::reconcile::{Decision, Reconciliation};
+pub use store::attempts::{AttemptStore, InMemoryAttemptStore};
+pub use store::device_state::{InMemoryStateStore, StateStore};
 #[cfg(feature = "redis")]
-pub use redis_store::RedisStore;
-pub use secret::Secret;
-pub use settings::{CodeFormat, DeliverySettings};
-pub use ticket::Ticket;
-pub use totp::{Totp, TotpConfig, TotpMatch, Window};
-pub use uri::{KeyUri, OtpKind};
+pub use store::redis::RedisStore;

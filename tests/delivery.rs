@@ -12,7 +12,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{load, n, s};
-use delivery_otp::code::derive_code;
+use delivery_otp::delivery::code::derive_code;
 use delivery_otp::{
     normalize, Backend, CodeFormat, DeliverySettings, Error, InMemoryAttemptStore,
     InMemoryStateStore, KeySet, OfflineOutcome, OfflineVerifier, OnlineOutcome, StateStore, Ticket,

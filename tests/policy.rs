@@ -11,8 +11,8 @@
 mod common;
 
 use common::{load, s};
-use delivery_otp::message::{sms_segments, DEFAULT_TEMPLATES_JSON};
-use delivery_otp::policy::DEFAULT_RULES_JSON;
+use delivery_otp::policy::message::{sms_segments, DEFAULT_TEMPLATES_JSON};
+use delivery_otp::policy::rules::DEFAULT_RULES_JSON;
 use delivery_otp::{
     mask_email, mask_phone, CodeFormat, Error, MessageValues, Order, Requirement, Rules,
     SmsEncoding, Templates, VerificationMode,

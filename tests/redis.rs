@@ -304,7 +304,7 @@ fn keys_expire_with_the_code_and_far_future_times_do_not_break_calls() {
         .arg(store.redis_key("attempts:0:D-far"))
         .query(&mut connection)
         .unwrap();
-    assert_eq!(at as u64, delivery_otp::redis_store::MAX_EXPIRY);
+    assert_eq!(at as u64, delivery_otp::store::redis::MAX_EXPIRY);
 }
 
 #[test]

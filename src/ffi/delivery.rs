@@ -111,13 +111,13 @@ pub fn check_delivery_settings(settings: DeliverySettings) -> FfiResult<()> {
 /// The chance that one wrong code passes the offline check: 2^-hash_bits.
 #[uniffi::export]
 pub fn false_accept_probability(hash_bits: u32) -> f64 {
-    crate::settings::false_accept_probability(hash_bits)
+    crate::delivery::settings::false_accept_probability(hash_bits)
 }
 
 /// About how many codes match a ticket's hash: code space / 2^hash_bits.
 #[uniffi::export]
 pub fn expected_candidates(format: CodeFormat, hash_bits: u32) -> f64 {
-    crate::settings::expected_candidates(format.into(), hash_bits)
+    crate::delivery::settings::expected_candidates(format.into(), hash_bits)
 }
 
 /// Normalizes typed text to the code's form: separators dropped, digits of

@@ -143,7 +143,7 @@ impl std::fmt::Debug for ReceiptOutcome {
 impl ReceiptOutcome {
     /// The core outcome and the attempts counted online.
     fn into_core(self) -> (crate::ReceiptOutcome, u32) {
-        use crate::receipt::Verification;
+        use crate::proof::receipt::Verification;
         match self {
             ReceiptOutcome::DeliveredOffline { code } => (
                 crate::ReceiptOutcome::Delivered {
@@ -172,7 +172,7 @@ impl ReceiptOutcome {
     }
 
     fn from_core(outcome: &crate::ReceiptOutcome, attempts: u32) -> Self {
-        use crate::receipt::Verification;
+        use crate::proof::receipt::Verification;
         match outcome {
             crate::ReceiptOutcome::Delivered {
                 code,

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use redis::{Client, Connection, Script};
 
-use crate::backend::AttemptStore;
 use crate::error::{Error, Result};
+use crate::store::attempts::AttemptStore;
 
 /// How long a connection attempt, a read or a write may take: 2 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);

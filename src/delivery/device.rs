@@ -13,15 +13,18 @@
 //! A courier who controls the phone can still wipe that storage; the
 //! backend's reconciliation is what catches abuse.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::code::normalize;
+use crate::delivery::code::normalize;
+use crate::delivery::keys::json_problem;
+use crate::delivery::ticket::Ticket;
 use crate::error::{Error, Result};
-use crate::keys::json_problem;
-use crate::receipt::{DeviceKey, Location, Receipt, ReceiptDraft, ReceiptOutcome, Verification};
-use crate::ticket::Ticket;
+use crate::proof::receipt::{
+    DeviceKey, Location, Receipt, ReceiptDraft, ReceiptOutcome, Verification,
+};
+use crate::store::device_state::StateStore;
 
 /// How far back the clock may seem to jump before the device reports it:
 /// five minutes, for network time corrections.
@@ -30,33 +33,6 @@ const STATE_VERSION: u32 = 1;
 /// How often a verification reads the state again when another verifier
 /// changed it in between, before it gives up with [`Error::StateStorage`].
 pub const MAX_STATE_RETRIES: u32 = 64;
-
-/// Where the app keeps the attempt state between runs. `key` names the
-/// delivery; values are short JSON texts to store as they are.
-///
-/// Every verifier of a ticket, in any thread or process, must see the same
-/// store, and [`StateStore::compare_and_set`] must be atomic for them all
-/// (a lock around a map, a database transaction, `synchronized` in Kotlin,
-/// an `NSLock` or actor in Swift): that is what keeps the attempt count
-/// exact however many verifier objects an app makes.
-pub trait StateStore: Send + Sync {
-    /// The value saved under `key`, or `None`.
-    ///
-    /// # Errors
-    /// [`Error::StateStorage`] when the storage fails.
-    fn load(&self, key: &str) -> Result<Option<String>>;
-
-    /// Saves `value` under `key` if, and only if, the value there is still
-    /// `expected` (`None`: no value), as one atomic step. Returns `true` when
-    /// it saved, `false` when the value had changed (nothing is saved then;
-    /// the core reads it again and retries). Return only once the value is
-    /// durably stored.
-    ///
-    /// # Errors
-    /// [`Error::StateStorage`] when the storage fails; the core then gives no
-    /// outcome, so a failed save never looks like a success.
-    fn compare_and_set(&self, key: &str, expected: Option<&str>, value: &str) -> Result<bool>;
-}
 
 /// The outcome of an offline verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,11 +214,11 @@ impl OfflineVerifier {
     ///
     /// In order: a newer ticket already used here, a clock set back, not yet
     /// valid, expired, locked out; then the entry is normalized (see
-    /// [`crate::code::normalize`]), counted as an attempt, and compared with
+    /// [`crate::delivery::code::normalize`]), counted as an attempt, and compared with
     /// the ticket's hash. The state is saved before the outcome is returned.
     ///
     /// # Errors
-    /// The errors of [`crate::code::normalize`] (the entry is not counted);
+    /// The errors of [`crate::delivery::code::normalize`] (the entry is not counted);
     /// [`Error::StateStorage`] (no outcome is given then);
     /// [`Error::CorruptState`].
     pub fn verify(&self, entered: &str, now: u64) -> Result<OfflineOutcome> {
@@ -450,35 +426,5 @@ impl OfflineVerifier {
             });
         }
         Ok(receipt)
-    }
-}
-
-/// A [`StateStore`] in memory: for tests and for apps that keep their own
-/// copy elsewhere.
-#[derive(Debug, Default)]
-pub struct InMemoryStateStore {
-    values: Mutex<std::collections::HashMap<String, String>>,
-}
-
-impl InMemoryStateStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl StateStore for InMemoryStateStore {
-    fn load(&self, key: &str) -> Result<Option<String>> {
-        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(values.get(key).cloned())
-    }
-
-    fn compare_and_set(&self, key: &str, expected: Option<&str>, value: &str) -> Result<bool> {
-        let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        if values.get(key).map(String::as_str) != expected {
-            return Ok(false);
-        }
-        values.insert(key.to_string(), value.to_string());
-        Ok(true)
     }
 }

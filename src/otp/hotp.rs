@@ -7,10 +7,10 @@ use hmac::{Hmac, Mac};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
-use crate::algorithm::Algorithm;
-pub use crate::code::Code;
+pub use crate::delivery::code::Code;
 use crate::error::{Error, Result};
-use crate::secret::Secret;
+use crate::otp::algorithm::Algorithm;
+use crate::otp::secret::Secret;
 
 /// Fewest digits a code may have (RFC 4226 section 5.3: "at least a 6-digit value").
 pub const MIN_DIGITS: u32 = 6;

@@ -43,8 +43,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::settings::{CodeFormat, DeliverySettings};
 use crate::error::{Error, Result};
-use crate::settings::{CodeFormat, DeliverySettings};
 
 /// The rules file version this library reads.
 pub const POLICY_VERSION: u32 = 1;
@@ -332,9 +332,9 @@ impl TierRules {
         format
             .check(self.allow_short_codes)
             .map_err(|e| bad_rules(at("format"), e.to_string()))?;
-        crate::settings::check_hash_bits(format, self.hash_bits)
+        crate::delivery::settings::check_hash_bits(format, self.hash_bits)
             .map_err(|e| bad_rules(at("hash_bits"), e.to_string()))?;
-        crate::settings::check_attempts(self.max_attempts)
+        crate::delivery::settings::check_attempts(self.max_attempts)
             .map_err(|e| bad_rules(at("max_attempts"), e.to_string()))?;
         // What is left to check is the lifetime.
         settings

@@ -23,8 +23,8 @@
 //! The MAC covers the exact bytes of the ticket without its `mac` field, so
 //! any change to any field shows. Unknown fields and unknown versions are
 //! refused. The ticket never holds the code, a backend key, or anything from
-//! which the code follows: [`crate::settings`] keeps the hash narrow enough
-//! that every ticket matches at least [`crate::settings::MIN_CANDIDATES`] codes.
+//! which the code follows: [`crate::delivery::settings`] keeps the hash narrow enough
+//! that every ticket matches at least [`crate::delivery::settings::MIN_CANDIDATES`] codes.
 //!
 //! The hash key is derived, not random: every ticket for one delivery and
 //! sequence carries the same hash of the same code, so holding several (a
@@ -38,12 +38,12 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::code::check_delivery_id;
+use crate::delivery::code::check_delivery_id;
+use crate::delivery::keys::{check_key_id, json_problem, KeySet, MasterKey};
+use crate::delivery::settings::{check_attempts, check_hash_bits, CodeFormat};
 use crate::error::{Error, Result};
-use crate::keys::{check_key_id, json_problem, KeySet, MasterKey};
 use crate::mac::hmac_sha256;
-use crate::receipt::check_party_id;
-use crate::settings::{check_attempts, check_hash_bits, CodeFormat};
+use crate::proof::receipt::check_party_id;
 
 /// The ticket format version this library writes and reads.
 pub const TICKET_VERSION: u64 = 2;
@@ -352,15 +352,17 @@ fn decode_fixed<const N: usize>(text: &str, field: &str) -> Result<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Backend, InMemoryAttemptStore};
-    use crate::settings::DeliverySettings;
+    use crate::delivery::backend::Backend;
+    use crate::delivery::settings::DeliverySettings;
+    use crate::store::attempts::InMemoryAttemptStore;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
     fn backend() -> Backend {
-        let keys = KeySet::new(crate::keys::MasterKey::from_bytes("k1", &[7u8; 32]).unwrap());
+        let keys =
+            KeySet::new(crate::delivery::keys::MasterKey::from_bytes("k1", &[7u8; 32]).unwrap());
         Backend::new(keys, Arc::new(InMemoryAttemptStore::new()))
     }
 

@@ -1,9 +1,9 @@
 //! TOTP, RFC 6238: HOTP with the counter taken from the clock.
 
-use crate::algorithm::Algorithm;
 use crate::error::{Error, Result};
-use crate::hotp::{check_entered, check_window, Code, Hotp};
-use crate::secret::Secret;
+use crate::otp::algorithm::Algorithm;
+use crate::otp::hotp::{check_entered, check_window, Code, Hotp};
+use crate::otp::secret::Secret;
 
 /// The usual time step, in seconds (RFC 6238 section 5.2).
 pub const DEFAULT_PERIOD: u64 = 30;
@@ -143,7 +143,7 @@ impl Totp {
     /// - [`Error::MalformedCode`] unless `code` is the right number of decimal
     ///   digits (spaces between them are ignored);
     /// - [`Error::WindowTooLarge`] when either side exceeds
-    ///   [`MAX_WINDOW`](crate::hotp::MAX_WINDOW);
+    ///   [`MAX_WINDOW`](crate::otp::hotp::MAX_WINDOW);
     /// - [`Error::TimeBeforeStart`] when `time` is before T0.
     pub fn verify(
         &self,

@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::code::group;
+use crate::delivery::code::group;
+use crate::delivery::settings::CodeFormat;
 use crate::error::{Error, Result};
-use crate::settings::CodeFormat;
 
 /// The templates file version this library reads.
 pub const TEMPLATES_VERSION: u32 = 1;
@@ -350,7 +350,7 @@ impl Templates {
     }
 
     fn values(&self, t: &LocaleTemplates, v: &MessageValues) -> Result<impl Fn(&str) -> String> {
-        crate::code::check_delivery_id(&v.delivery_id)
+        crate::delivery::code::check_delivery_id(&v.delivery_id)
             .map_err(|e| bad("values.delivery_id", e.to_string()))?;
         if v.sender.trim().is_empty() || v.sender.chars().any(char::is_control) {
             return Err(bad(

@@ -6,9 +6,9 @@ use core::fmt;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::delivery::keys::MasterKey;
+use crate::delivery::settings::{CodeFormat, CROCKFORD_ALPHABET};
 use crate::error::{Error, Result};
-use crate::keys::MasterKey;
-use crate::settings::{CodeFormat, CROCKFORD_ALPHABET};
 
 /// Domain of the code derivation.
 const CODE_DOMAIN: &[u8] = b"delivery-otp/v1/code";

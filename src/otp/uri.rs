@@ -10,11 +10,11 @@ use core::fmt;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use zeroize::Zeroizing;
 
-use crate::algorithm::Algorithm;
 use crate::error::{Error, Result};
-use crate::hotp::{check_digits, Hotp};
-use crate::secret::Secret;
-use crate::totp::{Totp, TotpConfig, DEFAULT_DIGITS, DEFAULT_PERIOD};
+use crate::otp::algorithm::Algorithm;
+use crate::otp::hotp::{check_digits, Hotp};
+use crate::otp::secret::Secret;
+use crate::otp::totp::{Totp, TotpConfig, DEFAULT_DIGITS, DEFAULT_PERIOD};
 
 /// Characters left as they are in a label or parameter: RFC 3986's unreserved set.
 const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -265,7 +265,7 @@ impl KeyUri {
             ("issuer", self.issuer.as_ref()),
         ];
         for (field, text) in fields {
-            if text.is_some_and(|t| t.chars().any(crate::code::is_unsafe_char)) {
+            if text.is_some_and(|t| t.chars().any(crate::delivery::code::is_unsafe_char)) {
                 return Err(label_error(
                     field,
                     "it contains a control or bidirectional-override character (NUL, newline, ESC, ...)",

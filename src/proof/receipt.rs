@@ -55,12 +55,12 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::code::{check_delivery_id, is_unsafe_char, normalize};
+use crate::delivery::code::{check_delivery_id, is_unsafe_char, normalize};
+use crate::delivery::keys::{check_key_id, json_problem, MasterKey};
+use crate::delivery::settings::{CodeFormat, MAX_ATTEMPTS};
+use crate::delivery::ticket::{b32, Ticket};
 use crate::error::{Error, Result};
-use crate::keys::{check_key_id, json_problem, MasterKey};
 use crate::mac::MacKey;
-use crate::settings::{CodeFormat, MAX_ATTEMPTS};
-use crate::ticket::{b32, Ticket};
 
 /// The receipt format version this library writes and reads.
 pub const RECEIPT_VERSION: u64 = 1;

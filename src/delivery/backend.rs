@@ -1,0 +1,444 @@
+//! The backend side: issuing codes and tickets, recognising its own tickets,
+//! and verifying codes online with attempts counted in a shared store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::delivery::code::{derive_code, normalize, Code};
+use crate::delivery::keys::{json_problem, KeySet};
+use crate::delivery::settings::DeliverySettings;
+use crate::delivery::ticket::{b32, hash_key, ticket_hash, Ticket};
+use crate::error::{Error, Result};
+use crate::proof::receipt::{check_party_id, DeviceKey};
+use crate::proof::reconcile::{Decision, DEFAULT_RECEIPT_RETENTION_SECS};
+use crate::store::attempts::AttemptStore;
+
+/// What the backend hands out for one delivery: the code for the customer's
+/// message, and the ticket for the courier's device.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The code; send it to the customer only.
+    pub code: Code,
+    /// The ticket; give it to the courier's device.
+    pub ticket: Ticket,
+}
+
+/// The result of an online verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnlineOutcome {
+    /// The code is right; it is now used and will not be accepted again
+    /// (the same request again gets this answer again).
+    Confirmed {
+        /// Attempts used, this one included.
+        attempts_used: u32,
+    },
+    /// The code is wrong.
+    Rejected {
+        /// Attempts still allowed.
+        attempts_left: u32,
+    },
+    /// No attempts are left.
+    LockedOut {
+        /// The code's expiry; a resend issues a new code.
+        until: u64,
+    },
+    /// The right code, but it was already used by another request.
+    AlreadyUsed,
+    /// A wrong code that matches the ticket's hash: what someone who lists
+    /// the codes matching a ticket sends (an honest typo does so once in
+    /// 2^t). The code is ended at once, only a resend issues a new one, and
+    /// the courier and device that sent it are recorded for reconciliation.
+    GuessedFromTicket,
+    /// An earlier entry guessed from the ticket ended this code; a resend
+    /// issues a new one.
+    Ended,
+    /// The code has expired.
+    Expired {
+        /// When it expired.
+        at: u64,
+    },
+    /// The code is not valid yet.
+    NotYetValid {
+        /// When it becomes valid.
+        from: u64,
+    },
+    /// The courier asking is not the one the ticket was issued to. Nothing
+    /// was counted.
+    NotAssigned,
+}
+
+/// The backend: its keys and its attempt store.
+///
+/// Clones share the store and the cache of device keys.
+#[derive(Clone)]
+pub struct Backend {
+    pub(crate) keys: KeySet,
+    pub(crate) store: Arc<dyn AttemptStore>,
+    pub(crate) receipt_retention: u64,
+    pub(crate) device_keys: Arc<Mutex<HashMap<String, Arc<DeviceKey>>>>,
+}
+
+/// The most device keys a [`Backend`] keeps between receipts. Each courier's
+/// device key is derived once, and its later receipts reuse it, which saves
+/// four of the thirteen SHA-256 compressions of a reconciliation. Past this
+/// many the cache starts again from empty. The keys are wiped when dropped.
+pub const DEVICE_KEY_CACHE_MAX: usize = 4096;
+
+/// How far a device's clock may be from the ticket's validity and from the
+/// backend's clock before a receipt's times are judged false: 15 minutes.
+pub const RECEIPT_CLOCK_SKEW_SECS: u64 = 15 * 60;
+
+const ATTEMPT_ID_DOMAIN: &[u8] = b"delivery-otp/v2/attempt-id";
+/// Longest courier text quoted in an explanation, in characters.
+const MAX_QUOTED_CHARS: usize = 120;
+
+impl core::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Backend")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the store keeps about the entry that ended a code online.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct OnlineRecord {
+    /// `confirmed` or `guess`.
+    pub(crate) o: String,
+    /// The attempt id of the entry (never the entry itself).
+    pub(crate) a: String,
+    /// Its position among the attempts.
+    pub(crate) n: u32,
+    /// The courier who sent it.
+    pub(crate) c: String,
+    /// The device that sent it.
+    pub(crate) d: String,
+}
+
+/// What the store keeps about the first receipt of a ticket.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ReceiptRecord {
+    pub(crate) mac: String,
+    pub(crate) decision: Decision,
+    pub(crate) explanation: String,
+}
+
+pub(crate) fn store_text<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::StateStorage {
+        reason: format!("a record could not be written ({})", json_problem(&e)),
+    })
+}
+
+pub(crate) fn read_record<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::StateStorage {
+        reason: format!(
+            "the store holds an unreadable record ({})",
+            json_problem(&e)
+        ),
+    })
+}
+
+/// The store keys of one delivery's sequence. The sequence is digits and
+/// comes first, so no two deliveries share a key.
+pub(crate) fn store_key(kind: &str, sequence: u64, delivery_id: &str) -> String {
+    format!("{kind}:{sequence}:{delivery_id}")
+}
+
+/// `text` as a JSON string, cut to [`MAX_QUOTED_CHARS`]: courier text in an
+/// explanation, unmistakably quoted (its own quotes escaped).
+pub(crate) fn quoted(text: &str) -> String {
+    let cut: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+    let mut out = serde_json::to_string(&cut).unwrap_or_else(|_| "\"\"".into());
+    if cut.len() < text.len() {
+        out.push_str(" (cut)");
+    }
+    out
+}
+
+impl Backend {
+    /// A backend with these keys and this attempt store.
+    pub fn new(keys: KeySet, store: Arc<dyn AttemptStore>) -> Self {
+        Backend {
+            keys,
+            store,
+            receipt_retention: DEFAULT_RECEIPT_RETENTION_SECS,
+            device_keys: Arc::default(),
+        }
+    }
+
+    /// Changes how long reconciled receipts are remembered (default 90
+    /// days). A receipt that comes again after that is judged afresh.
+    pub fn with_receipt_retention(mut self, seconds: u64) -> Self {
+        self.receipt_retention = seconds;
+        self
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// Issues the code and the ticket for a delivery's `sequence` (0 for the
+    /// first code, one more for each resend), given to `courier_id`, valid
+    /// from `now` for `settings.lifetime_secs`, with the current key.
+    ///
+    /// Issuing again for the same delivery, sequence and format gives the
+    /// same code and the same ticket hash: a ticket handed out again, or to
+    /// another courier, teaches nothing more than the first. To take a
+    /// delivery from a courier, use [`Backend::reassign`], which raises the
+    /// sequence so the old ticket and code stop counting.
+    ///
+    /// # Errors
+    /// The settings errors of [`DeliverySettings::check`];
+    /// [`Error::InvalidDeliveryId`]; [`Error::InvalidDeviceKey`] for a bad
+    /// courier id; [`Error::Overflow`] when the expiry passes `u64::MAX`.
+    pub fn issue(
+        &self,
+        delivery_id: &str,
+        sequence: u64,
+        courier_id: &str,
+        now: u64,
+        settings: &DeliverySettings,
+    ) -> Result<Issued> {
+        settings.check()?;
+        check_party_id(courier_id, "courier")
+            .map_err(|reason| Error::InvalidDeviceKey { reason })?;
+        let key = self.keys.current();
+        let code = derive_code(key, delivery_id, sequence, settings.format)?;
+        let expires_at =
+            now.checked_add(settings.lifetime_secs)
+                .ok_or_else(|| Error::Overflow {
+                    what: "the expiry time".into(),
+                })?;
+        let hash_key = hash_key(key, delivery_id, sequence, settings.format);
+        let mut ticket = Ticket {
+            delivery_id: delivery_id.to_string(),
+            key_id: key.id().to_string(),
+            sequence,
+            courier_id: courier_id.to_string(),
+            format: settings.format,
+            not_before: now,
+            expires_at,
+            max_attempts: settings.max_attempts,
+            hash_bits: settings.hash_bits,
+            hash_key,
+            hash: ticket_hash(
+                &hash_key,
+                delivery_id,
+                sequence,
+                code.as_str(),
+                settings.hash_bits,
+            ),
+            mac: [0u8; 32],
+        };
+        ticket.mac = ticket.compute_mac(&self.keys)?;
+        Ok(Issued { code, ticket })
+    }
+
+    /// A resend: the next sequence after `previous`'s, for the same
+    /// courier, so the previous code stops verifying everywhere.
+    ///
+    /// # Errors
+    /// As [`Backend::issue`]; [`Error::Overflow`] at the last sequence.
+    pub fn resend(
+        &self,
+        previous: &Ticket,
+        now: u64,
+        settings: &DeliverySettings,
+    ) -> Result<Issued> {
+        self.reassign(previous, previous.courier_id(), now, settings)
+    }
+
+    /// Gives the delivery to `courier_id`: the next sequence after
+    /// `previous`'s, so the earlier courier's ticket and code stop counting.
+    ///
+    /// # Errors
+    /// As [`Backend::issue`]; [`Error::Overflow`] at the last sequence.
+    pub fn reassign(
+        &self,
+        previous: &Ticket,
+        courier_id: &str,
+        now: u64,
+        settings: &DeliverySettings,
+    ) -> Result<Issued> {
+        let sequence = previous
+            .sequence()
+            .checked_add(1)
+            .ok_or_else(|| Error::Overflow {
+                what: "the sequence number".into(),
+            })?;
+        self.issue(previous.delivery_id(), sequence, courier_id, now, settings)
+    }
+
+    /// The code for a delivery's sequence with the named key, derived again
+    /// (the backend stores only the sequence): for the customer's message.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyId`], [`Error::InvalidDeliveryId`],
+    /// [`Error::InvalidCodeFormat`].
+    pub fn derive_code(
+        &self,
+        key_id: &str,
+        delivery_id: &str,
+        sequence: u64,
+        format: crate::CodeFormat,
+    ) -> Result<Code> {
+        derive_code(self.keys.get(key_id)?, delivery_id, sequence, format)
+    }
+
+    /// The code a ticket stands for, derived again from the key it names.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyId`]; the errors of [`Ticket::verify_mac`].
+    pub fn code_for(&self, ticket: &Ticket) -> Result<Code> {
+        ticket.verify_mac(&self.keys)?;
+        derive_code(
+            self.keys.get(ticket.key_id())?,
+            ticket.delivery_id(),
+            ticket.sequence(),
+            ticket.format(),
+        )
+    }
+
+    /// Reads a ticket and checks it is one of this backend's, unchanged.
+    ///
+    /// # Errors
+    /// The errors of [`Ticket::from_json`] and [`Ticket::verify_mac`].
+    pub fn read_ticket(&self, json: &str) -> Result<Ticket> {
+        let ticket = Ticket::from_json(json)?;
+        ticket.verify_mac(&self.keys)?;
+        Ok(ticket)
+    }
+
+    /// The id under which an entry is counted: a keyed hash of the
+    /// normalized entry, so the store never holds an entered code and the
+    /// same entry counts once.
+    fn attempt_id(&self, ticket: &Ticket, normalized: &str) -> Result<String> {
+        let mac = self.keys.get(ticket.key_id())?.mac().sign(
+            ATTEMPT_ID_DOMAIN,
+            &[
+                ticket.delivery_id().as_bytes(),
+                &ticket.sequence().to_be_bytes(),
+                normalized.as_bytes(),
+            ],
+        );
+        Ok(b32(mac.get(..16).unwrap_or_default()))
+    }
+
+    /// What an earlier request that ended the code means for this one: the
+    /// same answer for the same entry from the same device (a retry),
+    /// otherwise used or ended.
+    fn after_end(record: &OnlineRecord, attempt: &str, device_id: &str) -> OnlineOutcome {
+        let same =
+            bool::from(record.a.as_bytes().ct_eq(attempt.as_bytes())) && record.d == device_id;
+        match (record.o.as_str(), same) {
+            ("confirmed", true) => OnlineOutcome::Confirmed {
+                attempts_used: record.n,
+            },
+            ("confirmed", false) => OnlineOutcome::AlreadyUsed,
+            (_, true) => OnlineOutcome::GuessedFromTicket,
+            (_, false) => OnlineOutcome::Ended,
+        }
+    }
+
+    /// Verifies a code typed for `ticket`, the delivery's current ticket as
+    /// the backend issued it, sent by `courier_id` from `device_id` at unix
+    /// time `now`: exactly, in constant time, with every attempt counted in
+    /// the store before the comparison, so parallel requests cannot exceed
+    /// the limit.
+    ///
+    /// - Only the courier the ticket names may check it ([`OnlineOutcome::NotAssigned`]).
+    /// - The right code is consumed once. The first wrong code that matches
+    ///   the ticket's hash ends the code ([`OnlineOutcome::GuessedFromTicket`]),
+    ///   so whoever lists a ticket's candidates gets one pick, right once in
+    ///   about `space / 2^t`; the store records who sent it.
+    /// - Idempotent: the same request again (after a timeout, say) gets the
+    ///   same outcome and counts no further attempt.
+    ///
+    /// # Errors
+    /// [`Error::TicketMacMismatch`], [`Error::UnknownKeyId`] for a ticket
+    /// that is not this backend's; [`Error::InvalidDeviceKey`] for a bad
+    /// courier or device id; the errors of [`crate::delivery::code::normalize`] (an
+    /// unreadable entry is not counted); [`Error::StateStorage`] (then
+    /// sending the same request again is safe).
+    pub fn verify_online(
+        &self,
+        ticket: &Ticket,
+        entered: &str,
+        courier_id: &str,
+        device_id: &str,
+        now: u64,
+    ) -> Result<OnlineOutcome> {
+        ticket.verify_mac(&self.keys)?;
+        let bad_id = |reason| Error::InvalidDeviceKey { reason };
+        check_party_id(courier_id, "courier").map_err(bad_id)?;
+        check_party_id(device_id, "device").map_err(bad_id)?;
+        if courier_id != ticket.courier_id() {
+            return Ok(OnlineOutcome::NotAssigned);
+        }
+        if now < ticket.not_before() {
+            return Ok(OnlineOutcome::NotYetValid {
+                from: ticket.not_before(),
+            });
+        }
+        if now >= ticket.expires_at() {
+            return Ok(OnlineOutcome::Expired {
+                at: ticket.expires_at(),
+            });
+        }
+        let normalized = normalize(entered, ticket.format())?;
+        let attempt = self.attempt_id(ticket, &normalized)?;
+        let (delivery, seq) = (ticket.delivery_id(), ticket.sequence());
+        let end_key = store_key("online", seq, delivery);
+        if let Some(text) = self.store.recall(&end_key)? {
+            return Ok(Self::after_end(&read_record(&text)?, &attempt, device_id));
+        }
+        let Some(position) = self.store.record_attempt(
+            &store_key("attempts", seq, delivery),
+            &attempt,
+            ticket.max_attempts(),
+            ticket.expires_at(),
+        )?
+        else {
+            return Ok(OnlineOutcome::LockedOut {
+                until: ticket.expires_at(),
+            });
+        };
+        // The MAC is checked above; derive the code only when it is compared.
+        let expected = derive_code(
+            self.keys.get(ticket.key_id())?,
+            delivery,
+            seq,
+            ticket.format(),
+        )?;
+        let right = bool::from(expected.as_str().as_bytes().ct_eq(normalized.as_bytes()));
+        if right || ticket.hash_matches(&normalized) {
+            let record = OnlineRecord {
+                o: if right { "confirmed" } else { "guess" }.into(),
+                a: attempt.clone(),
+                n: position,
+                c: courier_id.into(),
+                d: device_id.into(),
+            };
+            let first =
+                self.store
+                    .remember_first(&end_key, &store_text(&record)?, ticket.expires_at())?;
+            let record = match first {
+                Some(text) => read_record(&text)?,
+                None => record,
+            };
+            return Ok(Self::after_end(&record, &attempt, device_id));
+        }
+        Ok(match ticket.max_attempts().checked_sub(position) {
+            Some(left) if left > 0 => OnlineOutcome::Rejected {
+                attempts_left: left,
+            },
+            _ => OnlineOutcome::LockedOut {
+                until: ticket.expires_at(),
+            },
+        })
+    }
+}

@@ -1,0 +1,108 @@
+//! Where the backend counts online attempts and keeps its decisions: the
+//! [`AttemptStore`] contract, and a store in memory for one process.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
+
+/// Where the backend counts online attempts and keeps what it decided:
+/// which entry ended each code, and the first receipt for each ticket. Every
+/// backend instance must see the same store (see `RedisStore` behind the
+/// `redis` feature); each operation must be atomic. Entries may be forgotten
+/// after their `expires_at` (unix seconds).
+///
+/// Every operation is idempotent, so a call whose answer was lost (a
+/// timeout) can be made again and gets the same answer: an attempt is named
+/// by an id derived from the entry, and counts once however often it comes.
+pub trait AttemptStore: Send + Sync {
+    /// Counts the attempt named `attempt` for `scope` unless it is already
+    /// counted. Returns its position among the distinct attempts of `scope`
+    /// (1 for the first), the same on every call with that id; or `None`
+    /// when `limit` distinct attempts are counted and `attempt` is not one
+    /// of them (nothing is stored then).
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the store fails; then the attempt may or
+    /// may not be counted, and calling again is safe.
+    fn record_attempt(
+        &self,
+        scope: &str,
+        attempt: &str,
+        limit: u32,
+        expires_at: u64,
+    ) -> Result<Option<u32>>;
+
+    /// Stores `value` under `key` unless a value is already there. Returns
+    /// `None` when this call stored it, or the value stored first.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the store fails; calling again is safe.
+    fn remember_first(&self, key: &str, value: &str, expires_at: u64) -> Result<Option<String>>;
+
+    /// The value stored under `key` by [`AttemptStore::remember_first`], if any.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the store fails.
+    fn recall(&self, key: &str) -> Result<Option<String>>;
+}
+
+#[derive(Debug, Default)]
+struct MemoryEntries {
+    attempts: HashMap<String, Vec<String>>,
+    remembered: HashMap<String, String>,
+}
+
+/// A thread-safe [`AttemptStore`] in memory, for one backend process and for
+/// tests. It never forgets an entry, and forgets everything when dropped.
+#[derive(Debug, Default)]
+pub struct InMemoryAttemptStore {
+    entries: Mutex<MemoryEntries>,
+}
+
+impl InMemoryAttemptStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl AttemptStore for InMemoryAttemptStore {
+    fn record_attempt(
+        &self,
+        scope: &str,
+        attempt: &str,
+        limit: u32,
+        _expires_at: u64,
+    ) -> Result<Option<u32>> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = entries.attempts.entry(scope.to_string()).or_default();
+        let position = |index: usize| u32::try_from(index).ok().and_then(|i| i.checked_add(1));
+        if let Some(index) = seen.iter().position(|a| a == attempt) {
+            return Ok(position(index));
+        }
+        if u32::try_from(seen.len()).unwrap_or(u32::MAX) >= limit {
+            return Ok(None);
+        }
+        seen.push(attempt.to_string());
+        Ok(position(seen.len().saturating_sub(1)))
+    }
+
+    fn remember_first(&self, key: &str, value: &str, _expires_at: u64) -> Result<Option<String>> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(first) = entries.remembered.get(key) {
+            return Ok(Some(first.clone()));
+        }
+        entries
+            .remembered
+            .insert(key.to_string(), value.to_string());
+        Ok(None)
+    }
+
+    fn recall(&self, key: &str) -> Result<Option<String>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(entries.remembered.get(key).cloned())
+    }
+}
