@@ -1,0 +1,2 @@
+// Runs after the README's first Kotlin block, which checks itself.
+println("otp block: ok")
