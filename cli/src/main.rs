@@ -69,6 +69,15 @@ enum Command {
     /// The risk policy: whether an order needs a code.
     #[command(subcommand)]
     Policy(delivery::PolicyCommand),
+    /// Run the backend as an HTTP JSON API with its data in a directory.
+    #[cfg(feature = "serve")]
+    Serve(delivery_otp_service::config::ServeArgs),
+    /// Run the backend as an HTTP JSON API (needs a build with the `serve` feature).
+    #[cfg(not(feature = "serve"))]
+    Serve {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -239,6 +248,8 @@ fn run(command: Command) -> Result<String, delivery_otp::Error> {
             Ok(String::new())
         }
         Command::Policy(command) => delivery::policy(command),
+        // `main` hands the process to the server, or refuses, before this.
+        Command::Serve { .. } => Ok(String::new()),
     }
 }
 
@@ -262,6 +273,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    #[cfg(feature = "serve")]
+    if let Command::Serve(args) = cli.command {
+        return delivery_otp_service::run(args);
+    }
+    #[cfg(not(feature = "serve"))]
+    if let Command::Serve { .. } = cli.command {
+        eprintln!(
+            "error: this delivery-otp was built without the server; build it with `--features serve` \
+             (cargo run -p delivery-otp-cli --features serve -- serve), or run delivery-otp-server"
+        );
+        return ExitCode::from(2);
+    }
     match run(cli.command) {
         Ok(out) => {
             if !out.is_empty() {

@@ -853,3 +853,60 @@ fn values_starting_with_a_dash_are_taken_and_never_echoed() {
     let err = one_error_line(&["totp", "--secret", SHA1_SEED, "--digits", "x"]);
     assert!(err.contains("'--digits <DIGITS>'"), "{err}");
 }
+
+/// `delivery-otp serve` (the test build has the `serve` feature) starts the
+/// service on the embedded default: it prints where it listens and where
+/// the admin token is, and answers `/healthz`.
+#[test]
+fn serve_starts_the_service_on_a_fresh_data_directory() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let data = std::env::temp_dir().join(format!("delivery-otp-cli-{}-serve", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_delivery-otp"))
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = lines.next().unwrap().unwrap();
+    let token_line = lines.next().unwrap().unwrap();
+    let address = listening.rsplit("http://").next().unwrap().to_string();
+    let token_path = token_line.rsplit(' ').next().unwrap();
+    let token = std::fs::read_to_string(token_path).unwrap();
+    assert!(
+        token.starts_with("dotp_") && token.trim().len() == 57,
+        "{token}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(token_path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let keys_mode = std::fs::metadata(data.join("keys.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(keys_mode, 0o600);
+    }
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("{\"status\":\"ok\"}"), "{response}");
+}

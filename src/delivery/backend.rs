@@ -176,6 +176,19 @@ impl Backend {
         self
     }
 
+    /// This backend (its keys, retention and cache of device keys) over
+    /// another attempt store: a service that runs each request in one
+    /// database transaction gives the core a store bound to it, so what the
+    /// core records and what the service records commit together.
+    pub fn with_store(&self, store: Arc<dyn AttemptStore>) -> Self {
+        Backend {
+            keys: self.keys.clone(),
+            store,
+            receipt_retention: self.receipt_retention,
+            device_keys: Arc::clone(&self.device_keys),
+        }
+    }
+
     /// The keys.
     pub fn keys(&self) -> &KeySet {
         &self.keys

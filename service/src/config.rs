@@ -1,0 +1,180 @@
+//! Starting the service: settings from arguments and the environment, the
+//! data directory (database, backend keys and the first admin token, created
+//! on first start), and the listener.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use delivery_otp::{KeySet, Rules, Templates};
+use tokio::net::TcpListener;
+
+use crate::{app, auth, db, write_private, AppState};
+
+/// Most bytes read from a key set, rules or templates file.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// `delivery-otp serve`'s settings. Each also reads an environment variable.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Where the database, the backend keys and the admin token live
+    /// (created on first start, readable by the owner alone).
+    #[arg(
+        long,
+        env = "DELIVERY_OTP_DATA_DIR",
+        default_value = "delivery-otp-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 takes any free port (the address is printed).
+    #[arg(long, env = "DELIVERY_OTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Key set file (JSON, as `delivery-otp keys new` writes it); default:
+    /// DATA_DIR/keys.json, created on first start.
+    #[arg(long, env = "DELIVERY_OTP_KEYS")]
+    pub keys: Option<PathBuf>,
+    /// Risk rules file (JSON); default: the built-in rules.
+    #[arg(long, env = "DELIVERY_OTP_RULES")]
+    pub rules: Option<PathBuf>,
+    /// Customer message templates file (JSON); default: the built-in ones.
+    #[arg(long, env = "DELIVERY_OTP_TEMPLATES")]
+    pub templates: Option<PathBuf>,
+    /// The sender named in customer messages.
+    #[arg(long, env = "DELIVERY_OTP_SENDER", default_value = "Deliveries")]
+    pub sender: String,
+}
+
+fn read_limited(path: &Path, what: &str) -> Result<String, String> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read the {what} file {path:?}: {}", e.kind()))?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES.saturating_add(1))
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the {what} file {path:?}: {}", e.kind()))?;
+    if u64::try_from(text.len()).map_or(true, |n| n > MAX_CONFIG_BYTES) {
+        return Err(format!("the {what} file {path:?} is over 1 MiB"));
+    }
+    Ok(text)
+}
+
+/// The backend keys: the given file, or DATA_DIR/keys.json, made on first start.
+fn load_keys(args: &ServeArgs) -> Result<KeySet, String> {
+    let path = match &args.keys {
+        Some(path) => path.clone(),
+        None => {
+            let path = args.data_dir.join("keys.json");
+            if !path.exists() {
+                let keys = KeySet::generate("k1").map_err(|e| e.to_string())?;
+                write_private(&path, &keys.to_json())
+                    .map_err(|e| format!("cannot write {path:?}: {}", e.kind()))?;
+                tracing::info!(path = %path.display(), "created the backend keys");
+            }
+            path
+        }
+    };
+    KeySet::from_json(&read_limited(&path, "key set")?).map_err(|e| e.to_string())
+}
+
+/// Makes sure the admin token in DATA_DIR/admin-token exists and is known
+/// to the database; returns its path.
+async fn admin_token(data_dir: &Path, db: &db::Db) -> Result<PathBuf, String> {
+    let path = data_dir.join("admin-token");
+    let token = if path.exists() {
+        read_limited(&path, "admin token")?.trim().to_string()
+    } else {
+        let token = auth::new_token().map_err(|p| p.detail)?;
+        write_private(&path, &format!("{}\n", token.as_str()))
+            .map_err(|e| format!("cannot write {path:?}: {}", e.kind()))?;
+        token.to_string()
+    };
+    let hash = auth::sha256_hex(token.as_bytes());
+    db::transaction(db, move |tx| {
+        if tx.token_scopes(&hash)?.is_none() {
+            tx.insert_token("admin", &hash, "admin", crate::now())?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|p| p.detail)?;
+    Ok(path)
+}
+
+/// Prepares the data directory, database, keys, policy and token, binds the
+/// listener and prints where it listens.
+///
+/// # Errors
+/// A message for the operator: what could not be read, written or bound.
+pub async fn prepare(args: &ServeArgs) -> Result<(TcpListener, AppState, PathBuf), String> {
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create {:?}: {}", args.data_dir, e.kind()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot restrict {:?}: {}", args.data_dir, e.kind()))?;
+    }
+    let keys = load_keys(args)?;
+    let rules = match &args.rules {
+        Some(path) => Rules::from_json(&read_limited(path, "rules")?).map_err(|e| e.to_string())?,
+        None => Rules::defaults(),
+    };
+    let templates = match &args.templates {
+        Some(path) => {
+            Templates::from_json(&read_limited(path, "templates")?).map_err(|e| e.to_string())?
+        }
+        None => Templates::defaults(),
+    };
+    let database = args.data_dir.join("delivery-otp.sqlite3");
+    let db = db::open(&database)
+        .await
+        .map_err(|e| format!("cannot open the database {database:?}: {e}"))?;
+    let token_path = admin_token(&args.data_dir, &db).await?;
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {}", args.listen, e.kind()))?;
+    let state = AppState::new(keys, db, rules, templates, args.sender.clone());
+    Ok((listener, state, token_path))
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+///
+/// # Errors
+/// As [`prepare`], or the server fails.
+pub async fn serve(args: ServeArgs) -> Result<(), String> {
+    let (listener, mut state, token_path) = prepare(&args).await?;
+    state.metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("no local address: {}", e.kind()))?;
+    // Scripts and tests read these two lines.
+    println!("delivery-otp serve: listening on http://{address}");
+    println!(
+        "delivery-otp serve: admin token in {}",
+        token_path.display()
+    );
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| format!("the server failed: {e}"))
+}
+
+async fn shutdown() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

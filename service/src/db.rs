@@ -1,0 +1,608 @@
+//! Storage: the SQLite database, its migrations, and one transaction per
+//! request. The core's [`AttemptStore`] is implemented on that transaction,
+//! so what the core records (attempts, the decision slot) and what the
+//! service records (the receipt bytes, the delivery's status, its history)
+//! commit together or not at all.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use delivery_otp::AttemptStore;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use tokio::runtime::Handle;
+
+use crate::problem::Problem;
+
+/// The migrations, compiled in; `_sqlx_migrations` records which ran.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The connection pool.
+pub type Db = SqlitePool;
+
+/// Opens (creating if needed) the database at `path` and brings its schema
+/// up to date. Every commit is synced to disk (`synchronous=FULL`, WAL).
+///
+/// # Errors
+/// The file cannot be opened or a migration fails.
+pub async fn open(path: &Path) -> Result<Db, sqlx::Error> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    // One connection: SQLite has one writer anyway, and one connection makes
+    // every request's transaction run strictly one after another.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// Runs `work` in one transaction on a blocking thread (the core is
+/// synchronous) and commits it if `work` succeeds; on an error nothing it
+/// wrote is kept.
+///
+/// # Errors
+/// What `work` returns, or `unavailable` when the database fails.
+pub async fn transaction<T, F>(db: &Db, work: F) -> Result<T, Problem>
+where
+    T: Send + 'static,
+    F: FnOnce(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
+{
+    let db = db.clone();
+    let handle = Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let tx = handle.block_on(db.begin())?;
+        let tx = Arc::new(Tx {
+            inner: Mutex::new(Some(tx)),
+            handle: handle.clone(),
+        });
+        let out = work(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    })
+    .await
+    .map_err(|_| Problem::unavailable("the request's worker stopped"))?
+}
+
+/// One open transaction, used from a blocking thread.
+pub struct Tx {
+    inner: Mutex<Option<Transaction<'static, Sqlite>>>,
+    handle: Handle,
+}
+
+/// A row of `deliveries`.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    /// The delivery id.
+    pub delivery_id: String,
+    /// The current sequence.
+    pub sequence: u64,
+    /// The courier it is assigned to.
+    pub courier_id: String,
+    /// The settings it was issued with (JSON).
+    pub settings: String,
+    /// The current ticket (JSON).
+    pub ticket: String,
+    /// `issued`, `confirmed`, `flagged`, `not_delivered`.
+    pub status: String,
+    /// Where the code goes (JSON `{"phone": ...}` or `{"email": ...}`).
+    pub contact: String,
+    /// The customer's locale.
+    pub locale: String,
+    /// SHA-256 of the issueCode request, to answer a retry alike.
+    pub request_digest: String,
+    /// Codes sent again so far.
+    pub resends: u32,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// A row of `delivery_events`.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// Unix seconds.
+    pub at: u64,
+    /// What happened, such as `issued` or `receipt`.
+    pub kind: String,
+    /// Its details (JSON).
+    pub detail: String,
+}
+
+/// A row of `receipts`, without the body.
+#[derive(Debug, Clone)]
+pub struct ReceiptRow {
+    /// Sequence of the ticket it answers.
+    pub sequence: u64,
+    /// The device that made it.
+    pub device_id: String,
+    /// The decision (JSON of the core's `Decision`).
+    pub decision: String,
+    /// The explanation for support.
+    pub explanation: String,
+    /// Whether it was the same receipt again.
+    pub repeated: bool,
+    /// Unix seconds.
+    pub received_at: u64,
+}
+
+fn to_i64(value: u64) -> Result<i64, sqlx::Error> {
+    i64::try_from(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+fn to_u64(value: i64) -> Result<u64, sqlx::Error> {
+    u64::try_from(value).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+macro_rules! with_tx {
+    ($self:ident, |$conn:ident| $body:expr) => {{
+        let mut guard = $self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_mut() {
+            Some(tx) => {
+                let $conn: &mut sqlx::SqliteConnection = &mut *tx;
+                $self.handle.block_on(async { $body })
+            }
+            None => Err(sqlx::Error::PoolClosed),
+        }
+    }};
+}
+
+impl Tx {
+    fn commit(&self) -> Result<(), sqlx::Error> {
+        let tx = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match tx {
+            Some(tx) => self.handle.block_on(tx.commit()),
+            None => Err(sqlx::Error::PoolClosed),
+        }
+    }
+
+    /// The delivery, if issued.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn delivery(&self, delivery_id: &str) -> Result<Option<DeliveryRow>, sqlx::Error> {
+        let row = with_tx!(self, |conn| {
+            sqlx::query(
+                "SELECT delivery_id, sequence, courier_id, settings, ticket, status, contact, \
+                 locale, request_digest, resends, created_at FROM deliveries WHERE delivery_id = ?",
+            )
+            .bind(delivery_id)
+            .fetch_optional(conn)
+            .await
+        })?;
+        row.map(|r| {
+            Ok(DeliveryRow {
+                delivery_id: r.try_get("delivery_id")?,
+                sequence: to_u64(r.try_get("sequence")?)?,
+                courier_id: r.try_get("courier_id")?,
+                settings: r.try_get("settings")?,
+                ticket: r.try_get("ticket")?,
+                status: r.try_get("status")?,
+                contact: r.try_get("contact")?,
+                locale: r.try_get("locale")?,
+                request_digest: r.try_get("request_digest")?,
+                resends: u32::try_from(r.try_get::<i64, _>("resends")?)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                created_at: to_u64(r.try_get("created_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores a newly issued delivery.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn insert_delivery(&self, d: &DeliveryRow, now: u64) -> Result<(), sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO deliveries (delivery_id, sequence, courier_id, settings, ticket, status, \
+                 contact, locale, request_digest, resends, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&d.delivery_id)
+            .bind(to_i64(d.sequence)?)
+            .bind(&d.courier_id)
+            .bind(&d.settings)
+            .bind(&d.ticket)
+            .bind(&d.status)
+            .bind(&d.contact)
+            .bind(&d.locale)
+            .bind(&d.request_digest)
+            .bind(i64::from(d.resends))
+            .bind(to_i64(d.created_at)?)
+            .bind(to_i64(now)?)
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
+
+    /// Replaces the delivery's ticket (a resend or a reassignment).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn update_ticket(
+        &self,
+        delivery_id: &str,
+        sequence: u64,
+        courier_id: &str,
+        ticket: &str,
+        resends: u32,
+        now: u64,
+    ) -> Result<(), sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "UPDATE deliveries SET sequence = ?, courier_id = ?, ticket = ?, resends = ?, \
+                 status = 'issued', updated_at = ? WHERE delivery_id = ?",
+            )
+            .bind(to_i64(sequence)?)
+            .bind(courier_id)
+            .bind(ticket)
+            .bind(i64::from(resends))
+            .bind(to_i64(now)?)
+            .bind(delivery_id)
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
+
+    /// Sets the delivery's status.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn set_status(&self, delivery_id: &str, status: &str, now: u64) -> Result<(), sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query("UPDATE deliveries SET status = ?, updated_at = ? WHERE delivery_id = ?")
+                .bind(status)
+                .bind(to_i64(now)?)
+                .bind(delivery_id)
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+    }
+
+    /// Appends to the delivery's history.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn event(
+        &self,
+        delivery_id: &str,
+        now: u64,
+        kind: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO delivery_events (delivery_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+            )
+            .bind(delivery_id)
+            .bind(to_i64(now)?)
+            .bind(kind)
+            .bind(detail.to_string())
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
+
+    /// The delivery's history, oldest first.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn events(&self, delivery_id: &str) -> Result<Vec<EventRow>, sqlx::Error> {
+        let rows = with_tx!(self, |conn| {
+            sqlx::query(
+                "SELECT at, kind, detail FROM delivery_events WHERE delivery_id = ? ORDER BY id",
+            )
+            .bind(delivery_id)
+            .fetch_all(conn)
+            .await
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    at: to_u64(r.try_get("at")?)?,
+                    kind: r.try_get("kind")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The receipts received for the delivery, oldest first.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn receipts(&self, delivery_id: &str) -> Result<Vec<ReceiptRow>, sqlx::Error> {
+        let rows = with_tx!(self, |conn| {
+            sqlx::query(
+                "SELECT sequence, device_id, decision, explanation, repeated, received_at \
+                 FROM receipts WHERE delivery_id = ? ORDER BY id",
+            )
+            .bind(delivery_id)
+            .fetch_all(conn)
+            .await
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReceiptRow {
+                    sequence: to_u64(r.try_get("sequence")?)?,
+                    device_id: r.try_get("device_id")?,
+                    decision: r.try_get("decision")?,
+                    explanation: r.try_get("explanation")?,
+                    repeated: r.try_get::<i64, _>("repeated")? != 0,
+                    received_at: to_u64(r.try_get("received_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Keeps a receipt exactly as received, with its decision.
+    ///
+    /// # Errors
+    /// The database fails.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_receipt(
+        &self,
+        delivery_id: &str,
+        sequence: u64,
+        courier_id: &str,
+        device_id: &str,
+        body: &str,
+        decision: &str,
+        explanation: &str,
+        repeated: bool,
+        now: u64,
+    ) -> Result<(), sqlx::Error> {
+        let digest = crate::auth::sha256_hex(body.as_bytes());
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO receipts (delivery_id, sequence, courier_id, device_id, body, body_sha256, \
+                 decision, explanation, repeated, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(delivery_id)
+            .bind(to_i64(sequence)?)
+            .bind(courier_id)
+            .bind(device_id)
+            .bind(body)
+            .bind(&digest)
+            .bind(decision)
+            .bind(explanation)
+            .bind(i64::from(repeated))
+            .bind(to_i64(now)?)
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
+
+    /// Records a device as provisioned now (again, if it was revoked).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn provision_device(
+        &self,
+        courier_id: &str,
+        device_id: &str,
+        key_id: &str,
+        now: u64,
+    ) -> Result<(), sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO devices (courier_id, device_id, key_id, provisioned_at, revoked_at) \
+                 VALUES (?, ?, ?, ?, NULL) ON CONFLICT (courier_id, device_id) DO UPDATE SET \
+                 key_id = excluded.key_id, provisioned_at = excluded.provisioned_at, revoked_at = NULL",
+            )
+            .bind(courier_id)
+            .bind(device_id)
+            .bind(key_id)
+            .bind(to_i64(now)?)
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
+
+    /// Revokes a device; returns whether it was provisioned.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn revoke_device(
+        &self,
+        courier_id: &str,
+        device_id: &str,
+        now: u64,
+    ) -> Result<bool, sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE courier_id = ? AND device_id = ?",
+            )
+            .bind(to_i64(now)?)
+            .bind(courier_id)
+            .bind(device_id)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected() > 0)
+        })
+    }
+
+    /// `Some(true)` for a provisioned device, `Some(false)` for a revoked
+    /// one, `None` for one never provisioned.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn device_active(
+        &self,
+        courier_id: &str,
+        device_id: &str,
+    ) -> Result<Option<bool>, sqlx::Error> {
+        let row = with_tx!(self, |conn| {
+            sqlx::query("SELECT revoked_at FROM devices WHERE courier_id = ? AND device_id = ?")
+                .bind(courier_id)
+                .bind(device_id)
+                .fetch_optional(conn)
+                .await
+        })?;
+        row.map(|r| Ok(r.try_get::<Option<i64>, _>("revoked_at")?.is_none()))
+            .transpose()
+    }
+
+    /// The current tickets of the deliveries assigned to `courier_id` that
+    /// are still open.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn open_tickets(&self, courier_id: &str) -> Result<Vec<String>, sqlx::Error> {
+        let rows = with_tx!(self, |conn| {
+            sqlx::query(
+                "SELECT ticket FROM deliveries WHERE courier_id = ? AND status = 'issued' ORDER BY delivery_id",
+            )
+            .bind(courier_id)
+            .fetch_all(conn)
+            .await
+        })?;
+        rows.iter().map(|r| r.try_get("ticket")).collect()
+    }
+
+    /// The scopes of the unrevoked token with this hash.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn token_scopes(&self, token_hash: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = with_tx!(self, |conn| {
+            sqlx::query("SELECT scopes FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
+                .bind(token_hash)
+                .fetch_optional(conn)
+                .await
+        })?;
+        row.map(|r| r.try_get("scopes")).transpose()
+    }
+
+    /// Stores a token's hash and scopes.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn insert_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        scopes: &str,
+        now: u64,
+    ) -> Result<(), sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(name)
+            .bind(token_hash)
+            .bind(scopes)
+            .bind(to_i64(now)?)
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
+}
+
+fn storage(e: sqlx::Error) -> delivery_otp::Error {
+    tracing::error!(error = %e, "attempt store");
+    delivery_otp::Error::StateStorage {
+        reason: "the database failed".into(),
+    }
+}
+
+/// The core's attempt store, in this transaction.
+impl AttemptStore for Tx {
+    fn record_attempt(
+        &self,
+        scope: &str,
+        attempt: &str,
+        limit: u32,
+        expires_at: u64,
+    ) -> delivery_otp::Result<Option<u32>> {
+        let found = with_tx!(self, |conn| {
+            let known: Option<i64> =
+                sqlx::query_scalar("SELECT position FROM attempts WHERE scope = ? AND attempt = ?")
+                    .bind(scope)
+                    .bind(attempt)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some(position) = known {
+                return Ok(Some(position));
+            }
+            let counted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE scope = ?")
+                .bind(scope)
+                .fetch_one(&mut *conn)
+                .await?;
+            if counted >= i64::from(limit) {
+                return Ok(None);
+            }
+            let position = counted.saturating_add(1);
+            sqlx::query(
+                "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(scope)
+            .bind(attempt)
+            .bind(position)
+            .bind(to_i64(expires_at)?)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Some(position))
+        })
+        .map_err(storage)?;
+        found
+            .map(|p| u32::try_from(p).map_err(|_| storage(sqlx::Error::RowNotFound)))
+            .transpose()
+    }
+
+    fn remember_first(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: u64,
+    ) -> delivery_otp::Result<Option<String>> {
+        with_tx!(self, |conn| {
+            let first: Option<String> =
+                sqlx::query_scalar("SELECT value FROM remembered WHERE key = ?")
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if first.is_some() {
+                return Ok(first);
+            }
+            sqlx::query("INSERT INTO remembered (key, value, expires_at) VALUES (?, ?, ?)")
+                .bind(key)
+                .bind(value)
+                .bind(to_i64(expires_at)?)
+                .execute(&mut *conn)
+                .await?;
+            Ok(None)
+        })
+        .map_err(storage)
+    }
+
+    fn recall(&self, key: &str) -> delivery_otp::Result<Option<String>> {
+        with_tx!(self, |conn| {
+            sqlx::query_scalar("SELECT value FROM remembered WHERE key = ?")
+                .bind(key)
+                .fetch_optional(conn)
+                .await
+        })
+        .map_err(storage)
+    }
+}

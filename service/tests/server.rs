@@ -1,0 +1,601 @@
+//! The service as a courier company runs it: the real `delivery-otp-server`
+//! process on a loopback port with an SQLite data directory, driven over
+//! HTTP. The courier's phone is played by the core library (device key,
+//! receipt), as the Kotlin and Swift apps do through the bindings.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use delivery_otp::{DeviceKey, ReceiptDraft, ReceiptOutcome, Ticket, Verification};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+struct Server {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"))
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let listening = lines.next().unwrap().unwrap();
+        let base = listening.rsplit(' ').next().unwrap().to_string();
+        let token_line = lines.next().unwrap().unwrap();
+        let token_path = token_line.rsplit(' ').next().unwrap().to_string();
+        let token = std::fs::read_to_string(token_path)
+            .unwrap()
+            .trim()
+            .to_string();
+        Server { child, base, token }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    /// (status, content type, body as JSON or Null)
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (u16, String, Value) {
+        let agent = Self::agent();
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut response = match (method, body) {
+            ("GET", _) => {
+                let mut r = agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("DELETE", _) => {
+                let mut r = agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            (_, body) => {
+                let mut r = agent.post(&url).header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(body.unwrap_or(b""))
+            }
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            kind,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, _, value) = self.send(
+            "POST",
+            path,
+            Some(&self.token),
+            Some(body.to_string().as_bytes()),
+        );
+        (status, value)
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let (status, _, value) = self.send("GET", path, Some(&self.token), None);
+        (status, value)
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "delivery-otp-service-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn order(value_minor: u64) -> Value {
+    json!({
+        "value_minor": value_minor, "currency": "EUR", "method": "hand_to_customer",
+        "categories": ["electronics"], "region_risk": 10, "customer_preference": "none",
+        "first_delivery_to_address": false, "not_received_claims": 0
+    })
+}
+
+fn issue_body(delivery: &str, courier: &str) -> Value {
+    json!({
+        "delivery_id": delivery, "courier_id": courier, "order": order(25_000),
+        "contact": {"phone": "+441234567890"}, "locale": "en"
+    })
+}
+
+/// The code, as the customer reads it from the message.
+fn code_in(message: &Value) -> String {
+    let text = message["text"].as_str().unwrap();
+    let digits: String = text
+        .split("code ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ' ')
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(digits.len(), 6, "{text}");
+    digits
+}
+
+fn receipt_json(
+    device_key: &str,
+    ticket: &str,
+    code: &str,
+    via: Verification,
+    attempts: u32,
+    decided_at: u64,
+) -> String {
+    let key = DeviceKey::from_json(device_key).unwrap();
+    let ticket = Ticket::from_json(ticket).unwrap();
+    let draft = ReceiptDraft::for_ticket(
+        &ticket,
+        ReceiptOutcome::Delivered {
+            code: Zeroizing::new(code.to_string()),
+            verified: via,
+        },
+        attempts,
+        decided_at,
+        "android/3.4.1",
+    );
+    key.sign(draft).unwrap().to_json().to_string()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_delivery_from_issuing_to_the_decision_survives_a_restart() {
+    let data = data_dir("flow");
+    let server = Server::start(&data);
+
+    // Login: the courier's phone gets its device key.
+    let (status, device) = server.post(
+        "/v1/devices",
+        &json!({"courier_id": "courier-17", "device_id": "phone-1"}),
+    );
+    assert_eq!(status, 201, "{device}");
+    let device_key = device["device_key"].as_str().unwrap().to_string();
+
+    // The order service asks for a code; the policy wants one (250 EUR of electronics).
+    let (status, issued) = server.post("/v1/deliveries", &issue_body("PKG-1", "courier-17"));
+    assert_eq!(status, 201, "{issued}");
+    assert_eq!(issued["requirement"], "code");
+    assert_eq!(issued["sent_to"], "+44 ••• ••• 7890");
+    let ticket = issued["ticket"].as_str().unwrap().to_string();
+    let code = code_in(&issued["message"]);
+    // The code is in the message alone: not in the ticket, nor anywhere else.
+    let mut without_message = issued.clone();
+    without_message.as_object_mut().unwrap().remove("message");
+    assert!(!without_message.to_string().contains(&code));
+    // A retry of the same request gets the same ticket and message.
+    let (status, again) = server.post("/v1/deliveries", &issue_body("PKG-1", "courier-17"));
+    assert_eq!(
+        (
+            status,
+            again["ticket"].as_str(),
+            again["repeated"].as_bool()
+        ),
+        (200, Some(ticket.as_str()), Some(true))
+    );
+    // The same delivery with other details is a conflict.
+    let (status, conflict) = server.post("/v1/deliveries", &issue_body("PKG-1", "courier-99"));
+    assert_eq!(
+        (status, conflict["kind"].as_str()),
+        (409, Some("delivery_exists"))
+    );
+
+    // The phone fetches its tickets.
+    let (status, tickets) = server.get("/v1/devices/courier-17/phone-1/tickets");
+    assert_eq!(status, 200);
+    assert_eq!(tickets["tickets"], json!([ticket]));
+
+    // Online check: a wrong code, then the right one, then a retry.
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let verify = |c: &str| {
+        server.post(
+            "/v1/deliveries/PKG-1/verify",
+            &json!({"courier_id": "courier-17", "device_id": "phone-1", "code": c}),
+        )
+    };
+    let (status, first) = verify(wrong);
+    assert_eq!(status, 200, "{first}");
+    assert!(
+        first["outcome"] == "rejected" || first["outcome"] == "guessed_from_ticket",
+        "{first}"
+    );
+    if first["outcome"] == "rejected" {
+        let (status, right) = verify(&code);
+        assert_eq!(
+            (
+                status,
+                right["outcome"].as_str(),
+                right["attempts_used"].as_u64()
+            ),
+            (200, Some("confirmed"), Some(2)),
+            "{right}"
+        );
+        let (_, retry) = verify(&code);
+        assert_eq!(retry, right, "a retry must get the same answer");
+        assert!(!right.to_string().contains(&code));
+    }
+
+    // The receipt, as the phone signs it.
+    let receipt = receipt_json(&device_key, &ticket, &code, Verification::Online, 2, now());
+    let (status, upload) = server.post(
+        "/v1/receipts",
+        &json!({"receipts": [receipt, "not a receipt"]}),
+    );
+    assert_eq!(status, 200, "{upload}");
+    let results = upload["results"].as_array().unwrap();
+    let expected = if first["outcome"] == "rejected" {
+        "confirmed"
+    } else {
+        "guessed_from_ticket"
+    };
+    assert_eq!(results[0]["decision"], expected, "{upload}");
+    assert_eq!(results[0]["repeated"], false);
+    assert_eq!(results[1]["error"]["kind"], "invalid_receipt", "{upload}");
+    assert!(!upload.to_string().contains(&code));
+
+    // Stop and start again: everything decided is still there.
+    server.stop();
+    let server = Server::start(&data);
+    let (status, upload) = server.post("/v1/receipts", &json!({"receipts": [receipt]}));
+    assert_eq!(status, 200);
+    assert_eq!(upload["results"][0]["decision"], expected);
+    assert_eq!(upload["results"][0]["repeated"], true);
+    let (status, delivery) = server.get("/v1/deliveries/PKG-1");
+    assert_eq!(status, 200);
+    let want_status = if expected == "confirmed" {
+        "confirmed"
+    } else {
+        "flagged"
+    };
+    assert_eq!(delivery["status"], want_status, "{delivery}");
+    assert_eq!(delivery["receipts"].as_array().unwrap().len(), 2);
+    assert!(!delivery.to_string().contains(&code));
+    let kinds: Vec<&str> = delivery["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"issued"));
+    assert!(kinds.contains(&"receipt"));
+    // A closed delivery cannot be sent again.
+    let (status, closed) = server.post("/v1/deliveries/PKG-1/resend", &json!({}));
+    assert_eq!(
+        (status, closed["kind"].as_str()),
+        (409, Some("delivery_closed"))
+    );
+    server.stop();
+}
+
+#[test]
+fn resends_reassignments_and_revoked_devices() {
+    let server = Server::start(&data_dir("resend"));
+    server.post(
+        "/v1/devices",
+        &json!({"courier_id": "courier-1", "device_id": "phone-1"}),
+    );
+    let (_, issued) = server.post("/v1/deliveries", &issue_body("PKG-2", "courier-1"));
+    let first_code = code_in(&issued["message"]);
+    let (status, resent) = server.post("/v1/deliveries/PKG-2/resend", &json!({}));
+    assert_eq!(status, 200, "{resent}");
+    assert_eq!(resent["sequence"], 1);
+    let second_code = code_in(&resent["message"]);
+    // The first code stops counting once a new one is sent.
+    if first_code != second_code {
+        let (status, old) = server.post(
+            "/v1/deliveries/PKG-2/verify",
+            &json!({"courier_id": "courier-1", "device_id": "phone-1", "code": first_code}),
+        );
+        assert_eq!(status, 200);
+        assert_ne!(old["outcome"], "confirmed", "{old}");
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            server.post("/v1/deliveries/PKG-2/resend", &json!({})).0,
+            200
+        );
+    }
+    let (status, limit) = server.post("/v1/deliveries/PKG-2/resend", &json!({}));
+    assert_eq!(
+        (status, limit["kind"].as_str()),
+        (429, Some("resend_limit"))
+    );
+
+    // Reassigned: the first courier's check is refused.
+    let (status, moved) = server.post(
+        "/v1/deliveries/PKG-2/reassign",
+        &json!({"courier_id": "courier-2"}),
+    );
+    assert_eq!(status, 200, "{moved}");
+    let code = code_in(&moved["message"]);
+    let (status, refused) = server.post(
+        "/v1/deliveries/PKG-2/verify",
+        &json!({"courier_id": "courier-1", "device_id": "phone-1", "code": code}),
+    );
+    assert_eq!(
+        (status, refused["kind"].as_str()),
+        (403, Some("not_assigned")),
+        "{refused}"
+    );
+
+    // A revoked device is refused everywhere.
+    server.post(
+        "/v1/devices",
+        &json!({"courier_id": "courier-2", "device_id": "phone-9"}),
+    );
+    let (status, _, _) = server.send(
+        "DELETE",
+        "/v1/devices/courier-2/phone-9",
+        Some(&server.token),
+        None,
+    );
+    assert_eq!(status, 204);
+    let (status, revoked) = server.post(
+        "/v1/deliveries/PKG-2/verify",
+        &json!({"courier_id": "courier-2", "device_id": "phone-9", "code": code}),
+    );
+    assert_eq!(
+        (status, revoked["kind"].as_str()),
+        (403, Some("device_revoked")),
+        "{revoked}"
+    );
+    let (status, _) = server.get("/v1/devices/courier-2/phone-9/tickets");
+    assert_eq!(status, 403);
+    let (_, delivery) = server.get("/v1/deliveries/PKG-2");
+    assert_eq!(delivery["sequence"], 4);
+    assert_eq!(delivery["courier_id"], "courier-2");
+    server.stop();
+}
+
+#[test]
+fn bad_requests_get_problem_responses_and_change_nothing() {
+    let server = Server::start(&data_dir("bad"));
+    let problem = |status: u16, kind: &str, r: (u16, String, Value)| {
+        assert_eq!(r.0, status, "{kind}: {}", r.2);
+        assert_eq!(r.1, "application/problem+json", "{kind}");
+        assert_eq!(r.2["kind"], kind, "{}", r.2);
+        assert_eq!(r.2["status"], status);
+        assert!(r.2["type"].as_str().unwrap().ends_with(kind));
+    };
+    let body = issue_body("PKG-3", "courier-1").to_string();
+    problem(
+        401,
+        "unauthorized",
+        server.send("POST", "/v1/deliveries", None, Some(body.as_bytes())),
+    );
+    problem(
+        401,
+        "unauthorized",
+        server.send(
+            "POST",
+            "/v1/deliveries",
+            Some("dotp_nonsense"),
+            Some(body.as_bytes()),
+        ),
+    );
+    problem(
+        400,
+        "invalid_body",
+        server.send(
+            "POST",
+            "/v1/deliveries",
+            Some(&server.token),
+            Some(b"{not json"),
+        ),
+    );
+    let mut unknown = issue_body("PKG-3", "courier-1");
+    unknown["surprise"] = json!(1);
+    problem(
+        422,
+        "invalid_body",
+        server.send(
+            "POST",
+            "/v1/deliveries",
+            Some(&server.token),
+            Some(unknown.to_string().as_bytes()),
+        ),
+    );
+    let mut wrong_type = issue_body("PKG-3", "courier-1");
+    wrong_type["courier_id"] = json!(17);
+    problem(
+        422,
+        "invalid_body",
+        server.send(
+            "POST",
+            "/v1/deliveries",
+            Some(&server.token),
+            Some(wrong_type.to_string().as_bytes()),
+        ),
+    );
+    let huge = vec![b' '; delivery_otp_service::MAX_BODY_BYTES + 1];
+    problem(
+        413,
+        "body_too_large",
+        server.send("POST", "/v1/deliveries", Some(&server.token), Some(&huge)),
+    );
+    let mut both = issue_body("PKG-3", "courier-1");
+    both["contact"] = json!({"phone": "+441234567890", "email": "a@example.com"});
+    problem(
+        400,
+        "invalid_contact",
+        server.send(
+            "POST",
+            "/v1/deliveries",
+            Some(&server.token),
+            Some(both.to_string().as_bytes()),
+        ),
+    );
+    let mut bad_order = issue_body("PKG-3", "courier-1");
+    bad_order["order"]["method"] = json!("teleport");
+    problem(
+        400,
+        "invalid_order",
+        server.send(
+            "POST",
+            "/v1/deliveries",
+            Some(&server.token),
+            Some(bad_order.to_string().as_bytes()),
+        ),
+    );
+    problem(
+        404,
+        "no_such_path",
+        server.send("GET", "/v2/nothing", Some(&server.token), None),
+    );
+    problem(
+        404,
+        "unknown_delivery",
+        server.send("GET", "/v1/deliveries/PKG-3", Some(&server.token), None),
+    );
+    let many: Vec<String> = (0..101).map(|_| "x".to_string()).collect();
+    problem(
+        400,
+        "too_many_receipts",
+        server.send(
+            "POST",
+            "/v1/receipts",
+            Some(&server.token),
+            Some(json!({"receipts": many}).to_string().as_bytes()),
+        ),
+    );
+    problem(403, "forbidden", {
+        let (_, created) =
+            server.post("/v1/tokens", &json!({"name": "reader", "scopes": ["read"]}));
+        let reader = created["token"].as_str().unwrap().to_string();
+        server.send(
+            "POST",
+            "/v1/deliveries",
+            Some(&reader),
+            Some(body.as_bytes()),
+        )
+    });
+    problem(
+        404,
+        "unknown_delivery",
+        server.send(
+            "POST",
+            "/v1/deliveries/PKG-3/verify",
+            Some(&server.token),
+            Some(b"{\"courier_id\":\"c\",\"device_id\":\"d\",\"code\":\"1\"}"),
+        ),
+    );
+    // None of it created the delivery.
+    problem(
+        404,
+        "unknown_delivery",
+        server.send("GET", "/v1/deliveries/PKG-3", Some(&server.token), None),
+    );
+    server.stop();
+}
+
+#[test]
+fn the_served_openapi_document_is_the_committed_one() {
+    let server = Server::start(&data_dir("openapi"));
+    let (status, kind, served) = server.send("GET", "/openapi.json", None, None);
+    assert_eq!((status, kind.as_str()), (200, "application/json"));
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        served, committed,
+        "run: cargo run -p delivery-otp-service --example openapi > service/openapi.json"
+    );
+    assert_eq!(served["openapi"], "3.1.0");
+    let mut ids: Vec<&str> = served["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|p| {
+            p.as_object()
+                .unwrap()
+                .values()
+                .filter_map(|op| op["operationId"].as_str())
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [
+            "createToken",
+            "getDelivery",
+            "getTickets",
+            "issueCode",
+            "provisionDevice",
+            "reassignDelivery",
+            "resendCode",
+            "revokeDevice",
+            "uploadReceipts",
+            "verifyCode"
+        ]
+    );
+    let (status, _, health) = server.send("GET", "/healthz", None, None);
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, _, ready) = server.send("GET", "/readyz", None, None);
+    assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
+    server.stop();
+}
