@@ -80,3 +80,29 @@ redis_stop() {
   [ -n "${REDIS_DIR:-}" ] && rm -rf "$REDIS_DIR"
   REDIS_DIR=
 }
+
+# A private PostgreSQL server on a free loopback port, for the service's
+# tests: started by postgres_start (which exports
+# DELIVERY_OTP_TEST_POSTGRES_URL), stopped by postgres_stop. PostgreSQL will
+# not run as root, so its folder belongs to the postgres user.
+postgres_start() {
+  PG_DIR=$(mktemp -d)
+  chown postgres "$PG_DIR"
+  local port bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$bin" ] || { echo "no PostgreSQL under /usr/lib/postgresql"; return 1; }
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -A trust -U app >/dev/null || return 1
+  runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" \
+    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" -w start >/dev/null || { cat "$PG_DIR/log"; return 1; }
+  PG_BIN=$bin
+  export DELIVERY_OTP_TEST_POSTGRES_URL="postgresql://app@127.0.0.1:$port/postgres"
+  echo "postgres $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
+}
+postgres_stop() {
+  if [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR/data" ]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+  fi
+  [ -n "${PG_DIR:-}" ] && rm -rf "$PG_DIR"
+  return 0
+}

@@ -327,6 +327,7 @@ pub async fn issue_code(
     let now = now();
     let st = state.clone();
     let (response, repeated) = db::transaction(&state.db, move |tx| {
+        tx.lock(&req.delivery_id)?;
         let backend = st.backend.with_store(tx.clone());
         if let Some(existing) = tx.delivery(&req.delivery_id)? {
             if existing.request_digest != digest {
@@ -418,6 +419,7 @@ async fn reissue(
     let now = now();
     let st = state.clone();
     let response = db::transaction(&state.db, move |tx| {
+        tx.lock(&delivery_id)?;
         let backend = st.backend.with_store(tx.clone());
         let row = open_delivery(tx, &delivery_id)?;
         let settings = settings_from_json(&row.settings)?;
@@ -542,6 +544,7 @@ pub async fn verify_code(
     let now = now();
     let st = state.clone();
     let outcome = db::transaction(&state.db, move |tx| {
+        tx.lock(&delivery_id)?;
         let backend = st.backend.with_store(tx.clone());
         let row = tx
             .delivery(&delivery_id)?
@@ -742,6 +745,7 @@ fn judge(
 ) -> Result<(String, Decision, bool, String), Problem> {
     let receipt = Receipt::from_json(body)?;
     let delivery_id = receipt.delivery_id().to_string();
+    tx.lock(&delivery_id)?;
     let row = tx.delivery(&delivery_id)?.ok_or_else(|| {
         Problem::not_found("unknown_delivery", "no delivery with this id was issued")
     })?;

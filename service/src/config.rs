@@ -37,6 +37,13 @@ pub struct ServeArgs {
     /// Customer message templates file (JSON); default: the built-in ones.
     #[arg(long, env = "DELIVERY_OTP_TEMPLATES")]
     pub templates: Option<PathBuf>,
+    /// A PostgreSQL URL (`postgresql://user@host:port/db`) for several
+    /// instances; default: SQLite in the data directory.
+    #[arg(long, env = "DELIVERY_OTP_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Connections to PostgreSQL per instance.
+    #[arg(long, env = "DELIVERY_OTP_DATABASE_CONNECTIONS", default_value_t = 8)]
+    pub database_connections: u32,
     /// The sender named in customer messages.
     #[arg(long, env = "DELIVERY_OTP_SENDER", default_value = "Deliveries")]
     pub sender: String,
@@ -122,16 +129,38 @@ pub async fn prepare(args: &ServeArgs) -> Result<(TcpListener, AppState, PathBuf
         }
         None => Templates::defaults(),
     };
-    let database = args.data_dir.join("delivery-otp.sqlite3");
-    let db = db::open(&database)
-        .await
-        .map_err(|e| format!("cannot open the database {database:?}: {e}"))?;
+    let db = match &args.database_url {
+        Some(url) => db::open_postgres(url, args.database_connections.clamp(1, 256))
+            .await
+            // The URL may hold a password: the message names only the engine.
+            .map_err(|e| format!("cannot use the PostgreSQL database: {}", db_error(&e)))?,
+        None => {
+            let database = args.data_dir.join("delivery-otp.sqlite3");
+            db::open_sqlite(&database)
+                .await
+                .map_err(|e| format!("cannot open the database {database:?}: {}", db_error(&e)))?
+        }
+    };
     let token_path = admin_token(&args.data_dir, &db).await?;
     let listener = TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {}", args.listen, e.kind()))?;
     let state = AppState::new(keys, db, rules, templates, args.sender.clone());
     Ok((listener, state, token_path))
+}
+
+/// A database error as one short line, without connection details.
+fn db_error(e: &sqlx::Error) -> String {
+    let text = match e {
+        sqlx::Error::Configuration(_) => "the database URL is not valid".to_string(),
+        other => other.to_string(),
+    };
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
 }
 
 /// Runs the service until SIGINT or SIGTERM.

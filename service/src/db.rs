@@ -1,48 +1,102 @@
-//! Storage: the SQLite database, its migrations, and one transaction per
-//! request. The core's [`AttemptStore`] is implemented on that transaction,
-//! so what the core records (attempts, the decision slot) and what the
-//! service records (the receipt bytes, the delivery's status, its history)
-//! commit together or not at all.
+//! Storage: SQLite (one instance, the default) or PostgreSQL (several
+//! instances), their migrations, and one transaction per request. The
+//! core's [`AttemptStore`] is implemented on that transaction, so what the
+//! core records (attempts, the decision slot) and what the service records
+//! (the receipt bytes, the delivery's status, its history) commit together
+//! or not at all. Queries are written once, with `$1`-style parameters that
+//! both engines read, through sqlx's `Any` driver.
 
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use delivery_otp::AttemptStore;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use tokio::runtime::Handle;
 
 use crate::problem::Problem;
 
-/// The migrations, compiled in; `_sqlx_migrations` records which ran.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+/// SQLite's migrations, compiled in; `_sqlx_migrations` records which ran.
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+/// PostgreSQL's migrations.
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// The connection pool.
-pub type Db = SqlitePool;
+/// Which database engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// One file, one instance.
+    Sqlite,
+    /// A server shared by several instances.
+    Postgres,
+}
 
-/// Opens (creating if needed) the database at `path` and brings its schema
-/// up to date. Every commit is synced to disk (`synchronous=FULL`, WAL).
+/// The connection pool and its engine.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// The pool.
+    pub pool: AnyPool,
+    /// The engine behind it.
+    pub engine: Engine,
+}
+
+/// Opens the SQLite database at `path` (creating it), with every commit
+/// synced to disk (`synchronous=FULL`, WAL), and brings its schema up to
+/// date. One connection: SQLite has one writer anyway, and one connection
+/// runs every request's transaction strictly one after another.
 ///
 /// # Errors
 /// The file cannot be opened or a migration fails.
-pub async fn open(path: &Path) -> Result<Db, sqlx::Error> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
-        .foreign_keys(true);
-    // One connection: SQLite has one writer anyway, and one connection makes
-    // every request's transaction run strictly one after another.
-    let pool = SqlitePoolOptions::new()
+pub async fn open_sqlite(path: &Path) -> Result<Db, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let text = path
+        .to_str()
+        .filter(|p| !p.contains(['?', '#']))
+        .ok_or_else(|| {
+            sqlx::Error::Configuration(
+                "the data directory's path must be UTF-8 without '?' or '#'".into(),
+            )
+        })?;
+    let options = AnyConnectOptions::from_str(&format!("sqlite://{text}?mode=rwc"))?;
+    let pool = AnyPoolOptions::new()
         .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                conn.execute("PRAGMA busy_timeout = 5000").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    SQLITE_MIGRATIONS.run(&pool).await?;
+    Ok(Db {
+        pool,
+        engine: Engine::Sqlite,
+    })
+}
+
+/// Connects to PostgreSQL at `url` and brings its schema up to date.
+///
+/// # Errors
+/// The server cannot be reached or a migration fails.
+pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let options = AnyConnectOptions::from_str(url)?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await?;
-    MIGRATOR.run(&pool).await?;
-    Ok(pool)
+    POSTGRES_MIGRATIONS.run(&pool).await?;
+    Ok(Db {
+        pool,
+        engine: Engine::Postgres,
+    })
 }
 
 /// Runs `work` in one transaction on a blocking thread (the core is
@@ -59,10 +113,11 @@ where
     let db = db.clone();
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || {
-        let tx = handle.block_on(db.begin())?;
+        let tx = handle.block_on(db.pool.begin())?;
         let tx = Arc::new(Tx {
             inner: Mutex::new(Some(tx)),
             handle: handle.clone(),
+            engine: db.engine,
         });
         let out = work(&tx)?;
         tx.commit()?;
@@ -74,8 +129,9 @@ where
 
 /// One open transaction, used from a blocking thread.
 pub struct Tx {
-    inner: Mutex<Option<Transaction<'static, Sqlite>>>,
+    inner: Mutex<Option<Transaction<'static, Any>>>,
     handle: Handle,
+    engine: Engine,
 }
 
 /// A row of `deliveries`.
@@ -146,7 +202,7 @@ macro_rules! with_tx {
         let mut guard = $self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_mut() {
             Some(tx) => {
-                let $conn: &mut sqlx::SqliteConnection = &mut *tx;
+                let $conn: &mut sqlx::AnyConnection = &mut *tx;
                 $self.handle.block_on(async { $body })
             }
             None => Err(sqlx::Error::PoolClosed),
@@ -167,6 +223,25 @@ impl Tx {
         }
     }
 
+    /// Serializes the transactions that touch `key` (a delivery id): with
+    /// PostgreSQL, an advisory lock held until this transaction ends; with
+    /// SQLite's single connection, every transaction is already alone.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn lock(&self, key: &str) -> Result<(), sqlx::Error> {
+        if self.engine == Engine::Sqlite {
+            return Ok(());
+        }
+        with_tx!(self, |conn| {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+    }
+
     /// The delivery, if issued.
     ///
     /// # Errors
@@ -175,7 +250,7 @@ impl Tx {
         let row = with_tx!(self, |conn| {
             sqlx::query(
                 "SELECT delivery_id, sequence, courier_id, settings, ticket, status, contact, \
-                 locale, request_digest, resends, created_at FROM deliveries WHERE delivery_id = ?",
+                 locale, request_digest, resends, created_at FROM deliveries WHERE delivery_id = $1",
             )
             .bind(delivery_id)
             .fetch_optional(conn)
@@ -209,7 +284,7 @@ impl Tx {
             sqlx::query(
                 "INSERT INTO deliveries (delivery_id, sequence, courier_id, settings, ticket, status, \
                  contact, locale, request_digest, resends, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(&d.delivery_id)
             .bind(to_i64(d.sequence)?)
@@ -244,8 +319,8 @@ impl Tx {
     ) -> Result<(), sqlx::Error> {
         with_tx!(self, |conn| {
             sqlx::query(
-                "UPDATE deliveries SET sequence = ?, courier_id = ?, ticket = ?, resends = ?, \
-                 status = 'issued', updated_at = ? WHERE delivery_id = ?",
+                "UPDATE deliveries SET sequence = $1, courier_id = $2, ticket = $3, resends = $4, \
+                 status = 'issued', updated_at = $5 WHERE delivery_id = $6",
             )
             .bind(to_i64(sequence)?)
             .bind(courier_id)
@@ -265,7 +340,7 @@ impl Tx {
     /// The database fails.
     pub fn set_status(&self, delivery_id: &str, status: &str, now: u64) -> Result<(), sqlx::Error> {
         with_tx!(self, |conn| {
-            sqlx::query("UPDATE deliveries SET status = ?, updated_at = ? WHERE delivery_id = ?")
+            sqlx::query("UPDATE deliveries SET status = $1, updated_at = $2 WHERE delivery_id = $3")
                 .bind(status)
                 .bind(to_i64(now)?)
                 .bind(delivery_id)
@@ -288,7 +363,7 @@ impl Tx {
     ) -> Result<(), sqlx::Error> {
         with_tx!(self, |conn| {
             sqlx::query(
-                "INSERT INTO delivery_events (delivery_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                "INSERT INTO delivery_events (delivery_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
             )
             .bind(delivery_id)
             .bind(to_i64(now)?)
@@ -307,7 +382,7 @@ impl Tx {
     pub fn events(&self, delivery_id: &str) -> Result<Vec<EventRow>, sqlx::Error> {
         let rows = with_tx!(self, |conn| {
             sqlx::query(
-                "SELECT at, kind, detail FROM delivery_events WHERE delivery_id = ? ORDER BY id",
+                "SELECT at, kind, detail FROM delivery_events WHERE delivery_id = $1 ORDER BY id",
             )
             .bind(delivery_id)
             .fetch_all(conn)
@@ -332,7 +407,7 @@ impl Tx {
         let rows = with_tx!(self, |conn| {
             sqlx::query(
                 "SELECT sequence, device_id, decision, explanation, repeated, received_at \
-                 FROM receipts WHERE delivery_id = ? ORDER BY id",
+                 FROM receipts WHERE delivery_id = $1 ORDER BY id",
             )
             .bind(delivery_id)
             .fetch_all(conn)
@@ -373,7 +448,7 @@ impl Tx {
         with_tx!(self, |conn| {
             sqlx::query(
                 "INSERT INTO receipts (delivery_id, sequence, courier_id, device_id, body, body_sha256, \
-                 decision, explanation, repeated, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 decision, explanation, repeated, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(delivery_id)
             .bind(to_i64(sequence)?)
@@ -405,7 +480,7 @@ impl Tx {
         with_tx!(self, |conn| {
             sqlx::query(
                 "INSERT INTO devices (courier_id, device_id, key_id, provisioned_at, revoked_at) \
-                 VALUES (?, ?, ?, ?, NULL) ON CONFLICT (courier_id, device_id) DO UPDATE SET \
+                 VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (courier_id, device_id) DO UPDATE SET \
                  key_id = excluded.key_id, provisioned_at = excluded.provisioned_at, revoked_at = NULL",
             )
             .bind(courier_id)
@@ -430,7 +505,7 @@ impl Tx {
     ) -> Result<bool, sqlx::Error> {
         with_tx!(self, |conn| {
             sqlx::query(
-                "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE courier_id = ? AND device_id = ?",
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, $1) WHERE courier_id = $2 AND device_id = $3",
             )
             .bind(to_i64(now)?)
             .bind(courier_id)
@@ -452,7 +527,7 @@ impl Tx {
         device_id: &str,
     ) -> Result<Option<bool>, sqlx::Error> {
         let row = with_tx!(self, |conn| {
-            sqlx::query("SELECT revoked_at FROM devices WHERE courier_id = ? AND device_id = ?")
+            sqlx::query("SELECT revoked_at FROM devices WHERE courier_id = $1 AND device_id = $2")
                 .bind(courier_id)
                 .bind(device_id)
                 .fetch_optional(conn)
@@ -470,7 +545,7 @@ impl Tx {
     pub fn open_tickets(&self, courier_id: &str) -> Result<Vec<String>, sqlx::Error> {
         let rows = with_tx!(self, |conn| {
             sqlx::query(
-                "SELECT ticket FROM deliveries WHERE courier_id = ? AND status = 'issued' ORDER BY delivery_id",
+                "SELECT ticket FROM deliveries WHERE courier_id = $1 AND status = 'issued' ORDER BY delivery_id",
             )
             .bind(courier_id)
             .fetch_all(conn)
@@ -485,10 +560,12 @@ impl Tx {
     /// The database fails.
     pub fn token_scopes(&self, token_hash: &str) -> Result<Option<String>, sqlx::Error> {
         let row = with_tx!(self, |conn| {
-            sqlx::query("SELECT scopes FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
-                .bind(token_hash)
-                .fetch_optional(conn)
-                .await
+            sqlx::query(
+                "SELECT scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(token_hash)
+            .fetch_optional(conn)
+            .await
         })?;
         row.map(|r| r.try_get("scopes")).transpose()
     }
@@ -506,7 +583,7 @@ impl Tx {
     ) -> Result<(), sqlx::Error> {
         with_tx!(self, |conn| {
             sqlx::query(
-                "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4)",
             )
             .bind(name)
             .bind(token_hash)
@@ -535,9 +612,10 @@ impl AttemptStore for Tx {
         limit: u32,
         expires_at: u64,
     ) -> delivery_otp::Result<Option<u32>> {
+        self.lock(scope).map_err(storage)?;
         let found = with_tx!(self, |conn| {
             let known: Option<i64> =
-                sqlx::query_scalar("SELECT position FROM attempts WHERE scope = ? AND attempt = ?")
+                sqlx::query_scalar("SELECT position FROM attempts WHERE scope = $1 AND attempt = $2")
                     .bind(scope)
                     .bind(attempt)
                     .fetch_optional(&mut *conn)
@@ -545,7 +623,7 @@ impl AttemptStore for Tx {
             if let Some(position) = known {
                 return Ok(Some(position));
             }
-            let counted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE scope = ?")
+            let counted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE scope = $1")
                 .bind(scope)
                 .fetch_one(&mut *conn)
                 .await?;
@@ -554,7 +632,7 @@ impl AttemptStore for Tx {
             }
             let position = counted.saturating_add(1);
             sqlx::query(
-                "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)",
             )
             .bind(scope)
             .bind(attempt)
@@ -578,14 +656,14 @@ impl AttemptStore for Tx {
     ) -> delivery_otp::Result<Option<String>> {
         with_tx!(self, |conn| {
             let first: Option<String> =
-                sqlx::query_scalar("SELECT value FROM remembered WHERE key = ?")
+                sqlx::query_scalar("SELECT value FROM remembered WHERE key = $1")
                     .bind(key)
                     .fetch_optional(&mut *conn)
                     .await?;
             if first.is_some() {
                 return Ok(first);
             }
-            sqlx::query("INSERT INTO remembered (key, value, expires_at) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO remembered (key, value, expires_at) VALUES ($1, $2, $3)")
                 .bind(key)
                 .bind(value)
                 .bind(to_i64(expires_at)?)
@@ -598,7 +676,7 @@ impl AttemptStore for Tx {
 
     fn recall(&self, key: &str) -> delivery_otp::Result<Option<String>> {
         with_tx!(self, |conn| {
-            sqlx::query_scalar("SELECT value FROM remembered WHERE key = ?")
+            sqlx::query_scalar("SELECT value FROM remembered WHERE key = $1")
                 .bind(key)
                 .fetch_optional(conn)
                 .await

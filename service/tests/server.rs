@@ -25,15 +25,58 @@ struct Server {
     token: String,
 }
 
+/// Where a test keeps its data: SQLite in the data directory, or a fresh
+/// PostgreSQL database on the server the test command started.
+#[derive(Clone, Debug)]
+enum Engine {
+    Sqlite,
+    Postgres(String),
+}
+
+/// Both engines, for a test named `name`: every test runs against each.
+/// PostgreSQL needs `DELIVERY_OTP_TEST_POSTGRES_URL` (scripts/test starts a
+/// private server and sets it); without it these tests fail, never skip.
+fn engines(name: &str) -> Vec<Engine> {
+    vec![Engine::Sqlite, Engine::Postgres(fresh_postgres(name))]
+}
+
+fn fresh_postgres(name: &str) -> String {
+    let base = std::env::var("DELIVERY_OTP_TEST_POSTGRES_URL").expect(
+        "DELIVERY_OTP_TEST_POSTGRES_URL is not set: run scripts/test, which starts a PostgreSQL server",
+    );
+    let db = format!("t{}_{name}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    });
+    format!("{}/{db}", base.rsplit_once('/').unwrap().0)
+}
+
 impl Server {
-    fn start(data: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"))
-            .args([
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
+    fn start(data: &Path, engine: &Engine) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+        command.args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        if let Engine::Postgres(url) = engine {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -205,356 +248,374 @@ fn now() -> u64 {
 
 #[test]
 fn a_delivery_from_issuing_to_the_decision_survives_a_restart() {
-    let data = data_dir("flow");
-    let server = Server::start(&data);
+    for engine in engines("flow") {
+        let label = match engine {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        };
+        let data = data_dir(&format!("flow-{label}"));
+        let server = Server::start(&data, &engine);
 
-    // Login: the courier's phone gets its device key.
-    let (status, device) = server.post(
-        "/v1/devices",
-        &json!({"courier_id": "courier-17", "device_id": "phone-1"}),
-    );
-    assert_eq!(status, 201, "{device}");
-    let device_key = device["device_key"].as_str().unwrap().to_string();
+        // Login: the courier's phone gets its device key.
+        let (status, device) = server.post(
+            "/v1/devices",
+            &json!({"courier_id": "courier-17", "device_id": "phone-1"}),
+        );
+        assert_eq!(status, 201, "{device}");
+        let device_key = device["device_key"].as_str().unwrap().to_string();
 
-    // The order service asks for a code; the policy wants one (250 EUR of electronics).
-    let (status, issued) = server.post("/v1/deliveries", &issue_body("PKG-1", "courier-17"));
-    assert_eq!(status, 201, "{issued}");
-    assert_eq!(issued["requirement"], "code");
-    assert_eq!(issued["sent_to"], "+44 ••• ••• 7890");
-    let ticket = issued["ticket"].as_str().unwrap().to_string();
-    let code = code_in(&issued["message"]);
-    // The code is in the message alone: not in the ticket, nor anywhere else.
-    let mut without_message = issued.clone();
-    without_message.as_object_mut().unwrap().remove("message");
-    assert!(!without_message.to_string().contains(&code));
-    // A retry of the same request gets the same ticket and message.
-    let (status, again) = server.post("/v1/deliveries", &issue_body("PKG-1", "courier-17"));
-    assert_eq!(
-        (
-            status,
-            again["ticket"].as_str(),
-            again["repeated"].as_bool()
-        ),
-        (200, Some(ticket.as_str()), Some(true))
-    );
-    // The same delivery with other details is a conflict.
-    let (status, conflict) = server.post("/v1/deliveries", &issue_body("PKG-1", "courier-99"));
-    assert_eq!(
-        (status, conflict["kind"].as_str()),
-        (409, Some("delivery_exists"))
-    );
-
-    // The phone fetches its tickets.
-    let (status, tickets) = server.get("/v1/devices/courier-17/phone-1/tickets");
-    assert_eq!(status, 200);
-    assert_eq!(tickets["tickets"], json!([ticket]));
-
-    // Online check: a wrong code, then the right one, then a retry.
-    let wrong = if code == "000000" { "000001" } else { "000000" };
-    let verify = |c: &str| {
-        server.post(
-            "/v1/deliveries/PKG-1/verify",
-            &json!({"courier_id": "courier-17", "device_id": "phone-1", "code": c}),
-        )
-    };
-    let (status, first) = verify(wrong);
-    assert_eq!(status, 200, "{first}");
-    assert!(
-        first["outcome"] == "rejected" || first["outcome"] == "guessed_from_ticket",
-        "{first}"
-    );
-    if first["outcome"] == "rejected" {
-        let (status, right) = verify(&code);
+        // The order service asks for a code; the policy wants one (250 EUR of electronics).
+        let (status, issued) = server.post("/v1/deliveries", &issue_body("PKG-1", "courier-17"));
+        assert_eq!(status, 201, "{issued}");
+        assert_eq!(issued["requirement"], "code");
+        assert_eq!(issued["sent_to"], "+44 ••• ••• 7890");
+        let ticket = issued["ticket"].as_str().unwrap().to_string();
+        let code = code_in(&issued["message"]);
+        // The code is in the message alone: not in the ticket, nor anywhere else.
+        let mut without_message = issued.clone();
+        without_message.as_object_mut().unwrap().remove("message");
+        assert!(!without_message.to_string().contains(&code));
+        // A retry of the same request gets the same ticket and message.
+        let (status, again) = server.post("/v1/deliveries", &issue_body("PKG-1", "courier-17"));
         assert_eq!(
             (
                 status,
-                right["outcome"].as_str(),
-                right["attempts_used"].as_u64()
+                again["ticket"].as_str(),
+                again["repeated"].as_bool()
             ),
-            (200, Some("confirmed"), Some(2)),
-            "{right}"
+            (200, Some(ticket.as_str()), Some(true))
         );
-        let (_, retry) = verify(&code);
-        assert_eq!(retry, right, "a retry must get the same answer");
-        assert!(!right.to_string().contains(&code));
+        // The same delivery with other details is a conflict.
+        let (status, conflict) = server.post("/v1/deliveries", &issue_body("PKG-1", "courier-99"));
+        assert_eq!(
+            (status, conflict["kind"].as_str()),
+            (409, Some("delivery_exists"))
+        );
+
+        // The phone fetches its tickets.
+        let (status, tickets) = server.get("/v1/devices/courier-17/phone-1/tickets");
+        assert_eq!(status, 200);
+        assert_eq!(tickets["tickets"], json!([ticket]));
+
+        // Online check: a wrong code, then the right one, then a retry.
+        let wrong = if code == "000000" { "000001" } else { "000000" };
+        let verify = |c: &str| {
+            server.post(
+                "/v1/deliveries/PKG-1/verify",
+                &json!({"courier_id": "courier-17", "device_id": "phone-1", "code": c}),
+            )
+        };
+        let (status, first) = verify(wrong);
+        assert_eq!(status, 200, "{first}");
+        assert!(
+            first["outcome"] == "rejected" || first["outcome"] == "guessed_from_ticket",
+            "{first}"
+        );
+        if first["outcome"] == "rejected" {
+            let (status, right) = verify(&code);
+            assert_eq!(
+                (
+                    status,
+                    right["outcome"].as_str(),
+                    right["attempts_used"].as_u64()
+                ),
+                (200, Some("confirmed"), Some(2)),
+                "{right}"
+            );
+            let (_, retry) = verify(&code);
+            assert_eq!(retry, right, "a retry must get the same answer");
+            assert!(!right.to_string().contains(&code));
+        }
+
+        // The receipt, as the phone signs it.
+        let receipt = receipt_json(&device_key, &ticket, &code, Verification::Online, 2, now());
+        let (status, upload) = server.post(
+            "/v1/receipts",
+            &json!({"receipts": [receipt, "not a receipt"]}),
+        );
+        assert_eq!(status, 200, "{upload}");
+        let results = upload["results"].as_array().unwrap();
+        let expected = if first["outcome"] == "rejected" {
+            "confirmed"
+        } else {
+            "guessed_from_ticket"
+        };
+        assert_eq!(results[0]["decision"], expected, "{upload}");
+        assert_eq!(results[0]["repeated"], false);
+        assert_eq!(results[1]["error"]["kind"], "invalid_receipt", "{upload}");
+        assert!(!upload.to_string().contains(&code));
+
+        // Stop and start again: everything decided is still there.
+        server.stop();
+        let server = Server::start(&data, &engine);
+        let (status, upload) = server.post("/v1/receipts", &json!({"receipts": [receipt]}));
+        assert_eq!(status, 200);
+        assert_eq!(upload["results"][0]["decision"], expected);
+        assert_eq!(upload["results"][0]["repeated"], true);
+        let (status, delivery) = server.get("/v1/deliveries/PKG-1");
+        assert_eq!(status, 200);
+        let want_status = if expected == "confirmed" {
+            "confirmed"
+        } else {
+            "flagged"
+        };
+        assert_eq!(delivery["status"], want_status, "{delivery}");
+        assert_eq!(delivery["receipts"].as_array().unwrap().len(), 2);
+        assert!(!delivery.to_string().contains(&code));
+        let kinds: Vec<&str> = delivery["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds.first(), Some(&"issued"));
+        assert!(kinds.contains(&"receipt"));
+        // A closed delivery cannot be sent again.
+        let (status, closed) = server.post("/v1/deliveries/PKG-1/resend", &json!({}));
+        assert_eq!(
+            (status, closed["kind"].as_str()),
+            (409, Some("delivery_closed"))
+        );
+        server.stop();
     }
-
-    // The receipt, as the phone signs it.
-    let receipt = receipt_json(&device_key, &ticket, &code, Verification::Online, 2, now());
-    let (status, upload) = server.post(
-        "/v1/receipts",
-        &json!({"receipts": [receipt, "not a receipt"]}),
-    );
-    assert_eq!(status, 200, "{upload}");
-    let results = upload["results"].as_array().unwrap();
-    let expected = if first["outcome"] == "rejected" {
-        "confirmed"
-    } else {
-        "guessed_from_ticket"
-    };
-    assert_eq!(results[0]["decision"], expected, "{upload}");
-    assert_eq!(results[0]["repeated"], false);
-    assert_eq!(results[1]["error"]["kind"], "invalid_receipt", "{upload}");
-    assert!(!upload.to_string().contains(&code));
-
-    // Stop and start again: everything decided is still there.
-    server.stop();
-    let server = Server::start(&data);
-    let (status, upload) = server.post("/v1/receipts", &json!({"receipts": [receipt]}));
-    assert_eq!(status, 200);
-    assert_eq!(upload["results"][0]["decision"], expected);
-    assert_eq!(upload["results"][0]["repeated"], true);
-    let (status, delivery) = server.get("/v1/deliveries/PKG-1");
-    assert_eq!(status, 200);
-    let want_status = if expected == "confirmed" {
-        "confirmed"
-    } else {
-        "flagged"
-    };
-    assert_eq!(delivery["status"], want_status, "{delivery}");
-    assert_eq!(delivery["receipts"].as_array().unwrap().len(), 2);
-    assert!(!delivery.to_string().contains(&code));
-    let kinds: Vec<&str> = delivery["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds.first(), Some(&"issued"));
-    assert!(kinds.contains(&"receipt"));
-    // A closed delivery cannot be sent again.
-    let (status, closed) = server.post("/v1/deliveries/PKG-1/resend", &json!({}));
-    assert_eq!(
-        (status, closed["kind"].as_str()),
-        (409, Some("delivery_closed"))
-    );
-    server.stop();
 }
 
 #[test]
 fn resends_reassignments_and_revoked_devices() {
-    let server = Server::start(&data_dir("resend"));
-    server.post(
-        "/v1/devices",
-        &json!({"courier_id": "courier-1", "device_id": "phone-1"}),
-    );
-    let (_, issued) = server.post("/v1/deliveries", &issue_body("PKG-2", "courier-1"));
-    let first_code = code_in(&issued["message"]);
-    let (status, resent) = server.post("/v1/deliveries/PKG-2/resend", &json!({}));
-    assert_eq!(status, 200, "{resent}");
-    assert_eq!(resent["sequence"], 1);
-    let second_code = code_in(&resent["message"]);
-    // The first code stops counting once a new one is sent.
-    if first_code != second_code {
-        let (status, old) = server.post(
-            "/v1/deliveries/PKG-2/verify",
-            &json!({"courier_id": "courier-1", "device_id": "phone-1", "code": first_code}),
+    for engine in engines("resend") {
+        let label = match engine {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        };
+        let server = Server::start(&data_dir(&format!("resend-{label}")), &engine);
+        server.post(
+            "/v1/devices",
+            &json!({"courier_id": "courier-1", "device_id": "phone-1"}),
         );
-        assert_eq!(status, 200);
-        assert_ne!(old["outcome"], "confirmed", "{old}");
-    }
-    for _ in 0..2 {
+        let (_, issued) = server.post("/v1/deliveries", &issue_body("PKG-2", "courier-1"));
+        let first_code = code_in(&issued["message"]);
+        let (status, resent) = server.post("/v1/deliveries/PKG-2/resend", &json!({}));
+        assert_eq!(status, 200, "{resent}");
+        assert_eq!(resent["sequence"], 1);
+        let second_code = code_in(&resent["message"]);
+        // The first code stops counting once a new one is sent.
+        if first_code != second_code {
+            let (status, old) = server.post(
+                "/v1/deliveries/PKG-2/verify",
+                &json!({"courier_id": "courier-1", "device_id": "phone-1", "code": first_code}),
+            );
+            assert_eq!(status, 200);
+            assert_ne!(old["outcome"], "confirmed", "{old}");
+        }
+        for _ in 0..2 {
+            assert_eq!(
+                server.post("/v1/deliveries/PKG-2/resend", &json!({})).0,
+                200
+            );
+        }
+        let (status, limit) = server.post("/v1/deliveries/PKG-2/resend", &json!({}));
         assert_eq!(
-            server.post("/v1/deliveries/PKG-2/resend", &json!({})).0,
-            200
+            (status, limit["kind"].as_str()),
+            (429, Some("resend_limit"))
         );
+
+        // Reassigned: the first courier's check is refused.
+        let (status, moved) = server.post(
+            "/v1/deliveries/PKG-2/reassign",
+            &json!({"courier_id": "courier-2"}),
+        );
+        assert_eq!(status, 200, "{moved}");
+        let code = code_in(&moved["message"]);
+        let (status, refused) = server.post(
+            "/v1/deliveries/PKG-2/verify",
+            &json!({"courier_id": "courier-1", "device_id": "phone-1", "code": code}),
+        );
+        assert_eq!(
+            (status, refused["kind"].as_str()),
+            (403, Some("not_assigned")),
+            "{refused}"
+        );
+
+        // A revoked device is refused everywhere.
+        server.post(
+            "/v1/devices",
+            &json!({"courier_id": "courier-2", "device_id": "phone-9"}),
+        );
+        let (status, _, _) = server.send(
+            "DELETE",
+            "/v1/devices/courier-2/phone-9",
+            Some(&server.token),
+            None,
+        );
+        assert_eq!(status, 204);
+        let (status, revoked) = server.post(
+            "/v1/deliveries/PKG-2/verify",
+            &json!({"courier_id": "courier-2", "device_id": "phone-9", "code": code}),
+        );
+        assert_eq!(
+            (status, revoked["kind"].as_str()),
+            (403, Some("device_revoked")),
+            "{revoked}"
+        );
+        let (status, _) = server.get("/v1/devices/courier-2/phone-9/tickets");
+        assert_eq!(status, 403);
+        let (_, delivery) = server.get("/v1/deliveries/PKG-2");
+        assert_eq!(delivery["sequence"], 4);
+        assert_eq!(delivery["courier_id"], "courier-2");
+        server.stop();
     }
-    let (status, limit) = server.post("/v1/deliveries/PKG-2/resend", &json!({}));
-    assert_eq!(
-        (status, limit["kind"].as_str()),
-        (429, Some("resend_limit"))
-    );
-
-    // Reassigned: the first courier's check is refused.
-    let (status, moved) = server.post(
-        "/v1/deliveries/PKG-2/reassign",
-        &json!({"courier_id": "courier-2"}),
-    );
-    assert_eq!(status, 200, "{moved}");
-    let code = code_in(&moved["message"]);
-    let (status, refused) = server.post(
-        "/v1/deliveries/PKG-2/verify",
-        &json!({"courier_id": "courier-1", "device_id": "phone-1", "code": code}),
-    );
-    assert_eq!(
-        (status, refused["kind"].as_str()),
-        (403, Some("not_assigned")),
-        "{refused}"
-    );
-
-    // A revoked device is refused everywhere.
-    server.post(
-        "/v1/devices",
-        &json!({"courier_id": "courier-2", "device_id": "phone-9"}),
-    );
-    let (status, _, _) = server.send(
-        "DELETE",
-        "/v1/devices/courier-2/phone-9",
-        Some(&server.token),
-        None,
-    );
-    assert_eq!(status, 204);
-    let (status, revoked) = server.post(
-        "/v1/deliveries/PKG-2/verify",
-        &json!({"courier_id": "courier-2", "device_id": "phone-9", "code": code}),
-    );
-    assert_eq!(
-        (status, revoked["kind"].as_str()),
-        (403, Some("device_revoked")),
-        "{revoked}"
-    );
-    let (status, _) = server.get("/v1/devices/courier-2/phone-9/tickets");
-    assert_eq!(status, 403);
-    let (_, delivery) = server.get("/v1/deliveries/PKG-2");
-    assert_eq!(delivery["sequence"], 4);
-    assert_eq!(delivery["courier_id"], "courier-2");
-    server.stop();
 }
 
 #[test]
 fn bad_requests_get_problem_responses_and_change_nothing() {
-    let server = Server::start(&data_dir("bad"));
-    let problem = |status: u16, kind: &str, r: (u16, String, Value)| {
-        assert_eq!(r.0, status, "{kind}: {}", r.2);
-        assert_eq!(r.1, "application/problem+json", "{kind}");
-        assert_eq!(r.2["kind"], kind, "{}", r.2);
-        assert_eq!(r.2["status"], status);
-        assert!(r.2["type"].as_str().unwrap().ends_with(kind));
-    };
-    let body = issue_body("PKG-3", "courier-1").to_string();
-    problem(
-        401,
-        "unauthorized",
-        server.send("POST", "/v1/deliveries", None, Some(body.as_bytes())),
-    );
-    problem(
-        401,
-        "unauthorized",
-        server.send(
-            "POST",
-            "/v1/deliveries",
-            Some("dotp_nonsense"),
-            Some(body.as_bytes()),
-        ),
-    );
-    problem(
-        400,
-        "invalid_body",
-        server.send(
-            "POST",
-            "/v1/deliveries",
-            Some(&server.token),
-            Some(b"{not json"),
-        ),
-    );
-    let mut unknown = issue_body("PKG-3", "courier-1");
-    unknown["surprise"] = json!(1);
-    problem(
-        422,
-        "invalid_body",
-        server.send(
-            "POST",
-            "/v1/deliveries",
-            Some(&server.token),
-            Some(unknown.to_string().as_bytes()),
-        ),
-    );
-    let mut wrong_type = issue_body("PKG-3", "courier-1");
-    wrong_type["courier_id"] = json!(17);
-    problem(
-        422,
-        "invalid_body",
-        server.send(
-            "POST",
-            "/v1/deliveries",
-            Some(&server.token),
-            Some(wrong_type.to_string().as_bytes()),
-        ),
-    );
-    let huge = vec![b' '; delivery_otp_service::MAX_BODY_BYTES + 1];
-    problem(
-        413,
-        "body_too_large",
-        server.send("POST", "/v1/deliveries", Some(&server.token), Some(&huge)),
-    );
-    let mut both = issue_body("PKG-3", "courier-1");
-    both["contact"] = json!({"phone": "+441234567890", "email": "a@example.com"});
-    problem(
-        400,
-        "invalid_contact",
-        server.send(
-            "POST",
-            "/v1/deliveries",
-            Some(&server.token),
-            Some(both.to_string().as_bytes()),
-        ),
-    );
-    let mut bad_order = issue_body("PKG-3", "courier-1");
-    bad_order["order"]["method"] = json!("teleport");
-    problem(
-        400,
-        "invalid_order",
-        server.send(
-            "POST",
-            "/v1/deliveries",
-            Some(&server.token),
-            Some(bad_order.to_string().as_bytes()),
-        ),
-    );
-    problem(
-        404,
-        "no_such_path",
-        server.send("GET", "/v2/nothing", Some(&server.token), None),
-    );
-    problem(
-        404,
-        "unknown_delivery",
-        server.send("GET", "/v1/deliveries/PKG-3", Some(&server.token), None),
-    );
-    let many: Vec<String> = (0..101).map(|_| "x".to_string()).collect();
-    problem(
-        400,
-        "too_many_receipts",
-        server.send(
-            "POST",
-            "/v1/receipts",
-            Some(&server.token),
-            Some(json!({"receipts": many}).to_string().as_bytes()),
-        ),
-    );
-    problem(403, "forbidden", {
-        let (_, created) =
-            server.post("/v1/tokens", &json!({"name": "reader", "scopes": ["read"]}));
-        let reader = created["token"].as_str().unwrap().to_string();
-        server.send(
-            "POST",
-            "/v1/deliveries",
-            Some(&reader),
-            Some(body.as_bytes()),
-        )
-    });
-    problem(
-        404,
-        "unknown_delivery",
-        server.send(
-            "POST",
-            "/v1/deliveries/PKG-3/verify",
-            Some(&server.token),
-            Some(b"{\"courier_id\":\"c\",\"device_id\":\"d\",\"code\":\"1\"}"),
-        ),
-    );
-    // None of it created the delivery.
-    problem(
-        404,
-        "unknown_delivery",
-        server.send("GET", "/v1/deliveries/PKG-3", Some(&server.token), None),
-    );
-    server.stop();
+    for engine in engines("bad") {
+        let label = match engine {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        };
+        let server = Server::start(&data_dir(&format!("bad-{label}")), &engine);
+        let problem = |status: u16, kind: &str, r: (u16, String, Value)| {
+            assert_eq!(r.0, status, "{kind}: {}", r.2);
+            assert_eq!(r.1, "application/problem+json", "{kind}");
+            assert_eq!(r.2["kind"], kind, "{}", r.2);
+            assert_eq!(r.2["status"], status);
+            assert!(r.2["type"].as_str().unwrap().ends_with(kind));
+        };
+        let body = issue_body("PKG-3", "courier-1").to_string();
+        problem(
+            401,
+            "unauthorized",
+            server.send("POST", "/v1/deliveries", None, Some(body.as_bytes())),
+        );
+        problem(
+            401,
+            "unauthorized",
+            server.send(
+                "POST",
+                "/v1/deliveries",
+                Some("dotp_nonsense"),
+                Some(body.as_bytes()),
+            ),
+        );
+        problem(
+            400,
+            "invalid_body",
+            server.send(
+                "POST",
+                "/v1/deliveries",
+                Some(&server.token),
+                Some(b"{not json"),
+            ),
+        );
+        let mut unknown = issue_body("PKG-3", "courier-1");
+        unknown["surprise"] = json!(1);
+        problem(
+            422,
+            "invalid_body",
+            server.send(
+                "POST",
+                "/v1/deliveries",
+                Some(&server.token),
+                Some(unknown.to_string().as_bytes()),
+            ),
+        );
+        let mut wrong_type = issue_body("PKG-3", "courier-1");
+        wrong_type["courier_id"] = json!(17);
+        problem(
+            422,
+            "invalid_body",
+            server.send(
+                "POST",
+                "/v1/deliveries",
+                Some(&server.token),
+                Some(wrong_type.to_string().as_bytes()),
+            ),
+        );
+        let huge = vec![b' '; delivery_otp_service::MAX_BODY_BYTES + 1];
+        problem(
+            413,
+            "body_too_large",
+            server.send("POST", "/v1/deliveries", Some(&server.token), Some(&huge)),
+        );
+        let mut both = issue_body("PKG-3", "courier-1");
+        both["contact"] = json!({"phone": "+441234567890", "email": "a@example.com"});
+        problem(
+            400,
+            "invalid_contact",
+            server.send(
+                "POST",
+                "/v1/deliveries",
+                Some(&server.token),
+                Some(both.to_string().as_bytes()),
+            ),
+        );
+        let mut bad_order = issue_body("PKG-3", "courier-1");
+        bad_order["order"]["method"] = json!("teleport");
+        problem(
+            400,
+            "invalid_order",
+            server.send(
+                "POST",
+                "/v1/deliveries",
+                Some(&server.token),
+                Some(bad_order.to_string().as_bytes()),
+            ),
+        );
+        problem(
+            404,
+            "no_such_path",
+            server.send("GET", "/v2/nothing", Some(&server.token), None),
+        );
+        problem(
+            404,
+            "unknown_delivery",
+            server.send("GET", "/v1/deliveries/PKG-3", Some(&server.token), None),
+        );
+        let many: Vec<String> = (0..101).map(|_| "x".to_string()).collect();
+        problem(
+            400,
+            "too_many_receipts",
+            server.send(
+                "POST",
+                "/v1/receipts",
+                Some(&server.token),
+                Some(json!({"receipts": many}).to_string().as_bytes()),
+            ),
+        );
+        problem(403, "forbidden", {
+            let (_, created) =
+                server.post("/v1/tokens", &json!({"name": "reader", "scopes": ["read"]}));
+            let reader = created["token"].as_str().unwrap().to_string();
+            server.send(
+                "POST",
+                "/v1/deliveries",
+                Some(&reader),
+                Some(body.as_bytes()),
+            )
+        });
+        problem(
+            404,
+            "unknown_delivery",
+            server.send(
+                "POST",
+                "/v1/deliveries/PKG-3/verify",
+                Some(&server.token),
+                Some(b"{\"courier_id\":\"c\",\"device_id\":\"d\",\"code\":\"1\"}"),
+            ),
+        );
+        // None of it created the delivery.
+        problem(
+            404,
+            "unknown_delivery",
+            server.send("GET", "/v1/deliveries/PKG-3", Some(&server.token), None),
+        );
+        server.stop();
+    }
 }
 
 #[test]
 fn the_served_openapi_document_is_the_committed_one() {
-    let server = Server::start(&data_dir("openapi"));
+    let server = Server::start(&data_dir("openapi"), &Engine::Sqlite);
     let (status, kind, served) = server.send("GET", "/openapi.json", None, None);
     assert_eq!((status, kind.as_str()), (200, "application/json"));
     let committed: Value = serde_json::from_str(
@@ -598,4 +659,70 @@ fn the_served_openapi_document_is_the_committed_one() {
     let (status, _, ready) = server.send("GET", "/readyz", None, None);
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
     server.stop();
+}
+
+/// Two instances on one PostgreSQL database, as a courier company scales
+/// out: 16 wrong codes sent at once, half to each, are counted against one
+/// limit, and the right code afterwards is locked out.
+#[test]
+fn two_instances_on_postgres_share_one_attempt_count() {
+    let engine = Engine::Postgres(fresh_postgres("two"));
+    let data = data_dir("two");
+    let a = Server::start(&data, &engine);
+    let b = Server::start(&data, &engine);
+    a.post(
+        "/v1/devices",
+        &json!({"courier_id": "courier-1", "device_id": "phone-1"}),
+    );
+    let (status, issued) = b.post("/v1/deliveries", &issue_body("PKG-TWO", "courier-1"));
+    assert_eq!(status, 201, "{issued}");
+    let code = code_in(&issued["message"]);
+    let ticket = Ticket::from_json(issued["ticket"].as_str().unwrap()).unwrap();
+    // Wrong codes that do not match the ticket's hash: plain rejections.
+    let wrong: Vec<String> = (0..1_000_000u32)
+        .map(|c| format!("{c:06}"))
+        .filter(|c| *c != code && !ticket.hash_matches(c))
+        .take(16)
+        .collect();
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = wrong
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let server = if i % 2 == 0 { &a } else { &b };
+                scope.spawn(move || {
+                    server.post(
+                        "/v1/deliveries/PKG-TWO/verify",
+                        &json!({"courier_id": "courier-1", "device_id": "phone-1", "code": c}),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let limit = ticket.max_attempts() as usize;
+    let compared = answers
+        .iter()
+        .filter(|(status, body)| *status == 200 && body["outcome"] == "rejected")
+        .count();
+    let locked = answers
+        .iter()
+        .filter(|(status, body)| *status == 429 && body["kind"] == "locked_out")
+        .count();
+    assert!(
+        compared <= limit,
+        "{compared} wrong codes compared for a limit of {limit}: {answers:?}"
+    );
+    assert_eq!(compared + locked, 16, "{answers:?}");
+    let (status, right) = a.post(
+        "/v1/deliveries/PKG-TWO/verify",
+        &json!({"courier_id": "courier-1", "device_id": "phone-1", "code": code}),
+    );
+    assert_eq!(
+        (status, right["kind"].as_str()),
+        (429, Some("locked_out")),
+        "{right}"
+    );
+    a.stop();
+    b.stop();
 }
