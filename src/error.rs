@@ -296,6 +296,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A device's request signature that is missing, malformed, outside the
+    /// time window, or does not match the request.
+    #[error("invalid request signature: {reason}")]
+    InvalidRequestSignature {
+        /// What is wrong with it (never the key).
+        reason: String,
+    },
+
     /// Risk-policy rules that cannot be used.
     #[error("invalid policy rules at {field}: {reason}")]
     InvalidPolicy {
@@ -385,6 +393,7 @@ impl Error {
             Error::ReceiptMacMismatch => "receipt_mac_mismatch",
             Error::ReceiptConflict { .. } => "receipt_conflict",
             Error::InvalidDeviceKey { .. } => "invalid_device_key",
+            Error::InvalidRequestSignature { .. } => "invalid_request_signature",
             Error::InvalidPolicy { .. } => "invalid_policy",
             Error::InvalidOrder { .. } => "invalid_order",
             Error::InvalidTemplate { .. } => "invalid_template",

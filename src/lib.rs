@@ -51,6 +51,7 @@ pub use proof::receipt::{
     DeviceKey, Location, NotDeliveredReason, Receipt, ReceiptDraft, ReceiptOutcome, Verification,
 };
 pub use proof::reconcile::{Decision, Reconciliation};
+pub use proof::request::SignedRequest;
 pub use store::attempts::{AttemptStore, InMemoryAttemptStore};
 pub use store::device_state::{InMemoryStateStore, StateStore};
 #[cfg(feature = "redis")]

@@ -245,6 +245,11 @@ pub enum OtpError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A device's request signature that does not hold.
+    InvalidRequestSignature {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Risk-policy rules that cannot be used.
     InvalidPolicy {
         /// The field.
@@ -351,6 +356,7 @@ error_mapping! {
     ReceiptMacMismatch,
     ReceiptConflict { fields },
     InvalidDeviceKey { reason },
+    InvalidRequestSignature { reason },
     InvalidPolicy { field, reason },
     InvalidOrder { field, reason },
     InvalidTemplate { field, reason },

@@ -53,6 +53,25 @@ impl DeviceKey {
     pub fn device_id(&self) -> String {
         self.inner.device_id().to_string()
     }
+
+    /// The `Authorization` header for a request to the service: `method`
+    /// as sent (`POST`), `path` with its query (`/v1/receipts`), the
+    /// device's unix time in seconds, and the exact body bytes (empty for
+    /// none). The service accepts it within 300 seconds of its clock, once.
+    pub fn sign_request(
+        &self,
+        method: String,
+        path: String,
+        timestamp: u64,
+        body: Vec<u8>,
+    ) -> String {
+        self.inner.sign_request(&method, &path, timestamp, &body)
+    }
+
+    /// `signRequest` at the device's current time.
+    pub fn sign_request_now(&self, method: String, path: String, body: Vec<u8>) -> String {
+        self.sign_request(method, path, super::now(), body)
+    }
 }
 
 /// Why a parcel was not handed over.

@@ -74,7 +74,7 @@ const MAX_PARTY_ID_BYTES: usize = 64;
 const MAX_NOTE_BYTES: usize = 500;
 const MAX_APP_BYTES: usize = 64;
 
-fn decode_32(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn decode_32(text: &str) -> Option<[u8; 32]> {
     let bytes = Zeroizing::new(base32::decode(
         base32::Alphabet::Rfc4648 { padding: false },
         text,
@@ -235,6 +235,11 @@ impl DeviceKey {
     /// The device this key belongs to.
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// The MAC of one request's signing parts (see `crate::proof::request`).
+    pub(crate) fn request_mac(&self, domain: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+        self.mac.sign(domain, parts)
     }
 
     /// Makes the receipt for `draft`, signed with this key.

@@ -152,7 +152,7 @@ impl Backend {
     /// The device key of `courier_id` on `device_id` under master key
     /// `key_id`, from the cache or derived and kept (see
     /// [`DEVICE_KEY_CACHE_MAX`]).
-    fn device_key_for(
+    pub(crate) fn device_key_for(
         &self,
         key_id: &str,
         courier_id: &str,

@@ -1088,6 +1088,19 @@ public protocol DeviceKeyProtocol: AnyObject, Sendable {
     func keyId()  -> String
     
     /**
+     * The `Authorization` header for a request to the service: `method`
+     * as sent (`POST`), `path` with its query (`/v1/receipts`), the
+     * device's unix time in seconds, and the exact body bytes (empty for
+     * none). The service accepts it within 300 seconds of its clock, once.
+     */
+    func signRequest(method: String, path: String, timestamp: UInt64, body: Data)  -> String
+    
+    /**
+     * `signRequest` at the device's current time.
+     */
+    func signRequestNow(method: String, path: String, body: Data)  -> String
+    
+    /**
      * The JSON to hand to the app (it holds the key: store it securely).
      */
     func toJson()  -> String
@@ -1198,6 +1211,40 @@ open func keyId() -> String  {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_devicekey_key_id(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The `Authorization` header for a request to the service: `method`
+     * as sent (`POST`), `path` with its query (`/v1/receipts`), the
+     * device's unix time in seconds, and the exact body bytes (empty for
+     * none). The service accepts it within 300 seconds of its clock, once.
+     */
+open func signRequest(method: String, path: String, timestamp: UInt64, body: Data) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicekey_sign_request(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(method),
+        FfiConverterString.lower(path),
+        FfiConverterUInt64.lower(timestamp),
+        FfiConverterData.lower(body),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `signRequest` at the device's current time.
+     */
+open func signRequestNow(method: String, path: String, body: Data) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicekey_sign_request_now(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(method),
+        FfiConverterString.lower(path),
+        FfiConverterData.lower(body),uniffiCallStatus
     )
 })
 }
@@ -6491,6 +6538,11 @@ enum OtpError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case InvalidDeviceKey(message: String)
     
     /**
+     * A device's request signature that does not hold.
+     */
+    case InvalidRequestSignature(message: String)
+    
+    /**
      * Risk-policy rules that cannot be used.
      */
     case InvalidPolicy(message: String)
@@ -6712,23 +6764,27 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
             message: try FfiConverterString.read(from: &buf)
         )
         
-        case 43: return .InvalidPolicy(
+        case 43: return .InvalidRequestSignature(
             message: try FfiConverterString.read(from: &buf)
         )
         
-        case 44: return .InvalidOrder(
+        case 44: return .InvalidPolicy(
             message: try FfiConverterString.read(from: &buf)
         )
         
-        case 45: return .InvalidTemplate(
+        case 45: return .InvalidOrder(
             message: try FfiConverterString.read(from: &buf)
         )
         
-        case 46: return .InvalidContact(
+        case 46: return .InvalidTemplate(
             message: try FfiConverterString.read(from: &buf)
         )
         
-        case 47: return .Overflow(
+        case 47: return .InvalidContact(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 48: return .Overflow(
             message: try FfiConverterString.read(from: &buf)
         )
         
@@ -6827,16 +6883,18 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(41))
         case .InvalidDeviceKey(_ /* message is ignored*/):
             writeInt(&buf, Int32(42))
-        case .InvalidPolicy(_ /* message is ignored*/):
+        case .InvalidRequestSignature(_ /* message is ignored*/):
             writeInt(&buf, Int32(43))
-        case .InvalidOrder(_ /* message is ignored*/):
+        case .InvalidPolicy(_ /* message is ignored*/):
             writeInt(&buf, Int32(44))
-        case .InvalidTemplate(_ /* message is ignored*/):
+        case .InvalidOrder(_ /* message is ignored*/):
             writeInt(&buf, Int32(45))
-        case .InvalidContact(_ /* message is ignored*/):
+        case .InvalidTemplate(_ /* message is ignored*/):
             writeInt(&buf, Int32(46))
-        case .Overflow(_ /* message is ignored*/):
+        case .InvalidContact(_ /* message is ignored*/):
             writeInt(&buf, Int32(47))
+        case .Overflow(_ /* message is ignored*/):
+            writeInt(&buf, Int32(48))
 
         
         }
@@ -8022,6 +8080,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_devicekey_key_id() != 58054) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_devicekey_sign_request() != 268) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_devicekey_sign_request_now() != 35021) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_devicekey_to_json() != 51460) {

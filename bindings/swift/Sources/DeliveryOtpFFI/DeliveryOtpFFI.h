@@ -805,6 +805,16 @@ RustBuffer uniffi_delivery_otp_fn_method_devicekey_device_id(uint64_t ptr, RustC
 RustBuffer uniffi_delivery_otp_fn_method_devicekey_key_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_SIGN_REQUEST
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_SIGN_REQUEST
+RustBuffer uniffi_delivery_otp_fn_method_devicekey_sign_request(uint64_t ptr, RustBuffer method, RustBuffer path, uint64_t timestamp, RustBuffer body, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_SIGN_REQUEST_NOW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_SIGN_REQUEST_NOW
+RustBuffer uniffi_delivery_otp_fn_method_devicekey_sign_request_now(uint64_t ptr, RustBuffer method, RustBuffer path, RustBuffer body, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_TO_JSON
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_TO_JSON
 RustBuffer uniffi_delivery_otp_fn_method_devicekey_to_json(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -1633,6 +1643,18 @@ uint16_t uniffi_delivery_otp_checksum_method_devicekey_device_id(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_KEY_ID
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_KEY_ID
 uint16_t uniffi_delivery_otp_checksum_method_devicekey_key_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_SIGN_REQUEST
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_SIGN_REQUEST
+uint16_t uniffi_delivery_otp_checksum_method_devicekey_sign_request(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_SIGN_REQUEST_NOW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICEKEY_SIGN_REQUEST_NOW
+uint16_t uniffi_delivery_otp_checksum_method_devicekey_sign_request_now(void
     
 );
 #endif

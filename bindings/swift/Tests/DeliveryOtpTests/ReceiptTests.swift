@@ -178,4 +178,15 @@ final class ReceiptTests: XCTestCase {
         XCTAssertEqual(try locationFromDegrees(latitude: 51.5074, longitude: -0.1278, accuracyM: 12),
                        Location(latMicrodegrees: 51507400, lonMicrodegrees: -127800, accuracyM: 12))
     }
+
+    func testRequestSignaturesMatchTheVectors() throws {
+        let cases = try Vectors.cases("device-requests.json")
+        XCTAssertEqual(cases.count, 4)
+        for c in cases {
+            let key = try DeviceKey.fromJson(json: c.str("device_key"))
+            let header = key.signRequest(method: c.str("method"), path: c.str("path"),
+                                         timestamp: c.u64("timestamp"), body: Data(c.str("body").utf8))
+            XCTAssertEqual(header, c.str("authorization"), c.str("name"))
+        }
+    }
 }

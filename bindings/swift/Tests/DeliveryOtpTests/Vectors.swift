@@ -104,6 +104,7 @@ func kind(_ error: OtpError) -> (String, String) {
     case .ReceiptMacMismatch(let m): return ("receipt_mac_mismatch", m)
     case .ReceiptConflict(let m): return ("receipt_conflict", m)
     case .InvalidDeviceKey(let m): return ("invalid_device_key", m)
+    case .InvalidRequestSignature(let m): return ("invalid_request_signature", m)
     case .InvalidPolicy(let m): return ("invalid_policy", m)
     case .InvalidOrder(let m): return ("invalid_order", m)
     case .InvalidTemplate(let m): return ("invalid_template", m)

@@ -833,6 +833,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_method_devicekey_key_id(
     ): Int
+    external fun uniffi_delivery_otp_checksum_method_devicekey_sign_request(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_devicekey_sign_request_now(
+    ): Int
     external fun uniffi_delivery_otp_checksum_method_devicekey_to_json(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_receipt_app_version(
@@ -1127,6 +1131,10 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_method_devicekey_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_devicekey_key_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_devicekey_sign_request(`ptr`: Long,`method`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`timestamp`: Long,`body`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_devicekey_sign_request_now(`ptr`: Long,`method`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`body`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_devicekey_to_json(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1512,6 +1520,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_devicekey_key_id() and 0xFFFF) != 58054) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_sign_request() and 0xFFFF) != 268) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_sign_request_now() and 0xFFFF) != 35021) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_devicekey_to_json() and 0xFFFF) != 51460) {
@@ -2742,6 +2756,19 @@ public interface DeviceKeyInterface {
     fun `keyId`(): kotlin.String
     
     /**
+     * The `Authorization` header for a request to the service: `method`
+     * as sent (`POST`), `path` with its query (`/v1/receipts`), the
+     * device's unix time in seconds, and the exact body bytes (empty for
+     * none). The service accepts it within 300 seconds of its clock, once.
+     */
+    fun `signRequest`(`method`: kotlin.String, `path`: kotlin.String, `timestamp`: kotlin.ULong, `body`: kotlin.ByteArray): kotlin.String
+    
+    /**
+     * `signRequest` at the device's current time.
+     */
+    fun `signRequestNow`(`method`: kotlin.String, `path`: kotlin.String, `body`: kotlin.ByteArray): kotlin.String
+    
+    /**
      * The JSON to hand to the app (it holds the key: store it securely).
      */
     fun `toJson`(): kotlin.String
@@ -2897,6 +2924,48 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
     UniffiLib.uniffi_delivery_otp_fn_method_devicekey_key_id(
         it,
         _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The `Authorization` header for a request to the service: `method`
+     * as sent (`POST`), `path` with its query (`/v1/receipts`), the
+     * device's unix time in seconds, and the exact body bytes (empty for
+     * none). The service accepts it within 300 seconds of its clock, once.
+     */override fun `signRequest`(`method`: kotlin.String, `path`: kotlin.String, `timestamp`: kotlin.ULong, `body`: kotlin.ByteArray): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicekey_sign_request(
+        it,
+        
+        FfiConverterString.lower(`method`),
+        FfiConverterString.lower(`path`),
+        FfiConverterULong.lower(`timestamp`),
+        FfiConverterByteArray.lower(`body`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `signRequest` at the device's current time.
+     */override fun `signRequestNow`(`method`: kotlin.String, `path`: kotlin.String, `body`: kotlin.ByteArray): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicekey_sign_request_now(
+        it,
+        
+        FfiConverterString.lower(`method`),
+        FfiConverterString.lower(`path`),
+        FfiConverterByteArray.lower(`body`),_status)
 }
     }
     )
@@ -9646,6 +9715,11 @@ sealed class OtpException(message: String): kotlin.Exception(message) {
         class InvalidDeviceKey(message: String) : OtpException(message)
         
     /**
+     * A device's request signature that does not hold.
+     */
+        class InvalidRequestSignature(message: String) : OtpException(message)
+        
+    /**
      * Risk-policy rules that cannot be used.
      */
         class InvalidPolicy(message: String) : OtpException(message)
@@ -9725,11 +9799,12 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             40 -> OtpException.ReceiptMacMismatch(FfiConverterString.read(buf))
             41 -> OtpException.ReceiptConflict(FfiConverterString.read(buf))
             42 -> OtpException.InvalidDeviceKey(FfiConverterString.read(buf))
-            43 -> OtpException.InvalidPolicy(FfiConverterString.read(buf))
-            44 -> OtpException.InvalidOrder(FfiConverterString.read(buf))
-            45 -> OtpException.InvalidTemplate(FfiConverterString.read(buf))
-            46 -> OtpException.InvalidContact(FfiConverterString.read(buf))
-            47 -> OtpException.Overflow(FfiConverterString.read(buf))
+            43 -> OtpException.InvalidRequestSignature(FfiConverterString.read(buf))
+            44 -> OtpException.InvalidPolicy(FfiConverterString.read(buf))
+            45 -> OtpException.InvalidOrder(FfiConverterString.read(buf))
+            46 -> OtpException.InvalidTemplate(FfiConverterString.read(buf))
+            47 -> OtpException.InvalidContact(FfiConverterString.read(buf))
+            48 -> OtpException.Overflow(FfiConverterString.read(buf))
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
         
@@ -9909,24 +9984,28 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
                 buf.putInt(42)
                 Unit
             }
-            is OtpException.InvalidPolicy -> {
+            is OtpException.InvalidRequestSignature -> {
                 buf.putInt(43)
                 Unit
             }
-            is OtpException.InvalidOrder -> {
+            is OtpException.InvalidPolicy -> {
                 buf.putInt(44)
                 Unit
             }
-            is OtpException.InvalidTemplate -> {
+            is OtpException.InvalidOrder -> {
                 buf.putInt(45)
                 Unit
             }
-            is OtpException.InvalidContact -> {
+            is OtpException.InvalidTemplate -> {
                 buf.putInt(46)
                 Unit
             }
-            is OtpException.Overflow -> {
+            is OtpException.InvalidContact -> {
                 buf.putInt(47)
+                Unit
+            }
+            is OtpException.Overflow -> {
+                buf.putInt(48)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }

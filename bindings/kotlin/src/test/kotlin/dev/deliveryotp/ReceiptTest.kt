@@ -165,4 +165,16 @@ class ReceiptTest {
         assertFailsWith<OtpException.InvalidReceipt> { locationFromDegrees(91.0, 0.0, 5u) }
         assertEquals(Location(51507400, -127800, 12u), locationFromDegrees(51.5074, -0.1278, 12u))
     }
+
+    @Test
+    fun requestSignaturesMatchTheVectors() {
+        val cases = Vectors.cases("device-requests.json")
+        assertEquals(4, cases.size)
+        for (c in cases) {
+            DeviceKey.fromJson(c.str("device_key")).use { key ->
+                val header = key.signRequest(c.str("method"), c.str("path"), c.u64("timestamp"), c.str("body").toByteArray(Charsets.UTF_8))
+                assertEquals(c.str("authorization"), header, c.str("name"))
+            }
+        }
+    }
 }

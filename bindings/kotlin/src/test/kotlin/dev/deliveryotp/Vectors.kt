@@ -79,6 +79,7 @@ fun kind(e: OtpException): String = when (e) {
     is OtpException.ReceiptMacMismatch -> "receipt_mac_mismatch"
     is OtpException.ReceiptConflict -> "receipt_conflict"
     is OtpException.InvalidDeviceKey -> "invalid_device_key"
+    is OtpException.InvalidRequestSignature -> "invalid_request_signature"
     is OtpException.InvalidPolicy -> "invalid_policy"
     is OtpException.InvalidOrder -> "invalid_order"
     is OtpException.InvalidTemplate -> "invalid_template"
