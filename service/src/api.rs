@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
-use crate::auth::{sha256_hex, Caller};
+use crate::auth::{sha256_hex, Actor, Caller, Signed};
 use crate::db::{self, DeliveryRow, Tx};
 use crate::problem::{Problem, ProblemBody};
 use crate::{now, AppState};
@@ -533,14 +533,16 @@ pub struct VerifyResponse {
         (status = 404, description = "Unknown delivery", body = ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "Locked out: too many wrong codes", body = ProblemBody, content_type = "application/problem+json"),
     ),
-    security(("token" = ["verify"])))]
+    security(("token" = ["verify"]), ("device" = [])))]
 pub async fn verify_code(
     State(state): State<AppState>,
-    caller: Caller,
     Path(delivery_id): Path<String>,
-    ApiJson(req): ApiJson<VerifyRequest>,
+    signed: Signed<VerifyRequest>,
 ) -> Result<Response, Problem> {
-    caller.require("verify")?;
+    let req = signed.body;
+    signed
+        .actor
+        .may_act_for("verify", &req.courier_id, &req.device_id)?;
     let now = now();
     let st = state.clone();
     let outcome = db::transaction(&state.db, move |tx| {
@@ -583,10 +585,11 @@ pub async fn verify_code(
             .with("until", until.into()));
         }
         OnlineOutcome::NotAssigned => {
-            return Err(
-                Problem::forbidden("this delivery is assigned to another courier")
-                    .with("kind", "not_assigned".into()),
-            );
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "not_assigned",
+                "this delivery is assigned to another courier",
+            ));
         }
         OnlineOutcome::Expired { at } => VerifyResponse {
             at: Some(at),
@@ -615,14 +618,19 @@ fn online_name(o: &OnlineOutcome) -> &'static str {
     }
 }
 
-fn device_may_act(tx: &Tx, courier_id: &str, device_id: &str) -> Result<(), Problem> {
+pub(crate) fn device_may_act(tx: &Tx, courier_id: &str, device_id: &str) -> Result<(), Problem> {
     match tx.device_active(courier_id, device_id)? {
         Some(true) => Ok(()),
-        Some(false) => {
-            Err(Problem::forbidden("this device was revoked").with("kind", "device_revoked".into()))
-        }
-        None => Err(Problem::forbidden("this device was never provisioned")
-            .with("kind", "device_not_provisioned".into())),
+        Some(false) => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "device_revoked",
+            "this device was revoked",
+        )),
+        None => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "device_not_provisioned",
+            "this device was never provisioned",
+        )),
     }
 }
 
@@ -687,13 +695,15 @@ fn status_after(decision: &Decision) -> Option<&'static str> {
         (status = 400, description = "Not a batch of receipts, or over 100", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Over 1 MiB", body = ProblemBody, content_type = "application/problem+json"),
     ),
-    security(("token" = ["receipts"])))]
+    security(("token" = ["receipts"]), ("device" = [])))]
 pub async fn upload_receipts(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(req): ApiJson<UploadRequest>,
+    signed: Signed<UploadRequest>,
 ) -> Result<Response, Problem> {
-    caller.require("receipts")?;
+    let (actor, req) = (signed.actor, signed.body);
+    if let Actor::Backend(caller) = &actor {
+        caller.require("receipts")?;
+    }
     if req.receipts.len() > MAX_RECEIPTS_PER_UPLOAD {
         return Err(Problem::bad_request(
             "too_many_receipts",
@@ -704,7 +714,9 @@ pub async fn upload_receipts(
     for (index, body) in req.receipts.into_iter().enumerate() {
         let now = now();
         let st = state.clone();
-        let outcome = db::transaction(&state.db, move |tx| judge(&st, tx, &body, now)).await;
+        let signer = actor.clone();
+        let outcome =
+            db::transaction(&state.db, move |tx| judge(&st, tx, &signer, &body, now)).await;
         let result = match outcome {
             Ok((delivery_id, decision, repeated, explanation)) => {
                 metrics::counter!("delivery_otp_decisions_total", "kind" => decision.kind())
@@ -740,10 +752,14 @@ pub async fn upload_receipts(
 fn judge(
     state: &AppState,
     tx: &Arc<Tx>,
+    actor: &Actor,
     body: &str,
     now: u64,
 ) -> Result<(String, Decision, bool, String), Problem> {
     let receipt = Receipt::from_json(body)?;
+    if let Actor::Device { .. } = actor {
+        actor.may_act_for("receipts", receipt.courier_id(), receipt.device_id())?;
+    }
     let delivery_id = receipt.delivery_id().to_string();
     tx.lock(&delivery_id)?;
     let row = tx.delivery(&delivery_id)?.ok_or_else(|| {
@@ -868,13 +884,13 @@ pub struct TicketsResponse {
         (status = 200, description = "The tickets", body = TicketsResponse),
         (status = 403, description = "A device not provisioned or revoked", body = ProblemBody, content_type = "application/problem+json"),
     ),
-    security(("token" = ["read"])))]
+    security(("token" = ["read"]), ("device" = [])))]
 pub async fn get_tickets(
     State(state): State<AppState>,
-    caller: Caller,
     Path((courier_id, device_id)): Path<(String, String)>,
+    signed: Signed<()>,
 ) -> Result<Response, Problem> {
-    caller.require("read")?;
+    signed.actor.may_act_for("read", &courier_id, &device_id)?;
     let tickets = db::transaction(&state.db, move |tx| {
         device_may_act(tx, &courier_id, &device_id)?;
         Ok(tx.open_tickets(&courier_id)?)

@@ -1,11 +1,15 @@
-//! Who may call: backend callers with API tokens, each with scopes. A token
-//! is 256 random bits; the database keeps only its SHA-256, so a copy of the
-//! database cannot call the API.
+//! Who may call: backend callers with API tokens, each with scopes, and
+//! courier devices that sign each request with their device key. A token is
+//! 256 random bits; the database keeps only its SHA-256, so a copy of the
+//! database cannot call the API. A device signature is checked against the
+//! request's method, path, time and body, must come from a provisioned
+//! device that is not revoked, and is accepted once.
 
-use axum::extract::FromRequestParts;
-use axum::http::header;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use rand::TryRng;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -82,5 +86,118 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             scopes: scopes.split_whitespace().map(str::to_string).collect(),
         })
+    }
+}
+
+/// Who sent a request that devices may send.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    /// A backend caller with a token.
+    Backend(Caller),
+    /// A courier's device, by its signature.
+    Device {
+        /// The courier.
+        courier_id: String,
+        /// The device.
+        device_id: String,
+    },
+}
+
+impl Actor {
+    /// Whether a device (if it is one) is this courier's device; a backend
+    /// caller needs `scope`.
+    ///
+    /// # Errors
+    /// `forbidden` for a token without the scope or another device.
+    pub fn may_act_for(
+        &self,
+        scope: &str,
+        courier_id: &str,
+        device_id: &str,
+    ) -> Result<(), Problem> {
+        match self {
+            Actor::Backend(caller) => caller.require(scope),
+            Actor::Device {
+                courier_id: c,
+                device_id: d,
+            } if c == courier_id && d == device_id => Ok(()),
+            Actor::Device { .. } => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "not_signer",
+                "a device may act only for itself",
+            )),
+        }
+    }
+}
+
+/// A request devices may send: its sender (a token or a device signature
+/// over the exact body) and its JSON body (`null` when there is none).
+pub struct Signed<T> {
+    /// Who sent it.
+    pub actor: Actor,
+    /// The body.
+    pub body: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Problem> {
+        let (mut parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the body is over 1 MiB",
+                )
+            })?;
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let actor = if authorization.starts_with(delivery_otp::proof::request::SCHEME) {
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let now = crate::now();
+            let signed = state
+                .backend
+                .verify_request(authorization, parts.method.as_str(), path, &bytes, now)
+                .map_err(|e| Problem::new(StatusCode::UNAUTHORIZED, e.kind(), e.to_string()))?;
+            let expires = signed.timestamp.saturating_add(
+                delivery_otp::proof::request::REQUEST_WINDOW_SECS.saturating_mul(2),
+            );
+            let (courier_id, device_id) = (signed.courier_id.clone(), signed.device_id.clone());
+            crate::db::transaction(&state.db, move |tx| {
+                crate::api::device_may_act(tx, &signed.courier_id, &signed.device_id)?;
+                if !tx.remember_signature(&signed.signature, expires, now)? {
+                    return Err(Problem::new(
+                        StatusCode::UNAUTHORIZED,
+                        "replayed_request",
+                        "this signed request was already received",
+                    ));
+                }
+                Ok(())
+            })
+            .await?;
+            Actor::Device {
+                courier_id,
+                device_id,
+            }
+        } else {
+            Actor::Backend(Caller::from_request_parts(&mut parts, state).await?)
+        };
+        let text: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        let body = serde_json::from_slice(text).map_err(|e| {
+            let status = if e.is_data() {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            let detail: String = e.to_string().chars().take(300).collect();
+            Problem::new(status, "invalid_body", detail)
+        })?;
+        Ok(Signed { actor, body })
     }
 }

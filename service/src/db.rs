@@ -554,6 +554,33 @@ impl Tx {
         rows.iter().map(|r| r.try_get("ticket")).collect()
     }
 
+    /// Records a device request's signature until `expires_at`; `false`
+    /// when it was already recorded (a replay). Forgets expired ones.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn remember_signature(
+        &self,
+        signature: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query("DELETE FROM request_signatures WHERE expires_at < $1")
+                .bind(to_i64(now)?)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "INSERT INTO request_signatures (signature, expires_at) VALUES ($1, $2) ON CONFLICT (signature) DO NOTHING",
+            )
+            .bind(signature)
+            .bind(to_i64(expires_at)?)
+            .execute(&mut *conn)
+            .await
+            .map(|r| r.rows_affected() == 1)
+        })
+    }
+
     /// The scopes of the unrevoked token with this hash.
     ///
     /// # Errors

@@ -141,6 +141,16 @@ impl utoipa::Modify for TokenAuth {
             "token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "device",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "Authorization",
+                    "A courier device's signature, `DeliveryOtp-Device v=1,kid=..,courier=..,device=..,ts=..,sig=..`, \
+                     over the method, path, time and body (DeviceKey.signRequest in the apps).",
+                ),
+            )),
+        );
     }
 }
 

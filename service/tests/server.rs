@@ -109,9 +109,19 @@ impl Server {
         token: Option<&str>,
         body: Option<&[u8]>,
     ) -> (u16, String, Value) {
+        self.send_auth(method, path, token.map(|t| format!("Bearer {t}")), body)
+    }
+
+    /// A request with this `Authorization` header (a device's signature).
+    fn send_auth(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<String>,
+        body: Option<&[u8]>,
+    ) -> (u16, String, Value) {
         let agent = Self::agent();
         let url = format!("{}{path}", self.base);
-        let auth = token.map(|t| format!("Bearer {t}"));
         let mut response = match (method, body) {
             ("GET", _) => {
                 let mut r = agent.get(&url);
@@ -725,4 +735,151 @@ fn two_instances_on_postgres_share_one_attempt_count() {
     );
     a.stop();
     b.stop();
+}
+
+/// A device signs its own requests: no token on the phone, no speaking for
+/// another device, each signature once, within its time, and only while the
+/// device is provisioned. Nothing a refused request carries is counted.
+#[test]
+fn devices_sign_their_own_requests() {
+    for engine in engines("signed") {
+        let label = match engine {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        };
+        let server = Server::start(&data_dir(&format!("signed-{label}")), &engine);
+        let (_, device) = server.post(
+            "/v1/devices",
+            &json!({"courier_id": "courier-5", "device_id": "phone-5"}),
+        );
+        let key = DeviceKey::from_json(device["device_key"].as_str().unwrap()).unwrap();
+        server.post(
+            "/v1/devices",
+            &json!({"courier_id": "courier-6", "device_id": "phone-6"}),
+        );
+        let (_, issued) = server.post("/v1/deliveries", &issue_body("PKG-S", "courier-5"));
+        let code = code_in(&issued["message"]);
+        let ticket = Ticket::from_json(issued["ticket"].as_str().unwrap()).unwrap();
+        let signed = |method: &str, path: &str, body: &[u8], ts: u64| {
+            let header = key.sign_request(method, path, ts, body);
+            let body = if body.is_empty() { None } else { Some(body) };
+            server.send_auth(method, path, Some(header), body)
+        };
+
+        let tickets_path = "/v1/devices/courier-5/phone-5/tickets";
+        let header = key.sign_request("GET", tickets_path, now(), b"");
+        let (status, _, tickets) =
+            server.send_auth("GET", tickets_path, Some(header.clone()), None);
+        assert_eq!(status, 200, "{label}: {tickets}");
+        assert_eq!(tickets["tickets"].as_array().unwrap().len(), 1);
+        let (status, _, replay) = server.send_auth("GET", tickets_path, Some(header), None);
+        assert_eq!(
+            (status, replay["kind"].as_str()),
+            (401, Some("replayed_request")),
+            "{label}"
+        );
+        let (status, _, other) = signed("GET", "/v1/devices/courier-6/phone-6/tickets", b"", now());
+        assert_eq!(
+            (status, other["kind"].as_str()),
+            (403, Some("not_signer")),
+            "{label}: {other}"
+        );
+        let (status, _, stale) = signed("GET", tickets_path, b"", now() - 1000);
+        assert_eq!(
+            (status, stale["kind"].as_str()),
+            (401, Some("invalid_request_signature")),
+            "{label}"
+        );
+
+        // A body changed after signing, and another device's check, count nothing.
+        let verify_path = "/v1/deliveries/PKG-S/verify";
+        let wrong: Vec<String> = (0..1_000_000u32)
+            .map(|c| format!("{c:06}"))
+            .filter(|c| *c != code && !ticket.hash_matches(c))
+            .take(2)
+            .collect();
+        let body = json!({"courier_id": "courier-5", "device_id": "phone-5", "code": wrong[0]})
+            .to_string();
+        let header = key.sign_request("POST", verify_path, now(), body.as_bytes());
+        let tampered = body.replace(&wrong[0], &wrong[1]);
+        let (status, _, refused) =
+            server.send_auth("POST", verify_path, Some(header), Some(tampered.as_bytes()));
+        assert_eq!(
+            (status, refused["kind"].as_str()),
+            (401, Some("invalid_request_signature")),
+            "{label}"
+        );
+        let as_other = json!({"courier_id": "courier-6", "device_id": "phone-6", "code": wrong[0]})
+            .to_string();
+        let (status, _, refused) = signed("POST", verify_path, as_other.as_bytes(), now());
+        assert_eq!(
+            (status, refused["kind"].as_str()),
+            (403, Some("not_signer")),
+            "{label}"
+        );
+        let (status, _, first) = signed("POST", verify_path, body.as_bytes(), now());
+        assert_eq!(status, 200, "{label}: {first}");
+        assert_eq!(
+            first["attempts_left"].as_u64(),
+            Some(u64::from(ticket.max_attempts()) - 1),
+            "{label}: {first}"
+        );
+        let right =
+            json!({"courier_id": "courier-5", "device_id": "phone-5", "code": code}).to_string();
+        let (status, _, confirmed) = signed("POST", verify_path, right.as_bytes(), now());
+        assert_eq!(
+            (status, confirmed["outcome"].as_str()),
+            (200, Some("confirmed")),
+            "{label}: {confirmed}"
+        );
+
+        // The phone uploads its own receipt; one naming another device is refused.
+        let dk = device["device_key"].as_str().unwrap();
+        let mine = receipt_json(
+            dk,
+            issued["ticket"].as_str().unwrap(),
+            &code,
+            Verification::Online,
+            2,
+            now(),
+        );
+        let (_, other_device) = server.post(
+            "/v1/devices",
+            &json!({"courier_id": "courier-5", "device_id": "tablet-5"}),
+        );
+        let theirs = receipt_json(
+            other_device["device_key"].as_str().unwrap(),
+            issued["ticket"].as_str().unwrap(),
+            &code,
+            Verification::Online,
+            2,
+            now(),
+        );
+        let upload = json!({"receipts": [mine, theirs]}).to_string();
+        let (status, _, results) = signed("POST", "/v1/receipts", upload.as_bytes(), now());
+        assert_eq!(status, 200, "{label}: {results}");
+        assert_eq!(
+            results["results"][0]["decision"], "confirmed",
+            "{label}: {results}"
+        );
+        assert_eq!(
+            results["results"][1]["error"]["kind"], "not_signer",
+            "{label}: {results}"
+        );
+
+        // Revoked: refused everywhere.
+        server.send(
+            "DELETE",
+            "/v1/devices/courier-5/phone-5",
+            Some(&server.token),
+            None,
+        );
+        let (status, _, revoked) = signed("GET", tickets_path, b"", now());
+        assert_eq!(
+            (status, revoked["kind"].as_str()),
+            (403, Some("device_revoked")),
+            "{label}"
+        );
+        server.stop();
+    }
 }
