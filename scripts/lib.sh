@@ -106,3 +106,29 @@ postgres_stop() {
   [ -n "${PG_DIR:-}" ] && rm -rf "$PG_DIR"
   return 0
 }
+
+# The service (delivery-otp-server) on a free loopback port with a fresh
+# SQLite data directory, for the app suites' HTTP tests: service_start
+# exports SERVICE_URL and SERVICE_TOKEN (the admin token); service_stop ends it.
+service_start() {
+  SERVICE_DIR=$(mktemp -d)
+  cargo build --quiet -p delivery-otp-service --bin delivery-otp-server || return 1
+  "$repo/target/debug/delivery-otp-server" --data-dir "$SERVICE_DIR/data" --listen 127.0.0.1:0 \
+    >"$SERVICE_DIR/out" 2>"$SERVICE_DIR/log" &
+  SERVICE_PID=$!
+  local tries=0
+  until [ "$(wc -l <"$SERVICE_DIR/out")" -ge 2 ]; do
+    tries=$((tries + 1))
+    if [ $tries -gt 100 ] || ! kill -0 "$SERVICE_PID" 2>/dev/null; then cat "$SERVICE_DIR/log"; return 1; fi
+    sleep 0.1
+  done
+  SERVICE_URL=$(sed -n 's/.*listening on //p' "$SERVICE_DIR/out")
+  SERVICE_TOKEN=$(cat "$SERVICE_DIR/data/admin-token")
+  export SERVICE_URL SERVICE_TOKEN
+  echo "delivery-otp-server on $SERVICE_URL"
+}
+service_stop() {
+  [ -n "${SERVICE_PID:-}" ] && kill "$SERVICE_PID" 2>/dev/null && wait "$SERVICE_PID" 2>/dev/null
+  [ -n "${SERVICE_DIR:-}" ] && rm -rf "$SERVICE_DIR"
+  return 0
+}
