@@ -717,6 +717,9 @@ pub async fn upload_receipts(
         let signer = actor.clone();
         let outcome =
             db::transaction(&state.db, move |tx| judge(&st, tx, &signer, &body, now)).await;
+        if let (Some(hook), Ok(_)) = (&state.webhook, &outcome) {
+            hook.wake.notify_one();
+        }
         let result = match outcome {
             Ok((delivery_id, decision, repeated, explanation)) => {
                 metrics::counter!("delivery_otp_decisions_total", "kind" => decision.kind())
@@ -785,6 +788,16 @@ fn judge(
         if let Some(status) = status_after(&r.decision) {
             tx.set_status(&delivery_id, status, now)?;
         }
+    }
+    if let (Some(_), false) = (&state.webhook, r.repeated) {
+        let event_id = crate::webhook::event_id();
+        let payload = serde_json::json!({
+            "event_id": event_id, "type": "decision", "at": now,
+            "delivery_id": delivery_id, "sequence": r.sequence,
+            "courier_id": r.courier_id, "device_id": r.device_id,
+            "decision": r.decision, "explanation": r.explanation,
+        });
+        tx.enqueue_event(&event_id, &payload.to_string(), now)?;
     }
     tx.event(&delivery_id, now, "receipt", &serde_json::json!({
         "sequence": r.sequence, "device_id": r.device_id, "decision": r.decision.kind(), "repeated": r.repeated,

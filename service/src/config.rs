@@ -44,6 +44,13 @@ pub struct ServeArgs {
     /// Connections to PostgreSQL per instance.
     #[arg(long, env = "DELIVERY_OTP_DATABASE_CONNECTIONS", default_value_t = 8)]
     pub database_connections: u32,
+    /// Where decisions are POSTed (http:// or https://); none by default.
+    #[arg(long, env = "DELIVERY_OTP_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// The webhook signing secret; default: DATA_DIR/webhook-secret, made on
+    /// first start.
+    #[arg(long, env = "DELIVERY_OTP_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
     /// The sender named in customer messages.
     #[arg(long, env = "DELIVERY_OTP_SENDER", default_value = "Deliveries")]
     pub sender: String,
@@ -104,6 +111,36 @@ async fn admin_token(data_dir: &Path, db: &db::Db) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The webhook, if a URL is set: its secret from the settings, or from
+/// DATA_DIR/webhook-secret (made on first start, 0600).
+fn webhook(args: &ServeArgs) -> Result<Option<crate::webhook::Webhook>, String> {
+    let Some(url) = &args.webhook_url else {
+        return Ok(None);
+    };
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    if !scheme_ok || url.len() > 2048 || url.chars().any(char::is_control) {
+        return Err("the webhook URL must be http:// or https://, at most 2048 characters".into());
+    }
+    let secret = match &args.webhook_secret {
+        Some(secret) if secret.len() >= 16 => secret.clone(),
+        Some(_) => return Err("the webhook secret must have at least 16 characters".into()),
+        None => {
+            let path = args.data_dir.join("webhook-secret");
+            if !path.exists() {
+                let secret = auth::new_token().map_err(|p| p.detail)?;
+                write_private(&path, &format!("{}\n", secret.as_str()))
+                    .map_err(|e| format!("cannot write {path:?}: {}", e.kind()))?;
+            }
+            read_limited(&path, "webhook secret")?.trim().to_string()
+        }
+    };
+    Ok(Some(crate::webhook::Webhook {
+        url: url.clone(),
+        secret: std::sync::Arc::new(zeroize::Zeroizing::new(secret)),
+        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+    }))
+}
+
 /// Prepares the data directory, database, keys, policy and token, binds the
 /// listener and prints where it listens.
 ///
@@ -145,7 +182,8 @@ pub async fn prepare(args: &ServeArgs) -> Result<(TcpListener, AppState, PathBuf
     let listener = TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {}", args.listen, e.kind()))?;
-    let state = AppState::new(keys, db, rules, templates, args.sender.clone());
+    let mut state = AppState::new(keys, db, rules, templates, args.sender.clone());
+    state.webhook = webhook(args)?;
     Ok((listener, state, token_path))
 }
 
@@ -181,6 +219,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         "delivery-otp serve: admin token in {}",
         token_path.display()
     );
+    if let Some(hook) = state.webhook.clone() {
+        tokio::spawn(crate::webhook::run(state.db.clone(), hook));
+    }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown())
         .await

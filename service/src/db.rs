@@ -581,6 +581,121 @@ impl Tx {
         })
     }
 
+    /// Writes a webhook event to the outbox, due now.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn enqueue_event(
+        &self,
+        event_id: &str,
+        payload: &str,
+        now: u64,
+    ) -> Result<(), sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "INSERT INTO webhook_outbox (event_id, payload, created_at, attempts, next_attempt_at) \
+                 VALUES ($1, $2, $3, 0, $4)",
+            )
+            .bind(event_id)
+            .bind(payload)
+            .bind(to_i64(now)?)
+            .bind(to_i64(now)?)
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
+
+    /// Claims up to `limit` due events for one minute (other instances skip
+    /// them; if this one dies, they come due again): (event id, payload,
+    /// tries so far), oldest first.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn claim_events(
+        &self,
+        now: u64,
+        limit: i64,
+    ) -> Result<Vec<(String, String, u64)>, sqlx::Error> {
+        let select = match self.engine {
+            Engine::Sqlite => {
+                "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
+                 AND next_attempt_at <= $1 ORDER BY created_at, event_id LIMIT $2"
+            }
+            Engine::Postgres => {
+                "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
+                 AND next_attempt_at <= $1 ORDER BY created_at, event_id LIMIT $2 FOR UPDATE SKIP LOCKED"
+            }
+        };
+        let rows = with_tx!(self, |conn| {
+            sqlx::query(select)
+                .bind(to_i64(now)?)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await
+        })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let event_id: String = r.try_get("event_id")?;
+            with_tx!(self, |conn| {
+                sqlx::query("UPDATE webhook_outbox SET next_attempt_at = $1 WHERE event_id = $2")
+                    .bind(to_i64(now.saturating_add(60))?)
+                    .bind(&event_id)
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            })?;
+            out.push((
+                event_id,
+                r.try_get("payload")?,
+                to_u64(r.try_get("attempts")?)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Marks an event delivered.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn event_delivered(&self, event_id: &str, now: u64) -> Result<(), sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "UPDATE webhook_outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL \
+                 WHERE event_id = $2",
+            )
+            .bind(to_i64(now)?)
+            .bind(event_id)
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
+
+    /// Records a failed try and when to try again.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn event_failed(
+        &self,
+        event_id: &str,
+        next_attempt_at: u64,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        with_tx!(self, |conn| {
+            sqlx::query(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 \
+                 WHERE event_id = $3",
+            )
+            .bind(to_i64(next_attempt_at)?)
+            .bind(error)
+            .bind(event_id)
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+    }
+
     /// The scopes of the unrevoked token with this hash.
     ///
     /// # Errors

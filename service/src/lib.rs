@@ -9,7 +9,8 @@
 //! - [`db`]: the database, its migrations, one transaction per request;
 //! - [`auth`]: API tokens and their scopes;
 //! - [`api`]: the `/v1` operations;
-//! - [`problem`]: errors as `application/problem+json`.
+//! - [`problem`]: errors as `application/problem+json`;
+//! - [`webhook`]: decisions POSTed, signed, from a durable outbox.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod problem;
+pub mod webhook;
 
 use problem::Problem;
 
@@ -54,6 +56,8 @@ pub struct AppState {
     pub sender: String,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
+    /// Where decisions are POSTed, if anywhere.
+    pub webhook: Option<webhook::Webhook>,
 }
 
 /// The current unix time in seconds.
@@ -107,6 +111,7 @@ impl AppState {
             templates: Arc::new(templates),
             sender,
             metrics: None,
+            webhook: None,
         }
     }
 }

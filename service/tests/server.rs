@@ -76,6 +76,10 @@ impl Server {
         if let Engine::Postgres(url) = engine {
             command.args(["--database-url", url]);
         }
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Server {
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -879,6 +883,204 @@ fn devices_sign_their_own_requests() {
             (status, revoked["kind"].as_str()),
             (403, Some("device_revoked")),
             "{label}"
+        );
+        server.stop();
+    }
+}
+
+/// One POST the receiver got: its headers (names in lower case) and body.
+type Post = (std::collections::HashMap<String, String>, String);
+
+/// A webhook receiver on a loopback port: records each POST (headers, body)
+/// and answers 500 while `failing` is set, 200 otherwise.
+struct Receiver {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Post>>>,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, failing2) = (seen.clone(), failing.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                let (headers, body) = loop {
+                    let n = stream.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        break (String::new(), String::new());
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if rest.len() >= length {
+                            break (head.to_string(), rest[..length].to_string());
+                        }
+                    }
+                };
+                let headers = headers
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .collect();
+                seen2.lock().unwrap().push((headers, body));
+                let status = if failing2.load(std::sync::atomic::Ordering::SeqCst) {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        Receiver { url, seen, failing }
+    }
+
+    /// Waits until `count` POSTs arrived (at most 15 s).
+    fn wait_for(&self, count: usize) -> Vec<Post> {
+        for _ in 0..150 {
+            if self.seen.lock().unwrap().len() >= count {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn hmac_hex(secret: &str, text: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Decisions reach the webhook signed, are retried when the receiver fails,
+/// and survive a restart of the service before they could be sent.
+#[test]
+fn decisions_reach_the_webhook_signed_and_survive_a_restart() {
+    const SECRET: &str = "webhook-secret-for-tests";
+    for engine in engines("webhook") {
+        let label = match engine {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        };
+        let receiver = Receiver::start();
+        receiver
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let data = data_dir(&format!("webhook-{label}"));
+        let start = || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+            command.args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--webhook-url",
+                &receiver.url,
+            ]);
+            command.env("DELIVERY_OTP_WEBHOOK_SECRET", SECRET);
+            if let Engine::Postgres(url) = &engine {
+                command.args(["--database-url", url]);
+            }
+            Server::spawn(command)
+        };
+        let server = start();
+        let (_, device) = server.post(
+            "/v1/devices",
+            &json!({"courier_id": "courier-w", "device_id": "phone-w"}),
+        );
+        let dk = device["device_key"].as_str().unwrap().to_string();
+        let (_, issued) = server.post("/v1/deliveries", &issue_body("PKG-W", "courier-w"));
+        let code = code_in(&issued["message"]);
+        let receipt = receipt_json(
+            &dk,
+            issued["ticket"].as_str().unwrap(),
+            &code,
+            Verification::Offline,
+            1,
+            now(),
+        );
+        let (status, upload) = server.post("/v1/receipts", &json!({"receipts": [receipt]}));
+        assert_eq!(status, 200, "{upload}");
+        // The receiver fails the first try; the service tries again.
+        let first = receiver.wait_for(1);
+        assert!(!first.is_empty(), "no webhook arrived");
+        receiver
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let tries = receiver.wait_for(2);
+        assert!(tries.len() >= 2, "no retry: {tries:?}");
+        let ids: Vec<&String> = tries.iter().map(|(h, _)| &h["webhook-id"]).collect();
+        assert!(
+            ids.iter().all(|id| *id == ids[0]),
+            "one event, one id: {ids:?}"
+        );
+        for (headers, body) in &tries {
+            let want = format!(
+                "v1={}",
+                hmac_hex(SECRET, &format!("{}.{body}", headers["webhook-timestamp"]))
+            );
+            assert_eq!(headers["webhook-signature"], want);
+            let event: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(event["event_id"], *ids[0]);
+            assert_eq!(
+                (event["type"].as_str(), event["delivery_id"].as_str()),
+                (Some("decision"), Some("PKG-W"))
+            );
+            assert_eq!(event["decision"]["kind"], "confirmed", "{event}");
+            assert!(!body.contains(&code), "the code in a webhook");
+        }
+
+        // Decided, then the service stops before it can send: the restart sends it.
+        receiver
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (_, issued) = server.post("/v1/deliveries", &issue_body("PKG-W2", "courier-w"));
+        let code = code_in(&issued["message"]);
+        let receipt = receipt_json(
+            &dk,
+            issued["ticket"].as_str().unwrap(),
+            &code,
+            Verification::Offline,
+            1,
+            now(),
+        );
+        let before = receiver.seen.lock().unwrap().len();
+        server.post("/v1/receipts", &json!({"receipts": [receipt]}));
+        receiver.wait_for(before + 1);
+        server.stop();
+        receiver
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let server = start();
+        let all = receiver.wait_for(before + 2);
+        let delivered: Vec<Value> = all[before..]
+            .iter()
+            .map(|(_, b)| serde_json::from_str(b).unwrap())
+            .collect();
+        assert!(
+            delivered.iter().any(|e| e["delivery_id"] == "PKG-W2"),
+            "{delivered:?}"
         );
         server.stop();
     }
