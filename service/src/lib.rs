@@ -156,7 +156,62 @@ impl utoipa::Modify for TokenAuth {
                 ),
             )),
         );
+        // Every operation can meet these; each answers with a problem.
+        let common: &[(&str, &str)] = &[
+            ("400", "A malformed request (JSON, a field's value)"),
+            ("401", "No credentials, or credentials that do not hold"),
+            ("403", "Credentials without the right to this"),
+            ("404", "Nothing at this path"),
+            ("413", "A body over 1 MiB"),
+            ("415", "A body that is not JSON"),
+            (
+                "422",
+                "A body of the wrong shape (a missing, unknown or mistyped field)",
+            ),
+            (
+                "503",
+                "Storage unavailable or the request took too long; it may be sent again",
+            ),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry((*status).to_string())
+                        .or_insert_with(|| problem_response(description));
+                }
+            }
+        }
     }
+}
+
+fn problem_response(
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    use utoipa::openapi::content::ContentBuilder;
+    use utoipa::openapi::response::ResponseBuilder;
+    use utoipa::openapi::Ref;
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ProblemBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// The OpenAPI document as JSON, pretty-printed (as committed in
