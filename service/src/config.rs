@@ -13,20 +13,24 @@ use crate::{app, auth, db, write_private, AppState};
 /// Most bytes read from a key set, rules or templates file.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
-/// `delivery-otp serve`'s settings. Each also reads an environment variable.
-#[derive(clap::Args, Debug, Clone)]
+/// `delivery-otp serve`'s settings. Each may also come from an environment
+/// variable, or from the config file (`--config`, JSON); an argument or
+/// variable wins over the file, the file over the defaults.
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct ServeArgs {
+    /// A config file (JSON, with any of the settings below by their long
+    /// names in snake case, such as `"data_dir"` or `"webhook_url"`).
+    #[arg(long, env = "DELIVERY_OTP_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Where the database, the backend keys and the admin token live
-    /// (created on first start, readable by the owner alone).
-    #[arg(
-        long,
-        env = "DELIVERY_OTP_DATA_DIR",
-        default_value = "delivery-otp-data"
-    )]
-    pub data_dir: PathBuf,
-    /// Address to listen on; port 0 takes any free port (the address is printed).
-    #[arg(long, env = "DELIVERY_OTP_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    /// (created on first start, readable by the owner alone) [default:
+    /// delivery-otp-data].
+    #[arg(long, env = "DELIVERY_OTP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 takes any free port (the address is
+    /// printed) [default: 127.0.0.1:8080].
+    #[arg(long, env = "DELIVERY_OTP_LISTEN")]
+    pub listen: Option<String>,
     /// Key set file (JSON, as `delivery-otp keys new` writes it); default:
     /// DATA_DIR/keys.json, created on first start.
     #[arg(long, env = "DELIVERY_OTP_KEYS")]
@@ -39,11 +43,11 @@ pub struct ServeArgs {
     pub templates: Option<PathBuf>,
     /// A PostgreSQL URL (`postgresql://user@host:port/db`) for several
     /// instances; default: SQLite in the data directory.
-    #[arg(long, env = "DELIVERY_OTP_DATABASE_URL")]
+    #[arg(long, env = "DELIVERY_OTP_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Connections to PostgreSQL per instance.
-    #[arg(long, env = "DELIVERY_OTP_DATABASE_CONNECTIONS", default_value_t = 8)]
-    pub database_connections: u32,
+    /// Connections to PostgreSQL per instance [default: 8].
+    #[arg(long, env = "DELIVERY_OTP_DATABASE_CONNECTIONS")]
+    pub database_connections: Option<u32>,
     /// Where decisions are POSTed (http:// or https://); none by default.
     #[arg(long, env = "DELIVERY_OTP_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
@@ -51,9 +55,91 @@ pub struct ServeArgs {
     /// first start.
     #[arg(long, env = "DELIVERY_OTP_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
-    /// The sender named in customer messages.
-    #[arg(long, env = "DELIVERY_OTP_SENDER", default_value = "Deliveries")]
+    /// The sender named in customer messages [default: Deliveries].
+    #[arg(long, env = "DELIVERY_OTP_SENDER")]
+    pub sender: Option<String>,
+}
+
+/// The config file's fields: the settings of [`ServeArgs`], all optional.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    keys: Option<PathBuf>,
+    rules: Option<PathBuf>,
+    templates: Option<PathBuf>,
+    database_url: Option<String>,
+    database_connections: Option<u32>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    sender: Option<String>,
+}
+
+/// The settings in effect.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// See [`ServeArgs::data_dir`].
+    pub data_dir: PathBuf,
+    /// See [`ServeArgs::listen`].
+    pub listen: String,
+    /// See [`ServeArgs::keys`].
+    pub keys: Option<PathBuf>,
+    /// See [`ServeArgs::rules`].
+    pub rules: Option<PathBuf>,
+    /// See [`ServeArgs::templates`].
+    pub templates: Option<PathBuf>,
+    /// See [`ServeArgs::database_url`].
+    pub database_url: Option<String>,
+    /// See [`ServeArgs::database_connections`].
+    pub database_connections: u32,
+    /// See [`ServeArgs::webhook_url`].
+    pub webhook_url: Option<String>,
+    /// See [`ServeArgs::webhook_secret`].
+    pub webhook_secret: Option<String>,
+    /// See [`ServeArgs::sender`].
     pub sender: String,
+}
+
+impl ServeArgs {
+    /// Arguments and environment over the config file over the defaults.
+    ///
+    /// # Errors
+    /// The config file cannot be read, is not JSON of these fields, or is
+    /// over 1 MiB.
+    pub fn resolve(self) -> Result<Settings, String> {
+        let file: FileSettings = match &self.config {
+            Some(path) => serde_json::from_str(&read_limited(path, "config")?).map_err(|e| {
+                let why: String = e.to_string().chars().take(200).collect();
+                format!("the config file {path:?} is not valid: {why}")
+            })?,
+            None => FileSettings::default(),
+        };
+        Ok(Settings {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("delivery-otp-data")),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            keys: self.keys.or(file.keys),
+            rules: self.rules.or(file.rules),
+            templates: self.templates.or(file.templates),
+            database_url: self.database_url.or(file.database_url),
+            database_connections: self
+                .database_connections
+                .or(file.database_connections)
+                .unwrap_or(8),
+            webhook_url: self.webhook_url.or(file.webhook_url),
+            webhook_secret: self.webhook_secret.or(file.webhook_secret),
+            sender: self
+                .sender
+                .or(file.sender)
+                .unwrap_or_else(|| "Deliveries".into()),
+        })
+    }
 }
 
 fn read_limited(path: &Path, what: &str) -> Result<String, String> {
@@ -70,7 +156,7 @@ fn read_limited(path: &Path, what: &str) -> Result<String, String> {
 }
 
 /// The backend keys: the given file, or DATA_DIR/keys.json, made on first start.
-fn load_keys(args: &ServeArgs) -> Result<KeySet, String> {
+fn load_keys(args: &Settings) -> Result<KeySet, String> {
     let path = match &args.keys {
         Some(path) => path.clone(),
         None => {
@@ -113,7 +199,7 @@ async fn admin_token(data_dir: &Path, db: &db::Db) -> Result<PathBuf, String> {
 
 /// The webhook, if a URL is set: its secret from the settings, or from
 /// DATA_DIR/webhook-secret (made on first start, 0600).
-fn webhook(args: &ServeArgs) -> Result<Option<crate::webhook::Webhook>, String> {
+fn webhook(args: &Settings) -> Result<Option<crate::webhook::Webhook>, String> {
     let Some(url) = &args.webhook_url else {
         return Ok(None);
     };
@@ -146,7 +232,7 @@ fn webhook(args: &ServeArgs) -> Result<Option<crate::webhook::Webhook>, String> 
 ///
 /// # Errors
 /// A message for the operator: what could not be read, written or bound.
-pub async fn prepare(args: &ServeArgs) -> Result<(TcpListener, AppState, PathBuf), String> {
+pub async fn prepare(args: &Settings) -> Result<(TcpListener, AppState, PathBuf), String> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {:?}: {}", args.data_dir, e.kind()))?;
     #[cfg(unix)]
@@ -206,10 +292,19 @@ fn db_error(e: &sqlx::Error) -> String {
 /// # Errors
 /// As [`prepare`], or the server fails.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
-    let (listener, mut state, token_path) = prepare(&args).await?;
+    let settings = args.resolve()?;
+    let (listener, mut state, token_path) = prepare(&settings).await?;
+    // Latency as a histogram with buckets (Prometheus can aggregate them
+    // across instances, unlike quantiles).
     state.metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .ok()
+        .and_then(|builder| builder.install_recorder().ok());
     let address = listener
         .local_addr()
         .map_err(|e| format!("no local address: {}", e.kind()))?;

@@ -80,12 +80,13 @@ impl Server {
     }
 
     fn spawn(mut command: Command) -> Server {
-        let mut child = command
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        command.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+        Self::spawn_with_stderr(command)
+    }
+
+    /// Starts `command` as it is set up (its environment and stderr).
+    fn spawn_with_stderr(mut command: Command) -> Server {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let listening = lines.next().unwrap().unwrap();
         let base = listening.rsplit(' ').next().unwrap().to_string();
@@ -1084,4 +1085,83 @@ fn decisions_reach_the_webhook_signed_and_survive_a_restart() {
         );
         server.stop();
     }
+}
+
+/// Settings from a config file, with the environment over it; a bad file is
+/// one clear line and status 2. With logging at its most verbose, no code
+/// reaches the log, and /metrics counts what happened.
+#[test]
+fn a_config_file_metrics_and_logs_without_codes() {
+    let dir = data_dir("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    let data = dir.join("data");
+    std::fs::write(
+        &config,
+        json!({"data_dir": data, "listen": "127.0.0.1:0", "sender": "FromFile"}).to_string(),
+    )
+    .unwrap();
+    let log = dir.join("stderr.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+    command.args(["--config", config.to_str().unwrap()]);
+    command.env("DELIVERY_OTP_SENDER", "FromEnv");
+    command.env("RUST_LOG", "trace");
+    command.stderr(std::fs::File::create(&log).unwrap());
+    let server = Server::spawn_with_stderr(command);
+    assert!(
+        data.join("admin-token").exists(),
+        "the file's data_dir was not used"
+    );
+    let (status, issued) = server.post("/v1/deliveries", &issue_body("PKG-C", "courier-c"));
+    assert_eq!(status, 201, "{issued}");
+    let code = code_in(&issued["message"]);
+    assert!(
+        issued["message"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("FromEnv:"),
+        "{issued}"
+    );
+    server.post(
+        "/v1/devices",
+        &json!({"courier_id": "courier-c", "device_id": "phone-c"}),
+    );
+    server.post(
+        "/v1/deliveries/PKG-C/verify",
+        &json!({"courier_id": "courier-c", "device_id": "phone-c", "code": code}),
+    );
+    let (status, _, _) = server.send("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let metrics = {
+        let agent = Server::agent();
+        let mut r = agent
+            .get(&format!("{}/metrics", server.base))
+            .call()
+            .unwrap();
+        r.body_mut().read_to_string().unwrap()
+    };
+    for name in [
+        "delivery_otp_codes_issued_total 1",
+        "delivery_otp_checks_total{outcome=\"confirmed\"} 1",
+        "delivery_otp_request_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} not in /metrics:\n{metrics}");
+    }
+    server.stop();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.len() > 100,
+        "trace logging wrote almost nothing: {logged}"
+    );
+    assert!(!logged.contains(&code), "the code is in the log");
+
+    std::fs::write(&config, r#"{"listen": "127.0.0.1:0", "surprise": 1}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"))
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unknown field `surprise`"), "{err}");
 }
