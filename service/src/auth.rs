@@ -80,12 +80,16 @@ impl FromRequestParts<AppState> for Caller {
                 Problem::unauthorized("the Authorization header is not 'Bearer <token>'")
             })?;
         let hash = sha256_hex(token.as_bytes());
-        let scopes = crate::db::transaction(&state.db, move |tx| Ok(tx.token_scopes(&hash)?))
+        if let Some(scopes) = state.tokens.get(&hash) {
+            return Ok(Caller { scopes });
+        }
+        let key = hash.clone();
+        let scopes = crate::db::transaction(&state.db, move |tx| Ok(tx.token_scopes(&key)?))
             .await?
             .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
-        Ok(Caller {
-            scopes: scopes.split_whitespace().map(str::to_string).collect(),
-        })
+        let scopes: Vec<String> = scopes.split_whitespace().map(str::to_string).collect();
+        state.tokens.put(hash, scopes.clone());
+        Ok(Caller { scopes })
     }
 }
 
@@ -199,5 +203,36 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
             Problem::new(status, "invalid_body", detail)
         })?;
         Ok(Signed { actor, body })
+    }
+}
+
+/// Known tokens' scopes by hash, for [`TOKEN_CACHE_SECS`]: most requests
+/// then need no database round trip to authenticate. Bounded; a token
+/// revoked in the database stops working within that time.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Vec<String>, std::time::Instant)>>,
+}
+
+/// How long a token's scopes are kept in memory.
+pub const TOKEN_CACHE_SECS: u64 = 10;
+/// Most tokens kept in memory; the cache starts over when full.
+pub const TOKEN_CACHE_MAX: usize = 1024;
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<Vec<String>> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < std::time::Duration::from_secs(TOKEN_CACHE_SECS))
+            .map(|(scopes, _)| scopes.clone())
+    }
+
+    fn put(&self, hash: String, scopes: Vec<String>) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(hash, (scopes, std::time::Instant::now()));
     }
 }

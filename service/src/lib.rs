@@ -58,6 +58,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Where decisions are POSTed, if anywhere.
     pub webhook: Option<webhook::Webhook>,
+    /// Tokens seen lately.
+    pub tokens: Arc<auth::TokenCache>,
 }
 
 /// The current unix time in seconds.
@@ -112,6 +114,7 @@ impl AppState {
             sender,
             metrics: None,
             webhook: None,
+            tokens: Arc::default(),
         }
     }
 }
