@@ -5,7 +5,12 @@
 //! each, signed by the core as the phone would).
 //!
 //! `cargo run --profile server -p delivery-otp-service --example bench_fixtures -- URL TOKEN N OUT`
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use std::io::Write;
 
@@ -15,8 +20,16 @@ use zeroize::Zeroizing;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (base, token, count, out) = (&args[1], &args[2], args[3].parse::<usize>().unwrap(), &args[4]);
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let (base, token, count, out) = (
+        &args[1],
+        &args[2],
+        args[3].parse::<usize>().unwrap(),
+        &args[4],
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let post = |path: &str, body: &Value| -> Value {
         let mut r = agent
             .post(&format!("{base}{path}"))
@@ -26,26 +39,45 @@ fn main() {
             .unwrap();
         serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
     };
-    let device = post("/v1/devices", &json!({"courier_id": "bench-courier", "device_id": "bench-phone"}));
+    let device = post(
+        "/v1/devices",
+        &json!({"courier_id": "bench-courier", "device_id": "bench-phone"}),
+    );
     let key = DeviceKey::from_json(device["device_key"].as_str().unwrap()).unwrap();
     let order = json!({"value_minor": 15000, "currency": "EUR", "method": "hand_to_customer", "categories": [],
         "region_risk": 10, "customer_preference": "none", "first_delivery_to_address": false, "not_received_claims": 0});
     let run = std::process::id();
     let mut verify = std::fs::File::create(format!("{out}/verify.txt")).unwrap();
     let mut upload = std::fs::File::create(format!("{out}/upload.txt")).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     for i in 0..count {
         let id = format!("FIX-{run}-{i}");
-        let issued = post("/v1/deliveries", &json!({"delivery_id": id, "courier_id": "bench-courier", "order": order,
-            "contact": {"phone": "+441234567890"}}));
+        let issued = post(
+            "/v1/deliveries",
+            &json!({"delivery_id": id, "courier_id": "bench-courier", "order": order,
+            "contact": {"phone": "+441234567890"}}),
+        );
         let text = issued["message"]["text"].as_str().unwrap();
-        let code: String = text.split("code ").nth(1).unwrap().chars().take(7).filter(char::is_ascii_digit).collect();
+        let code: String = text
+            .split("code ")
+            .nth(1)
+            .unwrap()
+            .chars()
+            .take(7)
+            .filter(char::is_ascii_digit)
+            .collect();
         let body = json!({"courier_id": "bench-courier", "device_id": "bench-phone", "code": code});
         writeln!(verify, "/v1/deliveries/{id}/verify\t{body}").unwrap();
         let ticket = Ticket::from_json(issued["ticket"].as_str().unwrap()).unwrap();
         let draft = ReceiptDraft::for_ticket(
             &ticket,
-            ReceiptOutcome::Delivered { code: Zeroizing::new(code), verified: Verification::Offline },
+            ReceiptOutcome::Delivered {
+                code: Zeroizing::new(code),
+                verified: Verification::Offline,
+            },
             1,
             now,
             "bench/1",

@@ -221,7 +221,10 @@ pub const TOKEN_CACHE_MAX: usize = 1024;
 
 impl TokenCache {
     fn get(&self, hash: &str) -> Option<Vec<String>> {
-        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         entries
             .get(hash)
             .filter(|(_, at)| at.elapsed() < std::time::Duration::from_secs(TOKEN_CACHE_SECS))
@@ -229,7 +232,10 @@ impl TokenCache {
     }
 
     fn put(&self, hash: String, scopes: Vec<String>) {
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= TOKEN_CACHE_MAX {
             entries.clear();
         }

@@ -33,6 +33,15 @@ enum Engine {
     Postgres(String),
 }
 
+impl Engine {
+    fn label(&self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+}
+
 /// Both engines, for a test named `name`: every test runs against each.
 /// PostgreSQL needs `DELIVERY_OTP_TEST_POSTGRES_URL` (scripts/test starts a
 /// private server and sets it); without it these tests fail, never skip.
@@ -264,10 +273,7 @@ fn now() -> u64 {
 #[test]
 fn a_delivery_from_issuing_to_the_decision_survives_a_restart() {
     for engine in engines("flow") {
-        let label = match engine {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres(_) => "postgres",
-        };
+        let label = engine.label();
         let data = data_dir(&format!("flow-{label}"));
         let server = Server::start(&data, &engine);
 
@@ -398,10 +404,7 @@ fn a_delivery_from_issuing_to_the_decision_survives_a_restart() {
 #[test]
 fn resends_reassignments_and_revoked_devices() {
     for engine in engines("resend") {
-        let label = match engine {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres(_) => "postgres",
-        };
+        let label = engine.label();
         let server = Server::start(&data_dir(&format!("resend-{label}")), &engine);
         server.post(
             "/v1/devices",
@@ -484,10 +487,7 @@ fn resends_reassignments_and_revoked_devices() {
 #[test]
 fn bad_requests_get_problem_responses_and_change_nothing() {
     for engine in engines("bad") {
-        let label = match engine {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres(_) => "postgres",
-        };
+        let label = engine.label();
         let server = Server::start(&data_dir(&format!("bad-{label}")), &engine);
         let problem = |status: u16, kind: &str, r: (u16, String, Value)| {
             assert_eq!(r.0, status, "{kind}: {}", r.2);
@@ -748,10 +748,7 @@ fn two_instances_on_postgres_share_one_attempt_count() {
 #[test]
 fn devices_sign_their_own_requests() {
     for engine in engines("signed") {
-        let label = match engine {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres(_) => "postgres",
-        };
+        let label = engine.label();
         let server = Server::start(&data_dir(&format!("signed-{label}")), &engine);
         let (_, device) = server.post(
             "/v1/devices",
@@ -980,10 +977,7 @@ fn hmac_hex(secret: &str, text: &str) -> String {
 fn decisions_reach_the_webhook_signed_and_survive_a_restart() {
     const SECRET: &str = "webhook-secret-for-tests";
     for engine in engines("webhook") {
-        let label = match engine {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres(_) => "postgres",
-        };
+        let label = engine.label();
         let receiver = Receiver::start();
         receiver
             .failing
