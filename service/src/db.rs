@@ -23,6 +23,10 @@ pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migratio
 /// PostgreSQL's migrations.
 pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// How long a claimed webhook event is left to the instance that claimed
+/// it: twice the longest send, so a live instance finishes first.
+pub const CLAIM_LEASE_SECS: u64 = 20;
+
 /// Which database engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -87,9 +91,11 @@ pub async fn open_sqlite(path: &Path) -> Result<Db, sqlx::Error> {
 pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, sqlx::Error> {
     sqlx::any::install_default_drivers();
     let options = AnyConnectOptions::from_str(url)?;
+    // While the server is down, a request fails within 3 s with a 503
+    // instead of waiting; the pool reconnects by itself once it is back.
     let pool = AnyPoolOptions::new()
         .max_connections(connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(3))
         .connect_with(options)
         .await?;
     POSTGRES_MIGRATIONS.run(&pool).await?;
@@ -606,9 +612,9 @@ impl Tx {
         })
     }
 
-    /// Claims up to `limit` due events for one minute (other instances skip
-    /// them; if this one dies, they come due again): (event id, payload,
-    /// tries so far), oldest first.
+    /// Claims up to `limit` due events for [`CLAIM_LEASE_SECS`] (other
+    /// instances skip them; if this one dies, they come due again): (event
+    /// id, payload, tries so far), oldest first.
     ///
     /// # Errors
     /// The database fails.
@@ -639,7 +645,7 @@ impl Tx {
             let event_id: String = r.try_get("event_id")?;
             with_tx!(self, |conn| {
                 sqlx::query("UPDATE webhook_outbox SET next_attempt_at = $1 WHERE event_id = $2")
-                    .bind(to_i64(now.saturating_add(60))?)
+                    .bind(to_i64(now.saturating_add(CLAIM_LEASE_SECS))?)
                     .bind(&event_id)
                     .execute(conn)
                     .await

@@ -1,0 +1,494 @@
+//! What the service's integration tests share: the real server process,
+//! both database engines, a webhook receiver, request bodies.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use delivery_otp::{DeviceKey, ReceiptDraft, ReceiptOutcome, Ticket, Verification};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub token: String,
+}
+
+/// Where a test keeps its data: SQLite in the data directory, or a fresh
+/// PostgreSQL database on the server the test command started.
+#[derive(Clone, Debug)]
+pub enum Engine {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Engine {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Both engines, for a test named `name`: every test runs against each.
+/// PostgreSQL needs `DELIVERY_OTP_TEST_POSTGRES_URL` (scripts/test starts a
+/// private server and sets it); without it these tests fail, never skip.
+pub fn engines(name: &str) -> Vec<Engine> {
+    vec![Engine::Sqlite, Engine::Postgres(fresh_postgres(name))]
+}
+
+pub fn fresh_postgres(name: &str) -> String {
+    let base = std::env::var("DELIVERY_OTP_TEST_POSTGRES_URL").expect(
+        "DELIVERY_OTP_TEST_POSTGRES_URL is not set: run scripts/test, which starts a PostgreSQL server",
+    );
+    let db = format!("t{}_{name}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    });
+    format!("{}/{db}", base.rsplit_once('/').unwrap().0)
+}
+
+impl Server {
+    pub fn start(data: &Path, engine: &Engine) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+        command.args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        if let Engine::Postgres(url) = engine {
+            command.args(["--database-url", url]);
+        }
+        Self::spawn(command)
+    }
+
+    pub fn spawn(mut command: Command) -> Server {
+        command.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+        Self::spawn_with_stderr(command)
+    }
+
+    /// Starts `command` as it is set up (its environment and stderr).
+    pub fn spawn_with_stderr(mut command: Command) -> Server {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let listening = lines.next().unwrap().unwrap();
+        let base = listening.rsplit(' ').next().unwrap().to_string();
+        let token_line = lines.next().unwrap().unwrap();
+        let token_path = token_line.rsplit(' ').next().unwrap().to_string();
+        let token = std::fs::read_to_string(token_path)
+            .unwrap()
+            .trim()
+            .to_string();
+        Server { child, base, token }
+    }
+
+    pub fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    /// (status, content type, body as JSON or Null)
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (u16, String, Value) {
+        self.send_auth(method, path, token.map(|t| format!("Bearer {t}")), body)
+    }
+
+    /// A request with this `Authorization` header (a device's signature).
+    pub fn send_auth(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<String>,
+        body: Option<&[u8]>,
+    ) -> (u16, String, Value) {
+        let agent = Self::agent();
+        let url = format!("{}{path}", self.base);
+        let mut response = match (method, body) {
+            ("GET", _) => {
+                let mut r = agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("DELETE", _) => {
+                let mut r = agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            (_, body) => {
+                let mut r = agent.post(&url).header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(body.unwrap_or(b""))
+            }
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            kind,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, _, value) = self.send(
+            "POST",
+            path,
+            Some(&self.token),
+            Some(body.to_string().as_bytes()),
+        );
+        (status, value)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let (status, _, value) = self.send("GET", path, Some(&self.token), None);
+        (status, value)
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+pub fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "delivery-otp-service-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+pub fn order(value_minor: u64) -> Value {
+    json!({
+        "value_minor": value_minor, "currency": "EUR", "method": "hand_to_customer",
+        "categories": ["electronics"], "region_risk": 10, "customer_preference": "none",
+        "first_delivery_to_address": false, "not_received_claims": 0
+    })
+}
+
+pub fn issue_body(delivery: &str, courier: &str) -> Value {
+    json!({
+        "delivery_id": delivery, "courier_id": courier, "order": order(25_000),
+        "contact": {"phone": "+441234567890"}, "locale": "en"
+    })
+}
+
+/// The code, as the customer reads it from the message.
+pub fn code_in(message: &Value) -> String {
+    let text = message["text"].as_str().unwrap();
+    let digits: String = text
+        .split("code ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ' ')
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(digits.len(), 6, "{text}");
+    digits
+}
+
+pub fn receipt_json(
+    device_key: &str,
+    ticket: &str,
+    code: &str,
+    via: Verification,
+    attempts: u32,
+    decided_at: u64,
+) -> String {
+    let key = DeviceKey::from_json(device_key).unwrap();
+    let ticket = Ticket::from_json(ticket).unwrap();
+    let draft = ReceiptDraft::for_ticket(
+        &ticket,
+        ReceiptOutcome::Delivered {
+            code: Zeroizing::new(code.to_string()),
+            verified: via,
+        },
+        attempts,
+        decided_at,
+        "android/3.4.1",
+    );
+    key.sign(draft).unwrap().to_json().to_string()
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// One POST the receiver got: its headers (names in lower case) and body.
+pub type Post = (std::collections::HashMap<String, String>, String);
+
+/// A webhook receiver on a loopback port: records each POST (headers, body)
+/// and answers 500 while `failing` is set, 200 otherwise.
+pub struct Receiver {
+    pub url: String,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<Post>>>,
+    pub failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, failing2) = (seen.clone(), failing.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                let (headers, body) = loop {
+                    let n = stream.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        break (String::new(), String::new());
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if rest.len() >= length {
+                            break (head.to_string(), rest[..length].to_string());
+                        }
+                    }
+                };
+                let headers = headers
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .collect();
+                seen2.lock().unwrap().push((headers, body));
+                let status = if failing2.load(std::sync::atomic::Ordering::SeqCst) {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        Receiver { url, seen, failing }
+    }
+
+    /// Waits until `count` POSTs arrived (at most 15 s).
+    pub fn wait_for(&self, count: usize) -> Vec<Post> {
+        for _ in 0..150 {
+            if self.seen.lock().unwrap().len() >= count {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+pub fn hmac_hex(secret: &str, text: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A PostgreSQL server of a test's own, to stop and start: in a temporary
+/// folder owned by `postgres` (it will not run as root), on a free port.
+pub struct PrivatePostgres {
+    pub dir: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    pub fn start(name: &str) -> PrivatePostgres {
+        let dir =
+            std::env::temp_dir().join(format!("delivery-otp-pg-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let chown = Command::new("chown")
+            .arg("postgres")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .unwrap()
+            .map(|e| e.unwrap().path().join("bin"))
+            .max()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let initdb = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args([
+                "-D",
+                dir.join("data").to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "app",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(initdb.success());
+        let pg = PrivatePostgres { dir, port, bin };
+        pg.up();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgresql://app@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let status = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", self.dir.join("data").to_str().unwrap()])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "pg_ctl {args:?}");
+    }
+
+    pub fn up(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log");
+        self.ctl(&["-l", log.to_str().unwrap(), "-o", &options, "-w", "start"]);
+    }
+
+    /// Stops it the way a crash would (`-m immediate`).
+    pub fn crash(&self) {
+        self.ctl(&["-m", "immediate", "-w", "stop"]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args([
+                "-D",
+                self.dir.join("data").to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three (or `n`) servers on one PostgreSQL database, sharing a data
+/// directory for the keys and the admin token.
+pub fn cluster(name: &str, url: &str, n: usize, extra: &[&str]) -> Vec<Server> {
+    let data = data_dir(name);
+    (0..n)
+        .map(|_| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+            command.args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                url,
+            ]);
+            command.args(extra);
+            Server::spawn(command)
+        })
+        .collect()
+}
+
+/// A POST that may meet a dead server: `None` when the connection fails.
+pub fn try_post(server_base: &str, token: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut response = agent
+        .post(&format!("{server_base}{path}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .ok()?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
