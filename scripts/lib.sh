@@ -115,6 +115,7 @@ postgres_stop() {
 service_start() {
   SERVICE_DIR=$(mktemp -d)
   cargo build --quiet -p delivery-otp-service --bin delivery-otp-server || return 1
+  : >"$SERVICE_DIR/out"
   "$repo/target/debug/delivery-otp-server" --data-dir "$SERVICE_DIR/data" --listen 127.0.0.1:0 \
     >"$SERVICE_DIR/out" 2>"$SERVICE_DIR/log" &
   SERVICE_PID=$!

@@ -39,7 +39,7 @@ function request()
 end
 
 function done(summary, latency, requests)
-  io.write(string.format("BENCH rps=%.0f p50_ms=%.2f p99_ms=%.2f requests=%d non2xx=%d\n",
+  io.write(string.format("BENCH rps=%.0f p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f requests=%d non2xx=%d\n",
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.requests, summary.errors.status))
+    latency:percentile(99.9) / 1000, summary.requests, summary.errors.status))
 end
