@@ -292,10 +292,12 @@ impl Receiver {
                 let Ok(mut stream) = stream else { continue };
                 let mut data = Vec::new();
                 let mut buf = [0u8; 4096];
-                let (headers, body) = loop {
+                // A sender killed mid-request leaves an incomplete one: not
+                // a delivery, so not recorded (and not answered).
+                let received = loop {
                     let n = stream.read(&mut buf).unwrap_or(0);
                     if n == 0 {
-                        break (String::new(), String::new());
+                        break None;
                     }
                     data.extend_from_slice(&buf[..n]);
                     let text = String::from_utf8_lossy(&data).to_string();
@@ -309,9 +311,12 @@ impl Receiver {
                             })
                             .unwrap_or(0);
                         if rest.len() >= length {
-                            break (head.to_string(), rest[..length].to_string());
+                            break Some((head.to_string(), rest[..length].to_string()));
                         }
                     }
+                };
+                let Some((headers, body)) = received else {
+                    continue;
                 };
                 let headers = headers
                     .lines()
