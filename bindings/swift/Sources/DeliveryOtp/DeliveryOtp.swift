@@ -765,8 +765,8 @@ open class Backend: BackendProtocol, @unchecked Sendable, CustomDebugStringConve
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -787,14 +787,14 @@ open class Backend: BackendProtocol, @unchecked Sendable, CustomDebugStringConve
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_backend(self.handle, $0) }
     }
     /**
@@ -1118,8 +1118,8 @@ open class DeviceKey: DeviceKeyProtocol, @unchecked Sendable, CustomDebugStringC
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -1140,14 +1140,14 @@ open class DeviceKey: DeviceKeyProtocol, @unchecked Sendable, CustomDebugStringC
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_devicekey(self.handle, $0) }
     }
     // No primary constructor declared for this class.
@@ -1368,8 +1368,8 @@ open class DeviceStateStoreImpl: DeviceStateStore, @unchecked Sendable {
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -1390,14 +1390,14 @@ open class DeviceStateStoreImpl: DeviceStateStore, @unchecked Sendable {
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_devicestatestore(self.handle, $0) }
     }
     // No primary constructor declared for this class.
@@ -1644,8 +1644,8 @@ open class Hotp: HotpProtocol, @unchecked Sendable, CustomDebugStringConvertible
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -1666,14 +1666,14 @@ open class Hotp: HotpProtocol, @unchecked Sendable, CustomDebugStringConvertible
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_hotp(self.handle, $0) }
     }
     /**
@@ -1859,8 +1859,8 @@ open class KeySet: KeySetProtocol, @unchecked Sendable, CustomDebugStringConvert
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -1881,14 +1881,14 @@ open class KeySet: KeySetProtocol, @unchecked Sendable, CustomDebugStringConvert
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_keyset(self.handle, $0) }
     }
     // No primary constructor declared for this class.
@@ -2117,8 +2117,8 @@ open class MessageTemplates: MessageTemplatesProtocol, @unchecked Sendable, Cust
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -2139,14 +2139,14 @@ open class MessageTemplates: MessageTemplatesProtocol, @unchecked Sendable, Cust
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_messagetemplates(self.handle, $0) }
     }
     // No primary constructor declared for this class.
@@ -2390,8 +2390,8 @@ open class OfflineVerifier: OfflineVerifierProtocol, @unchecked Sendable, Custom
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -2412,14 +2412,14 @@ open class OfflineVerifier: OfflineVerifierProtocol, @unchecked Sendable, Custom
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_offlineverifier(self.handle, $0) }
     }
     /**
@@ -2725,8 +2725,8 @@ open class Receipt: ReceiptProtocol, @unchecked Sendable, CustomDebugStringConve
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -2747,14 +2747,14 @@ open class Receipt: ReceiptProtocol, @unchecked Sendable, CustomDebugStringConve
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_receipt(self.handle, $0) }
     }
     // No primary constructor declared for this class.
@@ -3033,8 +3033,8 @@ open class RiskPolicy: RiskPolicyProtocol, @unchecked Sendable, CustomDebugStrin
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -3055,14 +3055,14 @@ open class RiskPolicy: RiskPolicyProtocol, @unchecked Sendable, CustomDebugStrin
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_riskpolicy(self.handle, $0) }
     }
     // No primary constructor declared for this class.
@@ -3242,8 +3242,8 @@ open class Secret: SecretProtocol, @unchecked Sendable, Equatable, Hashable, Cus
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -3264,14 +3264,14 @@ open class Secret: SecretProtocol, @unchecked Sendable, Equatable, Hashable, Cus
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_secret(self.handle, $0) }
     }
     // No primary constructor declared for this class.
@@ -3529,8 +3529,8 @@ open class Ticket: TicketProtocol, @unchecked Sendable, Equatable, Hashable, Cus
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -3551,14 +3551,14 @@ open class Ticket: TicketProtocol, @unchecked Sendable, Equatable, Hashable, Cus
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_ticket(self.handle, $0) }
     }
     // No primary constructor declared for this class.
@@ -3855,8 +3855,8 @@ open class Totp: TotpProtocol, @unchecked Sendable, CustomDebugStringConvertible
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public struct NoHandle {
-        public init() {}
+    struct NoHandle {
+        init() {}
     }
 
     // TODO: We'd like this to be `private` but for Swifty reasons,
@@ -3877,14 +3877,14 @@ open class Totp: TotpProtocol, @unchecked Sendable, CustomDebugStringConvertible
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public init(noHandle: NoHandle) {
+    init(noHandle: NoHandle) {
         self.handle = 0
     }
 
 #if swift(>=5.8)
     @_documentation(visibility: private)
 #endif
-    public func uniffiCloneHandle() -> UInt64 {
+    func uniffiCloneHandle() -> UInt64 {
         return try! rustCall { uniffi_delivery_otp_fn_clone_totp(self.handle, $0) }
     }
     /**

@@ -1681,7 +1681,7 @@ interface Disposable {
 /**
  * @suppress
  */
-inline fun <T : Disposable?, R> T.use(block: (T) -> R) =
+internal inline fun <T : Disposable?, R> T.use(block: (T) -> R) =
     try {
         block(this)
     } finally {
@@ -1702,14 +1702,14 @@ inline fun <T : Disposable?, R> T.use(block: (T) -> R) =
  *
  * @suppress
  * */
-object UniffiWithHandle
+internal object UniffiWithHandle
 
 /** 
  * Used to instantiate an interface without an actual pointer, for fakes in tests, mostly.
  *
  * @suppress
  * */
-object NoHandle// Magic number for the Rust proxy to call using the same mechanism as every other method,
+internal object NoHandle// Magic number for the Rust proxy to call using the same mechanism as every other method,
 // to free the callback once it's dropped by Rust.
 internal const val IDX_CALLBACK_FREE = 0
 // Callback return codes
@@ -2255,7 +2255,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -2268,7 +2268,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -2352,7 +2352,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -2788,7 +2788,7 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -2801,7 +2801,7 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -2873,7 +2873,7 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -3199,7 +3199,7 @@ open class DeviceStateStoreImpl: Disposable, AutoCloseable, DeviceStateStore
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -3212,7 +3212,7 @@ open class DeviceStateStoreImpl: Disposable, AutoCloseable, DeviceStateStore
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -3284,7 +3284,7 @@ open class DeviceStateStoreImpl: Disposable, AutoCloseable, DeviceStateStore
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -3589,7 +3589,7 @@ open class Hotp: Disposable, AutoCloseable, HotpInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -3602,7 +3602,7 @@ open class Hotp: Disposable, AutoCloseable, HotpInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -3692,7 +3692,7 @@ open class Hotp: Disposable, AutoCloseable, HotpInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -3948,7 +3948,7 @@ open class KeySet: Disposable, AutoCloseable, KeySetInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -3961,7 +3961,7 @@ open class KeySet: Disposable, AutoCloseable, KeySetInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -4033,7 +4033,7 @@ open class KeySet: Disposable, AutoCloseable, KeySetInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -4374,7 +4374,7 @@ open class MessageTemplates: Disposable, AutoCloseable, MessageTemplatesInterfac
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -4387,7 +4387,7 @@ open class MessageTemplates: Disposable, AutoCloseable, MessageTemplatesInterfac
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -4459,7 +4459,7 @@ open class MessageTemplates: Disposable, AutoCloseable, MessageTemplatesInterfac
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -4802,7 +4802,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -4815,7 +4815,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -4902,7 +4902,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -5310,7 +5310,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -5323,7 +5323,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -5395,7 +5395,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -5804,7 +5804,7 @@ open class RiskPolicy: Disposable, AutoCloseable, RiskPolicyInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -5817,7 +5817,7 @@ open class RiskPolicy: Disposable, AutoCloseable, RiskPolicyInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -5889,7 +5889,7 @@ open class RiskPolicy: Disposable, AutoCloseable, RiskPolicyInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -6167,7 +6167,7 @@ open class Secret: Disposable, AutoCloseable, SecretInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -6180,7 +6180,7 @@ open class Secret: Disposable, AutoCloseable, SecretInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -6252,7 +6252,7 @@ open class Secret: Disposable, AutoCloseable, SecretInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -6613,7 +6613,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -6626,7 +6626,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -6698,7 +6698,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
@@ -7118,7 +7118,7 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
     /**
      * @suppress
      */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
         this.handle = handle
         this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
     }
@@ -7131,7 +7131,7 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
      * connected Rust object.
      */
     @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
+    internal constructor(noHandle: NoHandle) {
         this.handle = 0
         this.cleanable = null
     }
@@ -7224,7 +7224,7 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
     /**
      * @suppress
      */
-    fun uniffiCloneHandle(): Long {
+    internal fun uniffiCloneHandle(): Long {
         if (handle == 0.toLong()) {
             throw InternalException("uniffiCloneHandle() called on NoHandle object");
         }
