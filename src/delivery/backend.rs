@@ -189,6 +189,17 @@ impl Backend {
         }
     }
 
+    /// This backend (its store, retention and cache of device keys) with
+    /// another key set: after a rotation, a key set changed elsewhere.
+    pub fn with_keys(&self, keys: KeySet) -> Self {
+        Backend {
+            keys,
+            store: Arc::clone(&self.store),
+            receipt_retention: self.receipt_retention,
+            device_keys: Arc::clone(&self.device_keys),
+        }
+    }
+
     /// The keys.
     pub fn keys(&self) -> &KeySet {
         &self.keys

@@ -8,7 +8,13 @@ use zeroize::Zeroizing;
 use super::{now, FfiResult};
 use crate::error::Error as CoreError;
 
-debug_as_inner!(KeySet, Ticket, Backend, OfflineVerifier);
+debug_as_inner!(KeySet, Ticket, OfflineVerifier);
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner().fmt(f)
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Settings
@@ -141,11 +147,23 @@ pub fn normalize_code(entered: String, format: CodeFormat) -> FfiResult<String> 
 #[uniffi::export(Debug)]
 pub struct KeySet {
     inner: Mutex<crate::KeySet>,
+    /// Counts changes (rotate, setCurrent, remove), so a `Backend` made
+    /// from this set sees them.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl KeySet {
     fn get(&self) -> std::sync::MutexGuard<'_, crate::KeySet> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -180,7 +198,9 @@ impl KeySet {
     /// # Errors
     /// `InvalidKeyId`, `InvalidKeySet` (id taken), `RandomUnavailable`.
     pub fn rotate(&self, new_key_id: String) -> FfiResult<()> {
-        Ok(self.get().rotate(&new_key_id)?)
+        self.get().rotate(&new_key_id)?;
+        self.changed();
+        Ok(())
     }
 
     /// Makes another key current.
@@ -188,7 +208,9 @@ impl KeySet {
     /// # Errors
     /// `UnknownKeyId`.
     pub fn set_current(&self, key_id: String) -> FfiResult<()> {
-        Ok(self.get().set_current(&key_id)?)
+        self.get().set_current(&key_id)?;
+        self.changed();
+        Ok(())
     }
 
     /// Removes a retired key.
@@ -196,7 +218,9 @@ impl KeySet {
     /// # Errors
     /// `UnknownKeyId`, `InvalidKeySet` (the current key).
     pub fn remove(&self, key_id: String) -> FfiResult<()> {
-        Ok(self.get().remove(&key_id)?)
+        self.get().remove(&key_id)?;
+        self.changed();
+        Ok(())
     }
 
     /// The current key's id.
@@ -214,6 +238,7 @@ impl KeySet {
     fn wrap(inner: crate::KeySet) -> Arc<Self> {
         Arc::new(KeySet {
             inner: Mutex::new(inner),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }
@@ -412,7 +437,30 @@ impl From<crate::OnlineOutcome> for OnlineOutcome {
 #[derive(uniffi::Object)]
 #[uniffi::export(Debug)]
 pub struct Backend {
-    pub(super) inner: crate::Backend,
+    /// The key set it was made with: changes to it reach this backend.
+    keys: Arc<KeySet>,
+    /// The core backend, and the key set's generation it was built for.
+    core: std::sync::RwLock<(crate::Backend, u64)>,
+}
+
+impl Backend {
+    /// The core backend over the key set as it is now.
+    pub(super) fn inner(&self) -> crate::Backend {
+        let now = self.keys.generation();
+        {
+            let core = self.core.read().unwrap_or_else(PoisonError::into_inner);
+            if core.1 == now {
+                return core.0.clone();
+            }
+        }
+        let mut core = self.core.write().unwrap_or_else(PoisonError::into_inner);
+        if core.1 != now {
+            let keys = self.keys.get().clone();
+            core.0 = core.0.with_keys(keys);
+            core.1 = now;
+        }
+        core.0.clone()
+    }
 }
 
 #[uniffi::export]
@@ -420,9 +468,14 @@ impl Backend {
     /// A backend with a copy of `keys` and an empty in-memory attempt store.
     #[uniffi::constructor]
     pub fn new(keys: Arc<KeySet>) -> Arc<Self> {
-        let keys = keys.get().clone();
+        let generation = keys.generation();
+        let core = crate::Backend::new(
+            keys.get().clone(),
+            Arc::new(crate::InMemoryAttemptStore::new()),
+        );
         Arc::new(Backend {
-            inner: crate::Backend::new(keys, Arc::new(crate::InMemoryAttemptStore::new())),
+            keys,
+            core: std::sync::RwLock::new((core, generation)),
         })
     }
 
@@ -443,7 +496,7 @@ impl Backend {
         settings: DeliverySettings,
     ) -> FfiResult<IssuedCode> {
         Ok(self
-            .inner
+            .inner()
             .issue(&delivery_id, sequence, &courier_id, now, &settings.into())?
             .into())
     }
@@ -461,7 +514,7 @@ impl Backend {
         settings: DeliverySettings,
     ) -> FfiResult<IssuedCode> {
         Ok(self
-            .inner
+            .inner()
             .reassign(&previous.inner, &courier_id, now, &settings.into())?
             .into())
     }
@@ -477,7 +530,7 @@ impl Backend {
         settings: DeliverySettings,
     ) -> FfiResult<IssuedCode> {
         Ok(self
-            .inner
+            .inner()
             .resend(&previous.inner, now, &settings.into())?
             .into())
     }
@@ -488,7 +541,7 @@ impl Backend {
     /// `UnsupportedTicketVersion`, `InvalidTicket`, `UnsafeSettings`,
     /// `UnknownKeyId`, `TicketMacMismatch`.
     pub fn read_ticket(&self, json: String) -> FfiResult<Arc<Ticket>> {
-        Ok(Ticket::wrap(self.inner.read_ticket(&json)?))
+        Ok(Ticket::wrap(self.inner().read_ticket(&json)?))
     }
 
     /// The code for a delivery's sequence with the named key, derived again
@@ -504,7 +557,7 @@ impl Backend {
         format: CodeFormat,
     ) -> FfiResult<String> {
         Ok(self
-            .inner
+            .inner()
             .derive_code(&key_id, &delivery_id, sequence, format.into())?
             .as_str()
             .to_string())
@@ -516,7 +569,7 @@ impl Backend {
     /// # Errors
     /// `UnknownKeyId`, `TicketMacMismatch`.
     pub fn code_for(&self, ticket: Arc<Ticket>) -> FfiResult<String> {
-        Ok(self.inner.code_for(&ticket.inner)?.as_str().to_string())
+        Ok(self.inner().code_for(&ticket.inner)?.as_str().to_string())
     }
 
     /// Verifies a code typed for `ticket` (the delivery's current ticket as
@@ -539,7 +592,7 @@ impl Backend {
     ) -> FfiResult<OnlineOutcome> {
         let entered = Zeroizing::new(entered);
         Ok(self
-            .inner
+            .inner()
             .verify_online(&ticket.inner, &entered, &courier_id, &device_id, now)?
             .into())
     }

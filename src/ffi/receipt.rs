@@ -427,14 +427,23 @@ impl OfflineVerifier {
     }
 }
 
+/// How a delivered code was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum Verification {
+    /// On the courier's device, against the ticket (provisional until
+    /// reconciled).
+    Offline,
+    /// By the backend, online.
+    Online,
+}
+
 /// The backend's judgement of a receipt.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum Decision {
     /// Delivered with the issued code.
     Confirmed {
-        /// True when the device accepted it offline, false when the backend
-        /// confirmed it online.
-        offline: bool,
+        /// How it was checked: on the device, or by the backend online.
+        verified: Verification,
     },
     /// The device accepted a code that is not the issued one: suspected fraud.
     CodeMismatch,
@@ -483,7 +492,10 @@ impl From<crate::Decision> for Decision {
         use crate::Decision as C;
         match d {
             C::Confirmed { verified } => Decision::Confirmed {
-                offline: verified == crate::Verification::Offline,
+                verified: match verified {
+                    crate::Verification::Offline => Verification::Offline,
+                    crate::Verification::Online => Verification::Online,
+                },
             },
             C::CodeMismatch => Decision::CodeMismatch,
             C::GuessedFromTicket {
@@ -557,7 +569,7 @@ impl Backend {
         device_id: String,
     ) -> FfiResult<Arc<DeviceKey>> {
         Ok(Arc::new(DeviceKey {
-            inner: self.inner.provision_device(&courier_id, &device_id)?,
+            inner: self.inner().provision_device(&courier_id, &device_id)?,
         }))
     }
 
@@ -576,7 +588,7 @@ impl Backend {
     ) -> FfiResult<Reconciliation> {
         let receipt_json = Zeroizing::new(receipt_json);
         Ok(self
-            .inner
+            .inner()
             .reconcile(&receipt_json, &ticket.inner, now)?
             .into())
     }

@@ -5550,9 +5550,8 @@ public enum Decision: Equatable, Hashable {
      */
     case confirmed(
         /**
-         * True when the device accepted it offline, false when the backend
-         * confirmed it online.
-         */offline: Bool
+         * How it was checked: on the device, or by the backend online.
+         */verified: Verification
     )
     /**
      * The device accepted a code that is not the issued one: suspected fraud.
@@ -5640,7 +5639,7 @@ public struct FfiConverterTypeDecision: FfiConverterRustBuffer {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .confirmed(offline: try FfiConverterBool.read(from: &buf)
+        case 1: return .confirmed(verified: try FfiConverterTypeVerification.read(from: &buf)
         )
         
         case 2: return .codeMismatch
@@ -5675,9 +5674,9 @@ public struct FfiConverterTypeDecision: FfiConverterRustBuffer {
         switch value {
         
         
-        case let .confirmed(offline):
+        case let .confirmed(verified):
             writeInt(&buf, Int32(1))
-            FfiConverterBool.write(offline, into: &buf)
+            FfiConverterTypeVerification.write(verified, into: &buf)
             
         
         case .codeMismatch:
@@ -7385,6 +7384,82 @@ public func FfiConverterTypeStoreError_lift(_ buf: RustBuffer) throws -> StoreEr
 public func FfiConverterTypeStoreError_lower(_ value: StoreError) -> RustBuffer {
     return FfiConverterTypeStoreError.lower(value)
 }
+
+
+/**
+ * How a delivered code was checked.
+ */
+
+public enum Verification: Equatable, Hashable {
+    
+    /**
+     * On the courier's device, against the ticket (provisional until
+     * reconciled).
+     */
+    case offline
+    /**
+     * By the backend, online.
+     */
+    case online
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Verification: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVerification: FfiConverterRustBuffer {
+    typealias SwiftType = Verification
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Verification {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .offline
+        
+        case 2: return .online
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Verification, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .offline:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .online:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerification_lift(_ buf: RustBuffer) throws -> Verification {
+    return try FfiConverterTypeVerification.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerification_lower(_ value: Verification) -> RustBuffer {
+    return FfiConverterTypeVerification.lower(value)
+}
+
 
 
 /**

@@ -88,4 +88,24 @@ final class SafetyTests: XCTestCase {
         XCTAssertEqual(Set([s1, s2]).count, 1)
         XCTAssertEqual(Set([s1, try Secret.generate()]).count, 2)
     }
+
+    func testARotationReachesTheBackendMadeBeforeIt() throws {
+        let keys = try KeySet.generate(keyId: "k1")
+        let backend = Backend(keys: keys)
+        let before = try backend.issue(deliveryId: "PKG-R1", sequence: 0, courierId: "courier-1", now: now,
+                                       settings: defaultDeliverySettings())
+        XCTAssertEqual(before.ticket.keyId(), "k1")
+        try keys.rotate(newKeyId: "k2")
+        let after = try backend.issue(deliveryId: "PKG-R2", sequence: 0, courierId: "courier-1", now: now,
+                                      settings: defaultDeliverySettings())
+        XCTAssertEqual(after.ticket.keyId(), "k2")
+        XCTAssertEqual(try backend.codeFor(ticket: try backend.readTicket(json: before.ticket.toJson())), before.code)
+        let key = try backend.provisionDevice(courierId: "courier-1", deviceId: "phone-1")
+        let verifier = OfflineVerifier(ticket: before.ticket, store: MapStateStore())
+        _ = try verifier.verify(entered: before.code, now: now + 1)
+        let receipt = try verifier.receipt(deviceKey: key, outcome: .deliveredOffline(code: before.code),
+                                           decidedAt: now + 2, details: ReceiptDetails(appVersion: "ios/1.0"))
+        let decision = try backend.reconcile(receiptJson: receipt.toJson(), ticket: before.ticket, now: now + 3).decision
+        XCTAssertEqual(decision, .confirmed(verified: .offline))
+    }
 }

@@ -8491,10 +8491,9 @@ sealed class Decision {
      */
     data class Confirmed(
         /**
-         * True when the device accepted it offline, false when the backend
-         * confirmed it online.
+         * How it was checked: on the device, or by the backend online.
          */
-        val `offline`: kotlin.Boolean) : Decision()
+        val `verified`: dev.deliveryotp.Verification) : Decision()
         
     {
         
@@ -8633,7 +8632,7 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
     override fun read(buf: ByteBuffer): Decision {
         return when(buf.getInt()) {
             1 -> Decision.Confirmed(
-                FfiConverterBoolean.read(buf),
+                FfiConverterTypeVerification.read(buf),
                 )
             2 -> Decision.CodeMismatch
             3 -> Decision.GuessedFromTicket(
@@ -8666,7 +8665,7 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterBoolean.allocationSize(value.`offline`)
+                + FfiConverterTypeVerification.allocationSize(value.`verified`)
             )
         }
         is Decision.CodeMismatch -> {
@@ -8736,7 +8735,7 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
         when(value) {
             is Decision.Confirmed -> {
                 buf.putInt(1)
-                FfiConverterBoolean.write(value.`offline`, buf)
+                FfiConverterTypeVerification.write(value.`verified`, buf)
                 Unit
             }
             is Decision.CodeMismatch -> {
@@ -10522,6 +10521,50 @@ public object FfiConverterTypeStoreError : FfiConverterRustBuffer<StoreException
     }
 
 }
+
+
+
+/**
+ * How a delivered code was checked.
+ */
+
+enum class Verification {
+    
+    /**
+     * On the courier's device, against the ticket (provisional until
+     * reconciled).
+     */
+    OFFLINE,
+    /**
+     * By the backend, online.
+     */
+    ONLINE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVerification: FfiConverterRustBuffer<Verification> {
+    override fun read(buf: ByteBuffer) = try {
+        Verification.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: Verification) = 4UL
+
+    override fun write(value: Verification, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 

@@ -151,4 +151,27 @@ class SafetyTest {
         assertEquals(1, hashSetOf(s1, s2).size)
         assertEquals(2, hashSetOf(s1, Secret.generate()).size)
     }
+
+    @Test
+    fun aRotationReachesTheBackendMadeBeforeIt() {
+        KeySet.generate("k1").use { keys ->
+            Backend(keys).use { backend ->
+                val before = backend.issue("PKG-R1", 0uL, "courier-1", now, defaultDeliverySettings())
+                assertEquals("k1", before.ticket.keyId())
+                keys.rotate("k2")
+                val after = backend.issue("PKG-R2", 0uL, "courier-1", now, defaultDeliverySettings())
+                assertEquals("k2", after.ticket.keyId())
+                // Tickets of the old key are still the backend's own.
+                assertEquals(before.code, backend.codeFor(backend.readTicket(before.ticket.toJson())))
+                val key = backend.provisionDevice("courier-1", "phone-1")
+                assertEquals("k2", key.keyId())
+                OfflineVerifier(before.ticket, MapStateStore()).use { v ->
+                    v.verify(before.code, now + 1uL)
+                    val receipt = v.receipt(key, ReceiptOutcome.DeliveredOffline(before.code), now + 2uL, ReceiptDetails("android/1.0"))
+                    val decision = backend.reconcile(receipt.toJson(), before.ticket, now + 3uL).decision
+                    assertEquals(Decision.Confirmed(Verification.OFFLINE), decision)
+                }
+            }
+        }
+    }
 }
