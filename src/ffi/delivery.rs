@@ -21,6 +21,7 @@ impl std::fmt::Debug for Backend {
 
 /// How a delivery code is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum CodeFormat {
     /// Decimal digits, 4 to 10 (fewer than 6 only with `allow_short_codes`).
     Numeric {
@@ -346,7 +347,7 @@ impl Ticket {
 /// A code and its ticket, as the backend issues them. (`Debug` leaves out
 /// the code, and so do Kotlin's `toString()` and Swift's `description`.)
 #[derive(Clone, uniffi::Record)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Eq, Hash)]
 pub struct IssuedCode {
     /// The code, for the customer's message only.
     pub code: String,
@@ -365,6 +366,23 @@ impl std::fmt::Debug for IssuedCode {
     }
 }
 
+/// Equal codes (compared in constant time) of equal tickets.
+impl PartialEq for IssuedCode {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.code.as_bytes().ct_eq(other.code.as_bytes())) && self.ticket == other.ticket
+    }
+}
+
+impl Eq for IssuedCode {}
+
+/// The ticket's hash only: nothing derived from the code goes into a hash table.
+impl std::hash::Hash for IssuedCode {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ticket.hash(state);
+    }
+}
+
 impl From<crate::Issued> for IssuedCode {
     fn from(i: crate::Issued) -> Self {
         IssuedCode {
@@ -377,6 +395,7 @@ impl From<crate::Issued> for IssuedCode {
 
 /// The result of an online verification on the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum OnlineOutcome {
     /// Right code; it is now used.
     Confirmed {
@@ -696,6 +715,7 @@ impl crate::StateStore for ForeignStore {
 
 /// The result of an offline verification on the courier's device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum OfflineOutcome {
     /// The code matches the ticket; provisional until the backend confirms it.
     AcceptedProvisionally {

@@ -12,7 +12,7 @@ debug_as_inner!(Secret, Hotp, Totp);
 // Algorithm
 
 /// The hash function under the HMAC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
 pub enum Algorithm {
     /// HMAC-SHA-1, the usual choice of authenticator apps.
     Sha1,
@@ -293,7 +293,8 @@ impl Totp {
 // Key URIs
 
 /// TOTP with its period, or HOTP with its counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum OtpKind {
     /// Time-based (RFC 6238).
     Totp {
@@ -326,8 +327,9 @@ impl From<crate::OtpKind> for OtpKind {
 }
 
 /// The contents of an `otpauth://` key URI (an enrolment QR code).
-#[derive(Debug, Clone, uniffi::Record)]
-#[uniffi::export(Debug)]
+/// Equal when every field is (the secrets compared in constant time).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, uniffi::Record)]
+#[uniffi::export(Debug, Eq, Hash)]
 pub struct KeyUri {
     /// TOTP with its period, or HOTP with its counter.
     pub kind: OtpKind,

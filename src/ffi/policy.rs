@@ -103,6 +103,7 @@ pub enum VerificationMode {
 
 /// What the policy asks for.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum Requirement {
     /// A code, with these settings.
     Code {

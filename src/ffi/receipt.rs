@@ -15,9 +15,37 @@ debug_as_inner!(DeviceKey, Receipt);
 /// with `Backend.provisionDevice` at login; the app keeps its JSON in the
 /// Android Keystore or the iOS Keychain and reads it back with `fromJson`.
 #[derive(uniffi::Object)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Eq, Hash)]
 pub struct DeviceKey {
     inner: crate::DeviceKey,
+}
+
+/// The same key: the same ids, and the same secret (its JSON, compared in
+/// constant time).
+impl PartialEq for DeviceKey {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(
+            self.inner
+                .to_json()
+                .as_bytes()
+                .ct_eq(other.inner.to_json().as_bytes()),
+        )
+    }
+}
+
+impl Eq for DeviceKey {}
+
+/// The ids only: nothing derived from the secret goes into a hash table.
+impl std::hash::Hash for DeviceKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (
+            self.inner.key_id(),
+            self.inner.courier_id(),
+            self.inner.device_id(),
+        )
+            .hash(state);
+    }
 }
 
 #[uniffi::export]
@@ -76,6 +104,7 @@ impl DeviceKey {
 
 /// Why a parcel was not handed over.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum NotDeliveredReason {
     /// No one was there to take it.
     CustomerAbsent,
@@ -274,9 +303,30 @@ pub struct ReceiptDetails {
 
 /// A signed proof-of-delivery receipt; `toJson` is what the app uploads.
 #[derive(uniffi::Object)]
-#[uniffi::export(Debug)]
+#[uniffi::export(Debug, Eq, Hash)]
 pub struct Receipt {
     inner: crate::Receipt,
+}
+
+/// The same receipt, field for field (its MAC included).
+impl PartialEq for Receipt {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
+    }
+}
+
+impl Eq for Receipt {}
+
+/// Its delivery, sequence and device; equal receipts share them.
+impl std::hash::Hash for Receipt {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (
+            self.inner.delivery_id(),
+            self.inner.sequence(),
+            self.inner.device_id(),
+        )
+            .hash(state);
+    }
 }
 
 #[uniffi::export]
@@ -439,6 +489,7 @@ pub enum Verification {
 
 /// The backend's judgement of a receipt.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::export(Debug)]
 pub enum Decision {
     /// Delivered with the issued code.
     Confirmed {

@@ -1111,7 +1111,7 @@ public protocol DeviceKeyProtocol: AnyObject, Sendable {
  * with `Backend.provisionDevice` at login; the app keeps its JSON in the
  * Android Keystore or the iOS Keychain and reads it back with `fromJson`.
  */
-open class DeviceKey: DeviceKeyProtocol, @unchecked Sendable, CustomDebugStringConvertible {
+open class DeviceKey: DeviceKeyProtocol, @unchecked Sendable, Equatable, Hashable, CustomDebugStringConvertible {
     fileprivate let handle: UInt64
 
     /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
@@ -1273,6 +1273,30 @@ public var debugDescription: String {
     )
 }
     )
+}
+// The local Rust `Eq` implementation - only `eq` is used.
+public static func == (self: DeviceKey, other: DeviceKey) -> Bool {
+    return try!  FfiConverterBool.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_eq_eq(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeDeviceKey_lower(other),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Hash` implementation
+public func hash(into hasher: inout Hasher) {
+    let val = try!  FfiConverterUInt64.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_hash(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+    hasher.combine(val)
 }
 }
 
@@ -2718,7 +2742,7 @@ public protocol ReceiptProtocol: AnyObject, Sendable {
 /**
  * A signed proof-of-delivery receipt; `toJson` is what the app uploads.
  */
-open class Receipt: ReceiptProtocol, @unchecked Sendable, CustomDebugStringConvertible {
+open class Receipt: ReceiptProtocol, @unchecked Sendable, Equatable, Hashable, CustomDebugStringConvertible {
     fileprivate let handle: UInt64
 
     /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
@@ -2945,6 +2969,30 @@ public var debugDescription: String {
     )
 }
     )
+}
+// The local Rust `Eq` implementation - only `eq` is used.
+public static func == (self: Receipt, other: Receipt) -> Bool {
+    return try!  FfiConverterBool.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_uniffi_trait_eq_eq(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeReceipt_lower(other),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Hash` implementation
+public func hash(into hasher: inout Hasher) {
+    let val = try!  FfiConverterUInt64.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receipt_uniffi_trait_hash(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+    hasher.combine(val)
 }
 }
 
@@ -4256,7 +4304,7 @@ public func FfiConverterTypeEmail_lower(_ value: Email) -> RustBuffer {
  * A code and its ticket, as the backend issues them. (`Debug` leaves out
  * the code, and so do Kotlin's `toString()` and Swift's `description`.)
  */
-public struct IssuedCode: CustomDebugStringConvertible {
+public struct IssuedCode: Equatable, Hashable, CustomDebugStringConvertible {
     /**
      * The code, for the customer's message only.
      */
@@ -4300,6 +4348,30 @@ public var debugDescription: String {
     )
 }
     )
+}
+// The local Rust `Eq` implementation - only `eq` is used.
+public static func == (self: IssuedCode, other: IssuedCode) -> Bool {
+    return try!  FfiConverterBool.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(
+            FfiConverterTypeIssuedCode_lower(self),
+        FfiConverterTypeIssuedCode_lower(other),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Hash` implementation
+public func hash(into hasher: inout Hasher) {
+    let val = try!  FfiConverterUInt64.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(
+            FfiConverterTypeIssuedCode_lower(self),uniffiCallStatus
+    )
+}
+    )
+    hasher.combine(val)
 }
 }
 
@@ -4345,8 +4417,9 @@ public func FfiConverterTypeIssuedCode_lower(_ value: IssuedCode) -> RustBuffer 
 
 /**
  * The contents of an `otpauth://` key URI (an enrolment QR code).
+ * Equal when every field is (the secrets compared in constant time).
  */
-public struct KeyUri: CustomDebugStringConvertible {
+public struct KeyUri: Equatable, Hashable, CustomDebugStringConvertible {
     /**
      * TOTP with its period, or HOTP with its counter.
      */
@@ -4414,6 +4487,30 @@ public var debugDescription: String {
     )
 }
     )
+}
+// The local Rust `Eq` implementation - only `eq` is used.
+public static func == (self: KeyUri, other: KeyUri) -> Bool {
+    return try!  FfiConverterBool.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(
+            FfiConverterTypeKeyUri_lower(self),
+        FfiConverterTypeKeyUri_lower(other),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Hash` implementation
+public func hash(into hasher: inout Hasher) {
+    let val = try!  FfiConverterUInt64.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(
+            FfiConverterTypeKeyUri_lower(self),uniffiCallStatus
+    )
+}
+    )
+    hasher.combine(val)
 }
 }
 
@@ -5381,7 +5478,7 @@ public func FfiConverterTypeAlgorithm_lower(_ value: Algorithm) -> RustBuffer {
  * How a delivery code is written.
  */
 
-public enum CodeFormat: Equatable, Hashable {
+public enum CodeFormat: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
      * Decimal digits, 4 to 10 (fewer than 6 only with `allow_short_codes`).
@@ -5404,6 +5501,17 @@ public enum CodeFormat: Equatable, Hashable {
 
 
 
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(
+            FfiConverterTypeCodeFormat_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -5543,7 +5651,7 @@ public func FfiConverterTypeCustomerPreference_lower(_ value: CustomerPreference
  * The backend's judgement of a receipt.
  */
 
-public enum Decision: Equatable, Hashable {
+public enum Decision: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
      * Delivered with the issued code.
@@ -5623,6 +5731,17 @@ public enum Decision: Equatable, Hashable {
 
 
 
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(
+            FfiConverterTypeDecision_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -5861,7 +5980,7 @@ public func FfiConverterTypeDeliveryMethod_lower(_ value: DeliveryMethod) -> Rus
  * Why a parcel was not handed over.
  */
 
-public enum NotDeliveredReason: Equatable, Hashable {
+public enum NotDeliveredReason: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
      * No one was there to take it.
@@ -5892,6 +6011,17 @@ public enum NotDeliveredReason: Equatable, Hashable {
 
 
 
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(
+            FfiConverterTypeNotDeliveredReason_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -5972,7 +6102,7 @@ public func FfiConverterTypeNotDeliveredReason_lower(_ value: NotDeliveredReason
  * The result of an offline verification on the courier's device.
  */
 
-public enum OfflineOutcome: Equatable, Hashable {
+public enum OfflineOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
      * The code matches the ticket; provisional until the backend confirms it.
@@ -6036,6 +6166,17 @@ public enum OfflineOutcome: Equatable, Hashable {
 
 
 
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(
+            FfiConverterTypeOfflineOutcome_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -6140,7 +6281,7 @@ public func FfiConverterTypeOfflineOutcome_lower(_ value: OfflineOutcome) -> Rus
  * The result of an online verification on the backend.
  */
 
-public enum OnlineOutcome: Equatable, Hashable {
+public enum OnlineOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
      * Right code; it is now used.
@@ -6204,6 +6345,17 @@ public enum OnlineOutcome: Equatable, Hashable {
 
 
 
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(
+            FfiConverterTypeOnlineOutcome_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -6920,7 +7072,7 @@ public func FfiConverterTypeOtpError_lower(_ value: OtpError) -> RustBuffer {
  * TOTP with its period, or HOTP with its counter.
  */
 
-public enum OtpKind: Equatable, Hashable {
+public enum OtpKind: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
      * Time-based (RFC 6238).
@@ -6943,6 +7095,17 @@ public enum OtpKind: Equatable, Hashable {
 
 
 
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(
+            FfiConverterTypeOtpKind_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -7126,7 +7289,7 @@ public func FfiConverterTypeReceiptOutcome_lower(_ value: ReceiptOutcome) -> Rus
  * What the policy asks for.
  */
 
-public enum Requirement: Equatable, Hashable {
+public enum Requirement: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
      * A code, with these settings.
@@ -7156,6 +7319,17 @@ public enum Requirement: Equatable, Hashable {
 
 
 
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(
+            FfiConverterTypeRequirement_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)

@@ -108,4 +108,25 @@ final class SafetyTests: XCTestCase {
         let decision = try backend.reconcile(receiptJson: receipt.toJson(), ticket: before.ticket, now: now + 3).decision
         XCTAssertEqual(decision, .confirmed(verified: .offline))
     }
+
+    func testValuesPrintReadablyAndCompareByValue() throws {
+        XCTAssertEqual(String(describing: Decision.codeMismatch), "CodeMismatch")
+        let uri = "otpauth://totp/Acme:bob?secret=JBSWY3DPEHPK3PXP&issuer=Acme"
+        XCTAssertEqual(try parseKeyUri(uri: uri), try parseKeyUri(uri: uri))
+        XCTAssertEqual(Set([try parseKeyUri(uri: uri), try parseKeyUri(uri: uri)]).count, 1)
+        let backend = Backend(keys: try KeySet.generate(keyId: "k1"))
+        let issued = try backend.issue(deliveryId: "PKG-EQ", sequence: 0, courierId: "courier-1", now: now,
+                                       settings: defaultDeliverySettings())
+        let again = try backend.issue(deliveryId: "PKG-EQ", sequence: 0, courierId: "courier-1", now: now,
+                                      settings: defaultDeliverySettings())
+        XCTAssertEqual(issued, again)
+        let keyJson = try backend.provisionDevice(courierId: "courier-1", deviceId: "phone-1").toJson()
+        XCTAssertEqual(Set([try DeviceKey.fromJson(json: keyJson), try DeviceKey.fromJson(json: keyJson)]).count, 1)
+        let verifier = OfflineVerifier(ticket: issued.ticket, store: MapStateStore())
+        _ = try verifier.verify(entered: issued.code, now: now + 1)
+        let receipt = try verifier.receipt(deviceKey: try DeviceKey.fromJson(json: keyJson),
+                                           outcome: .deliveredOffline(code: issued.code), decidedAt: now + 2,
+                                           details: ReceiptDetails(appVersion: "ios/1.0"))
+        XCTAssertEqual(Set([receipt, try Receipt.fromJson(json: receipt.toJson())]).count, 1)
+    }
 }

@@ -1140,6 +1140,12 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_eq_eq(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_eq_ne(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_delivery_otp_fn_clone_receipt(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_free_receipt(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1172,12 +1178,44 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_delivery_otp_fn_method_receipt_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receipt_uniffi_trait_eq_eq(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_receipt_uniffi_trait_eq_ne(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_receipt_uniffi_trait_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_ne(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_ne(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_delivery_otp_fn_method_email_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_messagevalues_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -3003,6 +3041,32 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
 }
     }
     )
+    }
+    // The local Rust `Eq` implementation - only `eq` is used.
+    override fun equals(other: Any?): Boolean {
+        if (other !is DeviceKey) return false
+        return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_eq_eq(
+        it,
+        
+        FfiConverterTypeDeviceKey.lower(`other`),_status)
+}
+    }
+    )
+    }
+    // The local Rust `Hash` implementation
+    override fun hashCode(): Int {
+        return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_devicekey_uniffi_trait_hash(
+        it,
+        _status)
+}
+    }
+    ).toInt()
     }
 
     
@@ -5616,6 +5680,32 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     }
     )
     }
+    // The local Rust `Eq` implementation - only `eq` is used.
+    override fun equals(other: Any?): Boolean {
+        if (other !is Receipt) return false
+        return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_uniffi_trait_eq_eq(
+        it,
+        
+        FfiConverterTypeReceipt.lower(`other`),_status)
+}
+    }
+    )
+    }
+    // The local Rust `Hash` implementation
+    override fun hashCode(): Int {
+        return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receipt_uniffi_trait_hash(
+        it,
+        _status)
+}
+    }
+    ).toInt()
+    }
 
     
     companion object {
@@ -7409,27 +7499,27 @@ data class DeliverySettings (
     /**
      * How the code is written.
      */
-    var `format`: CodeFormat
+    val `format`: CodeFormat
     , 
     /**
      * Opt-in for numeric codes of 4 or 5 digits.
      */
-    var `allowShortCodes`: kotlin.Boolean = false 
+    val `allowShortCodes`: kotlin.Boolean = false 
     , 
     /**
      * Width of the offline hash in bits, 8 to 32.
      */
-    var `hashBits`: kotlin.UInt = 12u 
+    val `hashBits`: kotlin.UInt = 12u 
     , 
     /**
      * Attempts before the code locks, 1 to 100.
      */
-    var `maxAttempts`: kotlin.UInt = 5u 
+    val `maxAttempts`: kotlin.UInt = 5u 
     , 
     /**
      * Seconds from issuing until the code expires, up to 30 days.
      */
-    var `lifetimeSecs`: kotlin.ULong = 86400uL 
+    val `lifetimeSecs`: kotlin.ULong = 86400uL 
     
 ){
     
@@ -7480,12 +7570,12 @@ data class Email (
     /**
      * The subject.
      */
-    var `subject`: kotlin.String
+    val `subject`: kotlin.String
     , 
     /**
      * The plain-text body.
      */
-    var `body`: kotlin.String
+    val `body`: kotlin.String
     
 ){
     
@@ -7537,17 +7627,17 @@ data class IssuedCode (
     /**
      * The code, for the customer's message only.
      */
-    var `code`: kotlin.String
+    val `code`: kotlin.String
     , 
     /**
      * The code grouped for reading aloud ("482 913").
      */
-    var `codeGrouped`: kotlin.String
+    val `codeGrouped`: kotlin.String
     , 
     /**
      * The ticket, for the courier's device.
      */
-    var `ticket`: Ticket
+    val `ticket`: Ticket
     
 ): Disposable{
     
@@ -7562,6 +7652,26 @@ data class IssuedCode (
         _status)
 }
     )
+    }
+    // The local Rust `Eq` implementation - only `eq` is used.
+    override fun equals(other: Any?): Boolean {
+        if (other !is IssuedCode) return false
+        return FfiConverterBoolean.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(FfiConverterTypeIssuedCode.lower(this),
+        
+        FfiConverterTypeIssuedCode.lower(`other`),_status)
+}
+    )
+    }
+    // The local Rust `Hash` implementation
+    override fun hashCode(): Int {
+        return FfiConverterULong.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(FfiConverterTypeIssuedCode.lower(this),
+        _status)
+}
+    ).toInt()
     }
     
     @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
@@ -7606,37 +7716,38 @@ public object FfiConverterTypeIssuedCode: FfiConverterRustBuffer<IssuedCode> {
 
 /**
  * The contents of an `otpauth://` key URI (an enrolment QR code).
+ * Equal when every field is (the secrets compared in constant time).
  */
 data class KeyUri (
     /**
      * TOTP with its period, or HOTP with its counter.
      */
-    var `kind`: OtpKind
+    val `kind`: OtpKind
     , 
     /**
      * The shared secret.
      */
-    var `secret`: Secret
+    val `secret`: Secret
     , 
     /**
      * Who issued the key, shown by authenticator apps.
      */
-    var `issuer`: kotlin.String?
+    val `issuer`: kotlin.String?
     , 
     /**
      * The account the key is for.
      */
-    var `account`: kotlin.String
+    val `account`: kotlin.String
     , 
     /**
      * The hash function.
      */
-    var `algorithm`: Algorithm
+    val `algorithm`: Algorithm
     , 
     /**
      * Digits per code.
      */
-    var `digits`: kotlin.UInt
+    val `digits`: kotlin.UInt
     
 ): Disposable{
     
@@ -7651,6 +7762,26 @@ data class KeyUri (
         _status)
 }
     )
+    }
+    // The local Rust `Eq` implementation - only `eq` is used.
+    override fun equals(other: Any?): Boolean {
+        if (other !is KeyUri) return false
+        return FfiConverterBoolean.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(FfiConverterTypeKeyUri.lower(this),
+        
+        FfiConverterTypeKeyUri.lower(`other`),_status)
+}
+    )
+    }
+    // The local Rust `Hash` implementation
+    override fun hashCode(): Int {
+        return FfiConverterULong.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(FfiConverterTypeKeyUri.lower(this),
+        _status)
+}
+    ).toInt()
     }
     
     @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
@@ -7712,17 +7843,17 @@ data class Location (
     /**
      * Latitude in millionths of a degree.
      */
-    var `latMicrodegrees`: kotlin.Int
+    val `latMicrodegrees`: kotlin.Int
     , 
     /**
      * Longitude in millionths of a degree.
      */
-    var `lonMicrodegrees`: kotlin.Int
+    val `lonMicrodegrees`: kotlin.Int
     , 
     /**
      * Accuracy radius in metres.
      */
-    var `accuracyM`: kotlin.UInt
+    val `accuracyM`: kotlin.UInt
     
 ){
     
@@ -7767,27 +7898,27 @@ data class MessageValues (
     /**
      * Who sends it (an SMS sender id has at most 11 characters).
      */
-    var `sender`: kotlin.String
+    val `sender`: kotlin.String
     , 
     /**
      * The delivery id or parcel number.
      */
-    var `deliveryId`: kotlin.String
+    val `deliveryId`: kotlin.String
     , 
     /**
      * The code.
      */
-    var `code`: kotlin.String
+    val `code`: kotlin.String
     , 
     /**
      * Until when it is valid, unix seconds.
      */
-    var `expiresAt`: kotlin.ULong
+    val `expiresAt`: kotlin.ULong
     , 
     /**
      * The customer's UTC offset in minutes.
      */
-    var `utcOffsetMinutes`: kotlin.Int = 0 
+    val `utcOffsetMinutes`: kotlin.Int = 0 
     
 ){
     
@@ -7847,42 +7978,42 @@ data class Order (
     /**
      * Order value in minor units (pence, cents, paise).
      */
-    var `valueMinor`: kotlin.ULong
+    val `valueMinor`: kotlin.ULong
     , 
     /**
      * ISO 4217 currency code, such as `GBP`.
      */
-    var `currency`: kotlin.String
+    val `currency`: kotlin.String
     , 
     /**
      * How it is delivered.
      */
-    var `method`: DeliveryMethod
+    val `method`: DeliveryMethod
     , 
     /**
      * Item categories, such as `electronics` or `age_restricted`.
      */
-    var `categories`: List<kotlin.String> = listOf() 
+    val `categories`: List<kotlin.String> = listOf() 
     , 
     /**
      * Region risk score, 0 to 100.
      */
-    var `regionRisk`: kotlin.UByte = 0u 
+    val `regionRisk`: kotlin.UByte = 0u 
     , 
     /**
      * What the customer asked for; none when null/nil.
      */
-    var `customerPreference`: CustomerPreference? = null 
+    val `customerPreference`: CustomerPreference? = null 
     , 
     /**
      * Whether this is the first delivery to this address.
      */
-    var `firstDeliveryToAddress`: kotlin.Boolean = false 
+    val `firstDeliveryToAddress`: kotlin.Boolean = false 
     , 
     /**
      * Earlier "not received" claims by this customer.
      */
-    var `notReceivedClaims`: kotlin.UInt = 0u 
+    val `notReceivedClaims`: kotlin.UInt = 0u 
     
 ){
     
@@ -7942,12 +8073,12 @@ data class PolicyDecision (
     /**
      * What to do.
      */
-    var `requirement`: Requirement
+    val `requirement`: Requirement
     , 
     /**
      * Every reason that fired, in rule order.
      */
-    var `reasons`: List<PolicyReason>
+    val `reasons`: List<PolicyReason>
     
 ){
     
@@ -7989,12 +8120,12 @@ data class PolicyReason (
     /**
      * Stable code, such as `order_value`.
      */
-    var `code`: kotlin.String
+    val `code`: kotlin.String
     , 
     /**
      * The same in a sentence.
      */
-    var `detail`: kotlin.String
+    val `detail`: kotlin.String
     
 ){
     
@@ -8036,17 +8167,17 @@ data class ReceiptDetails (
     /**
      * App name and version, such as `android/3.4.1`.
      */
-    var `appVersion`: kotlin.String
+    val `appVersion`: kotlin.String
     , 
     /**
      * Where the decision was made, if the app has a fix.
      */
-    var `location`: Location? = null 
+    val `location`: Location? = null 
     , 
     /**
      * SHA-256 of the proof photo (32 bytes), if one was taken.
      */
-    var `photoSha256`: kotlin.ByteArray? = null 
+    val `photoSha256`: kotlin.ByteArray? = null 
     
 ){
     
@@ -8091,38 +8222,38 @@ data class Reconciliation (
     /**
      * The decision.
      */
-    var `decision`: Decision
+    val `decision`: Decision
     , 
     /**
      * Why, in words a support agent can read; never contains a code.
      */
-    var `explanation`: kotlin.String
+    val `explanation`: kotlin.String
     , 
     /**
      * True when this very receipt was reconciled before: the decision is
      * the one given then, and nothing changes.
      */
-    var `repeated`: kotlin.Boolean
+    val `repeated`: kotlin.Boolean
     , 
     /**
      * The receipt's delivery id.
      */
-    var `deliveryId`: kotlin.String
+    val `deliveryId`: kotlin.String
     , 
     /**
      * The receipt's sequence.
      */
-    var `sequence`: kotlin.ULong
+    val `sequence`: kotlin.ULong
     , 
     /**
      * The courier the receipt names.
      */
-    var `courierId`: kotlin.String
+    val `courierId`: kotlin.String
     , 
     /**
      * The device the receipt names.
      */
-    var `deviceId`: kotlin.String
+    val `deviceId`: kotlin.String
     
 ){
     
@@ -8179,22 +8310,22 @@ data class Sms (
     /**
      * The text.
      */
-    var `text`: kotlin.String
+    val `text`: kotlin.String
     , 
     /**
      * Its encoding.
      */
-    var `encoding`: SmsEncoding
+    val `encoding`: SmsEncoding
     , 
     /**
      * Characters as the network counts them.
      */
-    var `units`: kotlin.UInt
+    val `units`: kotlin.UInt
     , 
     /**
      * Segments it takes.
      */
-    var `segments`: kotlin.UInt
+    val `segments`: kotlin.UInt
     
 ){
     
@@ -8252,13 +8383,13 @@ data class TotpMatch (
      * The time step whose code matched; pass it as `last_used_step` next
      * time so the same code is not accepted twice.
      */
-    var `step`: kotlin.ULong
+    val `step`: kotlin.ULong
     , 
     /**
      * Matched step minus current step: negative when the authenticator's
      * clock is behind.
      */
-    var `drift`: kotlin.Long
+    val `drift`: kotlin.Long
     
 ){
     
@@ -8357,6 +8488,15 @@ sealed class CodeFormat {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(FfiConverterTypeCodeFormat.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8372,6 +8512,15 @@ sealed class CodeFormat {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(FfiConverterTypeCodeFormat.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8381,6 +8530,15 @@ sealed class CodeFormat {
     
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(FfiConverterTypeCodeFormat.lower(this),
+        _status)
+}
+    )
+    }
 
     companion object
 }
@@ -8498,6 +8656,15 @@ sealed class Decision {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(FfiConverterTypeDecision.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8524,6 +8691,15 @@ sealed class Decision {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(FfiConverterTypeDecision.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8540,6 +8716,15 @@ sealed class Decision {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(FfiConverterTypeDecision.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8561,6 +8746,15 @@ sealed class Decision {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(FfiConverterTypeDecision.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8576,6 +8770,15 @@ sealed class Decision {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(FfiConverterTypeDecision.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8597,6 +8800,15 @@ sealed class Decision {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(FfiConverterTypeDecision.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8612,6 +8824,15 @@ sealed class Decision {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(FfiConverterTypeDecision.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8621,6 +8842,15 @@ sealed class Decision {
     
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(FfiConverterTypeDecision.lower(this),
+        _status)
+}
+    )
+    }
 
     companion object
 }
@@ -8889,6 +9119,15 @@ sealed class NotDeliveredReason {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(FfiConverterTypeNotDeliveredReason.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -8898,6 +9137,15 @@ sealed class NotDeliveredReason {
     
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(FfiConverterTypeNotDeliveredReason.lower(this),
+        _status)
+}
+    )
+    }
 
     companion object
 }
@@ -9001,6 +9249,15 @@ sealed class OfflineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(FfiConverterTypeOfflineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9016,6 +9273,15 @@ sealed class OfflineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(FfiConverterTypeOfflineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9031,6 +9297,15 @@ sealed class OfflineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(FfiConverterTypeOfflineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9046,6 +9321,15 @@ sealed class OfflineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(FfiConverterTypeOfflineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9061,6 +9345,15 @@ sealed class OfflineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(FfiConverterTypeOfflineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9077,6 +9370,15 @@ sealed class OfflineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(FfiConverterTypeOfflineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9092,6 +9394,15 @@ sealed class OfflineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(FfiConverterTypeOfflineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9101,6 +9412,15 @@ sealed class OfflineOutcome {
     
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(FfiConverterTypeOfflineOutcome.lower(this),
+        _status)
+}
+    )
+    }
 
     companion object
 }
@@ -9250,6 +9570,15 @@ sealed class OnlineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(FfiConverterTypeOnlineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9265,6 +9594,15 @@ sealed class OnlineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(FfiConverterTypeOnlineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9280,6 +9618,15 @@ sealed class OnlineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(FfiConverterTypeOnlineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9314,6 +9661,15 @@ sealed class OnlineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(FfiConverterTypeOnlineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9329,6 +9685,15 @@ sealed class OnlineOutcome {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(FfiConverterTypeOnlineOutcome.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -9344,6 +9709,15 @@ sealed class OnlineOutcome {
     
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(FfiConverterTypeOnlineOutcome.lower(this),
+        _status)
+}
+    )
+    }
 
     companion object
 }
@@ -10031,6 +10405,15 @@ sealed class OtpKind {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(FfiConverterTypeOtpKind.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -10046,6 +10429,15 @@ sealed class OtpKind {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(FfiConverterTypeOtpKind.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -10055,6 +10447,15 @@ sealed class OtpKind {
     
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(FfiConverterTypeOtpKind.lower(this),
+        _status)
+}
+    )
+    }
 
     companion object
 }
@@ -10305,6 +10706,15 @@ sealed class Requirement {
     {
         
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(FfiConverterTypeRequirement.lower(this),
+        _status)
+}
+    )
+    }
         companion object
     }
     
@@ -10332,6 +10742,15 @@ sealed class Requirement {
     
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(FfiConverterTypeRequirement.lower(this),
+        _status)
+}
+    )
+    }
 
     companion object
 }

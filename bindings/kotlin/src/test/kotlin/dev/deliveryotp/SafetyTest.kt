@@ -174,4 +174,27 @@ class SafetyTest {
             }
         }
     }
+
+    @Test
+    fun valuesPrintReadablyAndCompareByValue() {
+        assertEquals("CodeMismatch", Decision.CodeMismatch.toString())
+        assertEquals("Ended", OnlineOutcome.Ended.toString())
+        val uri = "otpauth://totp/Acme:bob?secret=JBSWY3DPEHPK3PXP&issuer=Acme"
+        assertEquals(parseKeyUri(uri), parseKeyUri(uri))
+        assertEquals(parseKeyUri(uri).hashCode(), parseKeyUri(uri).hashCode())
+        KeySet.generate("k1").use { keys ->
+            Backend(keys).use { backend ->
+                val issued = backend.issue("PKG-EQ", 0uL, "courier-1", now, defaultDeliverySettings())
+                val again = backend.issue("PKG-EQ", 0uL, "courier-1", now, defaultDeliverySettings())
+                assertEquals(issued, again)
+                val keyJson = backend.provisionDevice("courier-1", "phone-1").toJson()
+                assertEquals(1, hashSetOf(DeviceKey.fromJson(keyJson), DeviceKey.fromJson(keyJson)).size)
+                OfflineVerifier(issued.ticket, MapStateStore()).use { v ->
+                    v.verify(issued.code, now + 1uL)
+                    val r = v.receipt(DeviceKey.fromJson(keyJson), ReceiptOutcome.DeliveredOffline(issued.code), now + 2uL, ReceiptDetails("android/1.0"))
+                    assertEquals(1, hashSetOf(r, Receipt.fromJson(r.toJson())).size)
+                }
+            }
+        }
+    }
 }
