@@ -236,6 +236,8 @@ fn bad_requests_get_problem_responses_and_change_nothing() {
     for engine in engines("bad") {
         let label = engine.label();
         let server = Server::start(&data_dir(&format!("bad-{label}")), &engine);
+        let post_issue =
+            |body: &[u8]| server.send("POST", "/v1/deliveries", Some(&server.token), Some(body));
         let problem = |status: u16, kind: &str, r: (u16, String, Value)| {
             assert_eq!(r.0, status, "{kind}: {}", r.2);
             assert_eq!(r.1, "application/problem+json", "{kind}");
@@ -259,69 +261,36 @@ fn bad_requests_get_problem_responses_and_change_nothing() {
                 Some(body.as_bytes()),
             ),
         );
-        problem(
-            400,
-            "invalid_body",
-            server.send(
-                "POST",
-                "/v1/deliveries",
-                Some(&server.token),
-                Some(b"{not json"),
-            ),
-        );
+        problem(400, "invalid_body", post_issue(b"{not json"));
         let mut unknown = issue_body("PKG-3", "courier-1");
         unknown["surprise"] = json!(1);
         problem(
             422,
             "invalid_body",
-            server.send(
-                "POST",
-                "/v1/deliveries",
-                Some(&server.token),
-                Some(unknown.to_string().as_bytes()),
-            ),
+            post_issue(unknown.to_string().as_bytes()),
         );
         let mut wrong_type = issue_body("PKG-3", "courier-1");
         wrong_type["courier_id"] = json!(17);
         problem(
             422,
             "invalid_body",
-            server.send(
-                "POST",
-                "/v1/deliveries",
-                Some(&server.token),
-                Some(wrong_type.to_string().as_bytes()),
-            ),
+            post_issue(wrong_type.to_string().as_bytes()),
         );
         let huge = vec![b' '; delivery_otp_service::MAX_BODY_BYTES + 1];
-        problem(
-            413,
-            "body_too_large",
-            server.send("POST", "/v1/deliveries", Some(&server.token), Some(&huge)),
-        );
+        problem(413, "body_too_large", post_issue(&huge));
         let mut both = issue_body("PKG-3", "courier-1");
         both["contact"] = json!({"phone": "+441234567890", "email": "a@example.com"});
         problem(
             400,
             "invalid_contact",
-            server.send(
-                "POST",
-                "/v1/deliveries",
-                Some(&server.token),
-                Some(both.to_string().as_bytes()),
-            ),
+            post_issue(both.to_string().as_bytes()),
         );
         let mut bad_order = issue_body("PKG-3", "courier-1");
         bad_order["order"]["method"] = json!("teleport");
         problem(
             400,
             "invalid_order",
-            server.send(
-                "POST",
-                "/v1/deliveries",
-                Some(&server.token),
-                Some(bad_order.to_string().as_bytes()),
-            ),
+            post_issue(bad_order.to_string().as_bytes()),
         );
         problem(
             404,
