@@ -61,14 +61,15 @@ fun pair(ours: () -> Unit, twin: () -> Unit): Pair<Double, Double> {
 /** A store that keeps nothing, so every verify takes the full path of a first attempt. */
 class ForgetfulStore : DeviceStateStore {
     override fun load(key: String): String? = null
-    override fun save(key: String, value: String) {}
+    override fun compareAndSet(key: String, expected: String?, value: String): Boolean = true
 }
 
 /** A store in memory, as the app's would be. */
 class KeepingStore : DeviceStateStore {
     private val values = java.util.concurrent.ConcurrentHashMap<String, String>()
     override fun load(key: String): String? = values[key]
-    override fun save(key: String, value: String) { values[key] = value }
+    override fun compareAndSet(key: String, expected: String?, value: String): Boolean =
+        if (expected == null) values.putIfAbsent(key, value) == null else values.replace(key, expected, value)
 }
 
 /** HOTP (RFC 4226) with javax.crypto, key set up per call, as an app without this library would. */
@@ -91,7 +92,7 @@ fun main(args: Array<String>) {
     val keys = KeySet.generate("bench")
     val backend = Backend(keys)
     val settings = defaultDeliverySettings()
-    val issued = backend.issue("PKG-2026-000123", 0uL, 1_764_000_000uL, settings)
+    val issued = backend.issue("PKG-2026-000123", 0uL, "courier-17", 1_764_000_000uL, settings)
     val ticketJson = issued.ticket.toJson()
     val verifier = OfflineVerifier(issued.ticket, ForgetfulStore())
     val deviceKey = backend.provisionDevice("courier-17", "pixel-8-0042")
@@ -128,13 +129,13 @@ fun main(args: Array<String>) {
     measure("Hotp.verify (look-ahead 1)", "(String, u64, u64) -> u64?", { sink += (hotp.verify("254676", 5uL, 1uL) ?: 0uL).toLong() }, { sink += (twin.hotpVerify("254676", 5uL, 1uL) ?: 0uL).toLong() })
     measure("Totp.generate", "(u64) -> String, throws", { sink += totp.generate(59uL).length }, { sink += twin.codeForU64Result(59uL).length })
     measure("Totp.verify (±1, wrong code)", "(String, u64, u64, u64, u64?) -> TotpMatch?", { sink += if (totp.verify("000000", 59uL, 1uL, 1uL, null) == null) 1 else 0 }, { sink += if (twin.totpVerify("000000", 59uL, 1uL, 1uL, null) == null) 1 else 0 })
-    measure("Backend.issue", "(String, u64, u64, DeliverySettings) -> IssuedCode", { sink += backend.issue("PKG-2026-000123", seq++, 1_764_000_000uL, settings).code.length }, { sink += twin.issue("PKG-2026-000123", seq, 1_764_000_000uL, settings).code.length })
+    measure("Backend.issue", "(String, u64, String, u64, DeliverySettings) -> IssuedCode", { sink += backend.issue("PKG-2026-000123", seq++, "courier-17", 1_764_000_000uL, settings).code.length }, { sink += twin.issue("PKG-2026-000123", seq, "courier-17", 1_764_000_000uL, settings).code.length })
     measure("Ticket.fromJson", "(String) -> Ticket", { Ticket.fromJson(ticketJson).destroy() }, { twin.ticketFromJson(ticketJson).destroy() })
-    // After the fifth wrong code every call is locked_out: MAC check and count, no comparison.
-    measure("Backend.verifyOnline (wrong code, locked out)", "(Ticket, String, u64, u64) -> OnlineOutcome", { sink += backend.verifyOnline(issued.ticket, "000000", 1_764_000_010uL, 0uL).hashCode() }, { sink += twin.verifyOnline(issued.ticket, "000000", 1_764_000_010uL, 0uL).hashCode() })
+    // The same wrong code again from the same device: the stored answer, counted once.
+    measure("Backend.verifyOnline (a repeated wrong code)", "(Ticket, String, String, String, u64) -> OnlineOutcome", { sink += backend.verifyOnline(issued.ticket, "000000", "courier-17", "pixel-8-0042", 1_764_000_010uL).hashCode() }, { sink += twin.verifyOnline(issued.ticket, "000000", "courier-17", "pixel-8-0042", 1_764_000_010uL).hashCode() })
     measure("OfflineVerifier.verify (right code)", "(String, u64) -> OfflineOutcome", { sink += verifier.verify(issued.code, 1_764_000_010uL).hashCode() }, { sink += twin.offlineVerify(issued.code, 1_764_000_010uL).hashCode() })
     measure("OfflineVerifier.verify (right code)", "the same, + store load and save", { sink += verifier.verify(issued.code, 1_764_000_010uL).hashCode() }, { sink += twin.offlineVerifyWithStore(forgetful, issued.code, 1_764_000_010uL).hashCode() })
-    measure("Backend.reconcile (replayed)", "(String, u64, u64) -> Reconciliation", { sink += backend.reconcile(receiptJson, 0uL, 1_764_000_100uL).explanation.length }, { sink += twin.reconcile(receiptJson, 0uL, 1_764_000_100uL).explanation.length })
+    measure("Backend.reconcile (repeated)", "(String, Ticket, u64) -> Reconciliation", { sink += backend.reconcile(receiptJson, issued.ticket, 1_764_000_100uL).explanation.length }, { sink += twin.reconcile(receiptJson, issued.ticket, 1_764_000_100uL).explanation.length })
     measure("RiskPolicy.decide", "(Order) -> PolicyDecision", { sink += policy.decide(order).reasons.size }, { sink += twin.decide(order).reasons.size })
     measure("MessageTemplates.renderSms", "(String, MessageValues) -> Sms", { sink += templates.renderSms("en", values).text.length }, { sink += twin.renderSms("en", values).text.length })
     measure("normalizeCode", "(String, CodeFormat) -> String", { sink += normalizeCode("482 913", CodeFormat.Numeric(6u)).length }, { sink += ffiBaselineNormalizeCode("482 913", CodeFormat.Numeric(6u)).length })
