@@ -328,7 +328,7 @@ pub async fn issue_code(
     let st = state.clone();
     let (response, repeated) = db::transaction(&state.db, move |tx| {
         tx.lock(&req.delivery_id)?;
-        let backend = st.backend.with_store(tx.clone());
+        let backend = st.core(tx);
         if let Some(existing) = tx.delivery(&req.delivery_id)? {
             if existing.request_digest != digest {
                 return Err(Problem::conflict(
@@ -420,7 +420,7 @@ async fn reissue(
     let st = state.clone();
     let response = db::transaction(&state.db, move |tx| {
         tx.lock(&delivery_id)?;
-        let backend = st.backend.with_store(tx.clone());
+        let backend = st.core(tx);
         let row = open_delivery(tx, &delivery_id)?;
         let settings = settings_from_json(&row.settings)?;
         let prev = backend.read_ticket(&row.ticket)?;
@@ -547,7 +547,7 @@ pub async fn verify_code(
     let st = state.clone();
     let outcome = db::transaction(&state.db, move |tx| {
         tx.lock(&delivery_id)?;
-        let backend = st.backend.with_store(tx.clone());
+        let backend = st.core(tx);
         let row = tx
             .delivery(&delivery_id)?
             .ok_or_else(|| Problem::not_found("unknown_delivery", "no delivery with this id was issued"))?;
@@ -769,7 +769,7 @@ fn judge(
         Problem::not_found("unknown_delivery", "no delivery with this id was issued")
     })?;
     device_may_act(tx, receipt.courier_id(), receipt.device_id())?;
-    let backend = state.backend.with_store(tx.clone());
+    let backend = state.core(tx);
     let ticket: Ticket = backend.read_ticket(&row.ticket)?;
     let r = backend.reconcile_receipt(&receipt, &ticket, now)?;
     let decision_json = serde_json::to_string(&r.decision).unwrap_or_default();

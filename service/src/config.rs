@@ -55,6 +55,14 @@ pub struct ServeArgs {
     /// first start.
     #[arg(long, env = "DELIVERY_OTP_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// A Redis URL for online attempts and decision slots, shared by every
+    /// instance (it must persist every write: `appendonly yes`,
+    /// `appendfsync always`); default: in the database.
+    #[arg(long, env = "DELIVERY_OTP_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// What the service's Redis keys start with [default: delivery-otp:].
+    #[arg(long, env = "DELIVERY_OTP_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// The sender named in customer messages [default: Deliveries].
     #[arg(long, env = "DELIVERY_OTP_SENDER")]
     pub sender: Option<String>,
@@ -73,6 +81,8 @@ struct FileSettings {
     database_connections: Option<u32>,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
     sender: Option<String>,
 }
 
@@ -97,6 +107,10 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     /// See [`ServeArgs::webhook_secret`].
     pub webhook_secret: Option<String>,
+    /// See [`ServeArgs::redis_url`].
+    pub redis_url: Option<String>,
+    /// See [`ServeArgs::redis_prefix`].
+    pub redis_prefix: String,
     /// See [`ServeArgs::sender`].
     pub sender: String,
 }
@@ -134,6 +148,11 @@ impl ServeArgs {
                 .unwrap_or(8),
             webhook_url: self.webhook_url.or(file.webhook_url),
             webhook_secret: self.webhook_secret.or(file.webhook_secret),
+            redis_url: self.redis_url.or(file.redis_url),
+            redis_prefix: self
+                .redis_prefix
+                .or(file.redis_prefix)
+                .unwrap_or_else(|| "delivery-otp:".into()),
             sender: self
                 .sender
                 .or(file.sender)
@@ -195,6 +214,26 @@ async fn admin_token(data_dir: &Path, db: &db::Db) -> Result<PathBuf, String> {
     .await
     .map_err(|p| p.detail)?;
     Ok(path)
+}
+
+/// The Redis store for attempts and decision slots, if a URL is set,
+/// checked once at start: reachable, and persisting every write.
+async fn counters(
+    args: &Settings,
+) -> Result<Option<std::sync::Arc<dyn delivery_otp::AttemptStore>>, String> {
+    let Some(url) = &args.redis_url else {
+        return Ok(None);
+    };
+    let store = delivery_otp::RedisStore::open(url)
+        .map_err(|e| e.to_string())?
+        .with_prefix(&args.redis_prefix);
+    let store: std::sync::Arc<dyn delivery_otp::AttemptStore> = std::sync::Arc::new(store);
+    let check = std::sync::Arc::clone(&store);
+    tokio::task::spawn_blocking(move || check.recall("startup-check"))
+        .await
+        .map_err(|_| "the Redis check stopped".to_string())?
+        .map_err(|e| format!("cannot use Redis: {e}"))?;
+    Ok(Some(store))
 }
 
 /// The webhook, if a URL is set: its secret from the settings, or from
@@ -270,6 +309,7 @@ pub async fn prepare(args: &Settings) -> Result<(TcpListener, AppState, PathBuf)
         .map_err(|e| format!("cannot listen on {}: {}", args.listen, e.kind()))?;
     let mut state = AppState::new(keys, db, rules, templates, args.sender.clone());
     state.webhook = webhook(args)?;
+    state.counters = counters(args).await?;
     Ok((listener, state, token_path))
 }
 

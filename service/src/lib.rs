@@ -60,6 +60,9 @@ pub struct AppState {
     pub webhook: Option<webhook::Webhook>,
     /// Tokens seen lately.
     pub tokens: Arc<auth::TokenCache>,
+    /// Where online attempts and the decision slots live when not in the
+    /// database: a durable Redis shared by every instance (`--redis-url`).
+    pub counters: Option<Arc<dyn AttemptStore>>,
 }
 
 /// The current unix time in seconds.
@@ -115,6 +118,20 @@ impl AppState {
             metrics: None,
             webhook: None,
             tokens: Arc::default(),
+            counters: None,
+        }
+    }
+}
+
+impl AppState {
+    /// The core backend for one request: its attempts and decision slots in
+    /// the request's transaction, or in Redis when the service counts there.
+    pub fn core(&self, tx: &Arc<db::Tx>) -> Backend {
+        match &self.counters {
+            Some(store) => self.backend.with_store(Arc::clone(store)),
+            None => self
+                .backend
+                .with_store(Arc::clone(tx) as Arc<dyn AttemptStore>),
         }
     }
 }

@@ -34,7 +34,26 @@ fn provision(server: &Server, courier: &str, device: &str) -> String {
 #[test]
 fn three_instances_share_one_truth() {
     let url = fresh_postgres("three");
-    let servers = cluster("three", &url, 3, &[]);
+    three_instances("three", &url, &[]);
+}
+
+/// The same with the online attempts and decision slots in Redis (the one
+/// the test command starts, which persists every write).
+#[test]
+fn three_instances_share_one_truth_with_redis_counters() {
+    let redis = std::env::var("DELIVERY_OTP_REDIS_URL")
+        .expect("DELIVERY_OTP_REDIS_URL is not set: run scripts/test, which starts a Redis server");
+    let url = fresh_postgres("three_redis");
+    let prefix = format!("t{}:", std::process::id());
+    three_instances(
+        "three-redis",
+        &url,
+        &["--redis-url", &redis, "--redis-prefix", &prefix],
+    );
+}
+
+fn three_instances(name: &str, url: &str, extra: &[&str]) {
+    let servers = cluster(name, url, 3, extra);
     let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
     let keys: Vec<String> = (0..6)
         .map(|d| provision(a, "courier-1", &format!("phone-{d}")))
@@ -139,7 +158,7 @@ fn three_instances_share_one_truth() {
         );
         checked += 1;
     }
-    println!("three instances: 18 concurrent checks of one code (1 device confirmed, 5 told already used), 12 concurrent uploads of one receipt (judged once), a revocation seen by 3 instances: {checked} answers checked");
+    println!("three instances {extra:?}: 18 concurrent checks of one code (1 device confirmed, 5 told already used), 12 concurrent uploads of one receipt (judged once), a revocation seen by 3 instances: {checked} answers checked");
     for s in servers {
         s.stop();
     }
@@ -322,4 +341,119 @@ fn a_postgres_crash_gives_fast_503s_and_the_service_resumes() {
     println!("PostgreSQL crashed (-m immediate) and started again: a 503 in {waited:?}, /readyz 503 then 200, the failed issue left nothing and went through after");
     let ticket = Ticket::from_json(again["ticket"].as_str().unwrap()).unwrap();
     assert_eq!(ticket.delivery_id(), "PKG-DURING");
+}
+
+/// Redis (holding the attempts) killed and started again with its
+/// append-only file: while it is down, checks fail fast with a 503; after,
+/// nothing is lost: the confirmed code stays confirmed for its device and
+/// used for the others, and wrong codes go on counting from where they were.
+#[test]
+fn a_redis_restart_loses_nothing() {
+    let mut redis = OwnRedis::start("restart");
+    let url = fresh_postgres("redis_restart");
+    let servers = cluster("redis-restart", &url, 1, &["--redis-url", &redis.url()]);
+    let server = &servers[0];
+    provision(server, "courier-r", "phone-0");
+    provision(server, "courier-r", "phone-1");
+    let (_, a) = server.post("/v1/deliveries", &issue_body("PKG-RA", "courier-r"));
+    let (_, b) = server.post("/v1/deliveries", &issue_body("PKG-RB", "courier-r"));
+    let code = code_in(&a["message"]);
+    let b_ticket = Ticket::from_json(b["ticket"].as_str().unwrap()).unwrap();
+    let b_code = code_in(&b["message"]);
+    let wrong: Vec<String> = (0..1_000_000u32)
+        .map(|c| format!("{c:06}"))
+        .filter(|c| *c != b_code && !b_ticket.hash_matches(c))
+        .take(2)
+        .collect();
+    let check = |delivery: &str, device: &str, code: &str| {
+        server.post(
+            &format!("/v1/deliveries/{delivery}/verify"),
+            &json!({"courier_id": "courier-r", "device_id": device, "code": code}),
+        )
+    };
+    let (_, confirmed) = check("PKG-RA", "phone-0", &code);
+    assert_eq!(confirmed["outcome"], "confirmed", "{confirmed}");
+    let (_, first_wrong) = check("PKG-RB", "phone-0", &wrong[0]);
+    let left = first_wrong["attempts_left"].as_u64().unwrap();
+
+    redis.crash();
+    let started = Instant::now();
+    let (status, problem) = check("PKG-RA", "phone-1", &code);
+    assert_eq!(
+        (status, problem["kind"].as_str()),
+        (503, Some("state_storage")),
+        "{problem}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.up();
+
+    let (_, again) = check("PKG-RA", "phone-0", &code);
+    assert_eq!(again, confirmed, "the same answer after the restart");
+    let (_, other) = check("PKG-RA", "phone-1", &code);
+    assert_eq!(other["outcome"], "already_used", "{other}");
+    let (_, second_wrong) = check("PKG-RB", "phone-0", &wrong[1]);
+    assert_eq!(
+        second_wrong["attempts_left"].as_u64(),
+        Some(left - 1),
+        "{second_wrong}"
+    );
+    println!("Redis killed (-9) and started again: a 503 in {:?} while down; after: the same confirmation, already_used for another device, attempts counted on from {left}", started.elapsed());
+    for s in servers {
+        s.stop();
+    }
+}
+
+/// A Redis that does not persist every write would forget attempts and
+/// decisions on a restart: the service refuses to start on it.
+#[test]
+fn the_service_refuses_a_redis_that_forgets() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut volatile = std::process::Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"))
+        .args([
+            "--data-dir",
+            data_dir("volatile").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--redis-url", &format!("redis://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    volatile.kill().unwrap();
+    let _ = volatile.wait();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("cannot use Redis") && err.contains("appendonly yes"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
 }
