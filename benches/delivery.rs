@@ -1,6 +1,6 @@
 //! Issuing (code plus ticket) on the backend, verifying on the device and
 //! online, receipts and their reconciliation (in memory, and on Redis over
-//! loopback with the `redis` feature and `DELIVERY_OTP_REDIS_URL`), and an
+//! loopback with the `redis` feature and `DELIVERY_OTP_TEST_REDIS_URL`), and an
 //! RFC 6238 TOTP for scale. `scripts/bench` runs it with a Redis server.
 #![allow(
     missing_docs,
@@ -144,7 +144,7 @@ fn benches(c: &mut Criterion) {
         "mem",
     );
     #[cfg(feature = "redis")]
-    match std::env::var("DELIVERY_OTP_REDIS_URL") {
+    match std::env::var("DELIVERY_OTP_TEST_REDIS_URL") {
         Ok(url) => {
             let prefix = format!("bench-{}:", std::process::id());
             let store = delivery_otp::RedisStore::open(&url)
@@ -173,7 +173,7 @@ fn benches(c: &mut Criterion) {
                 })
             });
         }
-        Err(_) => println!("DELIVERY_OTP_REDIS_URL is not set: the Redis benches did not run"),
+        Err(_) => println!("DELIVERY_OTP_TEST_REDIS_URL is not set: the Redis benches did not run"),
     }
 
     let totp = Totp::new(

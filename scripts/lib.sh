@@ -56,7 +56,7 @@ debian_mirror() {
 }
 
 # A private Redis server on a free loopback port, for the RedisStore tests and
-# benches: started by redis_start (which exports DELIVERY_OTP_REDIS_URL),
+# benches: started by redis_start (which exports DELIVERY_OTP_TEST_REDIS_URL),
 # stopped by redis_stop. It persists every write (append-only file, fsync
 # always) in its temporary folder, as RedisStore insists.
 redis_start() {
@@ -71,7 +71,7 @@ redis_start() {
     if [ $tries -gt 50 ]; then cat "$REDIS_DIR/redis.log"; return 1; fi
     sleep 0.1
   done
-  export DELIVERY_OTP_REDIS_URL="redis://127.0.0.1:$port/"
+  export DELIVERY_OTP_TEST_REDIS_URL="redis://127.0.0.1:$port/"
   echo "redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p') on 127.0.0.1:$port"
 }
 redis_stop() {

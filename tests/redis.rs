@@ -2,7 +2,7 @@
 //! backend machines) hammering the same delivery from many threads, a server
 //! killed and restarted mid-run, a server slower than the store's timeout.
 //!
-//! Needs `DELIVERY_OTP_REDIS_URL` (a durable server: append-only file synced
+//! Needs `DELIVERY_OTP_TEST_REDIS_URL` (a durable server: append-only file synced
 //! on every write); `scripts/test` starts a private redis-server on a
 //! loopback port and sets it. The restart and durability tests start their
 //! own redis-server. Without them these tests fail: they are never skipped.
@@ -34,8 +34,9 @@ const NOW: u64 = 1_764_000_000;
 const COURIER: &str = "courier-1";
 
 fn url() -> String {
-    std::env::var("DELIVERY_OTP_REDIS_URL")
-        .expect("DELIVERY_OTP_REDIS_URL is not set: run scripts/test, which starts a Redis server")
+    std::env::var("DELIVERY_OTP_TEST_REDIS_URL").expect(
+        "DELIVERY_OTP_TEST_REDIS_URL is not set: run scripts/test, which starts a Redis server",
+    )
 }
 
 fn fresh_prefix() -> String {

@@ -41,8 +41,9 @@ fn three_instances_share_one_truth() {
 /// the test command starts, which persists every write).
 #[test]
 fn three_instances_share_one_truth_with_redis_counters() {
-    let redis = std::env::var("DELIVERY_OTP_REDIS_URL")
-        .expect("DELIVERY_OTP_REDIS_URL is not set: run scripts/test, which starts a Redis server");
+    let redis = std::env::var("DELIVERY_OTP_TEST_REDIS_URL").expect(
+        "DELIVERY_OTP_TEST_REDIS_URL is not set: run scripts/test, which starts a Redis server",
+    );
     let url = fresh_postgres("three_redis");
     let prefix = format!("t{}:", std::process::id());
     three_instances(
@@ -433,7 +434,7 @@ fn the_service_refuses_a_redis_that_forgets() {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"))
+    let out = server_command()
         .args([
             "--data-dir",
             data_dir("volatile").to_str().unwrap(),

@@ -16,7 +16,6 @@ mod common;
 use common::*;
 use delivery_otp::{DeviceKey, Ticket, Verification};
 use serde_json::{json, Value};
-use std::process::Command;
 #[test]
 fn a_delivery_from_issuing_to_the_decision_survives_a_restart() {
     for engine in engines("flow") {
@@ -615,7 +614,7 @@ fn decisions_reach_the_webhook_signed_and_survive_a_restart() {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let data = data_dir(&format!("webhook-{label}"));
         let start = || {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+            let mut command = server_command();
             command.args([
                 "--data-dir",
                 data.to_str().unwrap(),
@@ -727,7 +726,7 @@ fn a_config_file_metrics_and_logs_without_codes() {
     )
     .unwrap();
     let log = dir.join("stderr.log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+    let mut command = server_command();
     command.args(["--config", config.to_str().unwrap()]);
     command.env("DELIVERY_OTP_SENDER", "FromEnv");
     command.env("RUST_LOG", "trace");
@@ -781,7 +780,7 @@ fn a_config_file_metrics_and_logs_without_codes() {
     assert!(!logged.contains(&code), "the code is in the log");
 
     std::fs::write(&config, r#"{"listen": "127.0.0.1:0", "surprise": 1}"#).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"))
+    let out = server_command()
         .args(["--config", config.to_str().unwrap()])
         .output()
         .unwrap();

@@ -17,6 +17,19 @@ use delivery_otp::{DeviceKey, ReceiptDraft, ReceiptOutcome, Ticket, Verification
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+/// The server's command, without any `DELIVERY_OTP_*` setting of the
+/// environment the tests run in (the test harness's own `*_TEST_*` ones
+/// aside): each test passes what it means.
+pub fn server_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("DELIVERY_OTP_") && !name.starts_with("DELIVERY_OTP_TEST_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,
@@ -73,7 +86,7 @@ pub fn fresh_postgres(name: &str) -> String {
 
 impl Server {
     pub fn start(data: &Path, engine: &Engine) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+        let mut command = server_command();
         command.args([
             "--data-dir",
             data.to_str().unwrap(),
@@ -465,7 +478,7 @@ pub fn cluster(name: &str, url: &str, n: usize, extra: &[&str]) -> Vec<Server> {
     let data = data_dir(name);
     (0..n)
         .map(|_| {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_delivery-otp-server"));
+            let mut command = server_command();
             command.args([
                 "--data-dir",
                 data.to_str().unwrap(),
