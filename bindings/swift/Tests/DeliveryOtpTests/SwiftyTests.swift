@@ -1,0 +1,40 @@
+import DeliveryOtp
+import Foundation
+import XCTest
+
+/// The hand-written Swift names (Swifty.swift) give what the generated ones give.
+final class SwiftyTests: XCTestCase {
+    func testInitializersReadWhatTheFactoriesRead() throws {
+        let keys = try KeySet.generate(keyId: "k1")
+        let sameKeys = try KeySet(json: keys.toJson())
+        XCTAssertEqual(sameKeys.currentId(), "k1")
+        let backend = Backend(keys: sameKeys)
+        let issued = try backend.issue(deliveryId: "PKG-S", sequence: 0, courierId: "courier-1", now: 1_000,
+                                       settings: .standard)
+        let ticket = try Ticket(json: issued.ticket.toJson())
+        XCTAssertEqual(ticket, issued.ticket)
+        XCTAssertEqual(try backend.codeFor(ticket: ticket), issued.code)
+        let key = try DeviceKey(json: try backend.provisionDevice(courierId: "courier-1", deviceId: "phone-1").toJson())
+        XCTAssertEqual(key.deviceId(), "phone-1")
+        let verifier = OfflineVerifier(ticket: ticket, store: MapStateStore())
+        _ = try verifier.verify(entered: issued.code, now: 1_001)
+        let receipt = try verifier.receipt(deviceKey: key, outcome: .deliveredOffline(code: issued.code),
+                                           decidedAt: 1_002, details: ReceiptDetails(appVersion: "ios/1.0"))
+        XCTAssertEqual(try Receipt(json: receipt.toJson()), receipt)
+        XCTAssertEqual(try Secret(base32: "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+                       try Secret(bytes: Data("12345678901234567890".utf8)))
+        XCTAssertThrowsError(try Ticket(json: "{}"))
+    }
+
+    func testMembersDoWhatTheFreeFunctionsDo() throws {
+        XCTAssertEqual(DeliverySettings.standard, defaultDeliverySettings())
+        XCTAssertNoThrow(try DeliverySettings.standard.check())
+        var unsafe = DeliverySettings.standard
+        unsafe.hashBits = 16
+        XCTAssertThrowsError(try unsafe.check())
+        let key = try KeyUri(parsing: "otpauth://totp/Acme:bob?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&digits=8")
+        XCTAssertEqual(try key.totp().generate(time: 59), "94287082")
+        XCTAssertEqual(try KeyUri(parsing: try key.uri()), key)
+        XCTAssertEqual(try CodeFormat.numeric(digits: 6).normalize("４８２ ９１３"), "482913")
+    }
+}
