@@ -38,3 +38,33 @@ final class SwiftyTests: XCTestCase {
         XCTAssertEqual(try CodeFormat.numeric(digits: 6).normalize("４８２ ９１３"), "482913")
     }
 }
+
+/// The flow with dates: what the generated API gives with the same seconds.
+final class SwiftyDatesTests: XCTestCase {
+    func testTheCourierFlowWithDates() throws {
+        let start = Date(timeIntervalSince1970: 1_764_000_000)
+        let backend = Backend(keys: try KeySet.generate(keyId: "k1"))
+        let issued = try backend.issue("PKG-D", courier: "courier-1", at: start)
+        XCTAssertEqual(issued.ticket.notBefore(), 1_764_000_000)
+        let verifier = OfflineVerifier(ticket: issued.ticket, store: MapStateStore())
+        guard case .acceptedProvisionally(1) = try verifier.verify(issued.code, at: start.addingTimeInterval(60)) else {
+            return XCTFail("the right code was not accepted")
+        }
+        guard case .expired = try verifier.verify(issued.code, at: start.addingTimeInterval(2 * 86_400)) else {
+            return XCTFail("a day later the ticket should be expired")
+        }
+        let key = try backend.provisionDevice(courierId: "courier-1", deviceId: "phone-1")
+        let receipt = try verifier.receipt(.deliveredOffline(code: issued.code), signedWith: key,
+                                           details: ReceiptDetails(appVersion: "ios/1.0"),
+                                           at: start.addingTimeInterval(61))
+        XCTAssertEqual(receipt.decidedAt(), 1_764_000_061)
+        let judged = try backend.reconcile(receipt.toJson(), against: issued.ticket, at: start.addingTimeInterval(120))
+        XCTAssertEqual(judged.decision, .confirmed(verified: .offline))
+        let online = try backend.issue("PKG-D2", courier: "courier-1", at: start)
+        let outcome = try backend.verifyOnline(online.code, ticket: online.ticket, courier: "courier-1",
+                                               device: "phone-1", at: start.addingTimeInterval(5))
+        XCTAssertEqual(outcome, .confirmed(attemptsUsed: 1))
+        XCTAssertEqual(key.signRequest("GET", path: "/v1/x", at: start),
+                       key.signRequest(method: "GET", path: "/v1/x", timestamp: 1_764_000_000, body: Data()))
+    }
+}
