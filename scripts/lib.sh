@@ -135,3 +135,18 @@ service_stop() {
   [ -n "${SERVICE_DIR:-}" ] && rm -rf "$SERVICE_DIR"
   return 0
 }
+
+# Compiles the Kotlin bindings (the generated delivery_otp.kt and the
+# hand-written files beside it) once per content, and sets BINDINGS_JAR.
+kotlin_bindings_jar() {
+  local srcs=(bindings/kotlin/src/main/kotlin/dev/deliveryotp/*.kt) hash
+  hash=$( (echo "$KOTLIN_VERSION"; cat "${srcs[@]}") | sha256sum | cut -c1-16)
+  BINDINGS_JAR="$CACHE/kotlin/bindings-$hash.jar"
+  mkdir -p "$CACHE/kotlin"
+  if [ ! -f "$BINDINGS_JAR" ]; then
+    echo "kotlinc: bindings (${srcs[*]})" >&2
+    "$KOTLIN_HOME/bin/kotlinc" -nowarn -cp "$JAVA_SHARE/jna.jar:$KOTLIN_HOME/lib/kotlinx-coroutines-core-jvm.jar" \
+      "${srcs[@]}" -d "$BINDINGS_JAR.tmp.jar" >&2 || return 1
+    mv "$BINDINGS_JAR.tmp.jar" "$BINDINGS_JAR"
+  fi
+}
