@@ -14,11 +14,19 @@ import kotlinx.coroutines.withContext
 /** Whole unix seconds; an instant before 1970 counts as 0. */
 internal val Instant.unixSeconds: ULong get() = if (epochSecond < 0) 0uL else epochSecond.toULong()
 
+/**
+ * A verifier for [ticket] over the app's [store], with the default clock tolerance
+ * (for Java, which cannot use the constructor's default argument).
+ */
+fun offlineVerifier(ticket: Ticket, store: DeviceStateStore): OfflineVerifier = OfflineVerifier(ticket, store)
+
 /** Checks what the courier typed, at [at] (the device's clock by default). */
+@JvmOverloads
 fun OfflineVerifier.verify(entered: String, at: Instant = Instant.now()): OfflineOutcome =
     verify(entered, at.unixSeconds)
 
 /** Makes this ticket's receipt, signed with [key], decided at [at]. */
+@JvmOverloads
 fun OfflineVerifier.receipt(
     outcome: ReceiptOutcome,
     key: DeviceKey,
@@ -27,6 +35,7 @@ fun OfflineVerifier.receipt(
 ): Receipt = receipt(key, outcome, at.unixSeconds, details)
 
 /** [verify] on [dispatcher] (I/O by default): the app's store is read and written there. */
+@JvmOverloads
 suspend fun OfflineVerifier.verifyInBackground(
     entered: String,
     at: Instant = Instant.now(),
@@ -34,6 +43,7 @@ suspend fun OfflineVerifier.verifyInBackground(
 ): OfflineOutcome = withContext(dispatcher) { verify(entered, at) }
 
 /** [receipt] on [dispatcher] (I/O by default): the receipt is stored before it is returned. */
+@JvmOverloads
 suspend fun OfflineVerifier.receiptInBackground(
     outcome: ReceiptOutcome,
     key: DeviceKey,
@@ -43,6 +53,7 @@ suspend fun OfflineVerifier.receiptInBackground(
 ): Receipt = withContext(dispatcher) { receipt(outcome, key, details, at) }
 
 /** Issues a delivery's code and ticket for [courierId], valid from [at]. */
+@JvmOverloads
 fun Backend.issue(
     deliveryId: String,
     courierId: String,
@@ -55,6 +66,7 @@ fun Backend.issue(
 }
 
 /** Checks a code online for a courier's device, at [at]. */
+@JvmOverloads
 fun Backend.verifyOnline(
     ticket: Ticket,
     entered: String,
@@ -64,10 +76,12 @@ fun Backend.verifyOnline(
 ): OnlineOutcome = verifyOnline(ticket, entered, courierId, deviceId, at.unixSeconds)
 
 /** Judges a receipt against the ticket as issued, at [at]. */
+@JvmOverloads
 fun Backend.reconcile(receiptJson: String, ticket: Ticket, at: Instant = Instant.now()): Reconciliation =
     reconcile(receiptJson, ticket, at.unixSeconds)
 
 /** The `Authorization` header for a request to the service, signed at [at]. */
+@JvmOverloads
 fun DeviceKey.signRequest(method: String, path: String, body: ByteArray = ByteArray(0), at: Instant = Instant.now()): String =
     signRequest(method, path, at.unixSeconds, body)
 

@@ -3231,6 +3231,7 @@ public interface DeviceStateStore {
      * # Errors
      * `StoreError.Failed` when the storage fails.
      */
+    @Throws(StoreException::class)
     fun `load`(`key`: kotlin.String): kotlin.String?
     
     /**
@@ -3243,6 +3244,7 @@ public interface DeviceStateStore {
      * `StoreError.Failed` when the storage fails; the verification then
      * gives no outcome.
      */
+    @Throws(StoreException::class)
     fun `compareAndSet`(`key`: kotlin.String, `expected`: kotlin.String?, `value`: kotlin.String): kotlin.Boolean
     
     companion object
