@@ -532,16 +532,7 @@ pub fn decision_json(decision: &delivery_otp::PolicyDecision) -> Value {
         Value::Object(map),
     ) = (&decision.requirement, &mut out)
     {
-        map.insert(
-            "settings".into(),
-            json!({
-                "format": settings.format.to_string(),
-                "allow_short_codes": settings.allow_short_codes,
-                "hash_bits": settings.hash_bits,
-                "max_attempts": settings.max_attempts,
-                "lifetime_secs": settings.lifetime_secs,
-            }),
-        );
+        map.insert("settings".into(), json!(settings));
         map.insert(
             "verification".into(),
             json!(match verification {

@@ -213,40 +213,9 @@ fn render(
     }
 }
 
-fn settings_json(s: &DeliverySettings) -> String {
-    serde_json::json!({
-        "format": s.format.to_string(),
-        "allow_short_codes": s.allow_short_codes,
-        "hash_bits": s.hash_bits,
-        "max_attempts": s.max_attempts,
-        "lifetime_secs": s.lifetime_secs,
-    })
-    .to_string()
-}
-
+/// The settings as stored with the delivery (their JSON form in the core).
 fn settings_from_json(text: &str) -> Result<DeliverySettings, Problem> {
-    let v: serde_json::Value = serde_json::from_str(text)
-        .map_err(|_| Problem::unavailable("stored settings unreadable"))?;
-    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
-    let bad = || Problem::unavailable("stored settings unreadable");
-    Ok(DeliverySettings {
-        format: v
-            .get("format")
-            .and_then(|f| f.as_str())
-            .ok_or_else(bad)?
-            .parse()?,
-        allow_short_codes: v
-            .get("allow_short_codes")
-            .and_then(serde_json::Value::as_bool)
-            .ok_or_else(bad)?,
-        hash_bits: num("hash_bits")
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(bad)?,
-        max_attempts: num("max_attempts")
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(bad)?,
-        lifetime_secs: num("lifetime_secs").ok_or_else(bad)?,
-    })
+    serde_json::from_str(text).map_err(|_| Problem::unavailable("stored settings unreadable"))
 }
 
 fn answer(
@@ -349,7 +318,7 @@ pub async fn issue_code(
                 delivery_id: req.delivery_id.clone(),
                 sequence: 0,
                 courier_id: req.courier_id.clone(),
-                settings: settings_json(&settings),
+                settings: serde_json::to_string(&settings).unwrap_or_default(),
                 ticket: issued.ticket.to_json(),
                 status: "issued".into(),
                 contact: serde_json::to_string(&req.contact).unwrap_or_default(),
@@ -790,7 +759,7 @@ fn judge(
         }
     }
     if let (Some(_), false) = (&state.webhook, r.repeated) {
-        let event_id = crate::webhook::event_id();
+        let event_id = crate::webhook::event_id()?;
         let payload = serde_json::json!({
             "event_id": event_id, "type": "decision", "at": now,
             "delivery_id": delivery_id, "sequence": r.sequence,

@@ -192,18 +192,22 @@ fn load_keys(args: &Settings) -> Result<KeySet, String> {
     KeySet::from_json(&read_limited(&path, "key set")?).map_err(|e| e.to_string())
 }
 
+/// The secret kept in the file at `path`: read, or on first start made
+/// (256 random bits) and written readable by the owner alone.
+fn secret_file(path: &Path, what: &str) -> Result<String, String> {
+    if !path.exists() {
+        let secret = auth::new_token().map_err(|p| p.detail)?;
+        write_private(path, &format!("{}\n", secret.as_str()))
+            .map_err(|e| format!("cannot write {path:?}: {}", e.kind()))?;
+    }
+    Ok(read_limited(path, what)?.trim().to_string())
+}
+
 /// Makes sure the admin token in DATA_DIR/admin-token exists and is known
 /// to the database; returns its path.
 async fn admin_token(data_dir: &Path, db: &db::Db) -> Result<PathBuf, String> {
     let path = data_dir.join("admin-token");
-    let token = if path.exists() {
-        read_limited(&path, "admin token")?.trim().to_string()
-    } else {
-        let token = auth::new_token().map_err(|p| p.detail)?;
-        write_private(&path, &format!("{}\n", token.as_str()))
-            .map_err(|e| format!("cannot write {path:?}: {}", e.kind()))?;
-        token.to_string()
-    };
+    let token = secret_file(&path, "admin token")?;
     let hash = auth::sha256_hex(token.as_bytes());
     db::transaction(db, move |tx| {
         if tx.token_scopes(&hash)?.is_none() {
@@ -249,15 +253,7 @@ fn webhook(args: &Settings) -> Result<Option<crate::webhook::Webhook>, String> {
     let secret = match &args.webhook_secret {
         Some(secret) if secret.len() >= 16 => secret.clone(),
         Some(_) => return Err("the webhook secret must have at least 16 characters".into()),
-        None => {
-            let path = args.data_dir.join("webhook-secret");
-            if !path.exists() {
-                let secret = auth::new_token().map_err(|p| p.detail)?;
-                write_private(&path, &format!("{}\n", secret.as_str()))
-                    .map_err(|e| format!("cannot write {path:?}: {}", e.kind()))?;
-            }
-            read_limited(&path, "webhook secret")?.trim().to_string()
-        }
+        None => secret_file(&args.data_dir.join("webhook-secret"), "webhook secret")?,
     };
     Ok(Some(crate::webhook::Webhook {
         url: url.clone(),

@@ -51,13 +51,15 @@ pub const BATCH: i64 = 20;
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A new event id: 128 random bits in hex.
-pub fn event_id() -> String {
+///
+/// # Errors
+/// The operating system's random generator fails.
+pub fn event_id() -> Result<String, crate::problem::Problem> {
     let mut bytes = [0u8; 16];
-    // The OS generator failing leaves zeros; the id then still names one
-    // event because the row's key is unique, and a second zero id fails the
-    // insert (a typed error), never a silent merge.
-    let _ = rand::rngs::SysRng.try_fill_bytes(&mut bytes);
-    format!("evt_{}", hex::encode(bytes))
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|_| crate::problem::Problem::unavailable("the random generator failed"))?;
+    Ok(format!("evt_{}", hex::encode(bytes)))
 }
 
 /// The `Webhook-Signature` value for `body` at `timestamp`.

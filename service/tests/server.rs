@@ -150,8 +150,7 @@ fn a_delivery_from_issuing_to_the_decision_survives_a_restart() {
 #[test]
 fn resends_reassignments_and_revoked_devices() {
     for engine in engines("resend") {
-        let label = engine.label();
-        let server = Server::start(&data_dir(&format!("resend-{label}")), &engine);
+        let server = Server::start_for("resend", &engine);
         server.post(
             "/v1/devices",
             &json!({"courier_id": "courier-1", "device_id": "phone-1"}),
@@ -233,8 +232,7 @@ fn resends_reassignments_and_revoked_devices() {
 #[test]
 fn bad_requests_get_problem_responses_and_change_nothing() {
     for engine in engines("bad") {
-        let label = engine.label();
-        let server = Server::start(&data_dir(&format!("bad-{label}")), &engine);
+        let server = Server::start_for("bad", &engine);
         let post_issue =
             |body: &[u8]| server.send("POST", "/v1/deliveries", Some(&server.token), Some(body));
         let problem = |status: u16, kind: &str, r: (u16, String, Value)| {
@@ -464,7 +462,7 @@ fn two_instances_on_postgres_share_one_attempt_count() {
 fn devices_sign_their_own_requests() {
     for engine in engines("signed") {
         let label = engine.label();
-        let server = Server::start(&data_dir(&format!("signed-{label}")), &engine);
+        let server = Server::start_for("signed", &engine);
         let (_, device) = server.post(
             "/v1/devices",
             &json!({"courier_id": "courier-5", "device_id": "phone-5"}),

@@ -75,7 +75,9 @@ pub enum OnlineOutcome {
 /// Clones share the store and the cache of device keys.
 #[derive(Clone)]
 pub struct Backend {
-    pub(crate) keys: KeySet,
+    /// Shared, never changed in place: clones and `with_store` copy a pointer,
+    /// not the key material.
+    pub(crate) keys: Arc<KeySet>,
     pub(crate) store: Arc<dyn AttemptStore>,
     pub(crate) receipt_retention: u64,
     pub(crate) device_keys: Arc<Mutex<HashMap<String, Arc<DeviceKey>>>>,
@@ -162,7 +164,7 @@ impl Backend {
     /// A backend with these keys and this attempt store.
     pub fn new(keys: KeySet, store: Arc<dyn AttemptStore>) -> Self {
         Backend {
-            keys,
+            keys: Arc::new(keys),
             store,
             receipt_retention: DEFAULT_RECEIPT_RETENTION_SECS,
             device_keys: Arc::default(),
@@ -182,7 +184,7 @@ impl Backend {
     /// core records and what the service records commit together.
     pub fn with_store(&self, store: Arc<dyn AttemptStore>) -> Self {
         Backend {
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             store,
             receipt_retention: self.receipt_retention,
             device_keys: Arc::clone(&self.device_keys),
@@ -193,7 +195,7 @@ impl Backend {
     /// another key set: after a rotation, a key set changed elsewhere.
     pub fn with_keys(&self, keys: KeySet) -> Self {
         Backend {
-            keys,
+            keys: Arc::new(keys),
             store: Arc::clone(&self.store),
             receipt_retention: self.receipt_retention,
             device_keys: Arc::clone(&self.device_keys),

@@ -149,10 +149,14 @@ impl FromStr for CodeFormat {
     }
 }
 
-/// What the backend decides for one delivery's code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the backend decides for one delivery's code. Its JSON form names
+/// the format as text (`"numeric-6"`), as rules files and the CLI write it;
+/// reading it does not check the settings (issuing does, see [`Self::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeliverySettings {
     /// How the code is written (default: 6 digits).
+    #[serde(with = "format_text")]
     pub format: CodeFormat,
     /// Opt-in for numeric codes of 4 or 5 digits (default: false).
     pub allow_short_codes: bool,
@@ -338,5 +342,20 @@ mod tests {
         }
         assert_eq!(CodeFormat::Crockford { length: 12 }.space(), Some(1 << 60));
         assert_eq!(CodeFormat::Crockford { length: 13 }.space(), None);
+    }
+}
+
+/// [`CodeFormat`] in JSON as its wire text.
+mod format_text {
+    use super::CodeFormat;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(format: &CodeFormat, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(format)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CodeFormat, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }

@@ -85,6 +85,11 @@ pub fn fresh_postgres(name: &str) -> String {
 }
 
 impl Server {
+    /// A server for the test `name` on `engine`, in a fresh data directory.
+    pub fn start_for(name: &str, engine: &Engine) -> Server {
+        Self::start(&data_dir(&format!("{name}-{}", engine.label())), engine)
+    }
+
     pub fn start(data: &Path, engine: &Engine) -> Server {
         let mut command = server_command();
         command.args([
