@@ -8,18 +8,28 @@
 ///
 /// Each variant is a stable kind; its message says what was wrong and, where
 /// it helps, what would be right.
+///
+/// Numbers in the fields are `i64` so that Kotlin, Swift and Java read them as
+/// plain signed integers; a count beyond `i64::MAX` (never a real position,
+/// length or version) is reported as `i64::MAX`.
+///
+/// Rust code calls it [`Error`] (an alias). With the `ffi` feature this is the
+/// error Kotlin sees as `OtpException` and Swift as `OtpError`, one case per
+/// variant with the same fields and this message as the description.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Error))]
+#[cfg_attr(feature = "ffi", uniffi::export(Display))]
 #[non_exhaustive]
-pub enum Error {
+pub enum OtpError {
     /// The number of digits is outside what the library supports.
     #[error("a one-time password has {min} to {max} digits; {digits} were asked for")]
     InvalidDigits {
         /// The rejected number of digits.
-        digits: u32,
+        digits: i64,
         /// The smallest supported number.
-        min: u32,
+        min: i64,
         /// The largest supported number.
-        max: u32,
+        max: i64,
     },
 
     /// A TOTP time step of zero seconds.
@@ -34,18 +44,18 @@ pub enum Error {
     #[error("a new secret must have at least {min_bits} bits (RFC 4226 section 4, R6); {bits} were asked for")]
     SecretTooShort {
         /// The requested size in bits.
-        bits: u64,
+        bits: i64,
         /// The smallest size the library creates.
-        min_bits: u64,
+        min_bits: i64,
     },
 
     /// A new secret larger than any HMAC block can use.
     #[error("a new secret may have at most {max_bits} bits; {bits} were asked for")]
     SecretTooLong {
         /// The requested size in bits.
-        bits: u64,
+        bits: i64,
         /// The largest size the library creates.
-        max_bits: u64,
+        max_bits: i64,
     },
 
     /// The operating system's random generator failed.
@@ -56,39 +66,39 @@ pub enum Error {
     #[error("invalid base32 character at position {position} (counting from 1); allowed are A-Z, 2-7, '=' padding at the end, spaces and dashes")]
     InvalidBase32Character {
         /// Position of the offending character, counting characters from 1.
-        position: u64,
+        position: i64,
     },
 
     /// Base32 text whose length no byte string encodes to.
     #[error("base32 text of {length} characters (without padding and separators) is not a whole number of bytes")]
     InvalidBase32Length {
         /// Number of base32 characters, without padding and separators.
-        length: u64,
+        length: i64,
     },
 
     /// A time before the TOTP start time T0.
     #[error("unix time {time} is before the TOTP start time T0 = {t0}")]
     TimeBeforeStart {
         /// The rejected time, unix seconds.
-        time: u64,
+        time: i64,
         /// The configured T0, unix seconds.
-        t0: u64,
+        t0: i64,
     },
 
     /// A verification window wider than the library allows.
     #[error("a verification window may span at most {max} steps or counters on each side; {requested} were asked for")]
     WindowTooLarge {
         /// The requested window.
-        requested: u64,
+        requested: i64,
         /// The largest window allowed.
-        max: u64,
+        max: i64,
     },
 
     /// Entered text that cannot be a code of this length.
     #[error("a code is exactly {expected_digits} decimal digits (spaces allowed between them)")]
     MalformedCode {
         /// How many digits a code has.
-        expected_digits: u32,
+        expected_digits: i64,
     },
 
     /// A key URI that does not start with `otpauth://`.
@@ -214,16 +224,16 @@ pub enum Error {
     #[error("the entered code has a character that cannot be part of a code at position {position} (counting from 1)")]
     InvalidCodeCharacter {
         /// Position of the character, counting characters from 1.
-        position: u64,
+        position: i64,
     },
 
     /// An entered code with too many or too few characters.
     #[error("a code has {expected} characters; {found} were entered")]
     WrongCodeLength {
         /// Characters in a code of this format.
-        expected: u32,
+        expected: i64,
         /// Characters entered, without separators.
-        found: u64,
+        found: i64,
     },
 
     /// A ticket that cannot be read, or whose fields are not consistent.
@@ -237,9 +247,9 @@ pub enum Error {
     #[error("unsupported ticket version {version}; this library reads version {supported}")]
     UnsupportedTicketVersion {
         /// The ticket's version.
-        version: u64,
+        version: i64,
         /// The version this library reads.
-        supported: u64,
+        supported: i64,
     },
 
     /// A ticket whose backend MAC does not match its fields.
@@ -273,9 +283,9 @@ pub enum Error {
     #[error("unsupported receipt version {version}; this library reads version {supported}")]
     UnsupportedReceiptVersion {
         /// The receipt's version.
-        version: u64,
+        version: i64,
         /// The version this library reads.
-        supported: u64,
+        supported: i64,
     },
 
     /// A receipt whose device MAC does not match its fields.
@@ -346,7 +356,11 @@ pub enum Error {
     },
 }
 
-impl Error {
+/// The crate's error, by the name Rust code uses; the same type as
+/// [`OtpError`], the name Kotlin and Swift know it by.
+pub type Error = OtpError;
+
+impl OtpError {
     /// The variant's stable name in snake case (`invalid_base32_character`),
     /// for logs, metrics and the shared test vectors.
     pub fn kind(&self) -> &'static str {
@@ -401,6 +415,14 @@ impl Error {
             Error::Overflow { .. } => "overflow",
         }
     }
+}
+
+/// `n` as an error field holds it: unchanged, or `i64::MAX` beyond that.
+pub(crate) fn int<T>(n: T) -> i64
+where
+    i64: TryFrom<T>,
+{
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Shorthand for results of this crate.

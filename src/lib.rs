@@ -34,7 +34,7 @@ pub use delivery::device::{OfflineOutcome, OfflineVerifier, ReceiptExtras};
 pub use delivery::keys::{KeySet, MasterKey};
 pub use delivery::settings::{CodeFormat, DeliverySettings};
 pub use delivery::ticket::Ticket;
-pub use error::{Error, Result};
+pub use error::{Error, OtpError, Result};
 pub use otp::algorithm::Algorithm;
 pub use otp::hotp::Hotp;
 pub use otp::secret::Secret;

@@ -148,10 +148,10 @@ fn normalization() {
                 assert_eq!(err.kind(), s(c, "error"), "{name}");
                 match err {
                     Error::InvalidCodeCharacter { position } => {
-                        assert_eq!(position, n(c, "position"), "{name}")
+                        assert_eq!(position, i64::try_from(n(c, "position")).unwrap(), "{name}")
                     }
                     Error::WrongCodeLength { found, .. } => {
-                        assert_eq!(found, n(c, "found"), "{name}")
+                        assert_eq!(found, i64::try_from(n(c, "found")).unwrap(), "{name}")
                     }
                     _ => {}
                 }

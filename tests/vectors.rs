@@ -136,8 +136,8 @@ struct Base32Invalid {
     name: String,
     text: String,
     error: String,
-    position: Option<u64>,
-    length: Option<u64>,
+    position: Option<i64>,
+    length: Option<i64>,
 }
 
 #[test]
@@ -204,7 +204,7 @@ struct UriInvalid {
     uri: String,
     error: String,
     parameter: Option<String>,
-    position: Option<u64>,
+    position: Option<i64>,
 }
 
 #[test]

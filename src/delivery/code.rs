@@ -193,10 +193,16 @@ pub fn normalize(entered: &str, format: CodeFormat) -> Result<Zeroizing<String>>
                 'O' => '0',
                 'I' | 'L' => '1',
                 upper if upper.is_ascii() && CROCKFORD_ALPHABET.contains(&(upper as u8)) => upper,
-                _ => return Err(Error::InvalidCodeCharacter { position }),
+                _ => {
+                    return Err(Error::InvalidCodeCharacter {
+                        position: crate::error::int(position),
+                    })
+                }
             },
             (None, CodeFormat::Numeric { .. }) => {
-                return Err(Error::InvalidCodeCharacter { position })
+                return Err(Error::InvalidCodeCharacter {
+                    position: crate::error::int(position),
+                })
             }
         };
         found = found.saturating_add(1);
@@ -207,8 +213,8 @@ pub fn normalize(entered: &str, format: CodeFormat) -> Result<Zeroizing<String>>
     }
     if found != u64::from(format.length()) {
         return Err(Error::WrongCodeLength {
-            expected: format.length(),
-            found,
+            expected: i64::from(format.length()),
+            found: crate::error::int(found),
         });
     }
     Ok(out)

@@ -219,8 +219,8 @@ impl Ticket {
         let version: VersionOnly = serde_json::from_str(text).map_err(json_error)?;
         if version.v != TICKET_VERSION {
             return Err(Error::UnsupportedTicketVersion {
-                version: version.v,
-                supported: TICKET_VERSION,
+                version: crate::error::int(version.v),
+                supported: crate::error::int(TICKET_VERSION),
             });
         }
         let wire: Wire = serde_json::from_str(text).map_err(json_error)?;

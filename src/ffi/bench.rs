@@ -212,7 +212,7 @@ impl FfiBaseline {
         _entered: String,
         _now: u64,
     ) -> FfiResult<OfflineOutcome> {
-        let storage = |e: super::delivery::StoreError| super::OtpError::StateStorage {
+        let storage = |e: super::delivery::StoreError| crate::Error::StateStorage {
             reason: e.to_string(),
         };
         let state = store.load("baseline".into()).map_err(storage)?;

@@ -112,7 +112,7 @@ pub fn default_delivery_settings() -> DeliverySettings {
 /// `InvalidCodeFormat`, `UnsafeSettings`.
 #[uniffi::export]
 pub fn check_delivery_settings(settings: DeliverySettings) -> FfiResult<()> {
-    Ok(crate::DeliverySettings::from(settings).check()?)
+    crate::DeliverySettings::from(settings).check()
 }
 
 /// The chance that one wrong code passes the offline check: 2^-hash_bits.
@@ -823,7 +823,7 @@ impl OfflineVerifier {
     /// # Errors
     /// `StateStorage`, `CorruptState`.
     pub fn attempts_left(&self) -> FfiResult<u32> {
-        Ok(self.inner.attempts_left()?)
+        self.inner.attempts_left()
     }
 
     /// The key the state is stored under.

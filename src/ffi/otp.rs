@@ -165,7 +165,7 @@ impl Hotp {
     #[uniffi::method(default(look_ahead = 0))]
     pub fn verify(&self, code: String, counter: u64, look_ahead: u64) -> FfiResult<Option<u64>> {
         let code = Zeroizing::new(code);
-        Ok(self.inner.verify(&code, counter, look_ahead)?)
+        self.inner.verify(&code, counter, look_ahead)
     }
 }
 
@@ -230,7 +230,7 @@ impl Totp {
     /// # Errors
     /// `TimeBeforeStart`.
     pub fn step_at(&self, time: u64) -> FfiResult<u64> {
-        Ok(self.inner.step_at(time)?)
+        self.inner.step_at(time)
     }
 
     /// The code at a unix time (seconds).

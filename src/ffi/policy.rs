@@ -379,7 +379,7 @@ impl MessageTemplates {
     /// # Errors
     /// `InvalidTemplate` for an unknown locale.
     pub fn format_hint(&self, locale: String, format: CodeFormat) -> FfiResult<String> {
-        Ok(self.inner.format_hint(&locale, format.into())?)
+        self.inner.format_hint(&locale, format.into())
     }
 }
 
@@ -389,7 +389,7 @@ impl MessageTemplates {
 /// `InvalidContact`.
 #[uniffi::export]
 pub fn mask_phone(phone: String) -> FfiResult<String> {
-    Ok(crate::mask_phone(&phone)?)
+    crate::mask_phone(&phone)
 }
 
 /// An e-mail address masked for the courier's screen (`j•••@e•••.com`).
@@ -398,7 +398,7 @@ pub fn mask_phone(phone: String) -> FfiResult<String> {
 /// `InvalidContact`.
 #[uniffi::export]
 pub fn mask_email(email: String) -> FfiResult<String> {
-    Ok(crate::mask_email(&email)?)
+    crate::mask_email(&email)
 }
 
 #[cfg(test)]

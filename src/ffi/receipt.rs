@@ -353,7 +353,7 @@ impl Receipt {
     /// # Errors
     /// `ReceiptMacMismatch`.
     pub fn verify_mac(&self, device_key: Arc<DeviceKey>) -> FfiResult<()> {
-        Ok(self.inner.verify_mac(&device_key.inner)?)
+        self.inner.verify_mac(&device_key.inner)
     }
 
     /// The delivery id.

@@ -27,9 +27,9 @@ pub(crate) fn check_digits(digits: u32) -> Result<u32> {
         Ok(digits)
     } else {
         Err(Error::InvalidDigits {
-            digits,
-            min: MIN_DIGITS,
-            max: MAX_DIGITS,
+            digits: i64::from(digits),
+            min: i64::from(MIN_DIGITS),
+            max: i64::from(MAX_DIGITS),
         })
     }
 }
@@ -196,8 +196,8 @@ impl Hotp {
 pub(crate) fn check_window(size: u64) -> Result<()> {
     if size > MAX_WINDOW {
         return Err(Error::WindowTooLarge {
-            requested: size,
-            max: MAX_WINDOW,
+            requested: crate::error::int(size),
+            max: crate::error::int(MAX_WINDOW),
         });
     }
     Ok(())
@@ -210,7 +210,7 @@ pub(crate) fn check_entered(code: &str, digits: u32) -> Result<Zeroizing<String>
     let right_length = u32::try_from(entered.len()).is_ok_and(|len| len == digits);
     if !right_length || !entered.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::MalformedCode {
-            expected_digits: digits,
+            expected_digits: i64::from(digits),
         });
     }
     Ok(entered)
@@ -283,7 +283,7 @@ mod tests {
             assert_eq!(
                 Hotp::new(s.clone(), Algorithm::Sha1, d).unwrap_err(),
                 Error::InvalidDigits {
-                    digits: d,
+                    digits: i64::from(d),
                     min: 6,
                     max: 10
                 }

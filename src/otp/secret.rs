@@ -66,7 +66,11 @@ impl Secret {
                 'A'..='Z' | 'a'..='z' | '2'..='7' if !padding_started => {
                     clean.push(c.to_ascii_uppercase())
                 }
-                _ => return Err(Error::InvalidBase32Character { position }),
+                _ => {
+                    return Err(Error::InvalidBase32Character {
+                        position: crate::error::int(position),
+                    })
+                }
             }
         }
         if clean.is_empty() {
@@ -74,14 +78,14 @@ impl Secret {
         }
         if matches!(clean.len() % 8, 1 | 3 | 6) {
             return Err(Error::InvalidBase32Length {
-                length: clean.len() as u64,
+                length: crate::error::int(clean.len()),
             });
         }
         // Every character was checked above, so the decoder cannot refuse;
         // should it ever, report it as a length problem rather than panic.
         let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &clean).ok_or(
             Error::InvalidBase32Length {
-                length: clean.len() as u64,
+                length: crate::error::int(clean.len()),
             },
         )?;
         Secret::from_bytes(&Zeroizing::new(bytes))
@@ -104,17 +108,17 @@ impl Secret {
     /// - [`Error::SecretTooLong`] above 128 bytes;
     /// - [`Error::RandomUnavailable`] if the OS generator fails.
     pub fn generate_with_len(bytes: u32) -> Result<Self> {
-        let bits = u64::from(bytes).saturating_mul(8);
+        let bits = i64::from(bytes).saturating_mul(8);
         if bytes < MIN_NEW_SECRET_BYTES {
             return Err(Error::SecretTooShort {
                 bits,
-                min_bits: u64::from(MIN_NEW_SECRET_BYTES) * 8,
+                min_bits: i64::from(MIN_NEW_SECRET_BYTES).saturating_mul(8),
             });
         }
         if bytes > MAX_NEW_SECRET_BYTES {
             return Err(Error::SecretTooLong {
                 bits,
-                max_bits: u64::from(MAX_NEW_SECRET_BYTES) * 8,
+                max_bits: i64::from(MAX_NEW_SECRET_BYTES).saturating_mul(8),
             });
         }
         let mut secret = Secret {
@@ -230,7 +234,7 @@ mod tests {
         assert_eq!(
             Secret::generate_with_len(u32::MAX).unwrap_err(),
             Error::SecretTooLong {
-                bits: u64::from(u32::MAX) * 8,
+                bits: i64::from(u32::MAX) * 8,
                 max_bits: 1024
             }
         );

@@ -110,9 +110,10 @@ impl Totp {
     /// # Errors
     /// [`Error::TimeBeforeStart`] when `time` is before T0.
     pub fn step_at(&self, time: u64) -> Result<u64> {
-        let elapsed = time
-            .checked_sub(self.t0)
-            .ok_or(Error::TimeBeforeStart { time, t0: self.t0 })?;
+        let elapsed = time.checked_sub(self.t0).ok_or(Error::TimeBeforeStart {
+            time: crate::error::int(time),
+            t0: crate::error::int(self.t0),
+        })?;
         // period is at least 1 (checked in `new`), so this cannot fail.
         Ok(elapsed.checked_div(self.period).unwrap_or(0))
     }

@@ -768,9 +768,9 @@ impl Receipt {
                 e.column()
             ))
         };
-        let unsupported = |version| Error::UnsupportedReceiptVersion {
-            version,
-            supported: RECEIPT_VERSION,
+        let unsupported = |version: u64| Error::UnsupportedReceiptVersion {
+            version: crate::error::int(version),
+            supported: crate::error::int(RECEIPT_VERSION),
         };
         // One parse on the usual path; only a text that does not read as
         // version 1 is probed for its version, to say which it is.

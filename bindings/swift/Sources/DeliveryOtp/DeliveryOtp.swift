@@ -6465,13 +6465,18 @@ public func FfiConverterTypeOnlineOutcome_lower(_ value: OnlineOutcome) -> RustB
 
 
 /**
- * Everything that can go wrong in delivery-otp. Messages never contain a
- * code or a secret.
+ * Everything that can go wrong in this crate.
  *
- * Exported as a flat error: Kotlin sees one `OtpException` subclass and
- * Swift one `OtpError` case per variant, each carrying the library's
- * readable message (which states the numbers below, such as the position of
- * a bad base32 character). The fields exist on the Rust side only.
+ * Each variant is a stable kind; its message says what was wrong and, where
+ * it helps, what would be right.
+ *
+ * Numbers in the fields are `i64` so that Kotlin, Swift and Java read them as
+ * plain signed integers; a count beyond `i64::MAX` (never a real position,
+ * length or version) is reported as `i64::MAX`.
+ *
+ * Rust code calls it [`Error`] (an alias). With the `ffi` feature this is the
+ * error Kotlin sees as `OtpException` and Swift as `OtpError`, one case per
+ * variant with the same fields and this message as the description.
  */
 public 
 enum OtpError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -6479,249 +6484,403 @@ enum OtpError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * The number of digits is outside 6 to 10.
+     * The number of digits is outside what the library supports.
      */
-    case InvalidDigits(message: String)
-    
+    case InvalidDigits(
+        /**
+         * The rejected number of digits.
+         */digits: Int64, 
+        /**
+         * The smallest supported number.
+         */min: Int64, 
+        /**
+         * The largest supported number.
+         */max: Int64
+    )
     /**
      * A TOTP time step of zero seconds.
      */
-    case InvalidPeriod(message: String)
-    
+    case InvalidPeriod
     /**
      * A secret with no bytes at all.
      */
-    case EmptySecret(message: String)
-    
+    case EmptySecret
     /**
-     * A new secret below 128 bits.
+     * A new secret shorter than RFC 4226 allows.
      */
-    case SecretTooShort(message: String)
-    
+    case SecretTooShort(
+        /**
+         * The requested size in bits.
+         */bits: Int64, 
+        /**
+         * The smallest size the library creates.
+         */minBits: Int64
+    )
     /**
-     * A new secret above 1024 bits.
+     * A new secret larger than any HMAC block can use.
      */
-    case SecretTooLong(message: String)
-    
+    case SecretTooLong(
+        /**
+         * The requested size in bits.
+         */bits: Int64, 
+        /**
+         * The largest size the library creates.
+         */maxBits: Int64
+    )
     /**
      * The operating system's random generator failed.
      */
-    case RandomUnavailable(message: String)
-    
+    case RandomUnavailable
     /**
-     * A character base32 does not allow, at a position counted from 1.
+     * A character that base32 (RFC 4648) does not allow.
      */
-    case InvalidBase32Character(message: String)
-    
+    case InvalidBase32Character(
+        /**
+         * Position of the offending character, counting characters from 1.
+         */position: Int64
+    )
     /**
-     * Base32 text whose length encodes no whole number of bytes.
+     * Base32 text whose length no byte string encodes to.
      */
-    case InvalidBase32Length(message: String)
-    
+    case InvalidBase32Length(
+        /**
+         * Number of base32 characters, without padding and separators.
+         */length: Int64
+    )
     /**
      * A time before the TOTP start time T0.
      */
-    case TimeBeforeStart(message: String)
-    
+    case TimeBeforeStart(
+        /**
+         * The rejected time, unix seconds.
+         */time: Int64, 
+        /**
+         * The configured T0, unix seconds.
+         */t0: Int64
+    )
     /**
-     * A verification window wider than 100 on a side.
+     * A verification window wider than the library allows.
      */
-    case WindowTooLarge(message: String)
-    
+    case WindowTooLarge(
+        /**
+         * The requested window.
+         */requested: Int64, 
+        /**
+         * The largest window allowed.
+         */max: Int64
+    )
     /**
-     * Entered text that is not a code of the right length.
+     * Entered text that cannot be a code of this length.
      */
-    case MalformedCode(message: String)
-    
+    case MalformedCode(
+        /**
+         * How many digits a code has.
+         */expectedDigits: Int64
+    )
     /**
      * A key URI that does not start with `otpauth://`.
      */
-    case UnsupportedScheme(message: String)
-    
+    case UnsupportedScheme
     /**
-     * A key URI type other than `totp` or `hotp`.
+     * A key URI whose type is neither `totp` nor `hotp`.
      */
-    case UnknownOtpType(message: String)
-    
+    case UnknownOtpType
     /**
-     * A key URI label without an account name.
+     * A key URI whose label has no account name.
      */
-    case MissingAccount(message: String)
-    
+    case MissingAccount
     /**
-     * A key URI without a `secret` parameter.
+     * A key URI without the `secret` parameter.
      */
-    case MissingSecret(message: String)
-    
+    case MissingSecret
     /**
-     * An `hotp` key URI without a `counter` parameter.
+     * An `hotp` key URI without the `counter` parameter.
      */
-    case MissingCounter(message: String)
-    
+    case MissingCounter
     /**
      * A key URI parameter whose value cannot be used.
      */
-    case InvalidParameter(message: String)
-    
+    case InvalidParameter(
+        /**
+         * The parameter's name.
+         */name: String, 
+        /**
+         * What is wrong with its value.
+         */reason: String
+    )
     /**
      * A key URI parameter given twice.
      */
-    case DuplicateParameter(message: String)
-    
+    case DuplicateParameter(
+        /**
+         * The parameter's name.
+         */name: String
+    )
     /**
      * A key URI parameter that does not belong to its type.
      */
-    case ParameterNotAllowed(message: String)
-    
+    case ParameterNotAllowed(
+        /**
+         * The parameter's name.
+         */name: String, 
+        /**
+         * `totp` or `hotp`.
+         */otpType: String
+    )
     /**
      * An algorithm other than SHA1, SHA256 or SHA512.
      */
-    case UnsupportedAlgorithm(message: String)
-    
+    case UnsupportedAlgorithm
     /**
      * The label's issuer prefix and the `issuer` parameter differ.
      */
-    case IssuerMismatch(message: String)
-    
+    case IssuerMismatch
     /**
      * An issuer or account that cannot be written into a key URI label.
      */
-    case InvalidLabel(message: String)
-    
+    case InvalidLabel(
+        /**
+         * `issuer` or `account`.
+         */field: String, 
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
-     * Percent-encoding that does not decode to UTF-8.
+     * Percent-encoding that does not decode to UTF-8 text.
      */
-    case InvalidPercentEncoding(message: String)
-    
+    case InvalidPercentEncoding(
+        /**
+         * Which part of the URI: `label` or a parameter name.
+         */part: String
+    )
     /**
      * A key id that cannot be used.
      */
-    case InvalidKeyId(message: String)
-    
+    case InvalidKeyId(
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
      * No key with this id in the key set.
      */
-    case UnknownKeyId(message: String)
-    
+    case UnknownKeyId(
+        /**
+         * The id asked for (key ids are not secret).
+         */keyId: String
+    )
     /**
      * Key material of the wrong size or encoding.
      */
-    case InvalidKey(message: String)
-    
+    case InvalidKey(
+        /**
+         * What is wrong with it (never the key itself).
+         */reason: String
+    )
     /**
      * A key set that cannot be read or used.
      */
-    case InvalidKeySet(message: String)
-    
+    case InvalidKeySet(
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
      * A delivery id that cannot be used.
      */
-    case InvalidDeliveryId(message: String)
-    
+    case InvalidDeliveryId(
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
-     * A code format the library does not support, or a short one without the opt-in.
+     * A code format the library does not support.
      */
-    case InvalidCodeFormat(message: String)
-    
+    case InvalidCodeFormat(
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
      * Settings that would weaken the check or let a ticket reveal the code.
      */
-    case UnsafeSettings(message: String)
-    
+    case UnsafeSettings(
+        /**
+         * Why they are refused.
+         */reason: String
+    )
     /**
-     * A typed character that cannot be part of a code, at a position counted from 1.
+     * A character in an entered code that is neither a digit, a code letter
+     * nor a separator.
      */
-    case InvalidCodeCharacter(message: String)
-    
+    case InvalidCodeCharacter(
+        /**
+         * Position of the character, counting characters from 1.
+         */position: Int64
+    )
     /**
-     * A typed code with too many or too few characters.
+     * An entered code with too many or too few characters.
      */
-    case WrongCodeLength(message: String)
-    
+    case WrongCodeLength(
+        /**
+         * Characters in a code of this format.
+         */expected: Int64, 
+        /**
+         * Characters entered, without separators.
+         */found: Int64
+    )
     /**
-     * A ticket that cannot be read or whose fields are inconsistent.
+     * A ticket that cannot be read, or whose fields are not consistent.
      */
-    case InvalidTicket(message: String)
-    
+    case InvalidTicket(
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
-     * A ticket of an unknown format version.
+     * A ticket of a format version this library does not read.
      */
-    case UnsupportedTicketVersion(message: String)
-    
+    case UnsupportedTicketVersion(
+        /**
+         * The ticket's version.
+         */version: Int64, 
+        /**
+         * The version this library reads.
+         */supported: Int64
+    )
     /**
-     * A ticket changed after issuing, or issued with another key.
+     * A ticket whose backend MAC does not match its fields.
      */
-    case TicketMacMismatch(message: String)
-    
+    case TicketMacMismatch
     /**
      * The app's attempt-state storage failed.
      */
-    case StateStorage(message: String)
-    
+    case StateStorage(
+        /**
+         * What the storage reported.
+         */reason: String
+    )
     /**
      * Stored attempt state that cannot be read.
      */
-    case CorruptState(message: String)
-    
+    case CorruptState(
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
-     * A receipt that cannot be read or made.
+     * A receipt that cannot be read or made, or whose fields are not consistent.
      */
-    case InvalidReceipt(message: String)
-    
+    case InvalidReceipt(
+        /**
+         * What is wrong with it (never the code it carries).
+         */reason: String
+    )
     /**
-     * A receipt of an unknown format version.
+     * A receipt of a format version this library does not read.
      */
-    case UnsupportedReceiptVersion(message: String)
-    
+    case UnsupportedReceiptVersion(
+        /**
+         * The receipt's version.
+         */version: Int64, 
+        /**
+         * The version this library reads.
+         */supported: Int64
+    )
     /**
-     * A receipt changed after it was made, or made with another device key.
+     * A receipt whose device MAC does not match its fields.
      */
-    case ReceiptMacMismatch(message: String)
-    
+    case ReceiptMacMismatch
     /**
-     * A second, different receipt for a ticket that already has one.
+     * A second, different receipt for a ticket this device already made one for.
      */
-    case ReceiptConflict(message: String)
-    
+    case ReceiptConflict(
+        /**
+         * The fields that differ (names only, never values).
+         */fields: String
+    )
     /**
      * A device key that cannot be read or used.
      */
-    case InvalidDeviceKey(message: String)
-    
+    case InvalidDeviceKey(
+        /**
+         * What is wrong with it (never the key itself).
+         */reason: String
+    )
     /**
-     * A device's request signature that does not hold.
+     * A device's request signature that is missing, malformed, outside the
+     * time window, or does not match the request.
      */
-    case InvalidRequestSignature(message: String)
-    
+    case InvalidRequestSignature(
+        /**
+         * What is wrong with it (never the key).
+         */reason: String
+    )
     /**
      * Risk-policy rules that cannot be used.
      */
-    case InvalidPolicy(message: String)
-    
+    case InvalidPolicy(
+        /**
+         * The field, as a path such as `tiers.strict.hash_bits`.
+         */field: String, 
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
      * An order the policy cannot judge.
      */
-    case InvalidOrder(message: String)
-    
+    case InvalidOrder(
+        /**
+         * The field.
+         */field: String, 
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
      * A message template, or a value for one, that cannot be used.
      */
-    case InvalidTemplate(message: String)
-    
+    case InvalidTemplate(
+        /**
+         * The field, such as `locales.de.sms`.
+         */field: String, 
+        /**
+         * What is wrong with it.
+         */reason: String
+    )
     /**
      * A phone number or e-mail address that cannot be read.
      */
-    case InvalidContact(message: String)
-    
+    case InvalidContact(
+        /**
+         * What is wrong with it (never the whole contact).
+         */reason: String
+    )
     /**
-     * A number would leave its range.
+     * A number would leave its range (a sequence at its maximum, a time past `u64::MAX`).
      */
-    case Overflow(message: String)
-    
+    case Overflow(
+        /**
+         * Which number.
+         */what: String
+    )
 
     
 
     
+// The local Rust `Display` implementation.
+public var description: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(
+            FfiConverterTypeOtpError_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 
     
     public var errorDescription: String? {
@@ -6748,199 +6907,142 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
 
         
         case 1: return .InvalidDigits(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 2: return .InvalidPeriod(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 3: return .EmptySecret(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            digits: try FfiConverterInt64.read(from: &buf), 
+            min: try FfiConverterInt64.read(from: &buf), 
+            max: try FfiConverterInt64.read(from: &buf)
+            )
+        case 2: return .InvalidPeriod
+        case 3: return .EmptySecret
         case 4: return .SecretTooShort(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            bits: try FfiConverterInt64.read(from: &buf), 
+            minBits: try FfiConverterInt64.read(from: &buf)
+            )
         case 5: return .SecretTooLong(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 6: return .RandomUnavailable(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            bits: try FfiConverterInt64.read(from: &buf), 
+            maxBits: try FfiConverterInt64.read(from: &buf)
+            )
+        case 6: return .RandomUnavailable
         case 7: return .InvalidBase32Character(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            position: try FfiConverterInt64.read(from: &buf)
+            )
         case 8: return .InvalidBase32Length(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            length: try FfiConverterInt64.read(from: &buf)
+            )
         case 9: return .TimeBeforeStart(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            time: try FfiConverterInt64.read(from: &buf), 
+            t0: try FfiConverterInt64.read(from: &buf)
+            )
         case 10: return .WindowTooLarge(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            requested: try FfiConverterInt64.read(from: &buf), 
+            max: try FfiConverterInt64.read(from: &buf)
+            )
         case 11: return .MalformedCode(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 12: return .UnsupportedScheme(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 13: return .UnknownOtpType(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 14: return .MissingAccount(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 15: return .MissingSecret(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 16: return .MissingCounter(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            expectedDigits: try FfiConverterInt64.read(from: &buf)
+            )
+        case 12: return .UnsupportedScheme
+        case 13: return .UnknownOtpType
+        case 14: return .MissingAccount
+        case 15: return .MissingSecret
+        case 16: return .MissingCounter
         case 17: return .InvalidParameter(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            name: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 18: return .DuplicateParameter(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            name: try FfiConverterString.read(from: &buf)
+            )
         case 19: return .ParameterNotAllowed(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 20: return .UnsupportedAlgorithm(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 21: return .IssuerMismatch(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            name: try FfiConverterString.read(from: &buf), 
+            otpType: try FfiConverterString.read(from: &buf)
+            )
+        case 20: return .UnsupportedAlgorithm
+        case 21: return .IssuerMismatch
         case 22: return .InvalidLabel(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            field: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 23: return .InvalidPercentEncoding(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            part: try FfiConverterString.read(from: &buf)
+            )
         case 24: return .InvalidKeyId(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 25: return .UnknownKeyId(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            keyId: try FfiConverterString.read(from: &buf)
+            )
         case 26: return .InvalidKey(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 27: return .InvalidKeySet(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 28: return .InvalidDeliveryId(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 29: return .InvalidCodeFormat(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 30: return .UnsafeSettings(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 31: return .InvalidCodeCharacter(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            position: try FfiConverterInt64.read(from: &buf)
+            )
         case 32: return .WrongCodeLength(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            expected: try FfiConverterInt64.read(from: &buf), 
+            found: try FfiConverterInt64.read(from: &buf)
+            )
         case 33: return .InvalidTicket(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 34: return .UnsupportedTicketVersion(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 35: return .TicketMacMismatch(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            version: try FfiConverterInt64.read(from: &buf), 
+            supported: try FfiConverterInt64.read(from: &buf)
+            )
+        case 35: return .TicketMacMismatch
         case 36: return .StateStorage(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 37: return .CorruptState(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 38: return .InvalidReceipt(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 39: return .UnsupportedReceiptVersion(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
-        case 40: return .ReceiptMacMismatch(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            version: try FfiConverterInt64.read(from: &buf), 
+            supported: try FfiConverterInt64.read(from: &buf)
+            )
+        case 40: return .ReceiptMacMismatch
         case 41: return .ReceiptConflict(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            fields: try FfiConverterString.read(from: &buf)
+            )
         case 42: return .InvalidDeviceKey(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 43: return .InvalidRequestSignature(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 44: return .InvalidPolicy(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            field: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 45: return .InvalidOrder(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            field: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 46: return .InvalidTemplate(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            field: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 47: return .InvalidContact(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            reason: try FfiConverterString.read(from: &buf)
+            )
         case 48: return .Overflow(
-            message: try FfiConverterString.read(from: &buf)
-        )
-        
+            what: try FfiConverterString.read(from: &buf)
+            )
 
-        default: throw UniffiInternalError.unexpectedEnumCase
+         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
 
@@ -6950,104 +7052,249 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
         
 
         
-        case .InvalidDigits(_ /* message is ignored*/):
-            writeInt(&buf, Int32(1))
-        case .InvalidPeriod(_ /* message is ignored*/):
-            writeInt(&buf, Int32(2))
-        case .EmptySecret(_ /* message is ignored*/):
-            writeInt(&buf, Int32(3))
-        case .SecretTooShort(_ /* message is ignored*/):
-            writeInt(&buf, Int32(4))
-        case .SecretTooLong(_ /* message is ignored*/):
-            writeInt(&buf, Int32(5))
-        case .RandomUnavailable(_ /* message is ignored*/):
-            writeInt(&buf, Int32(6))
-        case .InvalidBase32Character(_ /* message is ignored*/):
-            writeInt(&buf, Int32(7))
-        case .InvalidBase32Length(_ /* message is ignored*/):
-            writeInt(&buf, Int32(8))
-        case .TimeBeforeStart(_ /* message is ignored*/):
-            writeInt(&buf, Int32(9))
-        case .WindowTooLarge(_ /* message is ignored*/):
-            writeInt(&buf, Int32(10))
-        case .MalformedCode(_ /* message is ignored*/):
-            writeInt(&buf, Int32(11))
-        case .UnsupportedScheme(_ /* message is ignored*/):
-            writeInt(&buf, Int32(12))
-        case .UnknownOtpType(_ /* message is ignored*/):
-            writeInt(&buf, Int32(13))
-        case .MissingAccount(_ /* message is ignored*/):
-            writeInt(&buf, Int32(14))
-        case .MissingSecret(_ /* message is ignored*/):
-            writeInt(&buf, Int32(15))
-        case .MissingCounter(_ /* message is ignored*/):
-            writeInt(&buf, Int32(16))
-        case .InvalidParameter(_ /* message is ignored*/):
-            writeInt(&buf, Int32(17))
-        case .DuplicateParameter(_ /* message is ignored*/):
-            writeInt(&buf, Int32(18))
-        case .ParameterNotAllowed(_ /* message is ignored*/):
-            writeInt(&buf, Int32(19))
-        case .UnsupportedAlgorithm(_ /* message is ignored*/):
-            writeInt(&buf, Int32(20))
-        case .IssuerMismatch(_ /* message is ignored*/):
-            writeInt(&buf, Int32(21))
-        case .InvalidLabel(_ /* message is ignored*/):
-            writeInt(&buf, Int32(22))
-        case .InvalidPercentEncoding(_ /* message is ignored*/):
-            writeInt(&buf, Int32(23))
-        case .InvalidKeyId(_ /* message is ignored*/):
-            writeInt(&buf, Int32(24))
-        case .UnknownKeyId(_ /* message is ignored*/):
-            writeInt(&buf, Int32(25))
-        case .InvalidKey(_ /* message is ignored*/):
-            writeInt(&buf, Int32(26))
-        case .InvalidKeySet(_ /* message is ignored*/):
-            writeInt(&buf, Int32(27))
-        case .InvalidDeliveryId(_ /* message is ignored*/):
-            writeInt(&buf, Int32(28))
-        case .InvalidCodeFormat(_ /* message is ignored*/):
-            writeInt(&buf, Int32(29))
-        case .UnsafeSettings(_ /* message is ignored*/):
-            writeInt(&buf, Int32(30))
-        case .InvalidCodeCharacter(_ /* message is ignored*/):
-            writeInt(&buf, Int32(31))
-        case .WrongCodeLength(_ /* message is ignored*/):
-            writeInt(&buf, Int32(32))
-        case .InvalidTicket(_ /* message is ignored*/):
-            writeInt(&buf, Int32(33))
-        case .UnsupportedTicketVersion(_ /* message is ignored*/):
-            writeInt(&buf, Int32(34))
-        case .TicketMacMismatch(_ /* message is ignored*/):
-            writeInt(&buf, Int32(35))
-        case .StateStorage(_ /* message is ignored*/):
-            writeInt(&buf, Int32(36))
-        case .CorruptState(_ /* message is ignored*/):
-            writeInt(&buf, Int32(37))
-        case .InvalidReceipt(_ /* message is ignored*/):
-            writeInt(&buf, Int32(38))
-        case .UnsupportedReceiptVersion(_ /* message is ignored*/):
-            writeInt(&buf, Int32(39))
-        case .ReceiptMacMismatch(_ /* message is ignored*/):
-            writeInt(&buf, Int32(40))
-        case .ReceiptConflict(_ /* message is ignored*/):
-            writeInt(&buf, Int32(41))
-        case .InvalidDeviceKey(_ /* message is ignored*/):
-            writeInt(&buf, Int32(42))
-        case .InvalidRequestSignature(_ /* message is ignored*/):
-            writeInt(&buf, Int32(43))
-        case .InvalidPolicy(_ /* message is ignored*/):
-            writeInt(&buf, Int32(44))
-        case .InvalidOrder(_ /* message is ignored*/):
-            writeInt(&buf, Int32(45))
-        case .InvalidTemplate(_ /* message is ignored*/):
-            writeInt(&buf, Int32(46))
-        case .InvalidContact(_ /* message is ignored*/):
-            writeInt(&buf, Int32(47))
-        case .Overflow(_ /* message is ignored*/):
-            writeInt(&buf, Int32(48))
-
         
+        case let .InvalidDigits(digits,min,max):
+            writeInt(&buf, Int32(1))
+            FfiConverterInt64.write(digits, into: &buf)
+            FfiConverterInt64.write(min, into: &buf)
+            FfiConverterInt64.write(max, into: &buf)
+            
+        
+        case .InvalidPeriod:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .EmptySecret:
+            writeInt(&buf, Int32(3))
+        
+        
+        case let .SecretTooShort(bits,minBits):
+            writeInt(&buf, Int32(4))
+            FfiConverterInt64.write(bits, into: &buf)
+            FfiConverterInt64.write(minBits, into: &buf)
+            
+        
+        case let .SecretTooLong(bits,maxBits):
+            writeInt(&buf, Int32(5))
+            FfiConverterInt64.write(bits, into: &buf)
+            FfiConverterInt64.write(maxBits, into: &buf)
+            
+        
+        case .RandomUnavailable:
+            writeInt(&buf, Int32(6))
+        
+        
+        case let .InvalidBase32Character(position):
+            writeInt(&buf, Int32(7))
+            FfiConverterInt64.write(position, into: &buf)
+            
+        
+        case let .InvalidBase32Length(length):
+            writeInt(&buf, Int32(8))
+            FfiConverterInt64.write(length, into: &buf)
+            
+        
+        case let .TimeBeforeStart(time,t0):
+            writeInt(&buf, Int32(9))
+            FfiConverterInt64.write(time, into: &buf)
+            FfiConverterInt64.write(t0, into: &buf)
+            
+        
+        case let .WindowTooLarge(requested,max):
+            writeInt(&buf, Int32(10))
+            FfiConverterInt64.write(requested, into: &buf)
+            FfiConverterInt64.write(max, into: &buf)
+            
+        
+        case let .MalformedCode(expectedDigits):
+            writeInt(&buf, Int32(11))
+            FfiConverterInt64.write(expectedDigits, into: &buf)
+            
+        
+        case .UnsupportedScheme:
+            writeInt(&buf, Int32(12))
+        
+        
+        case .UnknownOtpType:
+            writeInt(&buf, Int32(13))
+        
+        
+        case .MissingAccount:
+            writeInt(&buf, Int32(14))
+        
+        
+        case .MissingSecret:
+            writeInt(&buf, Int32(15))
+        
+        
+        case .MissingCounter:
+            writeInt(&buf, Int32(16))
+        
+        
+        case let .InvalidParameter(name,reason):
+            writeInt(&buf, Int32(17))
+            FfiConverterString.write(name, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .DuplicateParameter(name):
+            writeInt(&buf, Int32(18))
+            FfiConverterString.write(name, into: &buf)
+            
+        
+        case let .ParameterNotAllowed(name,otpType):
+            writeInt(&buf, Int32(19))
+            FfiConverterString.write(name, into: &buf)
+            FfiConverterString.write(otpType, into: &buf)
+            
+        
+        case .UnsupportedAlgorithm:
+            writeInt(&buf, Int32(20))
+        
+        
+        case .IssuerMismatch:
+            writeInt(&buf, Int32(21))
+        
+        
+        case let .InvalidLabel(field,reason):
+            writeInt(&buf, Int32(22))
+            FfiConverterString.write(field, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidPercentEncoding(part):
+            writeInt(&buf, Int32(23))
+            FfiConverterString.write(part, into: &buf)
+            
+        
+        case let .InvalidKeyId(reason):
+            writeInt(&buf, Int32(24))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .UnknownKeyId(keyId):
+            writeInt(&buf, Int32(25))
+            FfiConverterString.write(keyId, into: &buf)
+            
+        
+        case let .InvalidKey(reason):
+            writeInt(&buf, Int32(26))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidKeySet(reason):
+            writeInt(&buf, Int32(27))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidDeliveryId(reason):
+            writeInt(&buf, Int32(28))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidCodeFormat(reason):
+            writeInt(&buf, Int32(29))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .UnsafeSettings(reason):
+            writeInt(&buf, Int32(30))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidCodeCharacter(position):
+            writeInt(&buf, Int32(31))
+            FfiConverterInt64.write(position, into: &buf)
+            
+        
+        case let .WrongCodeLength(expected,found):
+            writeInt(&buf, Int32(32))
+            FfiConverterInt64.write(expected, into: &buf)
+            FfiConverterInt64.write(found, into: &buf)
+            
+        
+        case let .InvalidTicket(reason):
+            writeInt(&buf, Int32(33))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .UnsupportedTicketVersion(version,supported):
+            writeInt(&buf, Int32(34))
+            FfiConverterInt64.write(version, into: &buf)
+            FfiConverterInt64.write(supported, into: &buf)
+            
+        
+        case .TicketMacMismatch:
+            writeInt(&buf, Int32(35))
+        
+        
+        case let .StateStorage(reason):
+            writeInt(&buf, Int32(36))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .CorruptState(reason):
+            writeInt(&buf, Int32(37))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidReceipt(reason):
+            writeInt(&buf, Int32(38))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .UnsupportedReceiptVersion(version,supported):
+            writeInt(&buf, Int32(39))
+            FfiConverterInt64.write(version, into: &buf)
+            FfiConverterInt64.write(supported, into: &buf)
+            
+        
+        case .ReceiptMacMismatch:
+            writeInt(&buf, Int32(40))
+        
+        
+        case let .ReceiptConflict(fields):
+            writeInt(&buf, Int32(41))
+            FfiConverterString.write(fields, into: &buf)
+            
+        
+        case let .InvalidDeviceKey(reason):
+            writeInt(&buf, Int32(42))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidRequestSignature(reason):
+            writeInt(&buf, Int32(43))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidPolicy(field,reason):
+            writeInt(&buf, Int32(44))
+            FfiConverterString.write(field, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidOrder(field,reason):
+            writeInt(&buf, Int32(45))
+            FfiConverterString.write(field, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidTemplate(field,reason):
+            writeInt(&buf, Int32(46))
+            FfiConverterString.write(field, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidContact(reason):
+            writeInt(&buf, Int32(47))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Overflow(what):
+            writeInt(&buf, Int32(48))
+            FfiConverterString.write(what, into: &buf)
+            
         }
     }
 }
@@ -8136,7 +8383,7 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_check_delivery_settings() != 27382) {
+    if (uniffi_delivery_otp_checksum_func_check_delivery_settings() != 37478) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_func_default_delivery_settings() != 50514) {
@@ -8148,55 +8395,55 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_func_false_accept_probability() != 6520) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_normalize_code() != 8180) {
+    if (uniffi_delivery_otp_checksum_func_normalize_code() != 51323) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_format_key_uri() != 52215) {
+    if (uniffi_delivery_otp_checksum_func_format_key_uri() != 10617) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_key_uri_hotp() != 32884) {
+    if (uniffi_delivery_otp_checksum_func_key_uri_hotp() != 65044) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_key_uri_totp() != 47575) {
+    if (uniffi_delivery_otp_checksum_func_key_uri_totp() != 56909) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_parse_key_uri() != 62430) {
+    if (uniffi_delivery_otp_checksum_func_parse_key_uri() != 52046) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_mask_email() != 29416) {
+    if (uniffi_delivery_otp_checksum_func_mask_email() != 44043) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_mask_phone() != 19894) {
+    if (uniffi_delivery_otp_checksum_func_mask_phone() != 27949) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_location_from_degrees() != 11334) {
+    if (uniffi_delivery_otp_checksum_func_location_from_degrees() != 11779) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_code_for() != 8499) {
+    if (uniffi_delivery_otp_checksum_method_backend_code_for() != 58523) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_derive_code() != 22130) {
+    if (uniffi_delivery_otp_checksum_method_backend_derive_code() != 61543) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_issue() != 8377) {
+    if (uniffi_delivery_otp_checksum_method_backend_issue() != 42121) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_read_ticket() != 8233) {
+    if (uniffi_delivery_otp_checksum_method_backend_read_ticket() != 28157) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_reassign() != 27171) {
+    if (uniffi_delivery_otp_checksum_method_backend_reassign() != 7574) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_resend() != 57848) {
+    if (uniffi_delivery_otp_checksum_method_backend_resend() != 12361) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 37053) {
+    if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 31988) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_provision_device() != 24278) {
+    if (uniffi_delivery_otp_checksum_method_backend_provision_device() != 32829) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_reconcile() != 53658) {
+    if (uniffi_delivery_otp_checksum_method_backend_reconcile() != 54703) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_devicestatestore_load() != 20828) {
@@ -8211,19 +8458,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_keyset_ids() != 36921) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_keyset_remove() != 25765) {
+    if (uniffi_delivery_otp_checksum_method_keyset_remove() != 29465) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_keyset_rotate() != 48890) {
+    if (uniffi_delivery_otp_checksum_method_keyset_rotate() != 26631) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_keyset_set_current() != 59244) {
+    if (uniffi_delivery_otp_checksum_method_keyset_set_current() != 918) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_keyset_to_json() != 27541) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() != 18261) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() != 32701) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_offlineverifier_state_key() != 15313) {
@@ -8232,19 +8479,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_offlineverifier_ticket() != 27851) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify() != 10518) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify() != 1482) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() != 50717) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() != 51915) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt() != 42178) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt() != 3646) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() != 7860) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() != 33754) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() != 30494) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() != 56993) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_ticket_courier_id() != 17953) {
@@ -8280,7 +8527,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_hotp_generate() != 42701) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_hotp_verify() != 40885) {
+    if (uniffi_delivery_otp_checksum_method_hotp_verify() != 52427) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_secret_byte_length() != 28332) {
@@ -8289,34 +8536,34 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_secret_to_base32() != 38416) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_generate() != 3082) {
+    if (uniffi_delivery_otp_checksum_method_totp_generate() != 11032) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_generate_now() != 2020) {
+    if (uniffi_delivery_otp_checksum_method_totp_generate_now() != 1853) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_step_at() != 22826) {
+    if (uniffi_delivery_otp_checksum_method_totp_step_at() != 24684) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_verify() != 60106) {
+    if (uniffi_delivery_otp_checksum_method_totp_verify() != 19059) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 42322) {
+    if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 48798) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() != 29843) {
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() != 13238) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_email() != 32536) {
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_email() != 36756) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() != 52480) {
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() != 60657) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide() != 51930) {
+    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide() != 17144) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() != 8506) {
+    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() != 52065) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_riskpolicy_to_json() != 12707) {
@@ -8373,58 +8620,58 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_receipt_to_json() != 39267) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_receipt_verify_mac() != 33694) {
+    if (uniffi_delivery_otp_checksum_method_receipt_verify_mac() != 55819) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_backend_new() != 54679) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_keyset_from_json() != 18565) {
+    if (uniffi_delivery_otp_checksum_constructor_keyset_from_json() != 15879) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_keyset_generate() != 1428) {
+    if (uniffi_delivery_otp_checksum_constructor_keyset_generate() != 30266) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_offlineverifier_new() != 7770) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_ticket_from_json() != 25168) {
+    if (uniffi_delivery_otp_checksum_constructor_ticket_from_json() != 21404) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_hotp_new() != 12624) {
+    if (uniffi_delivery_otp_checksum_constructor_hotp_new() != 40786) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_secret_from_base32() != 41616) {
+    if (uniffi_delivery_otp_checksum_constructor_secret_from_base32() != 26335) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_secret_from_bytes() != 39738) {
+    if (uniffi_delivery_otp_checksum_constructor_secret_from_bytes() != 31490) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_secret_generate() != 29782) {
+    if (uniffi_delivery_otp_checksum_constructor_secret_generate() != 63911) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() != 64588) {
+    if (uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() != 39274) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_totp_new() != 60470) {
+    if (uniffi_delivery_otp_checksum_constructor_totp_new() != 247) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults() != 64938) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_messagetemplates_from_json() != 14239) {
+    if (uniffi_delivery_otp_checksum_constructor_messagetemplates_from_json() != 3570) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_riskpolicy_defaults() != 58430) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_riskpolicy_from_json() != 48472) {
+    if (uniffi_delivery_otp_checksum_constructor_riskpolicy_from_json() != 57743) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_devicekey_from_json() != 53315) {
+    if (uniffi_delivery_otp_checksum_constructor_devicekey_from_json() != 46560) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_receipt_from_json() != 35201) {
+    if (uniffi_delivery_otp_checksum_constructor_receipt_from_json() != 35260) {
         return InitializationResult.apiChecksumMismatch
     }
 

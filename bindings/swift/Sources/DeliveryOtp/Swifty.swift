@@ -132,3 +132,8 @@ extension DeviceKey {
         signRequest(method: method, path: path, timestamp: date.unixSeconds, body: body)
     }
 }
+
+// The generated OtpError already has the core's message as `description`;
+// declaring the conformance makes `"\(error)"`, `localizedDescription` and
+// `errorDescription` that sentence instead of the case's reflection.
+extension OtpError: CustomStringConvertible {}

@@ -30,8 +30,15 @@ final class ApiTests: XCTestCase {
     func testBadSettingsThrowTypedErrorsWithReadableMessages() throws {
         let secret = try Secret.fromBytes(bytes: rfcSecret)
         XCTAssertThrowsError(try Hotp(secret: secret, digits: 5)) { error in
-            guard case OtpError.InvalidDigits(let message) = error else { return XCTFail("\(error)") }
-            XCTAssertEqual(message, "a one-time password has 6 to 10 digits; 5 were asked for")
+            guard case OtpError.InvalidDigits(let digits, let min, let max) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual([digits, min, max], [5, 6, 10])
+            let sentence = "a one-time password has 6 to 10 digits; 5 were asked for"
+            XCTAssertEqual(error.localizedDescription, sentence)
+            XCTAssertEqual("\(error)", sentence)
+        }
+        XCTAssertThrowsError(try Secret(base32: "JBSW1Y3D")) { error in
+            guard case OtpError.InvalidBase32Character(let position) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(position, 5)
         }
         XCTAssertEqual(expectOtpError("period 0") { try Totp(secret: secret, period: 0) }.0, "invalid_period")
         let totp = try Totp(secret: secret, t0: 100)

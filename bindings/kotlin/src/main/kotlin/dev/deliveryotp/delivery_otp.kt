@@ -1184,6 +1184,8 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_delivery_otp_fn_method_receipt_uniffi_trait_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1365,7 +1367,7 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
-    if ((lib.uniffi_delivery_otp_checksum_func_check_delivery_settings() and 0xFFFF) != 27382) {
+    if ((lib.uniffi_delivery_otp_checksum_func_check_delivery_settings() and 0xFFFF) != 37478) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_func_default_delivery_settings() and 0xFFFF) != 50514) {
@@ -1377,55 +1379,55 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_func_false_accept_probability() and 0xFFFF) != 6520) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_normalize_code() and 0xFFFF) != 8180) {
+    if ((lib.uniffi_delivery_otp_checksum_func_normalize_code() and 0xFFFF) != 51323) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_format_key_uri() and 0xFFFF) != 52215) {
+    if ((lib.uniffi_delivery_otp_checksum_func_format_key_uri() and 0xFFFF) != 10617) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_hotp() and 0xFFFF) != 32884) {
+    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_hotp() and 0xFFFF) != 65044) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_totp() and 0xFFFF) != 47575) {
+    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_totp() and 0xFFFF) != 56909) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_parse_key_uri() and 0xFFFF) != 62430) {
+    if ((lib.uniffi_delivery_otp_checksum_func_parse_key_uri() and 0xFFFF) != 52046) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_mask_email() and 0xFFFF) != 29416) {
+    if ((lib.uniffi_delivery_otp_checksum_func_mask_email() and 0xFFFF) != 44043) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_mask_phone() and 0xFFFF) != 19894) {
+    if ((lib.uniffi_delivery_otp_checksum_func_mask_phone() and 0xFFFF) != 27949) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_location_from_degrees() and 0xFFFF) != 11334) {
+    if ((lib.uniffi_delivery_otp_checksum_func_location_from_degrees() and 0xFFFF) != 11779) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_code_for() and 0xFFFF) != 8499) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_code_for() and 0xFFFF) != 58523) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_derive_code() and 0xFFFF) != 22130) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_derive_code() and 0xFFFF) != 61543) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 8377) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 42121) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_read_ticket() and 0xFFFF) != 8233) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_read_ticket() and 0xFFFF) != 28157) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_reassign() and 0xFFFF) != 27171) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_reassign() and 0xFFFF) != 7574) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 57848) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 12361) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 37053) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 31988) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_provision_device() and 0xFFFF) != 24278) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_provision_device() and 0xFFFF) != 32829) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_reconcile() and 0xFFFF) != 53658) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_reconcile() and 0xFFFF) != 54703) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_devicestatestore_load() and 0xFFFF) != 20828) {
@@ -1440,19 +1442,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_keyset_ids() and 0xFFFF) != 36921) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_keyset_remove() and 0xFFFF) != 25765) {
+    if ((lib.uniffi_delivery_otp_checksum_method_keyset_remove() and 0xFFFF) != 29465) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_keyset_rotate() and 0xFFFF) != 48890) {
+    if ((lib.uniffi_delivery_otp_checksum_method_keyset_rotate() and 0xFFFF) != 26631) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_keyset_set_current() and 0xFFFF) != 59244) {
+    if ((lib.uniffi_delivery_otp_checksum_method_keyset_set_current() and 0xFFFF) != 918) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_keyset_to_json() and 0xFFFF) != 27541) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() and 0xFFFF) != 18261) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() and 0xFFFF) != 32701) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_state_key() and 0xFFFF) != 15313) {
@@ -1461,19 +1463,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_ticket() and 0xFFFF) != 27851) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify() and 0xFFFF) != 10518) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify() and 0xFFFF) != 1482) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() and 0xFFFF) != 50717) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() and 0xFFFF) != 51915) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt() and 0xFFFF) != 42178) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt() and 0xFFFF) != 3646) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() and 0xFFFF) != 7860) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() and 0xFFFF) != 33754) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() and 0xFFFF) != 30494) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() and 0xFFFF) != 56993) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_courier_id() and 0xFFFF) != 17953) {
@@ -1509,7 +1511,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_hotp_generate() and 0xFFFF) != 42701) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_hotp_verify() and 0xFFFF) != 40885) {
+    if ((lib.uniffi_delivery_otp_checksum_method_hotp_verify() and 0xFFFF) != 52427) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_secret_byte_length() and 0xFFFF) != 28332) {
@@ -1518,34 +1520,34 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_secret_to_base32() and 0xFFFF) != 38416) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate() and 0xFFFF) != 3082) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate() and 0xFFFF) != 11032) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate_now() and 0xFFFF) != 2020) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate_now() and 0xFFFF) != 1853) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_step_at() and 0xFFFF) != 22826) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_step_at() and 0xFFFF) != 24684) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify() and 0xFFFF) != 60106) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify() and 0xFFFF) != 19059) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 42322) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 48798) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() and 0xFFFF) != 29843) {
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() and 0xFFFF) != 13238) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_email() and 0xFFFF) != 32536) {
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_email() and 0xFFFF) != 36756) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() and 0xFFFF) != 52480) {
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() and 0xFFFF) != 60657) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide() and 0xFFFF) != 51930) {
+    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide() and 0xFFFF) != 17144) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() and 0xFFFF) != 8506) {
+    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() and 0xFFFF) != 52065) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_to_json() and 0xFFFF) != 12707) {
@@ -1602,58 +1604,58 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_to_json() and 0xFFFF) != 39267) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_receipt_verify_mac() and 0xFFFF) != 33694) {
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_verify_mac() and 0xFFFF) != 55819) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_backend_new() and 0xFFFF) != 54679) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_keyset_from_json() and 0xFFFF) != 18565) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_keyset_from_json() and 0xFFFF) != 15879) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_keyset_generate() and 0xFFFF) != 1428) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_keyset_generate() and 0xFFFF) != 30266) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_offlineverifier_new() and 0xFFFF) != 7770) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_ticket_from_json() and 0xFFFF) != 25168) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_ticket_from_json() and 0xFFFF) != 21404) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_hotp_new() and 0xFFFF) != 12624) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_hotp_new() and 0xFFFF) != 40786) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_base32() and 0xFFFF) != 41616) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_base32() and 0xFFFF) != 26335) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_bytes() and 0xFFFF) != 39738) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_bytes() and 0xFFFF) != 31490) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate() and 0xFFFF) != 29782) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate() and 0xFFFF) != 63911) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() and 0xFFFF) != 64588) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() and 0xFFFF) != 39274) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 60470) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 247) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults() and 0xFFFF) != 64938) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_messagetemplates_from_json() and 0xFFFF) != 14239) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_messagetemplates_from_json() and 0xFFFF) != 3570) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_riskpolicy_defaults() and 0xFFFF) != 58430) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_riskpolicy_from_json() and 0xFFFF) != 48472) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_riskpolicy_from_json() and 0xFFFF) != 57743) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_devicekey_from_json() and 0xFFFF) != 53315) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_devicekey_from_json() and 0xFFFF) != 46560) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_receipt_from_json() and 0xFFFF) != 35201) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_receipt_from_json() and 0xFFFF) != 35260) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -9869,260 +9871,728 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
 
 
 /**
- * Everything that can go wrong in delivery-otp. Messages never contain a
- * code or a secret.
+ * Everything that can go wrong in this crate.
  *
- * Exported as a flat error: Kotlin sees one `OtpException` subclass and
- * Swift one `OtpError` case per variant, each carrying the library's
- * readable message (which states the numbers below, such as the position of
- * a bad base32 character). The fields exist on the Rust side only.
+ * Each variant is a stable kind; its message says what was wrong and, where
+ * it helps, what would be right.
+ *
+ * Numbers in the fields are `i64` so that Kotlin, Swift and Java read them as
+ * plain signed integers; a count beyond `i64::MAX` (never a real position,
+ * length or version) is reported as `i64::MAX`.
+ *
+ * Rust code calls it [`Error`] (an alias). With the `ffi` feature this is the
+ * error Kotlin sees as `OtpException` and Swift as `OtpError`, one case per
+ * variant with the same fields and this message as the description.
  */
-sealed class OtpException(message: String): kotlin.Exception(message) {
-        
+sealed class OtpException: kotlin.Exception() {
+    
     /**
-     * The number of digits is outside 6 to 10.
+     * The number of digits is outside what the library supports.
      */
-        class InvalidDigits(message: String) : OtpException(message)
+    class InvalidDigits(
         
+        /**
+         * The rejected number of digits.
+         */
+        val `digits`: kotlin.Long, 
+        
+        /**
+         * The smallest supported number.
+         */
+        val `min`: kotlin.Long, 
+        
+        /**
+         * The largest supported number.
+         */
+        val `max`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A TOTP time step of zero seconds.
      */
-        class InvalidPeriod(message: String) : OtpException(message)
-        
+    class InvalidPeriod(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A secret with no bytes at all.
      */
-        class EmptySecret(message: String) : OtpException(message)
-        
+    class EmptySecret(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A new secret below 128 bits.
+     * A new secret shorter than RFC 4226 allows.
      */
-        class SecretTooShort(message: String) : OtpException(message)
+    class SecretTooShort(
         
+        /**
+         * The requested size in bits.
+         */
+        val `bits`: kotlin.Long, 
+        
+        /**
+         * The smallest size the library creates.
+         */
+        val `minBits`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A new secret above 1024 bits.
+     * A new secret larger than any HMAC block can use.
      */
-        class SecretTooLong(message: String) : OtpException(message)
+    class SecretTooLong(
         
+        /**
+         * The requested size in bits.
+         */
+        val `bits`: kotlin.Long, 
+        
+        /**
+         * The largest size the library creates.
+         */
+        val `maxBits`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * The operating system's random generator failed.
      */
-        class RandomUnavailable(message: String) : OtpException(message)
-        
+    class RandomUnavailable(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A character base32 does not allow, at a position counted from 1.
+     * A character that base32 (RFC 4648) does not allow.
      */
-        class InvalidBase32Character(message: String) : OtpException(message)
+    class InvalidBase32Character(
         
+        /**
+         * Position of the offending character, counting characters from 1.
+         */
+        val `position`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * Base32 text whose length encodes no whole number of bytes.
+     * Base32 text whose length no byte string encodes to.
      */
-        class InvalidBase32Length(message: String) : OtpException(message)
+    class InvalidBase32Length(
         
+        /**
+         * Number of base32 characters, without padding and separators.
+         */
+        val `length`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A time before the TOTP start time T0.
      */
-        class TimeBeforeStart(message: String) : OtpException(message)
+    class TimeBeforeStart(
         
+        /**
+         * The rejected time, unix seconds.
+         */
+        val `time`: kotlin.Long, 
+        
+        /**
+         * The configured T0, unix seconds.
+         */
+        val `t0`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A verification window wider than 100 on a side.
+     * A verification window wider than the library allows.
      */
-        class WindowTooLarge(message: String) : OtpException(message)
+    class WindowTooLarge(
         
+        /**
+         * The requested window.
+         */
+        val `requested`: kotlin.Long, 
+        
+        /**
+         * The largest window allowed.
+         */
+        val `max`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * Entered text that is not a code of the right length.
+     * Entered text that cannot be a code of this length.
      */
-        class MalformedCode(message: String) : OtpException(message)
+    class MalformedCode(
         
+        /**
+         * How many digits a code has.
+         */
+        val `expectedDigits`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A key URI that does not start with `otpauth://`.
      */
-        class UnsupportedScheme(message: String) : OtpException(message)
-        
+    class UnsupportedScheme(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A key URI type other than `totp` or `hotp`.
+     * A key URI whose type is neither `totp` nor `hotp`.
      */
-        class UnknownOtpType(message: String) : OtpException(message)
-        
+    class UnknownOtpType(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A key URI label without an account name.
+     * A key URI whose label has no account name.
      */
-        class MissingAccount(message: String) : OtpException(message)
-        
+    class MissingAccount(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A key URI without a `secret` parameter.
+     * A key URI without the `secret` parameter.
      */
-        class MissingSecret(message: String) : OtpException(message)
-        
+    class MissingSecret(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * An `hotp` key URI without a `counter` parameter.
+     * An `hotp` key URI without the `counter` parameter.
      */
-        class MissingCounter(message: String) : OtpException(message)
-        
+    class MissingCounter(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A key URI parameter whose value cannot be used.
      */
-        class InvalidParameter(message: String) : OtpException(message)
+    class InvalidParameter(
         
+        /**
+         * The parameter's name.
+         */
+        val `name`: kotlin.String, 
+        
+        /**
+         * What is wrong with its value.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A key URI parameter given twice.
      */
-        class DuplicateParameter(message: String) : OtpException(message)
+    class DuplicateParameter(
         
+        /**
+         * The parameter's name.
+         */
+        val `name`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A key URI parameter that does not belong to its type.
      */
-        class ParameterNotAllowed(message: String) : OtpException(message)
+    class ParameterNotAllowed(
         
+        /**
+         * The parameter's name.
+         */
+        val `name`: kotlin.String, 
+        
+        /**
+         * `totp` or `hotp`.
+         */
+        val `otpType`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * An algorithm other than SHA1, SHA256 or SHA512.
      */
-        class UnsupportedAlgorithm(message: String) : OtpException(message)
-        
+    class UnsupportedAlgorithm(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * The label's issuer prefix and the `issuer` parameter differ.
      */
-        class IssuerMismatch(message: String) : OtpException(message)
-        
+    class IssuerMismatch(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * An issuer or account that cannot be written into a key URI label.
      */
-        class InvalidLabel(message: String) : OtpException(message)
+    class InvalidLabel(
         
+        /**
+         * `issuer` or `account`.
+         */
+        val `field`: kotlin.String, 
+        
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * Percent-encoding that does not decode to UTF-8.
+     * Percent-encoding that does not decode to UTF-8 text.
      */
-        class InvalidPercentEncoding(message: String) : OtpException(message)
+    class InvalidPercentEncoding(
         
+        /**
+         * Which part of the URI: `label` or a parameter name.
+         */
+        val `part`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A key id that cannot be used.
      */
-        class InvalidKeyId(message: String) : OtpException(message)
+    class InvalidKeyId(
         
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * No key with this id in the key set.
      */
-        class UnknownKeyId(message: String) : OtpException(message)
+    class UnknownKeyId(
         
+        /**
+         * The id asked for (key ids are not secret).
+         */
+        val `keyId`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * Key material of the wrong size or encoding.
      */
-        class InvalidKey(message: String) : OtpException(message)
+    class InvalidKey(
         
+        /**
+         * What is wrong with it (never the key itself).
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A key set that cannot be read or used.
      */
-        class InvalidKeySet(message: String) : OtpException(message)
+    class InvalidKeySet(
         
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A delivery id that cannot be used.
      */
-        class InvalidDeliveryId(message: String) : OtpException(message)
+    class InvalidDeliveryId(
         
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A code format the library does not support, or a short one without the opt-in.
+     * A code format the library does not support.
      */
-        class InvalidCodeFormat(message: String) : OtpException(message)
+    class InvalidCodeFormat(
         
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * Settings that would weaken the check or let a ticket reveal the code.
      */
-        class UnsafeSettings(message: String) : OtpException(message)
+    class UnsafeSettings(
         
+        /**
+         * Why they are refused.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A typed character that cannot be part of a code, at a position counted from 1.
+     * A character in an entered code that is neither a digit, a code letter
+     * nor a separator.
      */
-        class InvalidCodeCharacter(message: String) : OtpException(message)
+    class InvalidCodeCharacter(
         
+        /**
+         * Position of the character, counting characters from 1.
+         */
+        val `position`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A typed code with too many or too few characters.
+     * An entered code with too many or too few characters.
      */
-        class WrongCodeLength(message: String) : OtpException(message)
+    class WrongCodeLength(
         
+        /**
+         * Characters in a code of this format.
+         */
+        val `expected`: kotlin.Long, 
+        
+        /**
+         * Characters entered, without separators.
+         */
+        val `found`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A ticket that cannot be read or whose fields are inconsistent.
+     * A ticket that cannot be read, or whose fields are not consistent.
      */
-        class InvalidTicket(message: String) : OtpException(message)
+    class InvalidTicket(
         
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A ticket of an unknown format version.
+     * A ticket of a format version this library does not read.
      */
-        class UnsupportedTicketVersion(message: String) : OtpException(message)
+    class UnsupportedTicketVersion(
         
+        /**
+         * The ticket's version.
+         */
+        val `version`: kotlin.Long, 
+        
+        /**
+         * The version this library reads.
+         */
+        val `supported`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A ticket changed after issuing, or issued with another key.
+     * A ticket whose backend MAC does not match its fields.
      */
-        class TicketMacMismatch(message: String) : OtpException(message)
-        
+    class TicketMacMismatch(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * The app's attempt-state storage failed.
      */
-        class StateStorage(message: String) : OtpException(message)
+    class StateStorage(
         
+        /**
+         * What the storage reported.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * Stored attempt state that cannot be read.
      */
-        class CorruptState(message: String) : OtpException(message)
+    class CorruptState(
         
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A receipt that cannot be read or made.
+     * A receipt that cannot be read or made, or whose fields are not consistent.
      */
-        class InvalidReceipt(message: String) : OtpException(message)
+    class InvalidReceipt(
         
+        /**
+         * What is wrong with it (never the code it carries).
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A receipt of an unknown format version.
+     * A receipt of a format version this library does not read.
      */
-        class UnsupportedReceiptVersion(message: String) : OtpException(message)
+    class UnsupportedReceiptVersion(
         
+        /**
+         * The receipt's version.
+         */
+        val `version`: kotlin.Long, 
+        
+        /**
+         * The version this library reads.
+         */
+        val `supported`: kotlin.Long
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A receipt changed after it was made, or made with another device key.
+     * A receipt whose device MAC does not match its fields.
      */
-        class ReceiptMacMismatch(message: String) : OtpException(message)
-        
+    class ReceiptMacMismatch(
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A second, different receipt for a ticket that already has one.
+     * A second, different receipt for a ticket this device already made one for.
      */
-        class ReceiptConflict(message: String) : OtpException(message)
+    class ReceiptConflict(
         
+        /**
+         * The fields that differ (names only, never values).
+         */
+        val `fields`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A device key that cannot be read or used.
      */
-        class InvalidDeviceKey(message: String) : OtpException(message)
+    class InvalidDeviceKey(
         
+        /**
+         * What is wrong with it (never the key itself).
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A device's request signature that does not hold.
+     * A device's request signature that is missing, malformed, outside the
+     * time window, or does not match the request.
      */
-        class InvalidRequestSignature(message: String) : OtpException(message)
+    class InvalidRequestSignature(
         
+        /**
+         * What is wrong with it (never the key).
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * Risk-policy rules that cannot be used.
      */
-        class InvalidPolicy(message: String) : OtpException(message)
+    class InvalidPolicy(
         
+        /**
+         * The field, as a path such as `tiers.strict.hash_bits`.
+         */
+        val `field`: kotlin.String, 
+        
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * An order the policy cannot judge.
      */
-        class InvalidOrder(message: String) : OtpException(message)
+    class InvalidOrder(
         
+        /**
+         * The field.
+         */
+        val `field`: kotlin.String, 
+        
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A message template, or a value for one, that cannot be used.
      */
-        class InvalidTemplate(message: String) : OtpException(message)
+    class InvalidTemplate(
         
+        /**
+         * The field, such as `locales.de.sms`.
+         */
+        val `field`: kotlin.String, 
+        
+        /**
+         * What is wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
      * A phone number or e-mail address that cannot be read.
      */
-        class InvalidContact(message: String) : OtpException(message)
+    class InvalidContact(
         
+        /**
+         * What is wrong with it (never the whole contact).
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
     /**
-     * A number would leave its range.
+     * A number would leave its range (a sequence at its maximum, a time past `u64::MAX`).
      */
-        class Overflow(message: String) : OtpException(message)
+    class Overflow(
         
+        /**
+         * Which number.
+         */
+        val `what`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
+
+    
+
+    // The core's message: its Rust `Display`.
+    internal fun rustMessage(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(FfiConverterTypeOtpError.lower(this),
+        _status)
+}
+    )
+    }
 
     companion object ErrorHandler : UniffiRustCallStatusErrorHandler<OtpException> {
         override fun lift(error_buf: RustBuffer.ByValue): OtpException = FfiConverterTypeOtpError.lift(error_buf)
     }
+
+    
 }
 
 /**
@@ -10131,68 +10601,402 @@ sealed class OtpException(message: String): kotlin.Exception(message) {
 public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
     override fun read(buf: ByteBuffer): OtpException {
         
-            return when(buf.getInt()) {
-            1 -> OtpException.InvalidDigits(FfiConverterString.read(buf))
-            2 -> OtpException.InvalidPeriod(FfiConverterString.read(buf))
-            3 -> OtpException.EmptySecret(FfiConverterString.read(buf))
-            4 -> OtpException.SecretTooShort(FfiConverterString.read(buf))
-            5 -> OtpException.SecretTooLong(FfiConverterString.read(buf))
-            6 -> OtpException.RandomUnavailable(FfiConverterString.read(buf))
-            7 -> OtpException.InvalidBase32Character(FfiConverterString.read(buf))
-            8 -> OtpException.InvalidBase32Length(FfiConverterString.read(buf))
-            9 -> OtpException.TimeBeforeStart(FfiConverterString.read(buf))
-            10 -> OtpException.WindowTooLarge(FfiConverterString.read(buf))
-            11 -> OtpException.MalformedCode(FfiConverterString.read(buf))
-            12 -> OtpException.UnsupportedScheme(FfiConverterString.read(buf))
-            13 -> OtpException.UnknownOtpType(FfiConverterString.read(buf))
-            14 -> OtpException.MissingAccount(FfiConverterString.read(buf))
-            15 -> OtpException.MissingSecret(FfiConverterString.read(buf))
-            16 -> OtpException.MissingCounter(FfiConverterString.read(buf))
-            17 -> OtpException.InvalidParameter(FfiConverterString.read(buf))
-            18 -> OtpException.DuplicateParameter(FfiConverterString.read(buf))
-            19 -> OtpException.ParameterNotAllowed(FfiConverterString.read(buf))
-            20 -> OtpException.UnsupportedAlgorithm(FfiConverterString.read(buf))
-            21 -> OtpException.IssuerMismatch(FfiConverterString.read(buf))
-            22 -> OtpException.InvalidLabel(FfiConverterString.read(buf))
-            23 -> OtpException.InvalidPercentEncoding(FfiConverterString.read(buf))
-            24 -> OtpException.InvalidKeyId(FfiConverterString.read(buf))
-            25 -> OtpException.UnknownKeyId(FfiConverterString.read(buf))
-            26 -> OtpException.InvalidKey(FfiConverterString.read(buf))
-            27 -> OtpException.InvalidKeySet(FfiConverterString.read(buf))
-            28 -> OtpException.InvalidDeliveryId(FfiConverterString.read(buf))
-            29 -> OtpException.InvalidCodeFormat(FfiConverterString.read(buf))
-            30 -> OtpException.UnsafeSettings(FfiConverterString.read(buf))
-            31 -> OtpException.InvalidCodeCharacter(FfiConverterString.read(buf))
-            32 -> OtpException.WrongCodeLength(FfiConverterString.read(buf))
-            33 -> OtpException.InvalidTicket(FfiConverterString.read(buf))
-            34 -> OtpException.UnsupportedTicketVersion(FfiConverterString.read(buf))
-            35 -> OtpException.TicketMacMismatch(FfiConverterString.read(buf))
-            36 -> OtpException.StateStorage(FfiConverterString.read(buf))
-            37 -> OtpException.CorruptState(FfiConverterString.read(buf))
-            38 -> OtpException.InvalidReceipt(FfiConverterString.read(buf))
-            39 -> OtpException.UnsupportedReceiptVersion(FfiConverterString.read(buf))
-            40 -> OtpException.ReceiptMacMismatch(FfiConverterString.read(buf))
-            41 -> OtpException.ReceiptConflict(FfiConverterString.read(buf))
-            42 -> OtpException.InvalidDeviceKey(FfiConverterString.read(buf))
-            43 -> OtpException.InvalidRequestSignature(FfiConverterString.read(buf))
-            44 -> OtpException.InvalidPolicy(FfiConverterString.read(buf))
-            45 -> OtpException.InvalidOrder(FfiConverterString.read(buf))
-            46 -> OtpException.InvalidTemplate(FfiConverterString.read(buf))
-            47 -> OtpException.InvalidContact(FfiConverterString.read(buf))
-            48 -> OtpException.Overflow(FfiConverterString.read(buf))
+
+        return when(buf.getInt()) {
+            1 -> OtpException.InvalidDigits(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            2 -> OtpException.InvalidPeriod()
+            3 -> OtpException.EmptySecret()
+            4 -> OtpException.SecretTooShort(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            5 -> OtpException.SecretTooLong(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            6 -> OtpException.RandomUnavailable()
+            7 -> OtpException.InvalidBase32Character(
+                FfiConverterLong.read(buf),
+                )
+            8 -> OtpException.InvalidBase32Length(
+                FfiConverterLong.read(buf),
+                )
+            9 -> OtpException.TimeBeforeStart(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            10 -> OtpException.WindowTooLarge(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            11 -> OtpException.MalformedCode(
+                FfiConverterLong.read(buf),
+                )
+            12 -> OtpException.UnsupportedScheme()
+            13 -> OtpException.UnknownOtpType()
+            14 -> OtpException.MissingAccount()
+            15 -> OtpException.MissingSecret()
+            16 -> OtpException.MissingCounter()
+            17 -> OtpException.InvalidParameter(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            18 -> OtpException.DuplicateParameter(
+                FfiConverterString.read(buf),
+                )
+            19 -> OtpException.ParameterNotAllowed(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            20 -> OtpException.UnsupportedAlgorithm()
+            21 -> OtpException.IssuerMismatch()
+            22 -> OtpException.InvalidLabel(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            23 -> OtpException.InvalidPercentEncoding(
+                FfiConverterString.read(buf),
+                )
+            24 -> OtpException.InvalidKeyId(
+                FfiConverterString.read(buf),
+                )
+            25 -> OtpException.UnknownKeyId(
+                FfiConverterString.read(buf),
+                )
+            26 -> OtpException.InvalidKey(
+                FfiConverterString.read(buf),
+                )
+            27 -> OtpException.InvalidKeySet(
+                FfiConverterString.read(buf),
+                )
+            28 -> OtpException.InvalidDeliveryId(
+                FfiConverterString.read(buf),
+                )
+            29 -> OtpException.InvalidCodeFormat(
+                FfiConverterString.read(buf),
+                )
+            30 -> OtpException.UnsafeSettings(
+                FfiConverterString.read(buf),
+                )
+            31 -> OtpException.InvalidCodeCharacter(
+                FfiConverterLong.read(buf),
+                )
+            32 -> OtpException.WrongCodeLength(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            33 -> OtpException.InvalidTicket(
+                FfiConverterString.read(buf),
+                )
+            34 -> OtpException.UnsupportedTicketVersion(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            35 -> OtpException.TicketMacMismatch()
+            36 -> OtpException.StateStorage(
+                FfiConverterString.read(buf),
+                )
+            37 -> OtpException.CorruptState(
+                FfiConverterString.read(buf),
+                )
+            38 -> OtpException.InvalidReceipt(
+                FfiConverterString.read(buf),
+                )
+            39 -> OtpException.UnsupportedReceiptVersion(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            40 -> OtpException.ReceiptMacMismatch()
+            41 -> OtpException.ReceiptConflict(
+                FfiConverterString.read(buf),
+                )
+            42 -> OtpException.InvalidDeviceKey(
+                FfiConverterString.read(buf),
+                )
+            43 -> OtpException.InvalidRequestSignature(
+                FfiConverterString.read(buf),
+                )
+            44 -> OtpException.InvalidPolicy(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            45 -> OtpException.InvalidOrder(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            46 -> OtpException.InvalidTemplate(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            47 -> OtpException.InvalidContact(
+                FfiConverterString.read(buf),
+                )
+            48 -> OtpException.Overflow(
+                FfiConverterString.read(buf),
+                )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
-        
     }
 
     override fun allocationSize(value: OtpException): ULong {
-        return 4UL
+        return when(value) {
+            is OtpException.InvalidDigits -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`digits`)
+                + FfiConverterLong.allocationSize(value.`min`)
+                + FfiConverterLong.allocationSize(value.`max`)
+            )
+            is OtpException.InvalidPeriod -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.EmptySecret -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.SecretTooShort -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`bits`)
+                + FfiConverterLong.allocationSize(value.`minBits`)
+            )
+            is OtpException.SecretTooLong -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`bits`)
+                + FfiConverterLong.allocationSize(value.`maxBits`)
+            )
+            is OtpException.RandomUnavailable -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.InvalidBase32Character -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`position`)
+            )
+            is OtpException.InvalidBase32Length -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`length`)
+            )
+            is OtpException.TimeBeforeStart -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`time`)
+                + FfiConverterLong.allocationSize(value.`t0`)
+            )
+            is OtpException.WindowTooLarge -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`requested`)
+                + FfiConverterLong.allocationSize(value.`max`)
+            )
+            is OtpException.MalformedCode -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`expectedDigits`)
+            )
+            is OtpException.UnsupportedScheme -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.UnknownOtpType -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.MissingAccount -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.MissingSecret -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.MissingCounter -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.InvalidParameter -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`name`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.DuplicateParameter -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`name`)
+            )
+            is OtpException.ParameterNotAllowed -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`name`)
+                + FfiConverterString.allocationSize(value.`otpType`)
+            )
+            is OtpException.UnsupportedAlgorithm -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.IssuerMismatch -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.InvalidLabel -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`field`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidPercentEncoding -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`part`)
+            )
+            is OtpException.InvalidKeyId -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.UnknownKeyId -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`keyId`)
+            )
+            is OtpException.InvalidKey -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidKeySet -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidDeliveryId -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidCodeFormat -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.UnsafeSettings -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidCodeCharacter -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`position`)
+            )
+            is OtpException.WrongCodeLength -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`expected`)
+                + FfiConverterLong.allocationSize(value.`found`)
+            )
+            is OtpException.InvalidTicket -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.UnsupportedTicketVersion -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`version`)
+                + FfiConverterLong.allocationSize(value.`supported`)
+            )
+            is OtpException.TicketMacMismatch -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.StateStorage -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.CorruptState -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidReceipt -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.UnsupportedReceiptVersion -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`version`)
+                + FfiConverterLong.allocationSize(value.`supported`)
+            )
+            is OtpException.ReceiptMacMismatch -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is OtpException.ReceiptConflict -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`fields`)
+            )
+            is OtpException.InvalidDeviceKey -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidRequestSignature -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidPolicy -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`field`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidOrder -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`field`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidTemplate -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`field`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidContact -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.Overflow -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`what`)
+            )
+        }
     }
 
     override fun write(value: OtpException, buf: ByteBuffer) {
         when(value) {
             is OtpException.InvalidDigits -> {
                 buf.putInt(1)
+                FfiConverterLong.write(value.`digits`, buf)
+                FfiConverterLong.write(value.`min`, buf)
+                FfiConverterLong.write(value.`max`, buf)
                 Unit
             }
             is OtpException.InvalidPeriod -> {
@@ -10205,10 +11009,14 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             }
             is OtpException.SecretTooShort -> {
                 buf.putInt(4)
+                FfiConverterLong.write(value.`bits`, buf)
+                FfiConverterLong.write(value.`minBits`, buf)
                 Unit
             }
             is OtpException.SecretTooLong -> {
                 buf.putInt(5)
+                FfiConverterLong.write(value.`bits`, buf)
+                FfiConverterLong.write(value.`maxBits`, buf)
                 Unit
             }
             is OtpException.RandomUnavailable -> {
@@ -10217,22 +11025,29 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             }
             is OtpException.InvalidBase32Character -> {
                 buf.putInt(7)
+                FfiConverterLong.write(value.`position`, buf)
                 Unit
             }
             is OtpException.InvalidBase32Length -> {
                 buf.putInt(8)
+                FfiConverterLong.write(value.`length`, buf)
                 Unit
             }
             is OtpException.TimeBeforeStart -> {
                 buf.putInt(9)
+                FfiConverterLong.write(value.`time`, buf)
+                FfiConverterLong.write(value.`t0`, buf)
                 Unit
             }
             is OtpException.WindowTooLarge -> {
                 buf.putInt(10)
+                FfiConverterLong.write(value.`requested`, buf)
+                FfiConverterLong.write(value.`max`, buf)
                 Unit
             }
             is OtpException.MalformedCode -> {
                 buf.putInt(11)
+                FfiConverterLong.write(value.`expectedDigits`, buf)
                 Unit
             }
             is OtpException.UnsupportedScheme -> {
@@ -10257,14 +11072,19 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             }
             is OtpException.InvalidParameter -> {
                 buf.putInt(17)
+                FfiConverterString.write(value.`name`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.DuplicateParameter -> {
                 buf.putInt(18)
+                FfiConverterString.write(value.`name`, buf)
                 Unit
             }
             is OtpException.ParameterNotAllowed -> {
                 buf.putInt(19)
+                FfiConverterString.write(value.`name`, buf)
+                FfiConverterString.write(value.`otpType`, buf)
                 Unit
             }
             is OtpException.UnsupportedAlgorithm -> {
@@ -10277,54 +11097,70 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             }
             is OtpException.InvalidLabel -> {
                 buf.putInt(22)
+                FfiConverterString.write(value.`field`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidPercentEncoding -> {
                 buf.putInt(23)
+                FfiConverterString.write(value.`part`, buf)
                 Unit
             }
             is OtpException.InvalidKeyId -> {
                 buf.putInt(24)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.UnknownKeyId -> {
                 buf.putInt(25)
+                FfiConverterString.write(value.`keyId`, buf)
                 Unit
             }
             is OtpException.InvalidKey -> {
                 buf.putInt(26)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidKeySet -> {
                 buf.putInt(27)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidDeliveryId -> {
                 buf.putInt(28)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidCodeFormat -> {
                 buf.putInt(29)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.UnsafeSettings -> {
                 buf.putInt(30)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidCodeCharacter -> {
                 buf.putInt(31)
+                FfiConverterLong.write(value.`position`, buf)
                 Unit
             }
             is OtpException.WrongCodeLength -> {
                 buf.putInt(32)
+                FfiConverterLong.write(value.`expected`, buf)
+                FfiConverterLong.write(value.`found`, buf)
                 Unit
             }
             is OtpException.InvalidTicket -> {
                 buf.putInt(33)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.UnsupportedTicketVersion -> {
                 buf.putInt(34)
+                FfiConverterLong.write(value.`version`, buf)
+                FfiConverterLong.write(value.`supported`, buf)
                 Unit
             }
             is OtpException.TicketMacMismatch -> {
@@ -10333,18 +11169,23 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             }
             is OtpException.StateStorage -> {
                 buf.putInt(36)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.CorruptState -> {
                 buf.putInt(37)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidReceipt -> {
                 buf.putInt(38)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.UnsupportedReceiptVersion -> {
                 buf.putInt(39)
+                FfiConverterLong.write(value.`version`, buf)
+                FfiConverterLong.write(value.`supported`, buf)
                 Unit
             }
             is OtpException.ReceiptMacMismatch -> {
@@ -10353,34 +11194,45 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             }
             is OtpException.ReceiptConflict -> {
                 buf.putInt(41)
+                FfiConverterString.write(value.`fields`, buf)
                 Unit
             }
             is OtpException.InvalidDeviceKey -> {
                 buf.putInt(42)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidRequestSignature -> {
                 buf.putInt(43)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidPolicy -> {
                 buf.putInt(44)
+                FfiConverterString.write(value.`field`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidOrder -> {
                 buf.putInt(45)
+                FfiConverterString.write(value.`field`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidTemplate -> {
                 buf.putInt(46)
+                FfiConverterString.write(value.`field`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.InvalidContact -> {
                 buf.putInt(47)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is OtpException.Overflow -> {
                 buf.putInt(48)
+                FfiConverterString.write(value.`what`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }

@@ -41,11 +41,16 @@ class ApiTest {
     fun badSettingsAreTypedExceptionsWithReadableMessages() {
         Secret.fromBytes(rfcSecret).use { s ->
             val digits = assertFailsWith<OtpException.InvalidDigits> { Hotp(s, 5u) }
+            // The fields are typed, the message is the core's sentence, and
+            // toString names the case as any Kotlin exception does.
+            assertEquals(Triple(5L, 6L, 10L), Triple(digits.digits, digits.min, digits.max))
             assertEquals("a one-time password has 6 to 10 digits; 5 were asked for", digits.message)
+            assertEquals("dev.deliveryotp.OtpException\$InvalidDigits: ${digits.message}", digits.toString())
             assertFailsWith<OtpException.InvalidPeriod> { Totp(s, period = 0uL) }
             Totp(s, t0 = 100uL).use { t ->
                 assertFailsWith<OtpException.TimeBeforeStart> { t.generate(99uL) }
-                assertFailsWith<OtpException.WindowTooLarge> { t.verify("123456", 200uL, behind = 101uL) }
+                val window = assertFailsWith<OtpException.WindowTooLarge> { t.verify("123456", 200uL, behind = 101uL) }
+                assertEquals(101L to 100L, window.requested to window.max)
                 val malformed = assertFailsWith<OtpException.MalformedCode> { t.verify("12345x", 200uL) }
                 assertFalse(malformed.message!!.contains("12345"), "message repeats the entered code")
             }
@@ -53,6 +58,7 @@ class ApiTest {
         assertFailsWith<OtpException.EmptySecret> { Secret.fromBytes(ByteArray(0)) }
         assertFailsWith<OtpException.SecretTooShort> { Secret.generateWithLength(15u) }
         val bad = assertFailsWith<OtpException.InvalidBase32Character> { Secret.fromBase32("JBSW1Y3D") }
+        assertEquals(5L, bad.position)
         assertEquals(true, bad.message?.contains("position 5"))
     }
 

@@ -140,7 +140,10 @@ class DeliveryTest {
             } else {
                 val e = assertFailsWith<OtpException>(name) { normalizeCode(c.str("entered"), format) }
                 assertEquals(c.str("error"), kind(e), name)
-                c.optStr("position")?.let { assertTrue(e.message!!.contains("position $it"), "$name: ${e.message}") }
+                c.optStr("position")?.let {
+                    assertEquals(it.toLong(), (e as OtpException.InvalidCodeCharacter).position, name)
+                    assertTrue(e.message!!.contains("position $it"), "$name: ${e.message}")
+                }
             }
         }
     }

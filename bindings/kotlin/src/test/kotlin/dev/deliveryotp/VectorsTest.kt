@@ -69,8 +69,14 @@ class VectorsTest {
         for (c in invalid) {
             val e = assertFailsWith<OtpException>(c.str("name")) { Secret.fromBase32(c.str("text")) }
             assertEquals(c.str("error"), kind(e), c.str("name"))
-            c.optStr("position")?.let { assertTrue(e.message!!.contains("position $it"), "${c.str("name")}: ${e.message}") }
-            c.optStr("length")?.let { assertTrue(e.message!!.contains("$it characters"), "${c.str("name")}: ${e.message}") }
+            c.optStr("position")?.let {
+                assertEquals(it.toLong(), (e as OtpException.InvalidBase32Character).position, c.str("name"))
+                assertTrue(e.message!!.contains("position $it"), "${c.str("name")}: ${e.message}")
+            }
+            c.optStr("length")?.let {
+                assertEquals(it.toLong(), (e as OtpException.InvalidBase32Length).length, c.str("name"))
+                assertTrue(e.message!!.contains("$it characters"), "${c.str("name")}: ${e.message}")
+            }
         }
     }
 
