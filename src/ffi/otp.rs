@@ -5,42 +5,9 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::{now, FfiResult};
+use crate::Algorithm;
 
 debug_as_inner!(Secret, Hotp, Totp);
-
-// ---------------------------------------------------------------------------
-// Algorithm
-
-/// The hash function under the HMAC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
-pub enum Algorithm {
-    /// HMAC-SHA-1, the usual choice of authenticator apps.
-    Sha1,
-    /// HMAC-SHA-256.
-    Sha256,
-    /// HMAC-SHA-512.
-    Sha512,
-}
-
-impl From<Algorithm> for crate::Algorithm {
-    fn from(a: Algorithm) -> Self {
-        match a {
-            Algorithm::Sha1 => crate::Algorithm::Sha1,
-            Algorithm::Sha256 => crate::Algorithm::Sha256,
-            Algorithm::Sha512 => crate::Algorithm::Sha512,
-        }
-    }
-}
-
-impl From<crate::Algorithm> for Algorithm {
-    fn from(a: crate::Algorithm) -> Self {
-        match a {
-            crate::Algorithm::Sha1 => Algorithm::Sha1,
-            crate::Algorithm::Sha256 => Algorithm::Sha256,
-            crate::Algorithm::Sha512 => Algorithm::Sha512,
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Secret

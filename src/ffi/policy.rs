@@ -4,39 +4,9 @@ use std::sync::Arc;
 
 use super::delivery::{CodeFormat, DeliverySettings};
 use super::FfiResult;
+use crate::{DeliveryMethod, SmsEncoding, VerificationMode};
 
 debug_as_inner!(RiskPolicy, MessageTemplates);
-
-/// How a delivery reaches the customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum DeliveryMethod {
-    /// Into the customer's hands.
-    HandToCustomer,
-    /// At the customer's door, to whoever answers.
-    Doorstep,
-    /// Into a parcel locker.
-    Locker,
-    /// To a pickup point.
-    PickupPoint,
-    /// To a neighbour.
-    Neighbour,
-    /// Left in a safe place the customer chose.
-    SafePlace,
-}
-
-impl From<DeliveryMethod> for crate::DeliveryMethod {
-    fn from(m: DeliveryMethod) -> Self {
-        use crate::DeliveryMethod as C;
-        match m {
-            DeliveryMethod::HandToCustomer => C::HandToCustomer,
-            DeliveryMethod::Doorstep => C::Doorstep,
-            DeliveryMethod::Locker => C::Locker,
-            DeliveryMethod::PickupPoint => C::PickupPoint,
-            DeliveryMethod::Neighbour => C::Neighbour,
-            DeliveryMethod::SafePlace => C::SafePlace,
-        }
-    }
-}
 
 /// What the customer asked for (no preference: null/nil).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -90,15 +60,6 @@ impl From<Order> for crate::Order {
             not_received_claims: o.not_received_claims,
         }
     }
-}
-
-/// How the code is checked at the door.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum VerificationMode {
-    /// Offline on the phone if need be, reconciled later.
-    Offline,
-    /// Only online, by the backend.
-    Online,
 }
 
 /// What the policy asks for.
@@ -249,15 +210,6 @@ impl From<MessageValues> for crate::MessageValues {
             utc_offset_minutes: v.utc_offset_minutes,
         }
     }
-}
-
-/// How an SMS is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum SmsEncoding {
-    /// GSM 03.38 7-bit: 160 characters per single segment.
-    Gsm7,
-    /// UCS-2: 70 characters per single segment.
-    Ucs2,
 }
 
 /// A rendered SMS.

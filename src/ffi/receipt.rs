@@ -7,6 +7,7 @@ use zeroize::Zeroizing;
 
 use super::delivery::{Backend, OfflineVerifier};
 use super::{now, FfiResult};
+use crate::{NotDeliveredReason, Verification};
 use crate::error::Error as CoreError;
 
 debug_as_inner!(DeviceKey, Receipt);
@@ -99,51 +100,6 @@ impl DeviceKey {
     /// `signRequest` at the device's current time.
     pub fn sign_request_now(&self, method: String, path: String, body: Vec<u8>) -> String {
         self.sign_request(method, path, super::now(), body)
-    }
-}
-
-/// Why a parcel was not handed over.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
-#[uniffi::export(Debug)]
-pub enum NotDeliveredReason {
-    /// No one was there to take it.
-    CustomerAbsent,
-    /// The customer says the code never arrived.
-    CodeNotReceived,
-    /// The customer refused the parcel.
-    Refused,
-    /// The parcel is damaged.
-    Damaged,
-    /// Anything else, in the courier's words (1 to 500 bytes).
-    Other {
-        /// The courier's words.
-        note: String,
-    },
-}
-
-impl From<NotDeliveredReason> for crate::NotDeliveredReason {
-    fn from(r: NotDeliveredReason) -> Self {
-        use crate::NotDeliveredReason as C;
-        match r {
-            NotDeliveredReason::CustomerAbsent => C::CustomerAbsent,
-            NotDeliveredReason::CodeNotReceived => C::CodeNotReceived,
-            NotDeliveredReason::Refused => C::Refused,
-            NotDeliveredReason::Damaged => C::Damaged,
-            NotDeliveredReason::Other { note } => C::Other { note },
-        }
-    }
-}
-
-impl From<crate::NotDeliveredReason> for NotDeliveredReason {
-    fn from(r: crate::NotDeliveredReason) -> Self {
-        use crate::NotDeliveredReason as C;
-        match r {
-            C::CustomerAbsent => NotDeliveredReason::CustomerAbsent,
-            C::CodeNotReceived => NotDeliveredReason::CodeNotReceived,
-            C::Refused => NotDeliveredReason::Refused,
-            C::Damaged => NotDeliveredReason::Damaged,
-            C::Other { note } => NotDeliveredReason::Other { note },
-        }
     }
 }
 
@@ -475,16 +431,6 @@ impl OfflineVerifier {
             .stored_receipt()?
             .map(|inner| Arc::new(Receipt { inner })))
     }
-}
-
-/// How a delivered code was checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
-pub enum Verification {
-    /// On the courier's device, against the ticket (provisional until
-    /// reconciled).
-    Offline,
-    /// By the backend, online.
-    Online,
 }
 
 /// The backend's judgement of a receipt.

@@ -8,6 +8,7 @@ use crate::error::Error;
 /// The hash function under the HMAC (RFC 6238 section 1.2 allows SHA-1,
 /// SHA-256 and SHA-512; RFC 4226 uses SHA-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 pub enum Algorithm {
     /// HMAC-SHA-1, the default of RFC 4226, RFC 6238 and `otpauth://` URIs.
     #[default]

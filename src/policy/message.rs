@@ -89,6 +89,7 @@ pub struct MessageValues {
 
 /// How an SMS is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 pub enum SmsEncoding {
     /// The GSM 03.38 7-bit alphabet: 160 characters in one segment, 153 per
     /// segment when split.

@@ -51,6 +51,7 @@ pub const POLICY_VERSION: u32 = 1;
 
 /// How a delivery reaches the customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryMethod {
     /// Into the customer's hands.
@@ -120,6 +121,7 @@ pub enum MethodRule {
 
 /// How the code is checked at the door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum VerificationMode {
     /// Offline on the phone if need be (provisional), reconciled later.

@@ -280,6 +280,7 @@ impl DeviceKey {
 
 /// How a delivered code was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum Verification {
     /// On the device, against the ticket: provisional until reconciled.
@@ -290,6 +291,8 @@ pub enum Verification {
 
 /// Why a parcel was not handed over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 #[serde(tag = "reason", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NotDeliveredReason {
     /// No one was there to take it.

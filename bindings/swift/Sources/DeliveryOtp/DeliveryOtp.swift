@@ -5390,13 +5390,14 @@ public func FfiConverterTypeTotpMatch_lower(_ value: TotpMatch) -> RustBuffer {
 
 
 /**
- * The hash function under the HMAC.
+ * The hash function under the HMAC (RFC 6238 section 1.2 allows SHA-1,
+ * SHA-256 and SHA-512; RFC 4226 uses SHA-1).
  */
 
 public enum Algorithm: Equatable, Hashable {
     
     /**
-     * HMAC-SHA-1, the usual choice of authenticator apps.
+     * HMAC-SHA-1, the default of RFC 4226, RFC 6238 and `otpauth://` URIs.
      */
     case sha1
     /**
@@ -5880,7 +5881,7 @@ public enum DeliveryMethod: Equatable, Hashable {
      */
     case locker
     /**
-     * To a pickup point.
+     * To a pickup point (a shop).
      */
     case pickupPoint
     /**
@@ -5999,11 +6000,11 @@ public enum NotDeliveredReason: Equatable, Hashable, CustomDebugStringConvertibl
      */
     case damaged
     /**
-     * Anything else, in the courier's words (1 to 500 bytes).
+     * Anything else, in the courier's words.
      */
     case other(
         /**
-         * The courier's words.
+         * Free text, 1 to 500 bytes, no control or bidirectional formatting characters.
          */note: String
     )
 
@@ -7655,11 +7656,12 @@ public func FfiConverterTypeRequirement_lower(_ value: Requirement) -> RustBuffe
 public enum SmsEncoding: Equatable, Hashable {
     
     /**
-     * GSM 03.38 7-bit: 160 characters per single segment.
+     * The GSM 03.38 7-bit alphabet: 160 characters in one segment, 153 per
+     * segment when split.
      */
     case gsm7
     /**
-     * UCS-2: 70 characters per single segment.
+     * UCS-2: 70 characters in one segment, 67 when split.
      */
     case ucs2
 
@@ -7814,12 +7816,11 @@ public func FfiConverterTypeStoreError_lower(_ value: StoreError) -> RustBuffer 
 public enum Verification: Equatable, Hashable {
     
     /**
-     * On the courier's device, against the ticket (provisional until
-     * reconciled).
+     * On the device, against the ticket: provisional until reconciled.
      */
     case offline
     /**
-     * By the backend, online.
+     * By the backend, which confirmed it.
      */
     case online
 
@@ -7890,7 +7891,7 @@ public func FfiConverterTypeVerification_lower(_ value: Verification) -> RustBuf
 public enum VerificationMode: Equatable, Hashable {
     
     /**
-     * Offline on the phone if need be, reconciled later.
+     * Offline on the phone if need be (provisional), reconciled later.
      */
     case offline
     /**
@@ -8638,7 +8639,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_constructor_ticket_from_json() != 21404) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_hotp_new() != 40786) {
+    if (uniffi_delivery_otp_checksum_constructor_hotp_new() != 16389) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_secret_from_base32() != 26335) {
@@ -8653,7 +8654,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() != 39274) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_totp_new() != 247) {
+    if (uniffi_delivery_otp_checksum_constructor_totp_new() != 50869) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults() != 64938) {

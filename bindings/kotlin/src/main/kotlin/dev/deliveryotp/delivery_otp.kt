@@ -1198,9 +1198,9 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1622,7 +1622,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_constructor_ticket_from_json() and 0xFFFF) != 21404) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_hotp_new() and 0xFFFF) != 40786) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_hotp_new() and 0xFFFF) != 16389) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_base32() and 0xFFFF) != 26335) {
@@ -1637,7 +1637,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() and 0xFFFF) != 39274) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 247) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 50869) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults() and 0xFFFF) != 64938) {
@@ -8429,13 +8429,14 @@ public object FfiConverterTypeTotpMatch: FfiConverterRustBuffer<TotpMatch> {
 
 
 /**
- * The hash function under the HMAC.
+ * The hash function under the HMAC (RFC 6238 section 1.2 allows SHA-1,
+ * SHA-256 and SHA-512; RFC 4226 uses SHA-1).
  */
 
 enum class Algorithm {
     
     /**
-     * HMAC-SHA-1, the usual choice of authenticator apps.
+     * HMAC-SHA-1, the default of RFC 4226, RFC 6238 and `otpauth://` URIs.
      */
     SHA1,
     /**
@@ -9042,7 +9043,7 @@ enum class DeliveryMethod {
      */
     LOCKER,
     /**
-     * To a pickup point.
+     * To a pickup point (a shop).
      */
     PICKUP_POINT,
     /**
@@ -9112,11 +9113,11 @@ sealed class NotDeliveredReason {
     
     
     /**
-     * Anything else, in the courier's words (1 to 500 bytes).
+     * Anything else, in the courier's words.
      */
     data class Other(
         /**
-         * The courier's words.
+         * Free text, 1 to 500 bytes, no control or bidirectional formatting characters.
          */
         val `note`: kotlin.String) : NotDeliveredReason()
         
@@ -11690,11 +11691,12 @@ public object FfiConverterTypeRequirement : FfiConverterRustBuffer<Requirement>{
 enum class SmsEncoding {
     
     /**
-     * GSM 03.38 7-bit: 160 characters per single segment.
+     * The GSM 03.38 7-bit alphabet: 160 characters in one segment, 153 per
+     * segment when split.
      */
     GSM7,
     /**
-     * UCS-2: 70 characters per single segment.
+     * UCS-2: 70 characters in one segment, 67 when split.
      */
     UCS2;
 
@@ -11804,12 +11806,11 @@ public object FfiConverterTypeStoreError : FfiConverterRustBuffer<StoreException
 enum class Verification {
     
     /**
-     * On the courier's device, against the ticket (provisional until
-     * reconciled).
+     * On the device, against the ticket: provisional until reconciled.
      */
     OFFLINE,
     /**
-     * By the backend, online.
+     * By the backend, which confirmed it.
      */
     ONLINE;
 
@@ -11848,7 +11849,7 @@ public object FfiConverterTypeVerification: FfiConverterRustBuffer<Verification>
 enum class VerificationMode {
     
     /**
-     * Offline on the phone if need be, reconciled later.
+     * Offline on the phone if need be (provisional), reconciled later.
      */
     OFFLINE,
     /**
