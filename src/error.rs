@@ -348,6 +348,17 @@ pub enum OtpError {
         reason: String,
     },
 
+    /// A number given from outside the range it has (a negative count from
+    /// Kotlin or Swift, a sequence past 2^63 - 1, a duration with a fraction
+    /// of a second).
+    #[error("invalid {what}: {reason}")]
+    InvalidNumber {
+        /// Which number.
+        what: String,
+        /// What its range is.
+        reason: String,
+    },
+
     /// A number would leave its range (a sequence at its maximum, a time past `u64::MAX`).
     #[error("{what} would overflow")]
     Overflow {
@@ -412,6 +423,7 @@ impl OtpError {
             Error::InvalidOrder { .. } => "invalid_order",
             Error::InvalidTemplate { .. } => "invalid_template",
             Error::InvalidContact { .. } => "invalid_contact",
+            Error::InvalidNumber { .. } => "invalid_number",
             Error::Overflow { .. } => "overflow",
         }
     }
@@ -423,6 +435,16 @@ where
     i64: TryFrom<T>,
 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A count (attempts, bits, characters; all far below 2^31) as outcomes and
+/// records hold it for Kotlin's and Swift's plain integers: unchanged, or
+/// `i32::MAX` beyond that.
+pub(crate) fn count<T>(n: T) -> i32
+where
+    i32: TryFrom<T>,
+{
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// Shorthand for results of this crate.

@@ -9,6 +9,7 @@
 //! - [`policy`]: the risk policy, and the customer's messages;
 //! - [`store`]: the backend's attempt store and the app's device state store
 //!   (in memory; Redis behind the `redis` feature);
+//! - [`time`]: [`UnixTime`], the whole seconds tickets and receipts keep;
 //! - [`error`]: the one error type.
 //!
 //! Everything a caller needs is also at the crate root. The `ffi` feature
@@ -22,6 +23,7 @@ pub mod otp;
 pub mod policy;
 pub mod proof;
 pub mod store;
+pub mod time;
 
 #[cfg(feature = "ffi")]
 mod ffi;
@@ -56,3 +58,4 @@ pub use store::attempts::{AttemptStore, InMemoryAttemptStore};
 pub use store::device_state::{InMemoryStateStore, StateStore};
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
+pub use time::UnixTime;

@@ -176,14 +176,18 @@ fn check_offline(o: &OfflineOutcome, step: &Value, ctx: &str) {
     assert_eq!(offline_name(o), s(step, "expect"), "{ctx}: {o:?}");
     let (field, value) = match *o {
         OfflineOutcome::AcceptedProvisionally { attempts_used } => {
-            ("attempts_used", u64::from(attempts_used))
+            ("attempts_used", u64::try_from(attempts_used).unwrap())
         }
-        OfflineOutcome::Rejected { attempts_left } => ("attempts_left", u64::from(attempts_left)),
-        OfflineOutcome::LockedOut { until } => ("until", until),
-        OfflineOutcome::Expired { at } => ("at", at),
-        OfflineOutcome::NotYetValid { from } => ("from", from),
-        OfflineOutcome::ClockMovedBackwards { latest_seen } => ("latest_seen", latest_seen),
-        OfflineOutcome::Superseded { by_sequence } => ("by_sequence", by_sequence),
+        OfflineOutcome::Rejected { attempts_left } => {
+            ("attempts_left", u64::try_from(attempts_left).unwrap())
+        }
+        OfflineOutcome::LockedOut { until } => ("until", until.secs()),
+        OfflineOutcome::Expired { at } => ("at", at.secs()),
+        OfflineOutcome::NotYetValid { from } => ("from", from.secs()),
+        OfflineOutcome::ClockMovedBackwards { latest_seen } => ("latest_seen", latest_seen.secs()),
+        OfflineOutcome::Superseded { by_sequence } => {
+            ("by_sequence", u64::try_from(by_sequence).unwrap())
+        }
     };
     assert_eq!(value, n(step, field), "{ctx}: {field}");
 }
@@ -192,19 +196,19 @@ fn check_online(o: &OnlineOutcome, step: &Value, ctx: &str) {
     let (name, field) = match *o {
         OnlineOutcome::Confirmed { attempts_used } => (
             "confirmed",
-            Some(("attempts_used", u64::from(attempts_used))),
+            Some(("attempts_used", u64::try_from(attempts_used).unwrap())),
         ),
         OnlineOutcome::Rejected { attempts_left } => (
             "rejected",
-            Some(("attempts_left", u64::from(attempts_left))),
+            Some(("attempts_left", u64::try_from(attempts_left).unwrap())),
         ),
-        OnlineOutcome::LockedOut { until } => ("locked_out", Some(("until", until))),
+        OnlineOutcome::LockedOut { until } => ("locked_out", Some(("until", until.secs()))),
         OnlineOutcome::AlreadyUsed => ("already_used", None),
         OnlineOutcome::GuessedFromTicket => ("guessed_from_ticket", None),
         OnlineOutcome::Ended => ("ended", None),
         OnlineOutcome::NotAssigned => ("not_assigned", None),
-        OnlineOutcome::Expired { at } => ("expired", Some(("at", at))),
-        OnlineOutcome::NotYetValid { from } => ("not_yet_valid", Some(("from", from))),
+        OnlineOutcome::Expired { at } => ("expired", Some(("at", at.secs()))),
+        OnlineOutcome::NotYetValid { from } => ("not_yet_valid", Some(("from", from.secs()))),
     };
     assert_eq!(name, s(step, "expect"), "{ctx}: {o:?}");
     if let Some((field, value)) = field {
@@ -310,7 +314,7 @@ fn many_verifiers_on_one_store_never_exceed_the_limit() {
                 .flat_map(|h| h.join().unwrap())
                 .collect()
         });
-        let mut left: Vec<u32> = outcomes
+        let mut left: Vec<i32> = outcomes
             .iter()
             .filter_map(|o| match o {
                 OfflineOutcome::Rejected { attempts_left } => Some(*attempts_left),

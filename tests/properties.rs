@@ -184,11 +184,11 @@ proptest! {
             match verifier.verify(&entered, NOW + 1 + i as u64) {
                 Ok(OfflineOutcome::AcceptedProvisionally { attempts_used }) => {
                     compared += 1;
-                    prop_assert!(attempts_used <= max);
+                    prop_assert!(u32::try_from(attempts_used).unwrap() <= max);
                 }
                 Ok(OfflineOutcome::Rejected { attempts_left }) => {
                     compared += 1;
-                    prop_assert!(attempts_left < max);
+                    prop_assert!(u32::try_from(attempts_left).unwrap() < max);
                 }
                 // The last allowed wrong attempt is compared, then reported
                 // as the lockout it causes.

@@ -66,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(
                         outcome,
                         Ok(OfflineOutcome::AcceptedProvisionally {
-                            attempts_used: used
+                            attempts_used: i32::try_from(used).unwrap()
                         })
                     );
                 }

@@ -538,11 +538,11 @@ pub async fn verify_code(
     };
     let response = match outcome {
         OnlineOutcome::Confirmed { attempts_used } => VerifyResponse {
-            attempts_used: Some(attempts_used),
+            attempts_used: Some(count(attempts_used)),
             ..body("confirmed")
         },
         OnlineOutcome::Rejected { attempts_left } => VerifyResponse {
-            attempts_left: Some(attempts_left),
+            attempts_left: Some(count(attempts_left)),
             ..body("rejected")
         },
         OnlineOutcome::LockedOut { until } => {
@@ -551,7 +551,7 @@ pub async fn verify_code(
                 "locked_out",
                 "too many wrong codes; only a resend helps",
             )
-            .with("until", until.into()));
+            .with("until", until.secs().into()));
         }
         OnlineOutcome::NotAssigned => {
             return Err(Problem::new(
@@ -561,16 +561,21 @@ pub async fn verify_code(
             ));
         }
         OnlineOutcome::Expired { at } => VerifyResponse {
-            at: Some(at),
+            at: Some(at.secs()),
             ..body("expired")
         },
         OnlineOutcome::NotYetValid { from } => VerifyResponse {
-            at: Some(from),
+            at: Some(from.secs()),
             ..body("not_yet_valid")
         },
         other => body(online_name(&other)),
     };
     Ok((StatusCode::OK, Json(response)).into_response())
+}
+
+/// A count from the core (attempts; never negative) as the API writes it.
+fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
 }
 
 fn online_name(o: &OnlineOutcome) -> &'static str {

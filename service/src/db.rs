@@ -441,7 +441,7 @@ impl Tx {
     pub fn insert_receipt(
         &self,
         delivery_id: &str,
-        sequence: u64,
+        sequence: i64,
         courier_id: &str,
         device_id: &str,
         body: &str,
@@ -457,7 +457,7 @@ impl Tx {
                  decision, explanation, repeated, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(delivery_id)
-            .bind(to_i64(sequence)?)
+            .bind(sequence)
             .bind(courier_id)
             .bind(device_id)
             .bind(body)

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::proof::receipt::{check_party_id, DeviceKey};
 use crate::proof::reconcile::{Decision, DEFAULT_RECEIPT_RETENTION_SECS};
 use crate::store::attempts::AttemptStore;
+use crate::time::UnixTime;
 
 /// What the backend hands out for one delivery: the code for the customer's
 /// message, and the ticket for the courier's device.
@@ -28,22 +29,24 @@ pub struct Issued {
 
 /// The result of an online verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub enum OnlineOutcome {
     /// The code is right; it is now used and will not be accepted again
     /// (the same request again gets this answer again).
     Confirmed {
         /// Attempts used, this one included.
-        attempts_used: u32,
+        attempts_used: i32,
     },
     /// The code is wrong.
     Rejected {
         /// Attempts still allowed.
-        attempts_left: u32,
+        attempts_left: i32,
     },
     /// No attempts are left.
     LockedOut {
         /// The code's expiry; a resend issues a new code.
-        until: u64,
+        until: UnixTime,
     },
     /// The right code, but it was already used by another request.
     AlreadyUsed,
@@ -58,12 +61,12 @@ pub enum OnlineOutcome {
     /// The code has expired.
     Expired {
         /// When it expired.
-        at: u64,
+        at: UnixTime,
     },
     /// The code is not valid yet.
     NotYetValid {
         /// When it becomes valid.
-        from: u64,
+        from: UnixTime,
     },
     /// The courier asking is not the one the ticket was issued to. Nothing
     /// was counted.
@@ -293,6 +296,7 @@ impl Backend {
         let sequence = previous
             .sequence()
             .checked_add(1)
+            .filter(|next| *next <= crate::delivery::code::MAX_SEQUENCE)
             .ok_or_else(|| Error::Overflow {
                 what: "the sequence number".into(),
             })?;
@@ -362,7 +366,7 @@ impl Backend {
             bool::from(record.a.as_bytes().ct_eq(attempt.as_bytes())) && record.d == device_id;
         match (record.o.as_str(), same) {
             ("confirmed", true) => OnlineOutcome::Confirmed {
-                attempts_used: record.n,
+                attempts_used: crate::error::count(record.n),
             },
             ("confirmed", false) => OnlineOutcome::AlreadyUsed,
             (_, true) => OnlineOutcome::GuessedFromTicket,
@@ -407,12 +411,12 @@ impl Backend {
         }
         if now < ticket.not_before() {
             return Ok(OnlineOutcome::NotYetValid {
-                from: ticket.not_before(),
+                from: UnixTime::from_secs(ticket.not_before()),
             });
         }
         if now >= ticket.expires_at() {
             return Ok(OnlineOutcome::Expired {
-                at: ticket.expires_at(),
+                at: UnixTime::from_secs(ticket.expires_at()),
             });
         }
         let normalized = normalize(entered, ticket.format())?;
@@ -430,7 +434,7 @@ impl Backend {
         )?
         else {
             return Ok(OnlineOutcome::LockedOut {
-                until: ticket.expires_at(),
+                until: UnixTime::from_secs(ticket.expires_at()),
             });
         };
         // The MAC is checked above; derive the code only when it is compared.
@@ -460,10 +464,10 @@ impl Backend {
         }
         Ok(match ticket.max_attempts().checked_sub(position) {
             Some(left) if left > 0 => OnlineOutcome::Rejected {
-                attempts_left: left,
+                attempts_left: crate::error::count(left),
             },
             _ => OnlineOutcome::LockedOut {
-                until: ticket.expires_at(),
+                until: UnixTime::from_secs(ticket.expires_at()),
             },
         })
     }

@@ -112,6 +112,22 @@ pub(crate) fn is_unsafe_char(c: char) -> bool {
         )
 }
 
+/// The largest sequence, 2^63 - 1: what Kotlin's `Long`, Swift's `Int64` and
+/// PostgreSQL's `bigint` hold, so every language and store reads every
+/// sequence the same.
+pub const MAX_SEQUENCE: u64 = 9_223_372_036_854_775_807;
+
+/// Refuses a sequence past [`MAX_SEQUENCE`].
+pub(crate) fn check_sequence(sequence: u64) -> Result<()> {
+    if sequence > MAX_SEQUENCE {
+        return Err(Error::InvalidNumber {
+            what: "sequence".into(),
+            reason: format!("a sequence is 0 to {MAX_SEQUENCE}"),
+        });
+    }
+    Ok(())
+}
+
 /// The code for a delivery: `HMAC-SHA256(key, domain, delivery id, sequence,
 /// format)`, its first 128 bits reduced modulo the code space. The bias of
 /// that reduction is below 2^-60 even for 12 Crockford characters, and zero
@@ -128,6 +144,7 @@ pub fn derive_code(
     format: CodeFormat,
 ) -> Result<Code> {
     check_delivery_id(delivery_id)?;
+    check_sequence(sequence)?;
     format.check(true)?;
     let space = format.space().unwrap_or(1);
     let format_tag = format.to_string();
@@ -264,6 +281,18 @@ mod tests {
 
     const SIX: CodeFormat = CodeFormat::Numeric { digits: 6 };
     const CROCK: CodeFormat = CodeFormat::Crockford { length: 8 };
+
+    #[test]
+    fn sequences_end_at_two_to_the_63_minus_one() {
+        let key = MasterKey::generate("k1").unwrap();
+        assert!(derive_code(&key, "PKG-1", MAX_SEQUENCE, SIX).is_ok());
+        let err = derive_code(&key, "PKG-1", MAX_SEQUENCE + 1, SIX).unwrap_err();
+        assert_eq!(err.kind(), "invalid_number");
+        assert_eq!(
+            err.to_string(),
+            "invalid sequence: a sequence is 0 to 9223372036854775807"
+        );
+    }
 
     #[test]
     fn digits_of_every_script_become_ascii() {

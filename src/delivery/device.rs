@@ -25,6 +25,7 @@ use crate::proof::receipt::{
     DeviceKey, Location, Receipt, ReceiptDraft, ReceiptOutcome, Verification,
 };
 use crate::store::device_state::StateStore;
+use crate::time::UnixTime;
 
 /// How far back the clock may seem to jump before the device reports it:
 /// five minutes, for network time corrections.
@@ -36,32 +37,34 @@ pub const MAX_STATE_RETRIES: u32 = 64;
 
 /// The outcome of an offline verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub enum OfflineOutcome {
     /// The code matches the ticket. Provisional: the backend confirms it
     /// from the receipt.
     AcceptedProvisionally {
         /// Attempts used, this one included.
-        attempts_used: u32,
+        attempts_used: i32,
     },
     /// The code does not match.
     Rejected {
         /// Attempts still allowed.
-        attempts_left: u32,
+        attempts_left: i32,
     },
     /// No attempts are left for this ticket.
     LockedOut {
         /// The ticket's expiry; a resend brings a new ticket.
-        until: u64,
+        until: UnixTime,
     },
     /// The ticket has expired.
     Expired {
         /// When it expired.
-        at: u64,
+        at: UnixTime,
     },
     /// The ticket is not valid yet.
     NotYetValid {
         /// When it becomes valid.
-        from: u64,
+        from: UnixTime,
     },
     /// The device clock is earlier than a time already seen within the
     /// ticket's validity, beyond the tolerance. Nothing was checked or
@@ -69,12 +72,12 @@ pub enum OfflineOutcome {
     /// one far-future reading cannot lock a delivery.)
     ClockMovedBackwards {
         /// The latest time seen.
-        latest_seen: u64,
+        latest_seen: UnixTime,
     },
     /// A newer ticket (a resend) for this delivery was already used here.
     Superseded {
         /// The newer sequence.
-        by_sequence: u64,
+        by_sequence: i64,
     },
 }
 
@@ -252,13 +255,16 @@ impl OfflineVerifier {
         let ticket = &self.ticket;
         let mut state = match state {
             Ok(state) => state,
-            Err(by_sequence) => return (None, Some(OfflineOutcome::Superseded { by_sequence })),
+            Err(by_sequence) => {
+                let by_sequence = crate::error::int(by_sequence);
+                return (None, Some(OfflineOutcome::Superseded { by_sequence }));
+            }
         };
         if now.saturating_add(self.clock_tolerance) < state.latest {
             return (
                 None,
                 Some(OfflineOutcome::ClockMovedBackwards {
-                    latest_seen: state.latest,
+                    latest_seen: UnixTime::from_secs(state.latest),
                 }),
             );
         }
@@ -269,15 +275,15 @@ impl OfflineVerifier {
         }
         let early = if now < ticket.not_before() {
             Some(OfflineOutcome::NotYetValid {
-                from: ticket.not_before(),
+                from: UnixTime::from_secs(ticket.not_before()),
             })
         } else if now >= ticket.expires_at() {
             Some(OfflineOutcome::Expired {
-                at: ticket.expires_at(),
+                at: UnixTime::from_secs(ticket.expires_at()),
             })
         } else if state.attempts >= ticket.max_attempts() {
             Some(OfflineOutcome::LockedOut {
-                until: ticket.expires_at(),
+                until: UnixTime::from_secs(ticket.expires_at()),
             })
         } else {
             None
@@ -290,15 +296,15 @@ impl OfflineVerifier {
         let outcome = if matches {
             state.accepted = true;
             OfflineOutcome::AcceptedProvisionally {
-                attempts_used: state.attempts,
+                attempts_used: crate::error::count(state.attempts),
             }
         } else {
             match ticket.max_attempts().checked_sub(state.attempts) {
                 Some(left) if left > 0 => OfflineOutcome::Rejected {
-                    attempts_left: left,
+                    attempts_left: crate::error::count(left),
                 },
                 _ => OfflineOutcome::LockedOut {
-                    until: ticket.expires_at(),
+                    until: UnixTime::from_secs(ticket.expires_at()),
                 },
             }
         };

@@ -235,6 +235,7 @@ impl Ticket {
         format.check(true).map_err(|e| invalid(e.to_string()))?;
         check_hash_bits(format, wire.hbits)?;
         check_attempts(wire.attempts)?;
+        crate::delivery::code::check_sequence(wire.seq).map_err(|e| invalid(e.to_string()))?;
         if wire.exp <= wire.nbf {
             return Err(invalid("it expires before it becomes valid"));
         }

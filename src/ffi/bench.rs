@@ -10,17 +10,16 @@
 use std::sync::Arc;
 
 use super::delivery::{
-    Backend, CodeFormat, DeliverySettings, DeviceStateStore, IssuedCode, OfflineOutcome,
-    OnlineOutcome, Ticket,
+    Backend, CodeFormat, DeliverySettings, DeviceStateStore, IssuedCode, Ticket,
 };
 use super::otp::{KeyUri, TotpMatch};
 use super::policy::{MessageValues, Order, PolicyDecision, Sms};
-use super::receipt::Reconciliation;
 use super::FfiResult;
+use crate::{OfflineOutcome, OnlineOutcome, Reconciliation, UnixTime};
 
-/// The trivial uniffi call: one `u32` in, the same out.
+/// The trivial uniffi call: one `i32` in, the same out.
 #[uniffi::export]
-pub fn ffi_baseline_u32(value: u32) -> u32 {
+pub fn ffi_baseline_i32(value: i32) -> i32 {
     value
 }
 
@@ -89,7 +88,7 @@ impl FfiBaseline {
             "PKG-2026-000123".into(),
             0,
             "courier-17".into(),
-            1_764_000_000,
+            UnixTime::from_secs(1_764_000_000),
             super::delivery::default_delivery_settings(),
         )?;
         let ticket = issued.ticket.clone();
@@ -98,9 +97,13 @@ impl FfiBaseline {
             issued.code.clone(),
             "courier-17".into(),
             "pixel-8-0042".into(),
-            1_764_000_010,
+            UnixTime::from_secs(1_764_000_010),
         )?;
-        let reconciliation = backend.reconcile(receipt_json, ticket.clone(), 1_764_000_100)?;
+        let reconciliation = backend.reconcile(
+            receipt_json,
+            ticket.clone(),
+            UnixTime::from_secs(1_764_000_100),
+        )?;
         Ok(Arc::new(FfiBaseline {
             code: issued.code.clone(),
             issued,
@@ -115,7 +118,7 @@ impl FfiBaseline {
     }
 
     /// Twin of `Hotp.generate`.
-    pub fn code_for_u64(&self, _counter: u64) -> String {
+    pub fn code_for_i64(&self, _counter: i64) -> String {
         self.code.clone()
     }
 
@@ -123,7 +126,7 @@ impl FfiBaseline {
     ///
     /// # Errors
     /// None; the type is the entry point's.
-    pub fn code_for_u64_result(&self, _time: u64) -> FfiResult<String> {
+    pub fn code_for_time_result(&self, _time: UnixTime) -> FfiResult<String> {
         Ok(self.code.clone())
     }
 
@@ -134,9 +137,9 @@ impl FfiBaseline {
     pub fn hotp_verify(
         &self,
         _code: String,
-        counter: u64,
-        _look_ahead: u64,
-    ) -> FfiResult<Option<u64>> {
+        counter: i64,
+        _look_ahead: i32,
+    ) -> FfiResult<Option<i64>> {
         Ok(Some(counter))
     }
 
@@ -147,10 +150,10 @@ impl FfiBaseline {
     pub fn totp_verify(
         &self,
         _code: String,
-        _time: u64,
-        _behind: u64,
-        _ahead: u64,
-        _last_used_step: Option<u64>,
+        _time: UnixTime,
+        _behind: i32,
+        _ahead: i32,
+        _last_used_step: Option<i64>,
     ) -> FfiResult<Option<TotpMatch>> {
         Ok(Some(self.totp_match))
     }
@@ -162,9 +165,9 @@ impl FfiBaseline {
     pub fn issue(
         &self,
         _delivery_id: String,
-        _sequence: u64,
+        _sequence: i64,
         _courier_id: String,
-        _now: u64,
+        _now: UnixTime,
         _settings: DeliverySettings,
     ) -> FfiResult<IssuedCode> {
         Ok(self.issued.clone())
@@ -188,7 +191,7 @@ impl FfiBaseline {
         _entered: String,
         _courier_id: String,
         _device_id: String,
-        _now: u64,
+        _now: UnixTime,
     ) -> FfiResult<OnlineOutcome> {
         Ok(self.online)
     }
@@ -197,7 +200,7 @@ impl FfiBaseline {
     ///
     /// # Errors
     /// None; the type is the entry point's.
-    pub fn offline_verify(&self, _entered: String, _now: u64) -> FfiResult<OfflineOutcome> {
+    pub fn offline_verify(&self, _entered: String, _now: UnixTime) -> FfiResult<OfflineOutcome> {
         Ok(self.offline)
     }
 
@@ -210,7 +213,7 @@ impl FfiBaseline {
         &self,
         store: Arc<dyn DeviceStateStore>,
         _entered: String,
-        _now: u64,
+        _now: UnixTime,
     ) -> FfiResult<OfflineOutcome> {
         let storage = |e: super::delivery::StoreError| crate::Error::StateStorage {
             reason: e.to_string(),
@@ -230,7 +233,7 @@ impl FfiBaseline {
         &self,
         _receipt_json: String,
         _ticket: Arc<Ticket>,
-        _now: u64,
+        _now: UnixTime,
     ) -> FfiResult<Reconciliation> {
         Ok(self.reconciliation.clone())
     }

@@ -5,8 +5,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use zeroize::Zeroizing;
 
-use super::{now, FfiResult};
+use std::time::Duration;
+
+use super::{now, unsigned, whole_secs, FfiResult};
 use crate::error::Error as CoreError;
+use crate::error::{count, int};
+use crate::UnixTime;
+use crate::{OfflineOutcome, OnlineOutcome};
 
 debug_as_inner!(KeySet, Ticket, OfflineVerifier);
 
@@ -26,29 +31,38 @@ pub enum CodeFormat {
     /// Decimal digits, 4 to 10 (fewer than 6 only with `allow_short_codes`).
     Numeric {
         /// Number of digits.
-        digits: u32,
+        digits: i32,
     },
     /// Crockford base32 characters (0-9 and A-Z without I, L, O, U), 4 to 12.
     Crockford {
         /// Number of characters.
-        length: u32,
+        length: i32,
     },
 }
 
-impl From<CodeFormat> for crate::CodeFormat {
-    fn from(f: CodeFormat) -> Self {
-        match f {
-            CodeFormat::Numeric { digits } => crate::CodeFormat::Numeric { digits },
-            CodeFormat::Crockford { length } => crate::CodeFormat::Crockford { length },
-        }
+impl CodeFormat {
+    /// The core's format; a negative size is refused.
+    pub(super) fn core(self) -> FfiResult<crate::CodeFormat> {
+        Ok(match self {
+            CodeFormat::Numeric { digits } => crate::CodeFormat::Numeric {
+                digits: unsigned(digits, "digits")?,
+            },
+            CodeFormat::Crockford { length } => crate::CodeFormat::Crockford {
+                length: unsigned(length, "length")?,
+            },
+        })
     }
 }
 
 impl From<crate::CodeFormat> for CodeFormat {
     fn from(f: crate::CodeFormat) -> Self {
         match f {
-            crate::CodeFormat::Numeric { digits } => CodeFormat::Numeric { digits },
-            crate::CodeFormat::Crockford { length } => CodeFormat::Crockford { length },
+            crate::CodeFormat::Numeric { digits } => CodeFormat::Numeric {
+                digits: count(digits),
+            },
+            crate::CodeFormat::Crockford { length } => CodeFormat::Crockford {
+                length: count(length),
+            },
         }
     }
 }
@@ -66,24 +80,24 @@ pub struct DeliverySettings {
     pub allow_short_codes: bool,
     /// Width of the offline hash in bits, 8 to 32.
     #[uniffi(default = 12)]
-    pub hash_bits: u32,
+    pub hash_bits: i32,
     /// Attempts before the code locks, 1 to 100.
     #[uniffi(default = 5)]
-    pub max_attempts: u32,
-    /// Seconds from issuing until the code expires, up to 30 days.
-    #[uniffi(default = 86400)]
-    pub lifetime_secs: u64,
+    pub max_attempts: i32,
+    /// From issuing until the code expires: whole seconds, up to 30 days.
+    pub lifetime: Duration,
 }
 
-impl From<DeliverySettings> for crate::DeliverySettings {
-    fn from(s: DeliverySettings) -> Self {
-        crate::DeliverySettings {
-            format: s.format.into(),
-            allow_short_codes: s.allow_short_codes,
-            hash_bits: s.hash_bits,
-            max_attempts: s.max_attempts,
-            lifetime_secs: s.lifetime_secs,
-        }
+impl DeliverySettings {
+    /// The core's settings; negative numbers and fractions of a second are refused.
+    pub(super) fn core(self) -> FfiResult<crate::DeliverySettings> {
+        Ok(crate::DeliverySettings {
+            format: self.format.core()?,
+            allow_short_codes: self.allow_short_codes,
+            hash_bits: unsigned(self.hash_bits, "hash_bits")?,
+            max_attempts: unsigned(self.max_attempts, "max_attempts")?,
+            lifetime_secs: whole_secs(self.lifetime, "lifetime")?,
+        })
     }
 }
 
@@ -92,9 +106,9 @@ impl From<crate::DeliverySettings> for DeliverySettings {
         DeliverySettings {
             format: d.format.into(),
             allow_short_codes: d.allow_short_codes,
-            hash_bits: d.hash_bits,
-            max_attempts: d.max_attempts,
-            lifetime_secs: d.lifetime_secs,
+            hash_bits: count(d.hash_bits),
+            max_attempts: count(d.max_attempts),
+            lifetime: Duration::from_secs(d.lifetime_secs),
         }
     }
 }
@@ -112,19 +126,24 @@ pub fn default_delivery_settings() -> DeliverySettings {
 /// `InvalidCodeFormat`, `UnsafeSettings`.
 #[uniffi::export]
 pub fn check_delivery_settings(settings: DeliverySettings) -> FfiResult<()> {
-    crate::DeliverySettings::from(settings).check()
+    settings.core()?.check()
 }
 
 /// The chance that one wrong code passes the offline check: 2^-hash_bits.
 #[uniffi::export]
-pub fn false_accept_probability(hash_bits: u32) -> f64 {
-    crate::delivery::settings::false_accept_probability(hash_bits)
+pub fn false_accept_probability(hash_bits: i32) -> FfiResult<f64> {
+    Ok(crate::delivery::settings::false_accept_probability(
+        unsigned(hash_bits, "hash_bits")?,
+    ))
 }
 
 /// About how many codes match a ticket's hash: code space / 2^hash_bits.
 #[uniffi::export]
-pub fn expected_candidates(format: CodeFormat, hash_bits: u32) -> f64 {
-    crate::delivery::settings::expected_candidates(format.into(), hash_bits)
+pub fn expected_candidates(format: CodeFormat, hash_bits: i32) -> FfiResult<f64> {
+    Ok(crate::delivery::settings::expected_candidates(
+        format.core()?,
+        unsigned(hash_bits, "hash_bits")?,
+    ))
 }
 
 /// Normalizes typed text to the code's form: separators dropped, digits of
@@ -136,7 +155,7 @@ pub fn expected_candidates(format: CodeFormat, hash_bits: u32) -> f64 {
 #[uniffi::export]
 pub fn normalize_code(entered: String, format: CodeFormat) -> FfiResult<String> {
     let entered = Zeroizing::new(entered);
-    Ok(crate::normalize(&entered, format.into())?.to_string())
+    Ok(crate::normalize(&entered, format.core()?)?.to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -300,8 +319,8 @@ impl Ticket {
     }
 
     /// The sequence number; a resend issues the next.
-    pub fn sequence(&self) -> u64 {
-        self.inner.sequence()
+    pub fn sequence(&self) -> i64 {
+        int(self.inner.sequence())
     }
 
     /// The courier the delivery was given to.
@@ -314,24 +333,24 @@ impl Ticket {
         self.inner.format().into()
     }
 
-    /// Not valid before this unix time.
-    pub fn not_before(&self) -> u64 {
-        self.inner.not_before()
+    /// Not valid before this time.
+    pub fn not_before(&self) -> UnixTime {
+        UnixTime::from_secs(self.inner.not_before())
     }
 
-    /// Not valid from this unix time on.
-    pub fn expires_at(&self) -> u64 {
-        self.inner.expires_at()
+    /// Not valid from this time on.
+    pub fn expires_at(&self) -> UnixTime {
+        UnixTime::from_secs(self.inner.expires_at())
     }
 
     /// Attempts allowed.
-    pub fn max_attempts(&self) -> u32 {
-        self.inner.max_attempts()
+    pub fn max_attempts(&self) -> i32 {
+        count(self.inner.max_attempts())
     }
 
     /// Width of the offline hash in bits.
-    pub fn hash_bits(&self) -> u32 {
-        self.inner.hash_bits()
+    pub fn hash_bits(&self) -> i32 {
+        count(self.inner.hash_bits())
     }
 }
 
@@ -389,63 +408,6 @@ impl From<crate::Issued> for IssuedCode {
             code: i.code.as_str().to_string(),
             code_grouped: i.code.grouped(),
             ticket: Ticket::wrap(i.ticket),
-        }
-    }
-}
-
-/// The result of an online verification on the backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-#[uniffi::export(Debug)]
-pub enum OnlineOutcome {
-    /// Right code; it is now used.
-    Confirmed {
-        /// Attempts used, this one included.
-        attempts_used: u32,
-    },
-    /// Wrong code.
-    Rejected {
-        /// Attempts still allowed.
-        attempts_left: u32,
-    },
-    /// No attempts left.
-    LockedOut {
-        /// The code's expiry.
-        until: u64,
-    },
-    /// The right code, already used by another request.
-    AlreadyUsed,
-    /// A wrong code that matches the ticket's hash, as trying codes from the
-    /// ticket gives: the code is ended (resend) and the courier recorded.
-    GuessedFromTicket,
-    /// An earlier guess from the ticket ended this code; resend.
-    Ended,
-    /// The code has expired.
-    Expired {
-        /// When it expired.
-        at: u64,
-    },
-    /// The code is not valid yet.
-    NotYetValid {
-        /// When it becomes valid.
-        from: u64,
-    },
-    /// The courier asking is not the one the ticket was issued to.
-    NotAssigned,
-}
-
-impl From<crate::OnlineOutcome> for OnlineOutcome {
-    fn from(o: crate::OnlineOutcome) -> Self {
-        use crate::OnlineOutcome as C;
-        match o {
-            C::Confirmed { attempts_used } => OnlineOutcome::Confirmed { attempts_used },
-            C::Rejected { attempts_left } => OnlineOutcome::Rejected { attempts_left },
-            C::LockedOut { until } => OnlineOutcome::LockedOut { until },
-            C::AlreadyUsed => OnlineOutcome::AlreadyUsed,
-            C::GuessedFromTicket => OnlineOutcome::GuessedFromTicket,
-            C::Ended => OnlineOutcome::Ended,
-            C::Expired { at } => OnlineOutcome::Expired { at },
-            C::NotYetValid { from } => OnlineOutcome::NotYetValid { from },
-            C::NotAssigned => OnlineOutcome::NotAssigned,
         }
     }
 }
@@ -509,14 +471,21 @@ impl Backend {
     pub fn issue(
         &self,
         delivery_id: String,
-        sequence: u64,
+        sequence: i64,
         courier_id: String,
-        now: u64,
+        now: UnixTime,
         settings: DeliverySettings,
     ) -> FfiResult<IssuedCode> {
+        let sequence = unsigned(sequence, "sequence")?;
         Ok(self
             .inner()
-            .issue(&delivery_id, sequence, &courier_id, now, &settings.into())?
+            .issue(
+                &delivery_id,
+                sequence,
+                &courier_id,
+                now.secs(),
+                &settings.core()?,
+            )?
             .into())
     }
 
@@ -529,12 +498,12 @@ impl Backend {
         &self,
         previous: Arc<Ticket>,
         courier_id: String,
-        now: u64,
+        now: UnixTime,
         settings: DeliverySettings,
     ) -> FfiResult<IssuedCode> {
         Ok(self
             .inner()
-            .reassign(&previous.inner, &courier_id, now, &settings.into())?
+            .reassign(&previous.inner, &courier_id, now.secs(), &settings.core()?)?
             .into())
     }
 
@@ -545,12 +514,12 @@ impl Backend {
     pub fn resend(
         &self,
         previous: Arc<Ticket>,
-        now: u64,
+        now: UnixTime,
         settings: DeliverySettings,
     ) -> FfiResult<IssuedCode> {
         Ok(self
             .inner()
-            .resend(&previous.inner, now, &settings.into())?
+            .resend(&previous.inner, now.secs(), &settings.core()?)?
             .into())
     }
 
@@ -572,12 +541,13 @@ impl Backend {
         &self,
         key_id: String,
         delivery_id: String,
-        sequence: u64,
+        sequence: i64,
         format: CodeFormat,
     ) -> FfiResult<String> {
+        let sequence = unsigned(sequence, "sequence")?;
         Ok(self
             .inner()
-            .derive_code(&key_id, &delivery_id, sequence, format.into())?
+            .derive_code(&key_id, &delivery_id, sequence, format.core()?)?
             .as_str()
             .to_string())
     }
@@ -607,13 +577,11 @@ impl Backend {
         entered: String,
         courier_id: String,
         device_id: String,
-        now: u64,
+        now: UnixTime,
     ) -> FfiResult<OnlineOutcome> {
         let entered = Zeroizing::new(entered);
-        Ok(self
-            .inner()
-            .verify_online(&ticket.inner, &entered, &courier_id, &device_id, now)?
-            .into())
+        self.inner()
+            .verify_online(&ticket.inner, &entered, &courier_id, &device_id, now.secs())
     }
 }
 
@@ -713,67 +681,6 @@ impl crate::StateStore for ForeignStore {
     }
 }
 
-/// The result of an offline verification on the courier's device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-#[uniffi::export(Debug)]
-pub enum OfflineOutcome {
-    /// The code matches the ticket; provisional until the backend confirms it.
-    AcceptedProvisionally {
-        /// Attempts used, this one included.
-        attempts_used: u32,
-    },
-    /// The code does not match.
-    Rejected {
-        /// Attempts still allowed.
-        attempts_left: u32,
-    },
-    /// No attempts left for this ticket.
-    LockedOut {
-        /// The ticket's expiry; a resend brings a new ticket.
-        until: u64,
-    },
-    /// The ticket has expired.
-    Expired {
-        /// When it expired.
-        at: u64,
-    },
-    /// The ticket is not valid yet.
-    NotYetValid {
-        /// When it becomes valid.
-        from: u64,
-    },
-    /// The device clock went back past a time already seen; nothing was
-    /// checked or counted.
-    ClockMovedBackwards {
-        /// The latest time seen.
-        latest_seen: u64,
-    },
-    /// A newer ticket for this delivery was already used on this device.
-    Superseded {
-        /// The newer sequence.
-        by_sequence: u64,
-    },
-}
-
-impl From<crate::OfflineOutcome> for OfflineOutcome {
-    fn from(o: crate::OfflineOutcome) -> Self {
-        use crate::OfflineOutcome as C;
-        match o {
-            C::AcceptedProvisionally { attempts_used } => {
-                OfflineOutcome::AcceptedProvisionally { attempts_used }
-            }
-            C::Rejected { attempts_left } => OfflineOutcome::Rejected { attempts_left },
-            C::LockedOut { until } => OfflineOutcome::LockedOut { until },
-            C::Expired { at } => OfflineOutcome::Expired { at },
-            C::NotYetValid { from } => OfflineOutcome::NotYetValid { from },
-            C::ClockMovedBackwards { latest_seen } => {
-                OfflineOutcome::ClockMovedBackwards { latest_seen }
-            }
-            C::Superseded { by_sequence } => OfflineOutcome::Superseded { by_sequence },
-        }
-    }
-}
-
 /// Checks typed codes against one ticket on the courier's device, offline,
 /// keeping attempts, lockout and the latest time seen in the app's store so
 /// they survive restarts. Thread-safe.
@@ -786,17 +693,29 @@ pub struct OfflineVerifier {
 #[uniffi::export]
 impl OfflineVerifier {
     /// A verifier for `ticket` with its state in `store`; the clock may seem
-    /// to go back up to `clock_tolerance_secs` unreported.
-    #[uniffi::constructor(default(clock_tolerance_secs = 300))]
-    pub fn new(
+    /// to go back up to five minutes unreported.
+    #[uniffi::constructor]
+    pub fn new(ticket: Arc<Ticket>, store: Arc<dyn DeviceStateStore>) -> Arc<Self> {
+        let inner =
+            crate::OfflineVerifier::new(ticket.inner.clone(), Arc::new(ForeignStore(store)));
+        Arc::new(OfflineVerifier { inner })
+    }
+
+    /// A verifier as `new` makes it, that lets the clock seem to go back up to
+    /// `clock_tolerance` (whole seconds) unreported.
+    ///
+    /// # Errors
+    /// `InvalidNumber` for a fraction of a second.
+    #[uniffi::constructor]
+    pub fn with_clock_tolerance(
         ticket: Arc<Ticket>,
         store: Arc<dyn DeviceStateStore>,
-        clock_tolerance_secs: u64,
-    ) -> Arc<Self> {
+        clock_tolerance: Duration,
+    ) -> FfiResult<Arc<Self>> {
         let inner =
             crate::OfflineVerifier::new(ticket.inner.clone(), Arc::new(ForeignStore(store)))
-                .with_clock_tolerance(clock_tolerance_secs);
-        Arc::new(OfflineVerifier { inner })
+                .with_clock_tolerance(whole_secs(clock_tolerance, "clock_tolerance")?);
+        Ok(Arc::new(OfflineVerifier { inner }))
     }
 
     /// Checks what the courier typed at unix time `now`. The state is saved
@@ -805,9 +724,9 @@ impl OfflineVerifier {
     /// # Errors
     /// `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
     /// `StateStorage` (no outcome then), `CorruptState`.
-    pub fn verify(&self, entered: String, now: u64) -> FfiResult<OfflineOutcome> {
+    pub fn verify(&self, entered: String, now: UnixTime) -> FfiResult<OfflineOutcome> {
         let entered = Zeroizing::new(entered);
-        Ok(self.inner.verify(&entered, now)?.into())
+        self.inner.verify(&entered, now.secs())
     }
 
     /// `verify` at the device's current time.
@@ -822,8 +741,8 @@ impl OfflineVerifier {
     ///
     /// # Errors
     /// `StateStorage`, `CorruptState`.
-    pub fn attempts_left(&self) -> FfiResult<u32> {
-        self.inner.attempts_left()
+    pub fn attempts_left(&self) -> FfiResult<i32> {
+        Ok(count(self.inner.attempts_left()?))
     }
 
     /// The key the state is stored under.

@@ -5,13 +5,46 @@
 //! [`crate::Error`], exported with its fields. The `*_now` methods are the
 //! only place that reads the clock.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// The current unix time in seconds (0 if the clock is before 1970).
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+use crate::UnixTime;
+
+/// The device's clock now.
+fn now() -> UnixTime {
+    UnixTime::now()
+}
+
+/// Kotlin and Swift pass counts and sequences as signed integers; the core
+/// counts from 0.
+fn unsigned<T: TryFrom<i64>>(n: impl Into<i64>, what: &str) -> FfiResult<T> {
+    let n = n.into();
+    T::try_from(n).map_err(|_| crate::Error::InvalidNumber {
+        what: what.to_string(),
+        reason: format!("{n} is negative or too large"),
+    })
+}
+
+/// A duration in whole seconds, as tickets and settings keep it.
+fn whole_secs(d: Duration, what: &str) -> FfiResult<u64> {
+    if d.subsec_nanos() != 0 {
+        return Err(crate::Error::InvalidNumber {
+            what: what.to_string(),
+            reason: "it is whole seconds".to_string(),
+        });
+    }
+    Ok(d.as_secs())
+}
+
+/// RFC 4226's counter is 8 unsigned bytes; Kotlin's `Long` and Swift's
+/// `Int64` carry the same 64 bits (Java's convention: counters past
+/// `Long.MAX_VALUE` are negative, and `Long.toUnsignedString` prints them).
+fn counter_bits(counter: i64) -> u64 {
+    u64::from_be_bytes(counter.to_be_bytes())
+}
+
+/// The counter back as Kotlin's and Swift's 64 bits.
+fn counter_long(counter: u64) -> i64 {
+    i64::from_be_bytes(counter.to_be_bytes())
 }
 
 /// `Debug` of an exported object is its core value's, which redacts secrets.

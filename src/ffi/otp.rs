@@ -4,8 +4,12 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::{now, FfiResult};
+use std::time::Duration;
+
+use super::{counter_bits, counter_long, now, unsigned, whole_secs, FfiResult};
+use crate::error::{count, int};
 use crate::Algorithm;
+use crate::UnixTime;
 
 debug_as_inner!(Secret, Hotp, Totp);
 
@@ -69,7 +73,8 @@ impl Secret {
     /// # Errors
     /// `SecretTooShort`, `SecretTooLong`, `RandomUnavailable`.
     #[uniffi::constructor]
-    pub fn generate_with_length(bytes: u32) -> FfiResult<Arc<Self>> {
+    pub fn generate_with_length(bytes: i32) -> FfiResult<Arc<Self>> {
+        let bytes = unsigned(bytes, "bytes")?;
         Ok(Self::wrap(crate::Secret::generate_with_len(bytes)?))
     }
 
@@ -79,8 +84,8 @@ impl Secret {
     }
 
     /// Length of the secret in bytes.
-    pub fn byte_length(&self) -> u32 {
-        u32::try_from(self.inner.len()).unwrap_or(u32::MAX)
+    pub fn byte_length(&self) -> i32 {
+        count(self.inner.len())
     }
 }
 
@@ -110,17 +115,23 @@ impl Hotp {
     #[uniffi::constructor(default(digits = 6, algorithm = None))]
     pub fn new(
         secret: Arc<Secret>,
-        digits: u32,
+        digits: i32,
         algorithm: Option<Algorithm>,
     ) -> FfiResult<Arc<Self>> {
-        let algorithm = algorithm.map_or(crate::Algorithm::Sha1, Into::into);
+        let algorithm = algorithm.unwrap_or_default();
+        let digits = unsigned(digits, "digits")?;
         let inner = crate::Hotp::new(secret.inner.clone(), algorithm, digits)?;
         Ok(Arc::new(Hotp { inner }))
     }
 
-    /// The code for `counter`.
-    pub fn generate(&self, counter: u64) -> String {
-        self.inner.generate(counter).as_str().to_string()
+    /// The code for `counter`: RFC 4226's unsigned 8-byte counter, whose
+    /// 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
+    /// it reads as negative, as Java's `Long.toUnsignedString` shows).
+    pub fn generate(&self, counter: i64) -> String {
+        self.inner
+            .generate(counter_bits(counter))
+            .as_str()
+            .to_string()
     }
 
     /// Checks `code` against counters `counter` to `counter + look_ahead`,
@@ -130,9 +141,13 @@ impl Hotp {
     /// # Errors
     /// `MalformedCode`, `WindowTooLarge` (more than 100).
     #[uniffi::method(default(look_ahead = 0))]
-    pub fn verify(&self, code: String, counter: u64, look_ahead: u64) -> FfiResult<Option<u64>> {
+    pub fn verify(&self, code: String, counter: i64, look_ahead: i32) -> FfiResult<Option<i64>> {
         let code = Zeroizing::new(code);
-        self.inner.verify(&code, counter, look_ahead)
+        let look_ahead = unsigned(look_ahead, "look_ahead")?;
+        Ok(self
+            .inner
+            .verify(&code, counter_bits(counter), look_ahead)?
+            .map(counter_long))
     }
 }
 
@@ -144,7 +159,7 @@ impl Hotp {
 pub struct TotpMatch {
     /// The time step whose code matched; pass it as `last_used_step` next
     /// time so the same code is not accepted twice.
-    pub step: u64,
+    pub step: i64,
     /// Matched step minus current step: negative when the authenticator's
     /// clock is behind.
     pub drift: i64,
@@ -153,7 +168,7 @@ pub struct TotpMatch {
 impl From<crate::TotpMatch> for TotpMatch {
     fn from(m: crate::TotpMatch) -> Self {
         TotpMatch {
-            step: m.step,
+            step: int(m.step),
             drift: m.drift,
         }
     }
@@ -168,44 +183,64 @@ pub struct Totp {
 
 #[uniffi::export]
 impl Totp {
-    /// A TOTP for `secret`: `digits` digits (6 to 10), a time step of
-    /// `period` seconds (at least 1) counted from `t0` (unix seconds), and
-    /// the hash `algorithm` (SHA-1 when null).
+    /// A TOTP for `secret` as authenticator apps use it: `digits` digits
+    /// (6 to 10), 30-second steps from 1970, the hash `algorithm` (SHA-1
+    /// when null).
     ///
     /// # Errors
-    /// `InvalidDigits`, `InvalidPeriod`.
-    #[uniffi::constructor(default(digits = 6, period = 30, algorithm = None, t0 = 0))]
+    /// `InvalidDigits`.
+    #[uniffi::constructor(default(digits = 6, algorithm = None))]
     pub fn new(
         secret: Arc<Secret>,
-        digits: u32,
-        period: u64,
+        digits: i32,
         algorithm: Option<Algorithm>,
-        t0: u64,
+    ) -> FfiResult<Arc<Self>> {
+        Self::with_period(
+            secret,
+            digits,
+            Duration::from_secs(30),
+            algorithm,
+            UnixTime::EPOCH,
+        )
+    }
+
+    /// A TOTP with its own time step: `period` (whole seconds, at least 1)
+    /// counted from `t0`.
+    ///
+    /// # Errors
+    /// `InvalidDigits`, `InvalidPeriod`, `InvalidNumber` for a fraction of a second.
+    #[uniffi::constructor]
+    pub fn with_period(
+        secret: Arc<Secret>,
+        digits: i32,
+        period: Duration,
+        algorithm: Option<Algorithm>,
+        t0: UnixTime,
     ) -> FfiResult<Arc<Self>> {
         let config = crate::TotpConfig {
-            algorithm: algorithm.map_or(crate::Algorithm::Sha1, Into::into),
-            digits,
-            period,
-            t0,
+            algorithm: algorithm.unwrap_or_default(),
+            digits: unsigned(digits, "digits")?,
+            period: whole_secs(period, "period")?,
+            t0: t0.secs(),
         };
         let inner = crate::Totp::new(secret.inner.clone(), config)?;
         Ok(Arc::new(Totp { inner }))
     }
 
-    /// The time step at a unix time.
+    /// The time step at `time`.
     ///
     /// # Errors
     /// `TimeBeforeStart`.
-    pub fn step_at(&self, time: u64) -> FfiResult<u64> {
-        self.inner.step_at(time)
+    pub fn step_at(&self, time: UnixTime) -> FfiResult<i64> {
+        Ok(int(self.inner.step_at(time.secs())?))
     }
 
-    /// The code at a unix time (seconds).
+    /// The code at `time`.
     ///
     /// # Errors
     /// `TimeBeforeStart`.
-    pub fn generate(&self, time: u64) -> FfiResult<String> {
-        Ok(self.inner.generate(time)?.as_str().to_string())
+    pub fn generate(&self, time: UnixTime) -> FfiResult<String> {
+        Ok(self.inner.generate(time.secs())?.as_str().to_string())
     }
 
     /// The code now, by this device's clock.
@@ -227,16 +262,23 @@ impl Totp {
     pub fn verify(
         &self,
         code: String,
-        time: u64,
-        behind: u64,
-        ahead: u64,
-        last_used_step: Option<u64>,
+        time: UnixTime,
+        behind: i32,
+        ahead: i32,
+        last_used_step: Option<i64>,
     ) -> FfiResult<Option<TotpMatch>> {
         let code = Zeroizing::new(code);
-        let window = crate::Window { behind, ahead };
+        let window = crate::Window {
+            behind: unsigned(behind, "behind")?,
+            ahead: unsigned(ahead, "ahead")?,
+        };
+        let last_used_step = match last_used_step {
+            Some(step) => Some(unsigned(step, "last_used_step")?),
+            None => None,
+        };
         Ok(self
             .inner
-            .verify(&code, time, window, last_used_step)?
+            .verify(&code, time.secs(), window, last_used_step)?
             .map(Into::into))
     }
 
@@ -248,9 +290,9 @@ impl Totp {
     pub fn verify_now(
         &self,
         code: String,
-        behind: u64,
-        ahead: u64,
-        last_used_step: Option<u64>,
+        behind: i32,
+        ahead: i32,
+        last_used_step: Option<i64>,
     ) -> FfiResult<Option<TotpMatch>> {
         self.verify(code, now(), behind, ahead, last_used_step)
     }
@@ -265,30 +307,39 @@ impl Totp {
 pub enum OtpKind {
     /// Time-based (RFC 6238).
     Totp {
-        /// Time step in seconds.
-        period: u64,
+        /// The time step (whole seconds).
+        period: Duration,
     },
     /// Counter-based (RFC 4226).
     Hotp {
-        /// The counter of the next code.
-        counter: u64,
+        /// The counter of the next code, its 64 bits as `Hotp.generate` reads them.
+        counter: i64,
     },
 }
 
-impl From<OtpKind> for crate::OtpKind {
-    fn from(k: OtpKind) -> Self {
-        match k {
-            OtpKind::Totp { period } => crate::OtpKind::Totp { period },
-            OtpKind::Hotp { counter } => crate::OtpKind::Hotp { counter },
-        }
+impl OtpKind {
+    /// The core's kind; a period with a fraction of a second is refused.
+    fn core(self) -> FfiResult<crate::OtpKind> {
+        Ok(match self {
+            OtpKind::Totp { period } => crate::OtpKind::Totp {
+                period: whole_secs(period, "period")?,
+            },
+            OtpKind::Hotp { counter } => crate::OtpKind::Hotp {
+                counter: counter_bits(counter),
+            },
+        })
     }
 }
 
 impl From<crate::OtpKind> for OtpKind {
     fn from(k: crate::OtpKind) -> Self {
         match k {
-            crate::OtpKind::Totp { period } => OtpKind::Totp { period },
-            crate::OtpKind::Hotp { counter } => OtpKind::Hotp { counter },
+            crate::OtpKind::Totp { period } => OtpKind::Totp {
+                period: Duration::from_secs(period),
+            },
+            crate::OtpKind::Hotp { counter } => OtpKind::Hotp {
+                counter: counter_long(counter),
+            },
         }
     }
 }
@@ -309,7 +360,7 @@ pub struct KeyUri {
     /// The hash function.
     pub algorithm: Algorithm,
     /// Digits per code.
-    pub digits: u32,
+    pub digits: i32,
 }
 
 impl From<crate::KeyUri> for KeyUri {
@@ -319,22 +370,23 @@ impl From<crate::KeyUri> for KeyUri {
             secret: Secret::wrap(k.secret.clone()),
             issuer: k.issuer.clone(),
             account: k.account.clone(),
-            algorithm: k.algorithm.into(),
-            digits: k.digits,
+            algorithm: k.algorithm,
+            digits: count(k.digits),
         }
     }
 }
 
-impl From<&KeyUri> for crate::KeyUri {
-    fn from(k: &KeyUri) -> Self {
-        crate::KeyUri {
-            kind: k.kind.into(),
-            secret: k.secret.inner.clone(),
-            issuer: k.issuer.clone(),
-            account: k.account.clone(),
-            algorithm: k.algorithm.into(),
-            digits: k.digits,
-        }
+impl KeyUri {
+    /// The core's key URI; negative digits and fractions of a second are refused.
+    fn core(&self) -> FfiResult<crate::KeyUri> {
+        Ok(crate::KeyUri {
+            kind: self.kind.core()?,
+            secret: self.secret.inner.clone(),
+            issuer: self.issuer.clone(),
+            account: self.account.clone(),
+            algorithm: self.algorithm,
+            digits: unsigned(self.digits, "digits")?,
+        })
     }
 }
 
@@ -357,7 +409,7 @@ pub fn parse_key_uri(uri: String) -> FfiResult<KeyUri> {
 /// `InvalidLabel`, `InvalidDigits`, `InvalidPeriod`.
 #[uniffi::export]
 pub fn format_key_uri(key: KeyUri) -> FfiResult<String> {
-    Ok(crate::KeyUri::from(&key).to_uri()?.to_string())
+    Ok(key.core()?.to_uri()?.to_string())
 }
 
 /// The HOTP a key URI describes.
@@ -366,7 +418,7 @@ pub fn format_key_uri(key: KeyUri) -> FfiResult<String> {
 /// `ParameterNotAllowed` for a TOTP key, `InvalidDigits`.
 #[uniffi::export]
 pub fn key_uri_hotp(key: KeyUri) -> FfiResult<Arc<Hotp>> {
-    let inner = crate::KeyUri::from(&key).hotp()?;
+    let inner = key.core()?.hotp()?;
     Ok(Arc::new(Hotp { inner }))
 }
 
@@ -376,6 +428,6 @@ pub fn key_uri_hotp(key: KeyUri) -> FfiResult<Arc<Hotp>> {
 /// `ParameterNotAllowed` for an HOTP key, `InvalidDigits`, `InvalidPeriod`.
 #[uniffi::export]
 pub fn key_uri_totp(key: KeyUri) -> FfiResult<Arc<Totp>> {
-    let inner = crate::KeyUri::from(&key).totp()?;
+    let inner = key.core()?.totp()?;
     Ok(Arc::new(Totp { inner }))
 }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use super::delivery::{CodeFormat, DeliverySettings};
 use super::FfiResult;
+use crate::error::count;
+use crate::UnixTime;
 use crate::{DeliveryMethod, SmsEncoding, VerificationMode};
 
 debug_as_inner!(RiskPolicy, MessageTemplates);
@@ -20,8 +22,8 @@ pub enum CustomerPreference {
 /// The order facts the policy reads.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct Order {
-    /// Order value in minor units (pence, cents, paise).
-    pub value_minor: u64,
+    /// Order value in minor units (pence, cents, paise), 0 or more.
+    pub value_minor: i64,
     /// ISO 4217 currency code, such as `GBP`.
     pub currency: String,
     /// How it is delivered.
@@ -31,7 +33,7 @@ pub struct Order {
     pub categories: Vec<String>,
     /// Region risk score, 0 to 100.
     #[uniffi(default = 0)]
-    pub region_risk: u8,
+    pub region_risk: i32,
     /// What the customer asked for; none when null/nil.
     #[uniffi(default = None)]
     pub customer_preference: Option<CustomerPreference>,
@@ -40,25 +42,34 @@ pub struct Order {
     pub first_delivery_to_address: bool,
     /// Earlier "not received" claims by this customer.
     #[uniffi(default = 0)]
-    pub not_received_claims: u32,
+    pub not_received_claims: i32,
 }
 
-impl From<Order> for crate::Order {
-    fn from(o: Order) -> Self {
-        crate::Order {
-            value_minor: o.value_minor,
+impl Order {
+    /// The core's order; a negative number (or a region risk over 255) is refused.
+    fn core(self) -> FfiResult<crate::Order> {
+        fn field<T: TryFrom<i64>>(n: impl Into<i64>, name: &str) -> FfiResult<T> {
+            let n = n.into();
+            T::try_from(n).map_err(|_| crate::Error::InvalidOrder {
+                field: name.to_string(),
+                reason: format!("{n} is out of range"),
+            })
+        }
+        let o = self;
+        Ok(crate::Order {
+            value_minor: field(o.value_minor, "value_minor")?,
             currency: o.currency,
-            method: o.method.into(),
+            method: o.method,
             categories: o.categories,
-            region_risk: o.region_risk,
+            region_risk: field(o.region_risk, "region_risk")?,
             customer_preference: match o.customer_preference {
                 None => crate::CustomerPreference::None,
                 Some(CustomerPreference::Always) => crate::CustomerPreference::Always,
                 Some(CustomerPreference::Never) => crate::CustomerPreference::Never,
             },
             first_delivery_to_address: o.first_delivery_to_address,
-            not_received_claims: o.not_received_claims,
-        }
+            not_received_claims: field(o.not_received_claims, "not_received_claims")?,
+        })
     }
 }
 
@@ -168,7 +179,7 @@ impl RiskPolicy {
     /// # Errors
     /// `InvalidOrder` naming the field.
     pub fn decide(&self, order: Order) -> FfiResult<PolicyDecision> {
-        Ok(self.inner.decide(&order.into())?.into())
+        Ok(self.inner.decide(&order.core()?)?.into())
     }
 
     /// Decides for an order given as JSON (the fields of `Order`, snake case).
@@ -193,8 +204,8 @@ pub struct MessageValues {
     pub delivery_id: String,
     /// The code.
     pub code: String,
-    /// Until when it is valid, unix seconds.
-    pub expires_at: u64,
+    /// Until when it is valid.
+    pub expires_at: UnixTime,
     /// The customer's UTC offset in minutes.
     #[uniffi(default = 0)]
     pub utc_offset_minutes: i32,
@@ -206,7 +217,7 @@ impl From<MessageValues> for crate::MessageValues {
             sender: v.sender,
             delivery_id: v.delivery_id,
             code: v.code,
-            expires_at: v.expires_at,
+            expires_at: v.expires_at.secs(),
             utc_offset_minutes: v.utc_offset_minutes,
         }
     }
@@ -221,9 +232,9 @@ pub struct Sms {
     /// Its encoding.
     pub encoding: SmsEncoding,
     /// Characters as the network counts them.
-    pub units: u32,
+    pub units: i32,
     /// Segments it takes.
-    pub segments: u32,
+    pub segments: i32,
 }
 
 /// A rendered e-mail.
@@ -247,12 +258,9 @@ impl std::fmt::Debug for Sms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         crate::Sms {
             text: self.text.clone(),
-            encoding: match self.encoding {
-                SmsEncoding::Gsm7 => crate::SmsEncoding::Gsm7,
-                SmsEncoding::Ucs2 => crate::SmsEncoding::Ucs2,
-            },
-            units: self.units,
-            segments: self.segments,
+            encoding: self.encoding,
+            units: u32::try_from(self.units).unwrap_or(0),
+            segments: u32::try_from(self.segments).unwrap_or(0),
         }
         .fmt(f)
     }
@@ -305,12 +313,9 @@ impl MessageTemplates {
         let sms = self.inner.render_sms(&locale, &values.into())?;
         Ok(Sms {
             text: sms.text,
-            encoding: match sms.encoding {
-                crate::SmsEncoding::Gsm7 => SmsEncoding::Gsm7,
-                crate::SmsEncoding::Ucs2 => SmsEncoding::Ucs2,
-            },
-            units: sms.units,
-            segments: sms.segments,
+            encoding: sms.encoding,
+            units: count(sms.units),
+            segments: count(sms.segments),
         })
     }
 
@@ -331,7 +336,7 @@ impl MessageTemplates {
     /// # Errors
     /// `InvalidTemplate` for an unknown locale.
     pub fn format_hint(&self, locale: String, format: CodeFormat) -> FfiResult<String> {
-        self.inner.format_hint(&locale, format.into())
+        self.inner.format_hint(&locale, format.core()?)
     }
 }
 
@@ -366,7 +371,7 @@ mod tests {
                 "PKG-1".into(),
                 0,
                 "courier-1".into(),
-                1_764_000_000,
+                UnixTime::from_secs(1_764_000_000),
                 default_delivery_settings(),
             )
             .unwrap();
@@ -374,7 +379,7 @@ mod tests {
             sender: "Acme".into(),
             delivery_id: "PKG-1".into(),
             code: issued.code.clone(),
-            expires_at: 1_764_086_400,
+            expires_at: UnixTime::from_secs(1_764_086_400),
             utc_offset_minutes: 0,
         };
         let templates = MessageTemplates::defaults();

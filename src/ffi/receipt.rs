@@ -6,9 +6,11 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::delivery::{Backend, OfflineVerifier};
-use super::{now, FfiResult};
-use crate::{NotDeliveredReason, Verification};
+use super::{now, unsigned, FfiResult};
 use crate::error::Error as CoreError;
+use crate::error::{count, int};
+use crate::UnixTime;
+use crate::{NotDeliveredReason, Reconciliation};
 
 debug_as_inner!(DeviceKey, Receipt);
 
@@ -85,16 +87,17 @@ impl DeviceKey {
 
     /// The `Authorization` header for a request to the service: `method`
     /// as sent (`POST`), `path` with its query (`/v1/receipts`), the
-    /// device's unix time in seconds, and the exact body bytes (empty for
-    /// none). The service accepts it within 300 seconds of its clock, once.
+    /// device's time, and the exact body bytes (empty for none). The
+    /// service accepts it within 300 seconds of its clock, once.
     pub fn sign_request(
         &self,
         method: String,
         path: String,
-        timestamp: u64,
+        timestamp: UnixTime,
         body: Vec<u8>,
     ) -> String {
-        self.inner.sign_request(&method, &path, timestamp, &body)
+        self.inner
+            .sign_request(&method, &path, timestamp.secs(), &body)
     }
 
     /// `signRequest` at the device's current time.
@@ -118,7 +121,7 @@ pub enum ReceiptOutcome {
         /// The code entered.
         code: String,
         /// Attempts the backend counted (its `Confirmed.attemptsUsed`).
-        attempts_used: u32,
+        attempts_used: i32,
     },
     /// Not handed over.
     NotDelivered {
@@ -146,9 +149,9 @@ impl std::fmt::Debug for ReceiptOutcome {
 
 impl ReceiptOutcome {
     /// The core outcome and the attempts counted online.
-    fn into_core(self) -> (crate::ReceiptOutcome, u32) {
+    fn into_core(self) -> FfiResult<(crate::ReceiptOutcome, u32)> {
         use crate::proof::receipt::Verification;
-        match self {
+        Ok(match self {
             ReceiptOutcome::DeliveredOffline { code } => (
                 crate::ReceiptOutcome::Delivered {
                     code: Zeroizing::new(code),
@@ -164,15 +167,12 @@ impl ReceiptOutcome {
                     code: Zeroizing::new(code),
                     verified: Verification::Online,
                 },
-                attempts_used,
+                unsigned(attempts_used, "attempts_used")?,
             ),
-            ReceiptOutcome::NotDelivered { reason } => (
-                crate::ReceiptOutcome::NotDelivered {
-                    reason: reason.into(),
-                },
-                0,
-            ),
-        }
+            ReceiptOutcome::NotDelivered { reason } => {
+                (crate::ReceiptOutcome::NotDelivered { reason }, 0)
+            }
+        })
     }
 
     fn from_core(outcome: &crate::ReceiptOutcome, attempts: u32) -> Self {
@@ -189,10 +189,10 @@ impl ReceiptOutcome {
                 verified: Verification::Online,
             } => ReceiptOutcome::DeliveredOnline {
                 code: code.as_str().to_string(),
-                attempts_used: attempts,
+                attempts_used: count(attempts),
             },
             crate::ReceiptOutcome::NotDelivered { reason } => ReceiptOutcome::NotDelivered {
-                reason: reason.clone().into(),
+                reason: reason.clone(),
             },
         }
     }
@@ -205,17 +205,18 @@ pub struct Location {
     pub lat_microdegrees: i32,
     /// Longitude in millionths of a degree.
     pub lon_microdegrees: i32,
-    /// Accuracy radius in metres.
-    pub accuracy_m: u32,
+    /// Accuracy radius in metres, 0 or more.
+    pub accuracy_m: i32,
 }
 
-impl From<Location> for crate::Location {
-    fn from(l: Location) -> Self {
-        crate::Location {
-            lat_microdegrees: l.lat_microdegrees,
-            lon_microdegrees: l.lon_microdegrees,
-            accuracy_m: l.accuracy_m,
-        }
+impl Location {
+    /// The core's location; a negative accuracy is refused.
+    fn core(self) -> FfiResult<crate::Location> {
+        Ok(crate::Location {
+            lat_microdegrees: self.lat_microdegrees,
+            lon_microdegrees: self.lon_microdegrees,
+            accuracy_m: unsigned(self.accuracy_m, "accuracy_m")?,
+        })
     }
 }
 
@@ -224,7 +225,7 @@ impl From<crate::Location> for Location {
         Location {
             lat_microdegrees: l.lat_microdegrees,
             lon_microdegrees: l.lon_microdegrees,
-            accuracy_m: l.accuracy_m,
+            accuracy_m: count(l.accuracy_m),
         }
     }
 }
@@ -239,8 +240,9 @@ impl From<crate::Location> for Location {
 pub fn location_from_degrees(
     latitude: f64,
     longitude: f64,
-    accuracy_m: u32,
+    accuracy_m: i32,
 ) -> FfiResult<Location> {
+    let accuracy_m = unsigned(accuracy_m, "accuracy_m")?;
     Ok(crate::Location::from_degrees(latitude, longitude, accuracy_m)?.into())
 }
 
@@ -318,8 +320,8 @@ impl Receipt {
     }
 
     /// The ticket's sequence.
-    pub fn sequence(&self) -> u64 {
-        self.inner.sequence()
+    pub fn sequence(&self) -> i64 {
+        int(self.inner.sequence())
     }
 
     /// The courier id.
@@ -338,18 +340,18 @@ impl Receipt {
     }
 
     /// Attempts used.
-    pub fn attempts(&self) -> u32 {
-        self.inner.attempts()
+    pub fn attempts(&self) -> i32 {
+        count(self.inner.attempts())
     }
 
     /// Device time of the first attempt.
-    pub fn first_attempt_at(&self) -> Option<u64> {
-        self.inner.first_attempt_at()
+    pub fn first_attempt_at(&self) -> Option<UnixTime> {
+        self.inner.first_attempt_at().map(UnixTime::from_secs)
     }
 
     /// Device time of the decision.
-    pub fn decided_at(&self) -> u64 {
-        self.inner.decided_at()
+    pub fn decided_at(&self) -> UnixTime {
+        UnixTime::from_secs(self.inner.decided_at())
     }
 
     /// Where the decision was made.
@@ -380,10 +382,10 @@ impl OfflineVerifier {
         &self,
         device_key: Arc<DeviceKey>,
         outcome: ReceiptOutcome,
-        decided_at: u64,
+        decided_at: UnixTime,
         details: ReceiptDetails,
     ) -> FfiResult<Arc<Receipt>> {
-        let (outcome, online_attempts) = outcome.into_core();
+        let (outcome, online_attempts) = outcome.into_core()?;
         let photo_sha256 = match details.photo_sha256 {
             None => None,
             Some(bytes) => Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
@@ -393,7 +395,10 @@ impl OfflineVerifier {
             })?),
         };
         let extras = crate::ReceiptExtras {
-            location: details.location.map(Into::into),
+            location: match details.location {
+                Some(location) => Some(location.core()?),
+                None => None,
+            },
             photo_sha256,
             app_version: details.app_version,
         };
@@ -401,7 +406,7 @@ impl OfflineVerifier {
             &device_key.inner,
             outcome,
             online_attempts,
-            decided_at,
+            decided_at.secs(),
             extras,
         )?;
         Ok(Arc::new(Receipt { inner }))
@@ -433,126 +438,6 @@ impl OfflineVerifier {
     }
 }
 
-/// The backend's judgement of a receipt.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
-#[uniffi::export(Debug)]
-pub enum Decision {
-    /// Delivered with the issued code.
-    Confirmed {
-        /// How it was checked: on the device, or by the backend online.
-        verified: Verification,
-    },
-    /// The device accepted a code that is not the issued one: suspected fraud.
-    CodeMismatch,
-    /// An online check of this ticket sent a wrong code matching its hash:
-    /// suspected fraud by that courier and device.
-    GuessedFromTicket {
-        /// The courier who sent the guess.
-        courier_id: String,
-        /// The device it came from.
-        device_id: String,
-    },
-    /// A claim of the receipt does not hold against the ticket or the
-    /// backend's records: suspected fraud.
-    FalseClaim {
-        /// The receipt field (`format`, `kid`, `attempts`, `first`, `decided`, `via`).
-        field: String,
-    },
-    /// The MAC does not match: changed, or made by another device or courier.
-    Tampered,
-    /// The receipt names a key id the backend does not have.
-    UnknownKey {
-        /// The unknown key id.
-        key_id: String,
-    },
-    /// The receipt's courier is not the one the ticket was issued to.
-    NotAssigned {
-        /// The courier the ticket was issued to.
-        assigned_courier_id: String,
-    },
-    /// A different receipt for the same ticket was reconciled before.
-    Conflicting,
-    /// The receipt's sequence is not the delivery's current one.
-    Stale {
-        /// The current sequence.
-        current_sequence: u64,
-    },
-    /// Not delivered.
-    NotDelivered {
-        /// Why.
-        reason: NotDeliveredReason,
-    },
-}
-
-impl From<crate::Decision> for Decision {
-    fn from(d: crate::Decision) -> Self {
-        use crate::Decision as C;
-        match d {
-            C::Confirmed { verified } => Decision::Confirmed {
-                verified: match verified {
-                    crate::Verification::Offline => Verification::Offline,
-                    crate::Verification::Online => Verification::Online,
-                },
-            },
-            C::CodeMismatch => Decision::CodeMismatch,
-            C::GuessedFromTicket {
-                courier_id,
-                device_id,
-            } => Decision::GuessedFromTicket {
-                courier_id,
-                device_id,
-            },
-            C::FalseClaim { field } => Decision::FalseClaim { field },
-            C::Tampered => Decision::Tampered,
-            C::UnknownKey { key_id } => Decision::UnknownKey { key_id },
-            C::NotAssigned {
-                assigned_courier_id,
-            } => Decision::NotAssigned {
-                assigned_courier_id,
-            },
-            C::Conflicting => Decision::Conflicting,
-            C::Stale { current_sequence } => Decision::Stale { current_sequence },
-            C::NotDelivered { reason } => Decision::NotDelivered {
-                reason: reason.into(),
-            },
-        }
-    }
-}
-
-/// A reconciled receipt.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct Reconciliation {
-    /// The decision.
-    pub decision: Decision,
-    /// Why, in words a support agent can read; never contains a code.
-    pub explanation: String,
-    /// True when this very receipt was reconciled before: the decision is
-    /// the one given then, and nothing changes.
-    pub repeated: bool,
-    /// The receipt's delivery id.
-    pub delivery_id: String,
-    /// The receipt's sequence.
-    pub sequence: u64,
-    /// The courier the receipt names.
-    pub courier_id: String,
-    /// The device the receipt names.
-    pub device_id: String,
-}
-
-impl From<crate::Reconciliation> for Reconciliation {
-    fn from(r: crate::Reconciliation) -> Self {
-        Reconciliation {
-            decision: r.decision.into(),
-            explanation: r.explanation,
-            repeated: r.repeated,
-            delivery_id: r.delivery_id,
-            sequence: r.sequence,
-            courier_id: r.courier_id,
-            device_id: r.device_id,
-        }
-    }
-}
-
 #[uniffi::export]
 impl Backend {
     /// The device key for `courier_id` on `device_id`, from the current
@@ -581,12 +466,10 @@ impl Backend {
         &self,
         receipt_json: String,
         ticket: Arc<super::delivery::Ticket>,
-        now: u64,
+        now: UnixTime,
     ) -> FfiResult<Reconciliation> {
         let receipt_json = Zeroizing::new(receipt_json);
-        Ok(self
-            .inner()
-            .reconcile(&receipt_json, &ticket.inner, now)?
-            .into())
+        self.inner()
+            .reconcile(&receipt_json, &ticket.inner, now.secs())
     }
 }

@@ -789,6 +789,7 @@ impl Receipt {
         if wire.v != RECEIPT_VERSION {
             return Err(unsupported(wire.v));
         }
+        crate::delivery::code::check_sequence(wire.seq).map_err(|e| invalid(e.to_string()))?;
         let format: CodeFormat = wire
             .format
             .parse()

@@ -24,6 +24,8 @@ pub const DEFAULT_RECEIPT_RETENTION_SECS: u64 = 90 * 24 * 3600;
 
 /// The backend's judgement of a receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Decision {
     /// Delivered, with the code issued for this ticket.
@@ -75,7 +77,7 @@ pub enum Decision {
     /// (a resend replaced it, or it was never issued).
     Stale {
         /// The delivery's current sequence.
-        current_sequence: u64,
+        current_sequence: i64,
     },
     /// The courier reports the parcel was not handed over.
     NotDelivered {
@@ -107,6 +109,7 @@ impl Decision {
 /// read. The explanation never contains a code; courier text in it is
 /// quoted as a JSON string and cut to 120 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Reconciliation {
     /// The decision.
     pub decision: Decision,
@@ -118,7 +121,7 @@ pub struct Reconciliation {
     /// The receipt's delivery id.
     pub delivery_id: String,
     /// The receipt's ticket sequence.
-    pub sequence: u64,
+    pub sequence: i64,
     /// The courier the receipt names.
     pub courier_id: String,
     /// The device the receipt names.
@@ -252,7 +255,7 @@ impl Backend {
             explanation,
             repeated: false,
             delivery_id: delivery.to_string(),
-            sequence: seq,
+            sequence: crate::error::int(seq),
             courier_id: receipt.courier_id().to_string(),
             device_id: receipt.device_id().to_string(),
         };
@@ -308,7 +311,7 @@ impl Backend {
             };
             return Ok(done(
                 Decision::Stale {
-                    current_sequence: current,
+                    current_sequence: crate::error::int(current),
                 },
                 format!(
                     "the receipt is for sequence {seq} of delivery {}, but the current sequence \

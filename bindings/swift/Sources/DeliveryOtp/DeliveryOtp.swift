@@ -471,38 +471,6 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterUInt8: FfiConverterPrimitive {
-    typealias FfiType = UInt8
-    typealias SwiftType = UInt8
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt8 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: UInt8, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
-    typealias FfiType = UInt32
-    typealias SwiftType = UInt32
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
     typealias FfiType = Int32
     typealias SwiftType = Int32
@@ -652,6 +620,77 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
     }
 }
 
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterTimestamp: FfiConverterRustBuffer {
+    typealias SwiftType = Date
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Date {
+        let seconds: Int64 = try readInt(&buf)
+        let nanoseconds: UInt32 = try readInt(&buf)
+        // Build the Date from whole seconds first, then add the nanoseconds as a
+        // separate TimeInterval.  Date stores CFAbsoluteTime (seconds since 2001),
+        // so adding a small fraction to the ~7.8e8 base is twice as precise as
+        // adding it to the ~1.76e9 Unix-epoch value, because the smaller magnitude
+        // leaves more mantissa bits for the sub-second part.
+        if seconds >= 0 {
+            return Date(timeIntervalSince1970: Double(seconds))
+                .addingTimeInterval(Double(nanoseconds) / 1.0e9)
+        } else {
+            return Date(timeIntervalSince1970: Double(seconds))
+                .addingTimeInterval(-Double(nanoseconds) / 1.0e9)
+        }
+    }
+
+    public static func write(_ value: Date, into buf: inout [UInt8]) {
+        var delta = value.timeIntervalSince1970
+        var sign: Int64 = 1
+        if delta < 0 {
+            // The nanoseconds portion of the epoch offset must always be
+            // positive, to simplify the calculation we will use the absolute
+            // value of the offset.
+            sign = -1
+            delta = -delta
+        }
+        if delta.rounded(.down) > Double(Int64.max) {
+            fatalError("Timestamp overflow, exceeds max bounds supported by Uniffi")
+        }
+        let seconds = Int64(delta)
+        let nanoseconds = UInt32((delta - Double(seconds)) * 1.0e9)
+        writeInt(&buf, sign * seconds)
+        writeInt(&buf, nanoseconds)
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterDuration: FfiConverterRustBuffer {
+    typealias SwiftType = TimeInterval
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TimeInterval {
+        let seconds: UInt64 = try readInt(&buf)
+        let nanoseconds: UInt32 = try readInt(&buf)
+        return Double(seconds) + (Double(nanoseconds) / 1.0e9)
+    }
+
+    public static func write(_ value: TimeInterval, into buf: inout [UInt8]) {
+        if value.rounded(.down) > Double(Int64.max) {
+            fatalError("Duration overflow, exceeds max bounds supported by Uniffi")
+        }
+
+        if value < 0 {
+            fatalError("Invalid duration, must be non-negative")
+        }
+
+        let seconds = UInt64(value)
+        let nanoseconds = UInt32((value - Double(seconds)) * 1.0e9)
+        writeInt(&buf, seconds)
+        writeInt(&buf, nanoseconds)
+    }
+}
+
 
 
 
@@ -678,7 +717,7 @@ public protocol BackendProtocol: AnyObject, Sendable {
      * # Errors
      * `UnknownKeyId`, `InvalidDeliveryId`, `InvalidCodeFormat`.
      */
-    func deriveCode(keyId: String, deliveryId: String, sequence: UInt64, format: CodeFormat) throws  -> String
+    func deriveCode(keyId: String, deliveryId: String, sequence: Int64, format: CodeFormat) throws  -> String
     
     /**
      * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
@@ -690,7 +729,7 @@ public protocol BackendProtocol: AnyObject, Sendable {
      * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`,
      * `InvalidDeviceKey` (a bad courier id), `Overflow`.
      */
-    func issue(deliveryId: String, sequence: UInt64, courierId: String, now: UInt64, settings: DeliverySettings) throws  -> IssuedCode
+    func issue(deliveryId: String, sequence: Int64, courierId: String, now: UnixTime, settings: DeliverySettings) throws  -> IssuedCode
     
     /**
      * Reads a ticket and checks it is this backend's, unchanged.
@@ -708,7 +747,7 @@ public protocol BackendProtocol: AnyObject, Sendable {
      * # Errors
      * As `issue`.
      */
-    func reassign(previous: Ticket, courierId: String, now: UInt64, settings: DeliverySettings) throws  -> IssuedCode
+    func reassign(previous: Ticket, courierId: String, now: UnixTime, settings: DeliverySettings) throws  -> IssuedCode
     
     /**
      * A resend: the next sequence after `previous`, so its code stops working.
@@ -716,7 +755,7 @@ public protocol BackendProtocol: AnyObject, Sendable {
      * # Errors
      * As `issue`.
      */
-    func resend(previous: Ticket, now: UInt64, settings: DeliverySettings) throws  -> IssuedCode
+    func resend(previous: Ticket, now: UnixTime, settings: DeliverySettings) throws  -> IssuedCode
     
     /**
      * Verifies a code typed for `ticket` (the delivery's current ticket as
@@ -730,7 +769,7 @@ public protocol BackendProtocol: AnyObject, Sendable {
      * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
      * `StateStorage` (sending the same request again is safe).
      */
-    func verifyOnline(ticket: Ticket, entered: String, courierId: String, deviceId: String, now: UInt64) throws  -> OnlineOutcome
+    func verifyOnline(ticket: Ticket, entered: String, courierId: String, deviceId: String, now: UnixTime) throws  -> OnlineOutcome
     
     /**
      * The device key for `courier_id` on `device_id`, from the current
@@ -750,7 +789,7 @@ public protocol BackendProtocol: AnyObject, Sendable {
      * `InvalidReceipt`, `UnsupportedReceiptVersion`, `TicketMacMismatch`,
      * `UnknownKeyId`, `StateStorage` (sending it again is safe), `Overflow`.
      */
-    func reconcile(receiptJson: String, ticket: Ticket, now: UInt64) throws  -> Reconciliation
+    func reconcile(receiptJson: String, ticket: Ticket, now: UnixTime) throws  -> Reconciliation
     
 }
 /**
@@ -847,14 +886,14 @@ open func codeFor(ticket: Ticket)throws  -> String  {
      * # Errors
      * `UnknownKeyId`, `InvalidDeliveryId`, `InvalidCodeFormat`.
      */
-open func deriveCode(keyId: String, deliveryId: String, sequence: UInt64, format: CodeFormat)throws  -> String  {
+open func deriveCode(keyId: String, deliveryId: String, sequence: Int64, format: CodeFormat)throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_backend_derive_code(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(keyId),
         FfiConverterString.lower(deliveryId),
-        FfiConverterUInt64.lower(sequence),
+        FfiConverterInt64.lower(sequence),
         FfiConverterTypeCodeFormat_lower(format),uniffiCallStatus
     )
 })
@@ -870,15 +909,15 @@ open func deriveCode(keyId: String, deliveryId: String, sequence: UInt64, format
      * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`,
      * `InvalidDeviceKey` (a bad courier id), `Overflow`.
      */
-open func issue(deliveryId: String, sequence: UInt64, courierId: String, now: UInt64, settings: DeliverySettings)throws  -> IssuedCode  {
+open func issue(deliveryId: String, sequence: Int64, courierId: String, now: UnixTime, settings: DeliverySettings)throws  -> IssuedCode  {
     return try  FfiConverterTypeIssuedCode_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_backend_issue(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(deliveryId),
-        FfiConverterUInt64.lower(sequence),
+        FfiConverterInt64.lower(sequence),
         FfiConverterString.lower(courierId),
-        FfiConverterUInt64.lower(now),
+        FfiConverterTypeUnixTime_lower(now),
         FfiConverterTypeDeliverySettings_lower(settings),uniffiCallStatus
     )
 })
@@ -908,14 +947,14 @@ open func readTicket(json: String)throws  -> Ticket  {
      * # Errors
      * As `issue`.
      */
-open func reassign(previous: Ticket, courierId: String, now: UInt64, settings: DeliverySettings)throws  -> IssuedCode  {
+open func reassign(previous: Ticket, courierId: String, now: UnixTime, settings: DeliverySettings)throws  -> IssuedCode  {
     return try  FfiConverterTypeIssuedCode_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_backend_reassign(
             self.uniffiCloneHandle(),
         FfiConverterTypeTicket_lower(previous),
         FfiConverterString.lower(courierId),
-        FfiConverterUInt64.lower(now),
+        FfiConverterTypeUnixTime_lower(now),
         FfiConverterTypeDeliverySettings_lower(settings),uniffiCallStatus
     )
 })
@@ -927,13 +966,13 @@ open func reassign(previous: Ticket, courierId: String, now: UInt64, settings: D
      * # Errors
      * As `issue`.
      */
-open func resend(previous: Ticket, now: UInt64, settings: DeliverySettings)throws  -> IssuedCode  {
+open func resend(previous: Ticket, now: UnixTime, settings: DeliverySettings)throws  -> IssuedCode  {
     return try  FfiConverterTypeIssuedCode_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_backend_resend(
             self.uniffiCloneHandle(),
         FfiConverterTypeTicket_lower(previous),
-        FfiConverterUInt64.lower(now),
+        FfiConverterTypeUnixTime_lower(now),
         FfiConverterTypeDeliverySettings_lower(settings),uniffiCallStatus
     )
 })
@@ -951,7 +990,7 @@ open func resend(previous: Ticket, now: UInt64, settings: DeliverySettings)throw
      * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
      * `StateStorage` (sending the same request again is safe).
      */
-open func verifyOnline(ticket: Ticket, entered: String, courierId: String, deviceId: String, now: UInt64)throws  -> OnlineOutcome  {
+open func verifyOnline(ticket: Ticket, entered: String, courierId: String, deviceId: String, now: UnixTime)throws  -> OnlineOutcome  {
     return try  FfiConverterTypeOnlineOutcome_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_backend_verify_online(
@@ -960,7 +999,7 @@ open func verifyOnline(ticket: Ticket, entered: String, courierId: String, devic
         FfiConverterString.lower(entered),
         FfiConverterString.lower(courierId),
         FfiConverterString.lower(deviceId),
-        FfiConverterUInt64.lower(now),uniffiCallStatus
+        FfiConverterTypeUnixTime_lower(now),uniffiCallStatus
     )
 })
 }
@@ -992,14 +1031,14 @@ open func provisionDevice(courierId: String, deviceId: String)throws  -> DeviceK
      * `InvalidReceipt`, `UnsupportedReceiptVersion`, `TicketMacMismatch`,
      * `UnknownKeyId`, `StateStorage` (sending it again is safe), `Overflow`.
      */
-open func reconcile(receiptJson: String, ticket: Ticket, now: UInt64)throws  -> Reconciliation  {
+open func reconcile(receiptJson: String, ticket: Ticket, now: UnixTime)throws  -> Reconciliation  {
     return try  FfiConverterTypeReconciliation_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_backend_reconcile(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(receiptJson),
         FfiConverterTypeTicket_lower(ticket),
-        FfiConverterUInt64.lower(now),uniffiCallStatus
+        FfiConverterTypeUnixTime_lower(now),uniffiCallStatus
     )
 })
 }
@@ -1090,10 +1129,10 @@ public protocol DeviceKeyProtocol: AnyObject, Sendable {
     /**
      * The `Authorization` header for a request to the service: `method`
      * as sent (`POST`), `path` with its query (`/v1/receipts`), the
-     * device's unix time in seconds, and the exact body bytes (empty for
-     * none). The service accepts it within 300 seconds of its clock, once.
+     * device's time, and the exact body bytes (empty for none). The
+     * service accepts it within 300 seconds of its clock, once.
      */
-    func signRequest(method: String, path: String, timestamp: UInt64, body: Data)  -> String
+    func signRequest(method: String, path: String, timestamp: UnixTime, body: Data)  -> String
     
     /**
      * `signRequest` at the device's current time.
@@ -1218,17 +1257,17 @@ open func keyId() -> String  {
     /**
      * The `Authorization` header for a request to the service: `method`
      * as sent (`POST`), `path` with its query (`/v1/receipts`), the
-     * device's unix time in seconds, and the exact body bytes (empty for
-     * none). The service accepts it within 300 seconds of its clock, once.
+     * device's time, and the exact body bytes (empty for none). The
+     * service accepts it within 300 seconds of its clock, once.
      */
-open func signRequest(method: String, path: String, timestamp: UInt64, body: Data) -> String  {
+open func signRequest(method: String, path: String, timestamp: UnixTime, body: Data) -> String  {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_devicekey_sign_request(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(method),
         FfiConverterString.lower(path),
-        FfiConverterUInt64.lower(timestamp),
+        FfiConverterTypeUnixTime_lower(timestamp),
         FfiConverterData.lower(body),uniffiCallStatus
     )
 })
@@ -1643,9 +1682,11 @@ public func FfiConverterTypeDeviceStateStore_lower(_ value: DeviceStateStore) ->
 public protocol HotpProtocol: AnyObject, Sendable {
     
     /**
-     * The code for `counter`.
+     * The code for `counter`: RFC 4226's unsigned 8-byte counter, whose
+     * 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
+     * it reads as negative, as Java's `Long.toUnsignedString` shows).
      */
-    func generate(counter: UInt64)  -> String
+    func generate(counter: Int64)  -> String
     
     /**
      * Checks `code` against counters `counter` to `counter + look_ahead`,
@@ -1655,7 +1696,7 @@ public protocol HotpProtocol: AnyObject, Sendable {
      * # Errors
      * `MalformedCode`, `WindowTooLarge` (more than 100).
      */
-    func verify(code: String, counter: UInt64, lookAhead: UInt64) throws  -> UInt64?
+    func verify(code: String, counter: Int64, lookAhead: Int32) throws  -> Int64?
     
 }
 /**
@@ -1707,13 +1748,13 @@ open class Hotp: HotpProtocol, @unchecked Sendable, CustomDebugStringConvertible
      * # Errors
      * `InvalidDigits`.
      */
-public convenience init(secret: Secret, digits: UInt32 = UInt32(6), algorithm: Algorithm? = nil)throws  {
+public convenience init(secret: Secret, digits: Int32 = 6, algorithm: Algorithm? = nil)throws  {
     let handle =
         try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_constructor_hotp_new(
         FfiConverterTypeSecret_lower(secret),
-        FfiConverterUInt32.lower(digits),
+        FfiConverterInt32.lower(digits),
         FfiConverterOptionTypeAlgorithm.lower(algorithm),uniffiCallStatus
     )
 }
@@ -1733,14 +1774,16 @@ public convenience init(secret: Secret, digits: UInt32 = UInt32(6), algorithm: A
 
     
     /**
-     * The code for `counter`.
+     * The code for `counter`: RFC 4226's unsigned 8-byte counter, whose
+     * 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
+     * it reads as negative, as Java's `Long.toUnsignedString` shows).
      */
-open func generate(counter: UInt64) -> String  {
+open func generate(counter: Int64) -> String  {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_hotp_generate(
             self.uniffiCloneHandle(),
-        FfiConverterUInt64.lower(counter),uniffiCallStatus
+        FfiConverterInt64.lower(counter),uniffiCallStatus
     )
 })
 }
@@ -1753,14 +1796,14 @@ open func generate(counter: UInt64) -> String  {
      * # Errors
      * `MalformedCode`, `WindowTooLarge` (more than 100).
      */
-open func verify(code: String, counter: UInt64, lookAhead: UInt64 = UInt64(0))throws  -> UInt64?  {
-    return try  FfiConverterOptionUInt64.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+open func verify(code: String, counter: Int64, lookAhead: Int32 = 0)throws  -> Int64?  {
+    return try  FfiConverterOptionInt64.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_hotp_verify(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(code),
-        FfiConverterUInt64.lower(counter),
-        FfiConverterUInt64.lower(lookAhead),uniffiCallStatus
+        FfiConverterInt64.lower(counter),
+        FfiConverterInt32.lower(lookAhead),uniffiCallStatus
     )
 })
 }
@@ -2339,7 +2382,7 @@ public protocol OfflineVerifierProtocol: AnyObject, Sendable {
      * # Errors
      * `StateStorage`, `CorruptState`.
      */
-    func attemptsLeft() throws  -> UInt32
+    func attemptsLeft() throws  -> Int32
     
     /**
      * The key the state is stored under.
@@ -2359,7 +2402,7 @@ public protocol OfflineVerifierProtocol: AnyObject, Sendable {
      * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
      * `StateStorage` (no outcome then), `CorruptState`.
      */
-    func verify(entered: String, now: UInt64) throws  -> OfflineOutcome
+    func verify(entered: String, now: UnixTime) throws  -> OfflineOutcome
     
     /**
      * `verify` at the device's current time.
@@ -2382,7 +2425,7 @@ public protocol OfflineVerifierProtocol: AnyObject, Sendable {
      * fields that differ from the stored receipt; `StateStorage`,
      * `CorruptState`.
      */
-    func receipt(deviceKey: DeviceKey, outcome: ReceiptOutcome, decidedAt: UInt64, details: ReceiptDetails) throws  -> Receipt
+    func receipt(deviceKey: DeviceKey, outcome: ReceiptOutcome, decidedAt: UnixTime, details: ReceiptDetails) throws  -> Receipt
     
     /**
      * `receipt` at the device's current time.
@@ -2448,16 +2491,15 @@ open class OfflineVerifier: OfflineVerifierProtocol, @unchecked Sendable, Custom
     }
     /**
      * A verifier for `ticket` with its state in `store`; the clock may seem
-     * to go back up to `clock_tolerance_secs` unreported.
+     * to go back up to five minutes unreported.
      */
-public convenience init(ticket: Ticket, store: DeviceStateStore, clockToleranceSecs: UInt64 = UInt64(300)) {
+public convenience init(ticket: Ticket, store: DeviceStateStore) {
     let handle =
         try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_constructor_offlineverifier_new(
         FfiConverterTypeTicket_lower(ticket),
-        FfiConverterTypeDeviceStateStore_lower(store),
-        FfiConverterUInt64.lower(clockToleranceSecs),uniffiCallStatus
+        FfiConverterTypeDeviceStateStore_lower(store),uniffiCallStatus
     )
 }
     self.init(unsafeFromHandle: handle)
@@ -2473,6 +2515,24 @@ public convenience init(ticket: Ticket, store: DeviceStateStore, clockToleranceS
     }
 
     
+    /**
+     * A verifier as `new` makes it, that lets the clock seem to go back up to
+     * `clock_tolerance` (whole seconds) unreported.
+     *
+     * # Errors
+     * `InvalidNumber` for a fraction of a second.
+     */
+public static func withClockTolerance(ticket: Ticket, store: DeviceStateStore, clockTolerance: TimeInterval)throws  -> OfflineVerifier  {
+    return try  FfiConverterTypeOfflineVerifier_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_offlineverifier_with_clock_tolerance(
+        FfiConverterTypeTicket_lower(ticket),
+        FfiConverterTypeDeviceStateStore_lower(store),
+        FfiConverterDuration.lower(clockTolerance),uniffiCallStatus
+    )
+})
+}
+    
 
     
     /**
@@ -2481,8 +2541,8 @@ public convenience init(ticket: Ticket, store: DeviceStateStore, clockToleranceS
      * # Errors
      * `StateStorage`, `CorruptState`.
      */
-open func attemptsLeft()throws  -> UInt32  {
-    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+open func attemptsLeft()throws  -> Int32  {
+    return try  FfiConverterInt32.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_offlineverifier_attempts_left(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -2522,13 +2582,13 @@ open func ticket() -> Ticket  {
      * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
      * `StateStorage` (no outcome then), `CorruptState`.
      */
-open func verify(entered: String, now: UInt64)throws  -> OfflineOutcome  {
+open func verify(entered: String, now: UnixTime)throws  -> OfflineOutcome  {
     return try  FfiConverterTypeOfflineOutcome_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_offlineverifier_verify(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(entered),
-        FfiConverterUInt64.lower(now),uniffiCallStatus
+        FfiConverterTypeUnixTime_lower(now),uniffiCallStatus
     )
 })
 }
@@ -2562,14 +2622,14 @@ open func verifyNow(entered: String)throws  -> OfflineOutcome  {
      * fields that differ from the stored receipt; `StateStorage`,
      * `CorruptState`.
      */
-open func receipt(deviceKey: DeviceKey, outcome: ReceiptOutcome, decidedAt: UInt64, details: ReceiptDetails)throws  -> Receipt  {
+open func receipt(deviceKey: DeviceKey, outcome: ReceiptOutcome, decidedAt: UnixTime, details: ReceiptDetails)throws  -> Receipt  {
     return try  FfiConverterTypeReceipt_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_offlineverifier_receipt(
             self.uniffiCloneHandle(),
         FfiConverterTypeDeviceKey_lower(deviceKey),
         FfiConverterTypeReceiptOutcome_lower(outcome),
-        FfiConverterUInt64.lower(decidedAt),
+        FfiConverterTypeUnixTime_lower(decidedAt),
         FfiConverterTypeReceiptDetails_lower(details),uniffiCallStatus
     )
 })
@@ -2683,7 +2743,7 @@ public protocol ReceiptProtocol: AnyObject, Sendable {
     /**
      * Attempts used.
      */
-    func attempts()  -> UInt32
+    func attempts()  -> Int32
     
     /**
      * The courier id.
@@ -2693,7 +2753,7 @@ public protocol ReceiptProtocol: AnyObject, Sendable {
     /**
      * Device time of the decision.
      */
-    func decidedAt()  -> UInt64
+    func decidedAt()  -> UnixTime
     
     /**
      * The delivery id.
@@ -2708,7 +2768,7 @@ public protocol ReceiptProtocol: AnyObject, Sendable {
     /**
      * Device time of the first attempt.
      */
-    func firstAttemptAt()  -> UInt64?
+    func firstAttemptAt()  -> UnixTime?
     
     /**
      * Where the decision was made.
@@ -2723,7 +2783,7 @@ public protocol ReceiptProtocol: AnyObject, Sendable {
     /**
      * The ticket's sequence.
      */
-    func sequence()  -> UInt64
+    func sequence()  -> Int64
     
     /**
      * The wire form, to upload to the backend.
@@ -2825,8 +2885,8 @@ open func appVersion() -> String  {
     /**
      * Attempts used.
      */
-open func attempts() -> UInt32  {
-    return try!  FfiConverterUInt32.lift(try! rustCall() {
+open func attempts() -> Int32  {
+    return try!  FfiConverterInt32.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_attempts(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -2849,8 +2909,8 @@ open func courierId() -> String  {
     /**
      * Device time of the decision.
      */
-open func decidedAt() -> UInt64  {
-    return try!  FfiConverterUInt64.lift(try! rustCall() {
+open func decidedAt() -> UnixTime  {
+    return try!  FfiConverterTypeUnixTime_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_decided_at(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -2885,8 +2945,8 @@ open func deviceId() -> String  {
     /**
      * Device time of the first attempt.
      */
-open func firstAttemptAt() -> UInt64?  {
-    return try!  FfiConverterOptionUInt64.lift(try! rustCall() {
+open func firstAttemptAt() -> UnixTime?  {
+    return try!  FfiConverterOptionTypeUnixTime.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_first_attempt_at(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -2921,8 +2981,8 @@ open func outcome() -> ReceiptOutcome  {
     /**
      * The ticket's sequence.
      */
-open func sequence() -> UInt64  {
-    return try!  FfiConverterUInt64.lift(try! rustCall() {
+open func sequence() -> Int64  {
+    return try!  FfiConverterInt64.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_sequence(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -3269,7 +3329,7 @@ public protocol SecretProtocol: AnyObject, Sendable {
     /**
      * Length of the secret in bytes.
      */
-    func byteLength()  -> UInt32
+    func byteLength()  -> Int32
     
     /**
      * The secret as base32 without padding, for an enrolment screen.
@@ -3387,11 +3447,11 @@ public static func generate()throws  -> Secret  {
      * # Errors
      * `SecretTooShort`, `SecretTooLong`, `RandomUnavailable`.
      */
-public static func generateWithLength(bytes: UInt32)throws  -> Secret  {
+public static func generateWithLength(bytes: Int32)throws  -> Secret  {
     return try  FfiConverterTypeSecret_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_constructor_secret_generate_with_length(
-        FfiConverterUInt32.lower(bytes),uniffiCallStatus
+        FfiConverterInt32.lower(bytes),uniffiCallStatus
     )
 })
 }
@@ -3401,8 +3461,8 @@ public static func generateWithLength(bytes: UInt32)throws  -> Secret  {
     /**
      * Length of the secret in bytes.
      */
-open func byteLength() -> UInt32  {
-    return try!  FfiConverterUInt32.lift(try! rustCall() {
+open func byteLength() -> Int32  {
+    return try!  FfiConverterInt32.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_secret_byte_length(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -3525,9 +3585,9 @@ public protocol TicketProtocol: AnyObject, Sendable {
     func deliveryId()  -> String
     
     /**
-     * Not valid from this unix time on.
+     * Not valid from this time on.
      */
-    func expiresAt()  -> UInt64
+    func expiresAt()  -> UnixTime
     
     /**
      * How the code is written.
@@ -3537,7 +3597,7 @@ public protocol TicketProtocol: AnyObject, Sendable {
     /**
      * Width of the offline hash in bits.
      */
-    func hashBits()  -> UInt32
+    func hashBits()  -> Int32
     
     /**
      * The id of the backend key the code derives from.
@@ -3547,17 +3607,17 @@ public protocol TicketProtocol: AnyObject, Sendable {
     /**
      * Attempts allowed.
      */
-    func maxAttempts()  -> UInt32
+    func maxAttempts()  -> Int32
     
     /**
-     * Not valid before this unix time.
+     * Not valid before this time.
      */
-    func notBefore()  -> UInt64
+    func notBefore()  -> UnixTime
     
     /**
      * The sequence number; a resend issues the next.
      */
-    func sequence()  -> UInt64
+    func sequence()  -> Int64
     
     /**
      * The wire form.
@@ -3664,10 +3724,10 @@ open func deliveryId() -> String  {
 }
     
     /**
-     * Not valid from this unix time on.
+     * Not valid from this time on.
      */
-open func expiresAt() -> UInt64  {
-    return try!  FfiConverterUInt64.lift(try! rustCall() {
+open func expiresAt() -> UnixTime  {
+    return try!  FfiConverterTypeUnixTime_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_expires_at(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -3690,8 +3750,8 @@ open func format() -> CodeFormat  {
     /**
      * Width of the offline hash in bits.
      */
-open func hashBits() -> UInt32  {
-    return try!  FfiConverterUInt32.lift(try! rustCall() {
+open func hashBits() -> Int32  {
+    return try!  FfiConverterInt32.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_hash_bits(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -3714,8 +3774,8 @@ open func keyId() -> String  {
     /**
      * Attempts allowed.
      */
-open func maxAttempts() -> UInt32  {
-    return try!  FfiConverterUInt32.lift(try! rustCall() {
+open func maxAttempts() -> Int32  {
+    return try!  FfiConverterInt32.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_max_attempts(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -3724,10 +3784,10 @@ open func maxAttempts() -> UInt32  {
 }
     
     /**
-     * Not valid before this unix time.
+     * Not valid before this time.
      */
-open func notBefore() -> UInt64  {
-    return try!  FfiConverterUInt64.lift(try! rustCall() {
+open func notBefore() -> UnixTime  {
+    return try!  FfiConverterTypeUnixTime_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_not_before(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -3738,8 +3798,8 @@ open func notBefore() -> UInt64  {
     /**
      * The sequence number; a resend issues the next.
      */
-open func sequence() -> UInt64  {
-    return try!  FfiConverterUInt64.lift(try! rustCall() {
+open func sequence() -> Int64  {
+    return try!  FfiConverterInt64.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_sequence(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -3850,12 +3910,12 @@ public func FfiConverterTypeTicket_lower(_ value: Ticket) -> UInt64 {
 public protocol TotpProtocol: AnyObject, Sendable {
     
     /**
-     * The code at a unix time (seconds).
+     * The code at `time`.
      *
      * # Errors
      * `TimeBeforeStart`.
      */
-    func generate(time: UInt64) throws  -> String
+    func generate(time: UnixTime) throws  -> String
     
     /**
      * The code now, by this device's clock.
@@ -3866,12 +3926,12 @@ public protocol TotpProtocol: AnyObject, Sendable {
     func generateNow() throws  -> String
     
     /**
-     * The time step at a unix time.
+     * The time step at `time`.
      *
      * # Errors
      * `TimeBeforeStart`.
      */
-    func stepAt(time: UInt64) throws  -> UInt64
+    func stepAt(time: UnixTime) throws  -> Int64
     
     /**
      * Checks `code` at a unix time, accepting `behind` steps before and
@@ -3882,7 +3942,7 @@ public protocol TotpProtocol: AnyObject, Sendable {
      * `MalformedCode`, `WindowTooLarge` (more than 100 on a side),
      * `TimeBeforeStart`.
      */
-    func verify(code: String, time: UInt64, behind: UInt64, ahead: UInt64, lastUsedStep: UInt64?) throws  -> TotpMatch?
+    func verify(code: String, time: UnixTime, behind: Int32, ahead: Int32, lastUsedStep: Int64?) throws  -> TotpMatch?
     
     /**
      * [`Totp::verify`] at the current time by this device's clock.
@@ -3890,7 +3950,7 @@ public protocol TotpProtocol: AnyObject, Sendable {
      * # Errors
      * As for `verify`.
      */
-    func verifyNow(code: String, behind: UInt64, ahead: UInt64, lastUsedStep: UInt64?) throws  -> TotpMatch?
+    func verifyNow(code: String, behind: Int32, ahead: Int32, lastUsedStep: Int64?) throws  -> TotpMatch?
     
 }
 /**
@@ -3936,23 +3996,21 @@ open class Totp: TotpProtocol, @unchecked Sendable, CustomDebugStringConvertible
         return try! rustCall { uniffi_delivery_otp_fn_clone_totp(self.handle, $0) }
     }
     /**
-     * A TOTP for `secret`: `digits` digits (6 to 10), a time step of
-     * `period` seconds (at least 1) counted from `t0` (unix seconds), and
-     * the hash `algorithm` (SHA-1 when null).
+     * A TOTP for `secret` as authenticator apps use it: `digits` digits
+     * (6 to 10), 30-second steps from 1970, the hash `algorithm` (SHA-1
+     * when null).
      *
      * # Errors
-     * `InvalidDigits`, `InvalidPeriod`.
+     * `InvalidDigits`.
      */
-public convenience init(secret: Secret, digits: UInt32 = UInt32(6), period: UInt64 = UInt64(30), algorithm: Algorithm? = nil, t0: UInt64 = UInt64(0))throws  {
+public convenience init(secret: Secret, digits: Int32 = 6, algorithm: Algorithm? = nil)throws  {
     let handle =
         try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_constructor_totp_new(
         FfiConverterTypeSecret_lower(secret),
-        FfiConverterUInt32.lower(digits),
-        FfiConverterUInt64.lower(period),
-        FfiConverterOptionTypeAlgorithm.lower(algorithm),
-        FfiConverterUInt64.lower(t0),uniffiCallStatus
+        FfiConverterInt32.lower(digits),
+        FfiConverterOptionTypeAlgorithm.lower(algorithm),uniffiCallStatus
     )
 }
     self.init(unsafeFromHandle: handle)
@@ -3968,20 +4026,40 @@ public convenience init(secret: Secret, digits: UInt32 = UInt32(6), period: UInt
     }
 
     
+    /**
+     * A TOTP with its own time step: `period` (whole seconds, at least 1)
+     * counted from `t0`.
+     *
+     * # Errors
+     * `InvalidDigits`, `InvalidPeriod`, `InvalidNumber` for a fraction of a second.
+     */
+public static func withPeriod(secret: Secret, digits: Int32, period: TimeInterval, algorithm: Algorithm?, t0: UnixTime)throws  -> Totp  {
+    return try  FfiConverterTypeTotp_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_totp_with_period(
+        FfiConverterTypeSecret_lower(secret),
+        FfiConverterInt32.lower(digits),
+        FfiConverterDuration.lower(period),
+        FfiConverterOptionTypeAlgorithm.lower(algorithm),
+        FfiConverterTypeUnixTime_lower(t0),uniffiCallStatus
+    )
+})
+}
+    
 
     
     /**
-     * The code at a unix time (seconds).
+     * The code at `time`.
      *
      * # Errors
      * `TimeBeforeStart`.
      */
-open func generate(time: UInt64)throws  -> String  {
+open func generate(time: UnixTime)throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_totp_generate(
             self.uniffiCloneHandle(),
-        FfiConverterUInt64.lower(time),uniffiCallStatus
+        FfiConverterTypeUnixTime_lower(time),uniffiCallStatus
     )
 })
 }
@@ -4002,17 +4080,17 @@ open func generateNow()throws  -> String  {
 }
     
     /**
-     * The time step at a unix time.
+     * The time step at `time`.
      *
      * # Errors
      * `TimeBeforeStart`.
      */
-open func stepAt(time: UInt64)throws  -> UInt64  {
-    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+open func stepAt(time: UnixTime)throws  -> Int64  {
+    return try  FfiConverterInt64.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_totp_step_at(
             self.uniffiCloneHandle(),
-        FfiConverterUInt64.lower(time),uniffiCallStatus
+        FfiConverterTypeUnixTime_lower(time),uniffiCallStatus
     )
 })
 }
@@ -4026,16 +4104,16 @@ open func stepAt(time: UInt64)throws  -> UInt64  {
      * `MalformedCode`, `WindowTooLarge` (more than 100 on a side),
      * `TimeBeforeStart`.
      */
-open func verify(code: String, time: UInt64, behind: UInt64 = UInt64(1), ahead: UInt64 = UInt64(0), lastUsedStep: UInt64? = nil)throws  -> TotpMatch?  {
+open func verify(code: String, time: UnixTime, behind: Int32 = 1, ahead: Int32 = 0, lastUsedStep: Int64? = nil)throws  -> TotpMatch?  {
     return try  FfiConverterOptionTypeTotpMatch.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_totp_verify(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(code),
-        FfiConverterUInt64.lower(time),
-        FfiConverterUInt64.lower(behind),
-        FfiConverterUInt64.lower(ahead),
-        FfiConverterOptionUInt64.lower(lastUsedStep),uniffiCallStatus
+        FfiConverterTypeUnixTime_lower(time),
+        FfiConverterInt32.lower(behind),
+        FfiConverterInt32.lower(ahead),
+        FfiConverterOptionInt64.lower(lastUsedStep),uniffiCallStatus
     )
 })
 }
@@ -4046,15 +4124,15 @@ open func verify(code: String, time: UInt64, behind: UInt64 = UInt64(1), ahead: 
      * # Errors
      * As for `verify`.
      */
-open func verifyNow(code: String, behind: UInt64 = UInt64(1), ahead: UInt64 = UInt64(0), lastUsedStep: UInt64? = nil)throws  -> TotpMatch?  {
+open func verifyNow(code: String, behind: Int32 = 1, ahead: Int32 = 0, lastUsedStep: Int64? = nil)throws  -> TotpMatch?  {
     return try  FfiConverterOptionTypeTotpMatch.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_totp_verify_now(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(code),
-        FfiConverterUInt64.lower(behind),
-        FfiConverterUInt64.lower(ahead),
-        FfiConverterOptionUInt64.lower(lastUsedStep),uniffiCallStatus
+        FfiConverterInt32.lower(behind),
+        FfiConverterInt32.lower(ahead),
+        FfiConverterOptionInt64.lower(lastUsedStep),uniffiCallStatus
     )
 })
 }
@@ -4136,15 +4214,15 @@ public struct DeliverySettings: Equatable, Hashable {
     /**
      * Width of the offline hash in bits, 8 to 32.
      */
-    public var hashBits: UInt32
+    public var hashBits: Int32
     /**
      * Attempts before the code locks, 1 to 100.
      */
-    public var maxAttempts: UInt32
+    public var maxAttempts: Int32
     /**
-     * Seconds from issuing until the code expires, up to 30 days.
+     * From issuing until the code expires: whole seconds, up to 30 days.
      */
-    public var lifetimeSecs: UInt64
+    public var lifetime: TimeInterval
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4157,18 +4235,18 @@ public struct DeliverySettings: Equatable, Hashable {
          */allowShortCodes: Bool = false, 
         /**
          * Width of the offline hash in bits, 8 to 32.
-         */hashBits: UInt32 = UInt32(12), 
+         */hashBits: Int32 = 12, 
         /**
          * Attempts before the code locks, 1 to 100.
-         */maxAttempts: UInt32 = UInt32(5), 
+         */maxAttempts: Int32 = 5, 
         /**
-         * Seconds from issuing until the code expires, up to 30 days.
-         */lifetimeSecs: UInt64 = UInt64(86400)) {
+         * From issuing until the code expires: whole seconds, up to 30 days.
+         */lifetime: TimeInterval) {
         self.format = format
         self.allowShortCodes = allowShortCodes
         self.hashBits = hashBits
         self.maxAttempts = maxAttempts
-        self.lifetimeSecs = lifetimeSecs
+        self.lifetime = lifetime
     }
 
     
@@ -4189,18 +4267,18 @@ public struct FfiConverterTypeDeliverySettings: FfiConverterRustBuffer {
             try DeliverySettings(
                 format: FfiConverterTypeCodeFormat.read(from: &buf), 
                 allowShortCodes: FfiConverterBool.read(from: &buf), 
-                hashBits: FfiConverterUInt32.read(from: &buf), 
-                maxAttempts: FfiConverterUInt32.read(from: &buf), 
-                lifetimeSecs: FfiConverterUInt64.read(from: &buf)
+                hashBits: FfiConverterInt32.read(from: &buf), 
+                maxAttempts: FfiConverterInt32.read(from: &buf), 
+                lifetime: FfiConverterDuration.read(from: &buf)
         )
     }
 
     public static func write(_ value: DeliverySettings, into buf: inout [UInt8]) {
         FfiConverterTypeCodeFormat.write(value.format, into: &buf)
         FfiConverterBool.write(value.allowShortCodes, into: &buf)
-        FfiConverterUInt32.write(value.hashBits, into: &buf)
-        FfiConverterUInt32.write(value.maxAttempts, into: &buf)
-        FfiConverterUInt64.write(value.lifetimeSecs, into: &buf)
+        FfiConverterInt32.write(value.hashBits, into: &buf)
+        FfiConverterInt32.write(value.maxAttempts, into: &buf)
+        FfiConverterDuration.write(value.lifetime, into: &buf)
     }
 }
 
@@ -4443,7 +4521,7 @@ public struct KeyUri: Equatable, Hashable, CustomDebugStringConvertible {
     /**
      * Digits per code.
      */
-    public var digits: UInt32
+    public var digits: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4465,7 +4543,7 @@ public struct KeyUri: Equatable, Hashable, CustomDebugStringConvertible {
          */algorithm: Algorithm, 
         /**
          * Digits per code.
-         */digits: UInt32) {
+         */digits: Int32) {
         self.kind = kind
         self.secret = secret
         self.issuer = issuer
@@ -4530,7 +4608,7 @@ public struct FfiConverterTypeKeyUri: FfiConverterRustBuffer {
                 issuer: FfiConverterOptionString.read(from: &buf), 
                 account: FfiConverterString.read(from: &buf), 
                 algorithm: FfiConverterTypeAlgorithm.read(from: &buf), 
-                digits: FfiConverterUInt32.read(from: &buf)
+                digits: FfiConverterInt32.read(from: &buf)
         )
     }
 
@@ -4540,7 +4618,7 @@ public struct FfiConverterTypeKeyUri: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.issuer, into: &buf)
         FfiConverterString.write(value.account, into: &buf)
         FfiConverterTypeAlgorithm.write(value.algorithm, into: &buf)
-        FfiConverterUInt32.write(value.digits, into: &buf)
+        FfiConverterInt32.write(value.digits, into: &buf)
     }
 }
 
@@ -4573,9 +4651,9 @@ public struct Location: Equatable, Hashable {
      */
     public var lonMicrodegrees: Int32
     /**
-     * Accuracy radius in metres.
+     * Accuracy radius in metres, 0 or more.
      */
-    public var accuracyM: UInt32
+    public var accuracyM: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4587,8 +4665,8 @@ public struct Location: Equatable, Hashable {
          * Longitude in millionths of a degree.
          */lonMicrodegrees: Int32, 
         /**
-         * Accuracy radius in metres.
-         */accuracyM: UInt32) {
+         * Accuracy radius in metres, 0 or more.
+         */accuracyM: Int32) {
         self.latMicrodegrees = latMicrodegrees
         self.lonMicrodegrees = lonMicrodegrees
         self.accuracyM = accuracyM
@@ -4612,14 +4690,14 @@ public struct FfiConverterTypeLocation: FfiConverterRustBuffer {
             try Location(
                 latMicrodegrees: FfiConverterInt32.read(from: &buf), 
                 lonMicrodegrees: FfiConverterInt32.read(from: &buf), 
-                accuracyM: FfiConverterUInt32.read(from: &buf)
+                accuracyM: FfiConverterInt32.read(from: &buf)
         )
     }
 
     public static func write(_ value: Location, into buf: inout [UInt8]) {
         FfiConverterInt32.write(value.latMicrodegrees, into: &buf)
         FfiConverterInt32.write(value.lonMicrodegrees, into: &buf)
-        FfiConverterUInt32.write(value.accuracyM, into: &buf)
+        FfiConverterInt32.write(value.accuracyM, into: &buf)
     }
 }
 
@@ -4656,9 +4734,9 @@ public struct MessageValues: Equatable, Hashable, CustomDebugStringConvertible {
      */
     public var code: String
     /**
-     * Until when it is valid, unix seconds.
+     * Until when it is valid.
      */
-    public var expiresAt: UInt64
+    public var expiresAt: UnixTime
     /**
      * The customer's UTC offset in minutes.
      */
@@ -4677,8 +4755,8 @@ public struct MessageValues: Equatable, Hashable, CustomDebugStringConvertible {
          * The code.
          */code: String, 
         /**
-         * Until when it is valid, unix seconds.
-         */expiresAt: UInt64, 
+         * Until when it is valid.
+         */expiresAt: UnixTime, 
         /**
          * The customer's UTC offset in minutes.
          */utcOffsetMinutes: Int32 = 0) {
@@ -4719,7 +4797,7 @@ public struct FfiConverterTypeMessageValues: FfiConverterRustBuffer {
                 sender: FfiConverterString.read(from: &buf), 
                 deliveryId: FfiConverterString.read(from: &buf), 
                 code: FfiConverterString.read(from: &buf), 
-                expiresAt: FfiConverterUInt64.read(from: &buf), 
+                expiresAt: FfiConverterTypeUnixTime.read(from: &buf), 
                 utcOffsetMinutes: FfiConverterInt32.read(from: &buf)
         )
     }
@@ -4728,7 +4806,7 @@ public struct FfiConverterTypeMessageValues: FfiConverterRustBuffer {
         FfiConverterString.write(value.sender, into: &buf)
         FfiConverterString.write(value.deliveryId, into: &buf)
         FfiConverterString.write(value.code, into: &buf)
-        FfiConverterUInt64.write(value.expiresAt, into: &buf)
+        FfiConverterTypeUnixTime.write(value.expiresAt, into: &buf)
         FfiConverterInt32.write(value.utcOffsetMinutes, into: &buf)
     }
 }
@@ -4754,9 +4832,9 @@ public func FfiConverterTypeMessageValues_lower(_ value: MessageValues) -> RustB
  */
 public struct Order: Equatable, Hashable {
     /**
-     * Order value in minor units (pence, cents, paise).
+     * Order value in minor units (pence, cents, paise), 0 or more.
      */
-    public var valueMinor: UInt64
+    public var valueMinor: Int64
     /**
      * ISO 4217 currency code, such as `GBP`.
      */
@@ -4772,7 +4850,7 @@ public struct Order: Equatable, Hashable {
     /**
      * Region risk score, 0 to 100.
      */
-    public var regionRisk: UInt8
+    public var regionRisk: Int32
     /**
      * What the customer asked for; none when null/nil.
      */
@@ -4784,14 +4862,14 @@ public struct Order: Equatable, Hashable {
     /**
      * Earlier "not received" claims by this customer.
      */
-    public var notReceivedClaims: UInt32
+    public var notReceivedClaims: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(
         /**
-         * Order value in minor units (pence, cents, paise).
-         */valueMinor: UInt64, 
+         * Order value in minor units (pence, cents, paise), 0 or more.
+         */valueMinor: Int64, 
         /**
          * ISO 4217 currency code, such as `GBP`.
          */currency: String, 
@@ -4803,7 +4881,7 @@ public struct Order: Equatable, Hashable {
          */categories: [String] = [], 
         /**
          * Region risk score, 0 to 100.
-         */regionRisk: UInt8 = UInt8(0), 
+         */regionRisk: Int32 = 0, 
         /**
          * What the customer asked for; none when null/nil.
          */customerPreference: CustomerPreference? = nil, 
@@ -4812,7 +4890,7 @@ public struct Order: Equatable, Hashable {
          */firstDeliveryToAddress: Bool = false, 
         /**
          * Earlier "not received" claims by this customer.
-         */notReceivedClaims: UInt32 = UInt32(0)) {
+         */notReceivedClaims: Int32 = 0) {
         self.valueMinor = valueMinor
         self.currency = currency
         self.method = method
@@ -4839,26 +4917,26 @@ public struct FfiConverterTypeOrder: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Order {
         return
             try Order(
-                valueMinor: FfiConverterUInt64.read(from: &buf), 
+                valueMinor: FfiConverterInt64.read(from: &buf), 
                 currency: FfiConverterString.read(from: &buf), 
                 method: FfiConverterTypeDeliveryMethod.read(from: &buf), 
                 categories: FfiConverterSequenceString.read(from: &buf), 
-                regionRisk: FfiConverterUInt8.read(from: &buf), 
+                regionRisk: FfiConverterInt32.read(from: &buf), 
                 customerPreference: FfiConverterOptionTypeCustomerPreference.read(from: &buf), 
                 firstDeliveryToAddress: FfiConverterBool.read(from: &buf), 
-                notReceivedClaims: FfiConverterUInt32.read(from: &buf)
+                notReceivedClaims: FfiConverterInt32.read(from: &buf)
         )
     }
 
     public static func write(_ value: Order, into buf: inout [UInt8]) {
-        FfiConverterUInt64.write(value.valueMinor, into: &buf)
+        FfiConverterInt64.write(value.valueMinor, into: &buf)
         FfiConverterString.write(value.currency, into: &buf)
         FfiConverterTypeDeliveryMethod.write(value.method, into: &buf)
         FfiConverterSequenceString.write(value.categories, into: &buf)
-        FfiConverterUInt8.write(value.regionRisk, into: &buf)
+        FfiConverterInt32.write(value.regionRisk, into: &buf)
         FfiConverterOptionTypeCustomerPreference.write(value.customerPreference, into: &buf)
         FfiConverterBool.write(value.firstDeliveryToAddress, into: &buf)
-        FfiConverterUInt32.write(value.notReceivedClaims, into: &buf)
+        FfiConverterInt32.write(value.notReceivedClaims, into: &buf)
     }
 }
 
@@ -5096,7 +5174,9 @@ public func FfiConverterTypeReceiptDetails_lower(_ value: ReceiptDetails) -> Rus
 
 
 /**
- * A reconciled receipt.
+ * A reconciled receipt: the decision, and a sentence a support agent can
+ * read. The explanation never contains a code; courier text in it is
+ * quoted as a JSON string and cut to 120 characters.
  */
 public struct Reconciliation: Equatable, Hashable {
     /**
@@ -5104,7 +5184,7 @@ public struct Reconciliation: Equatable, Hashable {
      */
     public var decision: Decision
     /**
-     * Why, in words a support agent can read; never contains a code.
+     * Why, in plain words.
      */
     public var explanation: String
     /**
@@ -5117,9 +5197,9 @@ public struct Reconciliation: Equatable, Hashable {
      */
     public var deliveryId: String
     /**
-     * The receipt's sequence.
+     * The receipt's ticket sequence.
      */
-    public var sequence: UInt64
+    public var sequence: Int64
     /**
      * The courier the receipt names.
      */
@@ -5136,7 +5216,7 @@ public struct Reconciliation: Equatable, Hashable {
          * The decision.
          */decision: Decision, 
         /**
-         * Why, in words a support agent can read; never contains a code.
+         * Why, in plain words.
          */explanation: String, 
         /**
          * True when this very receipt was reconciled before: the decision is
@@ -5146,8 +5226,8 @@ public struct Reconciliation: Equatable, Hashable {
          * The receipt's delivery id.
          */deliveryId: String, 
         /**
-         * The receipt's sequence.
-         */sequence: UInt64, 
+         * The receipt's ticket sequence.
+         */sequence: Int64, 
         /**
          * The courier the receipt names.
          */courierId: String, 
@@ -5183,7 +5263,7 @@ public struct FfiConverterTypeReconciliation: FfiConverterRustBuffer {
                 explanation: FfiConverterString.read(from: &buf), 
                 repeated: FfiConverterBool.read(from: &buf), 
                 deliveryId: FfiConverterString.read(from: &buf), 
-                sequence: FfiConverterUInt64.read(from: &buf), 
+                sequence: FfiConverterInt64.read(from: &buf), 
                 courierId: FfiConverterString.read(from: &buf), 
                 deviceId: FfiConverterString.read(from: &buf)
         )
@@ -5194,7 +5274,7 @@ public struct FfiConverterTypeReconciliation: FfiConverterRustBuffer {
         FfiConverterString.write(value.explanation, into: &buf)
         FfiConverterBool.write(value.repeated, into: &buf)
         FfiConverterString.write(value.deliveryId, into: &buf)
-        FfiConverterUInt64.write(value.sequence, into: &buf)
+        FfiConverterInt64.write(value.sequence, into: &buf)
         FfiConverterString.write(value.courierId, into: &buf)
         FfiConverterString.write(value.deviceId, into: &buf)
     }
@@ -5231,11 +5311,11 @@ public struct Sms: Equatable, Hashable, CustomDebugStringConvertible {
     /**
      * Characters as the network counts them.
      */
-    public var units: UInt32
+    public var units: Int32
     /**
      * Segments it takes.
      */
-    public var segments: UInt32
+    public var segments: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -5248,10 +5328,10 @@ public struct Sms: Equatable, Hashable, CustomDebugStringConvertible {
          */encoding: SmsEncoding, 
         /**
          * Characters as the network counts them.
-         */units: UInt32, 
+         */units: Int32, 
         /**
          * Segments it takes.
-         */segments: UInt32) {
+         */segments: Int32) {
         self.text = text
         self.encoding = encoding
         self.units = units
@@ -5287,16 +5367,16 @@ public struct FfiConverterTypeSms: FfiConverterRustBuffer {
             try Sms(
                 text: FfiConverterString.read(from: &buf), 
                 encoding: FfiConverterTypeSmsEncoding.read(from: &buf), 
-                units: FfiConverterUInt32.read(from: &buf), 
-                segments: FfiConverterUInt32.read(from: &buf)
+                units: FfiConverterInt32.read(from: &buf), 
+                segments: FfiConverterInt32.read(from: &buf)
         )
     }
 
     public static func write(_ value: Sms, into buf: inout [UInt8]) {
         FfiConverterString.write(value.text, into: &buf)
         FfiConverterTypeSmsEncoding.write(value.encoding, into: &buf)
-        FfiConverterUInt32.write(value.units, into: &buf)
-        FfiConverterUInt32.write(value.segments, into: &buf)
+        FfiConverterInt32.write(value.units, into: &buf)
+        FfiConverterInt32.write(value.segments, into: &buf)
     }
 }
 
@@ -5324,7 +5404,7 @@ public struct TotpMatch: Equatable, Hashable {
      * The time step whose code matched; pass it as `last_used_step` next
      * time so the same code is not accepted twice.
      */
-    public var step: UInt64
+    public var step: Int64
     /**
      * Matched step minus current step: negative when the authenticator's
      * clock is behind.
@@ -5337,7 +5417,7 @@ public struct TotpMatch: Equatable, Hashable {
         /**
          * The time step whose code matched; pass it as `last_used_step` next
          * time so the same code is not accepted twice.
-         */step: UInt64, 
+         */step: Int64, 
         /**
          * Matched step minus current step: negative when the authenticator's
          * clock is behind.
@@ -5362,13 +5442,13 @@ public struct FfiConverterTypeTotpMatch: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TotpMatch {
         return
             try TotpMatch(
-                step: FfiConverterUInt64.read(from: &buf), 
+                step: FfiConverterInt64.read(from: &buf), 
                 drift: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: TotpMatch, into buf: inout [UInt8]) {
-        FfiConverterUInt64.write(value.step, into: &buf)
+        FfiConverterInt64.write(value.step, into: &buf)
         FfiConverterInt64.write(value.drift, into: &buf)
     }
 }
@@ -5487,7 +5567,7 @@ public enum CodeFormat: Equatable, Hashable, CustomDebugStringConvertible {
     case numeric(
         /**
          * Number of digits.
-         */digits: UInt32
+         */digits: Int32
     )
     /**
      * Crockford base32 characters (0-9 and A-Z without I, L, O, U), 4 to 12.
@@ -5495,7 +5575,7 @@ public enum CodeFormat: Equatable, Hashable, CustomDebugStringConvertible {
     case crockford(
         /**
          * Number of characters.
-         */length: UInt32
+         */length: Int32
     )
 
 
@@ -5529,10 +5609,10 @@ public struct FfiConverterTypeCodeFormat: FfiConverterRustBuffer {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .numeric(digits: try FfiConverterUInt32.read(from: &buf)
+        case 1: return .numeric(digits: try FfiConverterInt32.read(from: &buf)
         )
         
-        case 2: return .crockford(length: try FfiConverterUInt32.read(from: &buf)
+        case 2: return .crockford(length: try FfiConverterInt32.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -5545,12 +5625,12 @@ public struct FfiConverterTypeCodeFormat: FfiConverterRustBuffer {
         
         case let .numeric(digits):
             writeInt(&buf, Int32(1))
-            FfiConverterUInt32.write(digits, into: &buf)
+            FfiConverterInt32.write(digits, into: &buf)
             
         
         case let .crockford(length):
             writeInt(&buf, Int32(2))
-            FfiConverterUInt32.write(length, into: &buf)
+            FfiConverterInt32.write(length, into: &buf)
             
         }
     }
@@ -5655,20 +5735,23 @@ public func FfiConverterTypeCustomerPreference_lower(_ value: CustomerPreference
 public enum Decision: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
-     * Delivered with the issued code.
+     * Delivered, with the code issued for this ticket.
      */
     case confirmed(
         /**
-         * How it was checked: on the device, or by the backend online.
+         * How the device checked it.
          */verified: Verification
     )
     /**
-     * The device accepted a code that is not the issued one: suspected fraud.
+     * The device recorded a delivery with a code that is not the one issued:
+     * a courier who brute-forced the ticket, or a phone that was tampered
+     * with. Treat as not delivered and look into it.
      */
     case codeMismatch
     /**
-     * An online check of this ticket sent a wrong code matching its hash:
-     * suspected fraud by that courier and device.
+     * An online check of this ticket sent a wrong code that matches the
+     * ticket's hash (see [`OnlineOutcome::GuessedFromTicket`]); whatever
+     * the receipt says, look into the courier and device that sent it.
      */
     case guessedFromTicket(
         /**
@@ -5679,20 +5762,25 @@ public enum Decision: Equatable, Hashable, CustomDebugStringConvertible {
          */deviceId: String
     )
     /**
-     * A claim of the receipt does not hold against the ticket or the
-     * backend's records: suspected fraud.
+     * The receipt claims something that does not hold against the ticket
+     * as issued or the backend's own records: `kid` or `format` other than
+     * the ticket's, more `attempts` than it allows, a time (`first`,
+     * `decided`) outside its validity or in the backend's future, or `via`
+     * online without the backend's online confirmation for this courier
+     * and device. Treat as not delivered and look into it.
      */
     case falseClaim(
         /**
-         * The receipt field (`format`, `kid`, `attempts`, `first`, `decided`, `via`).
+         * The receipt field that does not hold.
          */field: String
     )
     /**
-     * The MAC does not match: changed, or made by another device or courier.
+     * The MAC does not match: the receipt was changed, or another device
+     * or courier made it.
      */
     case tampered
     /**
-     * The receipt names a key id the backend does not have.
+     * The receipt names a key id this backend does not have.
      */
     case unknownKey(
         /**
@@ -5700,7 +5788,8 @@ public enum Decision: Equatable, Hashable, CustomDebugStringConvertible {
          */keyId: String
     )
     /**
-     * The receipt's courier is not the one the ticket was issued to.
+     * The receipt's courier is not the one the ticket was issued to. It
+     * takes nothing from the assigned courier.
      */
     case notAssigned(
         /**
@@ -5708,19 +5797,21 @@ public enum Decision: Equatable, Hashable, CustomDebugStringConvertible {
          */assignedCourierId: String
     )
     /**
-     * A different receipt for the same ticket was reconciled before.
+     * A different receipt for the same ticket was reconciled before; the
+     * first one stands.
      */
     case conflicting
     /**
-     * The receipt's sequence is not the delivery's current one.
+     * The receipt is for a sequence that is not the delivery's current one
+     * (a resend replaced it, or it was never issued).
      */
     case stale(
         /**
-         * The current sequence.
-         */currentSequence: UInt64
+         * The delivery's current sequence.
+         */currentSequence: Int64
     )
     /**
-     * Not delivered.
+     * The courier reports the parcel was not handed over.
      */
     case notDelivered(
         /**
@@ -5780,7 +5871,7 @@ public struct FfiConverterTypeDecision: FfiConverterRustBuffer {
         
         case 8: return .conflicting
         
-        case 9: return .stale(currentSequence: try FfiConverterUInt64.read(from: &buf)
+        case 9: return .stale(currentSequence: try FfiConverterInt64.read(from: &buf)
         )
         
         case 10: return .notDelivered(reason: try FfiConverterTypeNotDeliveredReason.read(from: &buf)
@@ -5834,7 +5925,7 @@ public struct FfiConverterTypeDecision: FfiConverterRustBuffer {
         
         case let .stale(currentSequence):
             writeInt(&buf, Int32(9))
-            FfiConverterUInt64.write(currentSequence, into: &buf)
+            FfiConverterInt64.write(currentSequence, into: &buf)
             
         
         case let .notDelivered(reason):
@@ -6100,18 +6191,19 @@ public func FfiConverterTypeNotDeliveredReason_lower(_ value: NotDeliveredReason
 
 
 /**
- * The result of an offline verification on the courier's device.
+ * The outcome of an offline verification.
  */
 
 public enum OfflineOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
-     * The code matches the ticket; provisional until the backend confirms it.
+     * The code matches the ticket. Provisional: the backend confirms it
+     * from the receipt.
      */
     case acceptedProvisionally(
         /**
          * Attempts used, this one included.
-         */attemptsUsed: UInt32
+         */attemptsUsed: Int32
     )
     /**
      * The code does not match.
@@ -6119,15 +6211,15 @@ public enum OfflineOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     case rejected(
         /**
          * Attempts still allowed.
-         */attemptsLeft: UInt32
+         */attemptsLeft: Int32
     )
     /**
-     * No attempts left for this ticket.
+     * No attempts are left for this ticket.
      */
     case lockedOut(
         /**
          * The ticket's expiry; a resend brings a new ticket.
-         */until: UInt64
+         */until: UnixTime
     )
     /**
      * The ticket has expired.
@@ -6135,7 +6227,7 @@ public enum OfflineOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     case expired(
         /**
          * When it expired.
-         */at: UInt64
+         */at: UnixTime
     )
     /**
      * The ticket is not valid yet.
@@ -6143,24 +6235,26 @@ public enum OfflineOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     case notYetValid(
         /**
          * When it becomes valid.
-         */from: UInt64
+         */from: UnixTime
     )
     /**
-     * The device clock went back past a time already seen; nothing was
-     * checked or counted.
+     * The device clock is earlier than a time already seen within the
+     * ticket's validity, beyond the tolerance. Nothing was checked or
+     * counted. (Readings after the ticket's expiry are not remembered, so
+     * one far-future reading cannot lock a delivery.)
      */
     case clockMovedBackwards(
         /**
          * The latest time seen.
-         */latestSeen: UInt64
+         */latestSeen: UnixTime
     )
     /**
-     * A newer ticket for this delivery was already used on this device.
+     * A newer ticket (a resend) for this delivery was already used here.
      */
     case superseded(
         /**
          * The newer sequence.
-         */bySequence: UInt64
+         */bySequence: Int64
     )
 
 
@@ -6194,25 +6288,25 @@ public struct FfiConverterTypeOfflineOutcome: FfiConverterRustBuffer {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .acceptedProvisionally(attemptsUsed: try FfiConverterUInt32.read(from: &buf)
+        case 1: return .acceptedProvisionally(attemptsUsed: try FfiConverterInt32.read(from: &buf)
         )
         
-        case 2: return .rejected(attemptsLeft: try FfiConverterUInt32.read(from: &buf)
+        case 2: return .rejected(attemptsLeft: try FfiConverterInt32.read(from: &buf)
         )
         
-        case 3: return .lockedOut(until: try FfiConverterUInt64.read(from: &buf)
+        case 3: return .lockedOut(until: try FfiConverterTypeUnixTime.read(from: &buf)
         )
         
-        case 4: return .expired(at: try FfiConverterUInt64.read(from: &buf)
+        case 4: return .expired(at: try FfiConverterTypeUnixTime.read(from: &buf)
         )
         
-        case 5: return .notYetValid(from: try FfiConverterUInt64.read(from: &buf)
+        case 5: return .notYetValid(from: try FfiConverterTypeUnixTime.read(from: &buf)
         )
         
-        case 6: return .clockMovedBackwards(latestSeen: try FfiConverterUInt64.read(from: &buf)
+        case 6: return .clockMovedBackwards(latestSeen: try FfiConverterTypeUnixTime.read(from: &buf)
         )
         
-        case 7: return .superseded(bySequence: try FfiConverterUInt64.read(from: &buf)
+        case 7: return .superseded(bySequence: try FfiConverterInt64.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -6225,37 +6319,37 @@ public struct FfiConverterTypeOfflineOutcome: FfiConverterRustBuffer {
         
         case let .acceptedProvisionally(attemptsUsed):
             writeInt(&buf, Int32(1))
-            FfiConverterUInt32.write(attemptsUsed, into: &buf)
+            FfiConverterInt32.write(attemptsUsed, into: &buf)
             
         
         case let .rejected(attemptsLeft):
             writeInt(&buf, Int32(2))
-            FfiConverterUInt32.write(attemptsLeft, into: &buf)
+            FfiConverterInt32.write(attemptsLeft, into: &buf)
             
         
         case let .lockedOut(until):
             writeInt(&buf, Int32(3))
-            FfiConverterUInt64.write(until, into: &buf)
+            FfiConverterTypeUnixTime.write(until, into: &buf)
             
         
         case let .expired(at):
             writeInt(&buf, Int32(4))
-            FfiConverterUInt64.write(at, into: &buf)
+            FfiConverterTypeUnixTime.write(at, into: &buf)
             
         
         case let .notYetValid(from):
             writeInt(&buf, Int32(5))
-            FfiConverterUInt64.write(from, into: &buf)
+            FfiConverterTypeUnixTime.write(from, into: &buf)
             
         
         case let .clockMovedBackwards(latestSeen):
             writeInt(&buf, Int32(6))
-            FfiConverterUInt64.write(latestSeen, into: &buf)
+            FfiConverterTypeUnixTime.write(latestSeen, into: &buf)
             
         
         case let .superseded(bySequence):
             writeInt(&buf, Int32(7))
-            FfiConverterUInt64.write(bySequence, into: &buf)
+            FfiConverterInt64.write(bySequence, into: &buf)
             
         }
     }
@@ -6279,46 +6373,50 @@ public func FfiConverterTypeOfflineOutcome_lower(_ value: OfflineOutcome) -> Rus
 
 
 /**
- * The result of an online verification on the backend.
+ * The result of an online verification.
  */
 
 public enum OnlineOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
-     * Right code; it is now used.
+     * The code is right; it is now used and will not be accepted again
+     * (the same request again gets this answer again).
      */
     case confirmed(
         /**
          * Attempts used, this one included.
-         */attemptsUsed: UInt32
+         */attemptsUsed: Int32
     )
     /**
-     * Wrong code.
+     * The code is wrong.
      */
     case rejected(
         /**
          * Attempts still allowed.
-         */attemptsLeft: UInt32
+         */attemptsLeft: Int32
     )
     /**
-     * No attempts left.
+     * No attempts are left.
      */
     case lockedOut(
         /**
-         * The code's expiry.
-         */until: UInt64
+         * The code's expiry; a resend issues a new code.
+         */until: UnixTime
     )
     /**
-     * The right code, already used by another request.
+     * The right code, but it was already used by another request.
      */
     case alreadyUsed
     /**
-     * A wrong code that matches the ticket's hash, as trying codes from the
-     * ticket gives: the code is ended (resend) and the courier recorded.
+     * A wrong code that matches the ticket's hash: what someone who lists
+     * the codes matching a ticket sends (an honest typo does so once in
+     * 2^t). The code is ended at once, only a resend issues a new one, and
+     * the courier and device that sent it are recorded for reconciliation.
      */
     case guessedFromTicket
     /**
-     * An earlier guess from the ticket ended this code; resend.
+     * An earlier entry guessed from the ticket ended this code; a resend
+     * issues a new one.
      */
     case ended
     /**
@@ -6327,7 +6425,7 @@ public enum OnlineOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     case expired(
         /**
          * When it expired.
-         */at: UInt64
+         */at: UnixTime
     )
     /**
      * The code is not valid yet.
@@ -6335,10 +6433,11 @@ public enum OnlineOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     case notYetValid(
         /**
          * When it becomes valid.
-         */from: UInt64
+         */from: UnixTime
     )
     /**
-     * The courier asking is not the one the ticket was issued to.
+     * The courier asking is not the one the ticket was issued to. Nothing
+     * was counted.
      */
     case notAssigned
 
@@ -6373,13 +6472,13 @@ public struct FfiConverterTypeOnlineOutcome: FfiConverterRustBuffer {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .confirmed(attemptsUsed: try FfiConverterUInt32.read(from: &buf)
+        case 1: return .confirmed(attemptsUsed: try FfiConverterInt32.read(from: &buf)
         )
         
-        case 2: return .rejected(attemptsLeft: try FfiConverterUInt32.read(from: &buf)
+        case 2: return .rejected(attemptsLeft: try FfiConverterInt32.read(from: &buf)
         )
         
-        case 3: return .lockedOut(until: try FfiConverterUInt64.read(from: &buf)
+        case 3: return .lockedOut(until: try FfiConverterTypeUnixTime.read(from: &buf)
         )
         
         case 4: return .alreadyUsed
@@ -6388,10 +6487,10 @@ public struct FfiConverterTypeOnlineOutcome: FfiConverterRustBuffer {
         
         case 6: return .ended
         
-        case 7: return .expired(at: try FfiConverterUInt64.read(from: &buf)
+        case 7: return .expired(at: try FfiConverterTypeUnixTime.read(from: &buf)
         )
         
-        case 8: return .notYetValid(from: try FfiConverterUInt64.read(from: &buf)
+        case 8: return .notYetValid(from: try FfiConverterTypeUnixTime.read(from: &buf)
         )
         
         case 9: return .notAssigned
@@ -6406,17 +6505,17 @@ public struct FfiConverterTypeOnlineOutcome: FfiConverterRustBuffer {
         
         case let .confirmed(attemptsUsed):
             writeInt(&buf, Int32(1))
-            FfiConverterUInt32.write(attemptsUsed, into: &buf)
+            FfiConverterInt32.write(attemptsUsed, into: &buf)
             
         
         case let .rejected(attemptsLeft):
             writeInt(&buf, Int32(2))
-            FfiConverterUInt32.write(attemptsLeft, into: &buf)
+            FfiConverterInt32.write(attemptsLeft, into: &buf)
             
         
         case let .lockedOut(until):
             writeInt(&buf, Int32(3))
-            FfiConverterUInt64.write(until, into: &buf)
+            FfiConverterTypeUnixTime.write(until, into: &buf)
             
         
         case .alreadyUsed:
@@ -6433,12 +6532,12 @@ public struct FfiConverterTypeOnlineOutcome: FfiConverterRustBuffer {
         
         case let .expired(at):
             writeInt(&buf, Int32(7))
-            FfiConverterUInt64.write(at, into: &buf)
+            FfiConverterTypeUnixTime.write(at, into: &buf)
             
         
         case let .notYetValid(from):
             writeInt(&buf, Int32(8))
-            FfiConverterUInt64.write(from, into: &buf)
+            FfiConverterTypeUnixTime.write(from, into: &buf)
             
         
         case .notAssigned:
@@ -6860,6 +6959,19 @@ enum OtpError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */reason: String
     )
     /**
+     * A number given from outside the range it has (a negative count from
+     * Kotlin or Swift, a sequence past 2^63 - 1, a duration with a fraction
+     * of a second).
+     */
+    case InvalidNumber(
+        /**
+         * Which number.
+         */what: String, 
+        /**
+         * What its range is.
+         */reason: String
+    )
+    /**
      * A number would leave its range (a sequence at its maximum, a time past `u64::MAX`).
      */
     case Overflow(
@@ -7039,7 +7151,11 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
         case 47: return .InvalidContact(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 48: return .Overflow(
+        case 48: return .InvalidNumber(
+            what: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 49: return .Overflow(
             what: try FfiConverterString.read(from: &buf)
             )
 
@@ -7292,8 +7408,14 @@ public struct FfiConverterTypeOtpError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Overflow(what):
+        case let .InvalidNumber(what,reason):
             writeInt(&buf, Int32(48))
+            FfiConverterString.write(what, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Overflow(what):
+            writeInt(&buf, Int32(49))
             FfiConverterString.write(what, into: &buf)
             
         }
@@ -7327,16 +7449,16 @@ public enum OtpKind: Equatable, Hashable, CustomDebugStringConvertible {
      */
     case totp(
         /**
-         * Time step in seconds.
-         */period: UInt64
+         * The time step (whole seconds).
+         */period: TimeInterval
     )
     /**
      * Counter-based (RFC 4226).
      */
     case hotp(
         /**
-         * The counter of the next code.
-         */counter: UInt64
+         * The counter of the next code, its 64 bits as `Hotp.generate` reads them.
+         */counter: Int64
     )
 
 
@@ -7370,10 +7492,10 @@ public struct FfiConverterTypeOtpKind: FfiConverterRustBuffer {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .totp(period: try FfiConverterUInt64.read(from: &buf)
+        case 1: return .totp(period: try FfiConverterDuration.read(from: &buf)
         )
         
-        case 2: return .hotp(counter: try FfiConverterUInt64.read(from: &buf)
+        case 2: return .hotp(counter: try FfiConverterInt64.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -7386,12 +7508,12 @@ public struct FfiConverterTypeOtpKind: FfiConverterRustBuffer {
         
         case let .totp(period):
             writeInt(&buf, Int32(1))
-            FfiConverterUInt64.write(period, into: &buf)
+            FfiConverterDuration.write(period, into: &buf)
             
         
         case let .hotp(counter):
             writeInt(&buf, Int32(2))
-            FfiConverterUInt64.write(counter, into: &buf)
+            FfiConverterInt64.write(counter, into: &buf)
             
         }
     }
@@ -7438,7 +7560,7 @@ public enum ReceiptOutcome: Equatable, Hashable, CustomDebugStringConvertible {
          */code: String, 
         /**
          * Attempts the backend counted (its `Confirmed.attemptsUsed`).
-         */attemptsUsed: UInt32
+         */attemptsUsed: Int32
     )
     /**
      * Not handed over.
@@ -7483,7 +7605,7 @@ public struct FfiConverterTypeReceiptOutcome: FfiConverterRustBuffer {
         case 1: return .deliveredOffline(code: try FfiConverterString.read(from: &buf)
         )
         
-        case 2: return .deliveredOnline(code: try FfiConverterString.read(from: &buf), attemptsUsed: try FfiConverterUInt32.read(from: &buf)
+        case 2: return .deliveredOnline(code: try FfiConverterString.read(from: &buf), attemptsUsed: try FfiConverterInt32.read(from: &buf)
         )
         
         case 3: return .notDelivered(reason: try FfiConverterTypeNotDeliveredReason.read(from: &buf)
@@ -7505,7 +7627,7 @@ public struct FfiConverterTypeReceiptOutcome: FfiConverterRustBuffer {
         case let .deliveredOnline(code,attemptsUsed):
             writeInt(&buf, Int32(2))
             FfiConverterString.write(code, into: &buf)
-            FfiConverterUInt32.write(attemptsUsed, into: &buf)
+            FfiConverterInt32.write(attemptsUsed, into: &buf)
             
         
         case let .notDelivered(reason):
@@ -7961,8 +8083,8 @@ public func FfiConverterTypeVerificationMode_lower(_ value: VerificationMode) ->
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
-    typealias SwiftType = UInt64?
+fileprivate struct FfiConverterOptionInt64: FfiConverterRustBuffer {
+    typealias SwiftType = Int64?
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         guard let value = value else {
@@ -7970,13 +8092,13 @@ fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
             return
         }
         writeInt(&buf, Int8(1))
-        FfiConverterUInt64.write(value, into: &buf)
+        FfiConverterInt64.write(value, into: &buf)
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
-        case 1: return try FfiConverterUInt64.read(from: &buf)
+        case 1: return try FfiConverterInt64.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -8153,6 +8275,30 @@ fileprivate struct FfiConverterOptionTypeCustomerPreference: FfiConverterRustBuf
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeUnixTime: FfiConverterRustBuffer {
+    typealias SwiftType = UnixTime?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeUnixTime.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeUnixTime.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -8199,6 +8345,46 @@ fileprivate struct FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer 
         return seq
     }
 }
+
+
+public typealias UnixTime = Date
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeUnixTime: FfiConverter {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UnixTime {
+        return try FfiConverterTimestamp.read(from: &buf)
+    }
+
+    public static func write(_ value: UnixTime, into buf: inout [UInt8]) {
+        return FfiConverterTimestamp.write(value, into: &buf)
+    }
+
+    public static func lift(_ value: RustBuffer) throws -> UnixTime {
+        return try FfiConverterTimestamp.lift(value)
+    }
+
+    public static func lower(_ value: UnixTime) -> RustBuffer {
+        return FfiConverterTimestamp.lower(value)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUnixTime_lift(_ value: RustBuffer) throws -> UnixTime {
+    return try FfiConverterTypeUnixTime.lift(value)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUnixTime_lower(_ value: UnixTime) -> RustBuffer {
+    return FfiConverterTypeUnixTime.lower(value)
+}
+
 /**
  * Checks settings before using them.
  *
@@ -8226,23 +8412,23 @@ public func defaultDeliverySettings() -> DeliverySettings  {
 /**
  * About how many codes match a ticket's hash: code space / 2^hash_bits.
  */
-public func expectedCandidates(format: CodeFormat, hashBits: UInt32) -> Double  {
-    return try!  FfiConverterDouble.lift(try! rustCall() {
+public func expectedCandidates(format: CodeFormat, hashBits: Int32)throws  -> Double  {
+    return try  FfiConverterDouble.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_func_expected_candidates(
         FfiConverterTypeCodeFormat_lower(format),
-        FfiConverterUInt32.lower(hashBits),uniffiCallStatus
+        FfiConverterInt32.lower(hashBits),uniffiCallStatus
     )
 })
 }
 /**
  * The chance that one wrong code passes the offline check: 2^-hash_bits.
  */
-public func falseAcceptProbability(hashBits: UInt32) -> Double  {
-    return try!  FfiConverterDouble.lift(try! rustCall() {
+public func falseAcceptProbability(hashBits: Int32)throws  -> Double  {
+    return try  FfiConverterDouble.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_func_false_accept_probability(
-        FfiConverterUInt32.lower(hashBits),uniffiCallStatus
+        FfiConverterInt32.lower(hashBits),uniffiCallStatus
     )
 })
 }
@@ -8358,13 +8544,13 @@ public func maskPhone(phone: String)throws  -> String  {
  * `InvalidReceipt` for a latitude outside ±90, a longitude outside ±180, or
  * a value that is not a number.
  */
-public func locationFromDegrees(latitude: Double, longitude: Double, accuracyM: UInt32)throws  -> Location  {
+public func locationFromDegrees(latitude: Double, longitude: Double, accuracyM: Int32)throws  -> Location  {
     return try  FfiConverterTypeLocation_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_func_location_from_degrees(
         FfiConverterDouble.lower(latitude),
         FfiConverterDouble.lower(longitude),
-        FfiConverterUInt32.lower(accuracyM),uniffiCallStatus
+        FfiConverterInt32.lower(accuracyM),uniffiCallStatus
     )
 })
 }
@@ -8390,10 +8576,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_func_default_delivery_settings() != 50514) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_expected_candidates() != 40565) {
+    if (uniffi_delivery_otp_checksum_func_expected_candidates() != 49340) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_false_accept_probability() != 6520) {
+    if (uniffi_delivery_otp_checksum_func_false_accept_probability() != 13026) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_func_normalize_code() != 51323) {
@@ -8417,34 +8603,34 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_func_mask_phone() != 27949) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_location_from_degrees() != 11779) {
+    if (uniffi_delivery_otp_checksum_func_location_from_degrees() != 58847) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_code_for() != 58523) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_derive_code() != 61543) {
+    if (uniffi_delivery_otp_checksum_method_backend_derive_code() != 24135) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_issue() != 42121) {
+    if (uniffi_delivery_otp_checksum_method_backend_issue() != 52545) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_read_ticket() != 28157) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_reassign() != 7574) {
+    if (uniffi_delivery_otp_checksum_method_backend_reassign() != 5933) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_resend() != 12361) {
+    if (uniffi_delivery_otp_checksum_method_backend_resend() != 32700) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 31988) {
+    if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 4972) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_provision_device() != 32829) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_reconcile() != 54703) {
+    if (uniffi_delivery_otp_checksum_method_backend_reconcile() != 24231) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_devicestatestore_load() != 20828) {
@@ -8471,7 +8657,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_keyset_to_json() != 27541) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() != 32701) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() != 35495) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_offlineverifier_state_key() != 15313) {
@@ -8480,13 +8666,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_offlineverifier_ticket() != 27851) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify() != 1482) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify() != 14702) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() != 51915) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() != 60460) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt() != 3646) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt() != 666) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() != 33754) {
@@ -8501,55 +8687,55 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_ticket_delivery_id() != 17376) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_ticket_expires_at() != 57951) {
+    if (uniffi_delivery_otp_checksum_method_ticket_expires_at() != 56334) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_ticket_format() != 56902) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_ticket_hash_bits() != 2423) {
+    if (uniffi_delivery_otp_checksum_method_ticket_hash_bits() != 5677) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_ticket_key_id() != 17796) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_ticket_max_attempts() != 14122) {
+    if (uniffi_delivery_otp_checksum_method_ticket_max_attempts() != 55072) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_ticket_not_before() != 24518) {
+    if (uniffi_delivery_otp_checksum_method_ticket_not_before() != 46008) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_ticket_sequence() != 50581) {
+    if (uniffi_delivery_otp_checksum_method_ticket_sequence() != 54852) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_ticket_to_json() != 25579) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_hotp_generate() != 42701) {
+    if (uniffi_delivery_otp_checksum_method_hotp_generate() != 38380) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_hotp_verify() != 52427) {
+    if (uniffi_delivery_otp_checksum_method_hotp_verify() != 61539) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_secret_byte_length() != 28332) {
+    if (uniffi_delivery_otp_checksum_method_secret_byte_length() != 35883) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_secret_to_base32() != 38416) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_generate() != 11032) {
+    if (uniffi_delivery_otp_checksum_method_totp_generate() != 58742) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_totp_generate_now() != 1853) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_step_at() != 24684) {
+    if (uniffi_delivery_otp_checksum_method_totp_step_at() != 6406) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_verify() != 19059) {
+    if (uniffi_delivery_otp_checksum_method_totp_verify() != 22039) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 48798) {
+    if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 59993) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() != 13238) {
@@ -8579,7 +8765,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_devicekey_key_id() != 58054) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_devicekey_sign_request() != 268) {
+    if (uniffi_delivery_otp_checksum_method_devicekey_sign_request() != 63261) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_devicekey_sign_request_now() != 35021) {
@@ -8591,13 +8777,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_receipt_app_version() != 58111) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_receipt_attempts() != 37737) {
+    if (uniffi_delivery_otp_checksum_method_receipt_attempts() != 39231) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_receipt_courier_id() != 63676) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_receipt_decided_at() != 40511) {
+    if (uniffi_delivery_otp_checksum_method_receipt_decided_at() != 23148) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_receipt_delivery_id() != 41860) {
@@ -8606,7 +8792,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_receipt_device_id() != 3638) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_receipt_first_attempt_at() != 3629) {
+    if (uniffi_delivery_otp_checksum_method_receipt_first_attempt_at() != 12968) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_receipt_location() != 17326) {
@@ -8615,7 +8801,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_receipt_outcome() != 33179) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_receipt_sequence() != 1529) {
+    if (uniffi_delivery_otp_checksum_method_receipt_sequence() != 53457) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_receipt_to_json() != 39267) {
@@ -8633,13 +8819,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_constructor_keyset_generate() != 30266) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_offlineverifier_new() != 7770) {
+    if (uniffi_delivery_otp_checksum_constructor_offlineverifier_new() != 49360) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_offlineverifier_with_clock_tolerance() != 27569) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_ticket_from_json() != 21404) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_hotp_new() != 16389) {
+    if (uniffi_delivery_otp_checksum_constructor_hotp_new() != 11242) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_secret_from_base32() != 26335) {
@@ -8651,10 +8840,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_constructor_secret_generate() != 63911) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() != 39274) {
+    if (uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() != 5122) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_constructor_totp_new() != 50869) {
+    if (uniffi_delivery_otp_checksum_constructor_totp_new() != 35896) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_totp_with_period() != 21493) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults() != 64938) {

@@ -81,55 +81,49 @@ extension CodeFormat {
     }
 }
 
-// Times as `Date`, defaulting to now, where the generated API takes unix seconds.
-
-extension Date {
-    /// Whole unix seconds; a date before 1970 counts as 0.
-    var unixSeconds: UInt64 { UInt64(max(0, timeIntervalSince1970.rounded(.down))) }
-}
+// The generated API takes `Date` (whole seconds count); these default it to now
+// and give the calls Swift's argument labels.
 
 extension OfflineVerifier {
     /// Checks what the courier typed, at `date` (the device's clock by default).
     public func verify(_ entered: String, at date: Date = Date()) throws -> OfflineOutcome {
-        try verify(entered: entered, now: date.unixSeconds)
+        try verify(entered: entered, now: date)
     }
 
     /// Makes this ticket's receipt at `date`, as `receipt(deviceKey:outcome:decidedAt:details:)` does.
     public func receipt(
         _ outcome: ReceiptOutcome, signedWith key: DeviceKey, details: ReceiptDetails, at date: Date = Date()
     ) throws -> Receipt {
-        try receipt(deviceKey: key, outcome: outcome, decidedAt: date.unixSeconds, details: details)
+        try receipt(deviceKey: key, outcome: outcome, decidedAt: date, details: details)
     }
 }
 
 extension Backend {
     /// Issues a delivery's code and ticket, valid from `date`.
     public func issue(
-        _ deliveryId: String, sequence: UInt64 = 0, courier courierId: String,
+        _ deliveryId: String, sequence: Int64 = 0, courier courierId: String,
         settings: DeliverySettings = .standard, at date: Date = Date()
     ) throws -> IssuedCode {
-        try issue(deliveryId: deliveryId, sequence: sequence, courierId: courierId, now: date.unixSeconds,
-                  settings: settings)
+        try issue(deliveryId: deliveryId, sequence: sequence, courierId: courierId, now: date, settings: settings)
     }
 
     /// Checks a code online for a courier's device, at `date`.
     public func verifyOnline(
         _ entered: String, ticket: Ticket, courier courierId: String, device deviceId: String, at date: Date = Date()
     ) throws -> OnlineOutcome {
-        try verifyOnline(ticket: ticket, entered: entered, courierId: courierId, deviceId: deviceId,
-                         now: date.unixSeconds)
+        try verifyOnline(ticket: ticket, entered: entered, courierId: courierId, deviceId: deviceId, now: date)
     }
 
     /// Judges a receipt against the ticket as issued, at `date`.
     public func reconcile(_ receiptJson: String, against ticket: Ticket, at date: Date = Date()) throws -> Reconciliation {
-        try reconcile(receiptJson: receiptJson, ticket: ticket, now: date.unixSeconds)
+        try reconcile(receiptJson: receiptJson, ticket: ticket, now: date)
     }
 }
 
 extension DeviceKey {
     /// The `Authorization` header for a request to the service, signed at `date`.
     public func signRequest(_ method: String, path: String, body: Data = Data(), at date: Date = Date()) -> String {
-        signRequest(method: method, path: path, timestamp: date.unixSeconds, body: body)
+        signRequest(method: method, path: path, timestamp: date, body: body)
     }
 }
 

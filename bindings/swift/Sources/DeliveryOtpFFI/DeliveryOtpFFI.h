@@ -289,12 +289,12 @@ RustBuffer uniffi_delivery_otp_fn_method_backend_code_for(uint64_t ptr, uint64_t
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_DERIVE_CODE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_DERIVE_CODE
-RustBuffer uniffi_delivery_otp_fn_method_backend_derive_code(uint64_t ptr, RustBuffer key_id, RustBuffer delivery_id, uint64_t sequence, RustBuffer format, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_backend_derive_code(uint64_t ptr, RustBuffer key_id, RustBuffer delivery_id, int64_t sequence, RustBuffer format, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE
-RustBuffer uniffi_delivery_otp_fn_method_backend_issue(uint64_t ptr, RustBuffer delivery_id, uint64_t sequence, RustBuffer courier_id, uint64_t now, RustBuffer settings, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_backend_issue(uint64_t ptr, RustBuffer delivery_id, int64_t sequence, RustBuffer courier_id, RustBuffer now, RustBuffer settings, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_READ_TICKET
@@ -304,17 +304,17 @@ uint64_t uniffi_delivery_otp_fn_method_backend_read_ticket(uint64_t ptr, RustBuf
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_REASSIGN
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_REASSIGN
-RustBuffer uniffi_delivery_otp_fn_method_backend_reassign(uint64_t ptr, uint64_t previous, RustBuffer courier_id, uint64_t now, RustBuffer settings, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_backend_reassign(uint64_t ptr, uint64_t previous, RustBuffer courier_id, RustBuffer now, RustBuffer settings, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RESEND
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RESEND
-RustBuffer uniffi_delivery_otp_fn_method_backend_resend(uint64_t ptr, uint64_t previous, uint64_t now, RustBuffer settings, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_backend_resend(uint64_t ptr, uint64_t previous, RustBuffer now, RustBuffer settings, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_VERIFY_ONLINE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_VERIFY_ONLINE
-RustBuffer uniffi_delivery_otp_fn_method_backend_verify_online(uint64_t ptr, uint64_t ticket, RustBuffer entered, RustBuffer courier_id, RustBuffer device_id, uint64_t now, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_backend_verify_online(uint64_t ptr, uint64_t ticket, RustBuffer entered, RustBuffer courier_id, RustBuffer device_id, RustBuffer now, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_PROVISION_DEVICE
@@ -324,7 +324,7 @@ uint64_t uniffi_delivery_otp_fn_method_backend_provision_device(uint64_t ptr, Ru
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RECONCILE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RECONCILE
-RustBuffer uniffi_delivery_otp_fn_method_backend_reconcile(uint64_t ptr, RustBuffer receipt_json, uint64_t ticket, uint64_t now, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_backend_reconcile(uint64_t ptr, RustBuffer receipt_json, uint64_t ticket, RustBuffer now, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_UNIFFI_TRAIT_DEBUG
@@ -424,12 +424,17 @@ void uniffi_delivery_otp_fn_free_offlineverifier(uint64_t handle, RustCallStatus
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_OFFLINEVERIFIER_NEW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_OFFLINEVERIFIER_NEW
-uint64_t uniffi_delivery_otp_fn_constructor_offlineverifier_new(uint64_t ticket, uint64_t store, uint64_t clock_tolerance_secs, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_delivery_otp_fn_constructor_offlineverifier_new(uint64_t ticket, uint64_t store, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_OFFLINEVERIFIER_WITH_CLOCK_TOLERANCE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_OFFLINEVERIFIER_WITH_CLOCK_TOLERANCE
+uint64_t uniffi_delivery_otp_fn_constructor_offlineverifier_with_clock_tolerance(uint64_t ticket, uint64_t store, RustBuffer clock_tolerance, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_ATTEMPTS_LEFT
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_ATTEMPTS_LEFT
-uint32_t uniffi_delivery_otp_fn_method_offlineverifier_attempts_left(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int32_t uniffi_delivery_otp_fn_method_offlineverifier_attempts_left(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_STATE_KEY
@@ -444,7 +449,7 @@ uint64_t uniffi_delivery_otp_fn_method_offlineverifier_ticket(uint64_t ptr, Rust
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_VERIFY
-RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_verify(uint64_t ptr, RustBuffer entered, uint64_t now, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_verify(uint64_t ptr, RustBuffer entered, RustBuffer now, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_VERIFY_NOW
@@ -454,7 +459,7 @@ RustBuffer uniffi_delivery_otp_fn_method_offlineverifier_verify_now(uint64_t ptr
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_RECEIPT
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_RECEIPT
-uint64_t uniffi_delivery_otp_fn_method_offlineverifier_receipt(uint64_t ptr, uint64_t device_key, RustBuffer outcome, uint64_t decided_at, RustBuffer details, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_delivery_otp_fn_method_offlineverifier_receipt(uint64_t ptr, uint64_t device_key, RustBuffer outcome, RustBuffer decided_at, RustBuffer details, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEVERIFIER_RECEIPT_NOW
@@ -499,7 +504,7 @@ RustBuffer uniffi_delivery_otp_fn_method_ticket_delivery_id(uint64_t ptr, RustCa
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_EXPIRES_AT
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_EXPIRES_AT
-uint64_t uniffi_delivery_otp_fn_method_ticket_expires_at(uint64_t ptr, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_ticket_expires_at(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_FORMAT
@@ -509,7 +514,7 @@ RustBuffer uniffi_delivery_otp_fn_method_ticket_format(uint64_t ptr, RustCallSta
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_HASH_BITS
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_HASH_BITS
-uint32_t uniffi_delivery_otp_fn_method_ticket_hash_bits(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int32_t uniffi_delivery_otp_fn_method_ticket_hash_bits(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_KEY_ID
@@ -519,17 +524,17 @@ RustBuffer uniffi_delivery_otp_fn_method_ticket_key_id(uint64_t ptr, RustCallSta
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_MAX_ATTEMPTS
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_MAX_ATTEMPTS
-uint32_t uniffi_delivery_otp_fn_method_ticket_max_attempts(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int32_t uniffi_delivery_otp_fn_method_ticket_max_attempts(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_NOT_BEFORE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_NOT_BEFORE
-uint64_t uniffi_delivery_otp_fn_method_ticket_not_before(uint64_t ptr, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_ticket_not_before(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_SEQUENCE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_SEQUENCE
-uint64_t uniffi_delivery_otp_fn_method_ticket_sequence(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int64_t uniffi_delivery_otp_fn_method_ticket_sequence(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TICKET_TO_JSON
@@ -569,17 +574,17 @@ void uniffi_delivery_otp_fn_free_hotp(uint64_t handle, RustCallStatus *_Nonnull 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_HOTP_NEW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_HOTP_NEW
-uint64_t uniffi_delivery_otp_fn_constructor_hotp_new(uint64_t secret, uint32_t digits, RustBuffer algorithm, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_delivery_otp_fn_constructor_hotp_new(uint64_t secret, int32_t digits, RustBuffer algorithm, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_HOTP_GENERATE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_HOTP_GENERATE
-RustBuffer uniffi_delivery_otp_fn_method_hotp_generate(uint64_t ptr, uint64_t counter, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_hotp_generate(uint64_t ptr, int64_t counter, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_HOTP_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_HOTP_VERIFY
-RustBuffer uniffi_delivery_otp_fn_method_hotp_verify(uint64_t ptr, RustBuffer code, uint64_t counter, uint64_t look_ahead, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_hotp_verify(uint64_t ptr, RustBuffer code, int64_t counter, int32_t look_ahead, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_HOTP_UNIFFI_TRAIT_DEBUG
@@ -615,12 +620,12 @@ uint64_t uniffi_delivery_otp_fn_constructor_secret_generate(RustCallStatus *_Non
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_SECRET_GENERATE_WITH_LENGTH
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_SECRET_GENERATE_WITH_LENGTH
-uint64_t uniffi_delivery_otp_fn_constructor_secret_generate_with_length(uint32_t bytes, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_delivery_otp_fn_constructor_secret_generate_with_length(int32_t bytes, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_SECRET_BYTE_LENGTH
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_SECRET_BYTE_LENGTH
-uint32_t uniffi_delivery_otp_fn_method_secret_byte_length(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int32_t uniffi_delivery_otp_fn_method_secret_byte_length(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_SECRET_TO_BASE32
@@ -660,12 +665,17 @@ void uniffi_delivery_otp_fn_free_totp(uint64_t handle, RustCallStatus *_Nonnull 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_TOTP_NEW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_TOTP_NEW
-uint64_t uniffi_delivery_otp_fn_constructor_totp_new(uint64_t secret, uint32_t digits, uint64_t period, RustBuffer algorithm, uint64_t t0, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_delivery_otp_fn_constructor_totp_new(uint64_t secret, int32_t digits, RustBuffer algorithm, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_TOTP_WITH_PERIOD
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_TOTP_WITH_PERIOD
+uint64_t uniffi_delivery_otp_fn_constructor_totp_with_period(uint64_t secret, int32_t digits, RustBuffer period, RustBuffer algorithm, RustBuffer t0, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_GENERATE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_GENERATE
-RustBuffer uniffi_delivery_otp_fn_method_totp_generate(uint64_t ptr, uint64_t time, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_totp_generate(uint64_t ptr, RustBuffer time, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_GENERATE_NOW
@@ -675,17 +685,17 @@ RustBuffer uniffi_delivery_otp_fn_method_totp_generate_now(uint64_t ptr, RustCal
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_STEP_AT
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_STEP_AT
-uint64_t uniffi_delivery_otp_fn_method_totp_step_at(uint64_t ptr, uint64_t time, RustCallStatus *_Nonnull out_status
+int64_t uniffi_delivery_otp_fn_method_totp_step_at(uint64_t ptr, RustBuffer time, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_VERIFY
-RustBuffer uniffi_delivery_otp_fn_method_totp_verify(uint64_t ptr, RustBuffer code, uint64_t time, uint64_t behind, uint64_t ahead, RustBuffer last_used_step, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_totp_verify(uint64_t ptr, RustBuffer code, RustBuffer time, int32_t behind, int32_t ahead, RustBuffer last_used_step, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_VERIFY_NOW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_VERIFY_NOW
-RustBuffer uniffi_delivery_otp_fn_method_totp_verify_now(uint64_t ptr, RustBuffer code, uint64_t behind, uint64_t ahead, RustBuffer last_used_step, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_totp_verify_now(uint64_t ptr, RustBuffer code, int32_t behind, int32_t ahead, RustBuffer last_used_step, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTP_UNIFFI_TRAIT_DEBUG
@@ -807,7 +817,7 @@ RustBuffer uniffi_delivery_otp_fn_method_devicekey_key_id(uint64_t ptr, RustCall
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_SIGN_REQUEST
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_SIGN_REQUEST
-RustBuffer uniffi_delivery_otp_fn_method_devicekey_sign_request(uint64_t ptr, RustBuffer method, RustBuffer path, uint64_t timestamp, RustBuffer body, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_devicekey_sign_request(uint64_t ptr, RustBuffer method, RustBuffer path, RustBuffer timestamp, RustBuffer body, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICEKEY_SIGN_REQUEST_NOW
@@ -862,7 +872,7 @@ RustBuffer uniffi_delivery_otp_fn_method_receipt_app_version(uint64_t ptr, RustC
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_ATTEMPTS
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_ATTEMPTS
-uint32_t uniffi_delivery_otp_fn_method_receipt_attempts(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int32_t uniffi_delivery_otp_fn_method_receipt_attempts(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_COURIER_ID
@@ -872,7 +882,7 @@ RustBuffer uniffi_delivery_otp_fn_method_receipt_courier_id(uint64_t ptr, RustCa
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_DECIDED_AT
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_DECIDED_AT
-uint64_t uniffi_delivery_otp_fn_method_receipt_decided_at(uint64_t ptr, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_method_receipt_decided_at(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_DELIVERY_ID
@@ -902,7 +912,7 @@ RustBuffer uniffi_delivery_otp_fn_method_receipt_outcome(uint64_t ptr, RustCallS
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_SEQUENCE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_SEQUENCE
-uint64_t uniffi_delivery_otp_fn_method_receipt_sequence(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int64_t uniffi_delivery_otp_fn_method_receipt_sequence(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPT_TO_JSON
@@ -935,6 +945,16 @@ int8_t uniffi_delivery_otp_fn_method_receipt_uniffi_trait_eq_ne(uint64_t ptr, ui
 uint64_t uniffi_delivery_otp_fn_method_receipt_uniffi_trait_hash(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ONLINEOUTCOME_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ONLINEOUTCOME_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEOUTCOME_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEOUTCOME_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OTPERROR_UNIFFI_TRAIT_DISPLAY
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OTPERROR_UNIFFI_TRAIT_DISPLAY
 RustBuffer uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
@@ -943,16 +963,6 @@ RustBuffer uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(RustBuffe
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_CODEFORMAT_UNIFFI_TRAIT_DEBUG
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_CODEFORMAT_UNIFFI_TRAIT_DEBUG
 RustBuffer uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEOUTCOME_UNIFFI_TRAIT_DEBUG
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OFFLINEOUTCOME_UNIFFI_TRAIT_DEBUG
-RustBuffer uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ONLINEOUTCOME_UNIFFI_TRAIT_DEBUG
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ONLINEOUTCOME_UNIFFI_TRAIT_DEBUG
-RustBuffer uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OTPKIND_UNIFFI_TRAIT_DEBUG
@@ -965,11 +975,6 @@ RustBuffer uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(RustBuffer p
 RustBuffer uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DECISION_UNIFFI_TRAIT_DEBUG
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DECISION_UNIFFI_TRAIT_DEBUG
-RustBuffer uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPTOUTCOME_UNIFFI_TRAIT_DEBUG
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPTOUTCOME_UNIFFI_TRAIT_DEBUG
 RustBuffer uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
@@ -978,6 +983,11 @@ RustBuffer uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(RustB
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_NOTDELIVEREDREASON_UNIFFI_TRAIT_DEBUG
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_NOTDELIVEREDREASON_UNIFFI_TRAIT_DEBUG
 RustBuffer uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DECISION_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DECISION_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_DEBUG
@@ -1048,12 +1058,12 @@ RustBuffer uniffi_delivery_otp_fn_func_default_delivery_settings(RustCallStatus 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_EXPECTED_CANDIDATES
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_EXPECTED_CANDIDATES
-double uniffi_delivery_otp_fn_func_expected_candidates(RustBuffer format, uint32_t hash_bits, RustCallStatus *_Nonnull out_status
+double uniffi_delivery_otp_fn_func_expected_candidates(RustBuffer format, int32_t hash_bits, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_FALSE_ACCEPT_PROBABILITY
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_FALSE_ACCEPT_PROBABILITY
-double uniffi_delivery_otp_fn_func_false_accept_probability(uint32_t hash_bits, RustCallStatus *_Nonnull out_status
+double uniffi_delivery_otp_fn_func_false_accept_probability(int32_t hash_bits, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_NORMALIZE_CODE
@@ -1093,7 +1103,7 @@ RustBuffer uniffi_delivery_otp_fn_func_mask_phone(RustBuffer phone, RustCallStat
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_LOCATION_FROM_DEGREES
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_LOCATION_FROM_DEGREES
-RustBuffer uniffi_delivery_otp_fn_func_location_from_degrees(double latitude, double longitude, uint32_t accuracy_m, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_delivery_otp_fn_func_location_from_degrees(double latitude, double longitude, int32_t accuracy_m, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_DELIVERY_OTP_RUSTBUFFER_ALLOC
@@ -1860,6 +1870,12 @@ uint16_t uniffi_delivery_otp_checksum_constructor_offlineverifier_new(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_OFFLINEVERIFIER_WITH_CLOCK_TOLERANCE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_OFFLINEVERIFIER_WITH_CLOCK_TOLERANCE
+uint16_t uniffi_delivery_otp_checksum_constructor_offlineverifier_with_clock_tolerance(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TICKET_FROM_JSON
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TICKET_FROM_JSON
 uint16_t uniffi_delivery_otp_checksum_constructor_ticket_from_json(void
@@ -1899,6 +1915,12 @@ uint16_t uniffi_delivery_otp_checksum_constructor_secret_generate_with_length(vo
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TOTP_NEW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TOTP_NEW
 uint16_t uniffi_delivery_otp_checksum_constructor_totp_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TOTP_WITH_PERIOD
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_TOTP_WITH_PERIOD
+uint16_t uniffi_delivery_otp_checksum_constructor_totp_with_period(void
     
 );
 #endif

@@ -1,29 +1,18 @@
-// Hand-written, beside the generated delivery_otp.kt: the courier flow with
-// java.time, and suspending variants that keep the app's store I/O off the
-// caller's thread. Each delegates to the generated API.
+// Hand-written, beside the generated delivery_otp.kt: the courier flow with the
+// device's clock as a default, and suspending variants that keep the app's
+// store I/O off the caller's thread. Each delegates to the generated API, which
+// already takes java.time.Instant and java.time.Duration.
 @file:JvmName("DeliveryOtpTime")
 
 package dev.deliveryotp
 
-import java.time.Duration
 import java.time.Instant
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
 
-/** Whole unix seconds; an instant before 1970 counts as 0. */
-internal val Instant.unixSeconds: ULong get() = if (epochSecond < 0) 0uL else epochSecond.toULong()
-
-/**
- * A verifier for [ticket] over the app's [store], with the default clock tolerance
- * (for Java, which cannot use the constructor's default argument).
- */
-fun offlineVerifier(ticket: Ticket, store: DeviceStateStore): OfflineVerifier = OfflineVerifier(ticket, store)
-
-/** Checks what the courier typed, at [at] (the device's clock by default). */
-@JvmOverloads
-fun OfflineVerifier.verify(entered: String, at: Instant = Instant.now()): OfflineOutcome =
-    verify(entered, at.unixSeconds)
+/** Checks what the courier typed, now by the device's clock. */
+fun OfflineVerifier.verify(entered: String): OfflineOutcome = verify(entered, Instant.now())
 
 /** Makes this ticket's receipt, signed with [key], decided at [at]. */
 @JvmOverloads
@@ -32,7 +21,7 @@ fun OfflineVerifier.receipt(
     key: DeviceKey,
     details: ReceiptDetails,
     at: Instant = Instant.now(),
-): Receipt = receipt(key, outcome, at.unixSeconds, details)
+): Receipt = receipt(key, outcome, at, details)
 
 /** [verify] on [dispatcher] (I/O by default): the app's store is read and written there. */
 @JvmOverloads
@@ -60,36 +49,17 @@ fun Backend.issue(
     at: Instant = Instant.now(),
     settings: DeliverySettings = defaultDeliverySettings(),
     sequence: Long = 0,
-): IssuedCode {
-    require(sequence >= 0) { "a sequence is 0 or more" }
-    return issue(deliveryId, sequence.toULong(), courierId, at.unixSeconds, settings)
-}
+): IssuedCode = issue(deliveryId, sequence, courierId, at, settings)
 
-/** Checks a code online for a courier's device, at [at]. */
+/** Checks a code online for a courier's device, now by the backend's clock. */
+fun Backend.verifyOnline(ticket: Ticket, entered: String, courierId: String, deviceId: String): OnlineOutcome =
+    verifyOnline(ticket, entered, courierId, deviceId, Instant.now())
+
+/** Judges a receipt against the ticket as issued, now by the backend's clock. */
+fun Backend.reconcile(receiptJson: String, ticket: Ticket): Reconciliation =
+    reconcile(receiptJson, ticket, Instant.now())
+
+/** The `Authorization` header for a request to the service, signed now by the device's clock. */
 @JvmOverloads
-fun Backend.verifyOnline(
-    ticket: Ticket,
-    entered: String,
-    courierId: String,
-    deviceId: String,
-    at: Instant = Instant.now(),
-): OnlineOutcome = verifyOnline(ticket, entered, courierId, deviceId, at.unixSeconds)
-
-/** Judges a receipt against the ticket as issued, at [at]. */
-@JvmOverloads
-fun Backend.reconcile(receiptJson: String, ticket: Ticket, at: Instant = Instant.now()): Reconciliation =
-    reconcile(receiptJson, ticket, at.unixSeconds)
-
-/** The `Authorization` header for a request to the service, signed at [at]. */
-@JvmOverloads
-fun DeviceKey.signRequest(method: String, path: String, body: ByteArray = ByteArray(0), at: Instant = Instant.now()): String =
-    signRequest(method, path, at.unixSeconds, body)
-
-/** How long a code issued with these settings stays valid. */
-val DeliverySettings.lifetime: Duration get() = Duration.ofSeconds(lifetimeSecs.toLong())
-
-/** These settings with another lifetime (whole seconds). */
-fun DeliverySettings.withLifetime(lifetime: Duration): DeliverySettings {
-    require(!lifetime.isNegative) { "a lifetime is not negative" }
-    return copy(lifetimeSecs = lifetime.seconds.toULong())
-}
+fun DeviceKey.signRequest(method: String, path: String, body: ByteArray = ByteArray(0)): String =
+    signRequest(method, path, Instant.now(), body)

@@ -871,6 +871,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_offlineverifier_new(
     ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_offlineverifier_with_clock_tolerance(
+    ): Int
     external fun uniffi_delivery_otp_checksum_constructor_ticket_from_json(
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_hotp_new(
@@ -884,6 +886,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_constructor_secret_generate_with_length(
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_totp_new(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_totp_with_period(
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults(
     ): Int
@@ -928,19 +932,19 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_derive_code(`ptr`: Long,`keyId`: RustBuffer.ByValue,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`format`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_backend_issue(`ptr`: Long,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`courierId`: RustBuffer.ByValue,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_backend_issue(`ptr`: Long,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`courierId`: RustBuffer.ByValue,`now`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_read_ticket(`ptr`: Long,`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_backend_reassign(`ptr`: Long,`previous`: Long,`courierId`: RustBuffer.ByValue,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_backend_reassign(`ptr`: Long,`previous`: Long,`courierId`: RustBuffer.ByValue,`now`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_backend_resend(`ptr`: Long,`previous`: Long,`now`: Long,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_backend_resend(`ptr`: Long,`previous`: Long,`now`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_backend_verify_online(`ptr`: Long,`ticket`: Long,`entered`: RustBuffer.ByValue,`courierId`: RustBuffer.ByValue,`deviceId`: RustBuffer.ByValue,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_backend_verify_online(`ptr`: Long,`ticket`: Long,`entered`: RustBuffer.ByValue,`courierId`: RustBuffer.ByValue,`deviceId`: RustBuffer.ByValue,`now`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_provision_device(`ptr`: Long,`courierId`: RustBuffer.ByValue,`deviceId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_backend_reconcile(`ptr`: Long,`receiptJson`: RustBuffer.ByValue,`ticket`: Long,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_backend_reconcile(`ptr`: Long,`receiptJson`: RustBuffer.ByValue,`ticket`: Long,`now`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -980,7 +984,9 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_delivery_otp_fn_free_offlineverifier(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_delivery_otp_fn_constructor_offlineverifier_new(`ticket`: Long,`store`: Long,`clockToleranceSecs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_constructor_offlineverifier_new(`ticket`: Long,`store`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_constructor_offlineverifier_with_clock_tolerance(`ticket`: Long,`store`: Long,`clockTolerance`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_method_offlineverifier_attempts_left(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
@@ -988,11 +994,11 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_offlineverifier_ticket(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_offlineverifier_verify(`ptr`: Long,`entered`: RustBuffer.ByValue,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_verify(`ptr`: Long,`entered`: RustBuffer.ByValue,`now`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_offlineverifier_verify_now(`ptr`: Long,`entered`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_offlineverifier_receipt(`ptr`: Long,`deviceKey`: Long,`outcome`: RustBuffer.ByValue,`decidedAt`: Long,`details`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_receipt(`ptr`: Long,`deviceKey`: Long,`outcome`: RustBuffer.ByValue,`decidedAt`: RustBuffer.ByValue,`details`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_method_offlineverifier_receipt_now(`ptr`: Long,`deviceKey`: Long,`outcome`: RustBuffer.ByValue,`details`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1011,7 +1017,7 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_method_ticket_delivery_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_ticket_expires_at(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_ticket_format(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_ticket_hash_bits(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1021,7 +1027,7 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_method_ticket_max_attempts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
     external fun uniffi_delivery_otp_fn_method_ticket_not_before(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_ticket_sequence(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_method_ticket_to_json(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1042,7 +1048,7 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_delivery_otp_fn_method_hotp_generate(`ptr`: Long,`counter`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_hotp_verify(`ptr`: Long,`code`: RustBuffer.ByValue,`counter`: Long,`lookAhead`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_hotp_verify(`ptr`: Long,`code`: RustBuffer.ByValue,`counter`: Long,`lookAhead`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_hotp_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1074,17 +1080,19 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_delivery_otp_fn_free_totp(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_delivery_otp_fn_constructor_totp_new(`secret`: Long,`digits`: Int,`period`: Long,`algorithm`: RustBuffer.ByValue,`t0`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_constructor_totp_new(`secret`: Long,`digits`: Int,`algorithm`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_totp_generate(`ptr`: Long,`time`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_constructor_totp_with_period(`secret`: Long,`digits`: Int,`period`: RustBuffer.ByValue,`algorithm`: RustBuffer.ByValue,`t0`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_totp_generate(`ptr`: Long,`time`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_totp_generate_now(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_totp_step_at(`ptr`: Long,`time`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_totp_step_at(`ptr`: Long,`time`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_totp_verify(`ptr`: Long,`code`: RustBuffer.ByValue,`time`: Long,`behind`: Long,`ahead`: Long,`lastUsedStep`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_totp_verify(`ptr`: Long,`code`: RustBuffer.ByValue,`time`: RustBuffer.ByValue,`behind`: Int,`ahead`: Int,`lastUsedStep`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_totp_verify_now(`ptr`: Long,`code`: RustBuffer.ByValue,`behind`: Long,`ahead`: Long,`lastUsedStep`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_totp_verify_now(`ptr`: Long,`code`: RustBuffer.ByValue,`behind`: Int,`ahead`: Int,`lastUsedStep`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_totp_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1132,7 +1140,7 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_devicekey_key_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_devicekey_sign_request(`ptr`: Long,`method`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`timestamp`: Long,`body`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_devicekey_sign_request(`ptr`: Long,`method`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`timestamp`: RustBuffer.ByValue,`body`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_devicekey_sign_request_now(`ptr`: Long,`method`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`body`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1159,7 +1167,7 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_method_receipt_courier_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_receipt_decided_at(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_receipt_delivery_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_receipt_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1184,23 +1192,23 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_delivery_otp_fn_method_receipt_uniffi_trait_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1373,10 +1381,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_func_default_delivery_settings() and 0xFFFF) != 50514) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_expected_candidates() and 0xFFFF) != 40565) {
+    if ((lib.uniffi_delivery_otp_checksum_func_expected_candidates() and 0xFFFF) != 49340) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_false_accept_probability() and 0xFFFF) != 6520) {
+    if ((lib.uniffi_delivery_otp_checksum_func_false_accept_probability() and 0xFFFF) != 13026) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_func_normalize_code() and 0xFFFF) != 51323) {
@@ -1400,34 +1408,34 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_func_mask_phone() and 0xFFFF) != 27949) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_location_from_degrees() and 0xFFFF) != 11779) {
+    if ((lib.uniffi_delivery_otp_checksum_func_location_from_degrees() and 0xFFFF) != 58847) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_code_for() and 0xFFFF) != 58523) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_derive_code() and 0xFFFF) != 61543) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_derive_code() and 0xFFFF) != 24135) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 42121) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 52545) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_read_ticket() and 0xFFFF) != 28157) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_reassign() and 0xFFFF) != 7574) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_reassign() and 0xFFFF) != 5933) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 12361) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 32700) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 31988) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 4972) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_provision_device() and 0xFFFF) != 32829) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_reconcile() and 0xFFFF) != 54703) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_reconcile() and 0xFFFF) != 24231) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_devicestatestore_load() and 0xFFFF) != 20828) {
@@ -1454,7 +1462,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_keyset_to_json() and 0xFFFF) != 27541) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() and 0xFFFF) != 32701) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_attempts_left() and 0xFFFF) != 35495) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_state_key() and 0xFFFF) != 15313) {
@@ -1463,13 +1471,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_ticket() and 0xFFFF) != 27851) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify() and 0xFFFF) != 1482) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify() and 0xFFFF) != 14702) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() and 0xFFFF) != 51915) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() and 0xFFFF) != 60460) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt() and 0xFFFF) != 3646) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt() and 0xFFFF) != 666) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() and 0xFFFF) != 33754) {
@@ -1484,55 +1492,55 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_delivery_id() and 0xFFFF) != 17376) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_ticket_expires_at() and 0xFFFF) != 57951) {
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_expires_at() and 0xFFFF) != 56334) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_format() and 0xFFFF) != 56902) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_ticket_hash_bits() and 0xFFFF) != 2423) {
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_hash_bits() and 0xFFFF) != 5677) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_key_id() and 0xFFFF) != 17796) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_ticket_max_attempts() and 0xFFFF) != 14122) {
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_max_attempts() and 0xFFFF) != 55072) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_ticket_not_before() and 0xFFFF) != 24518) {
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_not_before() and 0xFFFF) != 46008) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_ticket_sequence() and 0xFFFF) != 50581) {
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_sequence() and 0xFFFF) != 54852) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_to_json() and 0xFFFF) != 25579) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_hotp_generate() and 0xFFFF) != 42701) {
+    if ((lib.uniffi_delivery_otp_checksum_method_hotp_generate() and 0xFFFF) != 38380) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_hotp_verify() and 0xFFFF) != 52427) {
+    if ((lib.uniffi_delivery_otp_checksum_method_hotp_verify() and 0xFFFF) != 61539) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_secret_byte_length() and 0xFFFF) != 28332) {
+    if ((lib.uniffi_delivery_otp_checksum_method_secret_byte_length() and 0xFFFF) != 35883) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_secret_to_base32() and 0xFFFF) != 38416) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate() and 0xFFFF) != 11032) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_generate() and 0xFFFF) != 58742) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_totp_generate_now() and 0xFFFF) != 1853) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_step_at() and 0xFFFF) != 24684) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_step_at() and 0xFFFF) != 6406) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify() and 0xFFFF) != 19059) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify() and 0xFFFF) != 22039) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 48798) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 59993) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() and 0xFFFF) != 13238) {
@@ -1562,7 +1570,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_devicekey_key_id() and 0xFFFF) != 58054) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_sign_request() and 0xFFFF) != 268) {
+    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_sign_request() and 0xFFFF) != 63261) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_devicekey_sign_request_now() and 0xFFFF) != 35021) {
@@ -1574,13 +1582,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_app_version() and 0xFFFF) != 58111) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_receipt_attempts() and 0xFFFF) != 37737) {
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_attempts() and 0xFFFF) != 39231) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_courier_id() and 0xFFFF) != 63676) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_receipt_decided_at() and 0xFFFF) != 40511) {
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_decided_at() and 0xFFFF) != 23148) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_delivery_id() and 0xFFFF) != 41860) {
@@ -1589,7 +1597,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_device_id() and 0xFFFF) != 3638) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_receipt_first_attempt_at() and 0xFFFF) != 3629) {
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_first_attempt_at() and 0xFFFF) != 12968) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_location() and 0xFFFF) != 17326) {
@@ -1598,7 +1606,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_outcome() and 0xFFFF) != 33179) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_receipt_sequence() and 0xFFFF) != 1529) {
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_sequence() and 0xFFFF) != 53457) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_to_json() and 0xFFFF) != 39267) {
@@ -1616,13 +1624,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_constructor_keyset_generate() and 0xFFFF) != 30266) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_offlineverifier_new() and 0xFFFF) != 7770) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_offlineverifier_new() and 0xFFFF) != 49360) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_offlineverifier_with_clock_tolerance() and 0xFFFF) != 27569) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_ticket_from_json() and 0xFFFF) != 21404) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_hotp_new() and 0xFFFF) != 16389) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_hotp_new() and 0xFFFF) != 11242) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_base32() and 0xFFFF) != 26335) {
@@ -1634,10 +1645,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate() and 0xFFFF) != 63911) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() and 0xFFFF) != 39274) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_secret_generate_with_length() and 0xFFFF) != 5122) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 50869) {
+    if ((lib.uniffi_delivery_otp_checksum_constructor_totp_new() and 0xFFFF) != 35896) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_totp_with_period() and 0xFFFF) != 21493) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_messagetemplates_defaults() and 0xFFFF) != 64938) {
@@ -1849,56 +1863,6 @@ private class JavaLangRefCleanable(
 /**
  * @suppress
  */
-public object FfiConverterUByte: FfiConverter<UByte, Byte> {
-    override fun lift(value: Byte): UByte {
-        return value.toUByte()
-    }
-
-    fun lift(value: Int): UByte {
-        return value.toUByte()
-    }
-
-    override fun read(buf: ByteBuffer): UByte {
-        return lift(buf.get())
-    }
-
-    override fun lower(value: UByte): Byte {
-        return value.toByte()
-    }
-
-    override fun allocationSize(value: UByte) = 1UL
-
-    override fun write(value: UByte, buf: ByteBuffer) {
-        buf.put(value.toByte())
-    }
-}
-
-/**
- * @suppress
- */
-public object FfiConverterUInt: FfiConverter<UInt, Int> {
-    override fun lift(value: Int): UInt {
-        return value.toUInt()
-    }
-
-    override fun read(buf: ByteBuffer): UInt {
-        return lift(buf.getInt())
-    }
-
-    override fun lower(value: UInt): Int {
-        return value.toInt()
-    }
-
-    override fun allocationSize(value: UInt) = 4UL
-
-    override fun write(value: UInt, buf: ByteBuffer) {
-        buf.putInt(value.toInt())
-    }
-}
-
-/**
- * @suppress
- */
 public object FfiConverterInt: FfiConverter<Int, Int> {
     override fun lift(value: Int): Int {
         return value
@@ -2088,6 +2052,90 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
 }
 
 
+/**
+ * @suppress
+ */
+public object FfiConverterTimestamp: FfiConverterRustBuffer<java.time.Instant> {
+    override fun read(buf: ByteBuffer): java.time.Instant {
+        val seconds = buf.getLong()
+        // Type mismatch (should be u32) but we check for overflow/underflow below
+        val nanoseconds = buf.getInt().toLong()
+        if (nanoseconds < 0) {
+            throw java.time.DateTimeException("Instant nanoseconds exceed minimum or maximum supported by uniffi")
+        }
+        if (seconds >= 0) {
+            return java.time.Instant.EPOCH.plus(java.time.Duration.ofSeconds(seconds, nanoseconds))
+        } else {
+            return java.time.Instant.EPOCH.minus(java.time.Duration.ofSeconds(-seconds, nanoseconds))
+        }
+    }
+
+    // 8 bytes for seconds, 4 bytes for nanoseconds
+    override fun allocationSize(value: java.time.Instant) = 12UL
+
+    override fun write(value: java.time.Instant, buf: ByteBuffer) {
+        var epochOffset = java.time.Duration.between(java.time.Instant.EPOCH, value)
+
+        var sign = 1
+        if (epochOffset.isNegative()) {
+            sign = -1
+            epochOffset = epochOffset.negated()
+        }
+
+        if (epochOffset.nano < 0) {
+            // Java docs provide guarantee that nano will always be positive, so this should be impossible
+            // See: https://docs.oracle.com/javase/8/docs/api/java/time/Instant.html
+            throw IllegalArgumentException("Invalid timestamp, nano value must be non-negative")
+        }
+
+        buf.putLong(sign * epochOffset.seconds)
+        // Type mismatch (should be u32) but since values will always be between 0 and 999,999,999 it should be OK
+        buf.putInt(epochOffset.nano)
+    }
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterDuration: FfiConverterRustBuffer<java.time.Duration> {
+    override fun read(buf: ByteBuffer): java.time.Duration {
+        // Type mismatch (should be u64) but we check for overflow/underflow below
+        val seconds = buf.getLong()
+        // Type mismatch (should be u32) but we check for overflow/underflow below
+        val nanoseconds = buf.getInt().toLong()
+        if (seconds < 0) {
+            throw java.time.DateTimeException("Duration exceeds minimum or maximum value supported by uniffi")
+        }
+        if (nanoseconds < 0) {
+            throw java.time.DateTimeException("Duration nanoseconds exceed minimum or maximum supported by uniffi")
+        }
+        return java.time.Duration.ofSeconds(seconds, nanoseconds)
+    }
+
+    // 8 bytes for seconds, 4 bytes for nanoseconds
+    override fun allocationSize(value: java.time.Duration) = 12UL
+
+    override fun write(value: java.time.Duration, buf: ByteBuffer) {
+        if (value.seconds < 0) {
+            // Rust does not support negative Durations
+            throw IllegalArgumentException("Invalid duration, must be non-negative")
+        }
+
+        if (value.nano < 0) {
+            // Java docs provide guarantee that nano will always be positive, so this should be impossible
+            // See: https://docs.oracle.com/javase/8/docs/api/java/time/Duration.html
+            throw IllegalArgumentException("Invalid duration, nano value must be non-negative")
+        }
+
+        // Type mismatch (should be u64) but since Rust doesn't support negative durations we should be OK
+        buf.putLong(value.seconds)
+        // Type mismatch (should be u32) but since values will always be between 0 and 999,999,999 it should be OK
+        buf.putInt(value.nano)
+    }
+}
+
+
 // This template implements a class for working with a Rust struct via a handle
 // to the live Rust struct on the other side of the FFI.
 //
@@ -2206,7 +2254,7 @@ public interface BackendInterface {
      * # Errors
      * `UnknownKeyId`, `InvalidDeliveryId`, `InvalidCodeFormat`.
      */
-    fun `deriveCode`(`keyId`: kotlin.String, `deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `format`: CodeFormat): kotlin.String
+    fun `deriveCode`(`keyId`: kotlin.String, `deliveryId`: kotlin.String, `sequence`: kotlin.Long, `format`: CodeFormat): kotlin.String
     
     /**
      * Issues the code and ticket for `delivery_id`'s `sequence` (0 first,
@@ -2218,7 +2266,7 @@ public interface BackendInterface {
      * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`,
      * `InvalidDeviceKey` (a bad courier id), `Overflow`.
      */
-    fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `courierId`: kotlin.String, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode
+    fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.Long, `courierId`: kotlin.String, `now`: UnixTime, `settings`: DeliverySettings): IssuedCode
     
     /**
      * Reads a ticket and checks it is this backend's, unchanged.
@@ -2236,7 +2284,7 @@ public interface BackendInterface {
      * # Errors
      * As `issue`.
      */
-    fun `reassign`(`previous`: Ticket, `courierId`: kotlin.String, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode
+    fun `reassign`(`previous`: Ticket, `courierId`: kotlin.String, `now`: UnixTime, `settings`: DeliverySettings): IssuedCode
     
     /**
      * A resend: the next sequence after `previous`, so its code stops working.
@@ -2244,7 +2292,7 @@ public interface BackendInterface {
      * # Errors
      * As `issue`.
      */
-    fun `resend`(`previous`: Ticket, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode
+    fun `resend`(`previous`: Ticket, `now`: UnixTime, `settings`: DeliverySettings): IssuedCode
     
     /**
      * Verifies a code typed for `ticket` (the delivery's current ticket as
@@ -2258,7 +2306,7 @@ public interface BackendInterface {
      * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
      * `StateStorage` (sending the same request again is safe).
      */
-    fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `courierId`: kotlin.String, `deviceId`: kotlin.String, `now`: kotlin.ULong): OnlineOutcome
+    fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `courierId`: kotlin.String, `deviceId`: kotlin.String, `now`: UnixTime): OnlineOutcome
     
     /**
      * The device key for `courier_id` on `device_id`, from the current
@@ -2278,7 +2326,7 @@ public interface BackendInterface {
      * `InvalidReceipt`, `UnsupportedReceiptVersion`, `TicketMacMismatch`,
      * `UnknownKeyId`, `StateStorage` (sending it again is safe), `Overflow`.
      */
-    fun `reconcile`(`receiptJson`: kotlin.String, `ticket`: Ticket, `now`: kotlin.ULong): Reconciliation
+    fun `reconcile`(`receiptJson`: kotlin.String, `ticket`: Ticket, `now`: UnixTime): Reconciliation
     
     companion object
 }
@@ -2431,7 +2479,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
      * # Errors
      * `UnknownKeyId`, `InvalidDeliveryId`, `InvalidCodeFormat`.
      */
-    @Throws(OtpException::class)override fun `deriveCode`(`keyId`: kotlin.String, `deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `format`: CodeFormat): kotlin.String {
+    @Throws(OtpException::class)override fun `deriveCode`(`keyId`: kotlin.String, `deliveryId`: kotlin.String, `sequence`: kotlin.Long, `format`: CodeFormat): kotlin.String {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -2440,7 +2488,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         
         FfiConverterString.lower(`keyId`),
         FfiConverterString.lower(`deliveryId`),
-        FfiConverterULong.lower(`sequence`),
+        FfiConverterLong.lower(`sequence`),
         FfiConverterTypeCodeFormat.lower(`format`),_status)
 }
     }
@@ -2459,7 +2507,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
      * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidDeliveryId`,
      * `InvalidDeviceKey` (a bad courier id), `Overflow`.
      */
-    @Throws(OtpException::class)override fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.ULong, `courierId`: kotlin.String, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode {
+    @Throws(OtpException::class)override fun `issue`(`deliveryId`: kotlin.String, `sequence`: kotlin.Long, `courierId`: kotlin.String, `now`: UnixTime, `settings`: DeliverySettings): IssuedCode {
             return FfiConverterTypeIssuedCode.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -2467,9 +2515,9 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         it,
         
         FfiConverterString.lower(`deliveryId`),
-        FfiConverterULong.lower(`sequence`),
+        FfiConverterLong.lower(`sequence`),
         FfiConverterString.lower(`courierId`),
-        FfiConverterULong.lower(`now`),
+        FfiConverterTypeUnixTime.lower(`now`),
         FfiConverterTypeDeliverySettings.lower(`settings`),_status)
 }
     }
@@ -2507,7 +2555,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
      * # Errors
      * As `issue`.
      */
-    @Throws(OtpException::class)override fun `reassign`(`previous`: Ticket, `courierId`: kotlin.String, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode {
+    @Throws(OtpException::class)override fun `reassign`(`previous`: Ticket, `courierId`: kotlin.String, `now`: UnixTime, `settings`: DeliverySettings): IssuedCode {
             return FfiConverterTypeIssuedCode.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -2516,7 +2564,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         
         FfiConverterTypeTicket.lower(`previous`),
         FfiConverterString.lower(`courierId`),
-        FfiConverterULong.lower(`now`),
+        FfiConverterTypeUnixTime.lower(`now`),
         FfiConverterTypeDeliverySettings.lower(`settings`),_status)
 }
     }
@@ -2531,7 +2579,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
      * # Errors
      * As `issue`.
      */
-    @Throws(OtpException::class)override fun `resend`(`previous`: Ticket, `now`: kotlin.ULong, `settings`: DeliverySettings): IssuedCode {
+    @Throws(OtpException::class)override fun `resend`(`previous`: Ticket, `now`: UnixTime, `settings`: DeliverySettings): IssuedCode {
             return FfiConverterTypeIssuedCode.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -2539,7 +2587,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         it,
         
         FfiConverterTypeTicket.lower(`previous`),
-        FfiConverterULong.lower(`now`),
+        FfiConverterTypeUnixTime.lower(`now`),
         FfiConverterTypeDeliverySettings.lower(`settings`),_status)
 }
     }
@@ -2560,7 +2608,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
      * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
      * `StateStorage` (sending the same request again is safe).
      */
-    @Throws(OtpException::class)override fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `courierId`: kotlin.String, `deviceId`: kotlin.String, `now`: kotlin.ULong): OnlineOutcome {
+    @Throws(OtpException::class)override fun `verifyOnline`(`ticket`: Ticket, `entered`: kotlin.String, `courierId`: kotlin.String, `deviceId`: kotlin.String, `now`: UnixTime): OnlineOutcome {
             return FfiConverterTypeOnlineOutcome.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -2571,7 +2619,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         FfiConverterString.lower(`entered`),
         FfiConverterString.lower(`courierId`),
         FfiConverterString.lower(`deviceId`),
-        FfiConverterULong.lower(`now`),_status)
+        FfiConverterTypeUnixTime.lower(`now`),_status)
 }
     }
     )
@@ -2611,7 +2659,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
      * `InvalidReceipt`, `UnsupportedReceiptVersion`, `TicketMacMismatch`,
      * `UnknownKeyId`, `StateStorage` (sending it again is safe), `Overflow`.
      */
-    @Throws(OtpException::class)override fun `reconcile`(`receiptJson`: kotlin.String, `ticket`: Ticket, `now`: kotlin.ULong): Reconciliation {
+    @Throws(OtpException::class)override fun `reconcile`(`receiptJson`: kotlin.String, `ticket`: Ticket, `now`: UnixTime): Reconciliation {
             return FfiConverterTypeReconciliation.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -2620,7 +2668,7 @@ open class Backend: Disposable, AutoCloseable, BackendInterface
         
         FfiConverterString.lower(`receiptJson`),
         FfiConverterTypeTicket.lower(`ticket`),
-        FfiConverterULong.lower(`now`),_status)
+        FfiConverterTypeUnixTime.lower(`now`),_status)
 }
     }
     )
@@ -2798,10 +2846,10 @@ public interface DeviceKeyInterface {
     /**
      * The `Authorization` header for a request to the service: `method`
      * as sent (`POST`), `path` with its query (`/v1/receipts`), the
-     * device's unix time in seconds, and the exact body bytes (empty for
-     * none). The service accepts it within 300 seconds of its clock, once.
+     * device's time, and the exact body bytes (empty for none). The
+     * service accepts it within 300 seconds of its clock, once.
      */
-    fun `signRequest`(`method`: kotlin.String, `path`: kotlin.String, `timestamp`: kotlin.ULong, `body`: kotlin.ByteArray): kotlin.String
+    fun `signRequest`(`method`: kotlin.String, `path`: kotlin.String, `timestamp`: UnixTime, `body`: kotlin.ByteArray): kotlin.String
     
     /**
      * `signRequest` at the device's current time.
@@ -2974,9 +3022,9 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
     /**
      * The `Authorization` header for a request to the service: `method`
      * as sent (`POST`), `path` with its query (`/v1/receipts`), the
-     * device's unix time in seconds, and the exact body bytes (empty for
-     * none). The service accepts it within 300 seconds of its clock, once.
-     */override fun `signRequest`(`method`: kotlin.String, `path`: kotlin.String, `timestamp`: kotlin.ULong, `body`: kotlin.ByteArray): kotlin.String {
+     * device's time, and the exact body bytes (empty for none). The
+     * service accepts it within 300 seconds of its clock, once.
+     */override fun `signRequest`(`method`: kotlin.String, `path`: kotlin.String, `timestamp`: UnixTime, `body`: kotlin.ByteArray): kotlin.String {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -2985,7 +3033,7 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
         
         FfiConverterString.lower(`method`),
         FfiConverterString.lower(`path`),
-        FfiConverterULong.lower(`timestamp`),
+        FfiConverterTypeUnixTime.lower(`timestamp`),
         FfiConverterByteArray.lower(`body`),_status)
 }
     }
@@ -3630,9 +3678,11 @@ public object FfiConverterTypeDeviceStateStore: FfiConverter<DeviceStateStore, L
 public interface HotpInterface {
     
     /**
-     * The code for `counter`.
+     * The code for `counter`: RFC 4226's unsigned 8-byte counter, whose
+     * 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
+     * it reads as negative, as Java's `Long.toUnsignedString` shows).
      */
-    fun `generate`(`counter`: kotlin.ULong): kotlin.String
+    fun `generate`(`counter`: kotlin.Long): kotlin.String
     
     /**
      * Checks `code` against counters `counter` to `counter + look_ahead`,
@@ -3642,7 +3692,7 @@ public interface HotpInterface {
      * # Errors
      * `MalformedCode`, `WindowTooLarge` (more than 100).
      */
-    fun `verify`(`code`: kotlin.String, `counter`: kotlin.ULong, `lookAhead`: kotlin.ULong = 0uL): kotlin.ULong?
+    fun `verify`(`code`: kotlin.String, `counter`: kotlin.Long, `lookAhead`: kotlin.Int = 0): kotlin.Long?
     
     companion object
 }
@@ -3681,14 +3731,14 @@ open class Hotp: Disposable, AutoCloseable, HotpInterface
      * # Errors
      * `InvalidDigits`.
      */
-    constructor(`secret`: Secret, `digits`: kotlin.UInt = 6u, `algorithm`: Algorithm? = null) :
+    constructor(`secret`: Secret, `digits`: kotlin.Int = 6, `algorithm`: Algorithm? = null) :
         this(UniffiWithHandle, 
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_constructor_hotp_new(
     
         
         FfiConverterTypeSecret.lower(`secret`),
-        FfiConverterUInt.lower(`digits`),
+        FfiConverterInt.lower(`digits`),
         FfiConverterOptionalTypeAlgorithm.lower(`algorithm`),_status)
 }
     )
@@ -3771,15 +3821,17 @@ open class Hotp: Disposable, AutoCloseable, HotpInterface
 
     
     /**
-     * The code for `counter`.
-     */override fun `generate`(`counter`: kotlin.ULong): kotlin.String {
+     * The code for `counter`: RFC 4226's unsigned 8-byte counter, whose
+     * 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
+     * it reads as negative, as Java's `Long.toUnsignedString` shows).
+     */override fun `generate`(`counter`: kotlin.Long): kotlin.String {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_hotp_generate(
         it,
         
-        FfiConverterULong.lower(`counter`),_status)
+        FfiConverterLong.lower(`counter`),_status)
 }
     }
     )
@@ -3795,16 +3847,16 @@ open class Hotp: Disposable, AutoCloseable, HotpInterface
      * # Errors
      * `MalformedCode`, `WindowTooLarge` (more than 100).
      */
-    @Throws(OtpException::class)override fun `verify`(`code`: kotlin.String, `counter`: kotlin.ULong, `lookAhead`: kotlin.ULong): kotlin.ULong? {
-            return FfiConverterOptionalULong.lift(
+    @Throws(OtpException::class)override fun `verify`(`code`: kotlin.String, `counter`: kotlin.Long, `lookAhead`: kotlin.Int): kotlin.Long? {
+            return FfiConverterOptionalLong.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_hotp_verify(
         it,
         
         FfiConverterString.lower(`code`),
-        FfiConverterULong.lower(`counter`),
-        FfiConverterULong.lower(`lookAhead`),_status)
+        FfiConverterLong.lower(`counter`),
+        FfiConverterInt.lower(`lookAhead`),_status)
 }
     }
     )
@@ -4793,7 +4845,7 @@ public interface OfflineVerifierInterface {
      * # Errors
      * `StateStorage`, `CorruptState`.
      */
-    fun `attemptsLeft`(): kotlin.UInt
+    fun `attemptsLeft`(): kotlin.Int
     
     /**
      * The key the state is stored under.
@@ -4813,7 +4865,7 @@ public interface OfflineVerifierInterface {
      * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
      * `StateStorage` (no outcome then), `CorruptState`.
      */
-    fun `verify`(`entered`: kotlin.String, `now`: kotlin.ULong): OfflineOutcome
+    fun `verify`(`entered`: kotlin.String, `now`: UnixTime): OfflineOutcome
     
     /**
      * `verify` at the device's current time.
@@ -4836,7 +4888,7 @@ public interface OfflineVerifierInterface {
      * fields that differ from the stored receipt; `StateStorage`,
      * `CorruptState`.
      */
-    fun `receipt`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `decidedAt`: kotlin.ULong, `details`: ReceiptDetails): Receipt
+    fun `receipt`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `decidedAt`: UnixTime, `details`: ReceiptDetails): Receipt
     
     /**
      * `receipt` at the device's current time.
@@ -4889,17 +4941,16 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
     }
     /**
      * A verifier for `ticket` with its state in `store`; the clock may seem
-     * to go back up to `clock_tolerance_secs` unreported.
+     * to go back up to five minutes unreported.
      */
-    constructor(`ticket`: Ticket, `store`: DeviceStateStore, `clockToleranceSecs`: kotlin.ULong = 300uL) :
+    constructor(`ticket`: Ticket, `store`: DeviceStateStore) :
         this(UniffiWithHandle, 
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_constructor_offlineverifier_new(
     
         
         FfiConverterTypeTicket.lower(`ticket`),
-        FfiConverterTypeDeviceStateStore.lower(`store`),
-        FfiConverterULong.lower(`clockToleranceSecs`),_status)
+        FfiConverterTypeDeviceStateStore.lower(`store`),_status)
 }
     )
 
@@ -4986,8 +5037,8 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
      * # Errors
      * `StateStorage`, `CorruptState`.
      */
-    @Throws(OtpException::class)override fun `attemptsLeft`(): kotlin.UInt {
-            return FfiConverterUInt.lift(
+    @Throws(OtpException::class)override fun `attemptsLeft`(): kotlin.Int {
+            return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_offlineverifier_attempts_left(
@@ -5040,7 +5091,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
      * `InvalidCodeCharacter`, `WrongCodeLength` (not counted as attempts),
      * `StateStorage` (no outcome then), `CorruptState`.
      */
-    @Throws(OtpException::class)override fun `verify`(`entered`: kotlin.String, `now`: kotlin.ULong): OfflineOutcome {
+    @Throws(OtpException::class)override fun `verify`(`entered`: kotlin.String, `now`: UnixTime): OfflineOutcome {
             return FfiConverterTypeOfflineOutcome.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -5048,7 +5099,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
         it,
         
         FfiConverterString.lower(`entered`),
-        FfiConverterULong.lower(`now`),_status)
+        FfiConverterTypeUnixTime.lower(`now`),_status)
 }
     }
     )
@@ -5090,7 +5141,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
      * fields that differ from the stored receipt; `StateStorage`,
      * `CorruptState`.
      */
-    @Throws(OtpException::class)override fun `receipt`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `decidedAt`: kotlin.ULong, `details`: ReceiptDetails): Receipt {
+    @Throws(OtpException::class)override fun `receipt`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `decidedAt`: UnixTime, `details`: ReceiptDetails): Receipt {
             return FfiConverterTypeReceipt.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -5099,7 +5150,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
         
         FfiConverterTypeDeviceKey.lower(`deviceKey`),
         FfiConverterTypeReceiptOutcome.lower(`outcome`),
-        FfiConverterULong.lower(`decidedAt`),
+        FfiConverterTypeUnixTime.lower(`decidedAt`),
         FfiConverterTypeReceiptDetails.lower(`details`),_status)
 }
     }
@@ -5169,11 +5220,31 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
     }
 
     
-    
+    companion object {
+        
     /**
-     * @suppress
+     * A verifier as `new` makes it, that lets the clock seem to go back up to
+     * `clock_tolerance` (whole seconds) unreported.
+     *
+     * # Errors
+     * `InvalidNumber` for a fraction of a second.
      */
-    companion object
+    @Throws(OtpException::class) fun `withClockTolerance`(`ticket`: Ticket, `store`: DeviceStateStore, `clockTolerance`: java.time.Duration): OfflineVerifier {
+            return FfiConverterTypeOfflineVerifier.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_offlineverifier_with_clock_tolerance(
+    
+        
+        FfiConverterTypeTicket.lower(`ticket`),
+        FfiConverterTypeDeviceStateStore.lower(`store`),
+        FfiConverterDuration.lower(`clockTolerance`),_status)
+}
+    )
+    }
+    
+
+        
+    }
     
 }
 
@@ -5310,7 +5381,7 @@ public interface ReceiptInterface {
     /**
      * Attempts used.
      */
-    fun `attempts`(): kotlin.UInt
+    fun `attempts`(): kotlin.Int
     
     /**
      * The courier id.
@@ -5320,7 +5391,7 @@ public interface ReceiptInterface {
     /**
      * Device time of the decision.
      */
-    fun `decidedAt`(): kotlin.ULong
+    fun `decidedAt`(): UnixTime
     
     /**
      * The delivery id.
@@ -5335,7 +5406,7 @@ public interface ReceiptInterface {
     /**
      * Device time of the first attempt.
      */
-    fun `firstAttemptAt`(): kotlin.ULong?
+    fun `firstAttemptAt`(): UnixTime?
     
     /**
      * Where the decision was made.
@@ -5350,7 +5421,7 @@ public interface ReceiptInterface {
     /**
      * The ticket's sequence.
      */
-    fun `sequence`(): kotlin.ULong
+    fun `sequence`(): kotlin.Long
     
     /**
      * The wire form, to upload to the backend.
@@ -5491,8 +5562,8 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * Attempts used.
-     */override fun `attempts`(): kotlin.UInt {
-            return FfiConverterUInt.lift(
+     */override fun `attempts`(): kotlin.Int {
+            return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_receipt_attempts(
@@ -5523,8 +5594,8 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * Device time of the decision.
-     */override fun `decidedAt`(): kotlin.ULong {
-            return FfiConverterULong.lift(
+     */override fun `decidedAt`(): UnixTime {
+            return FfiConverterTypeUnixTime.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_receipt_decided_at(
@@ -5571,8 +5642,8 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * Device time of the first attempt.
-     */override fun `firstAttemptAt`(): kotlin.ULong? {
-            return FfiConverterOptionalULong.lift(
+     */override fun `firstAttemptAt`(): UnixTime? {
+            return FfiConverterOptionalTypeUnixTime.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_receipt_first_attempt_at(
@@ -5619,8 +5690,8 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * The ticket's sequence.
-     */override fun `sequence`(): kotlin.ULong {
-            return FfiConverterULong.lift(
+     */override fun `sequence`(): kotlin.Long {
+            return FfiConverterLong.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_receipt_sequence(
@@ -6238,7 +6309,7 @@ public interface SecretInterface {
     /**
      * Length of the secret in bytes.
      */
-    fun `byteLength`(): kotlin.UInt
+    fun `byteLength`(): kotlin.Int
     
     /**
      * The secret as base32 without padding, for an enrolment screen.
@@ -6358,8 +6429,8 @@ open class Secret: Disposable, AutoCloseable, SecretInterface
     
     /**
      * Length of the secret in bytes.
-     */override fun `byteLength`(): kotlin.UInt {
-            return FfiConverterUInt.lift(
+     */override fun `byteLength`(): kotlin.Int {
+            return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_secret_byte_length(
@@ -6498,13 +6569,13 @@ open class Secret: Disposable, AutoCloseable, SecretInterface
      * # Errors
      * `SecretTooShort`, `SecretTooLong`, `RandomUnavailable`.
      */
-    @Throws(OtpException::class) fun `generateWithLength`(`bytes`: kotlin.UInt): Secret {
+    @Throws(OtpException::class) fun `generateWithLength`(`bytes`: kotlin.Int): Secret {
             return FfiConverterTypeSecret.lift(
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_constructor_secret_generate_with_length(
     
         
-        FfiConverterUInt.lower(`bytes`),_status)
+        FfiConverterInt.lower(`bytes`),_status)
 }
     )
     }
@@ -6653,9 +6724,9 @@ public interface TicketInterface {
     fun `deliveryId`(): kotlin.String
     
     /**
-     * Not valid from this unix time on.
+     * Not valid from this time on.
      */
-    fun `expiresAt`(): kotlin.ULong
+    fun `expiresAt`(): UnixTime
     
     /**
      * How the code is written.
@@ -6665,7 +6736,7 @@ public interface TicketInterface {
     /**
      * Width of the offline hash in bits.
      */
-    fun `hashBits`(): kotlin.UInt
+    fun `hashBits`(): kotlin.Int
     
     /**
      * The id of the backend key the code derives from.
@@ -6675,17 +6746,17 @@ public interface TicketInterface {
     /**
      * Attempts allowed.
      */
-    fun `maxAttempts`(): kotlin.UInt
+    fun `maxAttempts`(): kotlin.Int
     
     /**
-     * Not valid before this unix time.
+     * Not valid before this time.
      */
-    fun `notBefore`(): kotlin.ULong
+    fun `notBefore`(): UnixTime
     
     /**
      * The sequence number; a resend issues the next.
      */
-    fun `sequence`(): kotlin.ULong
+    fun `sequence`(): kotlin.Long
     
     /**
      * The wire form.
@@ -6835,9 +6906,9 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
 
     
     /**
-     * Not valid from this unix time on.
-     */override fun `expiresAt`(): kotlin.ULong {
-            return FfiConverterULong.lift(
+     * Not valid from this time on.
+     */override fun `expiresAt`(): UnixTime {
+            return FfiConverterTypeUnixTime.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_ticket_expires_at(
@@ -6868,8 +6939,8 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * Width of the offline hash in bits.
-     */override fun `hashBits`(): kotlin.UInt {
-            return FfiConverterUInt.lift(
+     */override fun `hashBits`(): kotlin.Int {
+            return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_ticket_hash_bits(
@@ -6900,8 +6971,8 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * Attempts allowed.
-     */override fun `maxAttempts`(): kotlin.UInt {
-            return FfiConverterUInt.lift(
+     */override fun `maxAttempts`(): kotlin.Int {
+            return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_ticket_max_attempts(
@@ -6915,9 +6986,9 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
 
     
     /**
-     * Not valid before this unix time.
-     */override fun `notBefore`(): kotlin.ULong {
-            return FfiConverterULong.lift(
+     * Not valid before this time.
+     */override fun `notBefore`(): UnixTime {
+            return FfiConverterTypeUnixTime.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_ticket_not_before(
@@ -6932,8 +7003,8 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * The sequence number; a resend issues the next.
-     */override fun `sequence`(): kotlin.ULong {
-            return FfiConverterULong.lift(
+     */override fun `sequence`(): kotlin.Long {
+            return FfiConverterLong.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_ticket_sequence(
@@ -7157,12 +7228,12 @@ public object FfiConverterTypeTicket: FfiConverter<Ticket, Long> {
 public interface TotpInterface {
     
     /**
-     * The code at a unix time (seconds).
+     * The code at `time`.
      *
      * # Errors
      * `TimeBeforeStart`.
      */
-    fun `generate`(`time`: kotlin.ULong): kotlin.String
+    fun `generate`(`time`: UnixTime): kotlin.String
     
     /**
      * The code now, by this device's clock.
@@ -7173,12 +7244,12 @@ public interface TotpInterface {
     fun `generateNow`(): kotlin.String
     
     /**
-     * The time step at a unix time.
+     * The time step at `time`.
      *
      * # Errors
      * `TimeBeforeStart`.
      */
-    fun `stepAt`(`time`: kotlin.ULong): kotlin.ULong
+    fun `stepAt`(`time`: UnixTime): kotlin.Long
     
     /**
      * Checks `code` at a unix time, accepting `behind` steps before and
@@ -7189,7 +7260,7 @@ public interface TotpInterface {
      * `MalformedCode`, `WindowTooLarge` (more than 100 on a side),
      * `TimeBeforeStart`.
      */
-    fun `verify`(`code`: kotlin.String, `time`: kotlin.ULong, `behind`: kotlin.ULong = 1uL, `ahead`: kotlin.ULong = 0uL, `lastUsedStep`: kotlin.ULong? = null): TotpMatch?
+    fun `verify`(`code`: kotlin.String, `time`: UnixTime, `behind`: kotlin.Int = 1, `ahead`: kotlin.Int = 0, `lastUsedStep`: kotlin.Long? = null): TotpMatch?
     
     /**
      * [`Totp::verify`] at the current time by this device's clock.
@@ -7197,7 +7268,7 @@ public interface TotpInterface {
      * # Errors
      * As for `verify`.
      */
-    fun `verifyNow`(`code`: kotlin.String, `behind`: kotlin.ULong = 1uL, `ahead`: kotlin.ULong = 0uL, `lastUsedStep`: kotlin.ULong? = null): TotpMatch?
+    fun `verifyNow`(`code`: kotlin.String, `behind`: kotlin.Int = 1, `ahead`: kotlin.Int = 0, `lastUsedStep`: kotlin.Long? = null): TotpMatch?
     
     companion object
 }
@@ -7230,24 +7301,22 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
         this.cleanable = null
     }
     /**
-     * A TOTP for `secret`: `digits` digits (6 to 10), a time step of
-     * `period` seconds (at least 1) counted from `t0` (unix seconds), and
-     * the hash `algorithm` (SHA-1 when null).
+     * A TOTP for `secret` as authenticator apps use it: `digits` digits
+     * (6 to 10), 30-second steps from 1970, the hash `algorithm` (SHA-1
+     * when null).
      *
      * # Errors
-     * `InvalidDigits`, `InvalidPeriod`.
+     * `InvalidDigits`.
      */
-    constructor(`secret`: Secret, `digits`: kotlin.UInt = 6u, `period`: kotlin.ULong = 30uL, `algorithm`: Algorithm? = null, `t0`: kotlin.ULong = 0uL) :
+    constructor(`secret`: Secret, `digits`: kotlin.Int = 6, `algorithm`: Algorithm? = null) :
         this(UniffiWithHandle, 
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_constructor_totp_new(
     
         
         FfiConverterTypeSecret.lower(`secret`),
-        FfiConverterUInt.lower(`digits`),
-        FfiConverterULong.lower(`period`),
-        FfiConverterOptionalTypeAlgorithm.lower(`algorithm`),
-        FfiConverterULong.lower(`t0`),_status)
+        FfiConverterInt.lower(`digits`),
+        FfiConverterOptionalTypeAlgorithm.lower(`algorithm`),_status)
 }
     )
 
@@ -7329,19 +7398,19 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
 
     
     /**
-     * The code at a unix time (seconds).
+     * The code at `time`.
      *
      * # Errors
      * `TimeBeforeStart`.
      */
-    @Throws(OtpException::class)override fun `generate`(`time`: kotlin.ULong): kotlin.String {
+    @Throws(OtpException::class)override fun `generate`(`time`: UnixTime): kotlin.String {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_totp_generate(
         it,
         
-        FfiConverterULong.lower(`time`),_status)
+        FfiConverterTypeUnixTime.lower(`time`),_status)
 }
     }
     )
@@ -7370,19 +7439,19 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
 
     
     /**
-     * The time step at a unix time.
+     * The time step at `time`.
      *
      * # Errors
      * `TimeBeforeStart`.
      */
-    @Throws(OtpException::class)override fun `stepAt`(`time`: kotlin.ULong): kotlin.ULong {
-            return FfiConverterULong.lift(
+    @Throws(OtpException::class)override fun `stepAt`(`time`: UnixTime): kotlin.Long {
+            return FfiConverterLong.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_totp_step_at(
         it,
         
-        FfiConverterULong.lower(`time`),_status)
+        FfiConverterTypeUnixTime.lower(`time`),_status)
 }
     }
     )
@@ -7399,7 +7468,7 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
      * `MalformedCode`, `WindowTooLarge` (more than 100 on a side),
      * `TimeBeforeStart`.
      */
-    @Throws(OtpException::class)override fun `verify`(`code`: kotlin.String, `time`: kotlin.ULong, `behind`: kotlin.ULong, `ahead`: kotlin.ULong, `lastUsedStep`: kotlin.ULong?): TotpMatch? {
+    @Throws(OtpException::class)override fun `verify`(`code`: kotlin.String, `time`: UnixTime, `behind`: kotlin.Int, `ahead`: kotlin.Int, `lastUsedStep`: kotlin.Long?): TotpMatch? {
             return FfiConverterOptionalTypeTotpMatch.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -7407,10 +7476,10 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
         it,
         
         FfiConverterString.lower(`code`),
-        FfiConverterULong.lower(`time`),
-        FfiConverterULong.lower(`behind`),
-        FfiConverterULong.lower(`ahead`),
-        FfiConverterOptionalULong.lower(`lastUsedStep`),_status)
+        FfiConverterTypeUnixTime.lower(`time`),
+        FfiConverterInt.lower(`behind`),
+        FfiConverterInt.lower(`ahead`),
+        FfiConverterOptionalLong.lower(`lastUsedStep`),_status)
 }
     }
     )
@@ -7424,7 +7493,7 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
      * # Errors
      * As for `verify`.
      */
-    @Throws(OtpException::class)override fun `verifyNow`(`code`: kotlin.String, `behind`: kotlin.ULong, `ahead`: kotlin.ULong, `lastUsedStep`: kotlin.ULong?): TotpMatch? {
+    @Throws(OtpException::class)override fun `verifyNow`(`code`: kotlin.String, `behind`: kotlin.Int, `ahead`: kotlin.Int, `lastUsedStep`: kotlin.Long?): TotpMatch? {
             return FfiConverterOptionalTypeTotpMatch.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -7432,9 +7501,9 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
         it,
         
         FfiConverterString.lower(`code`),
-        FfiConverterULong.lower(`behind`),
-        FfiConverterULong.lower(`ahead`),
-        FfiConverterOptionalULong.lower(`lastUsedStep`),_status)
+        FfiConverterInt.lower(`behind`),
+        FfiConverterInt.lower(`ahead`),
+        FfiConverterOptionalLong.lower(`lastUsedStep`),_status)
 }
     }
     )
@@ -7459,11 +7528,33 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
     }
 
     
-    
+    companion object {
+        
     /**
-     * @suppress
+     * A TOTP with its own time step: `period` (whole seconds, at least 1)
+     * counted from `t0`.
+     *
+     * # Errors
+     * `InvalidDigits`, `InvalidPeriod`, `InvalidNumber` for a fraction of a second.
      */
-    companion object
+    @Throws(OtpException::class) fun `withPeriod`(`secret`: Secret, `digits`: kotlin.Int, `period`: java.time.Duration, `algorithm`: Algorithm?, `t0`: UnixTime): Totp {
+            return FfiConverterTypeTotp.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_totp_with_period(
+    
+        
+        FfiConverterTypeSecret.lower(`secret`),
+        FfiConverterInt.lower(`digits`),
+        FfiConverterDuration.lower(`period`),
+        FfiConverterOptionalTypeAlgorithm.lower(`algorithm`),
+        FfiConverterTypeUnixTime.lower(`t0`),_status)
+}
+    )
+    }
+    
+
+        
+    }
     
 }
 
@@ -7513,17 +7604,17 @@ data class DeliverySettings (
     /**
      * Width of the offline hash in bits, 8 to 32.
      */
-    val `hashBits`: kotlin.UInt = 12u 
+    val `hashBits`: kotlin.Int = 12 
     , 
     /**
      * Attempts before the code locks, 1 to 100.
      */
-    val `maxAttempts`: kotlin.UInt = 5u 
+    val `maxAttempts`: kotlin.Int = 5 
     , 
     /**
-     * Seconds from issuing until the code expires, up to 30 days.
+     * From issuing until the code expires: whole seconds, up to 30 days.
      */
-    val `lifetimeSecs`: kotlin.ULong = 86400uL 
+    val `lifetime`: java.time.Duration
     
 ){
     
@@ -7542,26 +7633,26 @@ public object FfiConverterTypeDeliverySettings: FfiConverterRustBuffer<DeliveryS
         return DeliverySettings(
             FfiConverterTypeCodeFormat.read(buf),
             FfiConverterBoolean.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterDuration.read(buf),
         )
     }
 
     override fun allocationSize(value: DeliverySettings) = (
             FfiConverterTypeCodeFormat.allocationSize(value.`format`) +
             FfiConverterBoolean.allocationSize(value.`allowShortCodes`) +
-            FfiConverterUInt.allocationSize(value.`hashBits`) +
-            FfiConverterUInt.allocationSize(value.`maxAttempts`) +
-            FfiConverterULong.allocationSize(value.`lifetimeSecs`)
+            FfiConverterInt.allocationSize(value.`hashBits`) +
+            FfiConverterInt.allocationSize(value.`maxAttempts`) +
+            FfiConverterDuration.allocationSize(value.`lifetime`)
     )
 
     override fun write(value: DeliverySettings, buf: ByteBuffer) {
             FfiConverterTypeCodeFormat.write(value.`format`, buf)
             FfiConverterBoolean.write(value.`allowShortCodes`, buf)
-            FfiConverterUInt.write(value.`hashBits`, buf)
-            FfiConverterUInt.write(value.`maxAttempts`, buf)
-            FfiConverterULong.write(value.`lifetimeSecs`, buf)
+            FfiConverterInt.write(value.`hashBits`, buf)
+            FfiConverterInt.write(value.`maxAttempts`, buf)
+            FfiConverterDuration.write(value.`lifetime`, buf)
     }
 }
 
@@ -7751,7 +7842,7 @@ data class KeyUri (
     /**
      * Digits per code.
      */
-    val `digits`: kotlin.UInt
+    val `digits`: kotlin.Int
     
 ): Disposable{
     
@@ -7815,7 +7906,7 @@ public object FfiConverterTypeKeyUri: FfiConverterRustBuffer<KeyUri> {
             FfiConverterOptionalString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterTypeAlgorithm.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
         )
     }
 
@@ -7825,7 +7916,7 @@ public object FfiConverterTypeKeyUri: FfiConverterRustBuffer<KeyUri> {
             FfiConverterOptionalString.allocationSize(value.`issuer`) +
             FfiConverterString.allocationSize(value.`account`) +
             FfiConverterTypeAlgorithm.allocationSize(value.`algorithm`) +
-            FfiConverterUInt.allocationSize(value.`digits`)
+            FfiConverterInt.allocationSize(value.`digits`)
     )
 
     override fun write(value: KeyUri, buf: ByteBuffer) {
@@ -7834,7 +7925,7 @@ public object FfiConverterTypeKeyUri: FfiConverterRustBuffer<KeyUri> {
             FfiConverterOptionalString.write(value.`issuer`, buf)
             FfiConverterString.write(value.`account`, buf)
             FfiConverterTypeAlgorithm.write(value.`algorithm`, buf)
-            FfiConverterUInt.write(value.`digits`, buf)
+            FfiConverterInt.write(value.`digits`, buf)
     }
 }
 
@@ -7855,9 +7946,9 @@ data class Location (
     val `lonMicrodegrees`: kotlin.Int
     , 
     /**
-     * Accuracy radius in metres.
+     * Accuracy radius in metres, 0 or more.
      */
-    val `accuracyM`: kotlin.UInt
+    val `accuracyM`: kotlin.Int
     
 ){
     
@@ -7876,20 +7967,20 @@ public object FfiConverterTypeLocation: FfiConverterRustBuffer<Location> {
         return Location(
             FfiConverterInt.read(buf),
             FfiConverterInt.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
         )
     }
 
     override fun allocationSize(value: Location) = (
             FfiConverterInt.allocationSize(value.`latMicrodegrees`) +
             FfiConverterInt.allocationSize(value.`lonMicrodegrees`) +
-            FfiConverterUInt.allocationSize(value.`accuracyM`)
+            FfiConverterInt.allocationSize(value.`accuracyM`)
     )
 
     override fun write(value: Location, buf: ByteBuffer) {
             FfiConverterInt.write(value.`latMicrodegrees`, buf)
             FfiConverterInt.write(value.`lonMicrodegrees`, buf)
-            FfiConverterUInt.write(value.`accuracyM`, buf)
+            FfiConverterInt.write(value.`accuracyM`, buf)
     }
 }
 
@@ -7915,9 +8006,9 @@ data class MessageValues (
     val `code`: kotlin.String
     , 
     /**
-     * Until when it is valid, unix seconds.
+     * Until when it is valid.
      */
-    val `expiresAt`: kotlin.ULong
+    val `expiresAt`: UnixTime
     , 
     /**
      * The customer's UTC offset in minutes.
@@ -7951,7 +8042,7 @@ public object FfiConverterTypeMessageValues: FfiConverterRustBuffer<MessageValue
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterTypeUnixTime.read(buf),
             FfiConverterInt.read(buf),
         )
     }
@@ -7960,7 +8051,7 @@ public object FfiConverterTypeMessageValues: FfiConverterRustBuffer<MessageValue
             FfiConverterString.allocationSize(value.`sender`) +
             FfiConverterString.allocationSize(value.`deliveryId`) +
             FfiConverterString.allocationSize(value.`code`) +
-            FfiConverterULong.allocationSize(value.`expiresAt`) +
+            FfiConverterTypeUnixTime.allocationSize(value.`expiresAt`) +
             FfiConverterInt.allocationSize(value.`utcOffsetMinutes`)
     )
 
@@ -7968,7 +8059,7 @@ public object FfiConverterTypeMessageValues: FfiConverterRustBuffer<MessageValue
             FfiConverterString.write(value.`sender`, buf)
             FfiConverterString.write(value.`deliveryId`, buf)
             FfiConverterString.write(value.`code`, buf)
-            FfiConverterULong.write(value.`expiresAt`, buf)
+            FfiConverterTypeUnixTime.write(value.`expiresAt`, buf)
             FfiConverterInt.write(value.`utcOffsetMinutes`, buf)
     }
 }
@@ -7980,9 +8071,9 @@ public object FfiConverterTypeMessageValues: FfiConverterRustBuffer<MessageValue
  */
 data class Order (
     /**
-     * Order value in minor units (pence, cents, paise).
+     * Order value in minor units (pence, cents, paise), 0 or more.
      */
-    val `valueMinor`: kotlin.ULong
+    val `valueMinor`: kotlin.Long
     , 
     /**
      * ISO 4217 currency code, such as `GBP`.
@@ -8002,7 +8093,7 @@ data class Order (
     /**
      * Region risk score, 0 to 100.
      */
-    val `regionRisk`: kotlin.UByte = 0u 
+    val `regionRisk`: kotlin.Int = 0 
     , 
     /**
      * What the customer asked for; none when null/nil.
@@ -8017,7 +8108,7 @@ data class Order (
     /**
      * Earlier "not received" claims by this customer.
      */
-    val `notReceivedClaims`: kotlin.UInt = 0u 
+    val `notReceivedClaims`: kotlin.Int = 0 
     
 ){
     
@@ -8034,37 +8125,37 @@ data class Order (
 public object FfiConverterTypeOrder: FfiConverterRustBuffer<Order> {
     override fun read(buf: ByteBuffer): Order {
         return Order(
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterString.read(buf),
             FfiConverterTypeDeliveryMethod.read(buf),
             FfiConverterSequenceString.read(buf),
-            FfiConverterUByte.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterOptionalTypeCustomerPreference.read(buf),
             FfiConverterBoolean.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
         )
     }
 
     override fun allocationSize(value: Order) = (
-            FfiConverterULong.allocationSize(value.`valueMinor`) +
+            FfiConverterLong.allocationSize(value.`valueMinor`) +
             FfiConverterString.allocationSize(value.`currency`) +
             FfiConverterTypeDeliveryMethod.allocationSize(value.`method`) +
             FfiConverterSequenceString.allocationSize(value.`categories`) +
-            FfiConverterUByte.allocationSize(value.`regionRisk`) +
+            FfiConverterInt.allocationSize(value.`regionRisk`) +
             FfiConverterOptionalTypeCustomerPreference.allocationSize(value.`customerPreference`) +
             FfiConverterBoolean.allocationSize(value.`firstDeliveryToAddress`) +
-            FfiConverterUInt.allocationSize(value.`notReceivedClaims`)
+            FfiConverterInt.allocationSize(value.`notReceivedClaims`)
     )
 
     override fun write(value: Order, buf: ByteBuffer) {
-            FfiConverterULong.write(value.`valueMinor`, buf)
+            FfiConverterLong.write(value.`valueMinor`, buf)
             FfiConverterString.write(value.`currency`, buf)
             FfiConverterTypeDeliveryMethod.write(value.`method`, buf)
             FfiConverterSequenceString.write(value.`categories`, buf)
-            FfiConverterUByte.write(value.`regionRisk`, buf)
+            FfiConverterInt.write(value.`regionRisk`, buf)
             FfiConverterOptionalTypeCustomerPreference.write(value.`customerPreference`, buf)
             FfiConverterBoolean.write(value.`firstDeliveryToAddress`, buf)
-            FfiConverterUInt.write(value.`notReceivedClaims`, buf)
+            FfiConverterInt.write(value.`notReceivedClaims`, buf)
     }
 }
 
@@ -8220,7 +8311,9 @@ public object FfiConverterTypeReceiptDetails: FfiConverterRustBuffer<ReceiptDeta
 
 
 /**
- * A reconciled receipt.
+ * A reconciled receipt: the decision, and a sentence a support agent can
+ * read. The explanation never contains a code; courier text in it is
+ * quoted as a JSON string and cut to 120 characters.
  */
 data class Reconciliation (
     /**
@@ -8229,7 +8322,7 @@ data class Reconciliation (
     val `decision`: Decision
     , 
     /**
-     * Why, in words a support agent can read; never contains a code.
+     * Why, in plain words.
      */
     val `explanation`: kotlin.String
     , 
@@ -8245,9 +8338,9 @@ data class Reconciliation (
     val `deliveryId`: kotlin.String
     , 
     /**
-     * The receipt's sequence.
+     * The receipt's ticket sequence.
      */
-    val `sequence`: kotlin.ULong
+    val `sequence`: kotlin.Long
     , 
     /**
      * The courier the receipt names.
@@ -8278,7 +8371,7 @@ public object FfiConverterTypeReconciliation: FfiConverterRustBuffer<Reconciliat
             FfiConverterString.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
         )
@@ -8289,7 +8382,7 @@ public object FfiConverterTypeReconciliation: FfiConverterRustBuffer<Reconciliat
             FfiConverterString.allocationSize(value.`explanation`) +
             FfiConverterBoolean.allocationSize(value.`repeated`) +
             FfiConverterString.allocationSize(value.`deliveryId`) +
-            FfiConverterULong.allocationSize(value.`sequence`) +
+            FfiConverterLong.allocationSize(value.`sequence`) +
             FfiConverterString.allocationSize(value.`courierId`) +
             FfiConverterString.allocationSize(value.`deviceId`)
     )
@@ -8299,7 +8392,7 @@ public object FfiConverterTypeReconciliation: FfiConverterRustBuffer<Reconciliat
             FfiConverterString.write(value.`explanation`, buf)
             FfiConverterBoolean.write(value.`repeated`, buf)
             FfiConverterString.write(value.`deliveryId`, buf)
-            FfiConverterULong.write(value.`sequence`, buf)
+            FfiConverterLong.write(value.`sequence`, buf)
             FfiConverterString.write(value.`courierId`, buf)
             FfiConverterString.write(value.`deviceId`, buf)
     }
@@ -8324,12 +8417,12 @@ data class Sms (
     /**
      * Characters as the network counts them.
      */
-    val `units`: kotlin.UInt
+    val `units`: kotlin.Int
     , 
     /**
      * Segments it takes.
      */
-    val `segments`: kotlin.UInt
+    val `segments`: kotlin.Int
     
 ){
     
@@ -8357,23 +8450,23 @@ public object FfiConverterTypeSms: FfiConverterRustBuffer<Sms> {
         return Sms(
             FfiConverterString.read(buf),
             FfiConverterTypeSmsEncoding.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterInt.read(buf),
         )
     }
 
     override fun allocationSize(value: Sms) = (
             FfiConverterString.allocationSize(value.`text`) +
             FfiConverterTypeSmsEncoding.allocationSize(value.`encoding`) +
-            FfiConverterUInt.allocationSize(value.`units`) +
-            FfiConverterUInt.allocationSize(value.`segments`)
+            FfiConverterInt.allocationSize(value.`units`) +
+            FfiConverterInt.allocationSize(value.`segments`)
     )
 
     override fun write(value: Sms, buf: ByteBuffer) {
             FfiConverterString.write(value.`text`, buf)
             FfiConverterTypeSmsEncoding.write(value.`encoding`, buf)
-            FfiConverterUInt.write(value.`units`, buf)
-            FfiConverterUInt.write(value.`segments`, buf)
+            FfiConverterInt.write(value.`units`, buf)
+            FfiConverterInt.write(value.`segments`, buf)
     }
 }
 
@@ -8387,7 +8480,7 @@ data class TotpMatch (
      * The time step whose code matched; pass it as `last_used_step` next
      * time so the same code is not accepted twice.
      */
-    val `step`: kotlin.ULong
+    val `step`: kotlin.Long
     , 
     /**
      * Matched step minus current step: negative when the authenticator's
@@ -8410,18 +8503,18 @@ data class TotpMatch (
 public object FfiConverterTypeTotpMatch: FfiConverterRustBuffer<TotpMatch> {
     override fun read(buf: ByteBuffer): TotpMatch {
         return TotpMatch(
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: TotpMatch) = (
-            FfiConverterULong.allocationSize(value.`step`) +
+            FfiConverterLong.allocationSize(value.`step`) +
             FfiConverterLong.allocationSize(value.`drift`)
     )
 
     override fun write(value: TotpMatch, buf: ByteBuffer) {
-            FfiConverterULong.write(value.`step`, buf)
+            FfiConverterLong.write(value.`step`, buf)
             FfiConverterLong.write(value.`drift`, buf)
     }
 }
@@ -8488,7 +8581,7 @@ sealed class CodeFormat {
         /**
          * Number of digits.
          */
-        val `digits`: kotlin.UInt) : CodeFormat()
+        val `digits`: kotlin.Int) : CodeFormat()
         
     {
         
@@ -8512,7 +8605,7 @@ sealed class CodeFormat {
         /**
          * Number of characters.
          */
-        val `length`: kotlin.UInt) : CodeFormat()
+        val `length`: kotlin.Int) : CodeFormat()
         
     {
         
@@ -8555,10 +8648,10 @@ public object FfiConverterTypeCodeFormat : FfiConverterRustBuffer<CodeFormat>{
     override fun read(buf: ByteBuffer): CodeFormat {
         return when(buf.getInt()) {
             1 -> CodeFormat.Numeric(
-                FfiConverterUInt.read(buf),
+                FfiConverterInt.read(buf),
                 )
             2 -> CodeFormat.Crockford(
-                FfiConverterUInt.read(buf),
+                FfiConverterInt.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
@@ -8569,14 +8662,14 @@ public object FfiConverterTypeCodeFormat : FfiConverterRustBuffer<CodeFormat>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterUInt.allocationSize(value.`digits`)
+                + FfiConverterInt.allocationSize(value.`digits`)
             )
         }
         is CodeFormat.Crockford -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterUInt.allocationSize(value.`length`)
+                + FfiConverterInt.allocationSize(value.`length`)
             )
         }
     }
@@ -8585,12 +8678,12 @@ public object FfiConverterTypeCodeFormat : FfiConverterRustBuffer<CodeFormat>{
         when(value) {
             is CodeFormat.Numeric -> {
                 buf.putInt(1)
-                FfiConverterUInt.write(value.`digits`, buf)
+                FfiConverterInt.write(value.`digits`, buf)
                 Unit
             }
             is CodeFormat.Crockford -> {
                 buf.putInt(2)
-                FfiConverterUInt.write(value.`length`, buf)
+                FfiConverterInt.write(value.`length`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -8650,11 +8743,11 @@ public object FfiConverterTypeCustomerPreference: FfiConverterRustBuffer<Custome
 sealed class Decision {
     
     /**
-     * Delivered with the issued code.
+     * Delivered, with the code issued for this ticket.
      */
     data class Confirmed(
         /**
-         * How it was checked: on the device, or by the backend online.
+         * How the device checked it.
          */
         val `verified`: dev.deliveryotp.Verification) : Decision()
         
@@ -8674,14 +8767,17 @@ sealed class Decision {
     }
     
     /**
-     * The device accepted a code that is not the issued one: suspected fraud.
+     * The device recorded a delivery with a code that is not the one issued:
+     * a courier who brute-forced the ticket, or a phone that was tampered
+     * with. Treat as not delivered and look into it.
      */
     object CodeMismatch : Decision()
     
     
     /**
-     * An online check of this ticket sent a wrong code matching its hash:
-     * suspected fraud by that courier and device.
+     * An online check of this ticket sent a wrong code that matches the
+     * ticket's hash (see [`OnlineOutcome::GuessedFromTicket`]); whatever
+     * the receipt says, look into the courier and device that sent it.
      */
     data class GuessedFromTicket(
         /**
@@ -8709,12 +8805,16 @@ sealed class Decision {
     }
     
     /**
-     * A claim of the receipt does not hold against the ticket or the
-     * backend's records: suspected fraud.
+     * The receipt claims something that does not hold against the ticket
+     * as issued or the backend's own records: `kid` or `format` other than
+     * the ticket's, more `attempts` than it allows, a time (`first`,
+     * `decided`) outside its validity or in the backend's future, or `via`
+     * online without the backend's online confirmation for this courier
+     * and device. Treat as not delivered and look into it.
      */
     data class FalseClaim(
         /**
-         * The receipt field (`format`, `kid`, `attempts`, `first`, `decided`, `via`).
+         * The receipt field that does not hold.
          */
         val `field`: kotlin.String) : Decision()
         
@@ -8734,13 +8834,14 @@ sealed class Decision {
     }
     
     /**
-     * The MAC does not match: changed, or made by another device or courier.
+     * The MAC does not match: the receipt was changed, or another device
+     * or courier made it.
      */
     object Tampered : Decision()
     
     
     /**
-     * The receipt names a key id the backend does not have.
+     * The receipt names a key id this backend does not have.
      */
     data class UnknownKey(
         /**
@@ -8764,7 +8865,8 @@ sealed class Decision {
     }
     
     /**
-     * The receipt's courier is not the one the ticket was issued to.
+     * The receipt's courier is not the one the ticket was issued to. It
+     * takes nothing from the assigned courier.
      */
     data class NotAssigned(
         /**
@@ -8788,19 +8890,21 @@ sealed class Decision {
     }
     
     /**
-     * A different receipt for the same ticket was reconciled before.
+     * A different receipt for the same ticket was reconciled before; the
+     * first one stands.
      */
     object Conflicting : Decision()
     
     
     /**
-     * The receipt's sequence is not the delivery's current one.
+     * The receipt is for a sequence that is not the delivery's current one
+     * (a resend replaced it, or it was never issued).
      */
     data class Stale(
         /**
-         * The current sequence.
+         * The delivery's current sequence.
          */
-        val `currentSequence`: kotlin.ULong) : Decision()
+        val `currentSequence`: kotlin.Long) : Decision()
         
     {
         
@@ -8818,7 +8922,7 @@ sealed class Decision {
     }
     
     /**
-     * Not delivered.
+     * The courier reports the parcel was not handed over.
      */
     data class NotDelivered(
         /**
@@ -8886,7 +8990,7 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
                 )
             8 -> Decision.Conflicting
             9 -> Decision.Stale(
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
                 )
             10 -> Decision.NotDelivered(
                 FfiConverterTypeNotDeliveredReason.read(buf),
@@ -8954,7 +9058,7 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`currentSequence`)
+                + FfiConverterLong.allocationSize(value.`currentSequence`)
             )
         }
         is Decision.NotDelivered -> {
@@ -9008,7 +9112,7 @@ public object FfiConverterTypeDecision : FfiConverterRustBuffer<Decision>{
             }
             is Decision.Stale -> {
                 buf.putInt(9)
-                FfiConverterULong.write(value.`currentSequence`, buf)
+                FfiConverterLong.write(value.`currentSequence`, buf)
                 Unit
             }
             is Decision.NotDelivered -> {
@@ -9238,18 +9342,19 @@ public object FfiConverterTypeNotDeliveredReason : FfiConverterRustBuffer<NotDel
 
 
 /**
- * The result of an offline verification on the courier's device.
+ * The outcome of an offline verification.
  */
 sealed class OfflineOutcome {
     
     /**
-     * The code matches the ticket; provisional until the backend confirms it.
+     * The code matches the ticket. Provisional: the backend confirms it
+     * from the receipt.
      */
     data class AcceptedProvisionally(
         /**
          * Attempts used, this one included.
          */
-        val `attemptsUsed`: kotlin.UInt) : OfflineOutcome()
+        val `attemptsUsed`: kotlin.Int) : OfflineOutcome()
         
     {
         
@@ -9273,7 +9378,7 @@ sealed class OfflineOutcome {
         /**
          * Attempts still allowed.
          */
-        val `attemptsLeft`: kotlin.UInt) : OfflineOutcome()
+        val `attemptsLeft`: kotlin.Int) : OfflineOutcome()
         
     {
         
@@ -9291,13 +9396,13 @@ sealed class OfflineOutcome {
     }
     
     /**
-     * No attempts left for this ticket.
+     * No attempts are left for this ticket.
      */
     data class LockedOut(
         /**
          * The ticket's expiry; a resend brings a new ticket.
          */
-        val `until`: kotlin.ULong) : OfflineOutcome()
+        val `until`: dev.deliveryotp.UnixTime) : OfflineOutcome()
         
     {
         
@@ -9321,7 +9426,7 @@ sealed class OfflineOutcome {
         /**
          * When it expired.
          */
-        val `at`: kotlin.ULong) : OfflineOutcome()
+        val `at`: dev.deliveryotp.UnixTime) : OfflineOutcome()
         
     {
         
@@ -9345,7 +9450,7 @@ sealed class OfflineOutcome {
         /**
          * When it becomes valid.
          */
-        val `from`: kotlin.ULong) : OfflineOutcome()
+        val `from`: dev.deliveryotp.UnixTime) : OfflineOutcome()
         
     {
         
@@ -9363,14 +9468,16 @@ sealed class OfflineOutcome {
     }
     
     /**
-     * The device clock went back past a time already seen; nothing was
-     * checked or counted.
+     * The device clock is earlier than a time already seen within the
+     * ticket's validity, beyond the tolerance. Nothing was checked or
+     * counted. (Readings after the ticket's expiry are not remembered, so
+     * one far-future reading cannot lock a delivery.)
      */
     data class ClockMovedBackwards(
         /**
          * The latest time seen.
          */
-        val `latestSeen`: kotlin.ULong) : OfflineOutcome()
+        val `latestSeen`: dev.deliveryotp.UnixTime) : OfflineOutcome()
         
     {
         
@@ -9388,13 +9495,13 @@ sealed class OfflineOutcome {
     }
     
     /**
-     * A newer ticket for this delivery was already used on this device.
+     * A newer ticket (a resend) for this delivery was already used here.
      */
     data class Superseded(
         /**
          * The newer sequence.
          */
-        val `bySequence`: kotlin.ULong) : OfflineOutcome()
+        val `bySequence`: kotlin.Long) : OfflineOutcome()
         
     {
         
@@ -9437,25 +9544,25 @@ public object FfiConverterTypeOfflineOutcome : FfiConverterRustBuffer<OfflineOut
     override fun read(buf: ByteBuffer): OfflineOutcome {
         return when(buf.getInt()) {
             1 -> OfflineOutcome.AcceptedProvisionally(
-                FfiConverterUInt.read(buf),
+                FfiConverterInt.read(buf),
                 )
             2 -> OfflineOutcome.Rejected(
-                FfiConverterUInt.read(buf),
+                FfiConverterInt.read(buf),
                 )
             3 -> OfflineOutcome.LockedOut(
-                FfiConverterULong.read(buf),
+                FfiConverterTypeUnixTime.read(buf),
                 )
             4 -> OfflineOutcome.Expired(
-                FfiConverterULong.read(buf),
+                FfiConverterTypeUnixTime.read(buf),
                 )
             5 -> OfflineOutcome.NotYetValid(
-                FfiConverterULong.read(buf),
+                FfiConverterTypeUnixTime.read(buf),
                 )
             6 -> OfflineOutcome.ClockMovedBackwards(
-                FfiConverterULong.read(buf),
+                FfiConverterTypeUnixTime.read(buf),
                 )
             7 -> OfflineOutcome.Superseded(
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
@@ -9466,49 +9573,49 @@ public object FfiConverterTypeOfflineOutcome : FfiConverterRustBuffer<OfflineOut
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterUInt.allocationSize(value.`attemptsUsed`)
+                + FfiConverterInt.allocationSize(value.`attemptsUsed`)
             )
         }
         is OfflineOutcome.Rejected -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterUInt.allocationSize(value.`attemptsLeft`)
+                + FfiConverterInt.allocationSize(value.`attemptsLeft`)
             )
         }
         is OfflineOutcome.LockedOut -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`until`)
+                + FfiConverterTypeUnixTime.allocationSize(value.`until`)
             )
         }
         is OfflineOutcome.Expired -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`at`)
+                + FfiConverterTypeUnixTime.allocationSize(value.`at`)
             )
         }
         is OfflineOutcome.NotYetValid -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`from`)
+                + FfiConverterTypeUnixTime.allocationSize(value.`from`)
             )
         }
         is OfflineOutcome.ClockMovedBackwards -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`latestSeen`)
+                + FfiConverterTypeUnixTime.allocationSize(value.`latestSeen`)
             )
         }
         is OfflineOutcome.Superseded -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`bySequence`)
+                + FfiConverterLong.allocationSize(value.`bySequence`)
             )
         }
     }
@@ -9517,37 +9624,37 @@ public object FfiConverterTypeOfflineOutcome : FfiConverterRustBuffer<OfflineOut
         when(value) {
             is OfflineOutcome.AcceptedProvisionally -> {
                 buf.putInt(1)
-                FfiConverterUInt.write(value.`attemptsUsed`, buf)
+                FfiConverterInt.write(value.`attemptsUsed`, buf)
                 Unit
             }
             is OfflineOutcome.Rejected -> {
                 buf.putInt(2)
-                FfiConverterUInt.write(value.`attemptsLeft`, buf)
+                FfiConverterInt.write(value.`attemptsLeft`, buf)
                 Unit
             }
             is OfflineOutcome.LockedOut -> {
                 buf.putInt(3)
-                FfiConverterULong.write(value.`until`, buf)
+                FfiConverterTypeUnixTime.write(value.`until`, buf)
                 Unit
             }
             is OfflineOutcome.Expired -> {
                 buf.putInt(4)
-                FfiConverterULong.write(value.`at`, buf)
+                FfiConverterTypeUnixTime.write(value.`at`, buf)
                 Unit
             }
             is OfflineOutcome.NotYetValid -> {
                 buf.putInt(5)
-                FfiConverterULong.write(value.`from`, buf)
+                FfiConverterTypeUnixTime.write(value.`from`, buf)
                 Unit
             }
             is OfflineOutcome.ClockMovedBackwards -> {
                 buf.putInt(6)
-                FfiConverterULong.write(value.`latestSeen`, buf)
+                FfiConverterTypeUnixTime.write(value.`latestSeen`, buf)
                 Unit
             }
             is OfflineOutcome.Superseded -> {
                 buf.putInt(7)
-                FfiConverterULong.write(value.`bySequence`, buf)
+                FfiConverterLong.write(value.`bySequence`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -9559,18 +9666,19 @@ public object FfiConverterTypeOfflineOutcome : FfiConverterRustBuffer<OfflineOut
 
 
 /**
- * The result of an online verification on the backend.
+ * The result of an online verification.
  */
 sealed class OnlineOutcome {
     
     /**
-     * Right code; it is now used.
+     * The code is right; it is now used and will not be accepted again
+     * (the same request again gets this answer again).
      */
     data class Confirmed(
         /**
          * Attempts used, this one included.
          */
-        val `attemptsUsed`: kotlin.UInt) : OnlineOutcome()
+        val `attemptsUsed`: kotlin.Int) : OnlineOutcome()
         
     {
         
@@ -9588,13 +9696,13 @@ sealed class OnlineOutcome {
     }
     
     /**
-     * Wrong code.
+     * The code is wrong.
      */
     data class Rejected(
         /**
          * Attempts still allowed.
          */
-        val `attemptsLeft`: kotlin.UInt) : OnlineOutcome()
+        val `attemptsLeft`: kotlin.Int) : OnlineOutcome()
         
     {
         
@@ -9612,13 +9720,13 @@ sealed class OnlineOutcome {
     }
     
     /**
-     * No attempts left.
+     * No attempts are left.
      */
     data class LockedOut(
         /**
-         * The code's expiry.
+         * The code's expiry; a resend issues a new code.
          */
-        val `until`: kotlin.ULong) : OnlineOutcome()
+        val `until`: dev.deliveryotp.UnixTime) : OnlineOutcome()
         
     {
         
@@ -9636,20 +9744,23 @@ sealed class OnlineOutcome {
     }
     
     /**
-     * The right code, already used by another request.
+     * The right code, but it was already used by another request.
      */
     object AlreadyUsed : OnlineOutcome()
     
     
     /**
-     * A wrong code that matches the ticket's hash, as trying codes from the
-     * ticket gives: the code is ended (resend) and the courier recorded.
+     * A wrong code that matches the ticket's hash: what someone who lists
+     * the codes matching a ticket sends (an honest typo does so once in
+     * 2^t). The code is ended at once, only a resend issues a new one, and
+     * the courier and device that sent it are recorded for reconciliation.
      */
     object GuessedFromTicket : OnlineOutcome()
     
     
     /**
-     * An earlier guess from the ticket ended this code; resend.
+     * An earlier entry guessed from the ticket ended this code; a resend
+     * issues a new one.
      */
     object Ended : OnlineOutcome()
     
@@ -9661,7 +9772,7 @@ sealed class OnlineOutcome {
         /**
          * When it expired.
          */
-        val `at`: kotlin.ULong) : OnlineOutcome()
+        val `at`: dev.deliveryotp.UnixTime) : OnlineOutcome()
         
     {
         
@@ -9685,7 +9796,7 @@ sealed class OnlineOutcome {
         /**
          * When it becomes valid.
          */
-        val `from`: kotlin.ULong) : OnlineOutcome()
+        val `from`: dev.deliveryotp.UnixTime) : OnlineOutcome()
         
     {
         
@@ -9703,7 +9814,8 @@ sealed class OnlineOutcome {
     }
     
     /**
-     * The courier asking is not the one the ticket was issued to.
+     * The courier asking is not the one the ticket was issued to. Nothing
+     * was counted.
      */
     object NotAssigned : OnlineOutcome()
     
@@ -9734,22 +9846,22 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
     override fun read(buf: ByteBuffer): OnlineOutcome {
         return when(buf.getInt()) {
             1 -> OnlineOutcome.Confirmed(
-                FfiConverterUInt.read(buf),
+                FfiConverterInt.read(buf),
                 )
             2 -> OnlineOutcome.Rejected(
-                FfiConverterUInt.read(buf),
+                FfiConverterInt.read(buf),
                 )
             3 -> OnlineOutcome.LockedOut(
-                FfiConverterULong.read(buf),
+                FfiConverterTypeUnixTime.read(buf),
                 )
             4 -> OnlineOutcome.AlreadyUsed
             5 -> OnlineOutcome.GuessedFromTicket
             6 -> OnlineOutcome.Ended
             7 -> OnlineOutcome.Expired(
-                FfiConverterULong.read(buf),
+                FfiConverterTypeUnixTime.read(buf),
                 )
             8 -> OnlineOutcome.NotYetValid(
-                FfiConverterULong.read(buf),
+                FfiConverterTypeUnixTime.read(buf),
                 )
             9 -> OnlineOutcome.NotAssigned
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
@@ -9761,21 +9873,21 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterUInt.allocationSize(value.`attemptsUsed`)
+                + FfiConverterInt.allocationSize(value.`attemptsUsed`)
             )
         }
         is OnlineOutcome.Rejected -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterUInt.allocationSize(value.`attemptsLeft`)
+                + FfiConverterInt.allocationSize(value.`attemptsLeft`)
             )
         }
         is OnlineOutcome.LockedOut -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`until`)
+                + FfiConverterTypeUnixTime.allocationSize(value.`until`)
             )
         }
         is OnlineOutcome.AlreadyUsed -> {
@@ -9800,14 +9912,14 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`at`)
+                + FfiConverterTypeUnixTime.allocationSize(value.`at`)
             )
         }
         is OnlineOutcome.NotYetValid -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`from`)
+                + FfiConverterTypeUnixTime.allocationSize(value.`from`)
             )
         }
         is OnlineOutcome.NotAssigned -> {
@@ -9822,17 +9934,17 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
         when(value) {
             is OnlineOutcome.Confirmed -> {
                 buf.putInt(1)
-                FfiConverterUInt.write(value.`attemptsUsed`, buf)
+                FfiConverterInt.write(value.`attemptsUsed`, buf)
                 Unit
             }
             is OnlineOutcome.Rejected -> {
                 buf.putInt(2)
-                FfiConverterUInt.write(value.`attemptsLeft`, buf)
+                FfiConverterInt.write(value.`attemptsLeft`, buf)
                 Unit
             }
             is OnlineOutcome.LockedOut -> {
                 buf.putInt(3)
-                FfiConverterULong.write(value.`until`, buf)
+                FfiConverterTypeUnixTime.write(value.`until`, buf)
                 Unit
             }
             is OnlineOutcome.AlreadyUsed -> {
@@ -9849,12 +9961,12 @@ public object FfiConverterTypeOnlineOutcome : FfiConverterRustBuffer<OnlineOutco
             }
             is OnlineOutcome.Expired -> {
                 buf.putInt(7)
-                FfiConverterULong.write(value.`at`, buf)
+                FfiConverterTypeUnixTime.write(value.`at`, buf)
                 Unit
             }
             is OnlineOutcome.NotYetValid -> {
                 buf.putInt(8)
-                FfiConverterULong.write(value.`from`, buf)
+                FfiConverterTypeUnixTime.write(value.`from`, buf)
                 Unit
             }
             is OnlineOutcome.NotAssigned -> {
@@ -10563,6 +10675,27 @@ sealed class OtpException: kotlin.Exception() {
     }
     
     /**
+     * A number given from outside the range it has (a negative count from
+     * Kotlin or Swift, a sequence past 2^63 - 1, a duration with a fraction
+     * of a second).
+     */
+    class InvalidNumber(
+        
+        /**
+         * Which number.
+         */
+        val `what`: kotlin.String, 
+        
+        /**
+         * What its range is.
+         */
+        val `reason`: kotlin.String
+        ) : OtpException() {
+        override val message: String
+            get() = rustMessage()
+    }
+    
+    /**
      * A number would leave its range (a sequence at its maximum, a time past `u64::MAX`).
      */
     class Overflow(
@@ -10736,7 +10869,11 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             47 -> OtpException.InvalidContact(
                 FfiConverterString.read(buf),
                 )
-            48 -> OtpException.Overflow(
+            48 -> OtpException.InvalidNumber(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            49 -> OtpException.Overflow(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -10981,6 +11118,12 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
             is OtpException.InvalidContact -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is OtpException.InvalidNumber -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`what`)
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is OtpException.Overflow -> (
@@ -11231,8 +11374,14 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is OtpException.Overflow -> {
+            is OtpException.InvalidNumber -> {
                 buf.putInt(48)
+                FfiConverterString.write(value.`what`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is OtpException.Overflow -> {
+                buf.putInt(49)
                 FfiConverterString.write(value.`what`, buf)
                 Unit
             }
@@ -11253,9 +11402,9 @@ sealed class OtpKind {
      */
     data class Totp(
         /**
-         * Time step in seconds.
+         * The time step (whole seconds).
          */
-        val `period`: kotlin.ULong) : OtpKind()
+        val `period`: java.time.Duration) : OtpKind()
         
     {
         
@@ -11277,9 +11426,9 @@ sealed class OtpKind {
      */
     data class Hotp(
         /**
-         * The counter of the next code.
+         * The counter of the next code, its 64 bits as `Hotp.generate` reads them.
          */
-        val `counter`: kotlin.ULong) : OtpKind()
+        val `counter`: kotlin.Long) : OtpKind()
         
     {
         
@@ -11322,10 +11471,10 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
     override fun read(buf: ByteBuffer): OtpKind {
         return when(buf.getInt()) {
             1 -> OtpKind.Totp(
-                FfiConverterULong.read(buf),
+                FfiConverterDuration.read(buf),
                 )
             2 -> OtpKind.Hotp(
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
@@ -11336,14 +11485,14 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`period`)
+                + FfiConverterDuration.allocationSize(value.`period`)
             )
         }
         is OtpKind.Hotp -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`counter`)
+                + FfiConverterLong.allocationSize(value.`counter`)
             )
         }
     }
@@ -11352,12 +11501,12 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
         when(value) {
             is OtpKind.Totp -> {
                 buf.putInt(1)
-                FfiConverterULong.write(value.`period`, buf)
+                FfiConverterDuration.write(value.`period`, buf)
                 Unit
             }
             is OtpKind.Hotp -> {
                 buf.putInt(2)
-                FfiConverterULong.write(value.`counter`, buf)
+                FfiConverterLong.write(value.`counter`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -11409,7 +11558,7 @@ sealed class ReceiptOutcome {
         /**
          * Attempts the backend counted (its `Confirmed.attemptsUsed`).
          */
-        val `attemptsUsed`: kotlin.UInt) : ReceiptOutcome()
+        val `attemptsUsed`: kotlin.Int) : ReceiptOutcome()
         
     {
         
@@ -11480,7 +11629,7 @@ public object FfiConverterTypeReceiptOutcome : FfiConverterRustBuffer<ReceiptOut
                 )
             2 -> ReceiptOutcome.DeliveredOnline(
                 FfiConverterString.read(buf),
-                FfiConverterUInt.read(buf),
+                FfiConverterInt.read(buf),
                 )
             3 -> ReceiptOutcome.NotDelivered(
                 FfiConverterTypeNotDeliveredReason.read(buf),
@@ -11502,7 +11651,7 @@ public object FfiConverterTypeReceiptOutcome : FfiConverterRustBuffer<ReceiptOut
             (
                 4UL
                 + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterUInt.allocationSize(value.`attemptsUsed`)
+                + FfiConverterInt.allocationSize(value.`attemptsUsed`)
             )
         }
         is ReceiptOutcome.NotDelivered -> {
@@ -11524,7 +11673,7 @@ public object FfiConverterTypeReceiptOutcome : FfiConverterRustBuffer<ReceiptOut
             is ReceiptOutcome.DeliveredOnline -> {
                 buf.putInt(2)
                 FfiConverterString.write(value.`code`, buf)
-                FfiConverterUInt.write(value.`attemptsUsed`, buf)
+                FfiConverterInt.write(value.`attemptsUsed`, buf)
                 Unit
             }
             is ReceiptOutcome.NotDelivered -> {
@@ -11889,28 +12038,28 @@ public object FfiConverterTypeVerificationMode: FfiConverterRustBuffer<Verificat
 /**
  * @suppress
  */
-public object FfiConverterOptionalULong: FfiConverterRustBuffer<kotlin.ULong?> {
-    override fun read(buf: ByteBuffer): kotlin.ULong? {
+public object FfiConverterOptionalLong: FfiConverterRustBuffer<kotlin.Long?> {
+    override fun read(buf: ByteBuffer): kotlin.Long? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterULong.read(buf)
+        return FfiConverterLong.read(buf)
     }
 
-    override fun allocationSize(value: kotlin.ULong?): ULong {
+    override fun allocationSize(value: kotlin.Long?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterULong.allocationSize(value)
+            return 1UL + FfiConverterLong.allocationSize(value)
         }
     }
 
-    override fun write(value: kotlin.ULong?, buf: ByteBuffer) {
+    override fun write(value: kotlin.Long?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterULong.write(value, buf)
+            FfiConverterLong.write(value, buf)
         }
     }
 }
@@ -12145,6 +12294,38 @@ public object FfiConverterOptionalTypeCustomerPreference: FfiConverterRustBuffer
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeUnixTime: FfiConverterRustBuffer<UnixTime?> {
+    override fun read(buf: ByteBuffer): UnixTime? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeUnixTime.read(buf)
+    }
+
+    override fun allocationSize(value: UnixTime?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeUnixTime.allocationSize(value)
+        }
+    }
+
+    override fun write(value: UnixTime?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeUnixTime.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
     override fun read(buf: ByteBuffer): List<kotlin.String> {
         val len = buf.getInt()
@@ -12194,6 +12375,11 @@ public object FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer<List<
         }
     }
 }
+
+
+
+public typealias UnixTime = java.time.Instant
+public typealias FfiConverterTypeUnixTime = FfiConverterTimestamp
         /**
          * Checks settings before using them.
          *
@@ -12227,14 +12413,15 @@ public object FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer<List<
 
         /**
          * About how many codes match a ticket's hash: code space / 2^hash_bits.
-         */ fun `expectedCandidates`(`format`: CodeFormat, `hashBits`: kotlin.UInt): kotlin.Double {
+         */
+    @Throws(OtpException::class) fun `expectedCandidates`(`format`: CodeFormat, `hashBits`: kotlin.Int): kotlin.Double {
             return FfiConverterDouble.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_func_expected_candidates(
     
         
         FfiConverterTypeCodeFormat.lower(`format`),
-        FfiConverterUInt.lower(`hashBits`),_status)
+        FfiConverterInt.lower(`hashBits`),_status)
 }
     )
     }
@@ -12242,13 +12429,14 @@ public object FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer<List<
 
         /**
          * The chance that one wrong code passes the offline check: 2^-hash_bits.
-         */ fun `falseAcceptProbability`(`hashBits`: kotlin.UInt): kotlin.Double {
+         */
+    @Throws(OtpException::class) fun `falseAcceptProbability`(`hashBits`: kotlin.Int): kotlin.Double {
             return FfiConverterDouble.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_func_false_accept_probability(
     
         
-        FfiConverterUInt.lower(`hashBits`),_status)
+        FfiConverterInt.lower(`hashBits`),_status)
 }
     )
     }
@@ -12394,7 +12582,7 @@ public object FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer<List<
          * `InvalidReceipt` for a latitude outside ±90, a longitude outside ±180, or
          * a value that is not a number.
          */
-    @Throws(OtpException::class) fun `locationFromDegrees`(`latitude`: kotlin.Double, `longitude`: kotlin.Double, `accuracyM`: kotlin.UInt): Location {
+    @Throws(OtpException::class) fun `locationFromDegrees`(`latitude`: kotlin.Double, `longitude`: kotlin.Double, `accuracyM`: kotlin.Int): Location {
             return FfiConverterTypeLocation.lift(
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_func_location_from_degrees(
@@ -12402,7 +12590,7 @@ public object FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer<List<
         
         FfiConverterDouble.lower(`latitude`),
         FfiConverterDouble.lower(`longitude`),
-        FfiConverterUInt.lower(`accuracyM`),_status)
+        FfiConverterInt.lower(`accuracyM`),_status)
 }
     )
     }

@@ -38,20 +38,24 @@ class JavaFlowTest {
         try (KeySet keys = KeySet.Companion.generate("k1"); Backend backend = new Backend(keys)) {
             IssuedCode issued = DeliveryOtpTime.issue(backend, "PKG-JAVA", "courier-1", start);
             MapStore store = new MapStore();
-            try (OfflineVerifier verifier = DeliveryOtpTime.offlineVerifier(issued.getTicket(), store)) {
-                OfflineOutcome outcome = DeliveryOtpTime.verify(verifier, issued.getCode(), start.plusSeconds(60));
+            try (OfflineVerifier verifier = new OfflineVerifier(issued.getTicket(), store)) {
+                OfflineOutcome outcome = verifier.verify(issued.getCode(), start.plusSeconds(60));
                 assertTrue(outcome instanceof OfflineOutcome.AcceptedProvisionally, outcome.toString());
                 DeviceKey key = backend.provisionDevice("courier-1", "phone-1");
                 Receipt receipt = DeliveryOtpTime.receipt(verifier, new ReceiptOutcome.DeliveredOffline(issued.getCode()), key,
                     new ReceiptDetails("java/1.0", null, null), start.plusSeconds(61));
-                Reconciliation judged = DeliveryOtpTime.reconcile(backend, receipt.toJson(), issued.getTicket(), start.plusSeconds(120));
+                Reconciliation judged = backend.reconcile(receipt.toJson(), issued.getTicket(), start.plusSeconds(120));
                 assertEquals(new Decision.Confirmed(Verification.OFFLINE), judged.getDecision());
+                assertEquals(0L, judged.getSequence());
+                assertEquals(start.plusSeconds(61), receipt.decidedAt());
             }
             // A failing store is a typed exception, and nothing counts.
             MapStore broken = new MapStore();
             broken.broken = true;
-            try (OfflineVerifier verifier = DeliveryOtpTime.offlineVerifier(issued.getTicket(), broken)) {
-                assertThrows(OtpException.StateStorage.class, () -> DeliveryOtpTime.verify(verifier, issued.getCode(), start));
+            try (OfflineVerifier verifier = new OfflineVerifier(issued.getTicket(), broken)) {
+                OtpException.StateStorage e =
+                    assertThrows(OtpException.StateStorage.class, () -> verifier.verify(issued.getCode(), start));
+                assertTrue(e.getMessage().contains("disk full"), e.getMessage());
                 assertTrue(broken.values.isEmpty());
             }
         }

@@ -1,5 +1,7 @@
 package dev.deliveryotp
 
+import java.time.Duration
+import java.time.Instant
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 import kotlin.test.assertFalse
@@ -15,16 +17,16 @@ class ApiTest {
     @Test
     fun enrolmentRoundTrip() {
         Secret.generate().use { secret ->
-            assertEquals(20u, secret.byteLength())
-            val uri = formatKeyUri(KeyUri(OtpKind.Totp(30uL), secret, "Acme Deliveries", "courier-17@acme.example", Algorithm.SHA1, 6u))
+            assertEquals(20, secret.byteLength())
+            val uri = formatKeyUri(KeyUri(OtpKind.Totp(Duration.ofSeconds(30)), secret, "Acme Deliveries", "courier-17@acme.example", Algorithm.SHA1, 6))
             assertTrue(uri.startsWith("otpauth://totp/Acme%20Deliveries:courier-17%40acme.example?secret="))
             val key = parseKeyUri(uri)
             keyUriTotp(key).use { totp ->
-                val now = 1_764_000_000uL
+                val now = at(1_764_000_000)
                 val code = totp.generate(now)
-                val m = totp.verify(code, now + 30uL)!!
+                val m = totp.verify(code, now.plusSeconds(30))!!
                 assertEquals(-1L, m.drift)
-                assertNull(totp.verify(code, now + 30uL, lastUsedStep = m.step), "replayed code accepted")
+                assertNull(totp.verify(code, now.plusSeconds(30), lastUsedStep = m.step), "replayed code accepted")
             }
         }
     }
@@ -32,31 +34,35 @@ class ApiTest {
     @Test
     fun defaultsAreSha1SixDigitsThirtySeconds() {
         Secret.fromBytes(rfcSecret).use { s ->
-            Totp(s).use { assertEquals("287082", it.generate(59uL)) }
-            Hotp(s).use { assertEquals("755224", it.generate(0uL)) }
+            Totp(s).use { assertEquals("287082", it.generate(at(59))) }
+            Hotp(s).use { assertEquals("755224", it.generate(0)) }
         }
     }
 
     @Test
     fun badSettingsAreTypedExceptionsWithReadableMessages() {
         Secret.fromBytes(rfcSecret).use { s ->
-            val digits = assertFailsWith<OtpException.InvalidDigits> { Hotp(s, 5u) }
+            val digits = assertFailsWith<OtpException.InvalidDigits> { Hotp(s, 5) }
             // The fields are typed, the message is the core's sentence, and
             // toString names the case as any Kotlin exception does.
             assertEquals(Triple(5L, 6L, 10L), Triple(digits.digits, digits.min, digits.max))
             assertEquals("a one-time password has 6 to 10 digits; 5 were asked for", digits.message)
             assertEquals("dev.deliveryotp.OtpException\$InvalidDigits: ${digits.message}", digits.toString())
-            assertFailsWith<OtpException.InvalidPeriod> { Totp(s, period = 0uL) }
-            Totp(s, t0 = 100uL).use { t ->
-                assertFailsWith<OtpException.TimeBeforeStart> { t.generate(99uL) }
-                val window = assertFailsWith<OtpException.WindowTooLarge> { t.verify("123456", 200uL, behind = 101uL) }
+            assertFailsWith<OtpException.InvalidPeriod> { Totp.withPeriod(s, 6, Duration.ZERO, null, at(0)) }
+            val fraction = assertFailsWith<OtpException.InvalidNumber> { Totp.withPeriod(s, 6, Duration.ofMillis(1500), null, at(0)) }
+            assertEquals("period", fraction.what)
+            assertFailsWith<OtpException.InvalidNumber> { Hotp(s, -6) }
+            Totp.withPeriod(s, 6, Duration.ofSeconds(30), null, at(100)).use { t ->
+                assertFailsWith<OtpException.TimeBeforeStart> { t.generate(at(99)) }
+                val window = assertFailsWith<OtpException.WindowTooLarge> { t.verify("123456", at(200), behind = 101) }
                 assertEquals(101L to 100L, window.requested to window.max)
-                val malformed = assertFailsWith<OtpException.MalformedCode> { t.verify("12345x", 200uL) }
+                assertFailsWith<OtpException.InvalidNumber> { t.verify("123456", at(200), behind = -1) }
+                val malformed = assertFailsWith<OtpException.MalformedCode> { t.verify("12345x", at(200)) }
                 assertFalse(malformed.message!!.contains("12345"), "message repeats the entered code")
             }
         }
         assertFailsWith<OtpException.EmptySecret> { Secret.fromBytes(ByteArray(0)) }
-        assertFailsWith<OtpException.SecretTooShort> { Secret.generateWithLength(15u) }
+        assertFailsWith<OtpException.SecretTooShort> { Secret.generateWithLength(15) }
         val bad = assertFailsWith<OtpException.InvalidBase32Character> { Secret.fromBase32("JBSW1Y3D") }
         assertEquals(5L, bad.position)
         assertEquals(true, bad.message?.contains("position 5"))
@@ -77,11 +83,18 @@ class ApiTest {
     @Test
     fun timesPastTwoToThe32() {
         Secret.fromBytes(rfcSecret).use { s ->
-            Totp(s, digits = 8u).use { assertEquals("65353130", it.generate(20_000_000_000uL)) }
-            Totp(s, period = 1uL).use { t ->
-                val max = ULong.MAX_VALUE
-                val m = t.verify(t.generate(max), max, behind = 100uL, ahead = 100uL)!!
-                assertEquals(max, m.step)
+            Totp(s, digits = 8).use { assertEquals("65353130", it.generate(at(20_000_000_000))) }
+            Totp.withPeriod(s, 6, Duration.ofSeconds(1), null, at(0)).use { t ->
+                val latest = Instant.MAX.truncatedTo(java.time.temporal.ChronoUnit.SECONDS)
+                val m = t.verify(t.generate(latest), latest, behind = 100, ahead = 100)!!
+                assertEquals(latest.epochSecond, m.step)
+            }
+            // An HOTP counter is RFC 4226's 8 unsigned bytes: past Long.MAX_VALUE it
+            // is a negative Long with the same bits.
+            Hotp(s).use { h ->
+                val last = -1L // 2^64 - 1
+                assertEquals("18446744073709551615", java.lang.Long.toUnsignedString(last))
+                assertEquals(last, h.verify(h.generate(last), last - 1, 1))
             }
         }
     }

@@ -3,6 +3,7 @@ package dev.deliveryotp
 import com.google.gson.JsonObject
 import java.io.File
 import java.nio.file.Files
+import java.time.Duration
 import java.util.concurrent.ConcurrentHashMap
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
@@ -37,26 +38,27 @@ class FailingStateStore : DeviceStateStore {
     override fun compareAndSet(key: String, expected: String?, value: String): Boolean = throw StoreException.Failed("disk full")
 }
 
-fun offlineName(o: OfflineOutcome): Pair<String, ULong?> = when (o) {
-    is OfflineOutcome.AcceptedProvisionally -> "accepted_provisionally" to o.attemptsUsed.toULong()
-    is OfflineOutcome.Rejected -> "rejected" to o.attemptsLeft.toULong()
-    is OfflineOutcome.LockedOut -> "locked_out" to o.until
-    is OfflineOutcome.Expired -> "expired" to o.at
-    is OfflineOutcome.NotYetValid -> "not_yet_valid" to o.from
-    is OfflineOutcome.ClockMovedBackwards -> "clock_moved_backwards" to o.latestSeen
+/** The outcome's name and number (a count, a sequence, or a time's unix seconds). */
+fun offlineName(o: OfflineOutcome): Pair<String, Long?> = when (o) {
+    is OfflineOutcome.AcceptedProvisionally -> "accepted_provisionally" to o.attemptsUsed.toLong()
+    is OfflineOutcome.Rejected -> "rejected" to o.attemptsLeft.toLong()
+    is OfflineOutcome.LockedOut -> "locked_out" to o.until.epochSecond
+    is OfflineOutcome.Expired -> "expired" to o.at.epochSecond
+    is OfflineOutcome.NotYetValid -> "not_yet_valid" to o.from.epochSecond
+    is OfflineOutcome.ClockMovedBackwards -> "clock_moved_backwards" to o.latestSeen.epochSecond
     is OfflineOutcome.Superseded -> "superseded" to o.bySequence
 }
 
-fun onlineName(o: OnlineOutcome): Pair<String, ULong?> = when (o) {
-    is OnlineOutcome.Confirmed -> "confirmed" to o.attemptsUsed.toULong()
-    is OnlineOutcome.Rejected -> "rejected" to o.attemptsLeft.toULong()
-    is OnlineOutcome.LockedOut -> "locked_out" to o.until
+fun onlineName(o: OnlineOutcome): Pair<String, Long?> = when (o) {
+    is OnlineOutcome.Confirmed -> "confirmed" to o.attemptsUsed.toLong()
+    is OnlineOutcome.Rejected -> "rejected" to o.attemptsLeft.toLong()
+    is OnlineOutcome.LockedOut -> "locked_out" to o.until.epochSecond
     OnlineOutcome.AlreadyUsed -> "already_used" to null
     OnlineOutcome.GuessedFromTicket -> "guessed_from_ticket" to null
     OnlineOutcome.Ended -> "ended" to null
     OnlineOutcome.NotAssigned -> "not_assigned" to null
-    is OnlineOutcome.Expired -> "expired" to o.at
-    is OnlineOutcome.NotYetValid -> "not_yet_valid" to o.from
+    is OnlineOutcome.Expired -> "expired" to o.at.epochSecond
+    is OnlineOutcome.NotYetValid -> "not_yet_valid" to o.from.epochSecond
 }
 
 /** The field of a step that holds the outcome's number, by outcome name. */
@@ -78,7 +80,7 @@ class DeliveryTest {
         assertEquals(24, cases.size)
         val b = backend(v.str("key_set"), "k-2026-11")
         for (c in cases) {
-            val code = b.deriveCode(c.str("key_id"), c.str("delivery_id"), c.u64("sequence"), codeFormat(c.str("format")))
+            val code = b.deriveCode(c.str("key_id"), c.str("delivery_id"), c.str("sequence").toLong(), codeFormat(c.str("format")))
             assertEquals(c.str("code"), code, c.str("name"))
         }
     }
@@ -86,9 +88,9 @@ class DeliveryTest {
     private fun settings(s: JsonObject) = DeliverySettings(
         format = codeFormat(s.str("format")),
         allowShortCodes = s.get("allow_short_codes").asBoolean,
-        hashBits = s.u32("hash_bits"),
-        maxAttempts = s.u32("max_attempts"),
-        lifetimeSecs = s.u64("lifetime_secs"),
+        hashBits = s.int("hash_bits"),
+        maxAttempts = s.int("max_attempts"),
+        lifetime = Duration.ofSeconds(s.str("lifetime_secs").toLong()),
     )
 
     @Test
@@ -100,7 +102,7 @@ class DeliveryTest {
         for (c in cases) {
             val name = c.str("name")
             val b = backend(keySet, c.str("key_id"))
-            val issued = b.issue(c.str("delivery_id"), c.u64("sequence"), c.str("courier_id"), c.u64("now"),
+            val issued = b.issue(c.str("delivery_id"), c.str("sequence").toLong(), c.str("courier_id"), c.time("now"),
                 settings(c.getAsJsonObject("settings")))
             assertEquals(c.str("code"), issued.code, name)
             assertEquals(issued.code, issued.codeGrouped.replace(" ", ""), name)
@@ -152,7 +154,7 @@ class DeliveryTest {
     fun scenarios() {
         val file = "delivery-scenarios.json"
         val v = Vectors.load(file)
-        val tolerance = v.u64("clock_tolerance_secs")
+        val tolerance = Duration.ofSeconds(v.str("clock_tolerance_secs").toLong())
         val scenarios = Vectors.cases(file, "scenarios")
         assertTrue(scenarios.size >= 12)
         for (sc in scenarios) {
@@ -160,29 +162,29 @@ class DeliveryTest {
             val store = MapStateStore()
             val backend = backend(v.str("key_set"), "k-2026-11")
             var ticket = Ticket.fromJson(sc.str("ticket"))
-            var verifier = OfflineVerifier(ticket, store, tolerance)
+            var verifier = OfflineVerifier.withClockTolerance(ticket, store, tolerance)
             for ((i, step) in sc.getAsJsonArray("steps").map { it.asJsonObject }.withIndex()) {
                 val ctx = "$name, step ${i + 1}"
                 when (step.str("do")) {
                     "verify" -> {
                         val error = step.optStr("expect_error")
                         if (error != null) {
-                            val e = assertFailsWith<OtpException>(ctx) { verifier.verify(step.str("entered"), step.u64("time")) }
+                            val e = assertFailsWith<OtpException>(ctx) { verifier.verify(step.str("entered"), step.time("time")) }
                             assertEquals(error, kind(e), ctx)
                         } else {
-                            val (outcome, value) = offlineName(verifier.verify(step.str("entered"), step.u64("time")))
+                            val (outcome, value) = offlineName(verifier.verify(step.str("entered"), step.time("time")))
                             assertEquals(step.str("expect"), outcome, ctx)
                             assertEquals(step.num(outcomeField.getValue(outcome)), value, "$ctx: value")
                         }
                     }
-                    "restart" -> verifier = OfflineVerifier(ticket, store, tolerance)
+                    "restart" -> verifier = OfflineVerifier.withClockTolerance(ticket, store, tolerance)
                     "switch_ticket" -> {
                         ticket = Ticket.fromJson(step.str("ticket"))
-                        verifier = OfflineVerifier(ticket, store, tolerance)
+                        verifier = OfflineVerifier.withClockTolerance(ticket, store, tolerance)
                     }
-                    "attempts_left" -> assertEquals(step.num("expect"), verifier.attemptsLeft().toULong(), ctx)
+                    "attempts_left" -> assertEquals(step.num("expect"), verifier.attemptsLeft().toLong(), ctx)
                     "online" -> {
-                        val (outcome, value) = onlineName(backend.verifyOnline(ticket, step.str("entered"), step.str("courier"), step.str("device"), step.u64("time")))
+                        val (outcome, value) = onlineName(backend.verifyOnline(ticket, step.str("entered"), step.str("courier"), step.str("device"), step.time("time")))
                         assertEquals(step.str("expect"), outcome, ctx)
                         outcomeField[outcome]?.let { assertEquals(step.num(it), value, "$ctx: value") }
                     }
@@ -198,21 +200,21 @@ class DeliveryTest {
         try {
             KeySet.generate("k1").use { keys ->
                 val backend = Backend(keys)
-                val now = 1_764_000_000uL
-                val issued = backend.issue("PKG-42", 0uL, "courier-1", now, defaultDeliverySettings())
+                val now = at(1_764_000_000)
+                val issued = backend.issue("PKG-42", 0, "courier-1", now, defaultDeliverySettings())
                 val wrong = (0..999_999).map { it.toString().padStart(6, '0') }.first { it != issued.code }
                 // First run of the app: two wrong codes.
                 val first = OfflineVerifier(Ticket.fromJson(issued.ticket.toJson()), FileStateStore(dir))
-                repeat(2) { first.verify(wrong, now + 10uL) }
+                repeat(2) { first.verify(wrong, now.plusSeconds(10)) }
                 first.close()
                 // The app restarts: new store object, new verifier, same files.
                 val second = OfflineVerifier(Ticket.fromJson(issued.ticket.toJson()), FileStateStore(dir))
                 val left = second.attemptsLeft()
-                if (left == 5u) fail("attempts were lost across the restart")
+                if (left == 5) fail("attempts were lost across the restart")
                 // A wrong code may pass the 12-bit hash 1 time in 4096; the first two counted either way.
-                assertTrue(left == 3u, "left $left")
-                val outcome = second.verify(issued.code, now + 20uL)
-                assertEquals(OfflineOutcome.AcceptedProvisionally(3u), outcome)
+                assertTrue(left == 3, "left $left")
+                val outcome = second.verify(issued.code, now.plusSeconds(20))
+                assertEquals(OfflineOutcome.AcceptedProvisionally(3), outcome)
                 // Nothing the device stores shows the code.
                 dir.listFiles()!!.forEach { assertFalse(it.readText().contains(issued.code)) }
             }
@@ -224,9 +226,9 @@ class DeliveryTest {
     @Test
     fun aFailingStoreGivesNoOutcome() {
         KeySet.generate("k1").use { keys ->
-            val issued = Backend(keys).issue("PKG-43", 0uL, "courier-1", 1_000uL, defaultDeliverySettings())
+            val issued = Backend(keys).issue("PKG-43", 0, "courier-1", at(1_000), defaultDeliverySettings())
             val verifier = OfflineVerifier(issued.ticket, FailingStateStore())
-            val e = assertFailsWith<OtpException.StateStorage> { verifier.verify(issued.code, 1_001uL) }
+            val e = assertFailsWith<OtpException.StateStorage> { verifier.verify(issued.code, at(1_001)) }
             assertTrue(e.message!!.contains("disk full"), e.message)
         }
     }
@@ -234,27 +236,33 @@ class DeliveryTest {
     @Test
     fun settingsThatRevealTheCodeAreRefused() {
         val s = defaultDeliverySettings()
-        assertEquals(CodeFormat.Numeric(6u), s.format)
-        assertEquals(12u, s.hashBits)
-        assertEquals(5u, s.maxAttempts)
+        assertEquals(CodeFormat.Numeric(6), s.format)
+        assertEquals(12, s.hashBits)
+        assertEquals(5, s.maxAttempts)
+        assertEquals(Duration.ofDays(1), s.lifetime)
         checkDeliverySettings(s)
-        val e = assertFailsWith<OtpException.UnsafeSettings> { checkDeliverySettings(s.copy(hashBits = 14u)) }
+        val e = assertFailsWith<OtpException.UnsafeSettings> { checkDeliverySettings(s.copy(hashBits = 14)) }
         assertTrue(e.message!!.contains("candidates"), e.message)
-        assertFailsWith<OtpException.InvalidCodeFormat> { checkDeliverySettings(s.copy(format = CodeFormat.Numeric(5u), hashBits = 8u)) }
-        checkDeliverySettings(s.copy(format = CodeFormat.Numeric(5u), hashBits = 8u, allowShortCodes = true))
-        assertEquals(244.140625, expectedCandidates(CodeFormat.Numeric(6u), 12u))
-        assertEquals(1.0 / 4096, falseAcceptProbability(12u))
+        assertFailsWith<OtpException.InvalidCodeFormat> { checkDeliverySettings(s.copy(format = CodeFormat.Numeric(5), hashBits = 8)) }
+        checkDeliverySettings(s.copy(format = CodeFormat.Numeric(5), hashBits = 8, allowShortCodes = true))
+        // Numbers Kotlin can write but the library cannot use are typed errors, not wrapped values.
+        val negative = assertFailsWith<OtpException.InvalidNumber> { checkDeliverySettings(s.copy(maxAttempts = -1)) }
+        assertEquals("max_attempts", negative.what)
+        val fraction = assertFailsWith<OtpException.InvalidNumber> { checkDeliverySettings(s.copy(lifetime = Duration.ofMillis(90_500))) }
+        assertEquals("lifetime", fraction.what)
+        assertEquals(244.140625, expectedCandidates(CodeFormat.Numeric(6), 12))
+        assertEquals(1.0 / 4096, falseAcceptProbability(12))
     }
 
     @Test
     fun keyRotationKeepsOldTicketsVerifying() {
         KeySet.generate("2026-10").use { keys ->
-            val old = Backend(keys).issue("PKG-44", 0uL, "courier-1", 1_000uL, defaultDeliverySettings())
+            val old = Backend(keys).issue("PKG-44", 0, "courier-1", at(1_000), defaultDeliverySettings())
             keys.rotate("2026-11")
             assertEquals("2026-11", keys.currentId())
             assertEquals(listOf("2026-11", "2026-10"), keys.ids())
             val backend = Backend(KeySet.fromJson(keys.toJson()))
-            val fresh = backend.issue("PKG-44", 1uL, "courier-1", 2_000uL, defaultDeliverySettings())
+            val fresh = backend.issue("PKG-44", 1, "courier-1", at(2_000), defaultDeliverySettings())
             assertEquals("2026-11", fresh.ticket.keyId())
             assertEquals(old.code, backend.codeFor(backend.readTicket(old.ticket.toJson())))
         }
@@ -264,7 +272,7 @@ class DeliveryTest {
     @Test
     fun manyVerifiersOnOneStoreNeverExceedTheLimit() {
         KeySet.generate("k1").use { keys ->
-            val issued = Backend(keys).issue("PKG-45", 0uL, "courier-1", 1_000uL, defaultDeliverySettings())
+            val issued = Backend(keys).issue("PKG-45", 0, "courier-1", at(1_000), defaultDeliverySettings())
             val store = MapStateStore()
             val compared = java.util.concurrent.atomic.AtomicInteger()
             val threads = (0 until 16).map { t ->
@@ -273,7 +281,7 @@ class DeliveryTest {
                         OfflineVerifier(issued.ticket, store).use { v ->
                             val wrong = ((t * 4 + i) * 7919 % 1_000_000).toString().padStart(6, '0')
                             if (wrong != issued.code) {
-                                when (v.verify(wrong, 1_001uL)) {
+                                when (v.verify(wrong, at(1_001))) {
                                     is OfflineOutcome.Rejected, is OfflineOutcome.AcceptedProvisionally -> compared.incrementAndGet()
                                     else -> {}
                                 }
@@ -286,7 +294,7 @@ class DeliveryTest {
             threads.forEach { it.join() }
             // The fifth wrong try is compared and reported as the lockout it causes.
             val left = OfflineVerifier(issued.ticket, store).use { it.attemptsLeft() }
-            assertEquals(0u, left)
+            assertEquals(0, left)
             assertTrue(compared.get() <= 4, "compared ${compared.get()}")
         }
     }

@@ -7,7 +7,8 @@ import kotlin.test.assertTrue
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.Test
 
-/** The hand-written java.time and suspending layer (Idiomatic.kt) gives what the seconds API gives. */
+/** The API in java.time terms, and the hand-written layer (Idiomatic.kt): defaults to the
+ *  device's clock, and suspending variants for what touches the app's store. */
 class IdiomaticTest {
     private val start = Instant.ofEpochSecond(1_764_000_000)
 
@@ -15,32 +16,39 @@ class IdiomaticTest {
     fun theCourierFlowWithInstantsAndCoroutines(): Unit = runBlocking {
         KeySet.generate("k1").use { keys ->
             Backend(keys).use { backend ->
-                val settings = defaultDeliverySettings().withLifetime(Duration.ofHours(2))
-                assertEquals(Duration.ofHours(2), settings.lifetime)
+                val settings = defaultDeliverySettings().copy(lifetime = Duration.ofHours(2))
                 val issued = backend.issue("PKG-KT-I", "courier-1", at = start, settings = settings)
-                assertEquals(1_764_000_000uL, issued.ticket.notBefore())
-                assertEquals(1_764_007_200uL, issued.ticket.expiresAt())
+                assertEquals(start, issued.ticket.notBefore())
+                assertEquals(start.plus(Duration.ofHours(2)), issued.ticket.expiresAt())
+                assertEquals(0L, issued.ticket.sequence())
                 OfflineVerifier(issued.ticket, MapStateStore()).use { verifier ->
                     val outcome = verifier.verifyInBackground(issued.code, start.plusSeconds(60))
-                    assertEquals(OfflineOutcome.AcceptedProvisionally(1u), outcome)
-                    assertTrue(verifier.verify(issued.code, start.plus(Duration.ofHours(3))) is OfflineOutcome.Expired)
+                    assertEquals(OfflineOutcome.AcceptedProvisionally(1), outcome)
+                    val late = verifier.verify(issued.code, start.plus(Duration.ofHours(3)))
+                    assertEquals(OfflineOutcome.Expired(issued.ticket.expiresAt()), late)
                     val key = backend.provisionDevice("courier-1", "phone-1")
                     val receipt = verifier.receiptInBackground(
                         ReceiptOutcome.DeliveredOffline(issued.code), key, ReceiptDetails("android/1.0"), start.plusSeconds(61),
                     )
-                    assertEquals(1_764_000_061uL, receipt.decidedAt())
+                    assertEquals(start.plusSeconds(61), receipt.decidedAt())
                     val judged = backend.reconcile(receipt.toJson(), issued.ticket, start.plusSeconds(120))
                     assertEquals(Decision.Confirmed(Verification.OFFLINE), judged.decision)
                     assertEquals(
-                        key.signRequest(method = "GET", path = "/v1/x", at = start),
-                        key.signRequest("GET", "/v1/x", 1_764_000_000uL, ByteArray(0)),
+                        key.signRequest("GET", "/v1/x", start, ByteArray(0)),
+                        // A fraction of a second is dropped: requests are signed in whole seconds.
+                        key.signRequest("GET", "/v1/x", start.plusMillis(999), ByteArray(0)),
                     )
                 }
                 val online = backend.issue("PKG-KT-O", "courier-1", at = start)
                 assertEquals(
-                    OnlineOutcome.Confirmed(1u),
+                    OnlineOutcome.Confirmed(1),
                     backend.verifyOnline(online.ticket, online.code, "courier-1", "phone-1", start.plusSeconds(5)),
                 )
+                // Without a time, the device's clock: a ticket issued now verifies now.
+                val fresh = backend.issue("PKG-KT-N", "courier-1")
+                OfflineVerifier(fresh.ticket, MapStateStore()).use { v ->
+                    assertTrue(v.verify(fresh.code) is OfflineOutcome.AcceptedProvisionally)
+                }
             }
         }
     }

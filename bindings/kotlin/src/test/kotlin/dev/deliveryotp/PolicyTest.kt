@@ -33,16 +33,16 @@ class PolicyTest {
             if (r is Requirement.Code) {
                 val want = c.getAsJsonObject("settings")
                 assertEquals(codeFormat(want.str("format")), r.settings.format, name)
-                assertEquals(want.u32("hash_bits"), r.settings.hashBits, name)
-                assertEquals(want.u32("max_attempts"), r.settings.maxAttempts, name)
-                assertEquals(want.u64("lifetime_secs"), r.settings.lifetimeSecs, name)
+                assertEquals(want.int("hash_bits"), r.settings.hashBits, name)
+                assertEquals(want.int("max_attempts"), r.settings.maxAttempts, name)
+                assertEquals(java.time.Duration.ofSeconds(want.str("lifetime_secs").toLong()), r.settings.lifetime, name)
                 assertEquals(want.str("verification"), r.verification.name.lowercase(), name)
             } else {
                 assertFalse(c.has("settings"), name)
             }
         }
         // The same order as a record gives the same decision as its JSON.
-        val record = Order(valueMinor = 10000uL, currency = "GBP", method = DeliveryMethod.SAFE_PLACE)
+        val record = Order(valueMinor = 10000, currency = "GBP", method = DeliveryMethod.SAFE_PLACE)
         assertEquals(listOf("order_value", "no_one_to_receive_code"), policy.decide(record).reasons.map { it.code })
         assertEquals(Requirement.Photo, RiskPolicy.defaults().decide(record).requirement)
     }
@@ -63,7 +63,7 @@ class PolicyTest {
 
     private fun values(v: JsonObject) = MessageValues(
         sender = v.str("sender"), deliveryId = v.str("delivery_id"), code = v.str("code"),
-        expiresAt = v.u64("expires_at"), utcOffsetMinutes = v.get("utc_offset_minutes").asInt,
+        expiresAt = v.time("expires_at"), utcOffsetMinutes = v.get("utc_offset_minutes").asInt,
     )
 
     @Test
@@ -86,8 +86,8 @@ class PolicyTest {
             val sms = t.renderSms(c.str("locale"), values(c.getAsJsonObject("values")))
             assertEquals(c.str("text"), sms.text, c.str("name"))
             assertEquals(c.str("encoding"), sms.encoding.name.lowercase(), c.str("name"))
-            assertEquals(c.u32("units"), sms.units)
-            assertEquals(c.u32("segments"), sms.segments)
+            assertEquals(c.int("units"), sms.units)
+            assertEquals(c.int("segments"), sms.segments)
         }
         for (c in Vectors.cases(file, "emails")) {
             val email = t.renderEmail(c.str("locale"), values(c.getAsJsonObject("values")))

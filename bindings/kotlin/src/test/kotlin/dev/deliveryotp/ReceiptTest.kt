@@ -26,13 +26,13 @@ fun decisionName(d: Decision): String = when (d) {
  *  the ones the Python implementation, Rust and Swift make; and their reconciliation. */
 class ReceiptTest {
     private val file = "delivery-receipts.json"
-    private val reconciledAt = 1_764_100_000uL
+    private val reconciledAt = at(1_764_100_000)
 
     private fun backend(): Backend = KeySet.fromJson(Vectors.load(file).str("key_set")).use { Backend(it) }
 
     private fun outcome(o: JsonObject): ReceiptOutcome = when (o.str("kind")) {
         "delivered" -> if (o.str("via") == "offline") ReceiptOutcome.DeliveredOffline(o.str("code"))
-            else ReceiptOutcome.DeliveredOnline(o.str("code"), o.get("attempts").asInt.toUInt())
+            else ReceiptOutcome.DeliveredOnline(o.str("code"), o.get("attempts").asInt)
         else -> ReceiptOutcome.NotDelivered(
             when (o.str("reason")) {
                 "customer_absent" -> NotDeliveredReason.CustomerAbsent
@@ -47,7 +47,7 @@ class ReceiptTest {
     private fun details(c: JsonObject) = ReceiptDetails(
         appVersion = c.str("app_version"),
         location = c.getAsJsonObject("location")?.let {
-            Location(it.get("lat").asInt, it.get("lon").asInt, it.get("acc").asInt.toUInt())
+            Location(it.get("lat").asInt, it.get("lon").asInt, it.get("acc").asInt)
         },
         photoSha256 = c.optStr("photo_sha256")?.let(::hex),
     )
@@ -55,9 +55,9 @@ class ReceiptTest {
     /** Verifies the case's entries on a fresh device and makes the receipt. */
     private fun make(c: JsonObject, store: DeviceStateStore = MapStateStore()): Triple<OfflineVerifier, DeviceKey, Receipt> {
         val verifier = OfflineVerifier(Ticket.fromJson(c.str("ticket")), store)
-        for (e in c.getAsJsonArray("verify").map { it.asJsonObject }) verifier.verify(e.str("entered"), e.u64("time"))
+        for (e in c.getAsJsonArray("verify").map { it.asJsonObject }) verifier.verify(e.str("entered"), e.time("time"))
         val key = DeviceKey.fromJson(c.str("device_key"))
-        return Triple(verifier, key, verifier.receipt(key, outcome(c.getAsJsonObject("outcome")), c.u64("decided_at"), details(c)))
+        return Triple(verifier, key, verifier.receipt(key, outcome(c.getAsJsonObject("outcome")), c.time("decided_at"), details(c)))
     }
 
     @Test
@@ -73,7 +73,7 @@ class ReceiptTest {
             val b = backend()
             val ticket = b.readTicket(expected.str("ticket"))
             for (o in expected.getAsJsonArray("online").map { it.asJsonObject }) {
-                b.verifyOnline(ticket, o.str("entered"), key.courierId(), key.deviceId(), o.u64("time"))
+                b.verifyOnline(ticket, o.str("entered"), key.courierId(), key.deviceId(), o.time("time"))
             }
             val r = b.reconcile(c.str("receipt"), ticket, reconciledAt)
             assertEquals(expected.str("decision"), decisionName(r.decision), "$name: ${r.explanation}")
@@ -136,10 +136,10 @@ class ReceiptTest {
         val (verifier, key, receipt) = make(c, store)
         val restarted = OfflineVerifier(verifier.ticket(), store)
         assertEquals(receipt.toJson(), assertNotNull(restarted.storedReceipt()).toJson())
-        val again = restarted.receipt(key, outcome(c.getAsJsonObject("outcome")), c.u64("decided_at"), details(c))
+        val again = restarted.receipt(key, outcome(c.getAsJsonObject("outcome")), c.time("decided_at"), details(c))
         assertEquals(receipt.toJson(), again.toJson())
         val e = assertFailsWith<OtpException.ReceiptConflict> {
-            restarted.receipt(key, ReceiptOutcome.NotDelivered(NotDeliveredReason.Refused), c.u64("decided_at"), details(c))
+            restarted.receipt(key, ReceiptOutcome.NotDelivered(NotDeliveredReason.Refused), c.time("decided_at"), details(c))
         }
         assertTrue(e.message!!.contains("outcome"), e.message)
     }
@@ -151,19 +151,19 @@ class ReceiptTest {
         val key = DeviceKey.fromJson(keyJson)
         assertEquals("courier-17", key.courierId())
         assertFalse(key.toString().contains(keyJson.substringAfter("\"key\":\"").substringBefore('"')), "Debug shows the key")
-        val issued = b.issue("PKG-7", 0uL, "courier-17", 1_764_000_000uL, defaultDeliverySettings())
+        val issued = b.issue("PKG-7", 0, "courier-17", at(1_764_000_000), defaultDeliverySettings())
         // Try every code on a scratch copy of the device until one passes the hash.
         val candidate = (0 until 1_000_000).asSequence().map { "%06d".format(it) }.filter { it != issued.code }.first {
-            OfflineVerifier(issued.ticket, MapStateStore()).verify(it, 1_764_000_100uL) is OfflineOutcome.AcceptedProvisionally
+            OfflineVerifier(issued.ticket, MapStateStore()).verify(it, at(1_764_000_100)) is OfflineOutcome.AcceptedProvisionally
         }
         val device = OfflineVerifier(issued.ticket, MapStateStore())
-        assertTrue(device.verify(candidate, 1_764_000_100uL) is OfflineOutcome.AcceptedProvisionally)
-        val receipt = device.receipt(key, ReceiptOutcome.DeliveredOffline(candidate), 1_764_000_101uL, ReceiptDetails("android/3.4.1"))
-        val r = b.reconcile(receipt.toJson(), issued.ticket, 1_764_000_200uL)
+        assertTrue(device.verify(candidate, at(1_764_000_100)) is OfflineOutcome.AcceptedProvisionally)
+        val receipt = device.receipt(key, ReceiptOutcome.DeliveredOffline(candidate), at(1_764_000_101), ReceiptDetails("android/3.4.1"))
+        val r = b.reconcile(receipt.toJson(), issued.ticket, at(1_764_000_200))
         assertEquals(Decision.CodeMismatch, r.decision)
         assertFalse(r.explanation.contains(issued.code))
-        assertFailsWith<OtpException.InvalidReceipt> { locationFromDegrees(91.0, 0.0, 5u) }
-        assertEquals(Location(51507400, -127800, 12u), locationFromDegrees(51.5074, -0.1278, 12u))
+        assertFailsWith<OtpException.InvalidReceipt> { locationFromDegrees(91.0, 0.0, 5) }
+        assertEquals(Location(51507400, -127800, 12), locationFromDegrees(51.5074, -0.1278, 12))
     }
 
     @Test
@@ -172,7 +172,7 @@ class ReceiptTest {
         assertEquals(4, cases.size)
         for (c in cases) {
             DeviceKey.fromJson(c.str("device_key")).use { key ->
-                val header = key.signRequest(c.str("method"), c.str("path"), c.u64("timestamp"), c.str("body").toByteArray(Charsets.UTF_8))
+                val header = key.signRequest(c.str("method"), c.str("path"), c.time("timestamp"), c.str("body").toByteArray(Charsets.UTF_8))
                 assertEquals(c.str("authorization"), header, c.str("name"))
             }
         }

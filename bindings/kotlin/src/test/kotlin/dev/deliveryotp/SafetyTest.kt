@@ -19,10 +19,10 @@ class BrokenStateStore(var fail: (() -> Nothing)?) : DeviceStateStore {
 
 /** What a careless app does: stores that throw the wrong thing, closed objects, printing values. */
 class SafetyTest {
-    private val now = 1_000uL
+    private val now = at(1_000)
 
     private fun issue(keys: KeySet, delivery: String): IssuedCode =
-        Backend(keys).use { it.issue(delivery, 0uL, "courier-1", now, defaultDeliverySettings()) }
+        Backend(keys).use { it.issue(delivery, 0, "courier-1", now, defaultDeliverySettings()) }
 
     @Test
     fun aStoreThatThrowsAnErrorNotAnExceptionGivesNoOutcome() {
@@ -37,16 +37,16 @@ class SafetyTest {
             for ((name, thrower) in throwers) {
                 val store = BrokenStateStore(thrower)
                 OfflineVerifier(issued.ticket, store).use { v ->
-                    val e = assertFailsWith<OtpException.StateStorage>(name) { v.verify(issued.code, now + 1uL) }
+                    val e = assertFailsWith<OtpException.StateStorage>(name) { v.verify(issued.code, now.plusSeconds(1)) }
                     assertTrue(e.message!!.contains(name), "$name: ${e.message}")
                     assertFalse(e.message!!.contains("\tat "), "$name: stack trace in the message: ${e.message}")
                     assertTrue(e.message!!.length < 300, "$name: ${e.message!!.length} characters")
                     assertTrue(store.values.isEmpty(), "$name: something was stored")
-                    assertEquals(5u, v.attemptsLeft(), "$name: a failed save counted")
+                    assertEquals(5, v.attemptsLeft(), "$name: a failed save counted")
                     // Once the storage works, the same code is accepted as the first attempt.
                     store.fail = null
-                    val ok = v.verify(issued.code, now + 2uL)
-                    assertEquals(OfflineOutcome.AcceptedProvisionally(1u), ok, name)
+                    val ok = v.verify(issued.code, now.plusSeconds(2))
+                    assertEquals(OfflineOutcome.AcceptedProvisionally(1), ok, name)
                 }
             }
         }
@@ -57,7 +57,7 @@ class SafetyTest {
         KeySet.generate("k1").use { keys ->
             Backend(keys).use { backend ->
                 repeat(50) { i ->
-                    val issued = backend.issue("PKG-B8-$i", 0uL, "courier-1", now, defaultDeliverySettings())
+                    val issued = backend.issue("PKG-B8-$i", 0, "courier-1", now, defaultDeliverySettings())
                     val ticket = issued.ticket
                     ticket.close()
                     for ((what, call) in listOf<Pair<String, () -> Any?>>(
@@ -72,11 +72,11 @@ class SafetyTest {
                 }
                 val key = backend.provisionDevice("courier-1", "phone-1")
                 key.close()
-                val issued = backend.issue("PKG-B8-key", 0uL, "courier-1", now, defaultDeliverySettings())
+                val issued = backend.issue("PKG-B8-key", 0, "courier-1", now, defaultDeliverySettings())
                 OfflineVerifier(issued.ticket, MapStateStore()).use { v ->
-                    v.verify(issued.code, now + 1uL)
+                    v.verify(issued.code, now.plusSeconds(1))
                     assertFailsWith<IllegalStateException> {
-                        v.receipt(key, ReceiptOutcome.DeliveredOffline(issued.code), now + 2uL, ReceiptDetails("android/1.0"))
+                        v.receipt(key, ReceiptOutcome.DeliveredOffline(issued.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))
                     }
                 }
             }
@@ -84,7 +84,7 @@ class SafetyTest {
         val secret = Secret.generate()
         secret.close()
         assertFailsWith<IllegalStateException> { Hotp(secret) }
-        assertFailsWith<IllegalStateException> { KeyUri(OtpKind.Totp(30uL), secret, "Acme", "c@acme.example", Algorithm.SHA1, 6u).let(::formatKeyUri) }
+        assertFailsWith<IllegalStateException> { KeyUri(OtpKind.Totp(java.time.Duration.ofSeconds(30)), secret, "Acme", "c@acme.example", Algorithm.SHA1, 6).let(::formatKeyUri) }
     }
 
     @Test
@@ -93,11 +93,11 @@ class SafetyTest {
             val keyMaterial = Regex("\"secret\"\\s*:\\s*\"([^\"]+)\"").findAll(keys.toJson()).map { it.groupValues[1] }.toList()
             assertTrue(keyMaterial.isNotEmpty(), "no key found in the key set's JSON")
             Backend(keys).use { backend ->
-                val issued = backend.issue("PKG-B10", 0uL, "courier-1", now, defaultDeliverySettings())
+                val issued = backend.issue("PKG-B10", 0, "courier-1", now, defaultDeliverySettings())
                 val code = issued.code
                 val device = backend.provisionDevice("courier-1", "phone-1")
                 val deviceKey = Regex("\"key\"\\s*:\\s*\"([^\"]+)\"").find(device.toJson())!!.groupValues[1]
-                val values = MessageValues("ACME", "PKG-B10", code, now + 3600uL, 0)
+                val values = MessageValues("ACME", "PKG-B10", code, now.plusSeconds(3600), 0)
                 val templates = MessageTemplates.defaults()
                 val sms = templates.renderSms("en", values)
                 val email = templates.renderEmail("en", values)
@@ -112,12 +112,12 @@ class SafetyTest {
                     "Backend" to backend.toString(),
                     "DeviceKey" to device.toString(),
                     "ReceiptOutcome.DeliveredOffline" to ReceiptOutcome.DeliveredOffline(code).toString(),
-                    "ReceiptOutcome.DeliveredOnline" to ReceiptOutcome.DeliveredOnline(code, 1u).toString(),
+                    "ReceiptOutcome.DeliveredOnline" to ReceiptOutcome.DeliveredOnline(code, 1).toString(),
                     "MessageValues" to values.toString(),
                     "Sms" to sms.toString(),
                     "Email" to email.toString(),
                     "Secret" to secret.toString(),
-                    "KeyUri" to KeyUri(OtpKind.Totp(30uL), secret, "Acme", "c@acme.example", Algorithm.SHA1, 6u).toString(),
+                    "KeyUri" to KeyUri(OtpKind.Totp(java.time.Duration.ofSeconds(30)), secret, "Acme", "c@acme.example", Algorithm.SHA1, 6).toString(),
                     "Totp" to Totp(secret).toString(),
                 )
                 for ((what, text) in printed) {
@@ -156,19 +156,19 @@ class SafetyTest {
     fun aRotationReachesTheBackendMadeBeforeIt() {
         KeySet.generate("k1").use { keys ->
             Backend(keys).use { backend ->
-                val before = backend.issue("PKG-R1", 0uL, "courier-1", now, defaultDeliverySettings())
+                val before = backend.issue("PKG-R1", 0, "courier-1", now, defaultDeliverySettings())
                 assertEquals("k1", before.ticket.keyId())
                 keys.rotate("k2")
-                val after = backend.issue("PKG-R2", 0uL, "courier-1", now, defaultDeliverySettings())
+                val after = backend.issue("PKG-R2", 0, "courier-1", now, defaultDeliverySettings())
                 assertEquals("k2", after.ticket.keyId())
                 // Tickets of the old key are still the backend's own.
                 assertEquals(before.code, backend.codeFor(backend.readTicket(before.ticket.toJson())))
                 val key = backend.provisionDevice("courier-1", "phone-1")
                 assertEquals("k2", key.keyId())
                 OfflineVerifier(before.ticket, MapStateStore()).use { v ->
-                    v.verify(before.code, now + 1uL)
-                    val receipt = v.receipt(key, ReceiptOutcome.DeliveredOffline(before.code), now + 2uL, ReceiptDetails("android/1.0"))
-                    val decision = backend.reconcile(receipt.toJson(), before.ticket, now + 3uL).decision
+                    v.verify(before.code, now.plusSeconds(1))
+                    val receipt = v.receipt(key, ReceiptOutcome.DeliveredOffline(before.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))
+                    val decision = backend.reconcile(receipt.toJson(), before.ticket, now.plusSeconds(3)).decision
                     assertEquals(Decision.Confirmed(Verification.OFFLINE), decision)
                 }
             }
@@ -184,14 +184,14 @@ class SafetyTest {
         assertEquals(parseKeyUri(uri).hashCode(), parseKeyUri(uri).hashCode())
         KeySet.generate("k1").use { keys ->
             Backend(keys).use { backend ->
-                val issued = backend.issue("PKG-EQ", 0uL, "courier-1", now, defaultDeliverySettings())
-                val again = backend.issue("PKG-EQ", 0uL, "courier-1", now, defaultDeliverySettings())
+                val issued = backend.issue("PKG-EQ", 0, "courier-1", now, defaultDeliverySettings())
+                val again = backend.issue("PKG-EQ", 0, "courier-1", now, defaultDeliverySettings())
                 assertEquals(issued, again)
                 val keyJson = backend.provisionDevice("courier-1", "phone-1").toJson()
                 assertEquals(1, hashSetOf(DeviceKey.fromJson(keyJson), DeviceKey.fromJson(keyJson)).size)
                 OfflineVerifier(issued.ticket, MapStateStore()).use { v ->
-                    v.verify(issued.code, now + 1uL)
-                    val r = v.receipt(DeviceKey.fromJson(keyJson), ReceiptOutcome.DeliveredOffline(issued.code), now + 2uL, ReceiptDetails("android/1.0"))
+                    v.verify(issued.code, now.plusSeconds(1))
+                    val r = v.receipt(DeviceKey.fromJson(keyJson), ReceiptOutcome.DeliveredOffline(issued.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))
                     assertEquals(1, hashSetOf(r, Receipt.fromJson(r.toJson())).size)
                 }
             }

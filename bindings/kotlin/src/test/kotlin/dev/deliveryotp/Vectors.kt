@@ -4,6 +4,7 @@ import com.google.gson.JsonElement
 import com.google.gson.JsonObject
 import com.google.gson.JsonParser
 import java.io.File
+import java.time.Instant
 
 /** Reads the shared vector files in `tests/vectors/` (the directory comes from the
  *  `deliveryotp.vectors` system property that the test command sets). */
@@ -22,8 +23,14 @@ object Vectors {
 
 fun JsonObject.str(key: String): String = get(key).asString
 fun JsonObject.optStr(key: String): String? = get(key)?.takeUnless(JsonElement::isJsonNull)?.asString
-fun JsonObject.u32(key: String): UInt = get(key).asInt.toUInt()
-fun JsonObject.u64(key: String): ULong = str(key).toULong()
+fun JsonObject.int(key: String): Int = get(key).asInt
+/** A u64 the vector files write as a string, as the 64 bits a Long carries. */
+fun JsonObject.bits(key: String): Long = java.lang.Long.parseUnsignedLong(str(key))
+/** A unix time the vector files write as a string. */
+fun JsonObject.time(key: String): Instant = at(str(key).toLong())
+
+/** The instant `secs` seconds after 1970. */
+fun at(secs: Long): Instant = Instant.ofEpochSecond(secs)
 
 fun hex(text: String): ByteArray = ByteArray(text.length / 2) { text.substring(2 * it, 2 * it + 2).toInt(16).toByte() }
 
@@ -84,13 +91,15 @@ fun kind(e: OtpException): String = when (e) {
     is OtpException.InvalidOrder -> "invalid_order"
     is OtpException.InvalidTemplate -> "invalid_template"
     is OtpException.InvalidContact -> "invalid_contact"
+    is OtpException.InvalidNumber -> "invalid_number"
     is OtpException.Overflow -> "overflow"
 }
 
-/** A number that the vector files write as a string (u64) or as a JSON number. */
-fun JsonObject.num(key: String): ULong = get(key).let { if (it.asJsonPrimitive.isString) it.asString.toULong() else it.asLong.toULong() }
+/** A number that the vector files write as a string (u64, as a Long's 64 bits) or as a JSON number. */
+fun JsonObject.num(key: String): Long =
+    get(key).let { if (it.asJsonPrimitive.isString) java.lang.Long.parseUnsignedLong(it.asString) else it.asLong }
 
 fun codeFormat(text: String): CodeFormat {
     val (kind, n) = text.split("-")
-    return if (kind == "numeric") CodeFormat.Numeric(n.toUInt()) else CodeFormat.Crockford(n.toUInt())
+    return if (kind == "numeric") CodeFormat.Numeric(n.toInt()) else CodeFormat.Crockford(n.toInt())
 }
