@@ -14,7 +14,7 @@ final class ApiTests: XCTestCase {
         let uri = try formatKeyUri(key: key)
         XCTAssertTrue(uri.hasPrefix("otpauth://totp/Acme%20Deliveries:courier-17%40acme.example?secret="))
         let totp = try keyUriTotp(key: try parseKeyUri(uri: uri))
-        let now: UInt64 = 1_764_000_000
+        let now: Date = 1_764_000_000
         let code = try totp.generate(time: now)
         let match = try XCTUnwrap(try totp.verify(code: code, time: now + 30))
         XCTAssertEqual(match.drift, -1)
@@ -40,8 +40,8 @@ final class ApiTests: XCTestCase {
             guard case OtpError.InvalidBase32Character(let position) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(position, 5)
         }
-        XCTAssertEqual(expectOtpError("period 0") { try Totp(secret: secret, period: 0) }.0, "invalid_period")
-        let totp = try Totp(secret: secret, t0: 100)
+        XCTAssertEqual(expectOtpError("period 0") { try Totp.withPeriod(secret: secret, digits: 6, period: 0, algorithm: nil, t0: 0) }.0, "invalid_period")
+        let totp = try Totp.withPeriod(secret: secret, digits: 6, period: 30, algorithm: nil, t0: 100)
         XCTAssertEqual(expectOtpError("before T0") { try totp.generate(time: 99) }.0, "time_before_start")
         XCTAssertEqual(expectOtpError("window") { try totp.verify(code: "123456", time: 200, behind: 101) }.0,
                        "window_too_large")
@@ -65,10 +65,15 @@ final class ApiTests: XCTestCase {
     func testTimesPastTwoToThe32() throws {
         let secret = try Secret.fromBytes(bytes: rfcSecret)
         XCTAssertEqual(try Totp(secret: secret, digits: 8).generate(time: 20_000_000_000), "65353130")
-        let perSecond = try Totp(secret: secret, period: 1)
-        let code = try perSecond.generate(time: UInt64.max)
-        let match = try perSecond.verify(code: code, time: UInt64.max, behind: 100, ahead: 100)
-        XCTAssertEqual(match?.step, UInt64.max)
+        let perSecond = try Totp.withPeriod(secret: secret, digits: 6, period: 1, algorithm: nil, t0: 0)
+        let far: Date = 253_402_300_799  // 9999-12-31T23:59:59Z
+        let code = try perSecond.generate(time: far)
+        let match = try perSecond.verify(code: code, time: far, behind: 100, ahead: 100)
+        XCTAssertEqual(match?.step, 253_402_300_799)
+        // An HOTP counter is RFC 4226's 8 unsigned bytes, carried in an Int64's bits.
+        let hotp = try Hotp(secret: secret)
+        let last = Int64(bitPattern: UInt64.max)
+        XCTAssertEqual(try hotp.verify(code: hotp.generate(counter: last), counter: last - 1, lookAhead: 1), last)
     }
 
     func testNowConveniencesUseTheDeviceClock() throws {

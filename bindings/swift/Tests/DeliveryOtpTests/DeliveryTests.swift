@@ -42,11 +42,11 @@ func offlineName(_ o: OfflineOutcome) -> (String, UInt64?) {
     switch o {
     case .acceptedProvisionally(let n): return ("accepted_provisionally", UInt64(n))
     case .rejected(let n): return ("rejected", UInt64(n))
-    case .lockedOut(let t): return ("locked_out", t)
-    case .expired(let t): return ("expired", t)
-    case .notYetValid(let t): return ("not_yet_valid", t)
-    case .clockMovedBackwards(let t): return ("clock_moved_backwards", t)
-    case .superseded(let s): return ("superseded", s)
+    case .lockedOut(let t): return ("locked_out", secs(t))
+    case .expired(let t): return ("expired", secs(t))
+    case .notYetValid(let t): return ("not_yet_valid", secs(t))
+    case .clockMovedBackwards(let t): return ("clock_moved_backwards", secs(t))
+    case .superseded(let s): return ("superseded", UInt64(s))
     }
 }
 
@@ -54,13 +54,13 @@ func onlineName(_ o: OnlineOutcome) -> (String, UInt64?) {
     switch o {
     case .confirmed(let n): return ("confirmed", UInt64(n))
     case .rejected(let n): return ("rejected", UInt64(n))
-    case .lockedOut(let t): return ("locked_out", t)
+    case .lockedOut(let t): return ("locked_out", secs(t))
     case .alreadyUsed: return ("already_used", nil)
     case .guessedFromTicket: return ("guessed_from_ticket", nil)
     case .ended: return ("ended", nil)
     case .notAssigned: return ("not_assigned", nil)
-    case .expired(let t): return ("expired", t)
-    case .notYetValid(let t): return ("not_yet_valid", t)
+    case .expired(let t): return ("expired", secs(t))
+    case .notYetValid(let t): return ("not_yet_valid", secs(t))
     }
 }
 
@@ -93,7 +93,7 @@ final class DeliveryTests: XCTestCase {
     private func settings(_ s: [String: Any]) -> DeliverySettings {
         DeliverySettings(format: codeFormat(s.str("format")), allowShortCodes: s["allow_short_codes"] as! Bool,
                          hashBits: s.u32("hash_bits"), maxAttempts: s.u32("max_attempts"),
-                         lifetimeSecs: s.u64("lifetime_secs"))
+                         lifetime: TimeInterval(s.u64("lifetime_secs")))
     }
 
     func testTicketsAreByteExactAndTamperingIsCaught() throws {
@@ -104,7 +104,7 @@ final class DeliveryTests: XCTestCase {
         for c in cases {
             let b = try backend(keySet, c.str("key_id"))
             let issued = try b.issue(deliveryId: c.str("delivery_id"), sequence: c.u64("sequence"),
-                                     courierId: c.str("courier_id"), now: c.u64("now"),
+                                     courierId: c.str("courier_id"), now: c.time("now"),
                                      settings: settings(c["settings"] as! [String: Any]))
             XCTAssertEqual(issued.code, c.str("code"), c.name)
             XCTAssertEqual(issued.codeGrouped.replacingOccurrences(of: " ", with: ""), issued.code, c.name)
@@ -149,38 +149,38 @@ final class DeliveryTests: XCTestCase {
     func testScenarios() throws {
         let file = "delivery-scenarios.json"
         let v = try Vectors.load(file)
-        let tolerance = v.u64("clock_tolerance_secs")
+        let tolerance = TimeInterval(v.u64("clock_tolerance_secs"))
         let scenarios = try Vectors.cases(file, "scenarios")
         XCTAssertGreaterThanOrEqual(scenarios.count, 12)
         for sc in scenarios {
             let store = MapStateStore()
             let backend = try backend(v["key_set"] as! String, "k-2026-11")
             var ticket = try Ticket.fromJson(json: sc.str("ticket"))
-            var verifier = OfflineVerifier(ticket: ticket, store: store, clockToleranceSecs: tolerance)
+            var verifier = try OfflineVerifier.withClockTolerance(ticket: ticket, store: store, clockTolerance: tolerance)
             for (i, step) in (sc["steps"] as! [[String: Any]]).enumerated() {
                 let ctx = "\(sc.name), step \(i + 1)"
                 switch step.str("do") {
                 case "verify":
                     if let error = step.optStr("expect_error") {
                         XCTAssertEqual(expectOtpError(ctx) {
-                            try verifier.verify(entered: step.str("entered"), now: step.u64("time"))
+                            try verifier.verify(entered: step.str("entered"), now: step.time("time"))
                         }.0, error, ctx)
                     } else {
-                        let (outcome, value) = offlineName(try verifier.verify(entered: step.str("entered"), now: step.u64("time")))
+                        let (outcome, value) = offlineName(try verifier.verify(entered: step.str("entered"), now: step.time("time")))
                         XCTAssertEqual(outcome, step.str("expect"), ctx)
                         XCTAssertEqual(value, step.num(outcomeField[outcome]!), "\(ctx): value")
                     }
                 case "restart":
-                    verifier = OfflineVerifier(ticket: ticket, store: store, clockToleranceSecs: tolerance)
+                    verifier = try OfflineVerifier.withClockTolerance(ticket: ticket, store: store, clockTolerance: tolerance)
                 case "switch_ticket":
                     ticket = try Ticket.fromJson(json: step.str("ticket"))
-                    verifier = OfflineVerifier(ticket: ticket, store: store, clockToleranceSecs: tolerance)
+                    verifier = try OfflineVerifier.withClockTolerance(ticket: ticket, store: store, clockTolerance: tolerance)
                 case "attempts_left":
                     XCTAssertEqual(UInt64(try verifier.attemptsLeft()), step.num("expect"), ctx)
                 case "online":
                     let (outcome, value) = onlineName(try backend.verifyOnline(
                         ticket: ticket, entered: step.str("entered"), courierId: step.str("courier"),
-                        deviceId: step.str("device"), now: step.u64("time")))
+                        deviceId: step.str("device"), now: step.time("time")))
                     XCTAssertEqual(outcome, step.str("expect"), ctx)
                     if let field = outcomeField[outcome] {
                         XCTAssertEqual(value, step.num(field), "\(ctx): value")
@@ -197,7 +197,7 @@ final class DeliveryTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let backend = Backend(keys: try KeySet.generate(keyId: "k1"))
-        let now: UInt64 = 1_764_000_000
+        let now: Date = 1_764_000_000
         let issued = try backend.issue(deliveryId: "PKG-42", sequence: 0, courierId: "courier-1", now: now, settings: defaultDeliverySettings())
         let wrong = issued.code == "000000" ? "000001" : "000000"
         do {  // first run of the app: two wrong codes
@@ -234,8 +234,12 @@ final class DeliveryTests: XCTestCase {
         let (k, message) = expectOtpError("t = 14") { try checkDeliverySettings(settings: s) }
         XCTAssertEqual(k, "unsafe_settings")
         XCTAssertTrue(message.contains("candidates"), message)
-        XCTAssertEqual(expectedCandidates(format: .numeric(digits: 6), hashBits: 12), 244.140625)
-        XCTAssertEqual(falseAcceptProbability(hashBits: 12), 1.0 / 4096)
+        XCTAssertEqual(try expectedCandidates(format: .numeric(digits: 6), hashBits: 12), 244.140625)
+        XCTAssertEqual(try falseAcceptProbability(hashBits: 12), 1.0 / 4096)
+        s.hashBits = 12
+        s.lifetime = 90.5
+        let (fraction, _) = expectOtpError("90.5 s") { try checkDeliverySettings(settings: s) }
+        XCTAssertEqual(fraction, "invalid_number")
     }
 
     /// Issue 11, B6: many verifier objects on many threads share one count per ticket.

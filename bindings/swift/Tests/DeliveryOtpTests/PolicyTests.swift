@@ -35,7 +35,7 @@ final class PolicyTests: XCTestCase {
                 XCTAssertEqual(settings.format, codeFormat(want.str("format")), c.name)
                 XCTAssertEqual(settings.hashBits, want.u32("hash_bits"), c.name)
                 XCTAssertEqual(settings.maxAttempts, want.u32("max_attempts"), c.name)
-                XCTAssertEqual(settings.lifetimeSecs, want.u64("lifetime_secs"), c.name)
+                XCTAssertEqual(settings.lifetime, TimeInterval(want.u64("lifetime_secs")), c.name)
                 XCTAssertEqual(verification == .online ? "online" : "offline", want.str("verification"), c.name)
             } else {
                 XCTAssertNil(c["settings"], c.name)
@@ -62,7 +62,7 @@ final class PolicyTests: XCTestCase {
 
     private func values(_ v: [String: Any]) -> MessageValues {
         MessageValues(sender: v.str("sender"), deliveryId: v.str("delivery_id"), code: v.str("code"),
-                      expiresAt: v.u64("expires_at"), utcOffsetMinutes: Int32(v.int("utc_offset_minutes")!))
+                      expiresAt: v.time("expires_at"), utcOffsetMinutes: Int32(v.int("utc_offset_minutes")!))
     }
 
     func testMasksAndMessagesMatchTheVectors() throws {

@@ -22,7 +22,7 @@ func decisionName(_ d: Decision) -> String {
 /// ones the Python implementation, Rust and Kotlin make; and their reconciliation.
 final class ReceiptTests: XCTestCase {
     private let file = "delivery-receipts.json"
-    private let reconciledAt: UInt64 = 1_764_100_000
+    private let reconciledAt: Date = 1_764_100_000
 
     private func backend() throws -> Backend {
         Backend(keys: try KeySet.fromJson(json: try Vectors.load(file)["key_set"] as! String))
@@ -60,11 +60,11 @@ final class ReceiptTests: XCTestCase {
         -> (OfflineVerifier, DeviceKey, Receipt) {
         let verifier = OfflineVerifier(ticket: try Ticket.fromJson(json: c.str("ticket")), store: store)
         for e in c["verify"] as! [[String: Any]] {
-            _ = try verifier.verify(entered: e.str("entered"), now: e.u64("time"))
+            _ = try verifier.verify(entered: e.str("entered"), now: e.time("time"))
         }
         let key = try DeviceKey.fromJson(json: c.str("device_key"))
         let receipt = try verifier.receipt(deviceKey: key, outcome: outcome(c["outcome"] as! [String: Any]),
-                                           decidedAt: c.u64("decided_at"), details: details(c))
+                                           decidedAt: c.time("decided_at"), details: details(c))
         return (verifier, key, receipt)
     }
 
@@ -80,7 +80,7 @@ final class ReceiptTests: XCTestCase {
             let ticket = try b.readTicket(json: expected.str("ticket"))
             for o in expected["online"] as! [[String: Any]] {
                 _ = try b.verifyOnline(ticket: ticket, entered: o.str("entered"), courierId: key.courierId(),
-                                       deviceId: key.deviceId(), now: o.u64("time"))
+                                       deviceId: key.deviceId(), now: o.time("time"))
             }
             let r = try b.reconcile(receiptJson: c.str("receipt"), ticket: ticket, now: reconciledAt)
             XCTAssertFalse(r.repeated, c.name)
@@ -141,11 +141,11 @@ final class ReceiptTests: XCTestCase {
         let restarted = OfflineVerifier(ticket: verifier.ticket(), store: store)
         XCTAssertEqual(try restarted.storedReceipt()?.toJson(), receipt.toJson())
         let again = try restarted.receipt(deviceKey: key, outcome: outcome(c["outcome"] as! [String: Any]),
-                                          decidedAt: c.u64("decided_at"), details: details(c))
+                                          decidedAt: c.time("decided_at"), details: details(c))
         XCTAssertEqual(again.toJson(), receipt.toJson())
         let (k, message) = expectOtpError("changed outcome") {
             try restarted.receipt(deviceKey: key, outcome: .notDelivered(reason: .refused),
-                                  decidedAt: c.u64("decided_at"), details: self.details(c))
+                                  decidedAt: c.time("decided_at"), details: self.details(c))
         }
         XCTAssertEqual(k, "receipt_conflict")
         XCTAssertTrue(message.contains("outcome"), message)
@@ -185,7 +185,7 @@ final class ReceiptTests: XCTestCase {
         for c in cases {
             let key = try DeviceKey.fromJson(json: c.str("device_key"))
             let header = key.signRequest(method: c.str("method"), path: c.str("path"),
-                                         timestamp: c.u64("timestamp"), body: Data(c.str("body").utf8))
+                                         timestamp: c.time("timestamp"), body: Data(c.str("body").utf8))
             XCTAssertEqual(header, c.str("authorization"), c.str("name"))
         }
     }

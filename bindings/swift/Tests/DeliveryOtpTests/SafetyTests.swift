@@ -4,7 +4,7 @@ import XCTest
 
 /// What a careless app does with printed values and hash tables.
 final class SafetyTests: XCTestCase {
-    private let now: UInt64 = 1_000
+    private let now: Date = 1_000
 
     /// Every way Swift turns a value into text: `print`, interpolation,
     /// `String(reflecting:)` and `dump` (which reads the `Mirror`).

@@ -34,8 +34,13 @@ extension Dictionary where Key == String, Value == Any {
     func str(_ key: String) -> String { self[key] as? String ?? "" }
     func optStr(_ key: String) -> String? { self[key] as? String }
     func int(_ key: String) -> Int? { (self[key] as? NSNumber)?.intValue }
-    func u32(_ key: String) -> UInt32 { UInt32((self[key] as? NSNumber)?.intValue ?? -1) }
-    func u64(_ key: String) -> UInt64 { UInt64(str(key))! }
+    func u32(_ key: String) -> Int32 { Int32((self[key] as? NSNumber)?.intValue ?? -1) }
+    /// A u64 the files write as a string, as a signed 64-bit sequence.
+    func u64(_ key: String) -> Int64 { Int64(str(key))! }
+    /// A u64 the files write as a string, as the 64 bits an Int64 carries.
+    func bits(_ key: String) -> Int64 { Int64(bitPattern: UInt64(str(key))!) }
+    /// A unix time the files write as a string.
+    func time(_ key: String) -> Date { Date(timeIntervalSince1970: TimeInterval(UInt64(str(key))!)) }
     var name: String { str("name") }
 }
 
@@ -111,6 +116,7 @@ func kind(_ error: OtpError) -> (String, String) {
     case .InvalidOrder: return ("invalid_order", message)
     case .InvalidTemplate: return ("invalid_template", message)
     case .InvalidContact: return ("invalid_contact", message)
+    case .InvalidNumber: return ("invalid_number", message)
     case .Overflow: return ("overflow", message)
     }
 }
@@ -125,7 +131,7 @@ extension Dictionary where Key == String, Value == Any {
 
 func codeFormat(_ text: String) -> CodeFormat {
     let parts = text.split(separator: "-")
-    let n = UInt32(parts[1])!
+    let n = Int32(parts[1])!
     return parts[0] == "numeric" ? .numeric(digits: n) : .crockford(length: n)
 }
 
@@ -141,3 +147,12 @@ func expectOtpError(_ context: String, _ body: () throws -> Any) -> (String, Str
     }
     return ("", "")
 }
+
+// Times in these tests are written as unix seconds: `now: 1_000` is the Date
+// 1,000 seconds after 1970, and `now + 10` ten seconds later.
+extension Date: @retroactive ExpressibleByIntegerLiteral {
+    public init(integerLiteral seconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(seconds)) }
+}
+
+/// Whole unix seconds of a date the library returned.
+func secs(_ date: Date) -> UInt64 { UInt64(date.timeIntervalSince1970) }
