@@ -6,8 +6,7 @@ import readme.standins.MemoryPreferences
 val readmeKeys = """{"version":1,"current":"k1","keys":[{"id":"k1","secret":"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA"}]}"""
 KeySet.fromJson(readmeKeys).use { keys ->
     Backend(keys).use { backend ->
-        val now = (System.currentTimeMillis() / 1000).toULong()
-        val issued = backend.issue("PKG-readme", 0uL, "courier-1", now, defaultDeliverySettings())
+        val issued = backend.issue("PKG-readme", 0, "courier-1", java.time.Instant.now(), defaultDeliverySettings())
         val json = issued.ticket.toJson()
         val wrong = issued.code.dropLast(1) + if (issued.code.last() == '0') "1" else "0"
         val store = PrefsStore(MemoryPreferences())

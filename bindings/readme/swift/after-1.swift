@@ -2,7 +2,7 @@
 let readmeKeys = #"{"version":1,"current":"k1","keys":[{"id":"k1","secret":"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA"}]}"#
 let backend = Backend(keys: try KeySet.fromJson(json: readmeKeys))
 let issued = try backend.issue(deliveryId: "PKG-readme", sequence: 0, courierId: "courier-1",
-                               now: UInt64(Date().timeIntervalSince1970), settings: defaultDeliverySettings())
+                               now: Date(), settings: defaultDeliverySettings())
 let suite = "readme-\(ProcessInfo.processInfo.processIdentifier)"
 let store = DefaultsStore(defaults: UserDefaults(suiteName: suite)!)
 let wrong = String(issued.code.dropLast()) + (issued.code.last == "0" ? "1" : "0")

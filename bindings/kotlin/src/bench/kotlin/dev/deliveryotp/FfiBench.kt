@@ -92,28 +92,28 @@ fun main(args: Array<String>) {
     val keys = KeySet.generate("bench")
     val backend = Backend(keys)
     val settings = defaultDeliverySettings()
-    val issued = backend.issue("PKG-2026-000123", 0uL, "courier-17", 1_764_000_000uL, settings)
+    val issued = backend.issue("PKG-2026-000123", 0, "courier-17", java.time.Instant.ofEpochSecond(1_764_000_000), settings)
     val ticketJson = issued.ticket.toJson()
     val verifier = OfflineVerifier(issued.ticket, ForgetfulStore())
     val deviceKey = backend.provisionDevice("courier-17", "pixel-8-0042")
     val receiptVerifier = OfflineVerifier(issued.ticket, KeepingStore())
-    receiptVerifier.verify(issued.code, 1_764_000_010uL)
+    receiptVerifier.verify(issued.code, java.time.Instant.ofEpochSecond(1_764_000_010))
     val receipt = receiptVerifier.receipt(
-        deviceKey, ReceiptOutcome.DeliveredOffline(issued.code), 1_764_000_011uL,
+        deviceKey, ReceiptOutcome.DeliveredOffline(issued.code), java.time.Instant.ofEpochSecond(1_764_000_011),
         ReceiptDetails(appVersion = "android/3.4.1", location = null, photoSha256 = null),
     )
     val receiptJson = receipt.toJson()
-    val order = Order(valueMinor = 14_999uL, currency = "GBP", method = DeliveryMethod.HAND_TO_CUSTOMER)
+    val order = Order(valueMinor = 14_999, currency = "GBP", method = DeliveryMethod.HAND_TO_CUSTOMER)
     val policy = RiskPolicy.defaults()
     val templates = MessageTemplates.defaults()
     val values = MessageValues(
         sender = "Acme", deliveryId = "PKG-2026-000123", code = issued.code,
-        expiresAt = 1_764_000_900uL, utcOffsetMinutes = 60,
+        expiresAt = java.time.Instant.ofEpochSecond(1_764_000_900), utcOffsetMinutes = 60,
     )
     val uri = "otpauth://totp/ACME%20Co:john.doe@email.com?secret=JBSWY3DPEHPK3PXP&issuer=ACME%20Co&algorithm=SHA256&digits=8&period=60"
     val twin = FfiBaseline(backend, receiptJson, order, values)
     val forgetful = ForgetfulStore()
-    var seq = 1uL
+    var seq = 1L
     var sink = 0L
 
     data class Row(val name: String, val ours: Double, val twin: Double, val twinName: String)
@@ -124,21 +124,21 @@ fun main(args: Array<String>) {
         System.err.println("measured $name")
     }
 
-    measure("ffiBaselineU32 (trivial call)", "itself", { sink += ffiBaselineU32(7u).toLong() }, { sink += ffiBaselineU32(7u).toLong() })
-    measure("Hotp.generate", "(u64) -> String", { sink += hotp.generate(5uL).length }, { sink += twin.codeForU64(5uL).length })
-    measure("Hotp.verify (look-ahead 1)", "(String, u64, u64) -> u64?", { sink += (hotp.verify("254676", 5uL, 1uL) ?: 0uL).toLong() }, { sink += (twin.hotpVerify("254676", 5uL, 1uL) ?: 0uL).toLong() })
-    measure("Totp.generate", "(u64) -> String, throws", { sink += totp.generate(59uL).length }, { sink += twin.codeForU64Result(59uL).length })
-    measure("Totp.verify (±1, wrong code)", "(String, u64, u64, u64, u64?) -> TotpMatch?", { sink += if (totp.verify("000000", 59uL, 1uL, 1uL, null) == null) 1 else 0 }, { sink += if (twin.totpVerify("000000", 59uL, 1uL, 1uL, null) == null) 1 else 0 })
-    measure("Backend.issue", "(String, u64, String, u64, DeliverySettings) -> IssuedCode", { sink += backend.issue("PKG-2026-000123", seq++, "courier-17", 1_764_000_000uL, settings).code.length }, { sink += twin.issue("PKG-2026-000123", seq, "courier-17", 1_764_000_000uL, settings).code.length })
+    measure("ffiBaselineI32 (trivial call)", "itself", { sink += ffiBaselineI32(7).toLong() }, { sink += ffiBaselineI32(7).toLong() })
+    measure("Hotp.generate", "(i64) -> String", { sink += hotp.generate(5L).length }, { sink += twin.codeForI64(5L).length })
+    measure("Hotp.verify (look-ahead 1)", "(String, i64, i32) -> i64?", { sink += (hotp.verify("254676", 5L, 1) ?: 0L) }, { sink += (twin.hotpVerify("254676", 5L, 1) ?: 0L) })
+    measure("Totp.generate", "(Instant) -> String, throws", { sink += totp.generate(java.time.Instant.ofEpochSecond(59)).length }, { sink += twin.codeForTimeResult(java.time.Instant.ofEpochSecond(59)).length })
+    measure("Totp.verify (±1, wrong code)", "(String, Instant, i32, i32, i64?) -> TotpMatch?", { sink += if (totp.verify("000000", java.time.Instant.ofEpochSecond(59), 1, 1, null) == null) 1 else 0 }, { sink += if (twin.totpVerify("000000", java.time.Instant.ofEpochSecond(59), 1, 1, null) == null) 1 else 0 })
+    measure("Backend.issue", "(String, i64, String, Instant, DeliverySettings) -> IssuedCode", { sink += backend.issue("PKG-2026-000123", seq++, "courier-17", java.time.Instant.ofEpochSecond(1_764_000_000), settings).code.length }, { sink += twin.issue("PKG-2026-000123", seq, "courier-17", java.time.Instant.ofEpochSecond(1_764_000_000), settings).code.length })
     measure("Ticket.fromJson", "(String) -> Ticket", { Ticket.fromJson(ticketJson).destroy() }, { twin.ticketFromJson(ticketJson).destroy() })
     // The same wrong code again from the same device: the stored answer, counted once.
-    measure("Backend.verifyOnline (a repeated wrong code)", "(Ticket, String, String, String, u64) -> OnlineOutcome", { sink += backend.verifyOnline(issued.ticket, "000000", "courier-17", "pixel-8-0042", 1_764_000_010uL).hashCode() }, { sink += twin.verifyOnline(issued.ticket, "000000", "courier-17", "pixel-8-0042", 1_764_000_010uL).hashCode() })
-    measure("OfflineVerifier.verify (right code)", "(String, u64) -> OfflineOutcome", { sink += verifier.verify(issued.code, 1_764_000_010uL).hashCode() }, { sink += twin.offlineVerify(issued.code, 1_764_000_010uL).hashCode() })
-    measure("OfflineVerifier.verify (right code)", "the same, + store load and save", { sink += verifier.verify(issued.code, 1_764_000_010uL).hashCode() }, { sink += twin.offlineVerifyWithStore(forgetful, issued.code, 1_764_000_010uL).hashCode() })
-    measure("Backend.reconcile (repeated)", "(String, Ticket, u64) -> Reconciliation", { sink += backend.reconcile(receiptJson, issued.ticket, 1_764_000_100uL).explanation.length }, { sink += twin.reconcile(receiptJson, issued.ticket, 1_764_000_100uL).explanation.length })
+    measure("Backend.verifyOnline (a repeated wrong code)", "(Ticket, String, String, String, Instant) -> OnlineOutcome", { sink += backend.verifyOnline(issued.ticket, "000000", "courier-17", "pixel-8-0042", java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() }, { sink += twin.verifyOnline(issued.ticket, "000000", "courier-17", "pixel-8-0042", java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() })
+    measure("OfflineVerifier.verify (right code)", "(String, Instant) -> OfflineOutcome", { sink += verifier.verify(issued.code, java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() }, { sink += twin.offlineVerify(issued.code, java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() })
+    measure("OfflineVerifier.verify (right code)", "the same, + store load and save", { sink += verifier.verify(issued.code, java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() }, { sink += twin.offlineVerifyWithStore(forgetful, issued.code, java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() })
+    measure("Backend.reconcile (repeated)", "(String, Ticket, Instant) -> Reconciliation", { sink += backend.reconcile(receiptJson, issued.ticket, java.time.Instant.ofEpochSecond(1_764_000_100)).explanation.length }, { sink += twin.reconcile(receiptJson, issued.ticket, java.time.Instant.ofEpochSecond(1_764_000_100)).explanation.length })
     measure("RiskPolicy.decide", "(Order) -> PolicyDecision", { sink += policy.decide(order).reasons.size }, { sink += twin.decide(order).reasons.size })
     measure("MessageTemplates.renderSms", "(String, MessageValues) -> Sms", { sink += templates.renderSms("en", values).text.length }, { sink += twin.renderSms("en", values).text.length })
-    measure("normalizeCode", "(String, CodeFormat) -> String", { sink += normalizeCode("482 913", CodeFormat.Numeric(6u)).length }, { sink += ffiBaselineNormalizeCode("482 913", CodeFormat.Numeric(6u)).length })
+    measure("normalizeCode", "(String, CodeFormat) -> String", { sink += normalizeCode("482 913", CodeFormat.Numeric(6)).length }, { sink += ffiBaselineNormalizeCode("482 913", CodeFormat.Numeric(6)).length })
     measure("maskPhone", "(String) -> String", { sink += maskPhone("+44 7700 900123").length }, { sink += ffiBaselineMask("+44 7700 900123").length })
     measure("parseKeyUri", "(String) -> KeyUri", { parseKeyUri(uri).secret.destroy() }, { ffiBaselineParseKeyUri(uri).secret.destroy() })
     // Timed as a pair with itself, like the first row: javax.crypto needs
