@@ -6,7 +6,7 @@ use super::delivery::{CodeFormat, DeliverySettings};
 use super::FfiResult;
 use crate::error::count;
 use crate::UnixTime;
-use crate::{DeliveryMethod, SmsEncoding, VerificationMode};
+use crate::{DeliveryMethod, Email, SmsEncoding, VerificationMode};
 
 debug_as_inner!(RiskPolicy, MessageTemplates);
 
@@ -237,16 +237,6 @@ pub struct Sms {
     pub segments: i32,
 }
 
-/// A rendered e-mail.
-#[derive(Clone, PartialEq, Eq, uniffi::Record)]
-#[uniffi::export(Debug)]
-pub struct Email {
-    /// The subject.
-    pub subject: String,
-    /// The plain-text body.
-    pub body: String,
-}
-
 // Debug of the records that hold the code leaves it out.
 impl std::fmt::Debug for MessageValues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -261,16 +251,6 @@ impl std::fmt::Debug for Sms {
             encoding: self.encoding,
             units: u32::try_from(self.units).unwrap_or(0),
             segments: u32::try_from(self.segments).unwrap_or(0),
-        }
-        .fmt(f)
-    }
-}
-
-impl std::fmt::Debug for Email {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::Email {
-            subject: self.subject.clone(),
-            body: self.body.clone(),
         }
         .fmt(f)
     }
@@ -324,11 +304,7 @@ impl MessageTemplates {
     /// # Errors
     /// `InvalidTemplate` for an unknown locale or a bad value.
     pub fn render_email(&self, locale: String, values: MessageValues) -> FfiResult<Email> {
-        let email = self.inner.render_email(&locale, &values.into())?;
-        Ok(Email {
-            subject: email.subject,
-            body: email.body,
-        })
+        self.inner.render_email(&locale, &values.into())
     }
 
     /// What the courier's app says the code looks like (`6 digits`).

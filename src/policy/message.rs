@@ -113,6 +113,8 @@ pub struct Sms {
 
 /// A rendered e-mail. `Debug` leaves out the body, which holds the code.
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub struct Email {
     /// The subject.
     pub subject: String,

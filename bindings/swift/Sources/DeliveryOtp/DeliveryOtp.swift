@@ -4299,7 +4299,7 @@ public func FfiConverterTypeDeliverySettings_lower(_ value: DeliverySettings) ->
 
 
 /**
- * A rendered e-mail.
+ * A rendered e-mail. `Debug` leaves out the body, which holds the code.
  */
 public struct Email: Equatable, Hashable, CustomDebugStringConvertible {
     /**
@@ -8741,7 +8741,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() != 13238) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_email() != 36756) {
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_email() != 60994) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() != 60657) {

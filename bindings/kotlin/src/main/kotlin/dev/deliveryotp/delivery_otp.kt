@@ -1226,11 +1226,11 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_email_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_messagevalues_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_sms_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_email_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_func_check_delivery_settings(`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -1546,7 +1546,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() and 0xFFFF) != 13238) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_email() and 0xFFFF) != 36756) {
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_email() and 0xFFFF) != 60994) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() and 0xFFFF) != 60657) {
@@ -7659,7 +7659,7 @@ public object FfiConverterTypeDeliverySettings: FfiConverterRustBuffer<DeliveryS
 
 
 /**
- * A rendered e-mail.
+ * A rendered e-mail. `Debug` leaves out the body, which holds the code.
  */
 data class Email (
     /**
