@@ -63,9 +63,9 @@ fn settings(v: &Value) -> DeliverySettings {
     DeliverySettings {
         format: s(v, "format").parse().unwrap(),
         allow_short_codes: v["allow_short_codes"].as_bool().unwrap(),
-        hash_bits: n(v, "hash_bits") as u32,
-        max_attempts: n(v, "max_attempts") as u32,
-        lifetime_secs: n(v, "lifetime_secs"),
+        hash_bits: i32::try_from(n(v, "hash_bits")).unwrap(),
+        max_attempts: i32::try_from(n(v, "max_attempts")).unwrap(),
+        lifetime: std::time::Duration::from_secs(n(v, "lifetime_secs")),
     }
 }
 

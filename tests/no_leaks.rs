@@ -94,7 +94,7 @@ fn debug_output_never_shows_a_secret_or_a_code() {
         sender: "Acme".into(),
         delivery_id: "PKG-1".into(),
         code: code.clone(),
-        expires_at: NOW + 86_400,
+        expires_at: delivery_otp::UnixTime::from_secs(NOW + 86_400),
         utc_offset_minutes: 0,
     };
     let templates = Templates::defaults();

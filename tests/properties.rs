@@ -30,8 +30,8 @@ fn backend() -> Backend {
 
 fn format_strategy() -> impl Strategy<Value = CodeFormat> {
     prop_oneof![
-        (6u32..=10).prop_map(|digits| CodeFormat::Numeric { digits }),
-        (4u32..=12).prop_map(|length| CodeFormat::Crockford { length }),
+        (6i32..=10).prop_map(|digits| CodeFormat::Numeric { digits }),
+        (4i32..=12).prop_map(|length| CodeFormat::Crockford { length }),
     ]
 }
 
@@ -165,7 +165,7 @@ proptest! {
         steps in prop::collection::vec((any::<bool>(), 0u8..3), 1..40),
     ) {
         let b = backend();
-        let s = DeliverySettings { max_attempts: max, ..DeliverySettings::default() };
+        let s = DeliverySettings { max_attempts: i32::try_from(max).unwrap(), ..DeliverySettings::default() };
         let issued = b.issue("PKG-P", 0, "courier-1", NOW, &s).unwrap();
         let store: Arc<dyn StateStore> = Arc::new(InMemoryStateStore::new());
         let mut verifier = OfflineVerifier::new(issued.ticket.clone(), store.clone());

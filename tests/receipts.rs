@@ -67,7 +67,7 @@ fn extras(c: &Value) -> ReceiptExtras {
         location: c.get("location").map(|l| Location {
             lat_microdegrees: l["lat"].as_i64().unwrap() as i32,
             lon_microdegrees: l["lon"].as_i64().unwrap() as i32,
-            accuracy_m: l["acc"].as_u64().unwrap() as u32,
+            accuracy_m: l["acc"].as_i64().unwrap() as i32,
         }),
         photo_sha256: c.get("photo_sha256").map(|p| {
             let text = p.as_str().unwrap();

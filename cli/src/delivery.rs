@@ -218,12 +218,18 @@ fn pretty(value: &Value) -> String {
 
 pub fn issue(args: IssueArgs, now: u64) -> Result<String, Error> {
     let backend = load_backend(&args.keys)?;
+    let small = |n: u32, what: &str| {
+        i32::try_from(n).map_err(|_| Error::InvalidNumber {
+            what: what.into(),
+            reason: format!("{n} is too large"),
+        })
+    };
     let settings = DeliverySettings {
         format: args.format.parse::<CodeFormat>()?,
         allow_short_codes: args.allow_short_codes,
-        hash_bits: args.hash_bits,
-        max_attempts: args.attempts,
-        lifetime_secs: args.lifetime,
+        hash_bits: small(args.hash_bits, "hash bits")?,
+        max_attempts: small(args.attempts, "attempts")?,
+        lifetime: std::time::Duration::from_secs(args.lifetime),
     };
     let issued = backend.issue(
         &args.delivery,

@@ -5,10 +5,10 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use delivery_otp::{
-    mask_phone, Backend, CustomerPreference, DeliveryMethod, Error, InMemoryAttemptStore,
-    InMemoryStateStore, KeySet, KeyUri, Location, MasterKey, MessageValues, OfflineOutcome,
-    OfflineVerifier, OnlineOutcome, Order, PolicyDecision, ReceiptExtras, ReceiptOutcome,
-    Requirement, Rules, Secret, StateStore, Templates, Ticket, Verification, Window,
+    mask_phone, Backend, DeliveryMethod, Error, InMemoryAttemptStore, InMemoryStateStore, KeySet,
+    KeyUri, Location, MasterKey, MessageValues, OfflineOutcome, OfflineVerifier, OnlineOutcome,
+    Order, PolicyDecision, ReceiptExtras, ReceiptOutcome, Requirement, Rules, Secret, StateStore,
+    Templates, Ticket, Verification, Window,
 };
 use zeroize::Zeroizing;
 
@@ -37,7 +37,7 @@ pub fn handover(now: u64) -> Result<String, Error> {
         method: DeliveryMethod::Doorstep,
         categories: vec!["books".into()],
         region_risk: 10,
-        customer_preference: CustomerPreference::None,
+        customer_preference: None,
         first_delivery_to_address: false,
         not_received_claims: 0,
     };
@@ -71,7 +71,7 @@ pub fn handover(now: u64) -> Result<String, Error> {
         1.0 / settings.false_accept_probability(),
         settings.expected_candidates(),
         settings.max_attempts,
-        settings.lifetime_secs / 3600
+        settings.lifetime_secs() / 3600
     ));
     say(String::new());
 
@@ -89,7 +89,7 @@ pub fn handover(now: u64) -> Result<String, Error> {
             sender: "AcmeParcels".into(),
             delivery_id: "PKG-2026-000123".into(),
             code: issued.code.as_str().into(),
-            expires_at: issued.ticket.expires_at(),
+            expires_at: delivery_otp::UnixTime::from_secs(issued.ticket.expires_at()),
             utc_offset_minutes: 0,
         },
     )?;

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let length = 4 + u32::from(pick >> 1) % 9;
+    let length = 4 + i32::from(pick >> 1) % 9;
     let format = if pick & 1 == 0 {
         CodeFormat::Numeric {
             digits: length.min(10),

@@ -18,7 +18,8 @@ fn orders() -> Vec<Order> {
     for (value_minor, currency) in [
         (1_250, "GBP"),
         (14_999, "EUR"),
-        (u64::MAX, "INR"),
+        (i64::MAX, "INR"),
+        (-1, "GBP"),
         (0, "XXX"),
     ] {
         for method in [
@@ -32,9 +33,9 @@ fn orders() -> Vec<Order> {
                 method,
                 categories: vec!["alcohol".into(), "electronics".into()],
                 region_risk: 100,
-                customer_preference: CustomerPreference::Never,
+                customer_preference: Some(CustomerPreference::Never),
                 first_delivery_to_address: true,
-                not_received_claims: u32::MAX,
+                not_received_claims: i32::MAX,
             });
         }
     }
@@ -46,7 +47,7 @@ fn values() -> MessageValues {
         sender: "Acme".into(),
         delivery_id: "PKG-1001".into(),
         code: CODE.into(),
-        expires_at: 1_764_000_000,
+        expires_at: delivery_otp::UnixTime::from_secs(1_764_000_000),
         utc_offset_minutes: 60,
     }
 }

@@ -181,7 +181,7 @@ fn render(
         sender: state.sender.clone(),
         delivery_id: delivery_id.to_string(),
         code: issued.code.as_str().to_string(),
-        expires_at: issued.ticket.expires_at(),
+        expires_at: delivery_otp::UnixTime::from_secs(issued.ticket.expires_at()),
         utc_offset_minutes: offset,
     };
     if channel == "sms" {
@@ -192,7 +192,7 @@ fn render(
                 channel: channel.into(),
                 to,
                 text: Some(sms.text.clone()),
-                segments: Some(sms.segments),
+                segments: Some(count(sms.segments)),
                 subject: None,
                 body: None,
             },

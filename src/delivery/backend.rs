@@ -238,7 +238,7 @@ impl Backend {
         let key = self.keys.current();
         let code = derive_code(key, delivery_id, sequence, settings.format)?;
         let expires_at =
-            now.checked_add(settings.lifetime_secs)
+            now.checked_add(settings.lifetime_secs())
                 .ok_or_else(|| Error::Overflow {
                     what: "the expiry time".into(),
                 })?;
@@ -251,15 +251,15 @@ impl Backend {
             format: settings.format,
             not_before: now,
             expires_at,
-            max_attempts: settings.max_attempts,
-            hash_bits: settings.hash_bits,
+            max_attempts: settings.attempts(),
+            hash_bits: settings.hash_width(),
             hash_key,
             hash: ticket_hash(
                 &hash_key,
                 delivery_id,
                 sequence,
                 code.as_str(),
-                settings.hash_bits,
+                settings.hash_width(),
             ),
             mac: [0u8; 32],
         };

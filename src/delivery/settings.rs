@@ -21,6 +21,7 @@
 
 use core::fmt;
 use core::str::FromStr;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -38,18 +39,23 @@ pub const MAX_LIFETIME_SECS: u64 = 30 * 24 * 3600;
 pub const CROCKFORD_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// How a delivery code is written.
+///
+/// The sizes are `i32` so Kotlin, Swift and Java read them as plain integers;
+/// [`CodeFormat::check`] refuses any size out of range, negative ones included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub enum CodeFormat {
     /// Decimal digits, 4 to 10 (fewer than 6 only with `allow_short_codes`).
     Numeric {
         /// Number of digits.
-        digits: u32,
+        digits: i32,
     },
     /// Crockford base32 characters (`0-9`, `A-Z` without I, L, O, U), 4 to
     /// 12: five bits each.
     Crockford {
         /// Number of characters.
-        length: u32,
+        length: i32,
     },
 }
 
@@ -60,12 +66,13 @@ impl Default for CodeFormat {
 }
 
 impl CodeFormat {
-    /// Characters in a code.
+    /// Characters in a code (0 for a negative size, which [`CodeFormat::check`] refuses).
     pub fn length(self) -> u32 {
-        match self {
+        let n = match self {
             CodeFormat::Numeric { digits } => digits,
             CodeFormat::Crockford { length } => length,
-        }
+        };
+        u32::try_from(n).unwrap_or(0)
     }
 
     /// How many different codes there are (10^digits or 32^length), or
@@ -73,10 +80,10 @@ impl CodeFormat {
     pub fn space(self) -> Option<u128> {
         match self {
             CodeFormat::Numeric { digits } if (4..=10).contains(&digits) => {
-                10u128.checked_pow(digits)
+                10u128.checked_pow(self.length())
             }
             CodeFormat::Crockford { length } if (4..=12).contains(&length) => {
-                32u128.checked_pow(length)
+                32u128.checked_pow(self.length())
             }
             _ => None,
         }
@@ -140,7 +147,7 @@ impl FromStr for CodeFormat {
         if n.is_empty() || n.len() > 2 || !n.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
-        let n: u32 = n.parse().map_err(|_| bad())?;
+        let n: i32 = n.parse().map_err(|_| bad())?;
         match kind {
             "numeric" => Ok(CodeFormat::Numeric { digits: n }),
             "crockford" => Ok(CodeFormat::Crockford { length: n }),
@@ -150,23 +157,36 @@ impl FromStr for CodeFormat {
 }
 
 /// What the backend decides for one delivery's code. Its JSON form names
-/// the format as text (`"numeric-6"`), as rules files and the CLI write it;
-/// reading it does not check the settings (issuing does, see [`Self::check`]).
+/// the format as text (`"numeric-6"`) and the lifetime in seconds
+/// (`"lifetime_secs"`), as rules files and the CLI write them; reading it
+/// does not check the settings (issuing does, see [`Self::check`]).
+///
+/// A wrong code passes the offline check with probability 2^-`hash_bits`;
+/// someone who tries every code against the ticket is left with about
+/// (code space) / 2^`hash_bits` candidates, which must be at least 100.
+/// Counts are `i32` so Kotlin, Swift and Java read them as plain integers;
+/// [`Self::check`] refuses negative ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 #[serde(deny_unknown_fields)]
 pub struct DeliverySettings {
     /// How the code is written (default: 6 digits).
     #[serde(with = "format_text")]
     pub format: CodeFormat,
     /// Opt-in for numeric codes of 4 or 5 digits (default: false).
+    #[cfg_attr(feature = "ffi", uniffi(default = false))]
     pub allow_short_codes: bool,
-    /// Width t of the offline hash in bits (default 12: a wrong code passes
-    /// 1 time in 4096).
-    pub hash_bits: u32,
-    /// Attempts before the code locks (default 5).
-    pub max_attempts: u32,
-    /// Seconds from issuing until the code expires (default one day).
-    pub lifetime_secs: u64,
+    /// Width t of the offline hash in bits, 8 to 32 (default 12: a wrong code
+    /// passes 1 time in 4096).
+    #[cfg_attr(feature = "ffi", uniffi(default = 12))]
+    pub hash_bits: i32,
+    /// Attempts before the code locks, 1 to 100 (default 5).
+    #[cfg_attr(feature = "ffi", uniffi(default = 5))]
+    pub max_attempts: i32,
+    /// From issuing until the code expires: whole seconds, up to 30 days
+    /// (default one day).
+    #[serde(rename = "lifetime_secs", with = "whole_seconds")]
+    pub lifetime: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -176,7 +196,7 @@ impl Default for DeliverySettings {
             allow_short_codes: false,
             hash_bits: 12,
             max_attempts: 5,
-            lifetime_secs: 24 * 3600,
+            lifetime: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -192,27 +212,62 @@ impl DeliverySettings {
     ///   attempts or more than 100, or a lifetime of 0 or over 30 days.
     pub fn check(&self) -> Result<()> {
         self.format.check(self.allow_short_codes)?;
-        check_hash_bits(self.format, self.hash_bits)?;
-        check_attempts(self.max_attempts)?;
-        if self.lifetime_secs == 0 || self.lifetime_secs > MAX_LIFETIME_SECS {
+        let width = u32::try_from(self.hash_bits).map_err(|_| Error::UnsafeSettings {
+            reason: format!(
+                "the offline hash is {MIN_HASH_BITS} to {MAX_HASH_BITS} bits wide, not {}",
+                self.hash_bits
+            ),
+        })?;
+        check_hash_bits(self.format, width)?;
+        let attempts = u32::try_from(self.max_attempts).map_err(|_| Error::UnsafeSettings {
+            reason: format!(
+                "a code allows 1 to {MAX_ATTEMPTS} attempts, not {}",
+                self.max_attempts
+            ),
+        })?;
+        check_attempts(attempts)?;
+        if self.lifetime.subsec_nanos() != 0 {
+            return Err(Error::InvalidNumber {
+                what: "lifetime".into(),
+                reason: "it is whole seconds".into(),
+            });
+        }
+        let secs = self.lifetime_secs();
+        if secs == 0 || secs > MAX_LIFETIME_SECS {
             return Err(Error::UnsafeSettings {
                 reason: format!(
-                    "a code lives from 1 second to {MAX_LIFETIME_SECS} seconds (30 days), not {}",
-                    self.lifetime_secs
+                    "a code lives from 1 second to {MAX_LIFETIME_SECS} seconds (30 days), not {secs}"
                 ),
             });
         }
         Ok(())
     }
 
+    /// The hash width as the ticket keeps it (0 for a negative one, which
+    /// [`Self::check`] refuses).
+    pub(crate) fn hash_width(&self) -> u32 {
+        u32::try_from(self.hash_bits).unwrap_or(0)
+    }
+
+    /// The attempts as the ticket keeps them (0 for a negative count, which
+    /// [`Self::check`] refuses).
+    pub(crate) fn attempts(&self) -> u32 {
+        u32::try_from(self.max_attempts).unwrap_or(0)
+    }
+
+    /// The lifetime in whole seconds, as the ticket keeps it.
+    pub fn lifetime_secs(&self) -> u64 {
+        self.lifetime.as_secs()
+    }
+
     /// The chance that one wrong code passes the offline check: 2^-t.
     pub fn false_accept_probability(&self) -> f64 {
-        false_accept_probability(self.hash_bits)
+        false_accept_probability(self.hash_width())
     }
 
     /// About how many codes match a ticket's hash: space / 2^t.
     pub fn expected_candidates(&self) -> f64 {
-        expected_candidates(self.format, self.hash_bits)
+        expected_candidates(self.format, self.hash_width())
     }
 }
 
@@ -312,14 +367,37 @@ mod tests {
 
     #[test]
     fn attempts_and_lifetime_are_bounded() {
-        for (attempts, lifetime) in [(0, 60), (101, 60), (5, 0), (5, MAX_LIFETIME_SECS + 1)] {
+        for (attempts, lifetime) in [
+            (0, 60),
+            (-1, 60),
+            (101, 60),
+            (5, 0),
+            (5, MAX_LIFETIME_SECS + 1),
+        ] {
             let s = DeliverySettings {
                 max_attempts: attempts,
-                lifetime_secs: lifetime,
+                lifetime: Duration::from_secs(lifetime),
                 ..DeliverySettings::default()
             };
             assert_eq!(s.check().unwrap_err().kind(), "unsafe_settings");
         }
+        let fraction = DeliverySettings {
+            lifetime: Duration::from_millis(90_500),
+            ..DeliverySettings::default()
+        };
+        assert_eq!(fraction.check().unwrap_err().kind(), "invalid_number");
+        let negative_width = DeliverySettings {
+            hash_bits: -12,
+            ..DeliverySettings::default()
+        };
+        assert_eq!(
+            negative_width.check().unwrap_err().to_string(),
+            "unsafe settings: the offline hash is 8 to 32 bits wide, not -12"
+        );
+        assert_eq!(
+            serde_json::to_string(&DeliverySettings::default()).unwrap(),
+            r#"{"format":"numeric-6","allow_short_codes":false,"hash_bits":12,"max_attempts":5,"lifetime_secs":86400}"#
+        );
     }
 
     #[test]
@@ -342,6 +420,21 @@ mod tests {
         }
         assert_eq!(CodeFormat::Crockford { length: 12 }.space(), Some(1 << 60));
         assert_eq!(CodeFormat::Crockford { length: 13 }.space(), None);
+    }
+}
+
+/// A [`Duration`] in JSON as its whole seconds (a fraction is kept out by
+/// [`DeliverySettings::check`] before anything is issued).
+mod whole_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
     }
 }
 

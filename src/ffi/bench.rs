@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
-use super::delivery::{
-    Backend, CodeFormat, DeliverySettings, DeviceStateStore, IssuedCode, Ticket,
-};
+use super::delivery::{Backend, DeviceStateStore, IssuedCode, Ticket};
 use super::otp::{KeyUri, TotpMatch};
-use super::policy::{MessageValues, Order, PolicyDecision, Sms};
 use super::FfiResult;
-use crate::{OfflineOutcome, OnlineOutcome, Reconciliation, UnixTime};
+use crate::{
+    CodeFormat, DeliverySettings, MessageValues, OfflineOutcome, OnlineOutcome, Order,
+    PolicyDecision, Reconciliation, Sms, UnixTime,
+};
 
 /// The trivial uniffi call: one `i32` in, the same out.
 #[uniffi::export]

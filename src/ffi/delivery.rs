@@ -11,7 +11,7 @@ use super::{now, unsigned, whole_secs, FfiResult};
 use crate::error::Error as CoreError;
 use crate::error::{count, int};
 use crate::UnixTime;
-use crate::{OfflineOutcome, OnlineOutcome};
+use crate::{CodeFormat, DeliverySettings, OfflineOutcome, OnlineOutcome};
 
 debug_as_inner!(KeySet, Ticket, OfflineVerifier);
 
@@ -24,109 +24,21 @@ impl std::fmt::Debug for Backend {
 // ---------------------------------------------------------------------------
 // Settings
 
-/// How a delivery code is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-#[uniffi::export(Debug)]
-pub enum CodeFormat {
-    /// Decimal digits, 4 to 10 (fewer than 6 only with `allow_short_codes`).
-    Numeric {
-        /// Number of digits.
-        digits: i32,
-    },
-    /// Crockford base32 characters (0-9 and A-Z without I, L, O, U), 4 to 12.
-    Crockford {
-        /// Number of characters.
-        length: i32,
-    },
-}
-
-impl CodeFormat {
-    /// The core's format; a negative size is refused.
-    pub(super) fn core(self) -> FfiResult<crate::CodeFormat> {
-        Ok(match self {
-            CodeFormat::Numeric { digits } => crate::CodeFormat::Numeric {
-                digits: unsigned(digits, "digits")?,
-            },
-            CodeFormat::Crockford { length } => crate::CodeFormat::Crockford {
-                length: unsigned(length, "length")?,
-            },
-        })
-    }
-}
-
-impl From<crate::CodeFormat> for CodeFormat {
-    fn from(f: crate::CodeFormat) -> Self {
-        match f {
-            crate::CodeFormat::Numeric { digits } => CodeFormat::Numeric {
-                digits: count(digits),
-            },
-            crate::CodeFormat::Crockford { length } => CodeFormat::Crockford {
-                length: count(length),
-            },
-        }
-    }
-}
-
-/// What the backend decides for one delivery's code. A wrong code passes the
-/// offline check with probability 2^-`hash_bits`; someone who tries every
-/// code against the ticket is left with about (code space) / 2^`hash_bits`
-/// candidates, which must be at least 16.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
-pub struct DeliverySettings {
-    /// How the code is written.
-    pub format: CodeFormat,
-    /// Opt-in for numeric codes of 4 or 5 digits.
-    #[uniffi(default = false)]
-    pub allow_short_codes: bool,
-    /// Width of the offline hash in bits, 8 to 32.
-    #[uniffi(default = 12)]
-    pub hash_bits: i32,
-    /// Attempts before the code locks, 1 to 100.
-    #[uniffi(default = 5)]
-    pub max_attempts: i32,
-    /// From issuing until the code expires: whole seconds, up to 30 days.
-    pub lifetime: Duration,
-}
-
-impl DeliverySettings {
-    /// The core's settings; negative numbers and fractions of a second are refused.
-    pub(super) fn core(self) -> FfiResult<crate::DeliverySettings> {
-        Ok(crate::DeliverySettings {
-            format: self.format.core()?,
-            allow_short_codes: self.allow_short_codes,
-            hash_bits: unsigned(self.hash_bits, "hash_bits")?,
-            max_attempts: unsigned(self.max_attempts, "max_attempts")?,
-            lifetime_secs: whole_secs(self.lifetime, "lifetime")?,
-        })
-    }
-}
-
-impl From<crate::DeliverySettings> for DeliverySettings {
-    fn from(d: crate::DeliverySettings) -> Self {
-        DeliverySettings {
-            format: d.format.into(),
-            allow_short_codes: d.allow_short_codes,
-            hash_bits: count(d.hash_bits),
-            max_attempts: count(d.max_attempts),
-            lifetime: Duration::from_secs(d.lifetime_secs),
-        }
-    }
-}
-
 /// The default settings: 6 digits, a 12-bit hash (1 false accept in 4096,
 /// about 244 candidates), 5 attempts, one day.
 #[uniffi::export]
 pub fn default_delivery_settings() -> DeliverySettings {
-    crate::DeliverySettings::default().into()
+    DeliverySettings::default()
 }
 
 /// Checks settings before using them.
 ///
 /// # Errors
-/// `InvalidCodeFormat`, `UnsafeSettings`.
+/// `InvalidCodeFormat`, `UnsafeSettings`, `InvalidNumber` for a lifetime
+/// with a fraction of a second.
 #[uniffi::export]
 pub fn check_delivery_settings(settings: DeliverySettings) -> FfiResult<()> {
-    settings.core()?.check()
+    settings.check()
 }
 
 /// The chance that one wrong code passes the offline check: 2^-hash_bits.
@@ -141,7 +53,7 @@ pub fn false_accept_probability(hash_bits: i32) -> FfiResult<f64> {
 #[uniffi::export]
 pub fn expected_candidates(format: CodeFormat, hash_bits: i32) -> FfiResult<f64> {
     Ok(crate::delivery::settings::expected_candidates(
-        format.core()?,
+        format,
         unsigned(hash_bits, "hash_bits")?,
     ))
 }
@@ -155,7 +67,7 @@ pub fn expected_candidates(format: CodeFormat, hash_bits: i32) -> FfiResult<f64>
 #[uniffi::export]
 pub fn normalize_code(entered: String, format: CodeFormat) -> FfiResult<String> {
     let entered = Zeroizing::new(entered);
-    Ok(crate::normalize(&entered, format.core()?)?.to_string())
+    Ok(crate::normalize(&entered, format)?.to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -330,7 +242,7 @@ impl Ticket {
 
     /// How the code is written.
     pub fn format(&self) -> CodeFormat {
-        self.inner.format().into()
+        self.inner.format()
     }
 
     /// Not valid before this time.
@@ -479,13 +391,7 @@ impl Backend {
         let sequence = unsigned(sequence, "sequence")?;
         Ok(self
             .inner()
-            .issue(
-                &delivery_id,
-                sequence,
-                &courier_id,
-                now.secs(),
-                &settings.core()?,
-            )?
+            .issue(&delivery_id, sequence, &courier_id, now.secs(), &settings)?
             .into())
     }
 
@@ -503,7 +409,7 @@ impl Backend {
     ) -> FfiResult<IssuedCode> {
         Ok(self
             .inner()
-            .reassign(&previous.inner, &courier_id, now.secs(), &settings.core()?)?
+            .reassign(&previous.inner, &courier_id, now.secs(), &settings)?
             .into())
     }
 
@@ -519,7 +425,7 @@ impl Backend {
     ) -> FfiResult<IssuedCode> {
         Ok(self
             .inner()
-            .resend(&previous.inner, now.secs(), &settings.core()?)?
+            .resend(&previous.inner, now.secs(), &settings)?
             .into())
     }
 
@@ -547,7 +453,7 @@ impl Backend {
         let sequence = unsigned(sequence, "sequence")?;
         Ok(self
             .inner()
-            .derive_code(&key_id, &delivery_id, sequence, format.core()?)?
+            .derive_code(&key_id, &delivery_id, sequence, format)?
             .as_str()
             .to_string())
     }

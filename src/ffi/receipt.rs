@@ -10,7 +10,7 @@ use super::{now, unsigned, FfiResult};
 use crate::error::Error as CoreError;
 use crate::error::{count, int};
 use crate::UnixTime;
-use crate::{NotDeliveredReason, Reconciliation};
+use crate::{Location, NotDeliveredReason, Reconciliation};
 
 debug_as_inner!(DeviceKey, Receipt);
 
@@ -198,38 +198,6 @@ impl ReceiptOutcome {
     }
 }
 
-/// Where the decision was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
-pub struct Location {
-    /// Latitude in millionths of a degree.
-    pub lat_microdegrees: i32,
-    /// Longitude in millionths of a degree.
-    pub lon_microdegrees: i32,
-    /// Accuracy radius in metres, 0 or more.
-    pub accuracy_m: i32,
-}
-
-impl Location {
-    /// The core's location; a negative accuracy is refused.
-    fn core(self) -> FfiResult<crate::Location> {
-        Ok(crate::Location {
-            lat_microdegrees: self.lat_microdegrees,
-            lon_microdegrees: self.lon_microdegrees,
-            accuracy_m: unsigned(self.accuracy_m, "accuracy_m")?,
-        })
-    }
-}
-
-impl From<crate::Location> for Location {
-    fn from(l: crate::Location) -> Self {
-        Location {
-            lat_microdegrees: l.lat_microdegrees,
-            lon_microdegrees: l.lon_microdegrees,
-            accuracy_m: count(l.accuracy_m),
-        }
-    }
-}
-
 /// A location from degrees as the phone reports them, rounded to a
 /// millionth of a degree.
 ///
@@ -242,8 +210,7 @@ pub fn location_from_degrees(
     longitude: f64,
     accuracy_m: i32,
 ) -> FfiResult<Location> {
-    let accuracy_m = unsigned(accuracy_m, "accuracy_m")?;
-    Ok(crate::Location::from_degrees(latitude, longitude, accuracy_m)?.into())
+    Location::from_degrees(latitude, longitude, accuracy_m)
 }
 
 /// What a receipt records beyond the outcome.
@@ -356,7 +323,7 @@ impl Receipt {
 
     /// Where the decision was made.
     pub fn location(&self) -> Option<Location> {
-        self.inner.location().map(Into::into)
+        self.inner.location()
     }
 
     /// The app name and version.
@@ -395,10 +362,7 @@ impl OfflineVerifier {
             })?),
         };
         let extras = crate::ReceiptExtras {
-            location: match details.location {
-                Some(location) => Some(location.core()?),
-                None => None,
-            },
+            location: details.location,
             photo_sha256,
             app_version: details.app_version,
         };

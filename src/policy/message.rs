@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::delivery::code::group;
 use crate::delivery::settings::CodeFormat;
 use crate::error::{Error, Result};
+use crate::time::UnixTime;
 
 /// The templates file version this library reads.
 pub const TEMPLATES_VERSION: u32 = 1;
@@ -74,6 +75,8 @@ pub struct Templates {
 
 /// What a message says. `Debug` leaves out the code.
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub struct MessageValues {
     /// Who sends it, such as `Acme` (for an SMS sender id, at most 11 characters).
     pub sender: String,
@@ -81,9 +84,10 @@ pub struct MessageValues {
     pub delivery_id: String,
     /// The code.
     pub code: String,
-    /// Until when it is valid, unix seconds.
-    pub expires_at: u64,
+    /// Until when it is valid.
+    pub expires_at: UnixTime,
     /// The customer's UTC offset in minutes (-720 to 840), for `{expires}`.
+    #[cfg_attr(feature = "ffi", uniffi(default = 0))]
     pub utc_offset_minutes: i32,
 }
 
@@ -100,15 +104,17 @@ pub enum SmsEncoding {
 
 /// A rendered SMS. `Debug` leaves out the text, which holds the code.
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub struct Sms {
     /// The text.
     pub text: String,
     /// Its encoding.
     pub encoding: SmsEncoding,
     /// Characters as the network counts them (septets, or UTF-16 units).
-    pub units: u32,
+    pub units: i32,
     /// How many segments it takes.
-    pub segments: u32,
+    pub segments: i32,
 }
 
 /// A rendered e-mail. `Debug` leaves out the body, which holds the code.
@@ -373,7 +379,7 @@ impl Templates {
                 "an offset is -720 to 840 minutes",
             ));
         }
-        let local = i64::try_from(v.expires_at)
+        let local = i64::try_from(v.expires_at.secs())
             .ok()
             .and_then(|t| t.checked_add(i64::from(v.utc_offset_minutes).saturating_mul(60)))
             .ok_or_else(|| bad("values.expires_at", "the time is out of range"))?;
@@ -431,8 +437,8 @@ impl Templates {
         Ok(Sms {
             text,
             encoding,
-            units,
-            segments,
+            units: crate::error::count(units),
+            segments: crate::error::count(segments),
         })
     }
 

@@ -92,13 +92,11 @@ impl DeliveryMethod {
     }
 }
 
-/// What the customer asked for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What the customer asked for (nothing: `None` in [`Order`], and the rules decide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum CustomerPreference {
-    /// Nothing: the rules decide.
-    #[default]
-    None,
     /// Always a code.
     Always,
     /// Never a code, where the rules allow it.
@@ -211,35 +209,63 @@ const REASONS: [&str; 14] = [
     "method_not_allowed",
 ];
 
-/// The order facts the policy reads.
+/// The order facts the policy reads. Numbers are signed so that Kotlin,
+/// Swift and Java read them as plain integers; [`Rules::decide`] refuses
+/// negative ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 #[serde(deny_unknown_fields)]
 pub struct Order {
-    /// Order value in minor units (pence, cents, paise).
-    pub value_minor: u64,
+    /// Order value in minor units (pence, cents, paise), 0 or more.
+    pub value_minor: i64,
     /// ISO 4217 currency code, such as `GBP`.
     pub currency: String,
     /// How it is delivered.
     pub method: DeliveryMethod,
     /// Item categories, such as `electronics` or `age_restricted`.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default = []))]
     pub categories: Vec<String>,
     /// Region risk score, 0 to 100.
     #[serde(default)]
-    pub region_risk: u8,
-    /// What the customer asked for.
-    #[serde(default)]
-    pub customer_preference: CustomerPreference,
+    #[cfg_attr(feature = "ffi", uniffi(default = 0))]
+    pub region_risk: i32,
+    /// What the customer asked for; none (JSON: absent, null or `"none"`)
+    /// leaves it to the rules.
+    #[serde(default, deserialize_with = "preference")]
+    #[cfg_attr(feature = "ffi", uniffi(default = None))]
+    pub customer_preference: Option<CustomerPreference>,
     /// Whether this is the first delivery to this address.
     #[serde(default)]
+    #[cfg_attr(feature = "ffi", uniffi(default = false))]
     pub first_delivery_to_address: bool,
-    /// Earlier "not received" claims by this customer.
+    /// Earlier "not received" claims by this customer, 0 or more.
     #[serde(default)]
-    pub not_received_claims: u32,
+    #[cfg_attr(feature = "ffi", uniffi(default = 0))]
+    pub not_received_claims: i32,
 }
 
-/// One rule that fired.
+/// Reads `"always"`, `"never"`, and for no preference null or `"none"`.
+fn preference<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> core::result::Result<Option<CustomerPreference>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Written {
+        None,
+        Always,
+        Never,
+    }
+    Ok(match Option::<Written>::deserialize(d)? {
+        None | Some(Written::None) => None,
+        Some(Written::Always) => Some(CustomerPreference::Always),
+        Some(Written::Never) => Some(CustomerPreference::Never),
+    })
+}
+
+/// One rule that fired (Kotlin and Swift: `PolicyReason`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record), uniffi(name = "PolicyReason"))]
 pub struct Reason {
     /// Stable code, such as `order_value`.
     pub code: String,
@@ -249,6 +275,8 @@ pub struct Reason {
 
 /// What the policy asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub enum Requirement {
     /// A code, with these settings.
     Code {
@@ -279,6 +307,7 @@ impl Requirement {
 
 /// The policy's decision for one order.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct PolicyDecision {
     /// What to do.
     pub requirement: Requirement,
@@ -323,13 +352,6 @@ impl TierRules {
             .format
             .parse()
             .map_err(|e: Error| bad_rules(format!("{field}.format"), e.to_string()))?;
-        let settings = DeliverySettings {
-            format,
-            allow_short_codes: self.allow_short_codes,
-            hash_bits: self.hash_bits,
-            max_attempts: self.max_attempts,
-            lifetime_secs: self.lifetime_secs,
-        };
         let at = |name: &str| format!("{field}.{name}");
         format
             .check(self.allow_short_codes)
@@ -338,6 +360,14 @@ impl TierRules {
             .map_err(|e| bad_rules(at("hash_bits"), e.to_string()))?;
         crate::delivery::settings::check_attempts(self.max_attempts)
             .map_err(|e| bad_rules(at("max_attempts"), e.to_string()))?;
+        // Both are checked to be small (at most 32 and 100), so they fit exactly.
+        let settings = DeliverySettings {
+            format,
+            allow_short_codes: self.allow_short_codes,
+            hash_bits: crate::error::count(self.hash_bits),
+            max_attempts: crate::error::count(self.max_attempts),
+            lifetime: std::time::Duration::from_secs(self.lifetime_secs),
+        };
         // What is left to check is the lifetime.
         settings
             .check()
@@ -507,9 +537,18 @@ impl Rules {
                 "a category is 1 to 64 of a-z, 0-9 and _",
             ));
         }
-        if order.region_risk > 100 {
+        if !(0..=100).contains(&order.region_risk) {
             return Err(bad_order("region_risk", "a risk score is 0 to 100"));
         }
+        let Ok(value_minor) = u64::try_from(order.value_minor) else {
+            return Err(bad_order("value_minor", "an order value is 0 or more"));
+        };
+        let Ok(claims) = u32::try_from(order.not_received_claims) else {
+            return Err(bad_order(
+                "not_received_claims",
+                "a count of claims is 0 or more",
+            ));
+        };
         let mut fired: Vec<Reason> = Vec::new();
         let mut fire = |code: &str, detail: String| {
             fired.push(Reason {
@@ -518,11 +557,11 @@ impl Rules {
             })
         };
         match self.value_thresholds.get(&order.currency) {
-            Some(&threshold) if order.value_minor >= threshold => fire(
+            Some(&threshold) if value_minor >= threshold => fire(
                 "order_value",
                 format!(
                     "the order value {} {} is at or above {} {}",
-                    amount(order.value_minor),
+                    amount(value_minor),
                     order.currency,
                     amount(threshold),
                     order.currency
@@ -562,7 +601,7 @@ impl Rules {
                 ),
             );
         }
-        if order.region_risk >= self.region_risk_at_least {
+        if order.region_risk >= i32::from(self.region_risk_at_least) {
             fire(
                 "high_risk_region",
                 format!(
@@ -577,25 +616,23 @@ impl Rules {
                 "the first delivery to this address".into(),
             );
         }
-        if self.not_received_claims_at_least > 0
-            && order.not_received_claims >= self.not_received_claims_at_least
-        {
+        if self.not_received_claims_at_least > 0 && claims >= self.not_received_claims_at_least {
             fire(
                 "earlier_not_received_claims",
                 format!(
                     "{} earlier \"not received\" claim(s) by this customer",
-                    order.not_received_claims
+                    claims
                 ),
             );
         }
-        if order.customer_preference == CustomerPreference::Always {
+        if order.customer_preference == Some(CustomerPreference::Always) {
             fire("customer_asked", "the customer asked for a code".into());
         }
         let mut reasons = fired;
         let has =
             |reasons: &[Reason], list: &[String]| reasons.iter().any(|r| list.contains(&r.code));
         let mut needs_code = !reasons.is_empty();
-        if needs_code && order.customer_preference == CustomerPreference::Never {
+        if needs_code && order.customer_preference == Some(CustomerPreference::Never) {
             let binding: Vec<String> = reasons
                 .iter()
                 .filter(|r| self.customer_cannot_waive.contains(&r.code))

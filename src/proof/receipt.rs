@@ -358,13 +358,14 @@ impl fmt::Debug for ReceiptOutcome {
 
 /// Where the decision was made, as the phone measured it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Location {
     /// Latitude in millionths of a degree, -90 000 000 to 90 000 000.
     pub lat_microdegrees: i32,
     /// Longitude in millionths of a degree, -180 000 000 to 180 000 000.
     pub lon_microdegrees: i32,
-    /// Accuracy radius in metres.
-    pub accuracy_m: u32,
+    /// Accuracy radius in metres, 0 or more.
+    pub accuracy_m: i32,
 }
 
 impl Location {
@@ -373,8 +374,11 @@ impl Location {
     ///
     /// # Errors
     /// [`Error::InvalidReceipt`] for a latitude outside ±90, a longitude
-    /// outside ±180, or a value that is not a number.
-    pub fn from_degrees(latitude: f64, longitude: f64, accuracy_m: u32) -> Result<Self> {
+    /// outside ±180, a value that is not a number, or a negative accuracy.
+    pub fn from_degrees(latitude: f64, longitude: f64, accuracy_m: i32) -> Result<Self> {
+        if accuracy_m < 0 {
+            return Err(invalid("the location's accuracy is not negative"));
+        }
         let micro = |value: f64, limit: f64, what: &str| {
             if value.is_finite() && value.abs() <= limit {
                 // In range, so the cast cannot saturate.
@@ -659,7 +663,8 @@ impl Receipt {
             loc: self.location.map(|l| LocationWire {
                 lat: l.lat_microdegrees,
                 lon: l.lon_microdegrees,
-                acc: l.accuracy_m,
+                // Negative accuracies are refused before anything is signed.
+                acc: u32::try_from(l.accuracy_m).unwrap_or(0),
             }),
             photo: self.photo_sha256.map(|p| hex(&p)),
             app: self.app_version.clone(),
@@ -857,11 +862,15 @@ impl Receipt {
             attempts: wire.attempts,
             first_attempt_at: wire.first,
             decided_at: wire.decided,
-            location: wire.loc.map(|l| Location {
-                lat_microdegrees: l.lat,
-                lon_microdegrees: l.lon,
-                accuracy_m: l.acc,
-            }),
+            location: match wire.loc {
+                Some(l) => Some(Location {
+                    lat_microdegrees: l.lat,
+                    lon_microdegrees: l.lon,
+                    accuracy_m: i32::try_from(l.acc)
+                        .map_err(|_| invalid("the location's accuracy is out of range"))?,
+                }),
+                None => None,
+            },
             photo_sha256,
             app_version: wire.app,
             mac,
@@ -928,6 +937,9 @@ impl Receipt {
                 return Err(invalid(
                     "the location is outside ±90 degrees latitude or ±180 degrees longitude",
                 ));
+            }
+            if loc.accuracy_m < 0 {
+                return Err(invalid("the location's accuracy is not negative"));
             }
         }
         let app = &self.app_version;

@@ -4197,30 +4197,38 @@ public func FfiConverterTypeTotp_lower(_ value: Totp) -> UInt64 {
 
 
 /**
- * What the backend decides for one delivery's code. A wrong code passes the
- * offline check with probability 2^-`hash_bits`; someone who tries every
- * code against the ticket is left with about (code space) / 2^`hash_bits`
- * candidates, which must be at least 16.
+ * What the backend decides for one delivery's code. Its JSON form names
+ * the format as text (`"numeric-6"`) and the lifetime in seconds
+ * (`"lifetime_secs"`), as rules files and the CLI write them; reading it
+ * does not check the settings (issuing does, see [`Self::check`]).
+ *
+ * A wrong code passes the offline check with probability 2^-`hash_bits`;
+ * someone who tries every code against the ticket is left with about
+ * (code space) / 2^`hash_bits` candidates, which must be at least 100.
+ * Counts are `i32` so Kotlin, Swift and Java read them as plain integers;
+ * [`Self::check`] refuses negative ones.
  */
 public struct DeliverySettings: Equatable, Hashable {
     /**
-     * How the code is written.
+     * How the code is written (default: 6 digits).
      */
     public var format: CodeFormat
     /**
-     * Opt-in for numeric codes of 4 or 5 digits.
+     * Opt-in for numeric codes of 4 or 5 digits (default: false).
      */
     public var allowShortCodes: Bool
     /**
-     * Width of the offline hash in bits, 8 to 32.
+     * Width t of the offline hash in bits, 8 to 32 (default 12: a wrong code
+     * passes 1 time in 4096).
      */
     public var hashBits: Int32
     /**
-     * Attempts before the code locks, 1 to 100.
+     * Attempts before the code locks, 1 to 100 (default 5).
      */
     public var maxAttempts: Int32
     /**
-     * From issuing until the code expires: whole seconds, up to 30 days.
+     * From issuing until the code expires: whole seconds, up to 30 days
+     * (default one day).
      */
     public var lifetime: TimeInterval
 
@@ -4228,19 +4236,21 @@ public struct DeliverySettings: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * How the code is written.
+         * How the code is written (default: 6 digits).
          */format: CodeFormat, 
         /**
-         * Opt-in for numeric codes of 4 or 5 digits.
+         * Opt-in for numeric codes of 4 or 5 digits (default: false).
          */allowShortCodes: Bool = false, 
         /**
-         * Width of the offline hash in bits, 8 to 32.
+         * Width t of the offline hash in bits, 8 to 32 (default 12: a wrong code
+         * passes 1 time in 4096).
          */hashBits: Int32 = 12, 
         /**
-         * Attempts before the code locks, 1 to 100.
+         * Attempts before the code locks, 1 to 100 (default 5).
          */maxAttempts: Int32 = 5, 
         /**
-         * From issuing until the code expires: whole seconds, up to 30 days.
+         * From issuing until the code expires: whole seconds, up to 30 days
+         * (default one day).
          */lifetime: TimeInterval) {
         self.format = format
         self.allowShortCodes = allowShortCodes
@@ -4639,15 +4649,15 @@ public func FfiConverterTypeKeyUri_lower(_ value: KeyUri) -> RustBuffer {
 
 
 /**
- * Where the decision was made.
+ * Where the decision was made, as the phone measured it.
  */
 public struct Location: Equatable, Hashable {
     /**
-     * Latitude in millionths of a degree.
+     * Latitude in millionths of a degree, -90 000 000 to 90 000 000.
      */
     public var latMicrodegrees: Int32
     /**
-     * Longitude in millionths of a degree.
+     * Longitude in millionths of a degree, -180 000 000 to 180 000 000.
      */
     public var lonMicrodegrees: Int32
     /**
@@ -4659,10 +4669,10 @@ public struct Location: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * Latitude in millionths of a degree.
+         * Latitude in millionths of a degree, -90 000 000 to 90 000 000.
          */latMicrodegrees: Int32, 
         /**
-         * Longitude in millionths of a degree.
+         * Longitude in millionths of a degree, -180 000 000 to 180 000 000.
          */lonMicrodegrees: Int32, 
         /**
          * Accuracy radius in metres, 0 or more.
@@ -4718,11 +4728,11 @@ public func FfiConverterTypeLocation_lower(_ value: Location) -> RustBuffer {
 
 
 /**
- * What a customer's message says.
+ * What a message says. `Debug` leaves out the code.
  */
 public struct MessageValues: Equatable, Hashable, CustomDebugStringConvertible {
     /**
-     * Who sends it (an SMS sender id has at most 11 characters).
+     * Who sends it, such as `Acme` (for an SMS sender id, at most 11 characters).
      */
     public var sender: String
     /**
@@ -4738,7 +4748,7 @@ public struct MessageValues: Equatable, Hashable, CustomDebugStringConvertible {
      */
     public var expiresAt: UnixTime
     /**
-     * The customer's UTC offset in minutes.
+     * The customer's UTC offset in minutes (-720 to 840), for `{expires}`.
      */
     public var utcOffsetMinutes: Int32
 
@@ -4746,7 +4756,7 @@ public struct MessageValues: Equatable, Hashable, CustomDebugStringConvertible {
     // declare one manually.
     public init(
         /**
-         * Who sends it (an SMS sender id has at most 11 characters).
+         * Who sends it, such as `Acme` (for an SMS sender id, at most 11 characters).
          */sender: String, 
         /**
          * The delivery id or parcel number.
@@ -4758,7 +4768,7 @@ public struct MessageValues: Equatable, Hashable, CustomDebugStringConvertible {
          * Until when it is valid.
          */expiresAt: UnixTime, 
         /**
-         * The customer's UTC offset in minutes.
+         * The customer's UTC offset in minutes (-720 to 840), for `{expires}`.
          */utcOffsetMinutes: Int32 = 0) {
         self.sender = sender
         self.deliveryId = deliveryId
@@ -4828,7 +4838,9 @@ public func FfiConverterTypeMessageValues_lower(_ value: MessageValues) -> RustB
 
 
 /**
- * The order facts the policy reads.
+ * The order facts the policy reads. Numbers are signed so that Kotlin,
+ * Swift and Java read them as plain integers; [`Rules::decide`] refuses
+ * negative ones.
  */
 public struct Order: Equatable, Hashable {
     /**
@@ -4852,7 +4864,8 @@ public struct Order: Equatable, Hashable {
      */
     public var regionRisk: Int32
     /**
-     * What the customer asked for; none when null/nil.
+     * What the customer asked for; none (JSON: absent, null or `"none"`)
+     * leaves it to the rules.
      */
     public var customerPreference: CustomerPreference?
     /**
@@ -4860,7 +4873,7 @@ public struct Order: Equatable, Hashable {
      */
     public var firstDeliveryToAddress: Bool
     /**
-     * Earlier "not received" claims by this customer.
+     * Earlier "not received" claims by this customer, 0 or more.
      */
     public var notReceivedClaims: Int32
 
@@ -4883,13 +4896,14 @@ public struct Order: Equatable, Hashable {
          * Region risk score, 0 to 100.
          */regionRisk: Int32 = 0, 
         /**
-         * What the customer asked for; none when null/nil.
+         * What the customer asked for; none (JSON: absent, null or `"none"`)
+         * leaves it to the rules.
          */customerPreference: CustomerPreference? = nil, 
         /**
          * Whether this is the first delivery to this address.
          */firstDeliveryToAddress: Bool = false, 
         /**
-         * Earlier "not received" claims by this customer.
+         * Earlier "not received" claims by this customer, 0 or more.
          */notReceivedClaims: Int32 = 0) {
         self.valueMinor = valueMinor
         self.currency = currency
@@ -5026,7 +5040,7 @@ public func FfiConverterTypePolicyDecision_lower(_ value: PolicyDecision) -> Rus
 
 
 /**
- * One rule that fired.
+ * One rule that fired (Kotlin and Swift: `PolicyReason`).
  */
 public struct PolicyReason: Equatable, Hashable {
     /**
@@ -5297,7 +5311,7 @@ public func FfiConverterTypeReconciliation_lower(_ value: Reconciliation) -> Rus
 
 
 /**
- * A rendered SMS.
+ * A rendered SMS. `Debug` leaves out the text, which holds the code.
  */
 public struct Sms: Equatable, Hashable, CustomDebugStringConvertible {
     /**
@@ -5309,11 +5323,11 @@ public struct Sms: Equatable, Hashable, CustomDebugStringConvertible {
      */
     public var encoding: SmsEncoding
     /**
-     * Characters as the network counts them.
+     * Characters as the network counts them (septets, or UTF-16 units).
      */
     public var units: Int32
     /**
-     * Segments it takes.
+     * How many segments it takes.
      */
     public var segments: Int32
 
@@ -5327,10 +5341,10 @@ public struct Sms: Equatable, Hashable, CustomDebugStringConvertible {
          * Its encoding.
          */encoding: SmsEncoding, 
         /**
-         * Characters as the network counts them.
+         * Characters as the network counts them (septets, or UTF-16 units).
          */units: Int32, 
         /**
-         * Segments it takes.
+         * How many segments it takes.
          */segments: Int32) {
         self.text = text
         self.encoding = encoding
@@ -5557,6 +5571,9 @@ public func FfiConverterTypeAlgorithm_lower(_ value: Algorithm) -> RustBuffer {
 
 /**
  * How a delivery code is written.
+ *
+ * The sizes are `i32` so Kotlin, Swift and Java read them as plain integers;
+ * [`CodeFormat::check`] refuses any size out of range, negative ones included.
  */
 
 public enum CodeFormat: Equatable, Hashable, CustomDebugStringConvertible {
@@ -5570,7 +5587,8 @@ public enum CodeFormat: Equatable, Hashable, CustomDebugStringConvertible {
          */digits: Int32
     )
     /**
-     * Crockford base32 characters (0-9 and A-Z without I, L, O, U), 4 to 12.
+     * Crockford base32 characters (`0-9`, `A-Z` without I, L, O, U), 4 to
+     * 12: five bits each.
      */
     case crockford(
         /**
@@ -5654,7 +5672,7 @@ public func FfiConverterTypeCodeFormat_lower(_ value: CodeFormat) -> RustBuffer 
 
 
 /**
- * What the customer asked for (no preference: null/nil).
+ * What the customer asked for (nothing: `None` in [`Order`], and the rules decide).
  */
 
 public enum CustomerPreference: Equatable, Hashable {
@@ -7673,7 +7691,7 @@ public enum Requirement: Equatable, Hashable, CustomDebugStringConvertible {
          */verification: VerificationMode
     )
     /**
-     * A photo where the parcel is left, since no one can receive a code.
+     * A photo of the parcel where it was left, since no one can receive a code.
      */
     case photo
     /**
@@ -7681,7 +7699,7 @@ public enum Requirement: Equatable, Hashable, CustomDebugStringConvertible {
      */
     case noCode
     /**
-     * This delivery method is not allowed for this order.
+     * This delivery method is not allowed for this order; choose another.
      */
     case methodNotAllowed
 
@@ -8389,7 +8407,8 @@ public func FfiConverterTypeUnixTime_lower(_ value: UnixTime) -> RustBuffer {
  * Checks settings before using them.
  *
  * # Errors
- * `InvalidCodeFormat`, `UnsafeSettings`.
+ * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidNumber` for a lifetime
+ * with a fraction of a second.
  */
 public func checkDeliverySettings(settings: DeliverySettings)throws   {try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
@@ -8570,19 +8589,19 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_check_delivery_settings() != 37478) {
+    if (uniffi_delivery_otp_checksum_func_check_delivery_settings() != 57881) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_default_delivery_settings() != 50514) {
+    if (uniffi_delivery_otp_checksum_func_default_delivery_settings() != 65220) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_expected_candidates() != 49340) {
+    if (uniffi_delivery_otp_checksum_func_expected_candidates() != 47450) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_func_false_accept_probability() != 13026) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_normalize_code() != 51323) {
+    if (uniffi_delivery_otp_checksum_func_normalize_code() != 49188) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_func_format_key_uri() != 10617) {
@@ -8603,25 +8622,25 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_func_mask_phone() != 27949) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_location_from_degrees() != 58847) {
+    if (uniffi_delivery_otp_checksum_func_location_from_degrees() != 53522) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_code_for() != 58523) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_derive_code() != 24135) {
+    if (uniffi_delivery_otp_checksum_method_backend_derive_code() != 17198) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_issue() != 52545) {
+    if (uniffi_delivery_otp_checksum_method_backend_issue() != 64469) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_read_ticket() != 28157) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_reassign() != 5933) {
+    if (uniffi_delivery_otp_checksum_method_backend_reassign() != 6900) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_resend() != 32700) {
+    if (uniffi_delivery_otp_checksum_method_backend_resend() != 21907) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 4972) {
@@ -8690,7 +8709,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_ticket_expires_at() != 56334) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_ticket_format() != 56902) {
+    if (uniffi_delivery_otp_checksum_method_ticket_format() != 28152) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_ticket_hash_bits() != 5677) {
@@ -8738,19 +8757,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 59993) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() != 13238) {
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() != 60196) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_email() != 60994) {
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_email() != 62092) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() != 60657) {
+    if (uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() != 25605) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide() != 17144) {
+    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide() != 43392) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() != 52065) {
+    if (uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() != 56046) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_riskpolicy_to_json() != 12707) {
@@ -8795,7 +8814,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_receipt_first_attempt_at() != 12968) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_receipt_location() != 17326) {
+    if (uniffi_delivery_otp_checksum_method_receipt_location() != 34359) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_receipt_outcome() != 33179) {

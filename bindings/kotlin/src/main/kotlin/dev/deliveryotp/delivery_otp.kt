@@ -1196,15 +1196,15 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1226,11 +1226,11 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_delivery_otp_fn_method_email_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_messagevalues_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_sms_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_email_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_func_check_delivery_settings(`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -1375,19 +1375,19 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
-    if ((lib.uniffi_delivery_otp_checksum_func_check_delivery_settings() and 0xFFFF) != 37478) {
+    if ((lib.uniffi_delivery_otp_checksum_func_check_delivery_settings() and 0xFFFF) != 57881) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_default_delivery_settings() and 0xFFFF) != 50514) {
+    if ((lib.uniffi_delivery_otp_checksum_func_default_delivery_settings() and 0xFFFF) != 65220) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_expected_candidates() and 0xFFFF) != 49340) {
+    if ((lib.uniffi_delivery_otp_checksum_func_expected_candidates() and 0xFFFF) != 47450) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_func_false_accept_probability() and 0xFFFF) != 13026) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_normalize_code() and 0xFFFF) != 51323) {
+    if ((lib.uniffi_delivery_otp_checksum_func_normalize_code() and 0xFFFF) != 49188) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_func_format_key_uri() and 0xFFFF) != 10617) {
@@ -1408,25 +1408,25 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_func_mask_phone() and 0xFFFF) != 27949) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_location_from_degrees() and 0xFFFF) != 58847) {
+    if ((lib.uniffi_delivery_otp_checksum_func_location_from_degrees() and 0xFFFF) != 53522) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_code_for() and 0xFFFF) != 58523) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_derive_code() and 0xFFFF) != 24135) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_derive_code() and 0xFFFF) != 17198) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 52545) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 64469) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_read_ticket() and 0xFFFF) != 28157) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_reassign() and 0xFFFF) != 5933) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_reassign() and 0xFFFF) != 6900) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 32700) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 21907) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 4972) {
@@ -1495,7 +1495,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_expires_at() and 0xFFFF) != 56334) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_ticket_format() and 0xFFFF) != 56902) {
+    if ((lib.uniffi_delivery_otp_checksum_method_ticket_format() and 0xFFFF) != 28152) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_hash_bits() and 0xFFFF) != 5677) {
@@ -1543,19 +1543,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 59993) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() and 0xFFFF) != 13238) {
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() and 0xFFFF) != 60196) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_email() and 0xFFFF) != 60994) {
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_email() and 0xFFFF) != 62092) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() and 0xFFFF) != 60657) {
+    if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_render_sms() and 0xFFFF) != 25605) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide() and 0xFFFF) != 17144) {
+    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide() and 0xFFFF) != 43392) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() and 0xFFFF) != 52065) {
+    if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_decide_json() and 0xFFFF) != 56046) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_riskpolicy_to_json() and 0xFFFF) != 12707) {
@@ -1600,7 +1600,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_first_attempt_at() and 0xFFFF) != 12968) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_receipt_location() and 0xFFFF) != 17326) {
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_location() and 0xFFFF) != 34359) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_outcome() and 0xFFFF) != 33179) {
@@ -7585,34 +7585,42 @@ public object FfiConverterTypeTotp: FfiConverter<Totp, Long> {
 
 
 /**
- * What the backend decides for one delivery's code. A wrong code passes the
- * offline check with probability 2^-`hash_bits`; someone who tries every
- * code against the ticket is left with about (code space) / 2^`hash_bits`
- * candidates, which must be at least 16.
+ * What the backend decides for one delivery's code. Its JSON form names
+ * the format as text (`"numeric-6"`) and the lifetime in seconds
+ * (`"lifetime_secs"`), as rules files and the CLI write them; reading it
+ * does not check the settings (issuing does, see [`Self::check`]).
+ *
+ * A wrong code passes the offline check with probability 2^-`hash_bits`;
+ * someone who tries every code against the ticket is left with about
+ * (code space) / 2^`hash_bits` candidates, which must be at least 100.
+ * Counts are `i32` so Kotlin, Swift and Java read them as plain integers;
+ * [`Self::check`] refuses negative ones.
  */
 data class DeliverySettings (
     /**
-     * How the code is written.
+     * How the code is written (default: 6 digits).
      */
     val `format`: CodeFormat
     , 
     /**
-     * Opt-in for numeric codes of 4 or 5 digits.
+     * Opt-in for numeric codes of 4 or 5 digits (default: false).
      */
     val `allowShortCodes`: kotlin.Boolean = false 
     , 
     /**
-     * Width of the offline hash in bits, 8 to 32.
+     * Width t of the offline hash in bits, 8 to 32 (default 12: a wrong code
+     * passes 1 time in 4096).
      */
     val `hashBits`: kotlin.Int = 12 
     , 
     /**
-     * Attempts before the code locks, 1 to 100.
+     * Attempts before the code locks, 1 to 100 (default 5).
      */
     val `maxAttempts`: kotlin.Int = 5 
     , 
     /**
-     * From issuing until the code expires: whole seconds, up to 30 days.
+     * From issuing until the code expires: whole seconds, up to 30 days
+     * (default one day).
      */
     val `lifetime`: java.time.Duration
     
@@ -7932,16 +7940,16 @@ public object FfiConverterTypeKeyUri: FfiConverterRustBuffer<KeyUri> {
 
 
 /**
- * Where the decision was made.
+ * Where the decision was made, as the phone measured it.
  */
 data class Location (
     /**
-     * Latitude in millionths of a degree.
+     * Latitude in millionths of a degree, -90 000 000 to 90 000 000.
      */
     val `latMicrodegrees`: kotlin.Int
     , 
     /**
-     * Longitude in millionths of a degree.
+     * Longitude in millionths of a degree, -180 000 000 to 180 000 000.
      */
     val `lonMicrodegrees`: kotlin.Int
     , 
@@ -7987,11 +7995,11 @@ public object FfiConverterTypeLocation: FfiConverterRustBuffer<Location> {
 
 
 /**
- * What a customer's message says.
+ * What a message says. `Debug` leaves out the code.
  */
 data class MessageValues (
     /**
-     * Who sends it (an SMS sender id has at most 11 characters).
+     * Who sends it, such as `Acme` (for an SMS sender id, at most 11 characters).
      */
     val `sender`: kotlin.String
     , 
@@ -8011,7 +8019,7 @@ data class MessageValues (
     val `expiresAt`: UnixTime
     , 
     /**
-     * The customer's UTC offset in minutes.
+     * The customer's UTC offset in minutes (-720 to 840), for `{expires}`.
      */
     val `utcOffsetMinutes`: kotlin.Int = 0 
     
@@ -8067,7 +8075,9 @@ public object FfiConverterTypeMessageValues: FfiConverterRustBuffer<MessageValue
 
 
 /**
- * The order facts the policy reads.
+ * The order facts the policy reads. Numbers are signed so that Kotlin,
+ * Swift and Java read them as plain integers; [`Rules::decide`] refuses
+ * negative ones.
  */
 data class Order (
     /**
@@ -8096,7 +8106,8 @@ data class Order (
     val `regionRisk`: kotlin.Int = 0 
     , 
     /**
-     * What the customer asked for; none when null/nil.
+     * What the customer asked for; none (JSON: absent, null or `"none"`)
+     * leaves it to the rules.
      */
     val `customerPreference`: CustomerPreference? = null 
     , 
@@ -8106,7 +8117,7 @@ data class Order (
     val `firstDeliveryToAddress`: kotlin.Boolean = false 
     , 
     /**
-     * Earlier "not received" claims by this customer.
+     * Earlier "not received" claims by this customer, 0 or more.
      */
     val `notReceivedClaims`: kotlin.Int = 0 
     
@@ -8209,7 +8220,7 @@ public object FfiConverterTypePolicyDecision: FfiConverterRustBuffer<PolicyDecis
 
 
 /**
- * One rule that fired.
+ * One rule that fired (Kotlin and Swift: `PolicyReason`).
  */
 data class PolicyReason (
     /**
@@ -8401,7 +8412,7 @@ public object FfiConverterTypeReconciliation: FfiConverterRustBuffer<Reconciliat
 
 
 /**
- * A rendered SMS.
+ * A rendered SMS. `Debug` leaves out the text, which holds the code.
  */
 data class Sms (
     /**
@@ -8415,12 +8426,12 @@ data class Sms (
     val `encoding`: SmsEncoding
     , 
     /**
-     * Characters as the network counts them.
+     * Characters as the network counts them (septets, or UTF-16 units).
      */
     val `units`: kotlin.Int
     , 
     /**
-     * Segments it takes.
+     * How many segments it takes.
      */
     val `segments`: kotlin.Int
     
@@ -8571,6 +8582,9 @@ public object FfiConverterTypeAlgorithm: FfiConverterRustBuffer<Algorithm> {
 
 /**
  * How a delivery code is written.
+ *
+ * The sizes are `i32` so Kotlin, Swift and Java read them as plain integers;
+ * [`CodeFormat::check`] refuses any size out of range, negative ones included.
  */
 sealed class CodeFormat {
     
@@ -8599,7 +8613,8 @@ sealed class CodeFormat {
     }
     
     /**
-     * Crockford base32 characters (0-9 and A-Z without I, L, O, U), 4 to 12.
+     * Crockford base32 characters (`0-9`, `A-Z` without I, L, O, U), 4 to
+     * 12: five bits each.
      */
     data class Crockford(
         /**
@@ -8695,7 +8710,7 @@ public object FfiConverterTypeCodeFormat : FfiConverterRustBuffer<CodeFormat>{
 
 
 /**
- * What the customer asked for (no preference: null/nil).
+ * What the customer asked for (nothing: `None` in [`Order`], and the rules decide).
  */
 
 enum class CustomerPreference {
@@ -11723,7 +11738,7 @@ sealed class Requirement {
     }
     
     /**
-     * A photo where the parcel is left, since no one can receive a code.
+     * A photo of the parcel where it was left, since no one can receive a code.
      */
     object Photo : Requirement()
     
@@ -11735,7 +11750,7 @@ sealed class Requirement {
     
     
     /**
-     * This delivery method is not allowed for this order.
+     * This delivery method is not allowed for this order; choose another.
      */
     object MethodNotAllowed : Requirement()
     
@@ -12384,7 +12399,8 @@ public typealias FfiConverterTypeUnixTime = FfiConverterTimestamp
          * Checks settings before using them.
          *
          * # Errors
-         * `InvalidCodeFormat`, `UnsafeSettings`.
+         * `InvalidCodeFormat`, `UnsafeSettings`, `InvalidNumber` for a lifetime
+         * with a fraction of a second.
          */
     @Throws(OtpException::class) fun `checkDeliverySettings`(`settings`: DeliverySettings)
         = 

@@ -246,8 +246,8 @@ class DeliveryTest {
         assertFailsWith<OtpException.InvalidCodeFormat> { checkDeliverySettings(s.copy(format = CodeFormat.Numeric(5), hashBits = 8)) }
         checkDeliverySettings(s.copy(format = CodeFormat.Numeric(5), hashBits = 8, allowShortCodes = true))
         // Numbers Kotlin can write but the library cannot use are typed errors, not wrapped values.
-        val negative = assertFailsWith<OtpException.InvalidNumber> { checkDeliverySettings(s.copy(maxAttempts = -1)) }
-        assertEquals("max_attempts", negative.what)
+        val negative = assertFailsWith<OtpException.UnsafeSettings> { checkDeliverySettings(s.copy(maxAttempts = -1)) }
+        assertEquals("a code allows 1 to 100 attempts, not -1", negative.reason)
         val fraction = assertFailsWith<OtpException.InvalidNumber> { checkDeliverySettings(s.copy(lifetime = Duration.ofMillis(90_500))) }
         assertEquals("lifetime", fraction.what)
         assertEquals(244.140625, expectedCandidates(CodeFormat.Numeric(6), 12))
