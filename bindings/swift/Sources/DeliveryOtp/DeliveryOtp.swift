@@ -1114,17 +1114,17 @@ public protocol DeviceKeyProtocol: AnyObject, Sendable {
     /**
      * The courier this key belongs to.
      */
-    func courierId()  -> String
+    var courierId: String { get }
     
     /**
      * The device this key belongs to.
      */
-    func deviceId()  -> String
+    var deviceId: String { get }
     
     /**
      * The id of the master key this key derives from.
      */
-    func keyId()  -> String
+    var keyId: String { get }
     
     /**
      * The `Authorization` header for a request to the service: `method`
@@ -1221,7 +1221,7 @@ public static func fromJson(json: String)throws  -> DeviceKey  {
     /**
      * The courier this key belongs to.
      */
-open func courierId() -> String  {
+open var courierId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_devicekey_courier_id(
@@ -1233,7 +1233,7 @@ open func courierId() -> String  {
     /**
      * The device this key belongs to.
      */
-open func deviceId() -> String  {
+open var deviceId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_devicekey_device_id(
@@ -1245,7 +1245,7 @@ open func deviceId() -> String  {
     /**
      * The id of the master key this key derives from.
      */
-open func keyId() -> String  {
+open var keyId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_devicekey_key_id(
@@ -1878,12 +1878,12 @@ public protocol KeySetProtocol: AnyObject, Sendable {
     /**
      * The current key's id.
      */
-    func currentId()  -> String
+    var currentId: String { get }
     
     /**
      * Every key id, the current one first.
      */
-    func ids()  -> [String]
+    var ids: [String] { get }
     
     /**
      * Removes a retired key.
@@ -2005,7 +2005,7 @@ public static func generate(keyId: String)throws  -> KeySet  {
     /**
      * The current key's id.
      */
-open func currentId() -> String  {
+open var currentId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_keyset_current_id(
@@ -2017,7 +2017,7 @@ open func currentId() -> String  {
     /**
      * Every key id, the current one first.
      */
-open func ids() -> [String]  {
+open var ids: [String] {
     return try!  FfiConverterSequenceString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_keyset_ids(
@@ -2387,7 +2387,7 @@ public protocol OfflineVerifierProtocol: AnyObject, Sendable {
     /**
      * The key the state is stored under.
      */
-    func stateKey()  -> String
+    var stateKey: String { get }
     
     /**
      * The ticket.
@@ -2553,7 +2553,7 @@ open func attemptsLeft()throws  -> Int32  {
     /**
      * The key the state is stored under.
      */
-open func stateKey() -> String  {
+open var stateKey: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_offlineverifier_state_key(
@@ -2738,52 +2738,52 @@ public protocol ReceiptProtocol: AnyObject, Sendable {
     /**
      * The app name and version.
      */
-    func appVersion()  -> String
+    var appVersion: String { get }
     
     /**
      * Attempts used.
      */
-    func attempts()  -> Int32
+    var attempts: Int32 { get }
     
     /**
      * The courier id.
      */
-    func courierId()  -> String
+    var courierId: String { get }
     
     /**
      * Device time of the decision.
      */
-    func decidedAt()  -> UnixTime
+    var decidedAt: UnixTime { get }
     
     /**
      * The delivery id.
      */
-    func deliveryId()  -> String
+    var deliveryId: String { get }
     
     /**
      * The device id.
      */
-    func deviceId()  -> String
+    var deviceId: String { get }
     
     /**
      * Device time of the first attempt.
      */
-    func firstAttemptAt()  -> UnixTime?
+    var firstAttemptAt: UnixTime? { get }
     
     /**
      * Where the decision was made.
      */
-    func location()  -> Location?
+    var location: Location? { get }
     
     /**
      * What happened.
      */
-    func outcome()  -> ReceiptOutcome
+    var outcome: ReceiptOutcome { get }
     
     /**
      * The ticket's sequence.
      */
-    func sequence()  -> Int64
+    var sequence: Int64 { get }
     
     /**
      * The wire form, to upload to the backend.
@@ -2873,7 +2873,7 @@ public static func fromJson(json: String)throws  -> Receipt  {
     /**
      * The app name and version.
      */
-open func appVersion() -> String  {
+open var appVersion: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_app_version(
@@ -2885,7 +2885,7 @@ open func appVersion() -> String  {
     /**
      * Attempts used.
      */
-open func attempts() -> Int32  {
+open var attempts: Int32 {
     return try!  FfiConverterInt32.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_attempts(
@@ -2897,7 +2897,7 @@ open func attempts() -> Int32  {
     /**
      * The courier id.
      */
-open func courierId() -> String  {
+open var courierId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_courier_id(
@@ -2909,7 +2909,7 @@ open func courierId() -> String  {
     /**
      * Device time of the decision.
      */
-open func decidedAt() -> UnixTime  {
+open var decidedAt: UnixTime {
     return try!  FfiConverterTypeUnixTime_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_decided_at(
@@ -2921,7 +2921,7 @@ open func decidedAt() -> UnixTime  {
     /**
      * The delivery id.
      */
-open func deliveryId() -> String  {
+open var deliveryId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_delivery_id(
@@ -2933,7 +2933,7 @@ open func deliveryId() -> String  {
     /**
      * The device id.
      */
-open func deviceId() -> String  {
+open var deviceId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_device_id(
@@ -2945,7 +2945,7 @@ open func deviceId() -> String  {
     /**
      * Device time of the first attempt.
      */
-open func firstAttemptAt() -> UnixTime?  {
+open var firstAttemptAt: UnixTime? {
     return try!  FfiConverterOptionTypeUnixTime.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_first_attempt_at(
@@ -2957,7 +2957,7 @@ open func firstAttemptAt() -> UnixTime?  {
     /**
      * Where the decision was made.
      */
-open func location() -> Location?  {
+open var location: Location? {
     return try!  FfiConverterOptionTypeLocation.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_location(
@@ -2969,7 +2969,7 @@ open func location() -> Location?  {
     /**
      * What happened.
      */
-open func outcome() -> ReceiptOutcome  {
+open var outcome: ReceiptOutcome {
     return try!  FfiConverterTypeReceiptOutcome_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_outcome(
@@ -2981,7 +2981,7 @@ open func outcome() -> ReceiptOutcome  {
     /**
      * The ticket's sequence.
      */
-open func sequence() -> Int64  {
+open var sequence: Int64 {
     return try!  FfiConverterInt64.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_receipt_sequence(
@@ -3329,7 +3329,7 @@ public protocol SecretProtocol: AnyObject, Sendable {
     /**
      * Length of the secret in bytes.
      */
-    func byteLength()  -> Int32
+    var byteLength: Int32 { get }
     
     /**
      * The secret as base32 without padding, for an enrolment screen.
@@ -3461,7 +3461,7 @@ public static func generateWithLength(bytes: Int32)throws  -> Secret  {
     /**
      * Length of the secret in bytes.
      */
-open func byteLength() -> Int32  {
+open var byteLength: Int32 {
     return try!  FfiConverterInt32.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_secret_byte_length(
@@ -3577,47 +3577,47 @@ public protocol TicketProtocol: AnyObject, Sendable {
     /**
      * The courier the delivery was given to.
      */
-    func courierId()  -> String
+    var courierId: String { get }
     
     /**
      * The delivery id.
      */
-    func deliveryId()  -> String
+    var deliveryId: String { get }
     
     /**
      * Not valid from this time on.
      */
-    func expiresAt()  -> UnixTime
+    var expiresAt: UnixTime { get }
     
     /**
      * How the code is written.
      */
-    func format()  -> CodeFormat
+    var format: CodeFormat { get }
     
     /**
      * Width of the offline hash in bits.
      */
-    func hashBits()  -> Int32
+    var hashBits: Int32 { get }
     
     /**
      * The id of the backend key the code derives from.
      */
-    func keyId()  -> String
+    var keyId: String { get }
     
     /**
      * Attempts allowed.
      */
-    func maxAttempts()  -> Int32
+    var maxAttempts: Int32 { get }
     
     /**
      * Not valid before this time.
      */
-    func notBefore()  -> UnixTime
+    var notBefore: UnixTime { get }
     
     /**
      * The sequence number; a resend issues the next.
      */
-    func sequence()  -> Int64
+    var sequence: Int64 { get }
     
     /**
      * The wire form.
@@ -3702,7 +3702,7 @@ public static func fromJson(json: String)throws  -> Ticket  {
     /**
      * The courier the delivery was given to.
      */
-open func courierId() -> String  {
+open var courierId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_courier_id(
@@ -3714,7 +3714,7 @@ open func courierId() -> String  {
     /**
      * The delivery id.
      */
-open func deliveryId() -> String  {
+open var deliveryId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_delivery_id(
@@ -3726,7 +3726,7 @@ open func deliveryId() -> String  {
     /**
      * Not valid from this time on.
      */
-open func expiresAt() -> UnixTime  {
+open var expiresAt: UnixTime {
     return try!  FfiConverterTypeUnixTime_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_expires_at(
@@ -3738,7 +3738,7 @@ open func expiresAt() -> UnixTime  {
     /**
      * How the code is written.
      */
-open func format() -> CodeFormat  {
+open var format: CodeFormat {
     return try!  FfiConverterTypeCodeFormat_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_format(
@@ -3750,7 +3750,7 @@ open func format() -> CodeFormat  {
     /**
      * Width of the offline hash in bits.
      */
-open func hashBits() -> Int32  {
+open var hashBits: Int32 {
     return try!  FfiConverterInt32.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_hash_bits(
@@ -3762,7 +3762,7 @@ open func hashBits() -> Int32  {
     /**
      * The id of the backend key the code derives from.
      */
-open func keyId() -> String  {
+open var keyId: String {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_key_id(
@@ -3774,7 +3774,7 @@ open func keyId() -> String  {
     /**
      * Attempts allowed.
      */
-open func maxAttempts() -> Int32  {
+open var maxAttempts: Int32 {
     return try!  FfiConverterInt32.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_max_attempts(
@@ -3786,7 +3786,7 @@ open func maxAttempts() -> Int32  {
     /**
      * Not valid before this time.
      */
-open func notBefore() -> UnixTime  {
+open var notBefore: UnixTime {
     return try!  FfiConverterTypeUnixTime_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_not_before(
@@ -3798,7 +3798,7 @@ open func notBefore() -> UnixTime  {
     /**
      * The sequence number; a resend issues the next.
      */
-open func sequence() -> Int64  {
+open var sequence: Int64 {
     return try!  FfiConverterInt64.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_ticket_sequence(

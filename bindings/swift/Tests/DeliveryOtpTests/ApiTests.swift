@@ -8,7 +8,7 @@ final class ApiTests: XCTestCase {
 
     func testEnrolmentRoundTrip() throws {
         let secret = try Secret.generate()
-        XCTAssertEqual(secret.byteLength(), 20)
+        XCTAssertEqual(secret.byteLength, 20)
         let key = KeyUri(kind: .totp(period: 30), secret: secret, issuer: "Acme Deliveries",
                          account: "courier-17@acme.example", algorithm: .sha1, digits: 6)
         let uri = try formatKeyUri(key: key)

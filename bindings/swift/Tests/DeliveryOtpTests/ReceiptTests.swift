@@ -79,14 +79,14 @@ final class ReceiptTests: XCTestCase {
             let b = try backend()
             let ticket = try b.readTicket(json: expected.str("ticket"))
             for o in expected["online"] as! [[String: Any]] {
-                _ = try b.verifyOnline(ticket: ticket, entered: o.str("entered"), courierId: key.courierId(),
-                                       deviceId: key.deviceId(), now: o.time("time"))
+                _ = try b.verifyOnline(ticket: ticket, entered: o.str("entered"), courierId: key.courierId,
+                                       deviceId: key.deviceId, now: o.time("time"))
             }
             let r = try b.reconcile(receiptJson: c.str("receipt"), ticket: ticket, now: reconciledAt)
             XCTAssertFalse(r.repeated, c.name)
             XCTAssertEqual(decisionName(r.decision), expected.str("decision"), "\(c.name): \(r.explanation)")
-            XCTAssertEqual(r.deliveryId, receipt.deliveryId())
-            if case .deliveredOffline(let code) = receipt.outcome() {
+            XCTAssertEqual(r.deliveryId, receipt.deliveryId)
+            if case .deliveredOffline(let code) = receipt.outcome {
                 XCTAssertFalse(r.explanation.contains(code), c.name)
             }
             let again = try b.reconcile(receiptJson: c.str("receipt"), ticket: ticket, now: reconciledAt)
@@ -154,7 +154,7 @@ final class ReceiptTests: XCTestCase {
     func testProvisioningAtLoginAndTheBruteForcingCourier() throws {
         let b = Backend(keys: try KeySet.generate(keyId: "k1"))
         let key = try DeviceKey.fromJson(json: try b.provisionDevice(courierId: "courier-23", deviceId: "iphone-15-0007").toJson())
-        XCTAssertEqual(key.courierId(), "courier-23")
+        XCTAssertEqual(key.courierId, "courier-23")
         let issued = try b.issue(deliveryId: "PKG-7", sequence: 0, courierId: "courier-23", now: 1_764_000_000,
                                  settings: defaultDeliverySettings())
         var candidate = ""

@@ -94,11 +94,11 @@ final class SafetyTests: XCTestCase {
         let backend = Backend(keys: keys)
         let before = try backend.issue(deliveryId: "PKG-R1", sequence: 0, courierId: "courier-1", now: now,
                                        settings: defaultDeliverySettings())
-        XCTAssertEqual(before.ticket.keyId(), "k1")
+        XCTAssertEqual(before.ticket.keyId, "k1")
         try keys.rotate(newKeyId: "k2")
         let after = try backend.issue(deliveryId: "PKG-R2", sequence: 0, courierId: "courier-1", now: now,
                                       settings: defaultDeliverySettings())
-        XCTAssertEqual(after.ticket.keyId(), "k2")
+        XCTAssertEqual(after.ticket.keyId, "k2")
         XCTAssertEqual(try backend.codeFor(ticket: try backend.readTicket(json: before.ticket.toJson())), before.code)
         let key = try backend.provisionDevice(courierId: "courier-1", deviceId: "phone-1")
         let verifier = OfflineVerifier(ticket: before.ticket, store: MapStateStore())

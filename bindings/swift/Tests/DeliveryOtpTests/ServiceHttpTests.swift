@@ -54,7 +54,7 @@ final class ServiceHttpTests: XCTestCase {
 
         let (ticketsStatus, tickets) = try await phone("GET", "/v1/devices/courier-sw/iphone-sw/tickets", nil)
         XCTAssertEqual(ticketsStatus, 200, "\(tickets)")
-        let ticketJson = try XCTUnwrap((tickets["tickets"] as! [String]).first { (try? Ticket.fromJson(json: $0).deliveryId()) == delivery })
+        let ticketJson = try XCTUnwrap((tickets["tickets"] as! [String]).first { (try? Ticket.fromJson(json: $0).deliveryId) == delivery })
         let verifier = OfflineVerifier(ticket: try Ticket.fromJson(json: ticketJson), store: MapStateStore())
         guard case .acceptedProvisionally = try verifier.verifyNow(entered: code) else {
             return XCTFail("the right code was not accepted offline")

@@ -7,7 +7,7 @@ final class SwiftyTests: XCTestCase {
     func testInitializersReadWhatTheFactoriesRead() throws {
         let keys = try KeySet.generate(keyId: "k1")
         let sameKeys = try KeySet(json: keys.toJson())
-        XCTAssertEqual(sameKeys.currentId(), "k1")
+        XCTAssertEqual(sameKeys.currentId, "k1")
         let backend = Backend(keys: sameKeys)
         let issued = try backend.issue(deliveryId: "PKG-S", sequence: 0, courierId: "courier-1", now: 1_000,
                                        settings: .standard)
@@ -15,7 +15,7 @@ final class SwiftyTests: XCTestCase {
         XCTAssertEqual(ticket, issued.ticket)
         XCTAssertEqual(try backend.codeFor(ticket: ticket), issued.code)
         let key = try DeviceKey(json: try backend.provisionDevice(courierId: "courier-1", deviceId: "phone-1").toJson())
-        XCTAssertEqual(key.deviceId(), "phone-1")
+        XCTAssertEqual(key.deviceId, "phone-1")
         let verifier = OfflineVerifier(ticket: ticket, store: MapStateStore())
         _ = try verifier.verify(entered: issued.code, now: 1_001)
         let receipt = try verifier.receipt(deviceKey: key, outcome: .deliveredOffline(code: issued.code),
@@ -45,7 +45,7 @@ final class SwiftyDatesTests: XCTestCase {
         let start = Date(timeIntervalSince1970: 1_764_000_000)
         let backend = Backend(keys: try KeySet.generate(keyId: "k1"))
         let issued = try backend.issue("PKG-D", courier: "courier-1", at: start)
-        XCTAssertEqual(issued.ticket.notBefore(), 1_764_000_000)
+        XCTAssertEqual(issued.ticket.notBefore, 1_764_000_000)
         let verifier = OfflineVerifier(ticket: issued.ticket, store: MapStateStore())
         guard case .acceptedProvisionally(1) = try verifier.verify(issued.code, at: start.addingTimeInterval(60)) else {
             return XCTFail("the right code was not accepted")
@@ -57,7 +57,7 @@ final class SwiftyDatesTests: XCTestCase {
         let receipt = try verifier.receipt(.deliveredOffline(code: issued.code), signedWith: key,
                                            details: ReceiptDetails(appVersion: "ios/1.0"),
                                            at: start.addingTimeInterval(61))
-        XCTAssertEqual(receipt.decidedAt(), 1_764_000_061)
+        XCTAssertEqual(receipt.decidedAt, 1_764_000_061)
         let judged = try backend.reconcile(receipt.toJson(), against: issued.ticket, at: start.addingTimeInterval(120))
         XCTAssertEqual(judged.decision, .confirmed(verified: .offline))
         let online = try backend.issue("PKG-D2", courier: "courier-1", at: start)

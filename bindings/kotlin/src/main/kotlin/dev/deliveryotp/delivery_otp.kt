@@ -2831,17 +2831,17 @@ public interface DeviceKeyInterface {
     /**
      * The courier this key belongs to.
      */
-    fun `courierId`(): kotlin.String
+    val `courierId`: kotlin.String
     
     /**
      * The device this key belongs to.
      */
-    fun `deviceId`(): kotlin.String
+    val `deviceId`: kotlin.String
     
     /**
      * The id of the master key this key derives from.
      */
-    fun `keyId`(): kotlin.String
+    val `keyId`: kotlin.String
     
     /**
      * The `Authorization` header for a request to the service: `method`
@@ -2973,7 +2973,7 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
     
     /**
      * The courier this key belongs to.
-     */override fun `courierId`(): kotlin.String {
+     */override val `courierId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -2989,7 +2989,7 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
     
     /**
      * The device this key belongs to.
-     */override fun `deviceId`(): kotlin.String {
+     */override val `deviceId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -3005,7 +3005,7 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
     
     /**
      * The id of the master key this key derives from.
-     */override fun `keyId`(): kotlin.String {
+     */override val `keyId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -4018,12 +4018,12 @@ public interface KeySetInterface {
     /**
      * The current key's id.
      */
-    fun `currentId`(): kotlin.String
+    val `currentId`: kotlin.String
     
     /**
      * Every key id, the current one first.
      */
-    fun `ids`(): List<kotlin.String>
+    val `ids`: List<kotlin.String>
     
     /**
      * Removes a retired key.
@@ -4165,7 +4165,7 @@ open class KeySet: Disposable, AutoCloseable, KeySetInterface
     
     /**
      * The current key's id.
-     */override fun `currentId`(): kotlin.String {
+     */override val `currentId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -4181,7 +4181,7 @@ open class KeySet: Disposable, AutoCloseable, KeySetInterface
     
     /**
      * Every key id, the current one first.
-     */override fun `ids`(): List<kotlin.String> {
+     */override val `ids`: List<kotlin.String> get() {
             return FfiConverterSequenceString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -4850,7 +4850,7 @@ public interface OfflineVerifierInterface {
     /**
      * The key the state is stored under.
      */
-    fun `stateKey`(): kotlin.String
+    val `stateKey`: kotlin.String
     
     /**
      * The ticket.
@@ -5053,7 +5053,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
     
     /**
      * The key the state is stored under.
-     */override fun `stateKey`(): kotlin.String {
+     */override val `stateKey`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5376,52 +5376,52 @@ public interface ReceiptInterface {
     /**
      * The app name and version.
      */
-    fun `appVersion`(): kotlin.String
+    val `appVersion`: kotlin.String
     
     /**
      * Attempts used.
      */
-    fun `attempts`(): kotlin.Int
+    val `attempts`: kotlin.Int
     
     /**
      * The courier id.
      */
-    fun `courierId`(): kotlin.String
+    val `courierId`: kotlin.String
     
     /**
      * Device time of the decision.
      */
-    fun `decidedAt`(): UnixTime
+    val `decidedAt`: UnixTime
     
     /**
      * The delivery id.
      */
-    fun `deliveryId`(): kotlin.String
+    val `deliveryId`: kotlin.String
     
     /**
      * The device id.
      */
-    fun `deviceId`(): kotlin.String
+    val `deviceId`: kotlin.String
     
     /**
      * Device time of the first attempt.
      */
-    fun `firstAttemptAt`(): UnixTime?
+    val `firstAttemptAt`: UnixTime?
     
     /**
      * Where the decision was made.
      */
-    fun `location`(): Location?
+    val `location`: Location?
     
     /**
      * What happened.
      */
-    fun `outcome`(): ReceiptOutcome
+    val `outcome`: ReceiptOutcome
     
     /**
      * The ticket's sequence.
      */
-    fun `sequence`(): kotlin.Long
+    val `sequence`: kotlin.Long
     
     /**
      * The wire form, to upload to the backend.
@@ -5546,7 +5546,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * The app name and version.
-     */override fun `appVersion`(): kotlin.String {
+     */override val `appVersion`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5562,7 +5562,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * Attempts used.
-     */override fun `attempts`(): kotlin.Int {
+     */override val `attempts`: kotlin.Int get() {
             return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5578,7 +5578,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * The courier id.
-     */override fun `courierId`(): kotlin.String {
+     */override val `courierId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5594,7 +5594,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * Device time of the decision.
-     */override fun `decidedAt`(): UnixTime {
+     */override val `decidedAt`: UnixTime get() {
             return FfiConverterTypeUnixTime.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5610,7 +5610,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * The delivery id.
-     */override fun `deliveryId`(): kotlin.String {
+     */override val `deliveryId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5626,7 +5626,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * The device id.
-     */override fun `deviceId`(): kotlin.String {
+     */override val `deviceId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5642,7 +5642,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * Device time of the first attempt.
-     */override fun `firstAttemptAt`(): UnixTime? {
+     */override val `firstAttemptAt`: UnixTime? get() {
             return FfiConverterOptionalTypeUnixTime.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5658,7 +5658,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * Where the decision was made.
-     */override fun `location`(): Location? {
+     */override val `location`: Location? get() {
             return FfiConverterOptionalTypeLocation.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5674,7 +5674,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * What happened.
-     */override fun `outcome`(): ReceiptOutcome {
+     */override val `outcome`: ReceiptOutcome get() {
             return FfiConverterTypeReceiptOutcome.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -5690,7 +5690,7 @@ open class Receipt: Disposable, AutoCloseable, ReceiptInterface
     
     /**
      * The ticket's sequence.
-     */override fun `sequence`(): kotlin.Long {
+     */override val `sequence`: kotlin.Long get() {
             return FfiConverterLong.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -6309,7 +6309,7 @@ public interface SecretInterface {
     /**
      * Length of the secret in bytes.
      */
-    fun `byteLength`(): kotlin.Int
+    val `byteLength`: kotlin.Int
     
     /**
      * The secret as base32 without padding, for an enrolment screen.
@@ -6429,7 +6429,7 @@ open class Secret: Disposable, AutoCloseable, SecretInterface
     
     /**
      * Length of the secret in bytes.
-     */override fun `byteLength`(): kotlin.Int {
+     */override val `byteLength`: kotlin.Int get() {
             return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -6716,47 +6716,47 @@ public interface TicketInterface {
     /**
      * The courier the delivery was given to.
      */
-    fun `courierId`(): kotlin.String
+    val `courierId`: kotlin.String
     
     /**
      * The delivery id.
      */
-    fun `deliveryId`(): kotlin.String
+    val `deliveryId`: kotlin.String
     
     /**
      * Not valid from this time on.
      */
-    fun `expiresAt`(): UnixTime
+    val `expiresAt`: UnixTime
     
     /**
      * How the code is written.
      */
-    fun `format`(): CodeFormat
+    val `format`: CodeFormat
     
     /**
      * Width of the offline hash in bits.
      */
-    fun `hashBits`(): kotlin.Int
+    val `hashBits`: kotlin.Int
     
     /**
      * The id of the backend key the code derives from.
      */
-    fun `keyId`(): kotlin.String
+    val `keyId`: kotlin.String
     
     /**
      * Attempts allowed.
      */
-    fun `maxAttempts`(): kotlin.Int
+    val `maxAttempts`: kotlin.Int
     
     /**
      * Not valid before this time.
      */
-    fun `notBefore`(): UnixTime
+    val `notBefore`: UnixTime
     
     /**
      * The sequence number; a resend issues the next.
      */
-    fun `sequence`(): kotlin.Long
+    val `sequence`: kotlin.Long
     
     /**
      * The wire form.
@@ -6875,7 +6875,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * The courier the delivery was given to.
-     */override fun `courierId`(): kotlin.String {
+     */override val `courierId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -6891,7 +6891,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * The delivery id.
-     */override fun `deliveryId`(): kotlin.String {
+     */override val `deliveryId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -6907,7 +6907,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * Not valid from this time on.
-     */override fun `expiresAt`(): UnixTime {
+     */override val `expiresAt`: UnixTime get() {
             return FfiConverterTypeUnixTime.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -6923,7 +6923,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * How the code is written.
-     */override fun `format`(): CodeFormat {
+     */override val `format`: CodeFormat get() {
             return FfiConverterTypeCodeFormat.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -6939,7 +6939,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * Width of the offline hash in bits.
-     */override fun `hashBits`(): kotlin.Int {
+     */override val `hashBits`: kotlin.Int get() {
             return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -6955,7 +6955,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * The id of the backend key the code derives from.
-     */override fun `keyId`(): kotlin.String {
+     */override val `keyId`: kotlin.String get() {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -6971,7 +6971,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * Attempts allowed.
-     */override fun `maxAttempts`(): kotlin.Int {
+     */override val `maxAttempts`: kotlin.Int get() {
             return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -6987,7 +6987,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * Not valid before this time.
-     */override fun `notBefore`(): UnixTime {
+     */override val `notBefore`: UnixTime get() {
             return FfiConverterTypeUnixTime.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -7003,7 +7003,7 @@ open class Ticket: Disposable, AutoCloseable, TicketInterface
     
     /**
      * The sequence number; a resend issues the next.
-     */override fun `sequence`(): kotlin.Long {
+     */override val `sequence`: kotlin.Long get() {
             return FfiConverterLong.lift(
     callWithHandle {
     uniffiRustCall() { _status ->

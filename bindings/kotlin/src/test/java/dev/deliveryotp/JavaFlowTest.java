@@ -47,7 +47,7 @@ class JavaFlowTest {
                 Reconciliation judged = backend.reconcile(receipt.toJson(), issued.getTicket(), start.plusSeconds(120));
                 assertEquals(new Decision.Confirmed(Verification.OFFLINE), judged.getDecision());
                 assertEquals(0L, judged.getSequence());
-                assertEquals(start.plusSeconds(61), receipt.decidedAt());
+                assertEquals(start.plusSeconds(61), receipt.getDecidedAt());
             }
             // A failing store is a typed exception, and nothing counts.
             MapStore broken = new MapStore();

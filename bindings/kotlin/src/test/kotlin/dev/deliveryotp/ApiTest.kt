@@ -17,7 +17,7 @@ class ApiTest {
     @Test
     fun enrolmentRoundTrip() {
         Secret.generate().use { secret ->
-            assertEquals(20, secret.byteLength())
+            assertEquals(20, secret.byteLength)
             val uri = formatKeyUri(KeyUri(OtpKind.Totp(Duration.ofSeconds(30)), secret, "Acme Deliveries", "courier-17@acme.example", Algorithm.SHA1, 6))
             assertTrue(uri.startsWith("otpauth://totp/Acme%20Deliveries:courier-17%40acme.example?secret="))
             val key = parseKeyUri(uri)

@@ -259,11 +259,11 @@ class DeliveryTest {
         KeySet.generate("2026-10").use { keys ->
             val old = Backend(keys).issue("PKG-44", 0, "courier-1", at(1_000), defaultDeliverySettings())
             keys.rotate("2026-11")
-            assertEquals("2026-11", keys.currentId())
-            assertEquals(listOf("2026-11", "2026-10"), keys.ids())
+            assertEquals("2026-11", keys.currentId)
+            assertEquals(listOf("2026-11", "2026-10"), keys.ids)
             val backend = Backend(KeySet.fromJson(keys.toJson()))
             val fresh = backend.issue("PKG-44", 1, "courier-1", at(2_000), defaultDeliverySettings())
-            assertEquals("2026-11", fresh.ticket.keyId())
+            assertEquals("2026-11", fresh.ticket.keyId)
             assertEquals(old.code, backend.codeFor(backend.readTicket(old.ticket.toJson())))
         }
     }

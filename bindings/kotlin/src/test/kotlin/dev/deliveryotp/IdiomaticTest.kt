@@ -18,19 +18,19 @@ class IdiomaticTest {
             Backend(keys).use { backend ->
                 val settings = defaultDeliverySettings().copy(lifetime = Duration.ofHours(2))
                 val issued = backend.issue("PKG-KT-I", "courier-1", at = start, settings = settings)
-                assertEquals(start, issued.ticket.notBefore())
-                assertEquals(start.plus(Duration.ofHours(2)), issued.ticket.expiresAt())
-                assertEquals(0L, issued.ticket.sequence())
+                assertEquals(start, issued.ticket.notBefore)
+                assertEquals(start.plus(Duration.ofHours(2)), issued.ticket.expiresAt)
+                assertEquals(0L, issued.ticket.sequence)
                 OfflineVerifier(issued.ticket, MapStateStore()).use { verifier ->
                     val outcome = verifier.verifyInBackground(issued.code, start.plusSeconds(60))
                     assertEquals(OfflineOutcome.AcceptedProvisionally(1), outcome)
                     val late = verifier.verify(issued.code, start.plus(Duration.ofHours(3)))
-                    assertEquals(OfflineOutcome.Expired(issued.ticket.expiresAt()), late)
+                    assertEquals(OfflineOutcome.Expired(issued.ticket.expiresAt), late)
                     val key = backend.provisionDevice("courier-1", "phone-1")
                     val receipt = verifier.receiptInBackground(
                         ReceiptOutcome.DeliveredOffline(issued.code), key, ReceiptDetails("android/1.0"), start.plusSeconds(61),
                     )
-                    assertEquals(start.plusSeconds(61), receipt.decidedAt())
+                    assertEquals(start.plusSeconds(61), receipt.decidedAt)
                     val judged = backend.reconcile(receipt.toJson(), issued.ticket, start.plusSeconds(120))
                     assertEquals(Decision.Confirmed(Verification.OFFLINE), judged.decision)
                     assertEquals(

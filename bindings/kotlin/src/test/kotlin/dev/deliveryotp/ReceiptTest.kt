@@ -73,13 +73,13 @@ class ReceiptTest {
             val b = backend()
             val ticket = b.readTicket(expected.str("ticket"))
             for (o in expected.getAsJsonArray("online").map { it.asJsonObject }) {
-                b.verifyOnline(ticket, o.str("entered"), key.courierId(), key.deviceId(), o.time("time"))
+                b.verifyOnline(ticket, o.str("entered"), key.courierId, key.deviceId, o.time("time"))
             }
             val r = b.reconcile(c.str("receipt"), ticket, reconciledAt)
             assertEquals(expected.str("decision"), decisionName(r.decision), "$name: ${r.explanation}")
-            assertEquals(receipt.deliveryId(), r.deliveryId)
+            assertEquals(receipt.deliveryId, r.deliveryId)
             assertFalse(r.repeated, name)
-            val code = (receipt.outcome() as? ReceiptOutcome.DeliveredOffline)?.code
+            val code = (receipt.outcome as? ReceiptOutcome.DeliveredOffline)?.code
             if (code != null) assertFalse(r.explanation.contains(code), name)
             // The same receipt again, as a retry after a timeout: the same decision.
             val again = b.reconcile(c.str("receipt"), ticket, reconciledAt)
@@ -149,7 +149,7 @@ class ReceiptTest {
         val b = KeySet.generate("k1").use { Backend(it) }
         val keyJson = b.provisionDevice("courier-17", "pixel-8-0042").toJson()
         val key = DeviceKey.fromJson(keyJson)
-        assertEquals("courier-17", key.courierId())
+        assertEquals("courier-17", key.courierId)
         assertFalse(key.toString().contains(keyJson.substringAfter("\"key\":\"").substringBefore('"')), "Debug shows the key")
         val issued = b.issue("PKG-7", 0, "courier-17", at(1_764_000_000), defaultDeliverySettings())
         // Try every code on a scratch copy of the device until one passes the hash.

@@ -157,14 +157,14 @@ class SafetyTest {
         KeySet.generate("k1").use { keys ->
             Backend(keys).use { backend ->
                 val before = backend.issue("PKG-R1", 0, "courier-1", now, defaultDeliverySettings())
-                assertEquals("k1", before.ticket.keyId())
+                assertEquals("k1", before.ticket.keyId)
                 keys.rotate("k2")
                 val after = backend.issue("PKG-R2", 0, "courier-1", now, defaultDeliverySettings())
-                assertEquals("k2", after.ticket.keyId())
+                assertEquals("k2", after.ticket.keyId)
                 // Tickets of the old key are still the backend's own.
                 assertEquals(before.code, backend.codeFor(backend.readTicket(before.ticket.toJson())))
                 val key = backend.provisionDevice("courier-1", "phone-1")
-                assertEquals("k2", key.keyId())
+                assertEquals("k2", key.keyId)
                 OfflineVerifier(before.ticket, MapStateStore()).use { v ->
                     v.verify(before.code, now.plusSeconds(1))
                     val receipt = v.receipt(key, ReceiptOutcome.DeliveredOffline(before.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))

@@ -64,7 +64,7 @@ class ServiceHttpTest {
             val (ticketsStatus, tickets) = phone(key, "GET", "/v1/devices/courier-kt/pixel-kt/tickets")
             assertEquals(200, ticketsStatus, tickets.toString())
             val ticketJson = tickets.getAsJsonArray("tickets").map { it.asString }
-                .first { Ticket.fromJson(it).use { t -> t.deliveryId() == delivery } }
+                .first { Ticket.fromJson(it).use { t -> t.deliveryId == delivery } }
 
             // At the door, with no signal: the offline check, then the receipt.
             Ticket.fromJson(ticketJson).use { ticket ->
