@@ -323,6 +323,7 @@ pub async fn issue_code(
                 status: "issued".into(),
                 contact: serde_json::to_string(&req.contact).unwrap_or_default(),
                 locale: req.locale.clone(),
+                utc_offset_minutes: req.utc_offset_minutes,
                 request_digest: digest.clone(),
                 resends: 0,
                 created_at: now,
@@ -407,7 +408,7 @@ async fn reissue(
             Some(courier) => (backend.reassign(&prev, courier, now, &settings)?, row.resends, "reassigned"),
         };
         let contact: Contact = serde_json::from_str(&row.contact).map_err(|_| Problem::unavailable("stored contact unreadable"))?;
-        let rendered = render(&st, &contact, &row.locale, 0, &delivery_id, &issued)?;
+        let rendered = render(&st, &contact, &row.locale, row.utc_offset_minutes, &delivery_id, &issued)?;
         let courier = issued.ticket.courier_id().to_string();
         tx.update_ticket(&delivery_id, issued.ticket.sequence(), &courier, &issued.ticket.to_json(), resends, now)?;
         tx.event(&delivery_id, now, kind, &serde_json::json!({

@@ -159,6 +159,8 @@ pub struct DeliveryRow {
     pub contact: String,
     /// The customer's locale.
     pub locale: String,
+    /// The customer's UTC offset in minutes, for the expiry in the message.
+    pub utc_offset_minutes: i32,
     /// SHA-256 of the issueCode request, to answer a retry alike.
     pub request_digest: String,
     /// Codes sent again so far.
@@ -256,7 +258,8 @@ impl Tx {
         let row = with_tx!(self, |conn| {
             sqlx::query(
                 "SELECT delivery_id, sequence, courier_id, settings, ticket, status, contact, \
-                 locale, request_digest, resends, created_at FROM deliveries WHERE delivery_id = $1",
+                 locale, utc_offset_minutes, request_digest, resends, created_at FROM deliveries \
+                 WHERE delivery_id = $1",
             )
             .bind(delivery_id)
             .fetch_optional(conn)
@@ -272,6 +275,8 @@ impl Tx {
                 status: r.try_get("status")?,
                 contact: r.try_get("contact")?,
                 locale: r.try_get("locale")?,
+                utc_offset_minutes: i32::try_from(r.try_get::<i64, _>("utc_offset_minutes")?)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
                 request_digest: r.try_get("request_digest")?,
                 resends: u32::try_from(r.try_get::<i64, _>("resends")?)
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
@@ -289,8 +294,8 @@ impl Tx {
         with_tx!(self, |conn| {
             sqlx::query(
                 "INSERT INTO deliveries (delivery_id, sequence, courier_id, settings, ticket, status, \
-                 contact, locale, request_digest, resends, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 contact, locale, utc_offset_minutes, request_digest, resends, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&d.delivery_id)
             .bind(to_i64(d.sequence)?)
@@ -300,6 +305,7 @@ impl Tx {
             .bind(&d.status)
             .bind(&d.contact)
             .bind(&d.locale)
+            .bind(i64::from(d.utc_offset_minutes))
             .bind(&d.request_digest)
             .bind(i64::from(d.resends))
             .bind(to_i64(d.created_at)?)

@@ -182,6 +182,42 @@ fn resends_reassignments_and_revoked_devices() {
             (429, Some("resend_limit"))
         );
 
+        // A resend and a reassignment write the expiry in the customer's local
+        // time given at issue (they wrote UTC before): two deliveries issued
+        // together, one at UTC+2, are two hours apart in every message.
+        let until = |message: &Value| -> i64 {
+            let text = message["text"].as_str().unwrap();
+            let time = text.split("until ").nth(1).unwrap();
+            let (h, m) = (&time[0..2], &time[3..5]);
+            h.parse::<i64>().unwrap() * 60 + m.parse::<i64>().unwrap()
+        };
+        let mut local = issue_body("PKG-TZ", "courier-1");
+        local["utc_offset_minutes"] = json!(120);
+        let (_, at_issue) = server.post("/v1/deliveries", &local);
+        let (_, utc_issue) = server.post("/v1/deliveries", &issue_body("PKG-UTC", "courier-1"));
+        let (_, local_resent) = server.post("/v1/deliveries/PKG-TZ/resend", &json!({}));
+        let (_, utc_resent) = server.post("/v1/deliveries/PKG-UTC/resend", &json!({}));
+        let (_, local_moved) = server.post(
+            "/v1/deliveries/PKG-TZ/reassign",
+            &json!({"courier_id": "courier-2"}),
+        );
+        let (_, utc_moved) = server.post(
+            "/v1/deliveries/PKG-UTC/reassign",
+            &json!({"courier_id": "courier-2"}),
+        );
+        for (what, l, u) in [
+            ("issue", &at_issue, &utc_issue),
+            ("resend", &local_resent, &utc_resent),
+            ("reassign", &local_moved, &utc_moved),
+        ] {
+            let apart = (until(&l["message"]) - until(&u["message"])).rem_euclid(24 * 60);
+            // The two requests may straddle a minute.
+            assert!(
+                (119..=120).contains(&apart),
+                "{what}: {apart} minutes apart: {l} {u}"
+            );
+        }
+
         // Reassigned: the first courier's check is refused.
         let (status, moved) = server.post(
             "/v1/deliveries/PKG-2/reassign",
