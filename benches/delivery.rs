@@ -15,7 +15,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use delivery_otp::{
     AttemptStore, Backend, CodeFormat, DeliverySettings, DeviceKey, InMemoryAttemptStore,
-    InMemoryStateStore, KeySet, MasterKey, OfflineVerifier, ReceiptDraft, ReceiptExtras,
+    InMemoryStateStore, KeySet, MasterKey, OfflineVerifier, ReceiptDetails, ReceiptDraft,
     ReceiptOutcome, Secret, Ticket, Totp, TotpConfig, Verification,
 };
 use zeroize::Zeroizing;
@@ -102,9 +102,9 @@ fn benches(c: &mut Criterion) {
         code: Zeroizing::new(code.clone()),
         verified: Verification::Offline,
     };
-    let extras = ReceiptExtras {
+    let extras = ReceiptDetails {
         app_version: "android/3.4.1".into(),
-        ..ReceiptExtras::default()
+        ..ReceiptDetails::default()
     };
     let draft = ReceiptDraft::for_ticket(&ticket, delivered(), 1, NOW + 20, "android/3.4.1");
     c.bench_function("device: sign a receipt", |bench| {

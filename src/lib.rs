@@ -32,7 +32,7 @@ uniffi::setup_scaffolding!("delivery_otp");
 
 pub use delivery::backend::{Backend, Issued, OnlineOutcome, DEVICE_KEY_CACHE_MAX};
 pub use delivery::code::{normalize, Code};
-pub use delivery::device::{OfflineOutcome, OfflineVerifier, ReceiptExtras};
+pub use delivery::device::{OfflineOutcome, OfflineVerifier, ReceiptDetails};
 pub use delivery::keys::{KeySet, MasterKey};
 pub use delivery::settings::{CodeFormat, DeliverySettings};
 pub use delivery::ticket::Ticket;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use delivery_otp::{
     Backend, DeliverySettings, DeviceKey, Hotp, InMemoryAttemptStore, InMemoryStateStore, KeySet,
-    KeyUri, MasterKey, MessageValues, OfflineVerifier, Receipt, ReceiptDraft, ReceiptExtras,
+    KeyUri, MasterKey, MessageValues, OfflineVerifier, Receipt, ReceiptDetails, ReceiptDraft,
     ReceiptOutcome, Secret, Templates, Ticket, Totp, TotpConfig, Verification,
 };
 use zeroize::Zeroizing;
@@ -83,9 +83,9 @@ fn debug_output_never_shows_a_secret_or_a_code() {
             outcome.clone(),
             0,
             NOW + 2,
-            ReceiptExtras {
+            ReceiptDetails {
                 app_version: "test/1".into(),
-                ..ReceiptExtras::default()
+                ..ReceiptDetails::default()
             },
         )
         .unwrap();
@@ -165,7 +165,7 @@ fn debug_output_never_shows_a_secret_or_a_code() {
                 },
                 0,
                 NOW + 3,
-                ReceiptExtras::default(),
+                ReceiptDetails::default(),
             )
             .unwrap_err(),
         templates

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use delivery_otp::{
     Backend, CodeFormat, Decision, DeliverySettings, InMemoryAttemptStore, InMemoryStateStore,
-    KeySet, OfflineOutcome, OfflineVerifier, OnlineOutcome, ReceiptDraft, ReceiptExtras,
+    KeySet, OfflineOutcome, OfflineVerifier, OnlineOutcome, ReceiptDetails, ReceiptDraft,
     ReceiptOutcome, Ticket, Verification,
 };
 use rand::rngs::StdRng;
@@ -139,9 +139,9 @@ fn door_guesser_offline() {
                         },
                         0,
                         NOW + 11,
-                        ReceiptExtras {
+                        ReceiptDetails {
                             app_version: "android/3.4.1".into(),
-                            ..ReceiptExtras::default()
+                            ..ReceiptDetails::default()
                         },
                     )
                     .unwrap();

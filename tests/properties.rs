@@ -14,7 +14,7 @@ use std::sync::Arc;
 use delivery_otp::{
     Algorithm, Backend, CodeFormat, DeliverySettings, DeviceKey, InMemoryAttemptStore,
     InMemoryStateStore, KeySet, KeyUri, MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome,
-    OtpKind, Receipt, ReceiptExtras, ReceiptOutcome, Secret, StateStore, Ticket, Verification,
+    OtpKind, Receipt, ReceiptDetails, ReceiptOutcome, Secret, StateStore, Ticket, Verification,
 };
 use proptest::prelude::*;
 use zeroize::Zeroizing;
@@ -87,9 +87,9 @@ fn issued_receipt(delivery: &str) -> (Backend, DeviceKey, String) {
             },
             0,
             NOW + 2,
-            ReceiptExtras {
+            ReceiptDetails {
                 app_version: "android/3.4.1".into(),
-                ..ReceiptExtras::default()
+                ..ReceiptDetails::default()
             },
         )
         .unwrap();

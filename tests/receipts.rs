@@ -16,7 +16,7 @@ use common::{load, n, s};
 use delivery_otp::{
     Backend, Decision, DeliverySettings, DeviceKey, Error, InMemoryAttemptStore,
     InMemoryStateStore, KeySet, Location, MasterKey, NotDeliveredReason, OfflineVerifier, Receipt,
-    ReceiptDraft, ReceiptExtras, ReceiptOutcome, StateStore, Ticket, Verification,
+    ReceiptDetails, ReceiptDraft, ReceiptOutcome, StateStore, Ticket, Verification,
     DEVICE_KEY_CACHE_MAX,
 };
 use serde_json::Value;
@@ -62,8 +62,8 @@ fn outcome(o: &Value) -> (ReceiptOutcome, u32) {
     }
 }
 
-fn extras(c: &Value) -> ReceiptExtras {
-    ReceiptExtras {
+fn extras(c: &Value) -> ReceiptDetails {
+    ReceiptDetails {
         location: c.get("location").map(|l| Location {
             lat_microdegrees: l["lat"].as_i64().unwrap() as i32,
             lon_microdegrees: l["lon"].as_i64().unwrap() as i32,
@@ -338,9 +338,9 @@ fn a_brute_forced_code_passes_on_the_phone_and_is_flagged_by_the_backend() {
             },
             0,
             1_764_000_101,
-            ReceiptExtras {
+            ReceiptDetails {
                 app_version: "android/3.4.1".into(),
-                ..ReceiptExtras::default()
+                ..ReceiptDetails::default()
             },
         )
         .unwrap();

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use delivery_otp::{
     AttemptStore, Backend, Decision, DeliverySettings, Error, InMemoryStateStore, Issued, KeySet,
-    MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome, ReceiptExtras, ReceiptOutcome,
+    MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome, ReceiptDetails, ReceiptOutcome,
     RedisStore, Ticket, Verification,
 };
 use rand::rngs::SysRng;
@@ -216,9 +216,9 @@ fn offline_receipt(backend: &Backend, issued: &Issued) -> String {
             },
             0,
             NOW + 6,
-            ReceiptExtras {
+            ReceiptDetails {
                 app_version: "android/3.4.1".into(),
-                ..ReceiptExtras::default()
+                ..ReceiptDetails::default()
             },
         )
         .unwrap()

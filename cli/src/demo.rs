@@ -7,7 +7,7 @@ use std::sync::Arc;
 use delivery_otp::{
     mask_phone, Backend, DeliveryMethod, Error, InMemoryAttemptStore, InMemoryStateStore, KeySet,
     KeyUri, Location, MasterKey, MessageValues, OfflineOutcome, OfflineVerifier, OnlineOutcome,
-    Order, PolicyDecision, ReceiptExtras, ReceiptOutcome, Requirement, Rules, Secret, StateStore,
+    Order, PolicyDecision, ReceiptDetails, ReceiptOutcome, Requirement, Rules, Secret, StateStore,
     Templates, Ticket, Verification, Window,
 };
 use zeroize::Zeroizing;
@@ -134,7 +134,7 @@ pub fn handover(now: u64) -> Result<String, Error> {
         },
         0,
         now.saturating_add(95),
-        ReceiptExtras {
+        ReceiptDetails {
             location: Some(Location::from_degrees(51.5074, -0.1278, 12)?),
             photo_sha256: None,
             app_version: "android/3.4.1".into(),
@@ -213,9 +213,9 @@ pub fn handover(now: u64) -> Result<String, Error> {
         },
         0,
         now.saturating_add(75),
-        ReceiptExtras {
+        ReceiptDetails {
             app_version: "android/3.4.1".into(),
-            ..ReceiptExtras::default()
+            ..ReceiptDetails::default()
         },
     )?;
     let flagged = backend.reconcile(

@@ -22,7 +22,7 @@ use crate::delivery::keys::json_problem;
 use crate::delivery::ticket::Ticket;
 use crate::error::{Error, Result};
 use crate::proof::receipt::{
-    DeviceKey, Location, Receipt, ReceiptDraft, ReceiptOutcome, Verification,
+    DeviceKey, Location, Receipt, ReceiptDraft, ReceiptOutcome, Sha256Digest, Verification,
 };
 use crate::store::device_state::StateStore;
 use crate::time::UnixTime;
@@ -312,15 +312,21 @@ impl OfflineVerifier {
     }
 }
 
-/// What a receipt records beyond the outcome: where, the photo, the app.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReceiptExtras {
-    /// Where the decision was made, if the app has a fix.
-    pub location: Option<Location>,
-    /// SHA-256 of the proof photo, if one was taken.
-    pub photo_sha256: Option<[u8; 32]>,
+/// What a receipt records beyond the outcome: the app, where, the photo.
+/// Equal when every field is; Kotlin and Swift compare them by value too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ffi", uniffi::export(Eq, Hash))]
+pub struct ReceiptDetails {
     /// App name and version, such as `android/3.4.1`.
     pub app_version: String,
+    /// Where the decision was made, if the app has a fix.
+    #[cfg_attr(feature = "ffi", uniffi(default = None))]
+    pub location: Option<Location>,
+    /// SHA-256 of the proof photo, if one was taken (32 bytes; other sizes
+    /// from Kotlin or Swift are an `InvalidReceipt` error).
+    #[cfg_attr(feature = "ffi", uniffi(default = None))]
+    pub photo_sha256: Option<Sha256Digest>,
 }
 
 impl OfflineVerifier {
@@ -378,7 +384,7 @@ impl OfflineVerifier {
         outcome: ReceiptOutcome,
         online_attempts: u32,
         decided_at: u64,
-        extras: ReceiptExtras,
+        extras: ReceiptDetails,
     ) -> Result<Receipt> {
         let state = self.load()?.1.map_err(|newer| Error::InvalidReceipt {
             reason: format!(

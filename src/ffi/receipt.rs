@@ -7,10 +7,9 @@ use zeroize::Zeroizing;
 
 use super::delivery::{Backend, OfflineVerifier};
 use super::{now, unsigned, FfiResult};
-use crate::error::Error as CoreError;
 use crate::error::{count, int};
 use crate::UnixTime;
-use crate::{Location, NotDeliveredReason, Reconciliation};
+use crate::{Location, NotDeliveredReason, ReceiptDetails, Reconciliation};
 
 debug_as_inner!(DeviceKey, Receipt);
 
@@ -213,19 +212,6 @@ pub fn location_from_degrees(
     Location::from_degrees(latitude, longitude, accuracy_m)
 }
 
-/// What a receipt records beyond the outcome.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct ReceiptDetails {
-    /// App name and version, such as `android/3.4.1`.
-    pub app_version: String,
-    /// Where the decision was made, if the app has a fix.
-    #[uniffi(default = None)]
-    pub location: Option<Location>,
-    /// SHA-256 of the proof photo (32 bytes), if one was taken.
-    #[uniffi(default = None)]
-    pub photo_sha256: Option<Vec<u8>>,
-}
-
 /// A signed proof-of-delivery receipt; `toJson` is what the app uploads.
 #[derive(uniffi::Object)]
 #[uniffi::export(Debug, Eq, Hash)]
@@ -353,25 +339,12 @@ impl OfflineVerifier {
         details: ReceiptDetails,
     ) -> FfiResult<Arc<Receipt>> {
         let (outcome, online_attempts) = outcome.into_core()?;
-        let photo_sha256 = match details.photo_sha256 {
-            None => None,
-            Some(bytes) => Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                CoreError::InvalidReceipt {
-                    reason: format!("a photo digest has 32 bytes, not {}", bytes.len()),
-                }
-            })?),
-        };
-        let extras = crate::ReceiptExtras {
-            location: details.location,
-            photo_sha256,
-            app_version: details.app_version,
-        };
         let inner = self.inner.receipt(
             &device_key.inner,
             outcome,
             online_attempts,
             decided_at.secs(),
-            extras,
+            details,
         )?;
         Ok(Arc::new(Receipt { inner }))
     }

@@ -356,8 +356,25 @@ impl fmt::Debug for ReceiptOutcome {
     }
 }
 
+/// A SHA-256 digest: 32 bytes (Kotlin `ByteArray`, Swift `Data`).
+pub type Sha256Digest = [u8; 32];
+
+#[cfg(feature = "ffi")]
+uniffi::custom_type!(Sha256Digest, Vec<u8>, {
+    remote,
+    lower: |digest| digest.to_vec(),
+    try_lift: |bytes| {
+        Sha256Digest::try_from(bytes.as_slice()).map_err(|_| {
+            Error::InvalidReceipt {
+                reason: format!("a photo digest has 32 bytes, not {}", bytes.len()),
+            }
+            .into()
+        })
+    },
+});
+
 /// Where the decision was made, as the phone measured it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "ffi", derive(uniffi::Record))]
 pub struct Location {
     /// Latitude in millionths of a degree, -90 000 000 to 90 000 000.

@@ -5109,7 +5109,8 @@ public func FfiConverterTypePolicyReason_lower(_ value: PolicyReason) -> RustBuf
 
 
 /**
- * What a receipt records beyond the outcome.
+ * What a receipt records beyond the outcome: the app, where, the photo.
+ * Equal when every field is; Kotlin and Swift compare them by value too.
  */
 public struct ReceiptDetails: Equatable, Hashable {
     /**
@@ -5121,9 +5122,10 @@ public struct ReceiptDetails: Equatable, Hashable {
      */
     public var location: Location?
     /**
-     * SHA-256 of the proof photo (32 bytes), if one was taken.
+     * SHA-256 of the proof photo, if one was taken (32 bytes; other sizes
+     * from Kotlin or Swift are an `InvalidReceipt` error).
      */
-    public var photoSha256: Data?
+    public var photoSha256: Sha256Digest?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -5135,8 +5137,9 @@ public struct ReceiptDetails: Equatable, Hashable {
          * Where the decision was made, if the app has a fix.
          */location: Location? = nil, 
         /**
-         * SHA-256 of the proof photo (32 bytes), if one was taken.
-         */photoSha256: Data? = nil) {
+         * SHA-256 of the proof photo, if one was taken (32 bytes; other sizes
+         * from Kotlin or Swift are an `InvalidReceipt` error).
+         */photoSha256: Sha256Digest? = nil) {
         self.appVersion = appVersion
         self.location = location
         self.photoSha256 = photoSha256
@@ -5145,6 +5148,30 @@ public struct ReceiptDetails: Equatable, Hashable {
     
 
     
+// The local Rust `Eq` implementation - only `eq` is used.
+public static func == (self: ReceiptDetails, other: ReceiptDetails) -> Bool {
+    return try!  FfiConverterBool.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_eq_eq(
+            FfiConverterTypeReceiptDetails_lower(self),
+        FfiConverterTypeReceiptDetails_lower(other),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Hash` implementation
+public func hash(into hasher: inout Hasher) {
+    let val = try!  FfiConverterUInt64.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_hash(
+            FfiConverterTypeReceiptDetails_lower(self),uniffiCallStatus
+    )
+}
+    )
+    hasher.combine(val)
+}
 }
 
 #if compiler(>=6)
@@ -5160,14 +5187,14 @@ public struct FfiConverterTypeReceiptDetails: FfiConverterRustBuffer {
             try ReceiptDetails(
                 appVersion: FfiConverterString.read(from: &buf), 
                 location: FfiConverterOptionTypeLocation.read(from: &buf), 
-                photoSha256: FfiConverterOptionData.read(from: &buf)
+                photoSha256: FfiConverterOptionTypeSha256Digest.read(from: &buf)
         )
     }
 
     public static func write(_ value: ReceiptDetails, into buf: inout [UInt8]) {
         FfiConverterString.write(value.appVersion, into: &buf)
         FfiConverterOptionTypeLocation.write(value.location, into: &buf)
-        FfiConverterOptionData.write(value.photoSha256, into: &buf)
+        FfiConverterOptionTypeSha256Digest.write(value.photoSha256, into: &buf)
     }
 }
 
@@ -8149,30 +8176,6 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
-    typealias SwiftType = Data?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterData.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterData.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterOptionTypeReceipt: FfiConverterRustBuffer {
     typealias SwiftType = Receipt?
 
@@ -8293,6 +8296,30 @@ fileprivate struct FfiConverterOptionTypeCustomerPreference: FfiConverterRustBuf
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeSha256Digest: FfiConverterRustBuffer {
+    typealias SwiftType = Sha256Digest?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSha256Digest.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSha256Digest.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeUnixTime: FfiConverterRustBuffer {
     typealias SwiftType = UnixTime?
 
@@ -8363,6 +8390,46 @@ fileprivate struct FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer 
         return seq
     }
 }
+
+
+public typealias Sha256Digest = Data
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSha256Digest: FfiConverter {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Sha256Digest {
+        return try FfiConverterData.read(from: &buf)
+    }
+
+    public static func write(_ value: Sha256Digest, into buf: inout [UInt8]) {
+        return FfiConverterData.write(value, into: &buf)
+    }
+
+    public static func lift(_ value: RustBuffer) throws -> Sha256Digest {
+        return try FfiConverterData.lift(value)
+    }
+
+    public static func lower(_ value: Sha256Digest) -> RustBuffer {
+        return FfiConverterData.lower(value)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSha256Digest_lift(_ value: RustBuffer) throws -> Sha256Digest {
+    return try FfiConverterTypeSha256Digest.lift(value)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSha256Digest_lower(_ value: Sha256Digest) -> RustBuffer {
+    return FfiConverterTypeSha256Digest.lower(value)
+}
+
 
 
 public typealias UnixTime = Date
@@ -8691,10 +8758,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() != 60460) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt() != 666) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt() != 17104) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() != 33754) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() != 19376) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() != 56993) {

@@ -1210,6 +1210,12 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_eq_eq(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_eq_ne(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_hash(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1477,10 +1483,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() and 0xFFFF) != 60460) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt() and 0xFFFF) != 666) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt() and 0xFFFF) != 17104) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() and 0xFFFF) != 33754) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() and 0xFFFF) != 19376) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() and 0xFFFF) != 56993) {
@@ -8267,7 +8273,8 @@ public object FfiConverterTypePolicyReason: FfiConverterRustBuffer<PolicyReason>
 
 
 /**
- * What a receipt records beyond the outcome.
+ * What a receipt records beyond the outcome: the app, where, the photo.
+ * Equal when every field is; Kotlin and Swift compare them by value too.
  */
 data class ReceiptDetails (
     /**
@@ -8281,15 +8288,36 @@ data class ReceiptDetails (
     val `location`: Location? = null 
     , 
     /**
-     * SHA-256 of the proof photo (32 bytes), if one was taken.
+     * SHA-256 of the proof photo, if one was taken (32 bytes; other sizes
+     * from Kotlin or Swift are an `InvalidReceipt` error).
      */
-    val `photoSha256`: kotlin.ByteArray? = null 
+    val `photoSha256`: Sha256Digest? = null 
     
 ){
     
 
     
 
+    // The local Rust `Eq` implementation - only `eq` is used.
+    override fun equals(other: Any?): Boolean {
+        if (other !is ReceiptDetails) return false
+        return FfiConverterBoolean.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_eq_eq(FfiConverterTypeReceiptDetails.lower(this),
+        
+        FfiConverterTypeReceiptDetails.lower(`other`),_status)
+}
+    )
+    }
+    // The local Rust `Hash` implementation
+    override fun hashCode(): Int {
+        return FfiConverterULong.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_hash(FfiConverterTypeReceiptDetails.lower(this),
+        _status)
+}
+    ).toInt()
+    }
     
     companion object
 }
@@ -8302,20 +8330,20 @@ public object FfiConverterTypeReceiptDetails: FfiConverterRustBuffer<ReceiptDeta
         return ReceiptDetails(
             FfiConverterString.read(buf),
             FfiConverterOptionalTypeLocation.read(buf),
-            FfiConverterOptionalByteArray.read(buf),
+            FfiConverterOptionalTypeSha256Digest.read(buf),
         )
     }
 
     override fun allocationSize(value: ReceiptDetails) = (
             FfiConverterString.allocationSize(value.`appVersion`) +
             FfiConverterOptionalTypeLocation.allocationSize(value.`location`) +
-            FfiConverterOptionalByteArray.allocationSize(value.`photoSha256`)
+            FfiConverterOptionalTypeSha256Digest.allocationSize(value.`photoSha256`)
     )
 
     override fun write(value: ReceiptDetails, buf: ByteBuffer) {
             FfiConverterString.write(value.`appVersion`, buf)
             FfiConverterOptionalTypeLocation.write(value.`location`, buf)
-            FfiConverterOptionalByteArray.write(value.`photoSha256`, buf)
+            FfiConverterOptionalTypeSha256Digest.write(value.`photoSha256`, buf)
     }
 }
 
@@ -12117,38 +12145,6 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
-public object FfiConverterOptionalByteArray: FfiConverterRustBuffer<kotlin.ByteArray?> {
-    override fun read(buf: ByteBuffer): kotlin.ByteArray? {
-        if (buf.get().toInt() == 0) {
-            return null
-        }
-        return FfiConverterByteArray.read(buf)
-    }
-
-    override fun allocationSize(value: kotlin.ByteArray?): ULong {
-        if (value == null) {
-            return 1UL
-        } else {
-            return 1UL + FfiConverterByteArray.allocationSize(value)
-        }
-    }
-
-    override fun write(value: kotlin.ByteArray?, buf: ByteBuffer) {
-        if (value == null) {
-            buf.put(0)
-        } else {
-            buf.put(1)
-            FfiConverterByteArray.write(value, buf)
-        }
-    }
-}
-
-
-
-
-/**
- * @suppress
- */
 public object FfiConverterOptionalTypeReceipt: FfiConverterRustBuffer<Receipt?> {
     override fun read(buf: ByteBuffer): Receipt? {
         if (buf.get().toInt() == 0) {
@@ -12309,6 +12305,38 @@ public object FfiConverterOptionalTypeCustomerPreference: FfiConverterRustBuffer
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeSha256Digest: FfiConverterRustBuffer<Sha256Digest?> {
+    override fun read(buf: ByteBuffer): Sha256Digest? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSha256Digest.read(buf)
+    }
+
+    override fun allocationSize(value: Sha256Digest?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSha256Digest.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Sha256Digest?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSha256Digest.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeUnixTime: FfiConverterRustBuffer<UnixTime?> {
     override fun read(buf: ByteBuffer): UnixTime? {
         if (buf.get().toInt() == 0) {
@@ -12390,6 +12418,11 @@ public object FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer<List<
         }
     }
 }
+
+
+
+public typealias Sha256Digest = kotlin.ByteArray
+public typealias FfiConverterTypeSha256Digest = FfiConverterByteArray
 
 
 

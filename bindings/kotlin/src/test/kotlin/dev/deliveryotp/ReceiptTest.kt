@@ -164,6 +164,15 @@ class ReceiptTest {
         assertFalse(r.explanation.contains(issued.code))
         assertFailsWith<OtpException.InvalidReceipt> { locationFromDegrees(91.0, 0.0, 5) }
         assertEquals(Location(51507400, -127800, 12), locationFromDegrees(51.5074, -0.1278, 12))
+        // Details compare by value, photo bytes included; a digest that is not 32 bytes is a typed error.
+        assertEquals(ReceiptDetails("a/1", null, ByteArray(32) { 7 }), ReceiptDetails("a/1", null, ByteArray(32) { 7 }))
+        val short = assertFailsWith<OtpException.InvalidReceipt> {
+            OfflineVerifier(issued.ticket, MapStateStore()).receipt(
+                key, ReceiptOutcome.NotDelivered(NotDeliveredReason.Refused), at(1_764_000_101),
+                ReceiptDetails("android/3.4.1", photoSha256 = ByteArray(31)),
+            )
+        }
+        assertEquals("a photo digest has 32 bytes, not 31", short.reason)
     }
 
     @Test
