@@ -390,6 +390,133 @@ impl Drop for OwnServer {
     }
 }
 
+/// The server's MONITOR feed, read on a thread: every command clients send,
+/// and those scripts run (marked `[0 lua]`).
+struct Monitor {
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    marker: redis::Connection,
+}
+
+impl Monitor {
+    fn start(url: &str, port: u16) -> Monitor {
+        use std::io::{BufRead, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(b"MONITOR\r\n").unwrap();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { return };
+                // Commands appear as clients spelled them: compare in lower case.
+                sink.lock().unwrap().push(line.to_lowercase());
+            }
+        });
+        let marker = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let mut monitor = Monitor { lines, marker };
+        monitor.mark("ready");
+        monitor
+    }
+
+    /// Sends `ECHO name` and waits until the feed shows it.
+    fn mark(&mut self, name: &str) {
+        let _: String = redis::cmd("ECHO")
+            .arg(name)
+            .query(&mut self.marker)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let wanted = format!("\"echo\" \"{name}\"");
+        while !self
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(&wanted))
+        {
+            assert!(Instant::now() < deadline, "MONITOR never showed {name}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The commands clients sent between the markers `from` and `to` (not
+    /// those a script ran, nor the markers).
+    fn sent_between(&self, from: &str, to: &str) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        let at = |name: &str| {
+            let wanted = format!("\"echo\" \"{name}\"");
+            lines.iter().position(|l| l.contains(&wanted)).unwrap()
+        };
+        lines[at(from) + 1..at(to)]
+            .iter()
+            .filter(|l| !l.contains("[0 lua]"))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Issue 13: an online check is one command to Redis, whatever it finds: a
+/// wrong code, the right one (counted and kept as the entry that ended the
+/// code), a retry of it, another device's try, and tries up to and past the
+/// lockout.
+#[test]
+fn an_online_check_is_one_round_trip() {
+    let server = OwnServer::start(true);
+    let backend = Backend::new(keys(), store_at(&server.url(), "trips:"));
+    let settings = DeliverySettings::default();
+    // Warm up: the connection, the durability check, the script's first load.
+    let warm = backend.issue("D-warm", 0, COURIER, NOW, &settings).unwrap();
+    backend
+        .verify_online(
+            &warm.ticket,
+            warm.code.as_str(),
+            COURIER,
+            "phone-1",
+            NOW + 1,
+        )
+        .unwrap();
+    let issued = backend
+        .issue("D-trips", 0, COURIER, NOW, &settings)
+        .unwrap();
+    let locked = backend
+        .issue("D-locked", 0, COURIER, NOW, &settings)
+        .unwrap();
+    let right = issued.code.as_str().to_string();
+    let mut steps: Vec<(String, &Ticket, String, &str)> = vec![
+        (
+            "wrong".into(),
+            &issued.ticket,
+            plain_wrong_codes(&issued, 1)[0].clone(),
+            "phone-1",
+        ),
+        ("right".into(), &issued.ticket, right.clone(), "phone-1"),
+        ("retry".into(), &issued.ticket, right.clone(), "phone-1"),
+        ("other device".into(), &issued.ticket, right, "phone-2"),
+    ];
+    for (i, code) in plain_wrong_codes(&locked, 6).into_iter().enumerate() {
+        steps.push((format!("wrong {}", i + 1), &locked.ticket, code, "phone-1"));
+    }
+    let mut monitor = Monitor::start(&server.url(), server.port);
+    let mut outcomes = Vec::new();
+    for (i, (_, ticket, code, device)) in steps.iter().enumerate() {
+        monitor.mark(&format!("before-{i}"));
+        outcomes.push(
+            backend
+                .verify_online(ticket, code, COURIER, device, NOW + 2)
+                .unwrap(),
+        );
+        monitor.mark(&format!("after-{i}"));
+    }
+    for (i, (what, ..)) in steps.iter().enumerate() {
+        let sent = monitor.sent_between(&format!("before-{i}"), &format!("after-{i}"));
+        assert_eq!(sent.len(), 1, "{what}: {:?} sent {sent:?}", outcomes[i]);
+        assert!(sent[0].contains("\"evalsha\""), "{what}: {sent:?}");
+    }
+    assert_eq!(kind(outcomes[1]), "Confirmed { attempts_used: 2 }");
+    assert_eq!(kind(outcomes[2]), "Confirmed { attempts_used: 2 }");
+    assert_eq!(kind(outcomes[3]), "AlreadyUsed");
+    assert_eq!(kind(outcomes[9]), "locked_out");
+    println!("{} online checks, one Redis command each", steps.len());
+}
+
 /// Issue 11, C12: a server killed (SIGKILL) and restarted mid-run loses
 /// nothing, and the same store reconnects by itself on the next call.
 #[test]

@@ -14,7 +14,7 @@ use crate::delivery::ticket::{b32, hash_key, ticket_hash, Ticket};
 use crate::error::{Error, Result};
 use crate::proof::receipt::{check_party_id, DeviceKey};
 use crate::proof::reconcile::{Decision, DEFAULT_RECEIPT_RETENTION_SECS};
-use crate::store::attempts::AttemptStore;
+use crate::store::attempts::{AttemptStore, OnlineEntry, OnlineStep};
 use crate::time::UnixTime;
 
 /// What the backend hands out for one delivery: the code for the customer's
@@ -121,6 +121,22 @@ pub(crate) struct OnlineRecord {
     pub(crate) c: String,
     /// The device that sent it.
     pub(crate) d: String,
+}
+
+/// An online record's JSON split where its position `n` goes: the store
+/// fills it in (a record is built with `n` 0; its fields before `n` hold no quote).
+fn position_template(text: &str) -> Result<(String, String)> {
+    const AT: &str = "\"n\":0";
+    match text.find(AT) {
+        Some(i) => {
+            let (before, rest) = text.split_at(i);
+            let after = rest.get(AT.len()..).unwrap_or_default();
+            Ok((format!("{before}\"n\":"), after.to_string()))
+        }
+        None => Err(Error::StateStorage {
+            reason: "an online record has no position field".into(),
+        }),
+    }
 }
 
 /// What the store keeps about the first receipt of a ticket.
@@ -422,22 +438,9 @@ impl Backend {
         let normalized = normalize(entered, ticket.format())?;
         let attempt = self.attempt_id(ticket, &normalized)?;
         let (delivery, seq) = (ticket.delivery_id(), ticket.sequence());
-        let end_key = store_key("online", seq, delivery);
-        if let Some(text) = self.store.recall(&end_key)? {
-            return Ok(Self::after_end(&read_record(&text)?, &attempt, device_id));
-        }
-        let Some(position) = self.store.record_attempt(
-            &store_key("attempts", seq, delivery),
-            &attempt,
-            ticket.max_attempts(),
-            ticket.expires_at(),
-        )?
-        else {
-            return Ok(OnlineOutcome::LockedOut {
-                until: UnixTime::from_secs(ticket.expires_at()),
-            });
-        };
-        // The MAC is checked above; derive the code only when it is compared.
+        // The MAC is checked above. The comparison comes before the store,
+        // so that the store counts the attempt and, for an entry that ends
+        // the code, keeps it in one atomic step (one round trip on Redis).
         let expected = derive_code(
             self.keys.get(ticket.key_id())?,
             delivery,
@@ -445,23 +448,42 @@ impl Backend {
             ticket.format(),
         )?;
         let right = bool::from(expected.as_str().as_bytes().ct_eq(normalized.as_bytes()));
-        if right || ticket.hash_matches(&normalized) {
-            let record = OnlineRecord {
-                o: if right { "confirmed" } else { "guess" }.into(),
-                a: attempt.clone(),
-                n: position,
-                c: courier_id.into(),
-                d: device_id.into(),
-            };
-            let first =
-                self.store
-                    .remember_first(&end_key, &store_text(&record)?, ticket.expires_at())?;
-            let record = match first {
-                Some(text) => read_record(&text)?,
-                None => record,
-            };
-            return Ok(Self::after_end(&record, &attempt, device_id));
-        }
+        let ending = (right || ticket.hash_matches(&normalized)).then(|| OnlineRecord {
+            o: if right { "confirmed" } else { "guess" }.into(),
+            a: attempt.clone(),
+            n: 0,
+            c: courier_id.into(),
+            d: device_id.into(),
+        });
+        let template = match &ending {
+            Some(record) => Some(position_template(&store_text(record)?)?),
+            None => None,
+        };
+        let end_key = store_key("online", seq, delivery);
+        let scope = store_key("attempts", seq, delivery);
+        let step = self.store.check_online(&OnlineEntry {
+            end_key: &end_key,
+            scope: &scope,
+            attempt: &attempt,
+            limit: ticket.max_attempts(),
+            expires_at: ticket.expires_at(),
+            ends: template.as_ref().map(|(b, a)| (b.as_str(), a.as_str())),
+        })?;
+        let position = match (step, ending) {
+            (OnlineStep::AlreadyEnded(text), _) => {
+                return Ok(Self::after_end(&read_record(&text)?, &attempt, device_id));
+            }
+            (OnlineStep::Locked, _) => {
+                return Ok(OnlineOutcome::LockedOut {
+                    until: UnixTime::from_secs(ticket.expires_at()),
+                });
+            }
+            (OnlineStep::Ended(position), Some(mut record)) => {
+                record.n = position;
+                return Ok(Self::after_end(&record, &attempt, device_id));
+            }
+            (OnlineStep::Counted(position) | OnlineStep::Ended(position), _) => position,
+        };
         Ok(match ticket.max_attempts().checked_sub(position) {
             Some(left) if left > 0 => OnlineOutcome::Rejected {
                 attempts_left: crate::error::count(left),

@@ -47,6 +47,69 @@ pub trait AttemptStore: Send + Sync {
     /// # Errors
     /// [`Error::StateStorage`] when the store fails.
     fn recall(&self, key: &str) -> Result<Option<String>>;
+
+    /// One online entry: unless an entry already ended the code (a value
+    /// under `end_key`), counts the attempt as [`AttemptStore::record_attempt`]
+    /// does and, when the entry ends the code, keeps it under `end_key` as
+    /// [`AttemptStore::remember_first`] does. The default makes those calls in
+    /// turn; a store that can do it in one round trip (Redis) overrides it.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the store fails; calling again is safe.
+    fn check_online(&self, entry: &OnlineEntry<'_>) -> Result<OnlineStep> {
+        if let Some(first) = self.recall(entry.end_key)? {
+            return Ok(OnlineStep::AlreadyEnded(first));
+        }
+        let Some(position) =
+            self.record_attempt(entry.scope, entry.attempt, entry.limit, entry.expires_at)?
+        else {
+            return Ok(OnlineStep::Locked);
+        };
+        let Some((before, after)) = entry.ends else {
+            return Ok(OnlineStep::Counted(position));
+        };
+        let value = format!("{before}{position}{after}");
+        Ok(
+            match self.remember_first(entry.end_key, &value, entry.expires_at)? {
+                Some(first) => OnlineStep::AlreadyEnded(first),
+                None => OnlineStep::Ended(position),
+            },
+        )
+    }
+}
+
+/// One online entry, as [`AttemptStore::check_online`] takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnlineEntry<'a> {
+    /// Where the entry that ended the code is kept.
+    pub end_key: &'a str,
+    /// Where the code's attempts are counted.
+    pub scope: &'a str,
+    /// The entry's attempt id.
+    pub attempt: &'a str,
+    /// How many distinct attempts the code allows.
+    pub limit: u32,
+    /// When what is stored may be forgotten (unix seconds).
+    pub expires_at: u64,
+    /// When the entry ends the code (the right code, or a guess from the
+    /// ticket): the value to keep under `end_key`, as the text before and
+    /// after the entry's position, which only the store knows.
+    pub ends: Option<(&'a str, &'a str)>,
+}
+
+/// What [`AttemptStore::check_online`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnlineStep {
+    /// An entry ended the code before this one: the value kept for it.
+    /// This entry was not counted (or was, when it came in between).
+    AlreadyEnded(String),
+    /// The limit is reached and the entry is new: nothing was stored.
+    Locked,
+    /// Counted at this position (the same again for a retry); the entry does
+    /// not end the code.
+    Counted(u32),
+    /// Counted at this position and kept as the entry that ended the code.
+    Ended(u32),
 }
 
 #[derive(Debug, Default)]

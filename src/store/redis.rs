@@ -32,7 +32,7 @@ use std::time::Duration;
 use redis::{Client, Connection, Script};
 
 use crate::error::{Error, Result};
-use crate::store::attempts::AttemptStore;
+use crate::store::attempts::{AttemptStore, OnlineEntry, OnlineStep};
 
 /// How long a connection attempt, a read or a write may take: 2 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -56,6 +56,25 @@ const RECORD_ATTEMPT: &str = "local n = redis.call('HGET', KEYS[1], ARGV[2])\n\
      redis.call('EXPIREAT', KEYS[1], exp)\n\
      return count + 1";
 
+/// KEYS: the end key, the attempts. ARGV: expiry, attempt id, limit, the
+/// value before and after the position, '1' when the entry ends the code.
+/// Returns {1, value} when an entry ended the code before, {2, ''} at the
+/// limit, {3, position} when counted, {4, position} when counted and kept.
+const CHECK_ONLINE: &str = "local ended = redis.call('GET', KEYS[1])\n\
+     if ended then return {1, ended} end\n\
+     local n = redis.call('HGET', KEYS[2], ARGV[2])\n\
+     if not n then\n\
+       local count = redis.call('HLEN', KEYS[2])\n\
+       if count >= tonumber(ARGV[3]) then return {2, ''} end\n\
+       n = count + 1\n\
+       redis.call('HSET', KEYS[2], ARGV[2], n)\n\
+       redis.call('EXPIREAT', KEYS[2], exp)\n\
+     end\n\
+     n = tonumber(n)\n\
+     if ARGV[6] ~= '1' then return {3, tostring(n)} end\n\
+     redis.call('SET', KEYS[1], ARGV[4] .. tostring(n) .. ARGV[5], 'EXAT', exp)\n\
+     return {4, tostring(n)}";
+
 const REMEMBER_FIRST: &str = "local first = redis.call('GET', KEYS[1])\n\
      if first then return first end\n\
      redis.call('SET', KEYS[1], ARGV[2], 'EXAT', exp)\n\
@@ -73,6 +92,7 @@ pub struct RedisStore {
     volatile: bool,
     record_attempt: Script,
     remember_first: Script,
+    check_online: Script,
 }
 
 impl core::fmt::Debug for RedisStore {
@@ -119,6 +139,7 @@ impl RedisStore {
             volatile: false,
             record_attempt: Script::new(&format!("{EXPIRY}{RECORD_ATTEMPT}")),
             remember_first: Script::new(&format!("{EXPIRY}{REMEMBER_FIRST}")),
+            check_online: Script::new(&format!("{EXPIRY}{CHECK_ONLINE}")),
         })
     }
 
@@ -271,5 +292,42 @@ impl AttemptStore for RedisStore {
     fn recall(&self, key: &str) -> Result<Option<String>> {
         let key = self.redis_key(&format!("first:{key}"));
         self.run(|connection| redis::cmd("GET").arg(&key).query(connection))
+    }
+
+    /// One round trip: a script reads the end key, counts the attempt and
+    /// keeps the ending entry, atomically.
+    fn check_online(&self, entry: &OnlineEntry<'_>) -> Result<OnlineStep> {
+        let end_key = self.redis_key(&format!("first:{}", entry.end_key));
+        let scope = self.redis_key(entry.scope);
+        let expiry = entry.expires_at.min(MAX_EXPIRY).to_string();
+        let limit = entry.limit.to_string();
+        let (before, after) = entry.ends.unwrap_or(("", ""));
+        let ends = if entry.ends.is_some() { "1" } else { "0" };
+        let (kind, value): (i64, String) = self.run(|connection| {
+            let mut invocation = self.check_online.prepare_invoke();
+            invocation.key(&end_key).key(&scope);
+            for arg in [expiry.as_str(), entry.attempt, &limit, before, after, ends] {
+                invocation.arg(arg);
+            }
+            invocation.invoke(connection)
+        })?;
+        let position = || {
+            value
+                .parse::<u32>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| Error::StateStorage {
+                    reason: "Redis answered an online check with no position".into(),
+                })
+        };
+        match kind {
+            1 => Ok(OnlineStep::AlreadyEnded(value)),
+            2 => Ok(OnlineStep::Locked),
+            3 => Ok(OnlineStep::Counted(position()?)),
+            4 => Ok(OnlineStep::Ended(position()?)),
+            _ => Err(Error::StateStorage {
+                reason: format!("Redis answered an online check with kind {kind}"),
+            }),
+        }
     }
 }
