@@ -158,6 +158,42 @@ fn benches(c: &mut Criterion) {
                 &device_key,
                 "redis",
             );
+            // A right online code: one script on Redis (the code ends, the
+            // entry is kept), beside the bare round trip below.
+            let mut delivery = 0u64;
+            c.bench_function(
+                "backend: online verify, right code (Redis, loopback)",
+                |bench| {
+                    bench.iter_batched(
+                        || {
+                            delivery += 1;
+                            on_redis
+                                .issue(
+                                    &format!("ONLINE-{delivery}"),
+                                    0,
+                                    "courier-17",
+                                    NOW,
+                                    &DeliverySettings::default(),
+                                )
+                                .unwrap()
+                        },
+                        |issued| {
+                            black_box(
+                                on_redis
+                                    .verify_online(
+                                        &issued.ticket,
+                                        issued.code.as_str(),
+                                        "courier-17",
+                                        "pixel-8-0042",
+                                        NOW + 10,
+                                    )
+                                    .unwrap(),
+                            )
+                        },
+                        BatchSize::SmallInput,
+                    )
+                },
+            );
             let store = delivery_otp::RedisStore::open(&url)
                 .unwrap()
                 .with_prefix(&prefix);
