@@ -13,10 +13,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+#[cfg(feature = "redis")]
+use delivery_otp::AttemptStore;
 use delivery_otp::{
-    AttemptStore, Backend, CodeFormat, DeliverySettings, DeviceKey, InMemoryAttemptStore,
-    InMemoryStateStore, KeySet, MasterKey, OfflineVerifier, ReceiptDetails, ReceiptDraft,
-    ReceiptOutcome, Secret, Ticket, Totp, TotpConfig, Verification,
+    Backend, CodeFormat, DeliverySettings, DeviceKey, InMemoryAttemptStore, InMemoryStateStore,
+    KeySet, MasterKey, OfflineVerifier, ReceiptDetails, ReceiptDraft, ReceiptOutcome, Secret,
+    Ticket, Totp, TotpConfig, Verification,
 };
 use zeroize::Zeroizing;
 
