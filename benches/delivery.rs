@@ -160,6 +160,13 @@ fn benches(c: &mut Criterion) {
                 &device_key,
                 "redis",
             );
+            bench_reconcile_batch(
+                c,
+                "backend: reconcile 100 as one batch (Redis, loopback)",
+                &on_redis,
+                &device_key,
+                "redis-batch",
+            );
             // A right online code: one script on Redis (the code ends, the
             // entry is kept), beside the bare round trip below.
             let mut delivery = 0u64;
@@ -225,41 +232,70 @@ fn benches(c: &mut Criterion) {
 }
 
 /// Reconciles receipts of fresh deliveries, each made outside the timing.
+/// A receipt for a fresh delivery (so reconciling it takes the whole path).
+fn fresh_receipt(b: &Backend, key: &DeviceKey, tag: &str, n: u64) -> (String, Ticket) {
+    let format = CodeFormat::Numeric { digits: 6 };
+    let delivery = format!("B-{tag}-{n}");
+    let settings = DeliverySettings {
+        format,
+        ..DeliverySettings::default()
+    };
+    let issued = b
+        .issue(&delivery, 0, key.courier_id(), NOW, &settings)
+        .unwrap();
+    let code = issued.code;
+    let draft = ReceiptDraft {
+        delivery_id: delivery,
+        key_id: "bench".into(),
+        sequence: 0,
+        format,
+        outcome: ReceiptOutcome::Delivered {
+            code: Zeroizing::new(code.as_str().into()),
+            verified: Verification::Offline,
+        },
+        attempts: 1,
+        first_attempt_at: Some(NOW + 10),
+        decided_at: NOW + 11,
+        location: None,
+        photo_sha256: None,
+        app_version: "android/3.4.1".into(),
+    };
+    (key.sign(draft).unwrap().to_json().to_string(), issued.ticket)
+}
+
 fn bench_reconcile(c: &mut Criterion, name: &str, b: &Backend, key: &DeviceKey, tag: &str) {
     let mut n = 0u64;
-    let format = CodeFormat::Numeric { digits: 6 };
     c.bench_function(name, |bench| {
         bench.iter_batched(
             || {
                 n += 1;
-                let delivery = format!("B-{tag}-{n}");
-                let settings = DeliverySettings {
-                    format,
-                    ..DeliverySettings::default()
-                };
-                let issued = b
-                    .issue(&delivery, 0, key.courier_id(), NOW, &settings)
-                    .unwrap();
-                let code = issued.code;
-                let draft = ReceiptDraft {
-                    delivery_id: delivery,
-                    key_id: "bench".into(),
-                    sequence: 0,
-                    format,
-                    outcome: ReceiptOutcome::Delivered {
-                        code: Zeroizing::new(code.as_str().into()),
-                        verified: Verification::Offline,
-                    },
-                    attempts: 1,
-                    first_attempt_at: Some(NOW + 10),
-                    decided_at: NOW + 11,
-                    location: None,
-                    photo_sha256: None,
-                    app_version: "android/3.4.1".into(),
-                };
-                (key.sign(draft).unwrap().to_json(), issued.ticket)
+                fresh_receipt(b, key, tag, n)
             },
             |(json, ticket)| black_box(b.reconcile(&json, &ticket, NOW + 100).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+/// 100 fresh receipts reconciled as one batch (divide by 100 for one receipt).
+#[cfg(feature = "redis")]
+fn bench_reconcile_batch(c: &mut Criterion, name: &str, b: &Backend, key: &DeviceKey, tag: &str) {
+    let mut n = 0u64;
+    c.bench_function(name, |bench| {
+        bench.iter_batched(
+            || {
+                (0..100)
+                    .map(|_| {
+                        n += 1;
+                        fresh_receipt(b, key, tag, n)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |batch| {
+                let pairs: Vec<(&str, &Ticket)> =
+                    batch.iter().map(|(j, t)| (j.as_str(), t)).collect();
+                black_box(b.reconcile_many(&pairs, NOW + 100))
+            },
             BatchSize::SmallInput,
         )
     });

@@ -149,6 +149,62 @@ fn receipts_match_the_golden_bytes_and_reconcile_as_expected() {
     }
 }
 
+/// Every receipt of the vectors, its retry, a receipt for the wrong ticket
+/// and text that is no receipt, reconciled one by one on one backend and as
+/// one batch on another with the same online history: the same results, in
+/// the same order (issue 13, the batch path).
+#[test]
+fn a_batch_gets_what_one_by_one_gets() {
+    let v = load("delivery-receipts.json");
+    let cases = v["cases"].as_array().unwrap();
+    let (one_by_one, batched) = (backend(&v), backend(&v));
+    let mut batch: Vec<(String, Ticket)> = Vec::new();
+    for c in cases {
+        let (_, key, _) = make(c, Arc::new(InMemoryStateStore::new()));
+        let expected = &c["reconcile"];
+        let ticket = one_by_one.read_ticket(&s(expected, "ticket")).unwrap();
+        for b in [&one_by_one, &batched] {
+            for step in expected["online"].as_array().unwrap() {
+                b.verify_online(
+                    &ticket,
+                    &s(step, "entered"),
+                    key.courier_id(),
+                    key.device_id(),
+                    n(step, "time"),
+                )
+                .unwrap();
+            }
+        }
+        batch.push((s(c, "receipt"), ticket.clone()));
+    }
+    let retries: Vec<(String, Ticket)> = batch.clone();
+    batch.extend(retries);
+    let other_ticket = batch.last().unwrap().1.clone();
+    batch.push((s(&cases[0], "receipt"), other_ticket));
+    batch.push(("not a receipt".into(), batch[0].1.clone()));
+    let sequential: Vec<_> = batch
+        .iter()
+        .map(|(json, ticket)| one_by_one.reconcile(json, ticket, RECONCILED_AT))
+        .collect();
+    let pairs: Vec<(&str, &Ticket)> = batch.iter().map(|(j, t)| (j.as_str(), t)).collect();
+    let together = batched.reconcile_many(&pairs, RECONCILED_AT);
+    assert_eq!(together.len(), batch.len());
+    assert_eq!(together, sequential);
+    let repeated = together
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.repeated))
+        .count();
+    let errors = together.iter().filter(|r| r.is_err()).count();
+    // Receipts of several cases share a ticket's slot, so some retries meet
+    // another receipt's decision (conflicting) rather than their own.
+    assert!(repeated >= 1, "{repeated} repeated");
+    assert!(errors >= 1, "{errors} errors");
+    println!(
+        "{} receipts in one batch: {repeated} repeated, {errors} refused, the same as one by one",
+        batch.len()
+    );
+}
+
 #[test]
 fn a_note_that_reads_like_a_decision_is_quoted_in_the_explanation() {
     let v = load("delivery-receipts.json");

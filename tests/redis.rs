@@ -517,6 +517,83 @@ fn an_online_check_is_one_round_trip() {
     println!("{} online checks, one Redis command each", steps.len());
 }
 
+/// Issue 13, the batch path: twenty receipts reconciled together cost Redis
+/// one MGET for their online records and one pipeline that keeps their
+/// decisions (the script loaded, then one EVALSHA each), sent in two round
+/// trips; a receipt on its own costs a GET and an EVALSHA. The decisions are
+/// those one by one gives, and the batch sent again is all repeated.
+#[test]
+fn a_batch_of_receipts_is_two_round_trips() {
+    let server = OwnServer::start(true);
+    let backend = Backend::new(keys(), store_at(&server.url(), "batch:"));
+    let settings = DeliverySettings::default();
+    let mut batch: Vec<(String, Ticket)> = Vec::new();
+    for i in 0..20 {
+        let issued = backend
+            .issue(&format!("D-batch-{i}"), 0, COURIER, NOW, &settings)
+            .unwrap();
+        if i == 3 {
+            // One delivery checked online first: its record is read in the batch.
+            backend
+                .verify_online(
+                    &issued.ticket,
+                    issued.code.as_str(),
+                    COURIER,
+                    "phone-1",
+                    NOW + 2,
+                )
+                .unwrap();
+        }
+        batch.push((offline_receipt(&backend, &issued), issued.ticket));
+    }
+    let pairs: Vec<(&str, &Ticket)> = batch.iter().map(|(j, t)| (j.as_str(), t)).collect();
+    let mut monitor = Monitor::start(&server.url(), server.port);
+    monitor.mark("batch-start");
+    let first = backend.reconcile_many(&pairs, NOW + 100);
+    monitor.mark("batch-end");
+    let sent = monitor.sent_between("batch-start", "batch-end");
+    let count = |command: &str| {
+        sent.iter()
+            .filter(|l| l.contains(&format!("] \"{command}\"")))
+            .count()
+    };
+    assert_eq!(count("mget"), 1, "{sent:?}");
+    assert_eq!(count("script"), 1, "{sent:?}");
+    assert_eq!(count("evalsha"), 20, "{sent:?}");
+    assert_eq!(count("get"), 0, "{sent:?}");
+    assert_eq!(sent.len(), 22, "{sent:?}");
+    let decisions: Vec<Decision> = first
+        .iter()
+        .map(|r| r.as_ref().unwrap().decision.clone())
+        .collect();
+    assert!(
+        decisions.iter().all(|d| *d
+            == Decision::Confirmed {
+                verified: Verification::Offline
+            }),
+        "{decisions:?}"
+    );
+    let again = backend.reconcile_many(&pairs, NOW + 200);
+    assert!(again.iter().all(|r| r.as_ref().unwrap().repeated));
+    // One by one, a fresh delivery: a GET and an EVALSHA.
+    let issued = backend
+        .issue("D-single", 0, COURIER, NOW, &settings)
+        .unwrap();
+    let receipt = offline_receipt(&backend, &issued);
+    monitor.mark("single-start");
+    backend
+        .reconcile(&receipt, &issued.ticket, NOW + 100)
+        .unwrap();
+    monitor.mark("single-end");
+    let single = monitor.sent_between("single-start", "single-end");
+    assert_eq!(single.len(), 2, "{single:?}");
+    println!(
+        "20 receipts: {} commands in two round trips; one receipt: {}",
+        sent.len(),
+        single.len()
+    );
+}
+
 /// Issue 11, C12: a server killed (SIGKILL) and restarted mid-run loses
 /// nothing, and the same store reconnects by itself on the next call.
 #[test]

@@ -48,6 +48,31 @@ pub trait AttemptStore: Send + Sync {
     /// [`Error::StateStorage`] when the store fails.
     fn recall(&self, key: &str) -> Result<Option<String>>;
 
+    /// [`AttemptStore::recall`] for many keys, in their order. The default
+    /// asks for each in turn; a store that can do it in one round trip
+    /// (Redis) overrides it.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the store fails.
+    fn recall_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
+        keys.iter().map(|key| self.recall(key)).collect()
+    }
+
+    /// [`AttemptStore::remember_first`] for many `(key, value, expires_at)`,
+    /// in their order (a key given twice keeps the first value, and the
+    /// second gets it back). The default stores each in turn; a store that
+    /// can do it in one round trip (Redis) overrides it.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the store fails; then some may be stored
+    /// and others not, and calling again with the same values is safe.
+    fn remember_first_many(&self, items: &[(&str, &str, u64)]) -> Result<Vec<Option<String>>> {
+        items
+            .iter()
+            .map(|(key, value, expires_at)| self.remember_first(key, value, *expires_at))
+            .collect()
+    }
+
     /// One online entry: unless an entry already ended the code (a value
     /// under `end_key`), counts the attempt as [`AttemptStore::record_attempt`]
     /// does and, when the entry ends the code, keeps it under `end_key` as

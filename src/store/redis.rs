@@ -294,6 +294,65 @@ impl AttemptStore for RedisStore {
         self.run(|connection| redis::cmd("GET").arg(&key).query(connection))
     }
 
+    /// One MGET.
+    fn recall_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|key| self.redis_key(&format!("first:{key}")))
+            .collect();
+        let values: Vec<Option<String>> =
+            self.run(|connection| redis::cmd("MGET").arg(&keys).query(connection))?;
+        if values.len() == keys.len() {
+            Ok(values)
+        } else {
+            Err(Error::StateStorage {
+                reason: format!("Redis gave {} values for {} keys", values.len(), keys.len()),
+            })
+        }
+    }
+
+    /// One pipeline: the script is loaded (a no-op when it already is) and
+    /// run once per item, in order, in one round trip.
+    fn remember_first_many(&self, items: &[(&str, &str, u64)]) -> Result<Vec<Option<String>>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared: Vec<(String, String, &str)> = items
+            .iter()
+            .map(|(key, value, expires_at)| {
+                (
+                    self.redis_key(&format!("first:{key}")),
+                    expires_at.min(&MAX_EXPIRY).to_string(),
+                    *value,
+                )
+            })
+            .collect();
+        let firsts: Vec<Option<String>> = self.run(|connection| {
+            let mut pipe = redis::pipe();
+            pipe.load_script(&self.remember_first).ignore();
+            for (key, expiry, value) in &prepared {
+                let mut invocation = self.remember_first.prepare_invoke();
+                invocation.key(key).arg(expiry).arg(*value);
+                pipe.invoke_script(&invocation);
+            }
+            pipe.query(connection)
+        })?;
+        if firsts.len() == items.len() {
+            Ok(firsts)
+        } else {
+            Err(Error::StateStorage {
+                reason: format!(
+                    "Redis gave {} answers for {} receipts",
+                    firsts.len(),
+                    items.len()
+                ),
+            })
+        }
+    }
+
     /// One round trip: a script reads the end key, counts the attempt and
     /// keeps the ending entry, atomically.
     fn check_online(&self, entry: &OnlineEntry<'_>) -> Result<OnlineStep> {
