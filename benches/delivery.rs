@@ -260,7 +260,10 @@ fn fresh_receipt(b: &Backend, key: &DeviceKey, tag: &str, n: u64) -> (String, Ti
         photo_sha256: None,
         app_version: "android/3.4.1".into(),
     };
-    (key.sign(draft).unwrap().to_json().to_string(), issued.ticket)
+    (
+        key.sign(draft).unwrap().to_json().to_string(),
+        issued.ticket,
+    )
 }
 
 fn bench_reconcile(c: &mut Criterion, name: &str, b: &Backend, key: &DeviceKey, tag: &str) {
