@@ -29,7 +29,21 @@ fn backend() -> Backend {
     Backend::new(keys, Arc::new(InMemoryAttemptStore::new()))
 }
 
+/// Which SHA-256 the figures ran on: sha2 picks the x86 SHA extensions at run
+/// time when the CPU has them, unless built with `--cfg sha2_backend="soft"`.
+fn sha_backend() -> &'static str {
+    if cfg!(sha2_backend = "soft") {
+        return "software (sha2_backend=\"soft\")";
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sha") {
+        return "x86 SHA extensions";
+    }
+    "software (no SHA extensions on this CPU)"
+}
+
 fn benches(c: &mut Criterion) {
+    println!("SHA-256 backend: {}", sha_backend());
     let b = backend();
     let settings = DeliverySettings::default();
 
