@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// Its JSON form is the number of seconds. With the `ffi` feature Kotlin sees
 /// it as `java.time.Instant` and Swift as `Date`; a time from there counts its
-/// whole seconds (the fraction is dropped, as the wire formats keep seconds).
+/// whole seconds (the fraction is dropped, as the wire formats keep seconds),
+/// and one before 1970 is an `InvalidNumber` error.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -73,7 +74,16 @@ impl fmt::Display for UnixTime {
 #[cfg(feature = "ffi")]
 uniffi::custom_type!(UnixTime, SystemTime, {
     lower: |time| SystemTime::from(time.min(UnixTime::FOREIGN_MAX)),
-    try_lift: |time| Ok(UnixTime::from(time)),
+    // A time before 1970 from Kotlin or Swift is an error, not 1970: the
+    // functions that take one report it as their typed `InvalidNumber`.
+    try_lift: |time| match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => Ok(UnixTime(since.as_secs())),
+        Err(_) => Err(crate::Error::InvalidNumber {
+            what: "time".into(),
+            reason: "it is before 1970".into(),
+        }
+        .into()),
+    },
 });
 
 #[cfg(test)]

@@ -88,20 +88,25 @@ impl DeviceKey {
     /// as sent (`POST`), `path` with its query (`/v1/receipts`), the
     /// device's time, and the exact body bytes (empty for none). The
     /// service accepts it within 300 seconds of its clock, once.
+    ///
+    /// # Errors
+    /// `InvalidNumber` for a time before 1970.
     pub fn sign_request(
         &self,
         method: String,
         path: String,
         timestamp: UnixTime,
         body: Vec<u8>,
-    ) -> String {
-        self.inner
-            .sign_request(&method, &path, timestamp.secs(), &body)
+    ) -> FfiResult<String> {
+        Ok(self
+            .inner
+            .sign_request(&method, &path, timestamp.secs(), &body))
     }
 
     /// `signRequest` at the device's current time.
     pub fn sign_request_now(&self, method: String, path: String, body: Vec<u8>) -> String {
-        self.sign_request(method, path, super::now(), body)
+        self.inner
+            .sign_request(&method, &path, super::now().secs(), &body)
     }
 }
 

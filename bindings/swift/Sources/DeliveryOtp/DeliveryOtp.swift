@@ -1131,8 +1131,11 @@ public protocol DeviceKeyProtocol: AnyObject, Sendable {
      * as sent (`POST`), `path` with its query (`/v1/receipts`), the
      * device's time, and the exact body bytes (empty for none). The
      * service accepts it within 300 seconds of its clock, once.
+     *
+     * # Errors
+     * `InvalidNumber` for a time before 1970.
      */
-    func signRequest(method: String, path: String, timestamp: UnixTime, body: Data)  -> String
+    func signRequest(method: String, path: String, timestamp: UnixTime, body: Data) throws  -> String
     
     /**
      * `signRequest` at the device's current time.
@@ -1259,9 +1262,12 @@ open var keyId: String {
      * as sent (`POST`), `path` with its query (`/v1/receipts`), the
      * device's time, and the exact body bytes (empty for none). The
      * service accepts it within 300 seconds of its clock, once.
+     *
+     * # Errors
+     * `InvalidNumber` for a time before 1970.
      */
-open func signRequest(method: String, path: String, timestamp: UnixTime, body: Data) -> String  {
-    return try!  FfiConverterString.lift(try! rustCall() {
+open func signRequest(method: String, path: String, timestamp: UnixTime, body: Data)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_devicekey_sign_request(
             self.uniffiCloneHandle(),
@@ -8851,7 +8857,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_devicekey_key_id() != 58054) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_devicekey_sign_request() != 63261) {
+    if (uniffi_delivery_otp_checksum_method_devicekey_sign_request() != 49761) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_devicekey_sign_request_now() != 35021) {

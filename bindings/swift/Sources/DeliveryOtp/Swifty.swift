@@ -122,8 +122,9 @@ extension Backend {
 
 extension DeviceKey {
     /// The `Authorization` header for a request to the service, signed at `date`.
-    public func signRequest(_ method: String, path: String, body: Data = Data(), at date: Date = Date()) -> String {
-        signRequest(method: method, path: path, timestamp: date, body: body)
+    /// Throws `OtpError.InvalidNumber` for a date before 1970.
+    public func signRequest(_ method: String, path: String, body: Data = Data(), at date: Date = Date()) throws -> String {
+        try signRequest(method: method, path: path, timestamp: date, body: body)
     }
 }
 

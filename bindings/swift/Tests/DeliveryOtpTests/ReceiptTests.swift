@@ -184,7 +184,7 @@ final class ReceiptTests: XCTestCase {
         XCTAssertEqual(cases.count, 4)
         for c in cases {
             let key = try DeviceKey.fromJson(json: c.str("device_key"))
-            let header = key.signRequest(method: c.str("method"), path: c.str("path"),
+            let header = try key.signRequest(method: c.str("method"), path: c.str("path"),
                                          timestamp: c.time("timestamp"), body: Data(c.str("body").utf8))
             XCTAssertEqual(header, c.str("authorization"), c.str("name"))
         }

@@ -64,7 +64,11 @@ final class SwiftyDatesTests: XCTestCase {
         let outcome = try backend.verifyOnline(online.code, ticket: online.ticket, courier: "courier-1",
                                                device: "phone-1", at: start.addingTimeInterval(5))
         XCTAssertEqual(outcome, .confirmed(attemptsUsed: 1))
-        XCTAssertEqual(key.signRequest("GET", path: "/v1/x", at: start),
-                       key.signRequest(method: "GET", path: "/v1/x", timestamp: 1_764_000_000, body: Data()))
+        XCTAssertEqual(try key.signRequest("GET", path: "/v1/x", at: start),
+                       try key.signRequest(method: "GET", path: "/v1/x", timestamp: 1_764_000_000, body: Data()))
+        // A date before 1970 is a typed error, never 1970 itself.
+        XCTAssertEqual(
+            expectOtpError("1969") { try key.signRequest("GET", path: "/v1/x", at: Date(timeIntervalSince1970: -5)) }.0,
+            "invalid_number")
     }
 }

@@ -1576,7 +1576,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_devicekey_key_id() and 0xFFFF) != 58054) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_sign_request() and 0xFFFF) != 63261) {
+    if ((lib.uniffi_delivery_otp_checksum_method_devicekey_sign_request() and 0xFFFF) != 49761) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_devicekey_sign_request_now() and 0xFFFF) != 35021) {
@@ -2854,6 +2854,9 @@ public interface DeviceKeyInterface {
      * as sent (`POST`), `path` with its query (`/v1/receipts`), the
      * device's time, and the exact body bytes (empty for none). The
      * service accepts it within 300 seconds of its clock, once.
+     *
+     * # Errors
+     * `InvalidNumber` for a time before 1970.
      */
     fun `signRequest`(`method`: kotlin.String, `path`: kotlin.String, `timestamp`: UnixTime, `body`: kotlin.ByteArray): kotlin.String
     
@@ -3030,10 +3033,14 @@ open class DeviceKey: Disposable, AutoCloseable, DeviceKeyInterface
      * as sent (`POST`), `path` with its query (`/v1/receipts`), the
      * device's time, and the exact body bytes (empty for none). The
      * service accepts it within 300 seconds of its clock, once.
-     */override fun `signRequest`(`method`: kotlin.String, `path`: kotlin.String, `timestamp`: UnixTime, `body`: kotlin.ByteArray): kotlin.String {
+     *
+     * # Errors
+     * `InvalidNumber` for a time before 1970.
+     */
+    @Throws(OtpException::class)override fun `signRequest`(`method`: kotlin.String, `path`: kotlin.String, `timestamp`: UnixTime, `body`: kotlin.ByteArray): kotlin.String {
             return FfiConverterString.lift(
     callWithHandle {
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_devicekey_sign_request(
         it,
         

@@ -3,6 +3,7 @@ package dev.deliveryotp
 import java.time.Duration
 import java.time.Instant
 import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
 import kotlin.test.assertTrue
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.Test
@@ -24,6 +25,9 @@ class IdiomaticTest {
                 OfflineVerifier(issued.ticket, MapStateStore()).use { verifier ->
                     val outcome = verifier.verifyInBackground(issued.code, start.plusSeconds(60))
                     assertEquals(OfflineOutcome.AcceptedProvisionally(1), outcome)
+                    // An instant before 1970 is a typed error, never 1970 itself.
+                    val early = assertFailsWith<OtpException.InvalidNumber> { verifier.verify(issued.code, Instant.ofEpochSecond(-5)) }
+                    assertEquals("time", early.what)
                     val late = verifier.verify(issued.code, start.plus(Duration.ofHours(3)))
                     assertEquals(OfflineOutcome.Expired(issued.ticket.expiresAt), late)
                     val key = backend.provisionDevice("courier-1", "phone-1")
