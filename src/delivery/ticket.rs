@@ -89,10 +89,13 @@ impl fmt::Debug for Ticket {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// A ticket as read (see [`WireOut`] for writing).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire {
-    v: u64,
+    /// Checked before, by [`VersionOnly`].
+    #[serde(rename = "v")]
+    _v: u64,
     delivery: String,
     kid: String,
     seq: u64,
@@ -104,9 +107,40 @@ struct Wire {
     hbits: u32,
     hkey: String,
     hash: u32,
+    mac: Option<String>,
+}
+
+/// [`Wire`] as written: the same fields in the same order, borrowed from the
+/// ticket instead of copied (issuing writes it twice: for the MAC, and out).
+#[derive(Serialize)]
+struct WireOut<'a> {
+    v: u64,
+    delivery: &'a str,
+    kid: &'a str,
+    seq: u64,
+    courier: &'a str,
+    #[serde(serialize_with = "as_text")]
+    format: CodeFormat,
+    nbf: u64,
+    exp: u64,
+    attempts: u32,
+    hbits: u32,
+    hkey: String,
+    hash: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     mac: Option<String>,
 }
+
+/// A format as its wire text, written straight into the JSON.
+fn as_text<S: serde::Serializer>(
+    format: &CodeFormat,
+    s: S,
+) -> core::result::Result<S::Ok, S::Error> {
+    s.collect_str(format)
+}
+
+/// Room for a ticket's JSON (about 300 bytes) without growing.
+const TICKET_JSON_CAPACITY: usize = 384;
 
 #[derive(Deserialize)]
 struct VersionOnly {
@@ -163,14 +197,14 @@ impl Ticket {
         self.hash_bits
     }
 
-    fn wire(&self, with_mac: bool) -> Wire {
-        Wire {
+    fn wire(&self, with_mac: bool) -> WireOut<'_> {
+        WireOut {
             v: TICKET_VERSION,
-            delivery: self.delivery_id.clone(),
-            kid: self.key_id.clone(),
+            delivery: &self.delivery_id,
+            kid: &self.key_id,
             seq: self.sequence,
-            courier: self.courier_id.clone(),
-            format: self.format.to_string(),
+            courier: &self.courier_id,
+            format: self.format,
             nbf: self.not_before,
             exp: self.expires_at,
             attempts: self.max_attempts,
@@ -183,7 +217,11 @@ impl Ticket {
 
     /// The bytes the MAC covers: the JSON without the `mac` field.
     fn mac_input(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.wire(false)).unwrap_or_default()
+        let mut out = Vec::with_capacity(TICKET_JSON_CAPACITY);
+        match serde_json::to_writer(&mut out, &self.wire(false)) {
+            Ok(()) => out,
+            Err(_) => Vec::new(),
+        }
     }
 
     pub(crate) fn compute_mac(&self, keys: &KeySet) -> Result<[u8; 32]> {
@@ -193,7 +231,12 @@ impl Ticket {
 
     /// The wire form (see the module documentation).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.wire(true)).unwrap_or_default()
+        let mut out = Vec::with_capacity(TICKET_JSON_CAPACITY);
+        match serde_json::to_writer(&mut out, &self.wire(true)) {
+            // serde_json writes UTF-8 only.
+            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// Reads a ticket and checks that its fields are consistent. This is what
