@@ -508,7 +508,7 @@ impl fmt::Debug for Receipt {
     }
 }
 
-#[derive(Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 struct LocationWire {
     lat: i32,
@@ -516,7 +516,8 @@ struct LocationWire {
     acc: u32,
 }
 
-#[derive(Serialize, Deserialize, PartialEq, Eq)]
+/// A receipt as read (see [`WireOut`] for writing).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire {
     v: u64,
@@ -549,13 +550,67 @@ struct Wire {
     mac: Option<String>,
 }
 
+/// [`Wire`] as written, without its MAC: the same fields in the same order,
+/// borrowed from the receipt instead of copied (the code included, so no
+/// copy of it is left to wipe).
+#[derive(Serialize)]
+struct WireOut<'a> {
+    v: u64,
+    delivery: &'a str,
+    kid: &'a str,
+    seq: u64,
+    #[serde(serialize_with = "as_text")]
+    format: CodeFormat,
+    courier: &'a str,
+    device: &'a str,
+    dkid: &'a str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first: Option<u64>,
+    decided: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loc: Option<LocationWire>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    photo: Option<String>,
+    app: &'a str,
+}
+
+/// A format as its wire text, written straight into the JSON.
+fn as_text<S: serde::Serializer>(
+    format: &CodeFormat,
+    s: S,
+) -> core::result::Result<S::Ok, S::Error> {
+    s.collect_str(format)
+}
+
+/// Room for a receipt's JSON (about 400 bytes) without growing.
+const RECEIPT_JSON_CAPACITY: usize = 640;
+
 #[derive(Deserialize)]
 struct VersionOnly {
     v: u64,
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from(
+                *DIGITS.get(usize::from(nibble)).unwrap_or(&b'0'),
+            ));
+        }
+    }
+    out
 }
 
 fn from_hex_32(text: &str) -> Option<[u8; 32]> {
@@ -637,11 +692,11 @@ impl Receipt {
         &self.app_version
     }
 
-    fn wire(&self, with_mac: bool) -> Wire {
+    fn wire(&self) -> WireOut<'_> {
         let (outcome, code, via, reason, note) = match &self.outcome {
             ReceiptOutcome::Delivered { code, verified } => (
                 "delivered",
-                Some(code.clone()),
+                Some(code.as_str()),
                 Some(match verified {
                     Verification::Offline => "offline",
                     Verification::Online => "online",
@@ -655,24 +710,24 @@ impl Receipt {
                 None,
                 Some(reason.as_str()),
                 match reason {
-                    NotDeliveredReason::Other { note } => Some(note.clone()),
+                    NotDeliveredReason::Other { note } => Some(note.as_str()),
                     _ => None,
                 },
             ),
         };
-        Wire {
+        WireOut {
             v: RECEIPT_VERSION,
-            delivery: self.delivery_id.clone(),
-            kid: self.key_id.clone(),
+            delivery: &self.delivery_id,
+            kid: &self.key_id,
             seq: self.sequence,
-            format: self.format.to_string(),
-            courier: self.courier_id.clone(),
-            device: self.device_id.clone(),
-            dkid: self.device_key_id.clone(),
-            outcome: outcome.into(),
+            format: self.format,
+            courier: &self.courier_id,
+            device: &self.device_id,
+            dkid: &self.device_key_id,
+            outcome,
             code,
-            via: via.map(Into::into),
-            reason: reason.map(Into::into),
+            via,
+            reason,
             note,
             attempts: self.attempts,
             first: self.first_attempt_at,
@@ -684,14 +739,17 @@ impl Receipt {
                 acc: u32::try_from(l.accuracy_m).unwrap_or(0),
             }),
             photo: self.photo_sha256.map(|p| hex(&p)),
-            app: self.app_version.clone(),
-            mac: with_mac.then(|| b32(&self.mac)),
+            app: &self.app_version,
         }
     }
 
     /// The bytes the MAC covers: the JSON without the `mac` field.
     pub(crate) fn mac_input(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(serde_json::to_vec(&self.wire(false)).unwrap_or_default())
+        let mut out = Zeroizing::new(Vec::with_capacity(RECEIPT_JSON_CAPACITY));
+        match serde_json::to_writer(&mut *out, &self.wire()) {
+            Ok(()) => out,
+            Err(_) => Zeroizing::new(Vec::new()),
+        }
     }
 
     fn compute_mac(&self, device_key: &MacKey) -> [u8; 32] {
@@ -743,7 +801,7 @@ impl Receipt {
     /// The names of the wire fields in which two receipts differ, the MAC
     /// aside.
     pub(crate) fn differing_fields(&self, other: &Receipt) -> Vec<&'static str> {
-        let (a, b) = (self.wire(false), other.wire(false));
+        let (a, b) = (self.wire(), other.wire());
         let mut out = Vec::new();
         let mut check = |name, same: bool| {
             if !same {
