@@ -208,8 +208,9 @@ impl DeliverySettings {
     /// - [`Error::InvalidCodeFormat`] for a format out of range or a short one
     ///   without the opt-in;
     /// - [`Error::UnsafeSettings`] for a hash width outside 8 to 32 bits, a
-    ///   width that leaves a brute-forcer fewer than 16 candidates, no
-    ///   attempts or more than 100, or a lifetime of 0 or over 30 days.
+    ///   width that leaves a brute-forcer fewer than 100 candidates, no
+    ///   attempts or more than 100, or a lifetime of 0 or over 30 days;
+    /// - [`Error::InvalidNumber`] for a lifetime with a fraction of a second.
     pub fn check(&self) -> Result<()> {
         self.format.check(self.allow_short_codes)?;
         let width = u32::try_from(self.hash_bits).map_err(|_| Error::UnsafeSettings {

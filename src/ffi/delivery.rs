@@ -42,6 +42,9 @@ pub fn check_delivery_settings(settings: DeliverySettings) -> FfiResult<()> {
 }
 
 /// The chance that one wrong code passes the offline check: 2^-hash_bits.
+///
+/// # Errors
+/// `InvalidNumber` for a negative width.
 #[uniffi::export]
 pub fn false_accept_probability(hash_bits: i32) -> FfiResult<f64> {
     Ok(crate::delivery::settings::false_accept_probability(
@@ -49,7 +52,11 @@ pub fn false_accept_probability(hash_bits: i32) -> FfiResult<f64> {
     ))
 }
 
-/// About how many codes match a ticket's hash: code space / 2^hash_bits.
+/// About how many codes match a ticket's hash: code space / 2^hash_bits
+/// (0 for a format out of range).
+///
+/// # Errors
+/// `InvalidNumber` for a negative width.
 #[uniffi::export]
 pub fn expected_candidates(format: CodeFormat, hash_bits: i32) -> FfiResult<f64> {
     Ok(crate::delivery::settings::expected_candidates(

@@ -518,7 +518,8 @@ impl Rules {
     ///
     /// # Errors
     /// [`Error::InvalidOrder`] for a currency that is not three capital
-    /// letters, a category outside `a-z 0-9 _`, or a risk score above 100.
+    /// letters, a category outside `a-z 0-9 _`, a risk score outside 0 to
+    /// 100, or a negative order value or claim count.
     pub fn decide(&self, order: &Order) -> Result<PolicyDecision> {
         if !check_currency(&order.currency) {
             return Err(bad_order(

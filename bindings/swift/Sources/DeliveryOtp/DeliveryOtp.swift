@@ -8502,7 +8502,11 @@ public func defaultDeliverySettings() -> DeliverySettings  {
 })
 }
 /**
- * About how many codes match a ticket's hash: code space / 2^hash_bits.
+ * About how many codes match a ticket's hash: code space / 2^hash_bits
+ * (0 for a format out of range).
+ *
+ * # Errors
+ * `InvalidNumber` for a negative width.
  */
 public func expectedCandidates(format: CodeFormat, hashBits: Int32)throws  -> Double  {
     return try  FfiConverterDouble.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
@@ -8515,6 +8519,9 @@ public func expectedCandidates(format: CodeFormat, hashBits: Int32)throws  -> Do
 }
 /**
  * The chance that one wrong code passes the offline check: 2^-hash_bits.
+ *
+ * # Errors
+ * `InvalidNumber` for a negative width.
  */
 public func falseAcceptProbability(hashBits: Int32)throws  -> Double  {
     return try  FfiConverterDouble.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
@@ -8668,10 +8675,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_func_default_delivery_settings() != 65220) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_expected_candidates() != 47450) {
+    if (uniffi_delivery_otp_checksum_func_expected_candidates() != 52757) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_false_accept_probability() != 13026) {
+    if (uniffi_delivery_otp_checksum_func_false_accept_probability() != 64599) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_func_normalize_code() != 49188) {

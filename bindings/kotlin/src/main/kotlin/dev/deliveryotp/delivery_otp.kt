@@ -1387,10 +1387,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_func_default_delivery_settings() and 0xFFFF) != 65220) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_expected_candidates() and 0xFFFF) != 47450) {
+    if ((lib.uniffi_delivery_otp_checksum_func_expected_candidates() and 0xFFFF) != 52757) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_false_accept_probability() and 0xFFFF) != 13026) {
+    if ((lib.uniffi_delivery_otp_checksum_func_false_accept_probability() and 0xFFFF) != 64599) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_func_normalize_code() and 0xFFFF) != 49188) {
@@ -12468,7 +12468,11 @@ public typealias FfiConverterTypeUnixTime = FfiConverterTimestamp
     
 
         /**
-         * About how many codes match a ticket's hash: code space / 2^hash_bits.
+         * About how many codes match a ticket's hash: code space / 2^hash_bits
+         * (0 for a format out of range).
+         *
+         * # Errors
+         * `InvalidNumber` for a negative width.
          */
     @Throws(OtpException::class) fun `expectedCandidates`(`format`: CodeFormat, `hashBits`: kotlin.Int): kotlin.Double {
             return FfiConverterDouble.lift(
@@ -12485,6 +12489,9 @@ public typealias FfiConverterTypeUnixTime = FfiConverterTimestamp
 
         /**
          * The chance that one wrong code passes the offline check: 2^-hash_bits.
+         *
+         * # Errors
+         * `InvalidNumber` for a negative width.
          */
     @Throws(OtpException::class) fun `falseAcceptProbability`(`hashBits`: kotlin.Int): kotlin.Double {
             return FfiConverterDouble.lift(
