@@ -747,4 +747,38 @@ mod tests {
         assert_eq!(rules, Rules::defaults());
         assert_eq!(Rules::from_json(&rules.to_json()).unwrap(), rules);
     }
+
+    #[test]
+    fn negative_numbers_in_an_order_are_named() {
+        let base = r#"{"value_minor":100,"currency":"GBP","method":"doorstep""#;
+        let rules = Rules::defaults();
+        for (extra, field) in [
+            (r#","region_risk":-1"#, "region_risk"),
+            (r#","not_received_claims":-1"#, "not_received_claims"),
+        ] {
+            let order = Order::from_json(&format!("{base}{extra}}}")).unwrap();
+            match rules.decide(&order) {
+                Err(Error::InvalidOrder { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let negative =
+            Order::from_json(r#"{"value_minor":-1,"currency":"GBP","method":"doorstep"}"#).unwrap();
+        assert!(matches!(
+            rules.decide(&negative),
+            Err(Error::InvalidOrder { ref field, .. }) if field == "value_minor"
+        ));
+        // No preference: absent, null or "none" alike.
+        for preference in [
+            "",
+            r#","customer_preference":null"#,
+            r#","customer_preference":"none""#,
+        ] {
+            let order = Order::from_json(&format!("{base}{preference}}}")).unwrap();
+            assert_eq!(order.customer_preference, None, "{preference}");
+        }
+        let always =
+            Order::from_json(&format!(r#"{base},"customer_preference":"always"}}"#)).unwrap();
+        assert_eq!(always.customer_preference, Some(CustomerPreference::Always));
+    }
 }
