@@ -1,9 +1,17 @@
-//! The uniffi layer: the only module that knows about Kotlin and Swift.
+//! The uniffi layer: objects over the core's values, the adapter for the
+//! app's store, and the conveniences that read the clock (the `*_now`
+//! methods, the only place that does).
 //!
-//! Thin delegation to the core. Objects wrap core values, records and enums
-//! mirror core types with `From` conversions, and errors are the core's own
-//! [`crate::Error`], exported with its fields. The `*_now` methods are the
-//! only place that reads the clock.
+//! The core's records, enums and its error are exported as they are: they
+//! carry `#[cfg_attr(feature = "ffi", derive(uniffi::...))]` where they are
+//! defined, with numbers Kotlin and Swift read as plain signed integers and
+//! times as [`crate::UnixTime`]. Five records are still defined here, each a
+//! shape uniffi cannot take from the core as it is: `IssuedCode` and `KeyUri`
+//! hold objects (uniffi records hold objects only as `Arc`s of exported
+//! objects), `OtpKind` and `TotpMatch` carry RFC 4226/6238 64-bit unsigned
+//! counters (uniffi would make them `ULong`), and `ReceiptOutcome` is the
+//! app's account of the handover, which the core takes as an outcome and an
+//! attempt count apart.
 
 use std::time::Duration;
 
