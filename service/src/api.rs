@@ -1005,6 +1005,53 @@ pub struct TokenResponse {
     pub token: String,
 }
 
+/// `revokeToken`'s request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeTokenRequest {
+    /// The token to revoke, as `createToken` gave it.
+    pub token: String,
+}
+
+/// `revokeToken`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct RevokeTokenResponse {
+    /// Always true: the token is refused from now on (by this instance at
+    /// once, by the others within 10 seconds).
+    pub revoked: bool,
+}
+
+/// Revokes an API token (admin only). Only its hash is compared, never
+/// the token itself, and the answer says nothing of what it could do.
+#[utoipa::path(post, path = "/v1/tokens/revoke", operation_id = "revokeToken", tag = "tokens",
+    request_body = RevokeTokenRequest,
+    responses(
+        (status = 200, description = "Revoked", body = RevokeTokenResponse),
+        (status = 403, description = "Not an admin token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No live token like that", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("token" = ["admin"])))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RevokeTokenRequest>,
+) -> Result<Response, Problem> {
+    caller.require("admin")?;
+    let hash = sha256_hex(req.token.as_bytes());
+    let now = now();
+    let key = hash.clone();
+    let revoked = db::transaction(&state.db, move |tx| Ok(tx.revoke_token(&key, now)?)).await?;
+    state.tokens.forget(&hash);
+    if !revoked {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_token",
+            "no live token like that (unknown, or revoked before)",
+        ));
+    }
+    Ok(Json(RevokeTokenResponse { revoked: true }).into_response())
+}
+
 /// Creates an API token with some scopes (admin only).
 #[utoipa::path(post, path = "/v1/tokens", operation_id = "createToken", tag = "tokens",
     request_body = TokenRequest,

@@ -231,6 +231,15 @@ impl TokenCache {
             .map(|(scopes, _)| scopes.clone())
     }
 
+    /// Forgets a token at once (it was revoked); other instances forget it
+    /// within [`TOKEN_CACHE_SECS`].
+    pub fn forget(&self, hash: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(hash);
+    }
+
     fn put(&self, hash: String, scopes: Vec<String>) {
         let mut entries = self
             .entries

@@ -724,6 +724,23 @@ impl Tx {
         row.map(|r| r.try_get("scopes")).transpose()
     }
 
+    /// Marks a token revoked now; whether a live token had that hash.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn revoke_token(&self, token_hash: &str, now: u64) -> Result<bool, sqlx::Error> {
+        let done = with_tx!(self, |conn| {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+            )
+            .bind(to_i64(now)?)
+            .bind(token_hash)
+            .execute(conn)
+            .await
+        })?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Stores a token's hash and scopes.
     ///
     /// # Errors

@@ -144,7 +144,7 @@ impl AppState {
     paths(
         api::issue_code, api::resend_code, api::reassign_delivery, api::get_delivery,
         api::verify_code, api::upload_receipts, api::provision_device, api::revoke_device,
-        api::get_tickets, api::create_token,
+        api::get_tickets, api::create_token, api::revoke_token,
     ),
     modifiers(&TokenAuth),
     tags(
@@ -334,6 +334,7 @@ pub fn app(state: AppState) -> Router {
             get(api::get_tickets),
         )
         .route("/v1/tokens", post(api::create_token))
+        .route("/v1/tokens/revoke", post(api::revoke_token))
         .route_layer(middleware::from_fn(observe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -357,6 +357,40 @@ fn bad_requests_get_problem_responses_and_change_nothing() {
                 Some(body.as_bytes()),
             )
         });
+        // A leaked token is revoked: refused at once on this instance, a second
+        // revocation finds nothing, and only an admin may revoke.
+        let (_, created) =
+            server.post("/v1/tokens", &json!({"name": "leaked", "scopes": ["read"]}));
+        let leaked = created["token"].as_str().unwrap().to_string();
+        let read = |token: &str| server.send("GET", "/v1/deliveries/PKG-1", Some(token), None);
+        assert_ne!(read(&leaked).0, 401, "a fresh token works");
+        problem(
+            403,
+            "forbidden",
+            server.send(
+                "POST",
+                "/v1/tokens/revoke",
+                Some(&leaked),
+                Some(json!({"token": leaked}).to_string().as_bytes()),
+            ),
+        );
+        let (status, revoked) = server.post("/v1/tokens/revoke", &json!({"token": leaked}));
+        assert_eq!(
+            (status, revoked["revoked"].as_bool()),
+            (200, Some(true)),
+            "{revoked}"
+        );
+        assert_eq!(read(&leaked).0, 401, "a revoked token still works");
+        problem(
+            404,
+            "unknown_token",
+            server.send(
+                "POST",
+                "/v1/tokens/revoke",
+                Some(&server.token),
+                Some(json!({"token": leaked}).to_string().as_bytes()),
+            ),
+        );
         problem(
             404,
             "unknown_delivery",
@@ -414,6 +448,7 @@ fn the_served_openapi_document_is_the_committed_one() {
             "reassignDelivery",
             "resendCode",
             "revokeDevice",
+            "revokeToken",
             "uploadReceipts",
             "verifyCode"
         ]
