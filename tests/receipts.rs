@@ -189,6 +189,7 @@ fn a_batch_gets_what_one_by_one_gets() {
     let pairs: Vec<(&str, &Ticket)> = batch.iter().map(|(j, t)| (j.as_str(), t)).collect();
     let together = batched.reconcile_many(&pairs, RECONCILED_AT);
     assert_eq!(together.len(), batch.len());
+    assert!(batched.reconcile_many(&[], RECONCILED_AT).is_empty());
     assert_eq!(together, sequential);
     let repeated = together
         .iter()
