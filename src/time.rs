@@ -43,6 +43,20 @@ impl UnixTime {
     }
 }
 
+/// A span in whole seconds, as tickets, settings and key URIs keep it.
+///
+/// # Errors
+/// [`crate::Error::InvalidNumber`] naming `what` for a fraction of a second.
+pub(crate) fn whole_secs(span: Duration, what: &str) -> crate::Result<u64> {
+    if span.subsec_nanos() != 0 {
+        return Err(crate::Error::InvalidNumber {
+            what: what.to_string(),
+            reason: "it is whole seconds".to_string(),
+        });
+    }
+    Ok(span.as_secs())
+}
+
 impl From<SystemTime> for UnixTime {
     /// Whole seconds since 1970; a time before 1970 counts as 1970 itself.
     fn from(time: SystemTime) -> Self {

@@ -98,6 +98,21 @@ fn make(c: &Value, store: Arc<dyn StateStore>) -> (OfflineVerifier, DeviceKey, R
     (verifier, key, receipt)
 }
 
+/// The online checks a case's reconciliation expects before it (its `online` steps).
+fn online_history(backend: &Backend, ticket: &Ticket, key: &DeviceKey, expected: &Value) {
+    for step in expected["online"].as_array().unwrap() {
+        backend
+            .verify_online(
+                ticket,
+                &s(step, "entered"),
+                key.courier_id(),
+                key.device_id(),
+                n(step, "time"),
+            )
+            .unwrap();
+    }
+}
+
 #[test]
 fn receipts_match_the_golden_bytes_and_reconcile_as_expected() {
     let v = load("delivery-receipts.json");
@@ -114,17 +129,7 @@ fn receipts_match_the_golden_bytes_and_reconcile_as_expected() {
         let backend = backend(&v);
         let expected = &c["reconcile"];
         let ticket = backend.read_ticket(&s(expected, "ticket")).unwrap();
-        for step in expected["online"].as_array().unwrap() {
-            backend
-                .verify_online(
-                    &ticket,
-                    &s(step, "entered"),
-                    key.courier_id(),
-                    key.device_id(),
-                    n(step, "time"),
-                )
-                .unwrap();
-        }
+        online_history(&backend, &ticket, &key, expected);
         let r = backend
             .reconcile(&s(c, "receipt"), &ticket, RECONCILED_AT)
             .unwrap();
@@ -164,16 +169,7 @@ fn a_batch_gets_what_one_by_one_gets() {
         let expected = &c["reconcile"];
         let ticket = one_by_one.read_ticket(&s(expected, "ticket")).unwrap();
         for b in [&one_by_one, &batched] {
-            for step in expected["online"].as_array().unwrap() {
-                b.verify_online(
-                    &ticket,
-                    &s(step, "entered"),
-                    key.courier_id(),
-                    key.device_id(),
-                    n(step, "time"),
-                )
-                .unwrap();
-            }
+            online_history(b, &ticket, &key, expected);
         }
         batch.push((s(c, "receipt"), ticket.clone()));
     }

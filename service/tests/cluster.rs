@@ -434,13 +434,7 @@ fn the_service_refuses_a_redis_that_forgets() {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = server_command()
-        .args([
-            "--data-dir",
-            data_dir("volatile").to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+    let out = serve_command(&data_dir("volatile"), None)
         .args(["--redis-url", &format!("redis://127.0.0.1:{port}/")])
         .output()
         .unwrap();

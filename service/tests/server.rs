@@ -683,19 +683,9 @@ fn decisions_reach_the_webhook_signed_and_survive_a_restart() {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let data = data_dir(&format!("webhook-{label}"));
         let start = || {
-            let mut command = server_command();
-            command.args([
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--webhook-url",
-                &receiver.url,
-            ]);
+            let mut command = serve_command(&data, engine.database_url());
+            command.args(["--webhook-url", &receiver.url]);
             command.env("DELIVERY_OTP_WEBHOOK_SECRET", SECRET);
-            if let Engine::Postgres(url) = &engine {
-                command.args(["--database-url", url]);
-            }
             Server::spawn(command)
         };
         let server = start();
@@ -704,16 +694,15 @@ fn decisions_reach_the_webhook_signed_and_survive_a_restart() {
             &json!({"courier_id": "courier-w", "device_id": "phone-w"}),
         );
         let dk = device["device_key"].as_str().unwrap().to_string();
-        let (_, issued) = server.post("/v1/deliveries", &issue_body("PKG-W", "courier-w"));
-        let code = code_in(&issued["message"]);
-        let receipt = receipt_json(
-            &dk,
-            issued["ticket"].as_str().unwrap(),
-            &code,
-            Verification::Offline,
-            1,
-            now(),
-        );
+        // A delivery issued to courier-w, and its offline receipt: (code, receipt).
+        let delivered = |server: &Server, delivery: &str| {
+            let (_, issued) = server.post("/v1/deliveries", &issue_body(delivery, "courier-w"));
+            let code = code_in(&issued["message"]);
+            let ticket = issued["ticket"].as_str().unwrap();
+            let receipt = receipt_json(&dk, ticket, &code, Verification::Offline, 1, now());
+            (code, receipt)
+        };
+        let (code, receipt) = delivered(&server, "PKG-W");
         let (status, upload) = server.post("/v1/receipts", &json!({"receipts": [receipt]}));
         assert_eq!(status, 200, "{upload}");
         // The receiver fails the first try; the service tries again.
@@ -749,16 +738,7 @@ fn decisions_reach_the_webhook_signed_and_survive_a_restart() {
         receiver
             .failing
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let (_, issued) = server.post("/v1/deliveries", &issue_body("PKG-W2", "courier-w"));
-        let code = code_in(&issued["message"]);
-        let receipt = receipt_json(
-            &dk,
-            issued["ticket"].as_str().unwrap(),
-            &code,
-            Verification::Offline,
-            1,
-            now(),
-        );
+        let (_, receipt) = delivered(&server, "PKG-W2");
         let before = receiver.seen.lock().unwrap().len();
         server.post("/v1/receipts", &json!({"receipts": [receipt]}));
         receiver.wait_for(before + 1);

@@ -213,27 +213,9 @@ impl DeliverySettings {
     /// - [`Error::InvalidNumber`] for a lifetime with a fraction of a second.
     pub fn check(&self) -> Result<()> {
         self.format.check(self.allow_short_codes)?;
-        let width = u32::try_from(self.hash_bits).map_err(|_| Error::UnsafeSettings {
-            reason: format!(
-                "the offline hash is {MIN_HASH_BITS} to {MAX_HASH_BITS} bits wide, not {}",
-                self.hash_bits
-            ),
-        })?;
-        check_hash_bits(self.format, width)?;
-        let attempts = u32::try_from(self.max_attempts).map_err(|_| Error::UnsafeSettings {
-            reason: format!(
-                "a code allows 1 to {MAX_ATTEMPTS} attempts, not {}",
-                self.max_attempts
-            ),
-        })?;
-        check_attempts(attempts)?;
-        if self.lifetime.subsec_nanos() != 0 {
-            return Err(Error::InvalidNumber {
-                what: "lifetime".into(),
-                reason: "it is whole seconds".into(),
-            });
-        }
-        let secs = self.lifetime_secs();
+        check_hash_bits(self.format, self.hash_bits)?;
+        check_attempts(self.max_attempts)?;
+        let secs = crate::time::whole_secs(self.lifetime, "lifetime")?;
         if secs == 0 || secs > MAX_LIFETIME_SECS {
             return Err(Error::UnsafeSettings {
                 reason: format!(
@@ -284,14 +266,20 @@ pub fn expected_candidates(format: CodeFormat, hash_bits: u32) -> f64 {
 }
 
 /// The hash-width rules, shared by issuing and by reading a ticket.
-pub(crate) fn check_hash_bits(format: CodeFormat, hash_bits: u32) -> Result<()> {
-    if !(MIN_HASH_BITS..=MAX_HASH_BITS).contains(&hash_bits) {
-        return Err(Error::UnsafeSettings {
-            reason: format!(
-                "the offline hash is {MIN_HASH_BITS} to {MAX_HASH_BITS} bits wide, not {hash_bits}"
-            ),
-        });
-    }
+/// Takes any integer (settings hold `i32`, tickets and rules `u32`), so a
+/// negative width is reported as given.
+pub(crate) fn check_hash_bits(format: CodeFormat, hash_bits: impl Into<i64>) -> Result<()> {
+    let given = hash_bits.into();
+    let hash_bits = match u32::try_from(given) {
+        Ok(bits) if (MIN_HASH_BITS..=MAX_HASH_BITS).contains(&bits) => bits,
+        _ => {
+            return Err(Error::UnsafeSettings {
+                reason: format!(
+                    "the offline hash is {MIN_HASH_BITS} to {MAX_HASH_BITS} bits wide, not {given}"
+                ),
+            })
+        }
+    };
     let space = format.space().unwrap_or(0);
     let candidates = space.checked_shr(hash_bits).unwrap_or(0);
     if candidates < MIN_CANDIDATES {
@@ -306,8 +294,10 @@ pub(crate) fn check_hash_bits(format: CodeFormat, hash_bits: u32) -> Result<()> 
     Ok(())
 }
 
-pub(crate) fn check_attempts(max_attempts: u32) -> Result<()> {
-    if max_attempts == 0 || max_attempts > MAX_ATTEMPTS {
+/// Takes any integer, as [`check_hash_bits`] does.
+pub(crate) fn check_attempts(max_attempts: impl Into<i64>) -> Result<()> {
+    let max_attempts = max_attempts.into();
+    if max_attempts < 1 || max_attempts > i64::from(MAX_ATTEMPTS) {
         return Err(Error::UnsafeSettings {
             reason: format!("a code allows 1 to {MAX_ATTEMPTS} attempts, not {max_attempts}"),
         });
@@ -439,8 +429,8 @@ mod whole_seconds {
     }
 }
 
-/// [`CodeFormat`] in JSON as its wire text.
-mod format_text {
+/// [`CodeFormat`] in JSON as its wire text (settings, tickets, receipts).
+pub(crate) mod format_text {
     use super::CodeFormat;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -119,7 +119,7 @@ struct WireOut<'a> {
     kid: &'a str,
     seq: u64,
     courier: &'a str,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "crate::delivery::settings::format_text::serialize")]
     format: CodeFormat,
     nbf: u64,
     exp: u64,
@@ -129,14 +129,6 @@ struct WireOut<'a> {
     hash: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     mac: Option<String>,
-}
-
-/// A format as its wire text, written straight into the JSON.
-fn as_text<S: serde::Serializer>(
-    format: &CodeFormat,
-    s: S,
-) -> core::result::Result<S::Ok, S::Error> {
-    s.collect_str(format)
 }
 
 /// Room for a ticket's JSON (about 300 bytes) without growing.

@@ -13,8 +13,7 @@
 //! app's account of the handover, which the core takes as an outcome and an
 //! attempt count apart.
 
-use std::time::Duration;
-
+use crate::time::whole_secs;
 use crate::UnixTime;
 
 /// The device's clock now.
@@ -30,17 +29,6 @@ fn unsigned<T: TryFrom<i64>>(n: impl Into<i64>, what: &str) -> FfiResult<T> {
         what: what.to_string(),
         reason: format!("{n} is negative or too large"),
     })
-}
-
-/// A duration in whole seconds, as tickets and settings keep it.
-fn whole_secs(d: Duration, what: &str) -> FfiResult<u64> {
-    if d.subsec_nanos() != 0 {
-        return Err(crate::Error::InvalidNumber {
-            what: what.to_string(),
-            reason: "it is whole seconds".to_string(),
-        });
-    }
-    Ok(d.as_secs())
 }
 
 /// RFC 4226's counter is 8 unsigned bytes; Kotlin's `Long` and Swift's

@@ -559,7 +559,7 @@ struct WireOut<'a> {
     delivery: &'a str,
     kid: &'a str,
     seq: u64,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "crate::delivery::settings::format_text::serialize")]
     format: CodeFormat,
     courier: &'a str,
     device: &'a str,
@@ -582,14 +582,6 @@ struct WireOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     photo: Option<String>,
     app: &'a str,
-}
-
-/// A format as its wire text, written straight into the JSON.
-fn as_text<S: serde::Serializer>(
-    format: &CodeFormat,
-    s: S,
-) -> core::result::Result<S::Ok, S::Error> {
-    s.collect_str(format)
 }
 
 /// Room for a receipt's JSON (about 400 bytes) without growing.

@@ -243,16 +243,19 @@ impl RedisStore {
         ))
     }
 
+    /// Runs `script` on `keys` (under the prefix) with `args`, in one round trip.
     fn script<T: redis::FromRedisValue>(
         &self,
         script: &Script,
-        key: &str,
+        keys: &[&str],
         args: &[&str],
     ) -> Result<T> {
-        let key = self.redis_key(key);
+        let keys: Vec<String> = keys.iter().map(|key| self.redis_key(key)).collect();
         self.run(|connection| {
             let mut invocation = script.prepare_invoke();
-            invocation.key(&key);
+            for key in &keys {
+                invocation.key(key);
+            }
             for arg in args {
                 invocation.arg(*arg);
             }
@@ -271,7 +274,7 @@ impl AttemptStore for RedisStore {
     ) -> Result<Option<u32>> {
         let position: u64 = self.script(
             &self.record_attempt,
-            scope,
+            &[scope],
             &[
                 &expires_at.min(MAX_EXPIRY).to_string(),
                 attempt,
@@ -284,7 +287,7 @@ impl AttemptStore for RedisStore {
     fn remember_first(&self, key: &str, value: &str, expires_at: u64) -> Result<Option<String>> {
         self.script(
             &self.remember_first,
-            &format!("first:{key}"),
+            &[&format!("first:{key}")],
             &[&expires_at.min(MAX_EXPIRY).to_string(), value],
         )
     }
@@ -356,20 +359,16 @@ impl AttemptStore for RedisStore {
     /// One round trip: a script reads the end key, counts the attempt and
     /// keeps the ending entry, atomically.
     fn check_online(&self, entry: &OnlineEntry<'_>) -> Result<OnlineStep> {
-        let end_key = self.redis_key(&format!("first:{}", entry.end_key));
-        let scope = self.redis_key(entry.scope);
+        let end_key = format!("first:{}", entry.end_key);
         let expiry = entry.expires_at.min(MAX_EXPIRY).to_string();
         let limit = entry.limit.to_string();
         let (before, after) = entry.ends.unwrap_or(("", ""));
         let ends = if entry.ends.is_some() { "1" } else { "0" };
-        let (kind, value): (i64, String) = self.run(|connection| {
-            let mut invocation = self.check_online.prepare_invoke();
-            invocation.key(&end_key).key(&scope);
-            for arg in [expiry.as_str(), entry.attempt, &limit, before, after, ends] {
-                invocation.arg(arg);
-            }
-            invocation.invoke(connection)
-        })?;
+        let (kind, value): (i64, String) = self.script(
+            &self.check_online,
+            &[&end_key, entry.scope],
+            &[&expiry, entry.attempt, &limit, before, after, ends],
+        )?;
         let position = || {
             value
                 .parse::<u32>()

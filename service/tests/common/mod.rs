@@ -30,6 +30,22 @@ pub fn server_command() -> Command {
     command
 }
 
+/// The server on `data` listening on a loopback port of its own, on
+/// PostgreSQL at `database_url` when given (else SQLite in `data`).
+pub fn serve_command(data: &Path, database_url: Option<&str>) -> Command {
+    let mut command = server_command();
+    command.args([
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    command
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,
@@ -49,6 +65,14 @@ impl Engine {
         match self {
             Engine::Sqlite => "sqlite",
             Engine::Postgres(_) => "postgres",
+        }
+    }
+
+    /// What `--database-url` says for this engine (nothing for SQLite).
+    pub fn database_url(&self) -> Option<&str> {
+        match self {
+            Engine::Sqlite => None,
+            Engine::Postgres(url) => Some(url),
         }
     }
 }
@@ -91,17 +115,7 @@ impl Server {
     }
 
     pub fn start(data: &Path, engine: &Engine) -> Server {
-        let mut command = server_command();
-        command.args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ]);
-        if let Engine::Postgres(url) = engine {
-            command.args(["--database-url", url]);
-        }
-        Self::spawn(command)
+        Self::spawn(serve_command(data, engine.database_url()))
     }
 
     pub fn spawn(mut command: Command) -> Server {
@@ -483,15 +497,7 @@ pub fn cluster(name: &str, url: &str, n: usize, extra: &[&str]) -> Vec<Server> {
     let data = data_dir(name);
     (0..n)
         .map(|_| {
-            let mut command = server_command();
-            command.args([
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                url,
-            ]);
+            let mut command = serve_command(&data, Some(url));
             command.args(extra);
             Server::spawn(command)
         })
