@@ -336,3 +336,34 @@ fn many_verifiers_on_one_store_never_exceed_the_limit() {
         ));
     }
 }
+
+/// Sequences end at 2^63 - 1, what Kotlin's Long, Swift's Int64 and bigint
+/// hold: a resend at the last one overflows, and a ticket edited to carry a
+/// larger one is refused as it is read (before any MAC check).
+#[test]
+fn sequences_past_two_to_the_63_are_refused_everywhere() {
+    use delivery_otp::delivery::code::MAX_SEQUENCE;
+    let backend = Backend::new(
+        KeySet::generate("k1").unwrap(),
+        Arc::new(InMemoryAttemptStore::new()),
+    );
+    let settings = DeliverySettings::default();
+    let last = backend
+        .issue("PKG-MAX", MAX_SEQUENCE, "courier-1", 1_000, &settings)
+        .unwrap();
+    assert_eq!(last.ticket.sequence(), MAX_SEQUENCE);
+    let err = backend.resend(&last.ticket, 2_000, &settings).unwrap_err();
+    assert_eq!(err.kind(), "overflow");
+    let err = backend
+        .issue("PKG-MAX", MAX_SEQUENCE + 1, "courier-1", 1_000, &settings)
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid_number");
+    let json = last.ticket.to_json();
+    let edited = json.replace(
+        &format!("\"seq\":{MAX_SEQUENCE}"),
+        &format!("\"seq\":{}", MAX_SEQUENCE + 1),
+    );
+    assert_ne!(edited, json);
+    let err = Ticket::from_json(&edited).unwrap_err();
+    assert_eq!(err.kind(), "invalid_ticket", "{err}");
+}
