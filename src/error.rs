@@ -32,8 +32,8 @@ pub enum OtpError {
         max: i64,
     },
 
-    /// A TOTP time step of zero seconds.
-    #[error("the TOTP time step must be at least 1 second")]
+    /// A TOTP time step of zero seconds or with a fraction of a second.
+    #[error("the TOTP time step must be whole seconds, at least 1")]
     InvalidPeriod,
 
     /// A secret with no bytes at all.

@@ -38,7 +38,7 @@ pub use delivery::settings::{CodeFormat, DeliverySettings};
 pub use delivery::ticket::Ticket;
 pub use error::{Error, OtpError, Result};
 pub use otp::algorithm::Algorithm;
-pub use otp::hotp::Hotp;
+pub use otp::hotp::{Counter, Hotp};
 pub use otp::secret::Secret;
 pub use otp::totp::{Totp, TotpConfig, TotpMatch, Window};
 pub use otp::uri::{KeyUri, OtpKind};

@@ -216,7 +216,7 @@ proptest! {
         format in format_strategy(),
     ) {
         let key = KeyUri {
-            kind: if hotp { OtpKind::Hotp { counter: n } } else { OtpKind::Totp { period: n } },
+            kind: if hotp { OtpKind::Hotp { counter: delivery_otp::Counter(n) } } else { OtpKind::Totp { period: std::time::Duration::from_secs(n) } },
             secret: Secret::from_bytes(&secret).unwrap(),
             issuer,
             account,

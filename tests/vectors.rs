@@ -9,8 +9,11 @@
 )]
 
 use std::path::Path;
+use std::time::Duration;
 
-use delivery_otp::{Algorithm, Error, Hotp, KeyUri, OtpKind, Secret, Totp, TotpConfig, Window};
+use delivery_otp::{
+    Algorithm, Counter, Error, Hotp, KeyUri, OtpKind, Secret, Totp, TotpConfig, Window,
+};
 use serde::Deserialize;
 
 fn load<T: for<'de> Deserialize<'de>>(file: &str) -> T {
@@ -89,7 +92,7 @@ fn run_otp_file(file: &str) -> usize {
                 assert_eq!(m.map(|m| m.drift), Some(0), "{ctx}");
                 let step = totp.step_at(time).unwrap();
                 assert_eq!(
-                    totp.verify(&case.code, time, Window::RECOMMENDED, Some(step))
+                    totp.verify(&case.code, time, Window::RECOMMENDED, Some(Counter(step)))
                         .unwrap(),
                     None,
                     "{ctx}: a used step must not verify again"
@@ -215,10 +218,10 @@ fn otpauth_uris() {
         let key = KeyUri::parse(&case.uri).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let kind = match case.otp_type.as_str() {
             "totp" => OtpKind::Totp {
-                period: case.period.as_deref().unwrap().parse().unwrap(),
+                period: Duration::from_secs(case.period.as_deref().unwrap().parse().unwrap()),
             },
             _ => OtpKind::Hotp {
-                counter: case.counter.as_deref().unwrap().parse().unwrap(),
+                counter: Counter(case.counter.as_deref().unwrap().parse().unwrap()),
             },
         };
         let expected = KeyUri {

@@ -193,8 +193,8 @@ fn run(command: Command) -> Result<String, delivery_otp::Error> {
         Command::Uri(UriCommand::Parse { uri, show_secret }) => {
             let key = KeyUri::parse(&uri)?;
             let (otp_type, period, counter) = match key.kind {
-                OtpKind::Totp { period } => ("totp", Some(period), None),
-                OtpKind::Hotp { counter } => ("hotp", None, Some(counter)),
+                OtpKind::Totp { period } => ("totp", Some(period.as_secs()), None),
+                OtpKind::Hotp { counter } => ("hotp", None, Some(counter.0)),
             };
             let json = UriJson {
                 otp_type,
@@ -218,8 +218,12 @@ fn run(command: Command) -> Result<String, delivery_otp::Error> {
             counter,
         }) => {
             let kind = match counter {
-                Some(counter) => OtpKind::Hotp { counter },
-                None => OtpKind::Totp { period },
+                Some(counter) => OtpKind::Hotp {
+                    counter: delivery_otp::Counter(counter),
+                },
+                None => OtpKind::Totp {
+                    period: std::time::Duration::from_secs(period),
+                },
             };
             let key = KeyUri {
                 kind,

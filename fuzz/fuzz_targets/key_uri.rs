@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
             let code = totp.generate_for_step(1);
             assert_eq!(code.as_str().len(), uri.digits as usize);
         }
-        OtpKind::Hotp { counter } => {
+        OtpKind::Hotp {
+            counter: delivery_otp::Counter(counter),
+        } => {
             let hotp = uri.hotp().expect("a parsed HOTP URI makes a generator");
             let code = hotp.generate(counter);
             assert_eq!(

@@ -10,11 +10,11 @@
 use std::sync::Arc;
 
 use super::delivery::{Backend, DeviceStateStore, IssuedCode, Ticket};
-use super::otp::{KeyUri, TotpMatch};
+use super::otp::KeyUri;
 use super::FfiResult;
 use crate::{
     CodeFormat, DeliverySettings, MessageValues, OfflineOutcome, OnlineOutcome, Order,
-    PolicyDecision, Reconciliation, Sms, UnixTime,
+    PolicyDecision, Reconciliation, Sms, TotpMatch, UnixTime,
 };
 
 /// The trivial uniffi call: one `i32` in, the same out.
@@ -42,25 +42,25 @@ pub fn ffi_baseline_mask(text: String) -> FfiResult<String> {
     Ok(text)
 }
 
-/// Twin of `parseKeyUri`: hands back one value, made on the first call.
+/// Twin of `KeyUri.parse`: hands back one value, made on the first call.
 ///
 /// # Errors
 /// None after the first call; the type is the entry point's.
 #[uniffi::export]
-pub fn ffi_baseline_parse_key_uri(uri: String) -> FfiResult<KeyUri> {
-    static SAMPLE: std::sync::OnceLock<KeyUri> = std::sync::OnceLock::new();
+pub fn ffi_baseline_parse_key_uri(uri: String) -> FfiResult<Arc<KeyUri>> {
+    static SAMPLE: std::sync::OnceLock<Arc<KeyUri>> = std::sync::OnceLock::new();
     if let Some(sample) = SAMPLE.get() {
-        return Ok(sample.clone());
+        return Ok(Arc::clone(sample));
     }
-    let parsed = super::otp::parse_key_uri(uri)?;
-    Ok(SAMPLE.get_or_init(|| parsed).clone())
+    let parsed = KeyUri::parse(uri)?;
+    Ok(Arc::clone(SAMPLE.get_or_init(|| parsed)))
 }
 
 /// Holds one value of each return type, made with the real entry points.
 #[derive(uniffi::Object)]
 pub struct FfiBaseline {
     code: String,
-    issued: IssuedCode,
+    issued: Arc<IssuedCode>,
     ticket: Arc<Ticket>,
     online: OnlineOutcome,
     offline: OfflineOutcome,
@@ -91,10 +91,10 @@ impl FfiBaseline {
             UnixTime::from_secs(1_764_000_000),
             super::delivery::default_delivery_settings(),
         )?;
-        let ticket = issued.ticket.clone();
+        let ticket = issued.ticket();
         let online = backend.verify_online(
             ticket.clone(),
-            issued.code.clone(),
+            issued.code(),
             "courier-17".into(),
             "pixel-8-0042".into(),
             UnixTime::from_secs(1_764_000_010),
@@ -105,7 +105,7 @@ impl FfiBaseline {
             UnixTime::from_secs(1_764_000_100),
         )?;
         Ok(Arc::new(FfiBaseline {
-            code: issued.code.clone(),
+            code: issued.code(),
             issued,
             ticket,
             online,
@@ -113,12 +113,15 @@ impl FfiBaseline {
             reconciliation,
             decision: super::policy::RiskPolicy::defaults().decide(order)?,
             sms: super::policy::MessageTemplates::defaults().render_sms("en".into(), values)?,
-            totp_match: TotpMatch { step: 1, drift: 0 },
+            totp_match: TotpMatch {
+                step: crate::Counter(1),
+                drift: 0,
+            },
         }))
     }
 
     /// Twin of `Hotp.generate`.
-    pub fn code_for_i64(&self, _counter: i64) -> String {
+    pub fn code_for_counter(&self, _counter: crate::Counter) -> String {
         self.code.clone()
     }
 
@@ -137,9 +140,9 @@ impl FfiBaseline {
     pub fn hotp_verify(
         &self,
         _code: String,
-        counter: i64,
+        counter: crate::Counter,
         _look_ahead: i32,
-    ) -> FfiResult<Option<i64>> {
+    ) -> FfiResult<Option<crate::Counter>> {
         Ok(Some(counter))
     }
 
@@ -169,8 +172,8 @@ impl FfiBaseline {
         _courier_id: String,
         _now: UnixTime,
         _settings: DeliverySettings,
-    ) -> FfiResult<IssuedCode> {
-        Ok(self.issued.clone())
+    ) -> FfiResult<Arc<IssuedCode>> {
+        Ok(Arc::clone(&self.issued))
     }
 
     /// Twin of `Ticket.fromJson` and `Backend.readTicket`.

@@ -282,17 +282,14 @@ impl Ticket {
 // ---------------------------------------------------------------------------
 // Backend
 
-/// A code and its ticket, as the backend issues them. (`Debug` leaves out
-/// the code, and so do Kotlin's `toString()` and Swift's `description`.)
-#[derive(Clone, uniffi::Record)]
+/// A code and its ticket, as the backend issues them. Printing it leaves
+/// the code out (Kotlin's `toString()`, Swift's `description`); equal codes
+/// (compared in constant time) of equal tickets are equal.
+#[derive(uniffi::Object)]
 #[uniffi::export(Debug, Eq, Hash)]
 pub struct IssuedCode {
-    /// The code, for the customer's message only.
-    pub code: String,
-    /// The code grouped for reading aloud ("482 913").
-    pub code_grouped: String,
-    /// The ticket, for the courier's device.
-    pub ticket: Arc<Ticket>,
+    code: crate::Code,
+    ticket: Arc<Ticket>,
 }
 
 impl std::fmt::Debug for IssuedCode {
@@ -304,11 +301,15 @@ impl std::fmt::Debug for IssuedCode {
     }
 }
 
-/// Equal codes (compared in constant time) of equal tickets.
 impl PartialEq for IssuedCode {
     fn eq(&self, other: &Self) -> bool {
         use subtle::ConstantTimeEq;
-        bool::from(self.code.as_bytes().ct_eq(other.code.as_bytes())) && self.ticket == other.ticket
+        let same_code = self
+            .code
+            .as_str()
+            .as_bytes()
+            .ct_eq(other.code.as_str().as_bytes());
+        bool::from(same_code) && self.ticket == other.ticket
     }
 }
 
@@ -324,10 +325,27 @@ impl std::hash::Hash for IssuedCode {
 impl From<crate::Issued> for IssuedCode {
     fn from(i: crate::Issued) -> Self {
         IssuedCode {
-            code: i.code.as_str().to_string(),
-            code_grouped: i.code.grouped(),
+            code: i.code,
             ticket: Ticket::wrap(i.ticket),
         }
+    }
+}
+
+#[uniffi::export]
+impl IssuedCode {
+    /// The code, for the customer's message only.
+    pub fn code(&self) -> String {
+        self.code.as_str().to_string()
+    }
+
+    /// The code grouped for reading aloud ("482 913").
+    pub fn code_grouped(&self) -> String {
+        self.code.grouped()
+    }
+
+    /// The ticket, for the courier's device.
+    pub fn ticket(&self) -> Arc<Ticket> {
+        Arc::clone(&self.ticket)
     }
 }
 
@@ -394,12 +412,13 @@ impl Backend {
         courier_id: String,
         now: UnixTime,
         settings: DeliverySettings,
-    ) -> FfiResult<IssuedCode> {
+    ) -> FfiResult<Arc<IssuedCode>> {
         let sequence = unsigned(sequence, "sequence")?;
-        Ok(self
-            .inner()
-            .issue(&delivery_id, sequence, &courier_id, now.secs(), &settings)?
-            .into())
+        Ok(Arc::new(
+            self.inner()
+                .issue(&delivery_id, sequence, &courier_id, now.secs(), &settings)?
+                .into(),
+        ))
     }
 
     /// Gives the delivery to `courier_id` with the next sequence after
@@ -413,11 +432,12 @@ impl Backend {
         courier_id: String,
         now: UnixTime,
         settings: DeliverySettings,
-    ) -> FfiResult<IssuedCode> {
-        Ok(self
-            .inner()
-            .reassign(&previous.inner, &courier_id, now.secs(), &settings)?
-            .into())
+    ) -> FfiResult<Arc<IssuedCode>> {
+        Ok(Arc::new(
+            self.inner()
+                .reassign(&previous.inner, &courier_id, now.secs(), &settings)?
+                .into(),
+        ))
     }
 
     /// A resend: the next sequence after `previous`, so its code stops working.
@@ -429,11 +449,12 @@ impl Backend {
         previous: Arc<Ticket>,
         now: UnixTime,
         settings: DeliverySettings,
-    ) -> FfiResult<IssuedCode> {
-        Ok(self
-            .inner()
-            .resend(&previous.inner, now.secs(), &settings)?
-            .into())
+    ) -> FfiResult<Arc<IssuedCode>> {
+        Ok(Arc::new(
+            self.inner()
+                .resend(&previous.inner, now.secs(), &settings)?
+                .into(),
+        ))
     }
 
     /// Reads a ticket and checks it is this backend's, unchanged.

@@ -5,13 +5,13 @@
 //! The core's records, enums and its error are exported as they are: they
 //! carry `#[cfg_attr(feature = "ffi", derive(uniffi::...))]` where they are
 //! defined, with numbers Kotlin and Swift read as plain signed integers and
-//! times as [`crate::UnixTime`]. Five records are still defined here, each a
-//! shape uniffi cannot take from the core as it is: `IssuedCode` and `KeyUri`
-//! hold objects (uniffi records hold objects only as `Arc`s of exported
-//! objects), `OtpKind` and `TotpMatch` carry RFC 4226/6238 64-bit unsigned
-//! counters (uniffi would make them `ULong`), and `ReceiptOutcome` is the
-//! app's account of the handover, which the core takes as an outcome and an
-//! attempt count apart.
+//! times as [`crate::UnixTime`] and HOTP counters as [`crate::Counter`]
+//! (custom types). The core types that hold another object (a key URI holds
+//! a secret, an issued code a ticket) are objects here, since a uniffi record
+//! holds objects only as `Arc`s. `ReceiptOutcome` is the one enum defined
+//! here: the app's account of the handover, which the core takes as an
+//! outcome and an attempt count apart, and which only the app can give (the
+//! offline attempts come from the device's own store).
 
 use crate::time::whole_secs;
 use crate::UnixTime;
@@ -29,18 +29,6 @@ fn unsigned<T: TryFrom<i64>>(n: impl Into<i64>, what: &str) -> FfiResult<T> {
         what: what.to_string(),
         reason: format!("{n} is negative or too large"),
     })
-}
-
-/// RFC 4226's counter is 8 unsigned bytes; Kotlin's `Long` and Swift's
-/// `Int64` carry the same 64 bits (Java's convention: counters past
-/// `Long.MAX_VALUE` are negative, and `Long.toUnsignedString` prints them).
-fn counter_bits(counter: i64) -> u64 {
-    u64::from_be_bytes(counter.to_be_bytes())
-}
-
-/// The counter back as Kotlin's and Swift's 64 bits.
-fn counter_long(counter: u64) -> i64 {
-    i64::from_be_bytes(counter.to_be_bytes())
 }
 
 /// `Debug` of an exported object is its core value's, which redacts secrets.

@@ -6,10 +6,10 @@ use zeroize::Zeroizing;
 
 use std::time::Duration;
 
-use super::{counter_bits, counter_long, now, unsigned, whole_secs, FfiResult};
-use crate::error::{count, int};
+use super::{now, unsigned, whole_secs, FfiResult};
+use crate::error::count;
 use crate::Algorithm;
-use crate::UnixTime;
+use crate::{Counter, TotpMatch, UnixTime};
 
 debug_as_inner!(Secret, Hotp, Totp);
 
@@ -127,11 +127,8 @@ impl Hotp {
     /// The code for `counter`: RFC 4226's unsigned 8-byte counter, whose
     /// 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
     /// it reads as negative, as Java's `Long.toUnsignedString` shows).
-    pub fn generate(&self, counter: i64) -> String {
-        self.inner
-            .generate(counter_bits(counter))
-            .as_str()
-            .to_string()
+    pub fn generate(&self, counter: Counter) -> String {
+        self.inner.generate(counter.0).as_str().to_string()
     }
 
     /// Checks `code` against counters `counter` to `counter + look_ahead`,
@@ -141,38 +138,23 @@ impl Hotp {
     /// # Errors
     /// `MalformedCode`, `WindowTooLarge` (more than 100).
     #[uniffi::method(default(look_ahead = 0))]
-    pub fn verify(&self, code: String, counter: i64, look_ahead: i32) -> FfiResult<Option<i64>> {
+    pub fn verify(
+        &self,
+        code: String,
+        counter: Counter,
+        look_ahead: i32,
+    ) -> FfiResult<Option<Counter>> {
         let code = Zeroizing::new(code);
         let look_ahead = unsigned(look_ahead, "look_ahead")?;
         Ok(self
             .inner
-            .verify(&code, counter_bits(counter), look_ahead)?
-            .map(counter_long))
+            .verify(&code, counter.0, look_ahead)?
+            .map(Counter))
     }
 }
 
 // ---------------------------------------------------------------------------
 // TOTP
-
-/// A successful TOTP verification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
-pub struct TotpMatch {
-    /// The time step whose code matched; pass it as `last_used_step` next
-    /// time so the same code is not accepted twice.
-    pub step: i64,
-    /// Matched step minus current step: negative when the authenticator's
-    /// clock is behind.
-    pub drift: i64,
-}
-
-impl From<crate::TotpMatch> for TotpMatch {
-    fn from(m: crate::TotpMatch) -> Self {
-        TotpMatch {
-            step: int(m.step),
-            drift: m.drift,
-        }
-    }
-}
 
 /// An RFC 6238 TOTP generator and verifier.
 #[derive(uniffi::Object)]
@@ -231,8 +213,8 @@ impl Totp {
     ///
     /// # Errors
     /// `TimeBeforeStart`.
-    pub fn step_at(&self, time: UnixTime) -> FfiResult<i64> {
-        Ok(int(self.inner.step_at(time.secs())?))
+    pub fn step_at(&self, time: UnixTime) -> FfiResult<Counter> {
+        Ok(Counter(self.inner.step_at(time.secs())?))
     }
 
     /// The code at `time`.
@@ -273,13 +255,11 @@ impl Totp {
             ahead: unsigned(ahead, "ahead")?,
         };
         let last_used_step = match last_used_step {
-            Some(step) => Some(unsigned(step, "last_used_step")?),
+            Some(step) => Some(Counter(unsigned(step, "last_used_step")?)),
             None => None,
         };
-        Ok(self
-            .inner
-            .verify(&code, time.secs(), window, last_used_step)?
-            .map(Into::into))
+        self.inner
+            .verify(&code, time.secs(), window, last_used_step)
     }
 
     /// [`Totp::verify`] at the current time by this device's clock.
@@ -301,133 +281,135 @@ impl Totp {
 // ---------------------------------------------------------------------------
 // Key URIs
 
-/// TOTP with its period, or HOTP with its counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
-#[uniffi::export(Debug)]
-pub enum OtpKind {
-    /// Time-based (RFC 6238).
-    Totp {
-        /// The time step (whole seconds).
-        period: Duration,
-    },
-    /// Counter-based (RFC 4226).
-    Hotp {
-        /// The counter of the next code, its 64 bits as `Hotp.generate` reads them.
-        counter: i64,
-    },
-}
-
-impl OtpKind {
-    /// The core's kind; a period with a fraction of a second is refused.
-    fn core(self) -> FfiResult<crate::OtpKind> {
-        Ok(match self {
-            OtpKind::Totp { period } => crate::OtpKind::Totp {
-                period: whole_secs(period, "period")?,
-            },
-            OtpKind::Hotp { counter } => crate::OtpKind::Hotp {
-                counter: counter_bits(counter),
-            },
-        })
-    }
-}
-
-impl From<crate::OtpKind> for OtpKind {
-    fn from(k: crate::OtpKind) -> Self {
-        match k {
-            crate::OtpKind::Totp { period } => OtpKind::Totp {
-                period: Duration::from_secs(period),
-            },
-            crate::OtpKind::Hotp { counter } => OtpKind::Hotp {
-                counter: counter_long(counter),
-            },
-        }
-    }
-}
-
-/// The contents of an `otpauth://` key URI (an enrolment QR code).
-/// Equal when every field is (the secrets compared in constant time).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, uniffi::Record)]
+/// The contents of an `otpauth://` key URI (an enrolment QR code). Equal
+/// when every field is (the secrets compared in constant time); its printed
+/// form leaves the secret out.
+#[derive(uniffi::Object)]
 #[uniffi::export(Debug, Eq, Hash)]
 pub struct KeyUri {
-    /// TOTP with its period, or HOTP with its counter.
-    pub kind: OtpKind,
-    /// The shared secret.
-    pub secret: Arc<Secret>,
-    /// Who issued the key, shown by authenticator apps.
-    pub issuer: Option<String>,
-    /// The account the key is for.
-    pub account: String,
-    /// The hash function.
-    pub algorithm: Algorithm,
-    /// Digits per code.
-    pub digits: i32,
+    inner: crate::KeyUri,
 }
 
-impl From<crate::KeyUri> for KeyUri {
-    fn from(k: crate::KeyUri) -> Self {
-        KeyUri {
-            kind: k.kind.into(),
-            secret: Secret::wrap(k.secret.clone()),
-            issuer: k.issuer.clone(),
-            account: k.account.clone(),
-            algorithm: k.algorithm,
-            digits: count(k.digits),
-        }
+debug_as_inner!(KeyUri);
+
+impl PartialEq for KeyUri {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
     }
 }
 
+impl Eq for KeyUri {}
+
+/// Every field but the secret, of which only its length: nothing derived
+/// from the secret's bytes goes into a hash table.
+impl std::hash::Hash for KeyUri {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let k = &self.inner;
+        (k.kind, &k.issuer, &k.account, k.algorithm, k.digits).hash(state);
+        k.secret.len().hash(state);
+    }
+}
+
+#[uniffi::export]
 impl KeyUri {
-    /// The core's key URI; negative digits and fractions of a second are refused.
-    fn core(&self) -> FfiResult<crate::KeyUri> {
-        Ok(crate::KeyUri {
-            kind: self.kind.core()?,
-            secret: self.secret.inner.clone(),
-            issuer: self.issuer.clone(),
-            account: self.account.clone(),
-            algorithm: self.algorithm,
-            digits: unsigned(self.digits, "digits")?,
-        })
+    /// A key URI for `secret`: TOTP with its period or HOTP with its counter,
+    /// shown by authenticator apps as `issuer` (may be null) and `account`,
+    /// with the hash `algorithm` (SHA-1 when null) and `digits` digits.
+    ///
+    /// # Errors
+    /// `InvalidLabel` for an account or issuer no URI can carry (empty, a
+    /// `:` without an issuer, control or bidirectional-override characters),
+    /// `InvalidDigits`, `InvalidPeriod` (zero or a fraction of a second).
+    #[uniffi::constructor(default(issuer = None, algorithm = None, digits = 6))]
+    pub fn new(
+        kind: crate::OtpKind,
+        secret: Arc<Secret>,
+        account: String,
+        issuer: Option<String>,
+        algorithm: Option<Algorithm>,
+        digits: i32,
+    ) -> FfiResult<Arc<Self>> {
+        let inner = crate::KeyUri {
+            kind,
+            secret: secret.inner.clone(),
+            issuer,
+            account,
+            algorithm: algorithm.unwrap_or_default(),
+            digits: unsigned(digits, "digits")?,
+        };
+        inner.check()?;
+        Ok(Arc::new(KeyUri { inner }))
     }
-}
 
-/// Reads an `otpauth://totp/...` or `otpauth://hotp/...` URI.
-///
-/// # Errors
-/// `UnsupportedScheme`, `UnknownOtpType`, `MissingAccount`, `MissingSecret`,
-/// `MissingCounter`, `InvalidParameter`, `DuplicateParameter`,
-/// `ParameterNotAllowed`, `IssuerMismatch`, `InvalidLabel`,
-/// `InvalidPercentEncoding`, and the base32 errors for the secret.
-#[uniffi::export]
-pub fn parse_key_uri(uri: String) -> FfiResult<KeyUri> {
-    let uri = Zeroizing::new(uri);
-    Ok(crate::KeyUri::parse(&uri)?.into())
-}
+    /// Reads an `otpauth://totp/...` or `otpauth://hotp/...` URI.
+    ///
+    /// # Errors
+    /// `UnsupportedScheme`, `UnknownOtpType`, `MissingAccount`, `MissingSecret`,
+    /// `MissingCounter`, `InvalidParameter`, `DuplicateParameter`,
+    /// `ParameterNotAllowed`, `IssuerMismatch`, `InvalidLabel`,
+    /// `InvalidPercentEncoding`, and the base32 errors for the secret.
+    #[uniffi::constructor]
+    pub fn parse(uri: String) -> FfiResult<Arc<Self>> {
+        let uri = Zeroizing::new(uri);
+        Ok(Arc::new(KeyUri {
+            inner: crate::KeyUri::parse(&uri)?,
+        }))
+    }
 
-/// Writes a key as an `otpauth://` URI; parsing it gives the same key back.
-///
-/// # Errors
-/// `InvalidLabel`, `InvalidDigits`, `InvalidPeriod`.
-#[uniffi::export]
-pub fn format_key_uri(key: KeyUri) -> FfiResult<String> {
-    Ok(key.core()?.to_uri()?.to_string())
-}
+    /// The `otpauth://` URI (it holds the secret); `parse` of it gives this
+    /// key back.
+    ///
+    /// # Errors
+    /// None for a key made by `new` or `parse`; the same as `new` otherwise.
+    pub fn to_uri(&self) -> FfiResult<String> {
+        Ok(self.inner.to_uri()?.to_string())
+    }
 
-/// The HOTP a key URI describes.
-///
-/// # Errors
-/// `ParameterNotAllowed` for a TOTP key, `InvalidDigits`.
-#[uniffi::export]
-pub fn key_uri_hotp(key: KeyUri) -> FfiResult<Arc<Hotp>> {
-    let inner = key.core()?.hotp()?;
-    Ok(Arc::new(Hotp { inner }))
-}
+    /// TOTP with its period, or HOTP with its counter.
+    pub fn kind(&self) -> crate::OtpKind {
+        self.inner.kind
+    }
 
-/// The TOTP a key URI describes (T0 = 0).
-///
-/// # Errors
-/// `ParameterNotAllowed` for an HOTP key, `InvalidDigits`, `InvalidPeriod`.
-#[uniffi::export]
-pub fn key_uri_totp(key: KeyUri) -> FfiResult<Arc<Totp>> {
-    let inner = key.core()?.totp()?;
-    Ok(Arc::new(Totp { inner }))
+    /// The shared secret.
+    pub fn secret(&self) -> Arc<Secret> {
+        Secret::wrap(self.inner.secret.clone())
+    }
+
+    /// Who issued the key, shown by authenticator apps.
+    pub fn issuer(&self) -> Option<String> {
+        self.inner.issuer.clone()
+    }
+
+    /// The account the key is for.
+    pub fn account(&self) -> String {
+        self.inner.account.clone()
+    }
+
+    /// The hash function.
+    pub fn algorithm(&self) -> Algorithm {
+        self.inner.algorithm
+    }
+
+    /// Digits per code.
+    pub fn digits(&self) -> i32 {
+        count(self.inner.digits)
+    }
+
+    /// The HOTP this key describes.
+    ///
+    /// # Errors
+    /// `ParameterNotAllowed` for a TOTP key.
+    pub fn hotp(&self) -> FfiResult<Arc<Hotp>> {
+        let inner = self.inner.hotp()?;
+        Ok(Arc::new(Hotp { inner }))
+    }
+
+    /// The TOTP this key describes (T0 = 0).
+    ///
+    /// # Errors
+    /// `ParameterNotAllowed` for an HOTP key.
+    pub fn totp(&self) -> FfiResult<Arc<Totp>> {
+        let inner = self.inner.totp()?;
+        Ok(Arc::new(Totp { inner }))
+    }
 }

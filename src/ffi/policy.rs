@@ -152,22 +152,22 @@ mod tests {
         let values = MessageValues {
             sender: "Acme".into(),
             delivery_id: "PKG-1".into(),
-            code: issued.code.clone(),
+            code: issued.code(),
             expires_at: UnixTime::from_secs(1_764_086_400),
             utc_offset_minutes: 0,
         };
         let templates = MessageTemplates::defaults();
         let sms = templates.render_sms("en".into(), values.clone()).unwrap();
         let email = templates.render_email("en".into(), values.clone()).unwrap();
-        assert!(sms.text.contains(&issued.code_grouped));
+        assert!(sms.text.contains(&issued.code_grouped()));
         for text in [
             format!("{issued:?}"),
             format!("{values:?}"),
             format!("{sms:?}"),
             format!("{email:?}"),
         ] {
-            assert!(!text.contains(&issued.code), "{text}");
-            assert!(!text.contains(&issued.code_grouped), "{text}");
+            assert!(!text.contains(&issued.code()), "{text}");
+            assert!(!text.contains(&issued.code_grouped()), "{text}");
         }
     }
 }

@@ -21,6 +21,41 @@ pub const MAX_DIGITS: u32 = 10;
 /// RFC 4226 section 7.4 warns that an attacker's chance grows with it.
 pub const MAX_WINDOW: u64 = 100;
 
+/// An RFC 4226 counter (its "moving factor", eight unsigned bytes): an HOTP
+/// key's counter, or the TOTP time step (RFC 6238's T) that stands in for one.
+///
+/// With the `ffi` feature Kotlin sees it as `Long` and Swift as `Int64`
+/// carrying the same 64 bits: a counter past `Long.MAX_VALUE` is negative
+/// there (Java's convention; `java.lang.Long.toUnsignedString` prints it),
+/// and every value round-trips unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Counter(pub u64);
+
+impl From<u64> for Counter {
+    fn from(n: u64) -> Self {
+        Counter(n)
+    }
+}
+
+impl From<Counter> for u64 {
+    fn from(c: Counter) -> Self {
+        c.0
+    }
+}
+
+impl fmt::Display for Counter {
+    /// The unsigned number.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(feature = "ffi")]
+uniffi::custom_type!(Counter, i64, {
+    lower: |c| i64::from_be_bytes(c.0.to_be_bytes()),
+    try_lift: |bits| Ok(Counter(u64::from_be_bytes(bits.to_be_bytes()))),
+});
+
 /// Checks that `digits` is within [`MIN_DIGITS`]..=[`MAX_DIGITS`].
 pub(crate) fn check_digits(digits: u32) -> Result<u32> {
     if (MIN_DIGITS..=MAX_DIGITS).contains(&digits) {

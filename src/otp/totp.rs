@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::otp::algorithm::Algorithm;
-use crate::otp::hotp::{check_entered, check_window, Code, Hotp};
+use crate::otp::hotp::{check_entered, check_window, Code, Counter, Hotp};
 use crate::otp::secret::Secret;
 
 /// The usual time step, in seconds (RFC 6238 section 5.2).
@@ -54,11 +54,13 @@ impl Window {
 }
 
 /// A successful TOTP verification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Record))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub struct TotpMatch {
     /// The time step whose code matched. Store it and pass it as
     /// `last_used_step` next time, so the same code is never accepted twice.
-    pub step: u64,
+    pub step: Counter,
     /// The matched step minus the current step: negative when the
     /// authenticator's clock is behind the server's.
     pub drift: i64,
@@ -151,7 +153,7 @@ impl Totp {
         code: &str,
         time: u64,
         window: Window,
-        last_used_step: Option<u64>,
+        last_used_step: Option<Counter>,
     ) -> Result<Option<TotpMatch>> {
         check_window(window.behind)?;
         check_window(window.ahead)?;
@@ -161,7 +163,7 @@ impl Totp {
         // The first step not yet used; none when `last_used_step` is the last step there is.
         let first = match last_used_step {
             None => Some(earliest),
-            Some(used) => used.checked_add(1).map(|next| next.max(earliest)),
+            Some(Counter(used)) => used.checked_add(1).map(|next| next.max(earliest)),
         };
         let Some(first) = first.filter(|first| *first <= last) else {
             // Every step in the window was used already. Still validate the
@@ -173,7 +175,7 @@ impl Totp {
             .hotp
             .verify_range(code, first, last)?
             .map(|step| TotpMatch {
-                step,
+                step: Counter(step),
                 drift: signed_difference(step, now),
             }))
     }
@@ -264,7 +266,7 @@ mod tests {
             .verify(code.as_str(), 1_111_111_109 + 30, window, None)
             .unwrap()
             .unwrap();
-        assert_eq!(m.step, 0x23523EC);
+        assert_eq!(m.step, Counter(0x23523EC));
         assert_eq!(m.drift, -1);
         let m = t
             .verify(code.as_str(), 1_111_111_109 - 30, window, None)
@@ -292,7 +294,7 @@ mod tests {
             None
         );
         assert_eq!(
-            t.verify("1234567", 60, Window::RECOMMENDED, Some(u64::MAX))
+            t.verify("1234567", 60, Window::RECOMMENDED, Some(Counter(u64::MAX)))
                 .unwrap_err(),
             Error::MalformedCode { expected_digits: 8 }
         );
@@ -313,12 +315,15 @@ mod tests {
             ahead: 100,
         };
         let c0 = t.generate(0).unwrap();
-        assert_eq!(t.verify(c0.as_str(), 0, w, None).unwrap().unwrap().step, 0);
+        assert_eq!(
+            t.verify(c0.as_str(), 0, w, None).unwrap().unwrap().step,
+            Counter(0)
+        );
         let cmax = t.generate(u64::MAX).unwrap();
         let m = t.verify(cmax.as_str(), u64::MAX, w, None).unwrap().unwrap();
-        assert_eq!((m.step, m.drift), (u64::MAX, 0));
+        assert_eq!((m.step, m.drift), (Counter(u64::MAX), 0));
         assert_eq!(
-            t.verify(cmax.as_str(), u64::MAX, w, Some(u64::MAX))
+            t.verify(cmax.as_str(), u64::MAX, w, Some(Counter(u64::MAX)))
                 .unwrap(),
             None
         );

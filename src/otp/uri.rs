@@ -6,15 +6,27 @@
 //! does not use (`image`, `color`, ...) are ignored.
 
 use core::fmt;
+use std::time::Duration;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::otp::algorithm::Algorithm;
-use crate::otp::hotp::{check_digits, Hotp};
+use crate::otp::hotp::{check_digits, Counter, Hotp};
 use crate::otp::secret::Secret;
 use crate::otp::totp::{Totp, TotpConfig, DEFAULT_DIGITS, DEFAULT_PERIOD};
+
+/// A TOTP period in whole seconds, at least one.
+///
+/// # Errors
+/// [`Error::InvalidPeriod`] for zero or a fraction of a second.
+fn whole_period(period: Duration) -> Result<u64> {
+    if period.subsec_nanos() != 0 || period.as_secs() == 0 {
+        return Err(Error::InvalidPeriod);
+    }
+    Ok(period.as_secs())
+}
 
 /// Characters left as they are in a label or parameter: RFC 3986's unreserved set.
 const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -24,17 +36,19 @@ const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Which kind of key, with the setting only that kind has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub enum OtpKind {
     /// Time-based (RFC 6238).
     Totp {
-        /// Time step in seconds (default 30).
-        period: u64,
+        /// The time step, in whole seconds, at least one (default 30 s).
+        period: Duration,
     },
     /// Counter-based (RFC 4226).
     Hotp {
         /// The counter of the next code.
-        counter: u64,
+        counter: Counter,
     },
 }
 
@@ -62,7 +76,7 @@ impl KeyUri {
     pub fn new_totp(secret: Secret, issuer: Option<String>, account: String) -> Self {
         KeyUri {
             kind: OtpKind::Totp {
-                period: DEFAULT_PERIOD,
+                period: Duration::from_secs(DEFAULT_PERIOD),
             },
             secret,
             issuer,
@@ -157,7 +171,9 @@ impl KeyUri {
                     }
                 })?,
             };
-            OtpKind::Totp { period }
+            OtpKind::Totp {
+                period: Duration::from_secs(period),
+            }
         } else {
             if params.period.is_some() {
                 return Err(not_allowed("period", "hotp"));
@@ -169,7 +185,9 @@ impl KeyUri {
                     name: "counter".into(),
                     reason: "it must be a whole number from 0 to 18446744073709551615".into(),
                 })?;
-            OtpKind::Hotp { counter }
+            OtpKind::Hotp {
+                counter: Counter(counter),
+            }
         };
         let key = KeyUri {
             kind,
@@ -199,7 +217,7 @@ impl KeyUri {
     pub fn to_uri(&self) -> Result<Zeroizing<String>> {
         self.check()?;
         let (otp_type, tail) = match self.kind {
-            OtpKind::Totp { period } => ("totp", format!("&period={period}")),
+            OtpKind::Totp { period } => ("totp", format!("&period={}", period.as_secs())),
             OtpKind::Hotp { counter } => ("hotp", format!("&counter={counter}")),
         };
         let account = utf8_percent_encode(&self.account, ENCODE);
@@ -248,7 +266,7 @@ impl KeyUri {
                 TotpConfig {
                     algorithm: self.algorithm,
                     digits: self.digits,
-                    period,
+                    period: whole_period(period)?,
                     t0: 0,
                 },
             ),
@@ -275,10 +293,10 @@ impl KeyUri {
         Ok(())
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         check_digits(self.digits)?;
-        if self.kind == (OtpKind::Totp { period: 0 }) {
-            return Err(Error::InvalidPeriod);
+        if let OtpKind::Totp { period } = self.kind {
+            whole_period(period)?;
         }
         if self.account.is_empty() {
             return Err(label_error("account", "it is empty"));
@@ -434,7 +452,12 @@ mod tests {
             "otpauth://totp/ACME%20Co:john.doe@email.com?secret=JBSWY3DPEHPK3PXP&issuer=ACME%20Co&algorithm=SHA256&digits=8&period=60",
         )
         .unwrap();
-        assert_eq!(k.kind, OtpKind::Totp { period: 60 });
+        assert_eq!(
+            k.kind,
+            OtpKind::Totp {
+                period: Duration::from_secs(60)
+            }
+        );
         assert_eq!(k.issuer.as_deref(), Some("ACME Co"));
         assert_eq!(k.account, "john.doe@email.com");
         assert_eq!(k.algorithm, Algorithm::Sha256);
@@ -445,7 +468,9 @@ mod tests {
     #[test]
     fn round_trips_awkward_names() {
         let k = KeyUri {
-            kind: OtpKind::Hotp { counter: u64::MAX },
+            kind: OtpKind::Hotp {
+                counter: Counter(u64::MAX),
+            },
             secret: Secret::from_bytes(b"\x00\xffsecret").unwrap(),
             issuer: Some("Zoë & Søn / 100%+?".into()),
             account: "a:b@c d".into(),
@@ -467,8 +492,15 @@ mod tests {
         k.account = "acme:x".into();
         assert!(matches!(k.to_uri(), Err(Error::InvalidLabel { .. })));
         k.account = "x".into();
-        k.kind = OtpKind::Totp { period: 0 };
+        k.kind = OtpKind::Totp {
+            period: Duration::ZERO,
+        };
         assert_eq!(k.to_uri().unwrap_err(), Error::InvalidPeriod);
+        k.kind = OtpKind::Totp {
+            period: Duration::from_millis(30_500),
+        };
+        assert_eq!(k.to_uri().unwrap_err(), Error::InvalidPeriod);
+        assert_eq!(k.totp().unwrap_err(), Error::InvalidPeriod);
     }
 
     #[test]

@@ -1692,7 +1692,7 @@ public protocol HotpProtocol: AnyObject, Sendable {
      * 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
      * it reads as negative, as Java's `Long.toUnsignedString` shows).
      */
-    func generate(counter: Int64)  -> String
+    func generate(counter: Counter)  -> String
     
     /**
      * Checks `code` against counters `counter` to `counter + look_ahead`,
@@ -1702,7 +1702,7 @@ public protocol HotpProtocol: AnyObject, Sendable {
      * # Errors
      * `MalformedCode`, `WindowTooLarge` (more than 100).
      */
-    func verify(code: String, counter: Int64, lookAhead: Int32) throws  -> Int64?
+    func verify(code: String, counter: Counter, lookAhead: Int32) throws  -> Counter?
     
 }
 /**
@@ -1784,12 +1784,12 @@ public convenience init(secret: Secret, digits: Int32 = 6, algorithm: Algorithm?
      * 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
      * it reads as negative, as Java's `Long.toUnsignedString` shows).
      */
-open func generate(counter: Int64) -> String  {
+open func generate(counter: Counter) -> String  {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_hotp_generate(
             self.uniffiCloneHandle(),
-        FfiConverterInt64.lower(counter),uniffiCallStatus
+        FfiConverterTypeCounter_lower(counter),uniffiCallStatus
     )
 })
 }
@@ -1802,13 +1802,13 @@ open func generate(counter: Int64) -> String  {
      * # Errors
      * `MalformedCode`, `WindowTooLarge` (more than 100).
      */
-open func verify(code: String, counter: Int64, lookAhead: Int32 = 0)throws  -> Int64?  {
-    return try  FfiConverterOptionInt64.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+open func verify(code: String, counter: Counter, lookAhead: Int32 = 0)throws  -> Counter?  {
+    return try  FfiConverterOptionTypeCounter.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_hotp_verify(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(code),
-        FfiConverterInt64.lower(counter),
+        FfiConverterTypeCounter_lower(counter),
         FfiConverterInt32.lower(lookAhead),uniffiCallStatus
     )
 })
@@ -1868,6 +1868,208 @@ public func FfiConverterTypeHotp_lift(_ handle: UInt64) throws -> Hotp {
 #endif
 public func FfiConverterTypeHotp_lower(_ value: Hotp) -> UInt64 {
     return FfiConverterTypeHotp.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A code and its ticket, as the backend issues them. Printing it leaves
+ * the code out (Kotlin's `toString()`, Swift's `description`); equal codes
+ * (compared in constant time) of equal tickets are equal.
+ */
+public protocol IssuedCodeProtocol: AnyObject, Sendable {
+    
+    /**
+     * The code, for the customer's message only.
+     */
+    var code: String { get }
+    
+    /**
+     * The code grouped for reading aloud ("482 913").
+     */
+    var codeGrouped: String { get }
+    
+    /**
+     * The ticket, for the courier's device.
+     */
+    var ticket: Ticket { get }
+    
+}
+/**
+ * A code and its ticket, as the backend issues them. Printing it leaves
+ * the code out (Kotlin's `toString()`, Swift's `description`); equal codes
+ * (compared in constant time) of equal tickets are equal.
+ */
+open class IssuedCode: IssuedCodeProtocol, @unchecked Sendable, Equatable, Hashable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    struct NoHandle {
+        init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_issuedcode(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_issuedcode(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The code, for the customer's message only.
+     */
+open var code: String {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_issuedcode_code(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The code grouped for reading aloud ("482 913").
+     */
+open var codeGrouped: String {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_issuedcode_code_grouped(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The ticket, for the courier's device.
+     */
+open var ticket: Ticket {
+    return try!  FfiConverterTypeTicket_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_issuedcode_ticket(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Eq` implementation - only `eq` is used.
+public static func == (self: IssuedCode, other: IssuedCode) -> Bool {
+    return try!  FfiConverterBool.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeIssuedCode_lower(other),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Hash` implementation
+public func hash(into hasher: inout Hasher) {
+    let val = try!  FfiConverterUInt64.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+    hasher.combine(val)
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIssuedCode: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = IssuedCode
+
+    public static func lift(_ handle: UInt64) throws -> IssuedCode {
+        return IssuedCode(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: IssuedCode) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IssuedCode {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: IssuedCode, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIssuedCode_lift(_ handle: UInt64) throws -> IssuedCode {
+    return try FfiConverterTypeIssuedCode.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIssuedCode_lower(_ value: IssuedCode) -> UInt64 {
+    return FfiConverterTypeIssuedCode.lower(value)
 }
 
 
@@ -2151,6 +2353,372 @@ public func FfiConverterTypeKeySet_lower(_ value: KeySet) -> UInt64 {
 
 
 /**
+ * The contents of an `otpauth://` key URI (an enrolment QR code). Equal
+ * when every field is (the secrets compared in constant time); its printed
+ * form leaves the secret out.
+ */
+public protocol KeyUriProtocol: AnyObject, Sendable {
+    
+    /**
+     * The account the key is for.
+     */
+    var account: String { get }
+    
+    /**
+     * The hash function.
+     */
+    var algorithm: Algorithm { get }
+    
+    /**
+     * Digits per code.
+     */
+    var digits: Int32 { get }
+    
+    /**
+     * The HOTP this key describes.
+     *
+     * # Errors
+     * `ParameterNotAllowed` for a TOTP key.
+     */
+    func hotp() throws  -> Hotp
+    
+    /**
+     * Who issued the key, shown by authenticator apps.
+     */
+    var issuer: String? { get }
+    
+    /**
+     * TOTP with its period, or HOTP with its counter.
+     */
+    var kind: OtpKind { get }
+    
+    /**
+     * The shared secret.
+     */
+    var secret: Secret { get }
+    
+    /**
+     * The `otpauth://` URI (it holds the secret); `parse` of it gives this
+     * key back.
+     *
+     * # Errors
+     * None for a key made by `new` or `parse`; the same as `new` otherwise.
+     */
+    func toUri() throws  -> String
+    
+    /**
+     * The TOTP this key describes (T0 = 0).
+     *
+     * # Errors
+     * `ParameterNotAllowed` for an HOTP key.
+     */
+    func totp() throws  -> Totp
+    
+}
+/**
+ * The contents of an `otpauth://` key URI (an enrolment QR code). Equal
+ * when every field is (the secrets compared in constant time); its printed
+ * form leaves the secret out.
+ */
+open class KeyUri: KeyUriProtocol, @unchecked Sendable, Equatable, Hashable, CustomDebugStringConvertible {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    struct NoHandle {
+        init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_delivery_otp_fn_clone_keyuri(self.handle, $0) }
+    }
+    /**
+     * A key URI for `secret`: TOTP with its period or HOTP with its counter,
+     * shown by authenticator apps as `issuer` (may be null) and `account`,
+     * with the hash `algorithm` (SHA-1 when null) and `digits` digits.
+     *
+     * # Errors
+     * `InvalidLabel` for an account or issuer no URI can carry (empty, a
+     * `:` without an issuer, control or bidirectional-override characters),
+     * `InvalidDigits`, `InvalidPeriod` (zero or a fraction of a second).
+     */
+public convenience init(kind: OtpKind, secret: Secret, account: String, issuer: String? = nil, algorithm: Algorithm? = nil, digits: Int32 = 6)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_keyuri_new(
+        FfiConverterTypeOtpKind_lower(kind),
+        FfiConverterTypeSecret_lower(secret),
+        FfiConverterString.lower(account),
+        FfiConverterOptionString.lower(issuer),
+        FfiConverterOptionTypeAlgorithm.lower(algorithm),
+        FfiConverterInt32.lower(digits),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_delivery_otp_fn_free_keyuri(handle, $0) }
+    }
+
+    
+    /**
+     * Reads an `otpauth://totp/...` or `otpauth://hotp/...` URI.
+     *
+     * # Errors
+     * `UnsupportedScheme`, `UnknownOtpType`, `MissingAccount`, `MissingSecret`,
+     * `MissingCounter`, `InvalidParameter`, `DuplicateParameter`,
+     * `ParameterNotAllowed`, `IssuerMismatch`, `InvalidLabel`,
+     * `InvalidPercentEncoding`, and the base32 errors for the secret.
+     */
+public static func parse(uri: String)throws  -> KeyUri  {
+    return try  FfiConverterTypeKeyUri_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_constructor_keyuri_parse(
+        FfiConverterString.lower(uri),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The account the key is for.
+     */
+open var account: String {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_account(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The hash function.
+     */
+open var algorithm: Algorithm {
+    return try!  FfiConverterTypeAlgorithm_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_algorithm(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Digits per code.
+     */
+open var digits: Int32 {
+    return try!  FfiConverterInt32.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_digits(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The HOTP this key describes.
+     *
+     * # Errors
+     * `ParameterNotAllowed` for a TOTP key.
+     */
+open func hotp()throws  -> Hotp  {
+    return try  FfiConverterTypeHotp_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_hotp(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Who issued the key, shown by authenticator apps.
+     */
+open var issuer: String? {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_issuer(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * TOTP with its period, or HOTP with its counter.
+     */
+open var kind: OtpKind {
+    return try!  FfiConverterTypeOtpKind_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_kind(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The shared secret.
+     */
+open var secret: Secret {
+    return try!  FfiConverterTypeSecret_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_secret(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The `otpauth://` URI (it holds the secret); `parse` of it gives this
+     * key back.
+     *
+     * # Errors
+     * None for a key made by `new` or `parse`; the same as `new` otherwise.
+     */
+open func toUri()throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_to_uri(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The TOTP this key describes (T0 = 0).
+     *
+     * # Errors
+     * `ParameterNotAllowed` for an HOTP key.
+     */
+open func totp()throws  -> Totp  {
+    return try  FfiConverterTypeTotp_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_totp(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Eq` implementation - only `eq` is used.
+public static func == (self: KeyUri, other: KeyUri) -> Bool {
+    return try!  FfiConverterBool.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeKeyUri_lower(other),uniffiCallStatus
+    )
+}
+    )
+}
+// The local Rust `Hash` implementation
+public func hash(into hasher: inout Hasher) {
+    let val = try!  FfiConverterUInt64.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+    )
+    hasher.combine(val)
+}
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeKeyUri: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = KeyUri
+
+    public static func lift(_ handle: UInt64) throws -> KeyUri {
+        return KeyUri(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: KeyUri) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> KeyUri {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: KeyUri, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeKeyUri_lift(_ handle: UInt64) throws -> KeyUri {
+    return try FfiConverterTypeKeyUri.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeKeyUri_lower(_ value: KeyUri) -> UInt64 {
+    return FfiConverterTypeKeyUri.lower(value)
+}
+
+
+
+
+
+
+/**
  * Message templates by locale.
  */
 public protocol MessageTemplatesProtocol: AnyObject, Sendable {
@@ -2398,7 +2966,7 @@ public protocol OfflineVerifierProtocol: AnyObject, Sendable {
     /**
      * The ticket.
      */
-    func ticket()  -> Ticket
+    var ticket: Ticket { get }
     
     /**
      * Checks what the courier typed at unix time `now`. The state is saved
@@ -2571,7 +3139,7 @@ open var stateKey: String {
     /**
      * The ticket.
      */
-open func ticket() -> Ticket  {
+open var ticket: Ticket {
     return try!  FfiConverterTypeTicket_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_offlineverifier_ticket(
@@ -3937,7 +4505,7 @@ public protocol TotpProtocol: AnyObject, Sendable {
      * # Errors
      * `TimeBeforeStart`.
      */
-    func stepAt(time: UnixTime) throws  -> Int64
+    func stepAt(time: UnixTime) throws  -> Counter
     
     /**
      * Checks `code` at a unix time, accepting `behind` steps before and
@@ -4091,8 +4659,8 @@ open func generateNow()throws  -> String  {
      * # Errors
      * `TimeBeforeStart`.
      */
-open func stepAt(time: UnixTime)throws  -> Int64  {
-    return try  FfiConverterInt64.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
+open func stepAt(time: UnixTime)throws  -> Counter  {
+    return try  FfiConverterTypeCounter_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_totp_step_at(
             self.uniffiCloneHandle(),
@@ -4391,266 +4959,6 @@ public func FfiConverterTypeEmail_lift(_ buf: RustBuffer) throws -> Email {
 #endif
 public func FfiConverterTypeEmail_lower(_ value: Email) -> RustBuffer {
     return FfiConverterTypeEmail.lower(value)
-}
-
-
-/**
- * A code and its ticket, as the backend issues them. (`Debug` leaves out
- * the code, and so do Kotlin's `toString()` and Swift's `description`.)
- */
-public struct IssuedCode: Equatable, Hashable, CustomDebugStringConvertible {
-    /**
-     * The code, for the customer's message only.
-     */
-    public var code: String
-    /**
-     * The code grouped for reading aloud ("482 913").
-     */
-    public var codeGrouped: String
-    /**
-     * The ticket, for the courier's device.
-     */
-    public var ticket: Ticket
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * The code, for the customer's message only.
-         */code: String, 
-        /**
-         * The code grouped for reading aloud ("482 913").
-         */codeGrouped: String, 
-        /**
-         * The ticket, for the courier's device.
-         */ticket: Ticket) {
-        self.code = code
-        self.codeGrouped = codeGrouped
-        self.ticket = ticket
-    }
-
-    
-
-    
-// The local Rust `Debug` implementation.
-public var debugDescription: String {
-    return try!  FfiConverterString.lift(
-        try! rustCall() {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(
-            FfiConverterTypeIssuedCode_lower(self),uniffiCallStatus
-    )
-}
-    )
-}
-// The local Rust `Eq` implementation - only `eq` is used.
-public static func == (self: IssuedCode, other: IssuedCode) -> Bool {
-    return try!  FfiConverterBool.lift(
-        try! rustCall() {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(
-            FfiConverterTypeIssuedCode_lower(self),
-        FfiConverterTypeIssuedCode_lower(other),uniffiCallStatus
-    )
-}
-    )
-}
-// The local Rust `Hash` implementation
-public func hash(into hasher: inout Hasher) {
-    let val = try!  FfiConverterUInt64.lift(
-        try! rustCall() {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(
-            FfiConverterTypeIssuedCode_lower(self),uniffiCallStatus
-    )
-}
-    )
-    hasher.combine(val)
-}
-}
-
-#if compiler(>=6)
-extension IssuedCode: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeIssuedCode: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IssuedCode {
-        return
-            try IssuedCode(
-                code: FfiConverterString.read(from: &buf), 
-                codeGrouped: FfiConverterString.read(from: &buf), 
-                ticket: FfiConverterTypeTicket.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: IssuedCode, into buf: inout [UInt8]) {
-        FfiConverterString.write(value.code, into: &buf)
-        FfiConverterString.write(value.codeGrouped, into: &buf)
-        FfiConverterTypeTicket.write(value.ticket, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeIssuedCode_lift(_ buf: RustBuffer) throws -> IssuedCode {
-    return try FfiConverterTypeIssuedCode.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeIssuedCode_lower(_ value: IssuedCode) -> RustBuffer {
-    return FfiConverterTypeIssuedCode.lower(value)
-}
-
-
-/**
- * The contents of an `otpauth://` key URI (an enrolment QR code).
- * Equal when every field is (the secrets compared in constant time).
- */
-public struct KeyUri: Equatable, Hashable, CustomDebugStringConvertible {
-    /**
-     * TOTP with its period, or HOTP with its counter.
-     */
-    public var kind: OtpKind
-    /**
-     * The shared secret.
-     */
-    public var secret: Secret
-    /**
-     * Who issued the key, shown by authenticator apps.
-     */
-    public var issuer: String?
-    /**
-     * The account the key is for.
-     */
-    public var account: String
-    /**
-     * The hash function.
-     */
-    public var algorithm: Algorithm
-    /**
-     * Digits per code.
-     */
-    public var digits: Int32
-
-    // Default memberwise initializers are never public by default, so we
-    // declare one manually.
-    public init(
-        /**
-         * TOTP with its period, or HOTP with its counter.
-         */kind: OtpKind, 
-        /**
-         * The shared secret.
-         */secret: Secret, 
-        /**
-         * Who issued the key, shown by authenticator apps.
-         */issuer: String?, 
-        /**
-         * The account the key is for.
-         */account: String, 
-        /**
-         * The hash function.
-         */algorithm: Algorithm, 
-        /**
-         * Digits per code.
-         */digits: Int32) {
-        self.kind = kind
-        self.secret = secret
-        self.issuer = issuer
-        self.account = account
-        self.algorithm = algorithm
-        self.digits = digits
-    }
-
-    
-
-    
-// The local Rust `Debug` implementation.
-public var debugDescription: String {
-    return try!  FfiConverterString.lift(
-        try! rustCall() {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(
-            FfiConverterTypeKeyUri_lower(self),uniffiCallStatus
-    )
-}
-    )
-}
-// The local Rust `Eq` implementation - only `eq` is used.
-public static func == (self: KeyUri, other: KeyUri) -> Bool {
-    return try!  FfiConverterBool.lift(
-        try! rustCall() {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(
-            FfiConverterTypeKeyUri_lower(self),
-        FfiConverterTypeKeyUri_lower(other),uniffiCallStatus
-    )
-}
-    )
-}
-// The local Rust `Hash` implementation
-public func hash(into hasher: inout Hasher) {
-    let val = try!  FfiConverterUInt64.lift(
-        try! rustCall() {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(
-            FfiConverterTypeKeyUri_lower(self),uniffiCallStatus
-    )
-}
-    )
-    hasher.combine(val)
-}
-}
-
-#if compiler(>=6)
-extension KeyUri: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeKeyUri: FfiConverterRustBuffer {
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> KeyUri {
-        return
-            try KeyUri(
-                kind: FfiConverterTypeOtpKind.read(from: &buf), 
-                secret: FfiConverterTypeSecret.read(from: &buf), 
-                issuer: FfiConverterOptionString.read(from: &buf), 
-                account: FfiConverterString.read(from: &buf), 
-                algorithm: FfiConverterTypeAlgorithm.read(from: &buf), 
-                digits: FfiConverterInt32.read(from: &buf)
-        )
-    }
-
-    public static func write(_ value: KeyUri, into buf: inout [UInt8]) {
-        FfiConverterTypeOtpKind.write(value.kind, into: &buf)
-        FfiConverterTypeSecret.write(value.secret, into: &buf)
-        FfiConverterOptionString.write(value.issuer, into: &buf)
-        FfiConverterString.write(value.account, into: &buf)
-        FfiConverterTypeAlgorithm.write(value.algorithm, into: &buf)
-        FfiConverterInt32.write(value.digits, into: &buf)
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeKeyUri_lift(_ buf: RustBuffer) throws -> KeyUri {
-    return try FfiConverterTypeKeyUri.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeKeyUri_lower(_ value: KeyUri) -> RustBuffer {
-    return FfiConverterTypeKeyUri.lower(value)
 }
 
 
@@ -5446,15 +5754,15 @@ public func FfiConverterTypeSms_lower(_ value: Sms) -> RustBuffer {
 /**
  * A successful TOTP verification.
  */
-public struct TotpMatch: Equatable, Hashable {
+public struct TotpMatch: Equatable, Hashable, CustomDebugStringConvertible {
     /**
-     * The time step whose code matched; pass it as `last_used_step` next
-     * time so the same code is not accepted twice.
+     * The time step whose code matched. Store it and pass it as
+     * `last_used_step` next time, so the same code is never accepted twice.
      */
-    public var step: Int64
+    public var step: Counter
     /**
-     * Matched step minus current step: negative when the authenticator's
-     * clock is behind.
+     * The matched step minus the current step: negative when the
+     * authenticator's clock is behind the server's.
      */
     public var drift: Int64
 
@@ -5462,12 +5770,12 @@ public struct TotpMatch: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * The time step whose code matched; pass it as `last_used_step` next
-         * time so the same code is not accepted twice.
-         */step: Int64, 
+         * The time step whose code matched. Store it and pass it as
+         * `last_used_step` next time, so the same code is never accepted twice.
+         */step: Counter, 
         /**
-         * Matched step minus current step: negative when the authenticator's
-         * clock is behind.
+         * The matched step minus the current step: negative when the
+         * authenticator's clock is behind the server's.
          */drift: Int64) {
         self.step = step
         self.drift = drift
@@ -5476,6 +5784,17 @@ public struct TotpMatch: Equatable, Hashable {
     
 
     
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_totpmatch_uniffi_trait_debug(
+            FfiConverterTypeTotpMatch_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
 }
 
 #if compiler(>=6)
@@ -5489,13 +5808,13 @@ public struct FfiConverterTypeTotpMatch: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TotpMatch {
         return
             try TotpMatch(
-                step: FfiConverterInt64.read(from: &buf), 
+                step: FfiConverterTypeCounter.read(from: &buf), 
                 drift: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: TotpMatch, into buf: inout [UInt8]) {
-        FfiConverterInt64.write(value.step, into: &buf)
+        FfiConverterTypeCounter.write(value.step, into: &buf)
         FfiConverterInt64.write(value.drift, into: &buf)
     }
 }
@@ -6649,7 +6968,7 @@ enum OtpError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */max: Int64
     )
     /**
-     * A TOTP time step of zero seconds.
+     * A TOTP time step of zero seconds or with a fraction of a second.
      */
     case InvalidPeriod
     /**
@@ -7490,7 +7809,7 @@ public func FfiConverterTypeOtpError_lower(_ value: OtpError) -> RustBuffer {
 
 
 /**
- * TOTP with its period, or HOTP with its counter.
+ * Which kind of key, with the setting only that kind has.
  */
 
 public enum OtpKind: Equatable, Hashable, CustomDebugStringConvertible {
@@ -7500,7 +7819,7 @@ public enum OtpKind: Equatable, Hashable, CustomDebugStringConvertible {
      */
     case totp(
         /**
-         * The time step (whole seconds).
+         * The time step, in whole seconds, at least one (default 30 s).
          */period: TimeInterval
     )
     /**
@@ -7508,8 +7827,8 @@ public enum OtpKind: Equatable, Hashable, CustomDebugStringConvertible {
      */
     case hotp(
         /**
-         * The counter of the next code, its 64 bits as `Hotp.generate` reads them.
-         */counter: Int64
+         * The counter of the next code.
+         */counter: Counter
     )
 
 
@@ -7546,7 +7865,7 @@ public struct FfiConverterTypeOtpKind: FfiConverterRustBuffer {
         case 1: return .totp(period: try FfiConverterDuration.read(from: &buf)
         )
         
-        case 2: return .hotp(counter: try FfiConverterInt64.read(from: &buf)
+        case 2: return .hotp(counter: try FfiConverterTypeCounter.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -7564,7 +7883,7 @@ public struct FfiConverterTypeOtpKind: FfiConverterRustBuffer {
         
         case let .hotp(counter):
             writeInt(&buf, Int32(2))
-            FfiConverterInt64.write(counter, into: &buf)
+            FfiConverterTypeCounter.write(counter, into: &buf)
             
         }
     }
@@ -8302,6 +8621,30 @@ fileprivate struct FfiConverterOptionTypeCustomerPreference: FfiConverterRustBuf
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeCounter: FfiConverterRustBuffer {
+    typealias SwiftType = Counter?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCounter.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCounter.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeSha256Digest: FfiConverterRustBuffer {
     typealias SwiftType = Sha256Digest?
 
@@ -8396,6 +8739,46 @@ fileprivate struct FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer 
         return seq
     }
 }
+
+
+public typealias Counter = Int64
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCounter: FfiConverter {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Counter {
+        return try FfiConverterInt64.read(from: &buf)
+    }
+
+    public static func write(_ value: Counter, into buf: inout [UInt8]) {
+        return FfiConverterInt64.write(value, into: &buf)
+    }
+
+    public static func lift(_ value: Int64) throws -> Counter {
+        return try FfiConverterInt64.lift(value)
+    }
+
+    public static func lower(_ value: Counter) -> Int64 {
+        return FfiConverterInt64.lower(value)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCounter_lift(_ value: Int64) throws -> Counter {
+    return try FfiConverterTypeCounter.lift(value)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCounter_lower(_ value: Counter) -> Int64 {
+    return FfiConverterTypeCounter.lower(value)
+}
+
 
 
 public typealias Sha256Digest = Data
@@ -8549,65 +8932,6 @@ public func normalizeCode(entered: String, format: CodeFormat)throws  -> String 
 })
 }
 /**
- * Writes a key as an `otpauth://` URI; parsing it gives the same key back.
- *
- * # Errors
- * `InvalidLabel`, `InvalidDigits`, `InvalidPeriod`.
- */
-public func formatKeyUri(key: KeyUri)throws  -> String  {
-    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_func_format_key_uri(
-        FfiConverterTypeKeyUri_lower(key),uniffiCallStatus
-    )
-})
-}
-/**
- * The HOTP a key URI describes.
- *
- * # Errors
- * `ParameterNotAllowed` for a TOTP key, `InvalidDigits`.
- */
-public func keyUriHotp(key: KeyUri)throws  -> Hotp  {
-    return try  FfiConverterTypeHotp_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_func_key_uri_hotp(
-        FfiConverterTypeKeyUri_lower(key),uniffiCallStatus
-    )
-})
-}
-/**
- * The TOTP a key URI describes (T0 = 0).
- *
- * # Errors
- * `ParameterNotAllowed` for an HOTP key, `InvalidDigits`, `InvalidPeriod`.
- */
-public func keyUriTotp(key: KeyUri)throws  -> Totp  {
-    return try  FfiConverterTypeTotp_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_func_key_uri_totp(
-        FfiConverterTypeKeyUri_lower(key),uniffiCallStatus
-    )
-})
-}
-/**
- * Reads an `otpauth://totp/...` or `otpauth://hotp/...` URI.
- *
- * # Errors
- * `UnsupportedScheme`, `UnknownOtpType`, `MissingAccount`, `MissingSecret`,
- * `MissingCounter`, `InvalidParameter`, `DuplicateParameter`,
- * `ParameterNotAllowed`, `IssuerMismatch`, `InvalidLabel`,
- * `InvalidPercentEncoding`, and the base32 errors for the secret.
- */
-public func parseKeyUri(uri: String)throws  -> KeyUri  {
-    return try  FfiConverterTypeKeyUri_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
-        uniffiCallStatus in
-    uniffi_delivery_otp_fn_func_parse_key_uri(
-        FfiConverterString.lower(uri),uniffiCallStatus
-    )
-})
-}
-/**
  * An e-mail address masked for the courier's screen (`j•••@e•••.com`).
  *
  * # Errors
@@ -8684,18 +9008,6 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_func_normalize_code() != 49188) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_func_format_key_uri() != 10617) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_delivery_otp_checksum_func_key_uri_hotp() != 65044) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_delivery_otp_checksum_func_key_uri_totp() != 56909) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_delivery_otp_checksum_func_parse_key_uri() != 52046) {
-        return InitializationResult.apiChecksumMismatch
-    }
     if (uniffi_delivery_otp_checksum_func_mask_email() != 44043) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -8711,16 +9023,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_backend_derive_code() != 17198) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_issue() != 64469) {
+    if (uniffi_delivery_otp_checksum_method_backend_issue() != 43502) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_read_ticket() != 28157) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_reassign() != 6900) {
+    if (uniffi_delivery_otp_checksum_method_backend_reassign() != 36317) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_backend_resend() != 21907) {
+    if (uniffi_delivery_otp_checksum_method_backend_resend() != 49011) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_backend_verify_online() != 4972) {
@@ -8736,6 +9048,15 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_devicestatestore_compare_and_set() != 7433) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_issuedcode_code() != 11014) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_issuedcode_code_grouped() != 43942) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_issuedcode_ticket() != 8974) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_keyset_current_id() != 17311) {
@@ -8810,10 +9131,37 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_ticket_to_json() != 25579) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_hotp_generate() != 38380) {
+    if (uniffi_delivery_otp_checksum_method_hotp_generate() != 21016) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_hotp_verify() != 61539) {
+    if (uniffi_delivery_otp_checksum_method_hotp_verify() != 49155) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyuri_account() != 38515) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyuri_algorithm() != 6887) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyuri_digits() != 29910) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyuri_hotp() != 26558) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyuri_issuer() != 42140) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyuri_kind() != 25259) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyuri_secret() != 30162) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyuri_to_uri() != 46366) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_method_keyuri_totp() != 61088) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_secret_byte_length() != 35883) {
@@ -8828,13 +9176,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_totp_generate_now() != 1853) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_step_at() != 6406) {
+    if (uniffi_delivery_otp_checksum_method_totp_step_at() != 4249) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_verify() != 22039) {
+    if (uniffi_delivery_otp_checksum_method_totp_verify() != 14842) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 59993) {
+    if (uniffi_delivery_otp_checksum_method_totp_verify_now() != 1934) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() != 60196) {
@@ -8928,6 +9276,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_hotp_new() != 11242) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_keyuri_new() != 15193) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_delivery_otp_checksum_constructor_keyuri_parse() != 51556) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_constructor_secret_from_base32() != 26335) {

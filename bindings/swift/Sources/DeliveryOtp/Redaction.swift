@@ -5,13 +5,6 @@
 // loggers read field by field. These mirrors list only the fields that hold
 // no code.
 
-extension IssuedCode: CustomReflectable {
-    /// The ticket only; the code is for the customer's message.
-    public var customMirror: Mirror {
-        Mirror(self, children: ["ticket": ticket, "code": "[redacted]"], displayStyle: .struct)
-    }
-}
-
 extension MessageValues: CustomReflectable {
     /// Everything but the code.
     public var customMirror: Mirror {

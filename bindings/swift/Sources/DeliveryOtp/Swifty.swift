@@ -61,17 +61,11 @@ extension DeliverySettings {
 }
 
 extension KeyUri {
-    /// Reads an `otpauth://` URI, as `parseKeyUri(uri:)` does.
-    public init(parsing uri: String) throws { self = try parseKeyUri(uri: uri) }
-
-    /// The `otpauth://` URI (it holds the secret), as `formatKeyUri(key:)` gives it.
-    public func uri() throws -> String { try formatKeyUri(key: self) }
-
-    /// A TOTP generator for this key.
-    public func totp() throws -> Totp { try keyUriTotp(key: self) }
-
-    /// An HOTP generator for this key.
-    public func hotp() throws -> Hotp { try keyUriHotp(key: self) }
+    /// Reads an `otpauth://` URI, as `parse(uri:)` does.
+    public convenience init(parsing uri: String) throws {
+        let read = try KeyUri.parse(uri: uri)
+        self.init(unsafeFromHandle: read.uniffiCloneHandle())
+    }
 }
 
 extension CodeFormat {

@@ -294,7 +294,7 @@ RustBuffer uniffi_delivery_otp_fn_method_backend_derive_code(uint64_t ptr, RustB
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_ISSUE
-RustBuffer uniffi_delivery_otp_fn_method_backend_issue(uint64_t ptr, RustBuffer delivery_id, int64_t sequence, RustBuffer courier_id, RustBuffer now, RustBuffer settings, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_delivery_otp_fn_method_backend_issue(uint64_t ptr, RustBuffer delivery_id, int64_t sequence, RustBuffer courier_id, RustBuffer now, RustBuffer settings, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_READ_TICKET
@@ -304,12 +304,12 @@ uint64_t uniffi_delivery_otp_fn_method_backend_read_ticket(uint64_t ptr, RustBuf
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_REASSIGN
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_REASSIGN
-RustBuffer uniffi_delivery_otp_fn_method_backend_reassign(uint64_t ptr, uint64_t previous, RustBuffer courier_id, RustBuffer now, RustBuffer settings, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_delivery_otp_fn_method_backend_reassign(uint64_t ptr, uint64_t previous, RustBuffer courier_id, RustBuffer now, RustBuffer settings, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RESEND
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_RESEND
-RustBuffer uniffi_delivery_otp_fn_method_backend_resend(uint64_t ptr, uint64_t previous, RustBuffer now, RustBuffer settings, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_delivery_otp_fn_method_backend_resend(uint64_t ptr, uint64_t previous, RustBuffer now, RustBuffer settings, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_BACKEND_VERIFY_ONLINE
@@ -355,6 +355,51 @@ RustBuffer uniffi_delivery_otp_fn_method_devicestatestore_load(uint64_t ptr, Rus
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_COMPARE_AND_SET
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_DEVICESTATESTORE_COMPARE_AND_SET
 int8_t uniffi_delivery_otp_fn_method_devicestatestore_compare_and_set(uint64_t ptr, RustBuffer key, RustBuffer expected, RustBuffer value, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_ISSUEDCODE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_ISSUEDCODE
+uint64_t uniffi_delivery_otp_fn_clone_issuedcode(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_ISSUEDCODE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_ISSUEDCODE
+void uniffi_delivery_otp_fn_free_issuedcode(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_CODE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_CODE
+RustBuffer uniffi_delivery_otp_fn_method_issuedcode_code(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_CODE_GROUPED
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_CODE_GROUPED
+RustBuffer uniffi_delivery_otp_fn_method_issuedcode_code_grouped(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_TICKET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_TICKET
+uint64_t uniffi_delivery_otp_fn_method_issuedcode_ticket(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_EQ_EQ
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_EQ_EQ
+int8_t uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(uint64_t ptr, uint64_t other, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_EQ_NE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_EQ_NE
+int8_t uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_ne(uint64_t ptr, uint64_t other, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_HASH
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_HASH
+uint64_t uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_KEYSET
@@ -590,6 +635,91 @@ RustBuffer uniffi_delivery_otp_fn_method_hotp_verify(uint64_t ptr, RustBuffer co
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_HOTP_UNIFFI_TRAIT_DEBUG
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_HOTP_UNIFFI_TRAIT_DEBUG
 RustBuffer uniffi_delivery_otp_fn_method_hotp_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_KEYURI
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_KEYURI
+uint64_t uniffi_delivery_otp_fn_clone_keyuri(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_KEYURI
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FREE_KEYURI
+void uniffi_delivery_otp_fn_free_keyuri(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_KEYURI_NEW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_KEYURI_NEW
+uint64_t uniffi_delivery_otp_fn_constructor_keyuri_new(RustBuffer kind, uint64_t secret, RustBuffer account, RustBuffer issuer, RustBuffer algorithm, int32_t digits, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_KEYURI_PARSE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CONSTRUCTOR_KEYURI_PARSE
+uint64_t uniffi_delivery_otp_fn_constructor_keyuri_parse(RustBuffer uri, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_ACCOUNT
+RustBuffer uniffi_delivery_otp_fn_method_keyuri_account(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_ALGORITHM
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_ALGORITHM
+RustBuffer uniffi_delivery_otp_fn_method_keyuri_algorithm(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_DIGITS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_DIGITS
+int32_t uniffi_delivery_otp_fn_method_keyuri_digits(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_HOTP
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_HOTP
+uint64_t uniffi_delivery_otp_fn_method_keyuri_hotp(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_ISSUER
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_ISSUER
+RustBuffer uniffi_delivery_otp_fn_method_keyuri_issuer(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_KIND
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_KIND
+RustBuffer uniffi_delivery_otp_fn_method_keyuri_kind(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_SECRET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_SECRET
+uint64_t uniffi_delivery_otp_fn_method_keyuri_secret(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_TO_URI
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_TO_URI
+RustBuffer uniffi_delivery_otp_fn_method_keyuri_to_uri(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_TOTP
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_TOTP
+uint64_t uniffi_delivery_otp_fn_method_keyuri_totp(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_EQ_EQ
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_EQ_EQ
+int8_t uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(uint64_t ptr, uint64_t other, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_EQ_NE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_EQ_NE
+int8_t uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_ne(uint64_t ptr, uint64_t other, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_HASH
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_HASH
+uint64_t uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_CLONE_SECRET
@@ -965,14 +1095,14 @@ RustBuffer uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(RustBuffe
 RustBuffer uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OTPKIND_UNIFFI_TRAIT_DEBUG
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OTPKIND_UNIFFI_TRAIT_DEBUG
-RustBuffer uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPTOUTCOME_UNIFFI_TRAIT_DEBUG
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_RECEIPTOUTCOME_UNIFFI_TRAIT_DEBUG
 RustBuffer uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OTPKIND_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_OTPKIND_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_REQUIREMENT_UNIFFI_TRAIT_DEBUG
@@ -1005,44 +1135,9 @@ int8_t uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_eq_ne(RustBuffe
 uint64_t uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_hash(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_DEBUG
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_DEBUG
-RustBuffer uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_EQ_EQ
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_EQ_EQ
-int8_t uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(RustBuffer ptr, RustBuffer other, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_EQ_NE
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_EQ_NE
-int8_t uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_ne(RustBuffer ptr, RustBuffer other, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_HASH
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_ISSUEDCODE_UNIFFI_TRAIT_HASH
-uint64_t uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(RustBuffer ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_DEBUG
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_DEBUG
-RustBuffer uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_EQ_EQ
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_EQ_EQ
-int8_t uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(RustBuffer ptr, RustBuffer other, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_EQ_NE
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_EQ_NE
-int8_t uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_ne(RustBuffer ptr, RustBuffer other, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_HASH
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_KEYURI_UNIFFI_TRAIT_HASH
-uint64_t uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(RustBuffer ptr, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTPMATCH_UNIFFI_TRAIT_DEBUG
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_TOTPMATCH_UNIFFI_TRAIT_DEBUG
+RustBuffer uniffi_delivery_otp_fn_method_totpmatch_uniffi_trait_debug(RustBuffer ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_METHOD_EMAIL_UNIFFI_TRAIT_DEBUG
@@ -1084,26 +1179,6 @@ double uniffi_delivery_otp_fn_func_false_accept_probability(int32_t hash_bits, R
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_NORMALIZE_CODE
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_NORMALIZE_CODE
 RustBuffer uniffi_delivery_otp_fn_func_normalize_code(RustBuffer entered, RustBuffer format, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_FORMAT_KEY_URI
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_FORMAT_KEY_URI
-RustBuffer uniffi_delivery_otp_fn_func_format_key_uri(RustBuffer key, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_KEY_URI_HOTP
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_KEY_URI_HOTP
-uint64_t uniffi_delivery_otp_fn_func_key_uri_hotp(RustBuffer key, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_KEY_URI_TOTP
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_KEY_URI_TOTP
-uint64_t uniffi_delivery_otp_fn_func_key_uri_totp(RustBuffer key, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_PARSE_KEY_URI
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_PARSE_KEY_URI
-RustBuffer uniffi_delivery_otp_fn_func_parse_key_uri(RustBuffer uri, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_FN_FUNC_MASK_EMAIL
@@ -1411,30 +1486,6 @@ uint16_t uniffi_delivery_otp_checksum_func_normalize_code(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_FORMAT_KEY_URI
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_FORMAT_KEY_URI
-uint16_t uniffi_delivery_otp_checksum_func_format_key_uri(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_KEY_URI_HOTP
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_KEY_URI_HOTP
-uint16_t uniffi_delivery_otp_checksum_func_key_uri_hotp(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_KEY_URI_TOTP
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_KEY_URI_TOTP
-uint16_t uniffi_delivery_otp_checksum_func_key_uri_totp(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_PARSE_KEY_URI
-#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_PARSE_KEY_URI
-uint16_t uniffi_delivery_otp_checksum_func_parse_key_uri(void
-    
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_MASK_EMAIL
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_FUNC_MASK_EMAIL
 uint16_t uniffi_delivery_otp_checksum_func_mask_email(void
@@ -1516,6 +1567,24 @@ uint16_t uniffi_delivery_otp_checksum_method_devicestatestore_load(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_COMPARE_AND_SET
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_DEVICESTATESTORE_COMPARE_AND_SET
 uint16_t uniffi_delivery_otp_checksum_method_devicestatestore_compare_and_set(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_ISSUEDCODE_CODE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_ISSUEDCODE_CODE
+uint16_t uniffi_delivery_otp_checksum_method_issuedcode_code(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_ISSUEDCODE_CODE_GROUPED
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_ISSUEDCODE_CODE_GROUPED
+uint16_t uniffi_delivery_otp_checksum_method_issuedcode_code_grouped(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_ISSUEDCODE_TICKET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_ISSUEDCODE_TICKET
+uint16_t uniffi_delivery_otp_checksum_method_issuedcode_ticket(void
     
 );
 #endif
@@ -1672,6 +1741,60 @@ uint16_t uniffi_delivery_otp_checksum_method_hotp_generate(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_HOTP_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_HOTP_VERIFY
 uint16_t uniffi_delivery_otp_checksum_method_hotp_verify(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_ACCOUNT
+uint16_t uniffi_delivery_otp_checksum_method_keyuri_account(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_ALGORITHM
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_ALGORITHM
+uint16_t uniffi_delivery_otp_checksum_method_keyuri_algorithm(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_DIGITS
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_DIGITS
+uint16_t uniffi_delivery_otp_checksum_method_keyuri_digits(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_HOTP
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_HOTP
+uint16_t uniffi_delivery_otp_checksum_method_keyuri_hotp(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_ISSUER
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_ISSUER
+uint16_t uniffi_delivery_otp_checksum_method_keyuri_issuer(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_KIND
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_KIND
+uint16_t uniffi_delivery_otp_checksum_method_keyuri_kind(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_SECRET
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_SECRET
+uint16_t uniffi_delivery_otp_checksum_method_keyuri_secret(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_TO_URI
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_TO_URI
+uint16_t uniffi_delivery_otp_checksum_method_keyuri_to_uri(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_TOTP
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_METHOD_KEYURI_TOTP
+uint16_t uniffi_delivery_otp_checksum_method_keyuri_totp(void
     
 );
 #endif
@@ -1900,6 +2023,18 @@ uint16_t uniffi_delivery_otp_checksum_constructor_ticket_from_json(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_HOTP_NEW
 #define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_HOTP_NEW
 uint16_t uniffi_delivery_otp_checksum_constructor_hotp_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_KEYURI_NEW
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_KEYURI_NEW
+uint16_t uniffi_delivery_otp_checksum_constructor_keyuri_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_KEYURI_PARSE
+#define UNIFFI_FFIDEF_UNIFFI_DELIVERY_OTP_CHECKSUM_CONSTRUCTOR_KEYURI_PARSE
+uint16_t uniffi_delivery_otp_checksum_constructor_keyuri_parse(void
     
 );
 #endif

@@ -9,11 +9,11 @@ final class ApiTests: XCTestCase {
     func testEnrolmentRoundTrip() throws {
         let secret = try Secret.generate()
         XCTAssertEqual(secret.byteLength, 20)
-        let key = KeyUri(kind: .totp(period: 30), secret: secret, issuer: "Acme Deliveries",
-                         account: "courier-17@acme.example", algorithm: .sha1, digits: 6)
-        let uri = try formatKeyUri(key: key)
+        let key = try KeyUri(kind: .totp(period: 30), secret: secret, account: "courier-17@acme.example",
+                             issuer: "Acme Deliveries")
+        let uri = try key.toUri()
         XCTAssertTrue(uri.hasPrefix("otpauth://totp/Acme%20Deliveries:courier-17%40acme.example?secret="))
-        let totp = try keyUriTotp(key: try parseKeyUri(uri: uri))
+        let totp = try KeyUri(parsing: uri).totp()
         let now: Date = 1_764_000_000
         let code = try totp.generate(time: now)
         let match = try XCTUnwrap(try totp.verify(code: code, time: now + 30))

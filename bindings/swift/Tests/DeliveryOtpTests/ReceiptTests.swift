@@ -138,7 +138,7 @@ final class ReceiptTests: XCTestCase {
         let c = try Vectors.cases(file)[0]
         let store = MapStateStore()
         let (verifier, key, receipt) = try make(c, store)
-        let restarted = OfflineVerifier(ticket: verifier.ticket(), store: store)
+        let restarted = OfflineVerifier(ticket: verifier.ticket, store: store)
         XCTAssertEqual(try restarted.storedReceipt()?.toJson(), receipt.toJson())
         let again = try restarted.receipt(deviceKey: key, outcome: outcome(c["outcome"] as! [String: Any]),
                                           decidedAt: c.time("decided_at"), details: details(c))

@@ -34,7 +34,16 @@ final class SwiftyTests: XCTestCase {
         XCTAssertThrowsError(try unsafe.check())
         let key = try KeyUri(parsing: "otpauth://totp/Acme:bob?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&digits=8")
         XCTAssertEqual(try key.totp().generate(time: 59), "94287082")
-        XCTAssertEqual(try KeyUri(parsing: try key.uri()), key)
+        XCTAssertEqual(try KeyUri(parsing: try key.toUri()), key)
+        XCTAssertThrowsError(try KeyUri(kind: .totp(period: 30.5), secret: key.secret, account: "bob")) { error in
+            guard case OtpError.InvalidPeriod = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try KeyUri(kind: .totp(period: 30), secret: key.secret, account: "acme:bob")) { error in
+            guard case OtpError.InvalidLabel(let field, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(field, "account")
+        }
+        let lastCounter = try KeyUri(kind: .hotp(counter: -1), secret: key.secret, account: "bob")
+        XCTAssertTrue(try lastCounter.toUri().hasSuffix("&counter=18446744073709551615"))
         XCTAssertEqual(try CodeFormat.numeric(digits: 6).normalize("４８２ ９１３"), "482913")
     }
 }

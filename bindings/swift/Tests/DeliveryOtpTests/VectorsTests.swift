@@ -92,7 +92,7 @@ final class VectorsTests: XCTestCase {
         let valid = try Vectors.cases(file, "valid")
         XCTAssertGreaterThanOrEqual(valid.count, 10)
         for c in valid {
-            let key = try parseKeyUri(uri: c.str("uri"))
+            let key = try KeyUri(parsing: c.str("uri"))
             let expectedKind: OtpKind = c.str("type") == "totp"
                 ? .totp(period: TimeInterval(c.u64("period"))) : .hotp(counter: c.bits("counter"))
             XCTAssertEqual(key.kind, expectedKind, c.name)
@@ -101,18 +101,17 @@ final class VectorsTests: XCTestCase {
             XCTAssertEqual(key.account, c.str("account"), c.name)
             XCTAssertEqual(key.algorithm, algorithm(c.str("algorithm")), c.name)
             XCTAssertEqual(key.digits, c.u32("digits"), c.name)
-            let formatted = try formatKeyUri(key: key)
+            let formatted = try key.toUri()
             XCTAssertEqual(formatted, c.str("formatted"), c.name)
-            let again = try parseKeyUri(uri: formatted)
-            XCTAssertEqual(again.kind, key.kind, "\(c.name): round trip")
-            XCTAssertEqual(again.secret, key.secret, "\(c.name): round trip")
-            XCTAssertEqual(again.issuer, key.issuer, "\(c.name): round trip")
-            XCTAssertEqual(again.account, key.account, "\(c.name): round trip")
+            XCTAssertEqual(try KeyUri(parsing: formatted), key, "\(c.name): round trip")
+            let made = try KeyUri(kind: key.kind, secret: key.secret, account: key.account, issuer: key.issuer,
+                                  algorithm: key.algorithm, digits: key.digits)
+            XCTAssertEqual(made, key, "\(c.name): made from its fields")
         }
         let invalid = try Vectors.cases(file, "invalid")
         XCTAssertGreaterThanOrEqual(invalid.count, 20)
         for c in invalid {
-            let (k, message) = expectOtpError(c.name) { try parseKeyUri(uri: c.str("uri")) }
+            let (k, message) = expectOtpError(c.name) { try KeyUri(parsing: c.str("uri")) }
             XCTAssertEqual(k, c.str("error"), "\(c.name): \(message)")
             if let parameter = c.optStr("parameter") {
                 XCTAssertTrue(message.contains("'\(parameter)'"), "\(c.name): \(message)")

@@ -713,14 +713,6 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_func_normalize_code(
     ): Int
-    external fun uniffi_delivery_otp_checksum_func_format_key_uri(
-    ): Int
-    external fun uniffi_delivery_otp_checksum_func_key_uri_hotp(
-    ): Int
-    external fun uniffi_delivery_otp_checksum_func_key_uri_totp(
-    ): Int
-    external fun uniffi_delivery_otp_checksum_func_parse_key_uri(
-    ): Int
     external fun uniffi_delivery_otp_checksum_func_mask_email(
     ): Int
     external fun uniffi_delivery_otp_checksum_func_mask_phone(
@@ -748,6 +740,12 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_method_devicestatestore_load(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_devicestatestore_compare_and_set(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_issuedcode_code(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_issuedcode_code_grouped(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_issuedcode_ticket(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_keyset_current_id(
     ): Int
@@ -800,6 +798,24 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_delivery_otp_checksum_method_hotp_generate(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_hotp_verify(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyuri_account(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyuri_algorithm(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyuri_digits(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyuri_hotp(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyuri_issuer(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyuri_kind(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyuri_secret(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyuri_to_uri(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_method_keyuri_totp(
     ): Int
     external fun uniffi_delivery_otp_checksum_method_secret_byte_length(
     ): Int
@@ -877,6 +893,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_hotp_new(
     ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_keyuri_new(
+    ): Int
+    external fun uniffi_delivery_otp_checksum_constructor_keyuri_parse(
+    ): Int
     external fun uniffi_delivery_otp_checksum_constructor_secret_from_base32(
     ): Int
     external fun uniffi_delivery_otp_checksum_constructor_secret_from_bytes(
@@ -933,13 +953,13 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_method_backend_derive_code(`ptr`: Long,`keyId`: RustBuffer.ByValue,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`format`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_issue(`ptr`: Long,`deliveryId`: RustBuffer.ByValue,`sequence`: Long,`courierId`: RustBuffer.ByValue,`now`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
+    ): Long
     external fun uniffi_delivery_otp_fn_method_backend_read_ticket(`ptr`: Long,`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_method_backend_reassign(`ptr`: Long,`previous`: Long,`courierId`: RustBuffer.ByValue,`now`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
+    ): Long
     external fun uniffi_delivery_otp_fn_method_backend_resend(`ptr`: Long,`previous`: Long,`now`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
+    ): Long
     external fun uniffi_delivery_otp_fn_method_backend_verify_online(`ptr`: Long,`ticket`: Long,`entered`: RustBuffer.ByValue,`courierId`: RustBuffer.ByValue,`deviceId`: RustBuffer.ByValue,`now`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_backend_provision_device(`ptr`: Long,`courierId`: RustBuffer.ByValue,`deviceId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -958,6 +978,24 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_devicestatestore_compare_and_set(`ptr`: Long,`key`: RustBuffer.ByValue,`expected`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
+    external fun uniffi_delivery_otp_fn_clone_issuedcode(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_issuedcode(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_method_issuedcode_code(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_issuedcode_code_grouped(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_issuedcode_ticket(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_ne(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_delivery_otp_fn_clone_keyset(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_free_keyset(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1052,6 +1090,40 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_hotp_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_clone_keyuri(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_free_keyuri(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_delivery_otp_fn_constructor_keyuri_new(`kind`: RustBuffer.ByValue,`secret`: Long,`account`: RustBuffer.ByValue,`issuer`: RustBuffer.ByValue,`algorithm`: RustBuffer.ByValue,`digits`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_constructor_keyuri_parse(`uri`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_keyuri_account(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyuri_algorithm(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyuri_digits(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_delivery_otp_fn_method_keyuri_hotp(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_keyuri_issuer(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyuri_kind(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyuri_secret(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_keyuri_to_uri(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyuri_totp(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_ne(`ptr`: Long,`other`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_delivery_otp_fn_clone_secret(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_free_secret(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1200,9 +1272,9 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1216,22 +1288,8 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_delivery_otp_fn_method_receiptdetails_uniffi_trait_hash(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_totpmatch_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Byte
-    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_ne(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Byte
-    external fun uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Byte
-    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_ne(`ptr`: RustBuffer.ByValue,`other`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Byte
-    external fun uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
     external fun uniffi_delivery_otp_fn_method_email_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_messagevalues_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1247,14 +1305,6 @@ internal object UniffiLib {
     external fun uniffi_delivery_otp_fn_func_false_accept_probability(`hashBits`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): Double
     external fun uniffi_delivery_otp_fn_func_normalize_code(`entered`: RustBuffer.ByValue,`format`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_func_format_key_uri(`key`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_func_key_uri_hotp(`key`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_delivery_otp_fn_func_key_uri_totp(`key`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_delivery_otp_fn_func_parse_key_uri(`uri`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_func_mask_email(`email`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1396,18 +1446,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_func_normalize_code() and 0xFFFF) != 49188) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_func_format_key_uri() and 0xFFFF) != 10617) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_hotp() and 0xFFFF) != 65044) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_delivery_otp_checksum_func_key_uri_totp() and 0xFFFF) != 56909) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_delivery_otp_checksum_func_parse_key_uri() and 0xFFFF) != 52046) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
     if ((lib.uniffi_delivery_otp_checksum_func_mask_email() and 0xFFFF) != 44043) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1423,16 +1461,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_backend_derive_code() and 0xFFFF) != 17198) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 64469) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_issue() and 0xFFFF) != 43502) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_read_ticket() and 0xFFFF) != 28157) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_reassign() and 0xFFFF) != 6900) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_reassign() and 0xFFFF) != 36317) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 21907) {
+    if ((lib.uniffi_delivery_otp_checksum_method_backend_resend() and 0xFFFF) != 49011) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_backend_verify_online() and 0xFFFF) != 4972) {
@@ -1448,6 +1486,15 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_devicestatestore_compare_and_set() and 0xFFFF) != 7433) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_issuedcode_code() and 0xFFFF) != 11014) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_issuedcode_code_grouped() and 0xFFFF) != 43942) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_issuedcode_ticket() and 0xFFFF) != 8974) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_keyset_current_id() and 0xFFFF) != 17311) {
@@ -1522,10 +1569,37 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_ticket_to_json() and 0xFFFF) != 25579) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_hotp_generate() and 0xFFFF) != 38380) {
+    if ((lib.uniffi_delivery_otp_checksum_method_hotp_generate() and 0xFFFF) != 21016) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_hotp_verify() and 0xFFFF) != 61539) {
+    if ((lib.uniffi_delivery_otp_checksum_method_hotp_verify() and 0xFFFF) != 49155) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyuri_account() and 0xFFFF) != 38515) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyuri_algorithm() and 0xFFFF) != 6887) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyuri_digits() and 0xFFFF) != 29910) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyuri_hotp() and 0xFFFF) != 26558) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyuri_issuer() and 0xFFFF) != 42140) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyuri_kind() and 0xFFFF) != 25259) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyuri_secret() and 0xFFFF) != 30162) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyuri_to_uri() and 0xFFFF) != 46366) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_method_keyuri_totp() and 0xFFFF) != 61088) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_secret_byte_length() and 0xFFFF) != 35883) {
@@ -1540,13 +1614,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_totp_generate_now() and 0xFFFF) != 1853) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_step_at() and 0xFFFF) != 6406) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_step_at() and 0xFFFF) != 4249) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify() and 0xFFFF) != 22039) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify() and 0xFFFF) != 14842) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 59993) {
+    if ((lib.uniffi_delivery_otp_checksum_method_totp_verify_now() and 0xFFFF) != 1934) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_messagetemplates_format_hint() and 0xFFFF) != 60196) {
@@ -1640,6 +1714,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_hotp_new() and 0xFFFF) != 11242) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_keyuri_new() and 0xFFFF) != 15193) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_delivery_otp_checksum_constructor_keyuri_parse() and 0xFFFF) != 51556) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_constructor_secret_from_base32() and 0xFFFF) != 26335) {
@@ -3695,7 +3775,7 @@ public interface HotpInterface {
      * 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
      * it reads as negative, as Java's `Long.toUnsignedString` shows).
      */
-    fun `generate`(`counter`: kotlin.Long): kotlin.String
+    fun `generate`(`counter`: Counter): kotlin.String
     
     /**
      * Checks `code` against counters `counter` to `counter + look_ahead`,
@@ -3705,7 +3785,7 @@ public interface HotpInterface {
      * # Errors
      * `MalformedCode`, `WindowTooLarge` (more than 100).
      */
-    fun `verify`(`code`: kotlin.String, `counter`: kotlin.Long, `lookAhead`: kotlin.Int = 0): kotlin.Long?
+    fun `verify`(`code`: kotlin.String, `counter`: Counter, `lookAhead`: kotlin.Int = 0): Counter?
     
     companion object
 }
@@ -3837,14 +3917,14 @@ open class Hotp: Disposable, AutoCloseable, HotpInterface
      * The code for `counter`: RFC 4226's unsigned 8-byte counter, whose
      * 64 bits the signed integer carries (past `Long.MAX_VALUE` / `Int64.max`
      * it reads as negative, as Java's `Long.toUnsignedString` shows).
-     */override fun `generate`(`counter`: kotlin.Long): kotlin.String {
+     */override fun `generate`(`counter`: Counter): kotlin.String {
             return FfiConverterString.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_hotp_generate(
         it,
         
-        FfiConverterLong.lower(`counter`),_status)
+        FfiConverterTypeCounter.lower(`counter`),_status)
 }
     }
     )
@@ -3860,15 +3940,15 @@ open class Hotp: Disposable, AutoCloseable, HotpInterface
      * # Errors
      * `MalformedCode`, `WindowTooLarge` (more than 100).
      */
-    @Throws(OtpException::class)override fun `verify`(`code`: kotlin.String, `counter`: kotlin.Long, `lookAhead`: kotlin.Int): kotlin.Long? {
-            return FfiConverterOptionalLong.lift(
+    @Throws(OtpException::class)override fun `verify`(`code`: kotlin.String, `counter`: Counter, `lookAhead`: kotlin.Int): Counter? {
+            return FfiConverterOptionalTypeCounter.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_hotp_verify(
         it,
         
         FfiConverterString.lower(`code`),
-        FfiConverterLong.lower(`counter`),
+        FfiConverterTypeCounter.lower(`counter`),
         FfiConverterInt.lower(`lookAhead`),_status)
 }
     }
@@ -3922,6 +4002,357 @@ public object FfiConverterTypeHotp: FfiConverter<Hotp, Long> {
     override fun allocationSize(value: Hotp) = 8UL
 
     override fun write(value: Hotp, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A code and its ticket, as the backend issues them. Printing it leaves
+ * the code out (Kotlin's `toString()`, Swift's `description`); equal codes
+ * (compared in constant time) of equal tickets are equal.
+ */
+public interface IssuedCodeInterface {
+    
+    /**
+     * The code, for the customer's message only.
+     */
+    val `code`: kotlin.String
+    
+    /**
+     * The code grouped for reading aloud ("482 913").
+     */
+    val `codeGrouped`: kotlin.String
+    
+    /**
+     * The ticket, for the courier's device.
+     */
+    val `ticket`: Ticket
+    
+    companion object
+}
+
+/**
+ * A code and its ticket, as the backend issues them. Printing it leaves
+ * the code out (Kotlin's `toString()`, Swift's `description`); equal codes
+ * (compared in constant time) of equal tickets are equal.
+ */
+open class IssuedCode: Disposable, AutoCloseable, IssuedCodeInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    internal constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_issuedcode(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    internal fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_issuedcode(handle, status)
+        }
+    }
+
+    
+    /**
+     * The code, for the customer's message only.
+     */override val `code`: kotlin.String get() {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_code(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The code grouped for reading aloud ("482 913").
+     */override val `codeGrouped`: kotlin.String get() {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_code_grouped(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The ticket, for the courier's device.
+     */override val `ticket`: Ticket get() {
+            return FfiConverterTypeTicket.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_ticket(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    // The local Rust `Eq` implementation - only `eq` is used.
+    override fun equals(other: Any?): Boolean {
+        if (other !is IssuedCode) return false
+        return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(
+        it,
+        
+        FfiConverterTypeIssuedCode.lower(`other`),_status)
+}
+    }
+    )
+    }
+    // The local Rust `Hash` implementation
+    override fun hashCode(): Int {
+        return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(
+        it,
+        _status)
+}
+    }
+    ).toInt()
+    }
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIssuedCode: FfiConverter<IssuedCode, Long> {
+    override fun lower(value: IssuedCode): Long {
+        return value.callWithHandle { it }
+    }
+
+    override fun lift(value: Long): IssuedCode {
+        return IssuedCode(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): IssuedCode {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: IssuedCode) = 8UL
+
+    override fun write(value: IssuedCode, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -4466,6 +4897,550 @@ public object FfiConverterTypeKeySet: FfiConverter<KeySet, Long> {
 
 
 /**
+ * The contents of an `otpauth://` key URI (an enrolment QR code). Equal
+ * when every field is (the secrets compared in constant time); its printed
+ * form leaves the secret out.
+ */
+public interface KeyUriInterface {
+    
+    /**
+     * The account the key is for.
+     */
+    val `account`: kotlin.String
+    
+    /**
+     * The hash function.
+     */
+    val `algorithm`: Algorithm
+    
+    /**
+     * Digits per code.
+     */
+    val `digits`: kotlin.Int
+    
+    /**
+     * The HOTP this key describes.
+     *
+     * # Errors
+     * `ParameterNotAllowed` for a TOTP key.
+     */
+    fun `hotp`(): Hotp
+    
+    /**
+     * Who issued the key, shown by authenticator apps.
+     */
+    val `issuer`: kotlin.String?
+    
+    /**
+     * TOTP with its period, or HOTP with its counter.
+     */
+    val `kind`: OtpKind
+    
+    /**
+     * The shared secret.
+     */
+    val `secret`: Secret
+    
+    /**
+     * The `otpauth://` URI (it holds the secret); `parse` of it gives this
+     * key back.
+     *
+     * # Errors
+     * None for a key made by `new` or `parse`; the same as `new` otherwise.
+     */
+    fun `toUri`(): kotlin.String
+    
+    /**
+     * The TOTP this key describes (T0 = 0).
+     *
+     * # Errors
+     * `ParameterNotAllowed` for an HOTP key.
+     */
+    fun `totp`(): Totp
+    
+    companion object
+}
+
+/**
+ * The contents of an `otpauth://` key URI (an enrolment QR code). Equal
+ * when every field is (the secrets compared in constant time); its printed
+ * form leaves the secret out.
+ */
+open class KeyUri: Disposable, AutoCloseable, KeyUriInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    internal constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    internal constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    /**
+     * A key URI for `secret`: TOTP with its period or HOTP with its counter,
+     * shown by authenticator apps as `issuer` (may be null) and `account`,
+     * with the hash `algorithm` (SHA-1 when null) and `digits` digits.
+     *
+     * # Errors
+     * `InvalidLabel` for an account or issuer no URI can carry (empty, a
+     * `:` without an issuer, control or bidirectional-override characters),
+     * `InvalidDigits`, `InvalidPeriod` (zero or a fraction of a second).
+     */
+    constructor(`kind`: OtpKind, `secret`: Secret, `account`: kotlin.String, `issuer`: kotlin.String? = null, `algorithm`: Algorithm? = null, `digits`: kotlin.Int = 6) :
+        this(UniffiWithHandle, 
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_keyuri_new(
+    
+        
+        FfiConverterTypeOtpKind.lower(`kind`),
+        FfiConverterTypeSecret.lower(`secret`),
+        FfiConverterString.lower(`account`),
+        FfiConverterOptionalString.lower(`issuer`),
+        FfiConverterOptionalTypeAlgorithm.lower(`algorithm`),
+        FfiConverterInt.lower(`digits`),_status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_delivery_otp_fn_free_keyuri(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    internal fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_delivery_otp_fn_clone_keyuri(handle, status)
+        }
+    }
+
+    
+    /**
+     * The account the key is for.
+     */override val `account`: kotlin.String get() {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_account(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The hash function.
+     */override val `algorithm`: Algorithm get() {
+            return FfiConverterTypeAlgorithm.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_algorithm(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Digits per code.
+     */override val `digits`: kotlin.Int get() {
+            return FfiConverterInt.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_digits(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The HOTP this key describes.
+     *
+     * # Errors
+     * `ParameterNotAllowed` for a TOTP key.
+     */
+    @Throws(OtpException::class)override fun `hotp`(): Hotp {
+            return FfiConverterTypeHotp.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_hotp(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Who issued the key, shown by authenticator apps.
+     */override val `issuer`: kotlin.String? get() {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_issuer(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * TOTP with its period, or HOTP with its counter.
+     */override val `kind`: OtpKind get() {
+            return FfiConverterTypeOtpKind.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_kind(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The shared secret.
+     */override val `secret`: Secret get() {
+            return FfiConverterTypeSecret.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_secret(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The `otpauth://` URI (it holds the secret); `parse` of it gives this
+     * key back.
+     *
+     * # Errors
+     * None for a key made by `new` or `parse`; the same as `new` otherwise.
+     */
+    @Throws(OtpException::class)override fun `toUri`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_to_uri(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The TOTP this key describes (T0 = 0).
+     *
+     * # Errors
+     * `ParameterNotAllowed` for an HOTP key.
+     */
+    @Throws(OtpException::class)override fun `totp`(): Totp {
+            return FfiConverterTypeTotp.lift(
+    callWithHandle {
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_totp(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    // The local Rust `Eq` implementation - only `eq` is used.
+    override fun equals(other: Any?): Boolean {
+        if (other !is KeyUri) return false
+        return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(
+        it,
+        
+        FfiConverterTypeKeyUri.lower(`other`),_status)
+}
+    }
+    )
+    }
+    // The local Rust `Hash` implementation
+    override fun hashCode(): Int {
+        return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(
+        it,
+        _status)
+}
+    }
+    ).toInt()
+    }
+
+    
+    companion object {
+        
+    /**
+     * Reads an `otpauth://totp/...` or `otpauth://hotp/...` URI.
+     *
+     * # Errors
+     * `UnsupportedScheme`, `UnknownOtpType`, `MissingAccount`, `MissingSecret`,
+     * `MissingCounter`, `InvalidParameter`, `DuplicateParameter`,
+     * `ParameterNotAllowed`, `IssuerMismatch`, `InvalidLabel`,
+     * `InvalidPercentEncoding`, and the base32 errors for the secret.
+     */
+    @Throws(OtpException::class) fun `parse`(`uri`: kotlin.String): KeyUri {
+            return FfiConverterTypeKeyUri.lift(
+    uniffiRustCallWithError(OtpException) { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_constructor_keyuri_parse(
+    
+        
+        FfiConverterString.lower(`uri`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeKeyUri: FfiConverter<KeyUri, Long> {
+    override fun lower(value: KeyUri): Long {
+        return value.callWithHandle { it }
+    }
+
+    override fun lift(value: Long): KeyUri {
+        return KeyUri(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): KeyUri {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: KeyUri) = 8UL
+
+    override fun write(value: KeyUri, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * Message templates by locale.
  */
 public interface MessageTemplatesInterface {
@@ -4868,7 +5843,7 @@ public interface OfflineVerifierInterface {
     /**
      * The ticket.
      */
-    fun `ticket`(): Ticket
+    val `ticket`: Ticket
     
     /**
      * Checks what the courier typed at unix time `now`. The state is saved
@@ -5082,7 +6057,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
     
     /**
      * The ticket.
-     */override fun `ticket`(): Ticket {
+     */override val `ticket`: Ticket get() {
             return FfiConverterTypeTicket.lift(
     callWithHandle {
     uniffiRustCall() { _status ->
@@ -7262,7 +8237,7 @@ public interface TotpInterface {
      * # Errors
      * `TimeBeforeStart`.
      */
-    fun `stepAt`(`time`: UnixTime): kotlin.Long
+    fun `stepAt`(`time`: UnixTime): Counter
     
     /**
      * Checks `code` at a unix time, accepting `behind` steps before and
@@ -7457,8 +8432,8 @@ open class Totp: Disposable, AutoCloseable, TotpInterface
      * # Errors
      * `TimeBeforeStart`.
      */
-    @Throws(OtpException::class)override fun `stepAt`(`time`: UnixTime): kotlin.Long {
-            return FfiConverterLong.lift(
+    @Throws(OtpException::class)override fun `stepAt`(`time`: UnixTime): Counter {
+            return FfiConverterTypeCounter.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
     UniffiLib.uniffi_delivery_otp_fn_method_totp_step_at(
@@ -7730,223 +8705,6 @@ public object FfiConverterTypeEmail: FfiConverterRustBuffer<Email> {
     override fun write(value: Email, buf: ByteBuffer) {
             FfiConverterString.write(value.`subject`, buf)
             FfiConverterString.write(value.`body`, buf)
-    }
-}
-
-
-
-/**
- * A code and its ticket, as the backend issues them. (`Debug` leaves out
- * the code, and so do Kotlin's `toString()` and Swift's `description`.)
- */
-data class IssuedCode (
-    /**
-     * The code, for the customer's message only.
-     */
-    val `code`: kotlin.String
-    , 
-    /**
-     * The code grouped for reading aloud ("482 913").
-     */
-    val `codeGrouped`: kotlin.String
-    , 
-    /**
-     * The ticket, for the courier's device.
-     */
-    val `ticket`: Ticket
-    
-): Disposable{
-    
-
-    
-
-    // The local Rust `Display`/`Debug` implementation.
-    override fun toString(): String {
-        return FfiConverterString.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_debug(FfiConverterTypeIssuedCode.lower(this),
-        _status)
-}
-    )
-    }
-    // The local Rust `Eq` implementation - only `eq` is used.
-    override fun equals(other: Any?): Boolean {
-        if (other !is IssuedCode) return false
-        return FfiConverterBoolean.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_eq_eq(FfiConverterTypeIssuedCode.lower(this),
-        
-        FfiConverterTypeIssuedCode.lower(`other`),_status)
-}
-    )
-    }
-    // The local Rust `Hash` implementation
-    override fun hashCode(): Int {
-        return FfiConverterULong.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_method_issuedcode_uniffi_trait_hash(FfiConverterTypeIssuedCode.lower(this),
-        _status)
-}
-    ).toInt()
-    }
-    
-    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
-    override fun destroy() {
-        
-    Disposable.destroy(
-        this.`code`,
-        this.`codeGrouped`,
-        this.`ticket`
-    )
-    }
-    
-    companion object
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeIssuedCode: FfiConverterRustBuffer<IssuedCode> {
-    override fun read(buf: ByteBuffer): IssuedCode {
-        return IssuedCode(
-            FfiConverterString.read(buf),
-            FfiConverterString.read(buf),
-            FfiConverterTypeTicket.read(buf),
-        )
-    }
-
-    override fun allocationSize(value: IssuedCode) = (
-            FfiConverterString.allocationSize(value.`code`) +
-            FfiConverterString.allocationSize(value.`codeGrouped`) +
-            FfiConverterTypeTicket.allocationSize(value.`ticket`)
-    )
-
-    override fun write(value: IssuedCode, buf: ByteBuffer) {
-            FfiConverterString.write(value.`code`, buf)
-            FfiConverterString.write(value.`codeGrouped`, buf)
-            FfiConverterTypeTicket.write(value.`ticket`, buf)
-    }
-}
-
-
-
-/**
- * The contents of an `otpauth://` key URI (an enrolment QR code).
- * Equal when every field is (the secrets compared in constant time).
- */
-data class KeyUri (
-    /**
-     * TOTP with its period, or HOTP with its counter.
-     */
-    val `kind`: OtpKind
-    , 
-    /**
-     * The shared secret.
-     */
-    val `secret`: Secret
-    , 
-    /**
-     * Who issued the key, shown by authenticator apps.
-     */
-    val `issuer`: kotlin.String?
-    , 
-    /**
-     * The account the key is for.
-     */
-    val `account`: kotlin.String
-    , 
-    /**
-     * The hash function.
-     */
-    val `algorithm`: Algorithm
-    , 
-    /**
-     * Digits per code.
-     */
-    val `digits`: kotlin.Int
-    
-): Disposable{
-    
-
-    
-
-    // The local Rust `Display`/`Debug` implementation.
-    override fun toString(): String {
-        return FfiConverterString.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_debug(FfiConverterTypeKeyUri.lower(this),
-        _status)
-}
-    )
-    }
-    // The local Rust `Eq` implementation - only `eq` is used.
-    override fun equals(other: Any?): Boolean {
-        if (other !is KeyUri) return false
-        return FfiConverterBoolean.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_eq_eq(FfiConverterTypeKeyUri.lower(this),
-        
-        FfiConverterTypeKeyUri.lower(`other`),_status)
-}
-    )
-    }
-    // The local Rust `Hash` implementation
-    override fun hashCode(): Int {
-        return FfiConverterULong.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_method_keyuri_uniffi_trait_hash(FfiConverterTypeKeyUri.lower(this),
-        _status)
-}
-    ).toInt()
-    }
-    
-    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
-    override fun destroy() {
-        
-    Disposable.destroy(
-        this.`kind`,
-        this.`secret`,
-        this.`issuer`,
-        this.`account`,
-        this.`algorithm`,
-        this.`digits`
-    )
-    }
-    
-    companion object
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeKeyUri: FfiConverterRustBuffer<KeyUri> {
-    override fun read(buf: ByteBuffer): KeyUri {
-        return KeyUri(
-            FfiConverterTypeOtpKind.read(buf),
-            FfiConverterTypeSecret.read(buf),
-            FfiConverterOptionalString.read(buf),
-            FfiConverterString.read(buf),
-            FfiConverterTypeAlgorithm.read(buf),
-            FfiConverterInt.read(buf),
-        )
-    }
-
-    override fun allocationSize(value: KeyUri) = (
-            FfiConverterTypeOtpKind.allocationSize(value.`kind`) +
-            FfiConverterTypeSecret.allocationSize(value.`secret`) +
-            FfiConverterOptionalString.allocationSize(value.`issuer`) +
-            FfiConverterString.allocationSize(value.`account`) +
-            FfiConverterTypeAlgorithm.allocationSize(value.`algorithm`) +
-            FfiConverterInt.allocationSize(value.`digits`)
-    )
-
-    override fun write(value: KeyUri, buf: ByteBuffer) {
-            FfiConverterTypeOtpKind.write(value.`kind`, buf)
-            FfiConverterTypeSecret.write(value.`secret`, buf)
-            FfiConverterOptionalString.write(value.`issuer`, buf)
-            FfiConverterString.write(value.`account`, buf)
-            FfiConverterTypeAlgorithm.write(value.`algorithm`, buf)
-            FfiConverterInt.write(value.`digits`, buf)
     }
 }
 
@@ -8523,14 +9281,14 @@ public object FfiConverterTypeSms: FfiConverterRustBuffer<Sms> {
  */
 data class TotpMatch (
     /**
-     * The time step whose code matched; pass it as `last_used_step` next
-     * time so the same code is not accepted twice.
+     * The time step whose code matched. Store it and pass it as
+     * `last_used_step` next time, so the same code is never accepted twice.
      */
-    val `step`: kotlin.Long
+    val `step`: Counter
     , 
     /**
-     * Matched step minus current step: negative when the authenticator's
-     * clock is behind.
+     * The matched step minus the current step: negative when the
+     * authenticator's clock is behind the server's.
      */
     val `drift`: kotlin.Long
     
@@ -8539,6 +9297,15 @@ data class TotpMatch (
 
     
 
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_totpmatch_uniffi_trait_debug(FfiConverterTypeTotpMatch.lower(this),
+        _status)
+}
+    )
+    }
     
     companion object
 }
@@ -8549,18 +9316,18 @@ data class TotpMatch (
 public object FfiConverterTypeTotpMatch: FfiConverterRustBuffer<TotpMatch> {
     override fun read(buf: ByteBuffer): TotpMatch {
         return TotpMatch(
-            FfiConverterLong.read(buf),
+            FfiConverterTypeCounter.read(buf),
             FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: TotpMatch) = (
-            FfiConverterLong.allocationSize(value.`step`) +
+            FfiConverterTypeCounter.allocationSize(value.`step`) +
             FfiConverterLong.allocationSize(value.`drift`)
     )
 
     override fun write(value: TotpMatch, buf: ByteBuffer) {
-            FfiConverterLong.write(value.`step`, buf)
+            FfiConverterTypeCounter.write(value.`step`, buf)
             FfiConverterLong.write(value.`drift`, buf)
     }
 }
@@ -10074,7 +10841,7 @@ sealed class OtpException: kotlin.Exception() {
     }
     
     /**
-     * A TOTP time step of zero seconds.
+     * A TOTP time step of zero seconds or with a fraction of a second.
      */
     class InvalidPeriod(
         ) : OtpException() {
@@ -11443,7 +12210,7 @@ public object FfiConverterTypeOtpError : FfiConverterRustBuffer<OtpException> {
 
 
 /**
- * TOTP with its period, or HOTP with its counter.
+ * Which kind of key, with the setting only that kind has.
  */
 sealed class OtpKind {
     
@@ -11452,7 +12219,7 @@ sealed class OtpKind {
      */
     data class Totp(
         /**
-         * The time step (whole seconds).
+         * The time step, in whole seconds, at least one (default 30 s).
          */
         val `period`: java.time.Duration) : OtpKind()
         
@@ -11476,9 +12243,9 @@ sealed class OtpKind {
      */
     data class Hotp(
         /**
-         * The counter of the next code, its 64 bits as `Hotp.generate` reads them.
+         * The counter of the next code.
          */
-        val `counter`: kotlin.Long) : OtpKind()
+        val `counter`: dev.deliveryotp.Counter) : OtpKind()
         
     {
         
@@ -11524,7 +12291,7 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
                 FfiConverterDuration.read(buf),
                 )
             2 -> OtpKind.Hotp(
-                FfiConverterLong.read(buf),
+                FfiConverterTypeCounter.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
@@ -11542,7 +12309,7 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterLong.allocationSize(value.`counter`)
+                + FfiConverterTypeCounter.allocationSize(value.`counter`)
             )
         }
     }
@@ -11556,7 +12323,7 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
             }
             is OtpKind.Hotp -> {
                 buf.putInt(2)
-                FfiConverterLong.write(value.`counter`, buf)
+                FfiConverterTypeCounter.write(value.`counter`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -12312,6 +13079,38 @@ public object FfiConverterOptionalTypeCustomerPreference: FfiConverterRustBuffer
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeCounter: FfiConverterRustBuffer<Counter?> {
+    override fun read(buf: ByteBuffer): Counter? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeCounter.read(buf)
+    }
+
+    override fun allocationSize(value: Counter?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeCounter.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Counter?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeCounter.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeSha256Digest: FfiConverterRustBuffer<Sha256Digest?> {
     override fun read(buf: ByteBuffer): Sha256Digest? {
         if (buf.get().toInt() == 0) {
@@ -12428,6 +13227,11 @@ public object FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer<List<
 
 
 
+public typealias Counter = kotlin.Long
+public typealias FfiConverterTypeCounter = FfiConverterLong
+
+
+
 public typealias Sha256Digest = kotlin.ByteArray
 public typealias FfiConverterTypeSha256Digest = FfiConverterByteArray
 
@@ -12521,81 +13325,6 @@ public typealias FfiConverterTypeUnixTime = FfiConverterTimestamp
         
         FfiConverterString.lower(`entered`),
         FfiConverterTypeCodeFormat.lower(`format`),_status)
-}
-    )
-    }
-    
-
-        /**
-         * Writes a key as an `otpauth://` URI; parsing it gives the same key back.
-         *
-         * # Errors
-         * `InvalidLabel`, `InvalidDigits`, `InvalidPeriod`.
-         */
-    @Throws(OtpException::class) fun `formatKeyUri`(`key`: KeyUri): kotlin.String {
-            return FfiConverterString.lift(
-    uniffiRustCallWithError(OtpException) { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_func_format_key_uri(
-    
-        
-        FfiConverterTypeKeyUri.lower(`key`),_status)
-}
-    )
-    }
-    
-
-        /**
-         * The HOTP a key URI describes.
-         *
-         * # Errors
-         * `ParameterNotAllowed` for a TOTP key, `InvalidDigits`.
-         */
-    @Throws(OtpException::class) fun `keyUriHotp`(`key`: KeyUri): Hotp {
-            return FfiConverterTypeHotp.lift(
-    uniffiRustCallWithError(OtpException) { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_func_key_uri_hotp(
-    
-        
-        FfiConverterTypeKeyUri.lower(`key`),_status)
-}
-    )
-    }
-    
-
-        /**
-         * The TOTP a key URI describes (T0 = 0).
-         *
-         * # Errors
-         * `ParameterNotAllowed` for an HOTP key, `InvalidDigits`, `InvalidPeriod`.
-         */
-    @Throws(OtpException::class) fun `keyUriTotp`(`key`: KeyUri): Totp {
-            return FfiConverterTypeTotp.lift(
-    uniffiRustCallWithError(OtpException) { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_func_key_uri_totp(
-    
-        
-        FfiConverterTypeKeyUri.lower(`key`),_status)
-}
-    )
-    }
-    
-
-        /**
-         * Reads an `otpauth://totp/...` or `otpauth://hotp/...` URI.
-         *
-         * # Errors
-         * `UnsupportedScheme`, `UnknownOtpType`, `MissingAccount`, `MissingSecret`,
-         * `MissingCounter`, `InvalidParameter`, `DuplicateParameter`,
-         * `ParameterNotAllowed`, `IssuerMismatch`, `InvalidLabel`,
-         * `InvalidPercentEncoding`, and the base32 errors for the secret.
-         */
-    @Throws(OtpException::class) fun `parseKeyUri`(`uri`: kotlin.String): KeyUri {
-            return FfiConverterTypeKeyUri.lift(
-    uniffiRustCallWithError(OtpException) { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_func_parse_key_uri(
-    
-        
-        FfiConverterString.lower(`uri`),_status)
 }
     )
     }

@@ -18,10 +18,10 @@ class ApiTest {
     fun enrolmentRoundTrip() {
         Secret.generate().use { secret ->
             assertEquals(20, secret.byteLength)
-            val uri = formatKeyUri(KeyUri(OtpKind.Totp(Duration.ofSeconds(30)), secret, "Acme Deliveries", "courier-17@acme.example", Algorithm.SHA1, 6))
+            val uri = KeyUri(OtpKind.Totp(Duration.ofSeconds(30)), secret, "courier-17@acme.example", issuer = "Acme Deliveries")
+                .use { it.toUri() }
             assertTrue(uri.startsWith("otpauth://totp/Acme%20Deliveries:courier-17%40acme.example?secret="))
-            val key = parseKeyUri(uri)
-            keyUriTotp(key).use { totp ->
+            KeyUri.parse(uri).use { it.totp() }.use { totp ->
                 val now = at(1_764_000_000)
                 val code = totp.generate(now)
                 val m = totp.verify(code, now.plusSeconds(30))!!

@@ -134,7 +134,7 @@ class ReceiptTest {
         val c = Vectors.cases(file)[0]
         val store = MapStateStore()
         val (verifier, key, receipt) = make(c, store)
-        val restarted = OfflineVerifier(verifier.ticket(), store)
+        val restarted = OfflineVerifier(verifier.ticket, store)
         assertEquals(receipt.toJson(), assertNotNull(restarted.storedReceipt()).toJson())
         val again = restarted.receipt(key, outcome(c.getAsJsonObject("outcome")), c.time("decided_at"), details(c))
         assertEquals(receipt.toJson(), again.toJson())

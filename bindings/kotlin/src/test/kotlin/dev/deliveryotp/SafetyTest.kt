@@ -4,6 +4,7 @@ import java.util.concurrent.ConcurrentHashMap
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 import kotlin.test.assertFalse
+import kotlin.test.assertNotEquals
 import kotlin.test.assertTrue
 import org.junit.jupiter.api.Test
 
@@ -84,7 +85,26 @@ class SafetyTest {
         val secret = Secret.generate()
         secret.close()
         assertFailsWith<IllegalStateException> { Hotp(secret) }
-        assertFailsWith<IllegalStateException> { KeyUri(OtpKind.Totp(java.time.Duration.ofSeconds(30)), secret, "Acme", "c@acme.example", Algorithm.SHA1, 6).let(::formatKeyUri) }
+        assertFailsWith<IllegalStateException> { KeyUri(OtpKind.Totp(java.time.Duration.ofSeconds(30)), secret, "c@acme.example", "Acme") }
+    }
+
+    @Test
+    fun aKeyUriThatCannotBeWrittenIsRefusedWhenMade() {
+        Secret.generate().use { secret ->
+            val totp = OtpKind.Totp(java.time.Duration.ofSeconds(30))
+            val colon = assertFailsWith<OtpException.InvalidLabel> { KeyUri(totp, secret, "acme:bob") }
+            assertEquals("account", colon.field)
+            assertFailsWith<OtpException.InvalidLabel> { KeyUri(totp, secret, "bob\u202e") }
+            assertFailsWith<OtpException.InvalidPeriod> { KeyUri(OtpKind.Totp(java.time.Duration.ofMillis(30_500)), secret, "bob") }
+            assertFailsWith<OtpException.InvalidPeriod> { KeyUri(OtpKind.Totp(java.time.Duration.ZERO), secret, "bob") }
+            assertFailsWith<OtpException.InvalidDigits> { KeyUri(totp, secret, "bob", digits = 5) }
+            assertFailsWith<OtpException.InvalidNumber> { KeyUri(totp, secret, "bob", digits = -6) }
+            // HOTP counters keep all 64 bits both ways.
+            KeyUri(OtpKind.Hotp(-1L), secret, "bob").use { k ->
+                assertTrue(k.toUri().endsWith("&counter=18446744073709551615"), "the unsigned counter is written")
+                KeyUri.parse(k.toUri()).use { assertEquals(OtpKind.Hotp(-1L), it.kind) }
+            }
+        }
     }
 
     @Test
@@ -117,7 +137,7 @@ class SafetyTest {
                     "Sms" to sms.toString(),
                     "Email" to email.toString(),
                     "Secret" to secret.toString(),
-                    "KeyUri" to KeyUri(OtpKind.Totp(java.time.Duration.ofSeconds(30)), secret, "Acme", "c@acme.example", Algorithm.SHA1, 6).toString(),
+                    "KeyUri" to KeyUri(OtpKind.Totp(java.time.Duration.ofSeconds(30)), secret, "c@acme.example", "Acme").toString(),
                     "Totp" to Totp(secret).toString(),
                 )
                 for ((what, text) in printed) {
@@ -180,8 +200,10 @@ class SafetyTest {
         assertEquals("CodeMismatch", Decision.CodeMismatch.toString())
         assertEquals("Ended", OnlineOutcome.Ended.toString())
         val uri = "otpauth://totp/Acme:bob?secret=JBSWY3DPEHPK3PXP&issuer=Acme"
-        assertEquals(parseKeyUri(uri), parseKeyUri(uri))
-        assertEquals(parseKeyUri(uri).hashCode(), parseKeyUri(uri).hashCode())
+        assertEquals(KeyUri.parse(uri), KeyUri.parse(uri))
+        assertEquals(KeyUri.parse(uri).hashCode(), KeyUri.parse(uri).hashCode())
+        assertEquals(1, hashSetOf(KeyUri.parse(uri), KeyUri.parse(uri)).size)
+        assertNotEquals(KeyUri.parse(uri), KeyUri.parse(uri.replace("bob", "alice")))
         KeySet.generate("k1").use { keys ->
             Backend(keys).use { backend ->
                 val issued = backend.issue("PKG-EQ", 0, "courier-1", now, defaultDeliverySettings())

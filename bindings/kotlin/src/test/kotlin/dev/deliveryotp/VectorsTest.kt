@@ -103,7 +103,7 @@ class VectorsTest {
         assertTrue(valid.size >= 10)
         for (c in valid) {
             val name = c.str("name")
-            val key = parseKeyUri(c.str("uri"))
+            val key = KeyUri.parse(c.str("uri"))
             val expectedKind = when (c.str("type")) {
                 "totp" -> OtpKind.Totp(Duration.ofSeconds(c.str("period").toLong()))
                 else -> OtpKind.Hotp(c.bits("counter"))
@@ -114,15 +114,18 @@ class VectorsTest {
             assertEquals(c.str("account"), key.account, name)
             assertEquals(algorithm(c.str("algorithm")), key.algorithm, name)
             assertEquals(c.int("digits"), key.digits, name)
-            val formatted = formatKeyUri(key)
+            val formatted = key.toUri()
             assertEquals(c.str("formatted"), formatted, name)
-            assertEquals(key, parseKeyUri(formatted), "$name: round trip")
+            assertEquals(key, KeyUri.parse(formatted), "$name: round trip")
+            KeyUri(key.kind, key.secret, key.account, key.issuer, key.algorithm, key.digits).use {
+                assertEquals(key, it, "$name: made from its fields")
+            }
         }
         val invalid = Vectors.cases(file, "invalid")
         assertTrue(invalid.size >= 20)
         for (c in invalid) {
             val name = c.str("name")
-            val e = assertFailsWith<OtpException>(name) { parseKeyUri(c.str("uri")) }
+            val e = assertFailsWith<OtpException>(name) { KeyUri.parse(c.str("uri")) }
             assertEquals(c.str("error"), kind(e), "$name: ${e.message}")
             c.optStr("parameter")?.let { assertTrue(e.message!!.contains("'$it'"), "$name: ${e.message}") }
             assertTrue(!e.message!!.contains("MZXW"), "$name: message shows the secret")
