@@ -15,6 +15,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 #[cfg(feature = "redis")]
 use delivery_otp::AttemptStore;
+use delivery_otp::Handover;
 use delivery_otp::{
     Backend, CodeFormat, DeliverySettings, DeviceKey, InMemoryAttemptStore, InMemoryStateStore,
     KeySet, MasterKey, OfflineVerifier, ReceiptDetails, ReceiptDraft, ReceiptOutcome, Secret,
@@ -118,6 +119,9 @@ fn benches(c: &mut Criterion) {
         code: Zeroizing::new(code.clone()),
         verified: Verification::Offline,
     };
+    let handover = || Handover::DeliveredOffline {
+        code: Zeroizing::new(code.clone()),
+    };
     let extras = ReceiptDetails {
         app_version: "android/3.4.1".into(),
         ..ReceiptDetails::default()
@@ -134,7 +138,7 @@ fn benches(c: &mut Criterion) {
             let v = OfflineVerifier::new(ticket.clone(), Arc::new(InMemoryStateStore::new()));
             v.verify(&code, NOW + 10).unwrap();
             black_box(
-                v.receipt(&device_key, delivered(), 0, NOW + 20, extras.clone())
+                v.receipt(&device_key, handover(), NOW + 20, extras.clone())
                     .unwrap(),
             )
         })

@@ -32,7 +32,7 @@ uniffi::setup_scaffolding!("delivery_otp");
 
 pub use delivery::backend::{Backend, Issued, OnlineOutcome, DEVICE_KEY_CACHE_MAX};
 pub use delivery::code::{normalize, Code};
-pub use delivery::device::{OfflineOutcome, OfflineVerifier, ReceiptDetails};
+pub use delivery::device::{Handover, OfflineOutcome, OfflineVerifier, ReceiptDetails};
 pub use delivery::keys::{KeySet, MasterKey};
 pub use delivery::settings::{CodeFormat, DeliverySettings};
 pub use delivery::ticket::Ticket;
@@ -50,7 +50,8 @@ pub use policy::rules::{
     VerificationMode,
 };
 pub use proof::receipt::{
-    DeviceKey, Location, NotDeliveredReason, Receipt, ReceiptDraft, ReceiptOutcome, Verification,
+    CodeText, DeviceKey, Location, NotDeliveredReason, Receipt, ReceiptDraft, ReceiptOutcome,
+    Verification,
 };
 pub use proof::reconcile::{Decision, Reconciliation};
 pub use proof::request::SignedRequest;

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use delivery_otp::Handover;
 use delivery_otp::{
     Backend, DeliverySettings, DeviceKey, Hotp, InMemoryAttemptStore, InMemoryStateStore, KeySet,
     KeyUri, MasterKey, MessageValues, OfflineVerifier, Receipt, ReceiptDetails, ReceiptDraft,
@@ -77,11 +78,13 @@ fn debug_output_never_shows_a_secret_or_a_code() {
         code: Zeroizing::new(code.clone()),
         verified: Verification::Offline,
     };
+    let handover = Handover::DeliveredOffline {
+        code: Zeroizing::new(code.clone()),
+    };
     let receipt = verifier
         .receipt(
             &device_key,
-            outcome.clone(),
-            0,
+            handover.clone(),
             NOW + 2,
             ReceiptDetails {
                 app_version: "test/1".into(),
@@ -119,6 +122,7 @@ fn debug_output_never_shows_a_secret_or_a_code() {
         ("OfflineVerifier", format!("{verifier:?}")),
         ("DeviceKey", format!("{device_key:?}")),
         ("ReceiptOutcome", format!("{outcome:?}")),
+        ("Handover", format!("{handover:?}")),
         ("ReceiptDraft", format!("{draft:?}")),
         ("Receipt", format!("{receipt:?}")),
         ("MessageValues", format!("{values:?}")),
@@ -160,10 +164,9 @@ fn debug_output_never_shows_a_secret_or_a_code() {
         verifier
             .receipt(
                 &device_key,
-                ReceiptOutcome::NotDelivered {
+                Handover::NotDelivered {
                     reason: delivery_otp::NotDeliveredReason::Refused,
                 },
-                0,
                 NOW + 3,
                 ReceiptDetails::default(),
             )

@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use delivery_otp::Handover;
 use delivery_otp::{
     Backend, CodeFormat, Decision, DeliverySettings, InMemoryAttemptStore, InMemoryStateStore,
     KeySet, OfflineOutcome, OfflineVerifier, OnlineOutcome, ReceiptDetails, ReceiptDraft,
@@ -133,11 +134,9 @@ fn door_guesser_offline() {
                 let receipt = verifier
                     .receipt(
                         &device_key,
-                        ReceiptOutcome::Delivered {
+                        Handover::DeliveredOffline {
                             code: Zeroizing::new(entered),
-                            verified: Verification::Offline,
                         },
-                        0,
                         NOW + 11,
                         ReceiptDetails {
                             app_version: "android/3.4.1".into(),

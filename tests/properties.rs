@@ -11,10 +11,11 @@
 
 use std::sync::Arc;
 
+use delivery_otp::Handover;
 use delivery_otp::{
     Algorithm, Backend, CodeFormat, DeliverySettings, DeviceKey, InMemoryAttemptStore,
     InMemoryStateStore, KeySet, KeyUri, MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome,
-    OtpKind, Receipt, ReceiptDetails, ReceiptOutcome, Secret, StateStore, Ticket, Verification,
+    OtpKind, Receipt, ReceiptDetails, Secret, StateStore, Ticket,
 };
 use proptest::prelude::*;
 use zeroize::Zeroizing;
@@ -81,11 +82,9 @@ fn issued_receipt(delivery: &str) -> (Backend, DeviceKey, String) {
     let receipt = v
         .receipt(
             &key,
-            ReceiptOutcome::Delivered {
+            Handover::DeliveredOffline {
                 code: Zeroizing::new(issued.code.as_str().into()),
-                verified: Verification::Offline,
             },
-            0,
             NOW + 2,
             ReceiptDetails {
                 app_version: "android/3.4.1".into(),

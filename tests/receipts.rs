@@ -13,6 +13,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{load, n, s};
+use delivery_otp::Handover;
 use delivery_otp::{
     Backend, Decision, DeliverySettings, DeviceKey, Error, InMemoryAttemptStore,
     InMemoryStateStore, KeySet, Location, MasterKey, NotDeliveredReason, OfflineVerifier, Receipt,
@@ -31,21 +32,18 @@ fn backend(v: &Value) -> Backend {
     )
 }
 
-fn outcome(o: &Value) -> (ReceiptOutcome, u32) {
+fn outcome(o: &Value) -> Handover {
     match s(o, "kind").as_str() {
         "delivered" => {
-            let (verified, attempts) = match s(o, "via").as_str() {
-                "offline" => (Verification::Offline, 0),
-                "online" => (Verification::Online, n(o, "attempts") as u32),
-                other => panic!("via {other}"),
-            };
-            (
-                ReceiptOutcome::Delivered {
-                    code: Zeroizing::new(s(o, "code")),
-                    verified,
+            let code = Zeroizing::new(s(o, "code"));
+            match s(o, "via").as_str() {
+                "offline" => Handover::DeliveredOffline { code },
+                "online" => Handover::DeliveredOnline {
+                    code,
+                    attempts_used: n(o, "attempts") as i32,
                 },
-                attempts,
-            )
+                other => panic!("via {other}"),
+            }
         }
         "not_delivered" => {
             let reason = match s(o, "reason").as_str() {
@@ -56,7 +54,7 @@ fn outcome(o: &Value) -> (ReceiptOutcome, u32) {
                 "other" => NotDeliveredReason::Other { note: s(o, "note") },
                 other => panic!("reason {other}"),
             };
-            (ReceiptOutcome::NotDelivered { reason }, 0)
+            Handover::NotDelivered { reason }
         }
         other => panic!("kind {other}"),
     }
@@ -91,9 +89,9 @@ fn make(c: &Value, store: Arc<dyn StateStore>) -> (OfflineVerifier, DeviceKey, R
             .verify(&s(entry, "entered"), n(entry, "time"))
             .unwrap();
     }
-    let (o, online_attempts) = outcome(&c["outcome"]);
+    let o = outcome(&c["outcome"]);
     let receipt = verifier
-        .receipt(&key, o, online_attempts, n(c, "decided_at"), extras(c))
+        .receipt(&key, o, n(c, "decided_at"), extras(c))
         .unwrap();
     (verifier, key, receipt)
 }
@@ -300,9 +298,9 @@ fn a_receipt_can_be_made_again_but_never_changed() {
     let store: Arc<dyn StateStore> = Arc::new(InMemoryStateStore::new());
     let (verifier, key, receipt) = make(c, store.clone());
     // Lost by the app: the same request, or the stored copy, gives the same bytes.
-    let (o, _) = outcome(&c["outcome"]);
+    let o = outcome(&c["outcome"]);
     let again = verifier
-        .receipt(&key, o, 0, n(c, "decided_at"), extras(c))
+        .receipt(&key, o, n(c, "decided_at"), extras(c))
         .unwrap();
     assert_eq!(again.to_json(), receipt.to_json());
     // After an app restart too.
@@ -314,10 +312,9 @@ fn a_receipt_can_be_made_again_but_never_changed() {
     // Another outcome, or another time, for the same ticket is refused.
     let changed = restarted.receipt(
         &key,
-        ReceiptOutcome::NotDelivered {
+        Handover::NotDelivered {
             reason: NotDeliveredReason::Refused,
         },
-        0,
         n(c, "decided_at"),
         extras(c),
     );
@@ -327,8 +324,8 @@ fn a_receipt_can_be_made_again_but_never_changed() {
         }
         other => panic!("{other:?}"),
     }
-    let (o, _) = outcome(&c["outcome"]);
-    let later = restarted.receipt(&key, o, 0, n(c, "decided_at") + 60, extras(c));
+    let o = outcome(&c["outcome"]);
+    let later = restarted.receipt(&key, o, n(c, "decided_at") + 60, extras(c));
     assert!(
         matches!(later, Err(Error::ReceiptConflict { ref fields }) if fields == "decided"),
         "{later:?}"
@@ -342,8 +339,8 @@ fn an_offline_delivery_needs_the_device_to_have_accepted_the_code() {
     let ticket = Ticket::from_json(&s(c, "ticket")).unwrap();
     let key = DeviceKey::from_json(&s(c, "device_key")).unwrap();
     let verifier = OfflineVerifier::new(ticket, Arc::new(InMemoryStateStore::new()));
-    let (o, _) = outcome(&c["outcome"]);
-    let result = verifier.receipt(&key, o, 0, n(c, "decided_at"), extras(c));
+    let o = outcome(&c["outcome"]);
+    let result = verifier.receipt(&key, o, n(c, "decided_at"), extras(c));
     assert!(
         matches!(result, Err(Error::InvalidReceipt { ref reason }) if reason.contains("did not accept")),
         "{result:?}"
@@ -385,11 +382,9 @@ fn a_brute_forced_code_passes_on_the_phone_and_is_flagged_by_the_backend() {
     let receipt = device
         .receipt(
             &key,
-            ReceiptOutcome::Delivered {
+            Handover::DeliveredOffline {
                 code: Zeroizing::new(candidate.clone()),
-                verified: Verification::Offline,
             },
-            0,
             1_764_000_101,
             ReceiptDetails {
                 app_version: "android/3.4.1".into(),
@@ -461,4 +456,29 @@ fn reconciliation_is_the_same_whether_the_device_key_is_cached_or_not() {
     assert_eq!((again.decision, again.repeated), (confirmed.clone(), true));
     assert_eq!(reconcile(&receipt(0, "D-second")).decision, confirmed);
     assert_eq!(reconcile(&forged).decision, Decision::Tampered);
+}
+
+#[test]
+fn an_online_handover_needs_the_backends_count() {
+    let v = load("delivery-receipts.json");
+    let c = &v["cases"][0];
+    let ticket = Ticket::from_json(&s(c, "ticket")).unwrap();
+    let key = DeviceKey::from_json(&s(c, "device_key")).unwrap();
+    let verifier = OfflineVerifier::new(ticket, Arc::new(InMemoryStateStore::new()));
+    let online = |attempts_used| Handover::DeliveredOnline {
+        code: Zeroizing::new("123456".into()),
+        attempts_used,
+    };
+    let negative = verifier.receipt(&key, online(-1), n(c, "decided_at"), extras(c));
+    assert!(
+        matches!(negative, Err(Error::InvalidNumber { ref what, .. }) if what == "attempts_used"),
+        "{negative:?}"
+    );
+    let none = verifier.receipt(&key, online(0), n(c, "decided_at"), extras(c));
+    assert!(
+        matches!(none, Err(Error::InvalidReceipt { ref reason }) if reason.contains("at least 1")),
+        "{none:?}"
+    );
+    // Neither was stored: the device can still record what really happened.
+    assert!(verifier.stored_receipt().unwrap().is_none());
 }

@@ -21,10 +21,11 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use delivery_otp::Handover;
 use delivery_otp::{
     AttemptStore, Backend, Decision, DeliverySettings, Error, InMemoryStateStore, Issued, KeySet,
-    MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome, ReceiptDetails, ReceiptOutcome,
-    RedisStore, Ticket, Verification,
+    MasterKey, OfflineOutcome, OfflineVerifier, OnlineOutcome, ReceiptDetails, RedisStore, Ticket,
+    Verification,
 };
 use rand::rngs::SysRng;
 use rand::TryRng;
@@ -210,11 +211,9 @@ fn offline_receipt(backend: &Backend, issued: &Issued) -> String {
     phone
         .receipt(
             &key,
-            ReceiptOutcome::Delivered {
+            Handover::DeliveredOffline {
                 code: Zeroizing::new(issued.code.as_str().into()),
-                verified: Verification::Offline,
             },
-            0,
             NOW + 6,
             ReceiptDetails {
                 app_version: "android/3.4.1".into(),

@@ -4,11 +4,12 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use delivery_otp::Handover;
 use delivery_otp::{
     mask_phone, Backend, DeliveryMethod, Error, InMemoryAttemptStore, InMemoryStateStore, KeySet,
     KeyUri, Location, MasterKey, MessageValues, OfflineOutcome, OfflineVerifier, OnlineOutcome,
-    Order, PolicyDecision, ReceiptDetails, ReceiptOutcome, Requirement, Rules, Secret, StateStore,
-    Templates, Ticket, Verification, Window,
+    Order, PolicyDecision, ReceiptDetails, Requirement, Rules, Secret, StateStore, Templates,
+    Ticket, Window,
 };
 use zeroize::Zeroizing;
 
@@ -128,11 +129,9 @@ pub fn handover(now: u64) -> Result<String, Error> {
     say("3. the phone records the handover in a receipt signed with its device key".into());
     let receipt = phone.receipt(
         &device_key,
-        ReceiptOutcome::Delivered {
+        Handover::DeliveredOffline {
             code: Zeroizing::new(typed.clone()),
-            verified: Verification::Offline,
         },
-        0,
         now.saturating_add(95),
         ReceiptDetails {
             location: Some(Location::from_degrees(51.5074, -0.1278, 12)?),
@@ -207,11 +206,9 @@ pub fn handover(now: u64) -> Result<String, Error> {
     ));
     let fraud_receipt = fraud_phone.receipt(
         &device_key,
-        ReceiptOutcome::Delivered {
+        Handover::DeliveredOffline {
             code: Zeroizing::new(candidate),
-            verified: Verification::Offline,
         },
-        0,
         now.saturating_add(75),
         ReceiptDetails {
             app_version: "android/3.4.1".into(),

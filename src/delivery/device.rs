@@ -13,6 +13,7 @@
 //! A courier who controls the phone can still wipe that storage; the
 //! backend's reconciliation is what catches abuse.
 
+use core::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,8 @@ use crate::delivery::keys::json_problem;
 use crate::delivery::ticket::Ticket;
 use crate::error::{Error, Result};
 use crate::proof::receipt::{
-    DeviceKey, Location, Receipt, ReceiptDraft, ReceiptOutcome, Sha256Digest, Verification,
+    CodeText, DeviceKey, Location, NotDeliveredReason, Receipt, ReceiptDraft, ReceiptOutcome,
+    Sha256Digest, Verification,
 };
 use crate::store::device_state::StateStore;
 use crate::time::UnixTime;
@@ -98,6 +100,55 @@ struct DeviceState {
 /// The stored state as it applies to a ticket, or the newer sequence that
 /// superseded it on this device.
 type Applied = core::result::Result<DeviceState, u64>;
+
+/// What happened at the door, as the courier's app tells
+/// [`OfflineVerifier::receipt`]: the receipt's outcome and, for a code the
+/// backend confirmed online, the attempts it counted (for the others the
+/// device's own count goes into the receipt). Printing it leaves the code
+/// out.
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
+pub enum Handover {
+    /// Handed over against a code this device accepted offline.
+    DeliveredOffline {
+        /// The code entered (normalized in the receipt).
+        code: CodeText,
+    },
+    /// Handed over against a code the backend confirmed online.
+    DeliveredOnline {
+        /// The code entered.
+        code: CodeText,
+        /// Attempts the backend counted (its `Confirmed` outcome's
+        /// `attempts_used`), at least 1.
+        attempts_used: i32,
+    },
+    /// Not handed over.
+    NotDelivered {
+        /// Why.
+        reason: NotDeliveredReason,
+    },
+}
+
+impl fmt::Debug for Handover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Handover::DeliveredOffline { .. } => f
+                .debug_struct("DeliveredOffline")
+                .field("code", &"[redacted]")
+                .finish(),
+            Handover::DeliveredOnline { attempts_used, .. } => f
+                .debug_struct("DeliveredOnline")
+                .field("code", &"[redacted]")
+                .field("attempts_used", attempts_used)
+                .finish(),
+            Handover::NotDelivered { reason } => f
+                .debug_struct("NotDelivered")
+                .field("reason", reason)
+                .finish(),
+        }
+    }
+}
 
 /// Checks typed codes against one ticket. Thread-safe; any number of
 /// verifiers for one ticket may share a store (see [`StateStore`]).
@@ -366,11 +417,12 @@ impl OfflineVerifier {
     /// different is refused, so a receipt can be made again but never
     /// changed.
     ///
-    /// - `Delivered` with [`Verification::Offline`] needs the code to have
-    ///   been accepted by [`OfflineVerifier::verify`] on this device;
-    /// - `Delivered` with [`Verification::Online`] records the attempts the
-    ///   backend counted, `online_attempts` (1 or more);
-    /// - `NotDelivered` records the attempts made here, if any.
+    /// - [`Handover::DeliveredOffline`] needs the code to have been accepted
+    ///   by [`OfflineVerifier::verify`] on this device, and records the
+    ///   attempts made here;
+    /// - [`Handover::DeliveredOnline`] records the attempts the backend
+    ///   counted (1 or more);
+    /// - [`Handover::NotDelivered`] records the attempts made here, if any.
     ///
     /// # Errors
     /// [`Error::InvalidReceipt`] for a field that breaks the rules, an
@@ -381,8 +433,7 @@ impl OfflineVerifier {
     pub fn receipt(
         &self,
         device_key: &DeviceKey,
-        outcome: ReceiptOutcome,
-        online_attempts: u32,
+        handover: Handover,
         decided_at: u64,
         extras: ReceiptDetails,
     ) -> Result<Receipt> {
@@ -391,24 +442,31 @@ impl OfflineVerifier {
                 "a newer ticket (sequence {newer}) for this delivery is in use on this device"
             ),
         })?;
-        let attempts = match &outcome {
-            ReceiptOutcome::Delivered {
-                code,
-                verified: Verification::Offline,
-            } => {
-                let normalized = normalize(code, self.ticket.format())?;
+        let (outcome, attempts) = match handover {
+            Handover::DeliveredOffline { code } => {
+                let normalized = normalize(&code, self.ticket.format())?;
                 if !state.accepted || !self.ticket.hash_matches(&normalized) {
                     return Err(Error::InvalidReceipt {
                         reason: "this device did not accept that code for this ticket".into(),
                     });
                 }
-                state.attempts
+                let verified = Verification::Offline;
+                (ReceiptOutcome::Delivered { code, verified }, state.attempts)
             }
-            ReceiptOutcome::Delivered {
-                verified: Verification::Online,
-                ..
-            } => online_attempts,
-            ReceiptOutcome::NotDelivered { .. } => state.attempts,
+            Handover::DeliveredOnline {
+                code,
+                attempts_used,
+            } => {
+                let attempts = u32::try_from(attempts_used).map_err(|_| Error::InvalidNumber {
+                    what: "attempts_used".into(),
+                    reason: format!("{attempts_used} is negative"),
+                })?;
+                let verified = Verification::Online;
+                (ReceiptOutcome::Delivered { code, verified }, attempts)
+            }
+            Handover::NotDelivered { reason } => {
+                (ReceiptOutcome::NotDelivered { reason }, state.attempts)
+            }
         };
         let mut draft = ReceiptDraft::for_ticket(&self.ticket, outcome, attempts, decided_at, "");
         draft.first_attempt_at = state.first;

@@ -8,10 +8,7 @@
 //! times as [`crate::UnixTime`] and HOTP counters as [`crate::Counter`]
 //! (custom types). The core types that hold another object (a key URI holds
 //! a secret, an issued code a ticket) are objects here, since a uniffi record
-//! holds objects only as `Arc`s. `ReceiptOutcome` is the one enum defined
-//! here: the app's account of the handover, which the core takes as an
-//! outcome and an attempt count apart, and which only the app can give (the
-//! offline attempts come from the device's own store).
+//! holds objects only as `Arc`s. No record, enum or error is defined here.
 
 use crate::time::whole_secs;
 use crate::UnixTime;

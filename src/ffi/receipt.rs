@@ -6,10 +6,10 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::delivery::{Backend, OfflineVerifier};
-use super::{now, unsigned, FfiResult};
+use super::{now, FfiResult};
 use crate::error::{count, int};
 use crate::UnixTime;
-use crate::{Location, NotDeliveredReason, ReceiptDetails, Reconciliation};
+use crate::{Handover, Location, ReceiptDetails, Reconciliation};
 
 debug_as_inner!(DeviceKey, Receipt);
 
@@ -110,98 +110,6 @@ impl DeviceKey {
     }
 }
 
-/// What happened at the door, as the app records it. Printing it leaves
-/// the code out.
-#[derive(Clone, PartialEq, Eq, uniffi::Enum)]
-#[uniffi::export(Debug)]
-pub enum ReceiptOutcome {
-    /// Handed over against a code this device accepted offline.
-    DeliveredOffline {
-        /// The code entered (normalized in the receipt).
-        code: String,
-    },
-    /// Handed over against a code the backend confirmed online.
-    DeliveredOnline {
-        /// The code entered.
-        code: String,
-        /// Attempts the backend counted (its `Confirmed.attemptsUsed`).
-        attempts_used: i32,
-    },
-    /// Not handed over.
-    NotDelivered {
-        /// Why.
-        reason: NotDeliveredReason,
-    },
-}
-
-impl std::fmt::Debug for ReceiptOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReceiptOutcome::DeliveredOffline { .. } => {
-                f.write_str("DeliveredOffline { code: [redacted] }")
-            }
-            ReceiptOutcome::DeliveredOnline { attempts_used, .. } => write!(
-                f,
-                "DeliveredOnline {{ code: [redacted], attempts_used: {attempts_used} }}"
-            ),
-            ReceiptOutcome::NotDelivered { reason } => {
-                write!(f, "NotDelivered {{ reason: {reason:?} }}")
-            }
-        }
-    }
-}
-
-impl ReceiptOutcome {
-    /// The core outcome and the attempts counted online.
-    fn into_core(self) -> FfiResult<(crate::ReceiptOutcome, u32)> {
-        use crate::proof::receipt::Verification;
-        Ok(match self {
-            ReceiptOutcome::DeliveredOffline { code } => (
-                crate::ReceiptOutcome::Delivered {
-                    code: Zeroizing::new(code),
-                    verified: Verification::Offline,
-                },
-                0,
-            ),
-            ReceiptOutcome::DeliveredOnline {
-                code,
-                attempts_used,
-            } => (
-                crate::ReceiptOutcome::Delivered {
-                    code: Zeroizing::new(code),
-                    verified: Verification::Online,
-                },
-                unsigned(attempts_used, "attempts_used")?,
-            ),
-            ReceiptOutcome::NotDelivered { reason } => {
-                (crate::ReceiptOutcome::NotDelivered { reason }, 0)
-            }
-        })
-    }
-
-    fn from_core(outcome: &crate::ReceiptOutcome, attempts: u32) -> Self {
-        use crate::proof::receipt::Verification;
-        match outcome {
-            crate::ReceiptOutcome::Delivered {
-                code,
-                verified: Verification::Offline,
-            } => ReceiptOutcome::DeliveredOffline {
-                code: code.as_str().to_string(),
-            },
-            crate::ReceiptOutcome::Delivered {
-                code,
-                verified: Verification::Online,
-            } => ReceiptOutcome::DeliveredOnline {
-                code: code.as_str().to_string(),
-                attempts_used: count(attempts),
-            },
-            crate::ReceiptOutcome::NotDelivered { reason } => ReceiptOutcome::NotDelivered {
-                reason: reason.clone(),
-            },
-        }
-    }
-}
-
 /// A location from degrees as the phone reports them, rounded to a
 /// millionth of a degree.
 ///
@@ -293,8 +201,8 @@ impl Receipt {
     }
 
     /// What happened.
-    pub fn outcome(&self) -> ReceiptOutcome {
-        ReceiptOutcome::from_core(self.inner.outcome(), self.inner.attempts())
+    pub fn outcome(&self) -> crate::ReceiptOutcome {
+        self.inner.outcome().clone()
     }
 
     /// Attempts used.
@@ -339,18 +247,13 @@ impl OfflineVerifier {
     pub fn receipt(
         &self,
         device_key: Arc<DeviceKey>,
-        outcome: ReceiptOutcome,
+        handover: Handover,
         decided_at: UnixTime,
         details: ReceiptDetails,
     ) -> FfiResult<Arc<Receipt>> {
-        let (outcome, online_attempts) = outcome.into_core()?;
-        let inner = self.inner.receipt(
-            &device_key.inner,
-            outcome,
-            online_attempts,
-            decided_at.secs(),
-            details,
-        )?;
+        let inner = self
+            .inner
+            .receipt(&device_key.inner, handover, decided_at.secs(), details)?;
         Ok(Arc::new(Receipt { inner }))
     }
 
@@ -361,10 +264,10 @@ impl OfflineVerifier {
     pub fn receipt_now(
         &self,
         device_key: Arc<DeviceKey>,
-        outcome: ReceiptOutcome,
+        handover: Handover,
         details: ReceiptDetails,
     ) -> FfiResult<Arc<Receipt>> {
-        self.receipt(device_key, outcome, now(), details)
+        self.receipt(device_key, handover, now(), details)
     }
 
     /// The receipt already made for this ticket on this device, to send

@@ -323,13 +323,26 @@ impl NotDeliveredReason {
     }
 }
 
-/// What happened at the door.
+/// Text that holds a code: wiped from memory when dropped. With the `ffi`
+/// feature Kotlin and Swift see it as a plain string.
+pub type CodeText = Zeroizing<String>;
+
+#[cfg(feature = "ffi")]
+uniffi::custom_type!(CodeText, String, {
+    remote,
+    lower: |text| text.as_str().to_string(),
+    try_lift: |text| Ok(Zeroizing::new(text)),
+});
+
+/// What happened at the door, as a receipt records it.
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "ffi", derive(uniffi::Enum))]
+#[cfg_attr(feature = "ffi", uniffi::export(Debug))]
 pub enum ReceiptOutcome {
     /// The parcel was handed over against a code.
     Delivered {
         /// The code entered; normalized when the receipt is made.
-        code: Zeroizing<String>,
+        code: CodeText,
         /// How it was checked.
         verified: Verification,
     },

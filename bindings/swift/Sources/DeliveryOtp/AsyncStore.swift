@@ -95,10 +95,10 @@ extension OfflineVerifier {
 
     /// Makes and stores this ticket's receipt at `date`, off the caller's thread.
     public func receipt(
-        _ outcome: ReceiptOutcome, signedWith key: DeviceKey, details: ReceiptDetails, at date: Date = Date()
+        _ handover: Handover, signedWith key: DeviceKey, details: ReceiptDetails, at date: Date = Date()
     ) async throws -> Receipt {
         try await offCallerThread { [self] in
-            try self.receipt(deviceKey: key, outcome: outcome, decidedAt: date, details: details)
+            try self.receipt(deviceKey: key, handover: handover, decidedAt: date, details: details)
         }
     }
 }

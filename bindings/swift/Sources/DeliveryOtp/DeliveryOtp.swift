@@ -2999,7 +2999,7 @@ public protocol OfflineVerifierProtocol: AnyObject, Sendable {
      * fields that differ from the stored receipt; `StateStorage`,
      * `CorruptState`.
      */
-    func receipt(deviceKey: DeviceKey, outcome: ReceiptOutcome, decidedAt: UnixTime, details: ReceiptDetails) throws  -> Receipt
+    func receipt(deviceKey: DeviceKey, handover: Handover, decidedAt: UnixTime, details: ReceiptDetails) throws  -> Receipt
     
     /**
      * `receipt` at the device's current time.
@@ -3007,7 +3007,7 @@ public protocol OfflineVerifierProtocol: AnyObject, Sendable {
      * # Errors
      * As `receipt`.
      */
-    func receiptNow(deviceKey: DeviceKey, outcome: ReceiptOutcome, details: ReceiptDetails) throws  -> Receipt
+    func receiptNow(deviceKey: DeviceKey, handover: Handover, details: ReceiptDetails) throws  -> Receipt
     
     /**
      * The receipt already made for this ticket on this device, to send
@@ -3196,13 +3196,13 @@ open func verifyNow(entered: String)throws  -> OfflineOutcome  {
      * fields that differ from the stored receipt; `StateStorage`,
      * `CorruptState`.
      */
-open func receipt(deviceKey: DeviceKey, outcome: ReceiptOutcome, decidedAt: UnixTime, details: ReceiptDetails)throws  -> Receipt  {
+open func receipt(deviceKey: DeviceKey, handover: Handover, decidedAt: UnixTime, details: ReceiptDetails)throws  -> Receipt  {
     return try  FfiConverterTypeReceipt_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_offlineverifier_receipt(
             self.uniffiCloneHandle(),
         FfiConverterTypeDeviceKey_lower(deviceKey),
-        FfiConverterTypeReceiptOutcome_lower(outcome),
+        FfiConverterTypeHandover_lower(handover),
         FfiConverterTypeUnixTime_lower(decidedAt),
         FfiConverterTypeReceiptDetails_lower(details),uniffiCallStatus
     )
@@ -3215,13 +3215,13 @@ open func receipt(deviceKey: DeviceKey, outcome: ReceiptOutcome, decidedAt: Unix
      * # Errors
      * As `receipt`.
      */
-open func receiptNow(deviceKey: DeviceKey, outcome: ReceiptOutcome, details: ReceiptDetails)throws  -> Receipt  {
+open func receiptNow(deviceKey: DeviceKey, handover: Handover, details: ReceiptDetails)throws  -> Receipt  {
     return try  FfiConverterTypeReceipt_lift(try rustCallWithError(FfiConverterTypeOtpError_lift) {
         uniffiCallStatus in
     uniffi_delivery_otp_fn_method_offlineverifier_receipt_now(
             self.uniffiCloneHandle(),
         FfiConverterTypeDeviceKey_lower(deviceKey),
-        FfiConverterTypeReceiptOutcome_lower(outcome),
+        FfiConverterTypeHandover_lower(handover),
         FfiConverterTypeReceiptDetails_lower(details),uniffiCallStatus
     )
 })
@@ -6439,6 +6439,129 @@ public func FfiConverterTypeDeliveryMethod_lower(_ value: DeliveryMethod) -> Rus
 
 
 /**
+ * What happened at the door, as the courier's app tells
+ * [`OfflineVerifier::receipt`]: the receipt's outcome and, for a code the
+ * backend confirmed online, the attempts it counted (for the others the
+ * device's own count goes into the receipt). Printing it leaves the code
+ * out.
+ */
+
+public enum Handover: Equatable, Hashable, CustomDebugStringConvertible {
+    
+    /**
+     * Handed over against a code this device accepted offline.
+     */
+    case deliveredOffline(
+        /**
+         * The code entered (normalized in the receipt).
+         */code: CodeText
+    )
+    /**
+     * Handed over against a code the backend confirmed online.
+     */
+    case deliveredOnline(
+        /**
+         * The code entered.
+         */code: CodeText, 
+        /**
+         * Attempts the backend counted (its `Confirmed` outcome's
+         * `attempts_used`), at least 1.
+         */attemptsUsed: Int32
+    )
+    /**
+     * Not handed over.
+     */
+    case notDelivered(
+        /**
+         * Why.
+         */reason: NotDeliveredReason
+    )
+
+
+
+
+
+// The local Rust `Debug` implementation.
+public var debugDescription: String {
+    return try!  FfiConverterString.lift(
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_delivery_otp_fn_method_handover_uniffi_trait_debug(
+            FfiConverterTypeHandover_lower(self),uniffiCallStatus
+    )
+}
+    )
+}
+}
+
+#if compiler(>=6)
+extension Handover: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHandover: FfiConverterRustBuffer {
+    typealias SwiftType = Handover
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Handover {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .deliveredOffline(code: try FfiConverterTypeCodeText.read(from: &buf)
+        )
+        
+        case 2: return .deliveredOnline(code: try FfiConverterTypeCodeText.read(from: &buf), attemptsUsed: try FfiConverterInt32.read(from: &buf)
+        )
+        
+        case 3: return .notDelivered(reason: try FfiConverterTypeNotDeliveredReason.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Handover, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .deliveredOffline(code):
+            writeInt(&buf, Int32(1))
+            FfiConverterTypeCodeText.write(code, into: &buf)
+            
+        
+        case let .deliveredOnline(code,attemptsUsed):
+            writeInt(&buf, Int32(2))
+            FfiConverterTypeCodeText.write(code, into: &buf)
+            FfiConverterInt32.write(attemptsUsed, into: &buf)
+            
+        
+        case let .notDelivered(reason):
+            writeInt(&buf, Int32(3))
+            FfiConverterTypeNotDeliveredReason.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandover_lift(_ buf: RustBuffer) throws -> Handover {
+    return try FfiConverterTypeHandover.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandover_lower(_ value: Handover) -> RustBuffer {
+    return FfiConverterTypeHandover.lower(value)
+}
+
+
+
+/**
  * Why a parcel was not handed over.
  */
 
@@ -7907,33 +8030,24 @@ public func FfiConverterTypeOtpKind_lower(_ value: OtpKind) -> RustBuffer {
 
 
 /**
- * What happened at the door, as the app records it. Printing it leaves
- * the code out.
+ * What happened at the door, as a receipt records it.
  */
 
 public enum ReceiptOutcome: Equatable, Hashable, CustomDebugStringConvertible {
     
     /**
-     * Handed over against a code this device accepted offline.
+     * The parcel was handed over against a code.
      */
-    case deliveredOffline(
+    case delivered(
         /**
-         * The code entered (normalized in the receipt).
-         */code: String
+         * The code entered; normalized when the receipt is made.
+         */code: CodeText, 
+        /**
+         * How it was checked.
+         */verified: Verification
     )
     /**
-     * Handed over against a code the backend confirmed online.
-     */
-    case deliveredOnline(
-        /**
-         * The code entered.
-         */code: String, 
-        /**
-         * Attempts the backend counted (its `Confirmed.attemptsUsed`).
-         */attemptsUsed: Int32
-    )
-    /**
-     * Not handed over.
+     * The parcel was not handed over.
      */
     case notDelivered(
         /**
@@ -7972,13 +8086,10 @@ public struct FfiConverterTypeReceiptOutcome: FfiConverterRustBuffer {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .deliveredOffline(code: try FfiConverterString.read(from: &buf)
+        case 1: return .delivered(code: try FfiConverterTypeCodeText.read(from: &buf), verified: try FfiConverterTypeVerification.read(from: &buf)
         )
         
-        case 2: return .deliveredOnline(code: try FfiConverterString.read(from: &buf), attemptsUsed: try FfiConverterInt32.read(from: &buf)
-        )
-        
-        case 3: return .notDelivered(reason: try FfiConverterTypeNotDeliveredReason.read(from: &buf)
+        case 2: return .notDelivered(reason: try FfiConverterTypeNotDeliveredReason.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -7989,19 +8100,14 @@ public struct FfiConverterTypeReceiptOutcome: FfiConverterRustBuffer {
         switch value {
         
         
-        case let .deliveredOffline(code):
+        case let .delivered(code,verified):
             writeInt(&buf, Int32(1))
-            FfiConverterString.write(code, into: &buf)
-            
-        
-        case let .deliveredOnline(code,attemptsUsed):
-            writeInt(&buf, Int32(2))
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterInt32.write(attemptsUsed, into: &buf)
+            FfiConverterTypeCodeText.write(code, into: &buf)
+            FfiConverterTypeVerification.write(verified, into: &buf)
             
         
         case let .notDelivered(reason):
-            writeInt(&buf, Int32(3))
+            writeInt(&buf, Int32(2))
             FfiConverterTypeNotDeliveredReason.write(reason, into: &buf)
             
         }
@@ -8741,6 +8847,46 @@ fileprivate struct FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer 
 }
 
 
+public typealias CodeText = String
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCodeText: FfiConverter {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CodeText {
+        return try FfiConverterString.read(from: &buf)
+    }
+
+    public static func write(_ value: CodeText, into buf: inout [UInt8]) {
+        return FfiConverterString.write(value, into: &buf)
+    }
+
+    public static func lift(_ value: RustBuffer) throws -> CodeText {
+        return try FfiConverterString.lift(value)
+    }
+
+    public static func lower(_ value: CodeText) -> RustBuffer {
+        return FfiConverterString.lower(value)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeText_lift(_ value: RustBuffer) throws -> CodeText {
+    return try FfiConverterTypeCodeText.lift(value)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeText_lower(_ value: CodeText) -> RustBuffer {
+    return FfiConverterTypeCodeText.lower(value)
+}
+
+
+
 public typealias Counter = Int64
 
 #if swift(>=5.8)
@@ -9092,10 +9238,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() != 60460) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt() != 17104) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt() != 14569) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() != 19376) {
+    if (uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() != 49770) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() != 56993) {
@@ -9245,7 +9391,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_delivery_otp_checksum_method_receipt_location() != 34359) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_delivery_otp_checksum_method_receipt_outcome() != 33179) {
+    if (uniffi_delivery_otp_checksum_method_receipt_outcome() != 34337) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_delivery_otp_checksum_method_receipt_sequence() != 53457) {

@@ -34,14 +34,26 @@ extension Email: CustomReflectable {
     }
 }
 
-extension ReceiptOutcome: CustomReflectable {
-    /// The kind of outcome, its attempts and reason; never the code.
+extension Handover: CustomReflectable {
+    /// The kind of handover, its attempts and reason; never the code.
     public var customMirror: Mirror {
         switch self {
         case .deliveredOffline:
             return Mirror(self, children: ["code": "[redacted]"], displayStyle: .enum)
         case .deliveredOnline(_, let attemptsUsed):
             return Mirror(self, children: ["code": "[redacted]", "attemptsUsed": attemptsUsed], displayStyle: .enum)
+        case .notDelivered(let reason):
+            return Mirror(self, children: ["reason": reason], displayStyle: .enum)
+        }
+    }
+}
+
+extension ReceiptOutcome: CustomReflectable {
+    /// How the code was checked, or why there was no handover; never the code.
+    public var customMirror: Mirror {
+        switch self {
+        case .delivered(_, let verified):
+            return Mirror(self, children: ["code": "[redacted]", "verified": verified], displayStyle: .enum)
         case .notDelivered(let reason):
             return Mirror(self, children: ["reason": reason], displayStyle: .enum)
         }

@@ -84,11 +84,11 @@ extension OfflineVerifier {
         try verify(entered: entered, now: date)
     }
 
-    /// Makes this ticket's receipt at `date`, as `receipt(deviceKey:outcome:decidedAt:details:)` does.
+    /// Makes this ticket's receipt at `date`, as `receipt(deviceKey:handover:decidedAt:details:)` does.
     public func receipt(
-        _ outcome: ReceiptOutcome, signedWith key: DeviceKey, details: ReceiptDetails, at date: Date = Date()
+        _ handover: Handover, signedWith key: DeviceKey, details: ReceiptDetails, at date: Date = Date()
     ) throws -> Receipt {
-        try receipt(deviceKey: key, outcome: outcome, decidedAt: date, details: details)
+        try receipt(deviceKey: key, handover: handover, decidedAt: date, details: details)
     }
 }
 

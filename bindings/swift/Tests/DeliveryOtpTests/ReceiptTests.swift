@@ -28,7 +28,7 @@ final class ReceiptTests: XCTestCase {
         Backend(keys: try KeySet.fromJson(json: try Vectors.load(file)["key_set"] as! String))
     }
 
-    private func outcome(_ o: [String: Any]) -> ReceiptOutcome {
+    private func outcome(_ o: [String: Any]) -> Handover {
         if o.str("kind") == "delivered" {
             return o.str("via") == "offline"
                 ? .deliveredOffline(code: o.str("code"))
@@ -63,7 +63,7 @@ final class ReceiptTests: XCTestCase {
             _ = try verifier.verify(entered: e.str("entered"), now: e.time("time"))
         }
         let key = try DeviceKey.fromJson(json: c.str("device_key"))
-        let receipt = try verifier.receipt(deviceKey: key, outcome: outcome(c["outcome"] as! [String: Any]),
+        let receipt = try verifier.receipt(deviceKey: key, handover: outcome(c["outcome"] as! [String: Any]),
                                            decidedAt: c.time("decided_at"), details: details(c))
         return (verifier, key, receipt)
     }
@@ -86,7 +86,7 @@ final class ReceiptTests: XCTestCase {
             XCTAssertFalse(r.repeated, c.name)
             XCTAssertEqual(decisionName(r.decision), expected.str("decision"), "\(c.name): \(r.explanation)")
             XCTAssertEqual(r.deliveryId, receipt.deliveryId)
-            if case .deliveredOffline(let code) = receipt.outcome {
+            if case .delivered(let code, _) = receipt.outcome {
                 XCTAssertFalse(r.explanation.contains(code), c.name)
             }
             let again = try b.reconcile(receiptJson: c.str("receipt"), ticket: ticket, now: reconciledAt)
@@ -140,11 +140,11 @@ final class ReceiptTests: XCTestCase {
         let (verifier, key, receipt) = try make(c, store)
         let restarted = OfflineVerifier(ticket: verifier.ticket, store: store)
         XCTAssertEqual(try restarted.storedReceipt()?.toJson(), receipt.toJson())
-        let again = try restarted.receipt(deviceKey: key, outcome: outcome(c["outcome"] as! [String: Any]),
+        let again = try restarted.receipt(deviceKey: key, handover: outcome(c["outcome"] as! [String: Any]),
                                           decidedAt: c.time("decided_at"), details: details(c))
         XCTAssertEqual(again.toJson(), receipt.toJson())
         let (k, message) = expectOtpError("changed outcome") {
-            try restarted.receipt(deviceKey: key, outcome: .notDelivered(reason: .refused),
+            try restarted.receipt(deviceKey: key, handover: .notDelivered(reason: .refused),
                                   decidedAt: c.time("decided_at"), details: self.details(c))
         }
         XCTAssertEqual(k, "receipt_conflict")
@@ -170,7 +170,7 @@ final class ReceiptTests: XCTestCase {
         XCTAssertEqual(candidate.count, 6)
         let device = OfflineVerifier(ticket: issued.ticket, store: MapStateStore())
         _ = try device.verify(entered: candidate, now: 1_764_000_100)
-        let receipt = try device.receipt(deviceKey: key, outcome: .deliveredOffline(code: candidate),
+        let receipt = try device.receipt(deviceKey: key, handover: .deliveredOffline(code: candidate),
                                          decidedAt: 1_764_000_101, details: ReceiptDetails(appVersion: "ios/3.4.0"))
         let r = try b.reconcile(receiptJson: receipt.toJson(), ticket: issued.ticket, now: 1_764_000_200)
         XCTAssertEqual(r.decision, .codeMismatch)

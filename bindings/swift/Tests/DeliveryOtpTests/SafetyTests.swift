@@ -46,8 +46,9 @@ final class SafetyTests: XCTestCase {
             ("Ticket", issued.ticket),
             ("KeySet", keys),
             ("DeviceKey", device),
-            ("ReceiptOutcome.deliveredOffline", ReceiptOutcome.deliveredOffline(code: code)),
-            ("ReceiptOutcome.deliveredOnline", ReceiptOutcome.deliveredOnline(code: code, attemptsUsed: 1)),
+            ("Handover.deliveredOffline", Handover.deliveredOffline(code: code)),
+            ("Handover.deliveredOnline", Handover.deliveredOnline(code: code, attemptsUsed: 1)),
+            ("ReceiptOutcome.delivered", ReceiptOutcome.delivered(code: code, verified: .offline)),
             ("MessageValues", values),
             ("Sms", sms),
             ("Email", email),
@@ -64,7 +65,7 @@ final class SafetyTests: XCTestCase {
                 XCTAssertFalse(text.contains("JBSWY3DP"), "\(what) shows the secret")
             }
         }
-        let online = String(describing: ReceiptOutcome.deliveredOnline(code: code, attemptsUsed: 1))
+        let online = String(describing: Handover.deliveredOnline(code: code, attemptsUsed: 1))
         XCTAssertTrue(online.contains("attempts_used: 1"), online)
     }
 
@@ -102,7 +103,7 @@ final class SafetyTests: XCTestCase {
         let key = try backend.provisionDevice(courierId: "courier-1", deviceId: "phone-1")
         let verifier = OfflineVerifier(ticket: before.ticket, store: MapStateStore())
         _ = try verifier.verify(entered: before.code, now: now + 1)
-        let receipt = try verifier.receipt(deviceKey: key, outcome: .deliveredOffline(code: before.code),
+        let receipt = try verifier.receipt(deviceKey: key, handover: .deliveredOffline(code: before.code),
                                            decidedAt: now + 2, details: ReceiptDetails(appVersion: "ios/1.0"))
         let decision = try backend.reconcile(receiptJson: receipt.toJson(), ticket: before.ticket, now: now + 3).decision
         XCTAssertEqual(decision, .confirmed(verified: .offline))
@@ -125,7 +126,7 @@ final class SafetyTests: XCTestCase {
         let verifier = OfflineVerifier(ticket: issued.ticket, store: MapStateStore())
         _ = try verifier.verify(entered: issued.code, now: now + 1)
         let receipt = try verifier.receipt(deviceKey: try DeviceKey.fromJson(json: keyJson),
-                                           outcome: .deliveredOffline(code: issued.code), decidedAt: now + 2,
+                                           handover: .deliveredOffline(code: issued.code), decidedAt: now + 2,
                                            details: ReceiptDetails(appVersion: "ios/1.0"))
         XCTAssertEqual(Set([receipt, try Receipt.fromJson(json: receipt.toJson())]).count, 1)
     }

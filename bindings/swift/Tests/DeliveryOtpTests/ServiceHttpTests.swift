@@ -59,7 +59,7 @@ final class ServiceHttpTests: XCTestCase {
         guard case .acceptedProvisionally = try verifier.verifyNow(entered: code) else {
             return XCTFail("the right code was not accepted offline")
         }
-        let receipt = try verifier.receiptNow(deviceKey: key, outcome: .deliveredOffline(code: code),
+        let receipt = try verifier.receiptNow(deviceKey: key, handover: .deliveredOffline(code: code),
                                               details: ReceiptDetails(appVersion: "ios/test"))
         let upload = String(data: try JSONSerialization.data(withJSONObject: ["receipts": [receipt.toJson()]]), encoding: .utf8)!
         let (uploadStatus, results) = try await phone("POST", "/v1/receipts", upload)

@@ -18,7 +18,7 @@ final class SwiftyTests: XCTestCase {
         XCTAssertEqual(key.deviceId, "phone-1")
         let verifier = OfflineVerifier(ticket: ticket, store: MapStateStore())
         _ = try verifier.verify(entered: issued.code, now: 1_001)
-        let receipt = try verifier.receipt(deviceKey: key, outcome: .deliveredOffline(code: issued.code),
+        let receipt = try verifier.receipt(deviceKey: key, handover: .deliveredOffline(code: issued.code),
                                            decidedAt: 1_002, details: ReceiptDetails(appVersion: "ios/1.0"))
         XCTAssertEqual(try Receipt(json: receipt.toJson()), receipt)
         XCTAssertEqual(try Secret(base32: "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),

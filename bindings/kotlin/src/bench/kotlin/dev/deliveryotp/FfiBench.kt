@@ -99,7 +99,7 @@ fun main(args: Array<String>) {
     val receiptVerifier = OfflineVerifier(issued.ticket, KeepingStore())
     receiptVerifier.verify(issued.code, java.time.Instant.ofEpochSecond(1_764_000_010))
     val receipt = receiptVerifier.receipt(
-        deviceKey, ReceiptOutcome.DeliveredOffline(issued.code), java.time.Instant.ofEpochSecond(1_764_000_011),
+        deviceKey, Handover.DeliveredOffline(issued.code), java.time.Instant.ofEpochSecond(1_764_000_011),
         ReceiptDetails(appVersion = "android/3.4.1", location = null, photoSha256 = null),
     )
     val receiptJson = receipt.toJson()

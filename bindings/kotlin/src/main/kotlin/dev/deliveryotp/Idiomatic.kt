@@ -17,11 +17,11 @@ fun OfflineVerifier.verify(entered: String): OfflineOutcome = verify(entered, In
 /** Makes this ticket's receipt, signed with [key], decided at [at]. */
 @JvmOverloads
 fun OfflineVerifier.receipt(
-    outcome: ReceiptOutcome,
+    handover: Handover,
     key: DeviceKey,
     details: ReceiptDetails,
     at: Instant = Instant.now(),
-): Receipt = receipt(key, outcome, at, details)
+): Receipt = receipt(key, handover, at, details)
 
 /** [verify] on [dispatcher] (I/O by default): the app's store is read and written there. */
 @JvmOverloads
@@ -34,12 +34,12 @@ suspend fun OfflineVerifier.verifyInBackground(
 /** [receipt] on [dispatcher] (I/O by default): the receipt is stored before it is returned. */
 @JvmOverloads
 suspend fun OfflineVerifier.receiptInBackground(
-    outcome: ReceiptOutcome,
+    handover: Handover,
     key: DeviceKey,
     details: ReceiptDetails,
     at: Instant = Instant.now(),
     dispatcher: CoroutineDispatcher = Dispatchers.IO,
-): Receipt = withContext(dispatcher) { receipt(outcome, key, details, at) }
+): Receipt = withContext(dispatcher) { receipt(handover, key, details, at) }
 
 /** Issues a delivery's code and ticket for [courierId], valid from [at]. */
 @JvmOverloads

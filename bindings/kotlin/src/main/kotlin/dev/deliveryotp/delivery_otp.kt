@@ -1036,9 +1036,9 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_offlineverifier_verify_now(`ptr`: Long,`entered`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_offlineverifier_receipt(`ptr`: Long,`deviceKey`: Long,`outcome`: RustBuffer.ByValue,`decidedAt`: RustBuffer.ByValue,`details`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_receipt(`ptr`: Long,`deviceKey`: Long,`handover`: RustBuffer.ByValue,`decidedAt`: RustBuffer.ByValue,`details`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_delivery_otp_fn_method_offlineverifier_receipt_now(`ptr`: Long,`deviceKey`: Long,`outcome`: RustBuffer.ByValue,`details`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_delivery_otp_fn_method_offlineverifier_receipt_now(`ptr`: Long,`deviceKey`: Long,`handover`: RustBuffer.ByValue,`details`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_delivery_otp_fn_method_offlineverifier_stored_receipt(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1266,19 +1266,21 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_delivery_otp_fn_method_onlineoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_handover_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_offlineoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_codeformat_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_otperror_uniffi_trait_display(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_otpkind_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_requirement_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_notdeliveredreason_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_delivery_otp_fn_method_decision_uniffi_trait_debug(`ptr`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1530,10 +1532,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_verify_now() and 0xFFFF) != 60460) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt() and 0xFFFF) != 17104) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt() and 0xFFFF) != 14569) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() and 0xFFFF) != 19376) {
+    if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_receipt_now() and 0xFFFF) != 49770) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_offlineverifier_stored_receipt() and 0xFFFF) != 56993) {
@@ -1683,7 +1685,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_location() and 0xFFFF) != 34359) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_delivery_otp_checksum_method_receipt_outcome() and 0xFFFF) != 33179) {
+    if ((lib.uniffi_delivery_otp_checksum_method_receipt_outcome() and 0xFFFF) != 34337) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_delivery_otp_checksum_method_receipt_sequence() and 0xFFFF) != 53457) {
@@ -5876,7 +5878,7 @@ public interface OfflineVerifierInterface {
      * fields that differ from the stored receipt; `StateStorage`,
      * `CorruptState`.
      */
-    fun `receipt`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `decidedAt`: UnixTime, `details`: ReceiptDetails): Receipt
+    fun `receipt`(`deviceKey`: DeviceKey, `handover`: Handover, `decidedAt`: UnixTime, `details`: ReceiptDetails): Receipt
     
     /**
      * `receipt` at the device's current time.
@@ -5884,7 +5886,7 @@ public interface OfflineVerifierInterface {
      * # Errors
      * As `receipt`.
      */
-    fun `receiptNow`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `details`: ReceiptDetails): Receipt
+    fun `receiptNow`(`deviceKey`: DeviceKey, `handover`: Handover, `details`: ReceiptDetails): Receipt
     
     /**
      * The receipt already made for this ticket on this device, to send
@@ -6129,7 +6131,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
      * fields that differ from the stored receipt; `StateStorage`,
      * `CorruptState`.
      */
-    @Throws(OtpException::class)override fun `receipt`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `decidedAt`: UnixTime, `details`: ReceiptDetails): Receipt {
+    @Throws(OtpException::class)override fun `receipt`(`deviceKey`: DeviceKey, `handover`: Handover, `decidedAt`: UnixTime, `details`: ReceiptDetails): Receipt {
             return FfiConverterTypeReceipt.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -6137,7 +6139,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
         it,
         
         FfiConverterTypeDeviceKey.lower(`deviceKey`),
-        FfiConverterTypeReceiptOutcome.lower(`outcome`),
+        FfiConverterTypeHandover.lower(`handover`),
         FfiConverterTypeUnixTime.lower(`decidedAt`),
         FfiConverterTypeReceiptDetails.lower(`details`),_status)
 }
@@ -6153,7 +6155,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
      * # Errors
      * As `receipt`.
      */
-    @Throws(OtpException::class)override fun `receiptNow`(`deviceKey`: DeviceKey, `outcome`: ReceiptOutcome, `details`: ReceiptDetails): Receipt {
+    @Throws(OtpException::class)override fun `receiptNow`(`deviceKey`: DeviceKey, `handover`: Handover, `details`: ReceiptDetails): Receipt {
             return FfiConverterTypeReceipt.lift(
     callWithHandle {
     uniffiRustCallWithError(OtpException) { _status ->
@@ -6161,7 +6163,7 @@ open class OfflineVerifier: Disposable, AutoCloseable, OfflineVerifierInterface
         it,
         
         FfiConverterTypeDeviceKey.lower(`deviceKey`),
-        FfiConverterTypeReceiptOutcome.lower(`outcome`),
+        FfiConverterTypeHandover.lower(`handover`),
         FfiConverterTypeReceiptDetails.lower(`details`),_status)
 }
     }
@@ -10005,6 +10007,182 @@ public object FfiConverterTypeDeliveryMethod: FfiConverterRustBuffer<DeliveryMet
 
 
 /**
+ * What happened at the door, as the courier's app tells
+ * [`OfflineVerifier::receipt`]: the receipt's outcome and, for a code the
+ * backend confirmed online, the attempts it counted (for the others the
+ * device's own count goes into the receipt). Printing it leaves the code
+ * out.
+ */
+sealed class Handover {
+    
+    /**
+     * Handed over against a code this device accepted offline.
+     */
+    data class DeliveredOffline(
+        /**
+         * The code entered (normalized in the receipt).
+         */
+        val `code`: dev.deliveryotp.CodeText) : Handover()
+        
+    {
+        
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_handover_uniffi_trait_debug(FfiConverterTypeHandover.lower(this),
+        _status)
+}
+    )
+    }
+        companion object
+    }
+    
+    /**
+     * Handed over against a code the backend confirmed online.
+     */
+    data class DeliveredOnline(
+        /**
+         * The code entered.
+         */
+        val `code`: dev.deliveryotp.CodeText, 
+        /**
+         * Attempts the backend counted (its `Confirmed` outcome's
+         * `attempts_used`), at least 1.
+         */
+        val `attemptsUsed`: kotlin.Int) : Handover()
+        
+    {
+        
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_handover_uniffi_trait_debug(FfiConverterTypeHandover.lower(this),
+        _status)
+}
+    )
+    }
+        companion object
+    }
+    
+    /**
+     * Not handed over.
+     */
+    data class NotDelivered(
+        /**
+         * Why.
+         */
+        val `reason`: dev.deliveryotp.NotDeliveredReason) : Handover()
+        
+    {
+        
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_handover_uniffi_trait_debug(FfiConverterTypeHandover.lower(this),
+        _status)
+}
+    )
+    }
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+    // The local Rust `Display`/`Debug` implementation.
+    override fun toString(): String {
+        return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_delivery_otp_fn_method_handover_uniffi_trait_debug(FfiConverterTypeHandover.lower(this),
+        _status)
+}
+    )
+    }
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHandover : FfiConverterRustBuffer<Handover>{
+    override fun read(buf: ByteBuffer): Handover {
+        return when(buf.getInt()) {
+            1 -> Handover.DeliveredOffline(
+                FfiConverterTypeCodeText.read(buf),
+                )
+            2 -> Handover.DeliveredOnline(
+                FfiConverterTypeCodeText.read(buf),
+                FfiConverterInt.read(buf),
+                )
+            3 -> Handover.NotDelivered(
+                FfiConverterTypeNotDeliveredReason.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: Handover): ULong = when(value) {
+        is Handover.DeliveredOffline -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeCodeText.allocationSize(value.`code`)
+            )
+        }
+        is Handover.DeliveredOnline -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeCodeText.allocationSize(value.`code`)
+                + FfiConverterInt.allocationSize(value.`attemptsUsed`)
+            )
+        }
+        is Handover.NotDelivered -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeNotDeliveredReason.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: Handover, buf: ByteBuffer) {
+        when(value) {
+            is Handover.DeliveredOffline -> {
+                buf.putInt(1)
+                FfiConverterTypeCodeText.write(value.`code`, buf)
+                Unit
+            }
+            is Handover.DeliveredOnline -> {
+                buf.putInt(2)
+                FfiConverterTypeCodeText.write(value.`code`, buf)
+                FfiConverterInt.write(value.`attemptsUsed`, buf)
+                Unit
+            }
+            is Handover.NotDelivered -> {
+                buf.putInt(3)
+                FfiConverterTypeNotDeliveredReason.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
  * Why a parcel was not handed over.
  */
 sealed class NotDeliveredReason {
@@ -12335,19 +12513,22 @@ public object FfiConverterTypeOtpKind : FfiConverterRustBuffer<OtpKind>{
 
 
 /**
- * What happened at the door, as the app records it. Printing it leaves
- * the code out.
+ * What happened at the door, as a receipt records it.
  */
 sealed class ReceiptOutcome {
     
     /**
-     * Handed over against a code this device accepted offline.
+     * The parcel was handed over against a code.
      */
-    data class DeliveredOffline(
+    data class Delivered(
         /**
-         * The code entered (normalized in the receipt).
+         * The code entered; normalized when the receipt is made.
          */
-        val `code`: kotlin.String) : ReceiptOutcome()
+        val `code`: dev.deliveryotp.CodeText, 
+        /**
+         * How it was checked.
+         */
+        val `verified`: dev.deliveryotp.Verification) : ReceiptOutcome()
         
     {
         
@@ -12365,35 +12546,7 @@ sealed class ReceiptOutcome {
     }
     
     /**
-     * Handed over against a code the backend confirmed online.
-     */
-    data class DeliveredOnline(
-        /**
-         * The code entered.
-         */
-        val `code`: kotlin.String, 
-        /**
-         * Attempts the backend counted (its `Confirmed.attemptsUsed`).
-         */
-        val `attemptsUsed`: kotlin.Int) : ReceiptOutcome()
-        
-    {
-        
-
-    // The local Rust `Display`/`Debug` implementation.
-    override fun toString(): String {
-        return FfiConverterString.lift(
-    uniffiRustCall() { _status ->
-    UniffiLib.uniffi_delivery_otp_fn_method_receiptoutcome_uniffi_trait_debug(FfiConverterTypeReceiptOutcome.lower(this),
-        _status)
-}
-    )
-    }
-        companion object
-    }
-    
-    /**
-     * Not handed over.
+     * The parcel was not handed over.
      */
     data class NotDelivered(
         /**
@@ -12441,14 +12594,11 @@ sealed class ReceiptOutcome {
 public object FfiConverterTypeReceiptOutcome : FfiConverterRustBuffer<ReceiptOutcome>{
     override fun read(buf: ByteBuffer): ReceiptOutcome {
         return when(buf.getInt()) {
-            1 -> ReceiptOutcome.DeliveredOffline(
-                FfiConverterString.read(buf),
+            1 -> ReceiptOutcome.Delivered(
+                FfiConverterTypeCodeText.read(buf),
+                FfiConverterTypeVerification.read(buf),
                 )
-            2 -> ReceiptOutcome.DeliveredOnline(
-                FfiConverterString.read(buf),
-                FfiConverterInt.read(buf),
-                )
-            3 -> ReceiptOutcome.NotDelivered(
+            2 -> ReceiptOutcome.NotDelivered(
                 FfiConverterTypeNotDeliveredReason.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
@@ -12456,19 +12606,12 @@ public object FfiConverterTypeReceiptOutcome : FfiConverterRustBuffer<ReceiptOut
     }
 
     override fun allocationSize(value: ReceiptOutcome): ULong = when(value) {
-        is ReceiptOutcome.DeliveredOffline -> {
+        is ReceiptOutcome.Delivered -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterString.allocationSize(value.`code`)
-            )
-        }
-        is ReceiptOutcome.DeliveredOnline -> {
-            // Add the size for the Int that specifies the variant plus the size needed for all fields
-            (
-                4UL
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterInt.allocationSize(value.`attemptsUsed`)
+                + FfiConverterTypeCodeText.allocationSize(value.`code`)
+                + FfiConverterTypeVerification.allocationSize(value.`verified`)
             )
         }
         is ReceiptOutcome.NotDelivered -> {
@@ -12482,19 +12625,14 @@ public object FfiConverterTypeReceiptOutcome : FfiConverterRustBuffer<ReceiptOut
 
     override fun write(value: ReceiptOutcome, buf: ByteBuffer) {
         when(value) {
-            is ReceiptOutcome.DeliveredOffline -> {
+            is ReceiptOutcome.Delivered -> {
                 buf.putInt(1)
-                FfiConverterString.write(value.`code`, buf)
-                Unit
-            }
-            is ReceiptOutcome.DeliveredOnline -> {
-                buf.putInt(2)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterInt.write(value.`attemptsUsed`, buf)
+                FfiConverterTypeCodeText.write(value.`code`, buf)
+                FfiConverterTypeVerification.write(value.`verified`, buf)
                 Unit
             }
             is ReceiptOutcome.NotDelivered -> {
-                buf.putInt(3)
+                buf.putInt(2)
                 FfiConverterTypeNotDeliveredReason.write(value.`reason`, buf)
                 Unit
             }
@@ -13224,6 +13362,11 @@ public object FfiConverterSequenceTypePolicyReason: FfiConverterRustBuffer<List<
         }
     }
 }
+
+
+
+public typealias CodeText = kotlin.String
+public typealias FfiConverterTypeCodeText = FfiConverterString
 
 
 

@@ -42,7 +42,7 @@ class JavaFlowTest {
                 OfflineOutcome outcome = verifier.verify(issued.getCode(), start.plusSeconds(60));
                 assertTrue(outcome instanceof OfflineOutcome.AcceptedProvisionally, outcome.toString());
                 DeviceKey key = backend.provisionDevice("courier-1", "phone-1");
-                Receipt receipt = DeliveryOtpTime.receipt(verifier, new ReceiptOutcome.DeliveredOffline(issued.getCode()), key,
+                Receipt receipt = DeliveryOtpTime.receipt(verifier, new Handover.DeliveredOffline(issued.getCode()), key,
                     new ReceiptDetails("java/1.0", null, null), start.plusSeconds(61));
                 Reconciliation judged = backend.reconcile(receipt.toJson(), issued.getTicket(), start.plusSeconds(120));
                 assertEquals(new Decision.Confirmed(Verification.OFFLINE), judged.getDecision());

@@ -32,7 +32,7 @@ class IdiomaticTest {
                     assertEquals(OfflineOutcome.Expired(issued.ticket.expiresAt), late)
                     val key = backend.provisionDevice("courier-1", "phone-1")
                     val receipt = verifier.receiptInBackground(
-                        ReceiptOutcome.DeliveredOffline(issued.code), key, ReceiptDetails("android/1.0"), start.plusSeconds(61),
+                        Handover.DeliveredOffline(issued.code), key, ReceiptDetails("android/1.0"), start.plusSeconds(61),
                     )
                     assertEquals(start.plusSeconds(61), receipt.decidedAt)
                     val judged = backend.reconcile(receipt.toJson(), issued.ticket, start.plusSeconds(120))

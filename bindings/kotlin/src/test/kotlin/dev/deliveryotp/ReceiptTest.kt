@@ -30,10 +30,10 @@ class ReceiptTest {
 
     private fun backend(): Backend = KeySet.fromJson(Vectors.load(file).str("key_set")).use { Backend(it) }
 
-    private fun outcome(o: JsonObject): ReceiptOutcome = when (o.str("kind")) {
-        "delivered" -> if (o.str("via") == "offline") ReceiptOutcome.DeliveredOffline(o.str("code"))
-            else ReceiptOutcome.DeliveredOnline(o.str("code"), o.get("attempts").asInt)
-        else -> ReceiptOutcome.NotDelivered(
+    private fun outcome(o: JsonObject): Handover = when (o.str("kind")) {
+        "delivered" -> if (o.str("via") == "offline") Handover.DeliveredOffline(o.str("code"))
+            else Handover.DeliveredOnline(o.str("code"), o.get("attempts").asInt)
+        else -> Handover.NotDelivered(
             when (o.str("reason")) {
                 "customer_absent" -> NotDeliveredReason.CustomerAbsent
                 "code_not_received" -> NotDeliveredReason.CodeNotReceived
@@ -79,7 +79,7 @@ class ReceiptTest {
             assertEquals(expected.str("decision"), decisionName(r.decision), "$name: ${r.explanation}")
             assertEquals(receipt.deliveryId, r.deliveryId)
             assertFalse(r.repeated, name)
-            val code = (receipt.outcome as? ReceiptOutcome.DeliveredOffline)?.code
+            val code = (receipt.outcome as? ReceiptOutcome.Delivered)?.code
             if (code != null) assertFalse(r.explanation.contains(code), name)
             // The same receipt again, as a retry after a timeout: the same decision.
             val again = b.reconcile(c.str("receipt"), ticket, reconciledAt)
@@ -139,7 +139,7 @@ class ReceiptTest {
         val again = restarted.receipt(key, outcome(c.getAsJsonObject("outcome")), c.time("decided_at"), details(c))
         assertEquals(receipt.toJson(), again.toJson())
         val e = assertFailsWith<OtpException.ReceiptConflict> {
-            restarted.receipt(key, ReceiptOutcome.NotDelivered(NotDeliveredReason.Refused), c.time("decided_at"), details(c))
+            restarted.receipt(key, Handover.NotDelivered(NotDeliveredReason.Refused), c.time("decided_at"), details(c))
         }
         assertTrue(e.message!!.contains("outcome"), e.message)
     }
@@ -158,7 +158,7 @@ class ReceiptTest {
         }
         val device = OfflineVerifier(issued.ticket, MapStateStore())
         assertTrue(device.verify(candidate, at(1_764_000_100)) is OfflineOutcome.AcceptedProvisionally)
-        val receipt = device.receipt(key, ReceiptOutcome.DeliveredOffline(candidate), at(1_764_000_101), ReceiptDetails("android/3.4.1"))
+        val receipt = device.receipt(key, Handover.DeliveredOffline(candidate), at(1_764_000_101), ReceiptDetails("android/3.4.1"))
         val r = b.reconcile(receipt.toJson(), issued.ticket, at(1_764_000_200))
         assertEquals(Decision.CodeMismatch, r.decision)
         assertFalse(r.explanation.contains(issued.code))
@@ -168,7 +168,7 @@ class ReceiptTest {
         assertEquals(ReceiptDetails("a/1", null, ByteArray(32) { 7 }), ReceiptDetails("a/1", null, ByteArray(32) { 7 }))
         val short = assertFailsWith<OtpException.InvalidReceipt> {
             OfflineVerifier(issued.ticket, MapStateStore()).receipt(
-                key, ReceiptOutcome.NotDelivered(NotDeliveredReason.Refused), at(1_764_000_101),
+                key, Handover.NotDelivered(NotDeliveredReason.Refused), at(1_764_000_101),
                 ReceiptDetails("android/3.4.1", photoSha256 = ByteArray(31)),
             )
         }

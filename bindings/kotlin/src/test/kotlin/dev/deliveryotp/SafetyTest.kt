@@ -77,7 +77,7 @@ class SafetyTest {
                 OfflineVerifier(issued.ticket, MapStateStore()).use { v ->
                     v.verify(issued.code, now.plusSeconds(1))
                     assertFailsWith<IllegalStateException> {
-                        v.receipt(key, ReceiptOutcome.DeliveredOffline(issued.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))
+                        v.receipt(key, Handover.DeliveredOffline(issued.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))
                     }
                 }
             }
@@ -131,8 +131,8 @@ class SafetyTest {
                     "KeySet" to keys.toString(),
                     "Backend" to backend.toString(),
                     "DeviceKey" to device.toString(),
-                    "ReceiptOutcome.DeliveredOffline" to ReceiptOutcome.DeliveredOffline(code).toString(),
-                    "ReceiptOutcome.DeliveredOnline" to ReceiptOutcome.DeliveredOnline(code, 1).toString(),
+                    "Handover.DeliveredOffline" to Handover.DeliveredOffline(code).toString(),
+                    "Handover.DeliveredOnline" to Handover.DeliveredOnline(code, 1).toString(),
                     "MessageValues" to values.toString(),
                     "Sms" to sms.toString(),
                     "Email" to email.toString(),
@@ -147,7 +147,7 @@ class SafetyTest {
                     assertFalse(text.contains(deviceKey), "$what shows the device key")
                     assertFalse(text.contains("JBSWY3DP"), "$what shows the secret")
                 }
-                assertTrue(printed.getValue("ReceiptOutcome.DeliveredOnline").contains("attempts_used: 1"), printed.getValue("ReceiptOutcome.DeliveredOnline"))
+                assertTrue(printed.getValue("Handover.DeliveredOnline").contains("attempts_used: 1"), printed.getValue("Handover.DeliveredOnline"))
             }
         }
     }
@@ -187,7 +187,7 @@ class SafetyTest {
                 assertEquals("k2", key.keyId)
                 OfflineVerifier(before.ticket, MapStateStore()).use { v ->
                     v.verify(before.code, now.plusSeconds(1))
-                    val receipt = v.receipt(key, ReceiptOutcome.DeliveredOffline(before.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))
+                    val receipt = v.receipt(key, Handover.DeliveredOffline(before.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))
                     val decision = backend.reconcile(receipt.toJson(), before.ticket, now.plusSeconds(3)).decision
                     assertEquals(Decision.Confirmed(Verification.OFFLINE), decision)
                 }
@@ -213,7 +213,7 @@ class SafetyTest {
                 assertEquals(1, hashSetOf(DeviceKey.fromJson(keyJson), DeviceKey.fromJson(keyJson)).size)
                 OfflineVerifier(issued.ticket, MapStateStore()).use { v ->
                     v.verify(issued.code, now.plusSeconds(1))
-                    val r = v.receipt(DeviceKey.fromJson(keyJson), ReceiptOutcome.DeliveredOffline(issued.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))
+                    val r = v.receipt(DeviceKey.fromJson(keyJson), Handover.DeliveredOffline(issued.code), now.plusSeconds(2), ReceiptDetails("android/1.0"))
                     assertEquals(1, hashSetOf(r, Receipt.fromJson(r.toJson())).size)
                 }
             }

@@ -71,7 +71,7 @@ class ServiceHttpTest {
                 OfflineVerifier(ticket, MapStateStore()).use { verifier ->
                     val outcome = verifier.verifyNow(code)
                     assertTrue(outcome is OfflineOutcome.AcceptedProvisionally, outcome.toString())
-                    val receipt = verifier.receiptNow(key, ReceiptOutcome.DeliveredOffline(code), ReceiptDetails("android/test"))
+                    val receipt = verifier.receiptNow(key, Handover.DeliveredOffline(code), ReceiptDetails("android/test"))
                     // Back online: the signed upload, and the backend's decision.
                     val upload = JsonObject().apply { add("receipts", com.google.gson.JsonArray().apply { add(receipt.toJson()) }) }.toString()
                     val (uploadStatus, results) = phone(key, "POST", "/v1/receipts", upload)
