@@ -310,9 +310,11 @@ pub async fn prepare(args: &Settings) -> Result<(TcpListener, AppState, PathBuf)
 }
 
 /// A database error as one short line, without connection details.
-fn db_error(e: &sqlx::Error) -> String {
+fn db_error(e: &db::DbError) -> String {
     let text = match e {
-        sqlx::Error::Configuration(_) => "the database URL is not valid".to_string(),
+        db::DbError::Sqlx(sqlx::Error::Configuration(_)) => {
+            "the database URL is not valid".to_string()
+        }
         other => other.to_string(),
     };
     text.lines()

@@ -4,16 +4,25 @@
 //! core records (attempts, the decision slot) and what the service records
 //! (the receipt bytes, the delivery's status, its history) commit together
 //! or not at all. Queries are written once, with `$1`-style parameters that
-//! both engines read, through sqlx's `Any` driver.
+//! both engines read.
+//!
+//! SQLite runs on one writer thread that owns the connection (rusqlite):
+//! a request's whole transaction runs there, statement after statement
+//! without a thread switch, and the requests that wait while one commits
+//! commit together (group commit: each in its own savepoint, one `COMMIT`
+//! and one sync of the log for all; none is answered before that sync).
+//! PostgreSQL runs each request's transaction on the blocking pool through
+//! sqlx. sqlx runs both engines' migrations.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use delivery_otp::AttemptStore;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyPool, Column as _, Executor, Row as _, Transaction};
 use tokio::runtime::Handle;
 
 use crate::problem::Problem;
@@ -27,6 +36,13 @@ pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrat
 /// it: twice the longest send, so a live instance finishes first.
 pub const CLAIM_LEASE_SECS: u64 = 20;
 
+/// Requests waiting for the SQLite writer at most; past that a request is
+/// answered 503 at once instead of queueing without end.
+pub const SQLITE_QUEUE: usize = 4096;
+
+/// Requests committed together at most.
+pub const SQLITE_GROUP: usize = 64;
+
 /// Which database engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -36,23 +52,272 @@ pub enum Engine {
     Postgres,
 }
 
-/// The connection pool and its engine.
-#[derive(Debug, Clone)]
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// From sqlx (PostgreSQL, the migrations).
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// From SQLite.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value the service cannot read (a negative time, a missing column).
+    #[error("unexpected data: {0}")]
+    Data(String),
+    /// The connection is gone (the SQLite writer stopped, a transaction ended).
+    #[error("the database connection is gone")]
+    Gone,
+}
+
+impl From<DbError> for Problem {
+    fn from(e: DbError) -> Self {
+        tracing::error!(error = %e, "database error");
+        Problem::unavailable("the database failed; the request may be sent again")
+    }
+}
+
+/// A parameter or a column's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// NULL.
+    Null,
+}
+
+impl From<i64> for Value {
+    fn from(n: i64) -> Self {
+        Value::Int(n)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Int(i64::from(b))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Self {
+        Value::Text(text.to_string())
+    }
+}
+
+impl From<&String> for Value {
+    fn from(text: &String) -> Self {
+        Value::Text(text.clone())
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Self {
+        Value::Text(text)
+    }
+}
+
+/// A `u64` (a time, a sequence) as a stored integer.
+fn int(value: u64) -> Result<Value, DbError> {
+    i64::try_from(value)
+        .map(Value::Int)
+        .map_err(|_| DbError::Data(format!("{value} is too large to store")))
+}
+
+/// One result row: its columns by name.
+#[derive(Debug)]
+pub struct Row {
+    cols: Vec<(String, Value)>,
+}
+
+impl Row {
+    fn value(&self, name: &str) -> Result<&Value, DbError> {
+        self.cols
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| DbError::Data(format!("no column {name}")))
+    }
+
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, DbError> {
+        match self.value(name)? {
+            Value::Int(n) => Ok(Some(*n)),
+            Value::Null => Ok(None),
+            Value::Text(_) => Err(DbError::Data(format!("{name} is not an integer"))),
+        }
+    }
+
+    fn int(&self, name: &str) -> Result<i64, DbError> {
+        self.opt_int(name)?
+            .ok_or_else(|| DbError::Data(format!("{name} is null")))
+    }
+
+    fn unsigned<T: TryFrom<i64>>(&self, name: &str) -> Result<T, DbError> {
+        let n = self.int(name)?;
+        T::try_from(n).map_err(|_| DbError::Data(format!("{name} is {n}, out of range")))
+    }
+
+    fn text(&self, name: &str) -> Result<String, DbError> {
+        match self.value(name)? {
+            Value::Text(t) => Ok(t.clone()),
+            _ => Err(DbError::Data(format!("{name} is not text"))),
+        }
+    }
+}
+
+/// An open transaction's connection.
+enum Conn {
+    /// The SQLite writer's connection, inside its transaction and savepoint.
+    Sqlite(rusqlite::Connection),
+    /// A PostgreSQL transaction, driven from a blocking thread.
+    Postgres {
+        tx: Box<Transaction<'static, Any>>,
+        handle: Handle,
+    },
+}
+
+/// Binds `$1`, `$2`, ... by name, so their order in the text does not matter.
+fn bind_sqlite(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> Result<(), DbError> {
+    for (i, value) in params.iter().enumerate() {
+        let name = format!("${}", i.saturating_add(1));
+        let index = stmt
+            .parameter_index(&name)?
+            .ok_or_else(|| DbError::Data(format!("the statement has no {name}")))?;
+        match value {
+            Value::Int(n) => stmt.raw_bind_parameter(index, n)?,
+            Value::Text(t) => stmt.raw_bind_parameter(index, t)?,
+            Value::Null => stmt.raw_bind_parameter(index, rusqlite::types::Null)?,
+        }
+    }
+    Ok(())
+}
+
+fn bind_any<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    params: &[Value],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for value in params {
+        query = match value {
+            Value::Int(n) => query.bind(*n),
+            Value::Text(t) => query.bind(t.clone()),
+            Value::Null => query.bind(None::<i64>),
+        };
+    }
+    query
+}
+
+impl Conn {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                bind_sqlite(&mut stmt, params)?;
+                let changed = stmt.raw_execute()?;
+                Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+            }
+            Conn::Postgres { tx, handle } => {
+                let conn: &mut sqlx::AnyConnection = &mut *tx;
+                let done = handle.block_on(bind_any(sqlx::query(sql), params).execute(conn))?;
+                Ok(done.rows_affected())
+            }
+        }
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                bind_sqlite(&mut stmt, params)?;
+                let names: Vec<String> =
+                    stmt.column_names().into_iter().map(String::from).collect();
+                let mut rows = stmt.raw_query();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let mut cols = Vec::with_capacity(names.len());
+                    for (i, name) in names.iter().enumerate() {
+                        use rusqlite::types::ValueRef;
+                        let value = match row.get_ref(i)? {
+                            ValueRef::Integer(n) => Value::Int(n),
+                            ValueRef::Text(t) => Value::Text(
+                                String::from_utf8(t.to_vec())
+                                    .map_err(|_| DbError::Data(format!("{name} is not UTF-8")))?,
+                            ),
+                            ValueRef::Null => Value::Null,
+                            ValueRef::Real(_) | ValueRef::Blob(_) => {
+                                return Err(DbError::Data(format!("{name} has an unexpected type")))
+                            }
+                        };
+                        cols.push((name.clone(), value));
+                    }
+                    out.push(Row { cols });
+                }
+                Ok(out)
+            }
+            Conn::Postgres { tx, handle } => {
+                let conn: &mut sqlx::AnyConnection = &mut *tx;
+                let rows = handle.block_on(bind_any(sqlx::query(sql), params).fetch_all(conn))?;
+                rows.iter()
+                    .map(|row| {
+                        let cols = row
+                            .columns()
+                            .iter()
+                            .map(|col| {
+                                let i = col.ordinal();
+                                let value = match row.try_get::<Option<i64>, _>(i) {
+                                    Ok(Some(n)) => Value::Int(n),
+                                    Ok(None) => Value::Null,
+                                    Err(_) => match row.try_get::<Option<String>, _>(i)? {
+                                        Some(t) => Value::Text(t),
+                                        None => Value::Null,
+                                    },
+                                };
+                                Ok((col.name().to_string(), value))
+                            })
+                            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                        Ok(Row { cols })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The SQLite writer's queue, or the PostgreSQL pool.
+#[derive(Clone)]
+enum Store {
+    Sqlite(mpsc::SyncSender<Job>),
+    Postgres(AnyPool),
+}
+
+/// The database: its engine and how to reach it.
+#[derive(Clone)]
 pub struct Db {
-    /// The pool.
-    pub pool: AnyPool,
+    store: Store,
     /// The engine behind it.
     pub engine: Engine,
 }
 
-/// Opens the SQLite database at `path` (creating it), with every commit
-/// synced to disk (`synchronous=FULL`, WAL), and brings its schema up to
-/// date. One connection: SQLite has one writer anyway, and one connection
-/// runs every request's transaction strictly one after another.
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a finished request does with the outcome of its commit.
+type Finish = Box<dyn FnOnce(Result<(), DbError>) + Send>;
+/// A request's work: run in a transaction, it says whether to keep what it
+/// wrote and how to answer once the commit is known.
+type Job = Box<dyn FnOnce(&Arc<Tx>) -> (bool, Finish) + Send>;
+
+/// Opens the SQLite database at `path` (creating it) with every commit
+/// synced to disk (`synchronous=FULL`, WAL), brings its schema up to date
+/// and starts its writer thread.
 ///
 /// # Errors
-/// The file cannot be opened or a migration fails.
-pub async fn open_sqlite(path: &Path) -> Result<Db, sqlx::Error> {
+/// The file cannot be opened, a migration fails, or the thread cannot start.
+pub async fn open_sqlite(path: &Path) -> Result<Db, DbError> {
     sqlx::any::install_default_drivers();
     let text = path
         .to_str()
@@ -69,26 +334,118 @@ pub async fn open_sqlite(path: &Path) -> Result<Db, sqlx::Error> {
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA synchronous = FULL").await?;
                 conn.execute("PRAGMA busy_timeout = 5000").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
                 Ok(())
             })
         })
         .connect_with(options)
         .await?;
-    SQLITE_MIGRATIONS.run(&pool).await?;
+    SQLITE_MIGRATIONS
+        .run(&pool)
+        .await
+        .map_err(sqlx::Error::from)?;
+    pool.close().await;
+    let conn = rusqlite::Connection::open(path)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(DbError::Data(format!(
+            "SQLite kept the journal mode {mode}"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let (jobs, queue) = mpsc::sync_channel(SQLITE_QUEUE);
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || sqlite_writer(conn, &queue))
+        .map_err(|e| DbError::Data(format!("cannot start the SQLite writer: {e}")))?;
     Ok(Db {
-        pool,
+        store: Store::Sqlite(jobs),
         engine: Engine::Sqlite,
     })
+}
+
+/// The SQLite writer: takes the next request and every one already
+/// waiting (up to [`SQLITE_GROUP`]), runs each in a savepoint of one
+/// transaction, commits once, then answers them all.
+fn sqlite_writer(mut conn: rusqlite::Connection, queue: &mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < SQLITE_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        match run_group(conn, group) {
+            Some(kept) => conn = kept,
+            None => return,
+        }
+    }
+}
+
+fn run_group(conn: rusqlite::Connection, group: Vec<Job>) -> Option<rusqlite::Connection> {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Dropping the jobs answers each with a 503.
+        tracing::error!(error = %e, "SQLite: cannot begin");
+        return Some(conn);
+    }
+    let tx = Arc::new(Tx {
+        conn: Mutex::new(Some(Conn::Sqlite(conn))),
+        engine: Engine::Sqlite,
+    });
+    let mut finishes = Vec::with_capacity(group.len());
+    for job in group {
+        let savepoint = tx.execute("SAVEPOINT request", &[]);
+        if savepoint.is_err() {
+            continue;
+        }
+        // A job that panics is rolled back and its request answered 503.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&tx)));
+        let (keep, finish) = match ran {
+            Ok((keep, finish)) => (keep, Some(finish)),
+            Err(_) => (false, None),
+        };
+        let end = if keep {
+            tx.execute("RELEASE request", &[])
+        } else {
+            tx.execute("ROLLBACK TO request", &[])
+                .and_then(|_| tx.execute("RELEASE request", &[]))
+        };
+        match (end, finish) {
+            (Ok(_), Some(finish)) => finishes.push(finish),
+            (Err(e), Some(finish)) => finish(Err(e)),
+            (_, None) => {}
+        }
+    }
+    let Some(Conn::Sqlite(conn)) = tx.take() else {
+        // Not expected: the transaction held this connection. Without it
+        // the writer stops; these requests and every later one get 503s.
+        tracing::error!("the SQLite writer lost its connection");
+        return None;
+    };
+    let committed = conn.execute_batch("COMMIT").map_err(DbError::from);
+    if committed.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for finish in finishes {
+        let outcome = match &committed {
+            Ok(()) => Ok(()),
+            Err(e) => Err(DbError::Data(format!("the commit failed: {e}"))),
+        };
+        finish(outcome);
+    }
+    Some(conn)
 }
 
 /// Connects to PostgreSQL at `url` and brings its schema up to date.
 ///
 /// # Errors
 /// The server cannot be reached or a migration fails.
-pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, sqlx::Error> {
+pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
     sqlx::any::install_default_drivers();
     let options = AnyConnectOptions::from_str(url)?;
     // While the server is down, a request fails within 3 s with a 503
@@ -98,45 +455,91 @@ pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, sqlx::Erro
         .acquire_timeout(Duration::from_secs(3))
         .connect_with(options)
         .await?;
-    POSTGRES_MIGRATIONS.run(&pool).await?;
+    POSTGRES_MIGRATIONS
+        .run(&pool)
+        .await
+        .map_err(sqlx::Error::from)?;
     Ok(Db {
-        pool,
+        store: Store::Postgres(pool),
         engine: Engine::Postgres,
     })
 }
 
-/// Runs `work` in one transaction on a blocking thread (the core is
-/// synchronous) and commits it if `work` succeeds; on an error nothing it
-/// wrote is kept.
+/// Runs `work` in one transaction and commits it if `work` succeeds; on an
+/// error nothing it wrote is kept. The answer comes only once the commit
+/// is on disk.
 ///
 /// # Errors
-/// What `work` returns, or `unavailable` when the database fails.
+/// What `work` returns, or `unavailable` when the database fails or (SQLite)
+/// more than [`SQLITE_QUEUE`] requests are already waiting.
 pub async fn transaction<T, F>(db: &Db, work: F) -> Result<T, Problem>
 where
     T: Send + 'static,
     F: FnOnce(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
 {
-    let db = db.clone();
-    let handle = Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let tx = handle.block_on(db.pool.begin())?;
-        let tx = Arc::new(Tx {
-            inner: Mutex::new(Some(tx)),
-            handle: handle.clone(),
-            engine: db.engine,
-        });
-        let out = work(&tx)?;
-        tx.commit()?;
-        Ok(out)
-    })
-    .await
-    .map_err(|_| Problem::unavailable("the request's worker stopped"))?
+    match &db.store {
+        Store::Sqlite(jobs) => {
+            let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, Problem>>();
+            let job: Job = Box::new(move |tx: &Arc<Tx>| {
+                let out = work(tx);
+                let keep = out.is_ok();
+                let finish: Finish = Box::new(move |committed| {
+                    let result = match committed {
+                        Ok(()) => out,
+                        Err(e) => out.and(Err(Problem::from(e))),
+                    };
+                    let _ = answer.send(result);
+                });
+                (keep, finish)
+            });
+            jobs.try_send(job).map_err(|e| match e {
+                mpsc::TrySendError::Full(_) => {
+                    Problem::unavailable("the database is busy; the request may be sent again")
+                }
+                mpsc::TrySendError::Disconnected(_) => Problem::from(DbError::Gone),
+            })?;
+            answered.await.map_err(|_| {
+                Problem::unavailable("the database failed; the request may be sent again")
+            })?
+        }
+        Store::Postgres(pool) => {
+            let pool = pool.clone();
+            let handle = Handle::current();
+            tokio::task::spawn_blocking(move || {
+                let begun = handle.block_on(pool.begin()).map_err(DbError::from)?;
+                let tx = Arc::new(Tx {
+                    conn: Mutex::new(Some(Conn::Postgres {
+                        tx: Box::new(begun),
+                        handle: handle.clone(),
+                    })),
+                    engine: Engine::Postgres,
+                });
+                let out = work(&tx)?;
+                match tx.take() {
+                    Some(Conn::Postgres { tx, handle }) => {
+                        handle.block_on(tx.commit()).map_err(DbError::from)?;
+                    }
+                    _ => return Err(Problem::from(DbError::Gone)),
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|_| Problem::unavailable("the request's worker stopped"))?
+        }
+    }
 }
 
-/// One open transaction, used from a blocking thread.
+/// Whether the database answers a query.
+///
+/// # Errors
+/// `unavailable` when it does not.
+pub async fn ping(db: &Db) -> Result<(), Problem> {
+    transaction(db, |tx| Ok(tx.query("SELECT 1 AS one", &[]).map(drop)?)).await
+}
+
+/// One open transaction, used from the thread that runs the request's work.
 pub struct Tx {
-    inner: Mutex<Option<Transaction<'static, Any>>>,
-    handle: Handle,
+    conn: Mutex<Option<Conn>>,
     engine: Engine,
 }
 
@@ -197,90 +600,71 @@ pub struct ReceiptRow {
     pub received_at: u64,
 }
 
-fn to_i64(value: u64) -> Result<i64, sqlx::Error> {
-    i64::try_from(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
-}
-
-fn to_u64(value: i64) -> Result<u64, sqlx::Error> {
-    u64::try_from(value).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
-macro_rules! with_tx {
-    ($self:ident, |$conn:ident| $body:expr) => {{
-        let mut guard = $self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        match guard.as_mut() {
-            Some(tx) => {
-                let $conn: &mut sqlx::AnyConnection = &mut *tx;
-                $self.handle.block_on(async { $body })
-            }
-            None => Err(sqlx::Error::PoolClosed),
-        }
-    }};
-}
-
 impl Tx {
-    fn commit(&self) -> Result<(), sqlx::Error> {
-        let tx = self
-            .inner
+    fn take(&self) -> Option<Conn> {
+        self.conn
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        match tx {
-            Some(tx) => self.handle.block_on(tx.commit()),
-            None => Err(sqlx::Error::PoolClosed),
-        }
+            .take()
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.as_mut().ok_or(DbError::Gone)?.execute(sql, params)
+    }
+
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.as_mut().ok_or(DbError::Gone)?.query(sql, params)
+    }
+
+    fn query_one(&self, sql: &str, params: &[Value]) -> Result<Option<Row>, DbError> {
+        Ok(self.query(sql, params)?.into_iter().next())
     }
 
     /// Serializes the transactions that touch `key` (a delivery id): with
     /// PostgreSQL, an advisory lock held until this transaction ends; with
-    /// SQLite's single connection, every transaction is already alone.
+    /// SQLite's single writer, every transaction is already alone.
     ///
     /// # Errors
     /// The database fails.
-    pub fn lock(&self, key: &str) -> Result<(), sqlx::Error> {
+    pub fn lock(&self, key: &str) -> Result<(), DbError> {
         if self.engine == Engine::Sqlite {
             return Ok(());
         }
-        with_tx!(self, |conn| {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(key)
-                .execute(conn)
-                .await
-                .map(drop)
-        })
+        self.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[key.into()],
+        )
+        .map(drop)
     }
 
     /// The delivery, if issued.
     ///
     /// # Errors
     /// The database fails.
-    pub fn delivery(&self, delivery_id: &str) -> Result<Option<DeliveryRow>, sqlx::Error> {
-        let row = with_tx!(self, |conn| {
-            sqlx::query(
-                "SELECT delivery_id, sequence, courier_id, settings, ticket, status, contact, \
-                 locale, utc_offset_minutes, request_digest, resends, created_at FROM deliveries \
-                 WHERE delivery_id = $1",
-            )
-            .bind(delivery_id)
-            .fetch_optional(conn)
-            .await
-        })?;
+    pub fn delivery(&self, delivery_id: &str) -> Result<Option<DeliveryRow>, DbError> {
+        let row = self.query_one(
+            "SELECT delivery_id, sequence, courier_id, settings, ticket, status, contact, \
+             locale, utc_offset_minutes, request_digest, resends, created_at FROM deliveries \
+             WHERE delivery_id = $1",
+            &[delivery_id.into()],
+        )?;
         row.map(|r| {
             Ok(DeliveryRow {
-                delivery_id: r.try_get("delivery_id")?,
-                sequence: to_u64(r.try_get("sequence")?)?,
-                courier_id: r.try_get("courier_id")?,
-                settings: r.try_get("settings")?,
-                ticket: r.try_get("ticket")?,
-                status: r.try_get("status")?,
-                contact: r.try_get("contact")?,
-                locale: r.try_get("locale")?,
-                utc_offset_minutes: i32::try_from(r.try_get::<i64, _>("utc_offset_minutes")?)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                request_digest: r.try_get("request_digest")?,
-                resends: u32::try_from(r.try_get::<i64, _>("resends")?)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                created_at: to_u64(r.try_get("created_at")?)?,
+                delivery_id: r.text("delivery_id")?,
+                sequence: r.unsigned("sequence")?,
+                courier_id: r.text("courier_id")?,
+                settings: r.text("settings")?,
+                ticket: r.text("ticket")?,
+                status: r.text("status")?,
+                contact: r.text("contact")?,
+                locale: r.text("locale")?,
+                utc_offset_minutes: i32::try_from(r.int("utc_offset_minutes")?)
+                    .map_err(|_| DbError::Data("utc_offset_minutes is out of range".into()))?,
+                request_digest: r.text("request_digest")?,
+                resends: r.unsigned("resends")?,
+                created_at: r.unsigned("created_at")?,
             })
         })
         .transpose()
@@ -290,30 +674,28 @@ impl Tx {
     ///
     /// # Errors
     /// The database fails.
-    pub fn insert_delivery(&self, d: &DeliveryRow, now: u64) -> Result<(), sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO deliveries (delivery_id, sequence, courier_id, settings, ticket, status, \
-                 contact, locale, utc_offset_minutes, request_digest, resends, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(&d.delivery_id)
-            .bind(to_i64(d.sequence)?)
-            .bind(&d.courier_id)
-            .bind(&d.settings)
-            .bind(&d.ticket)
-            .bind(&d.status)
-            .bind(&d.contact)
-            .bind(&d.locale)
-            .bind(i64::from(d.utc_offset_minutes))
-            .bind(&d.request_digest)
-            .bind(i64::from(d.resends))
-            .bind(to_i64(d.created_at)?)
-            .bind(to_i64(now)?)
-            .execute(conn)
-            .await
-            .map(drop)
-        })
+    pub fn insert_delivery(&self, d: &DeliveryRow, now: u64) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO deliveries (delivery_id, sequence, courier_id, settings, ticket, status, \
+             contact, locale, utc_offset_minutes, request_digest, resends, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &[
+                (&d.delivery_id).into(),
+                int(d.sequence)?,
+                (&d.courier_id).into(),
+                (&d.settings).into(),
+                (&d.ticket).into(),
+                (&d.status).into(),
+                (&d.contact).into(),
+                (&d.locale).into(),
+                i64::from(d.utc_offset_minutes).into(),
+                (&d.request_digest).into(),
+                i64::from(d.resends).into(),
+                int(d.created_at)?,
+                int(now)?,
+            ],
+        )
+        .map(drop)
     }
 
     /// Replaces the delivery's ticket (a resend or a reassignment).
@@ -328,38 +710,32 @@ impl Tx {
         ticket: &str,
         resends: u32,
         now: u64,
-    ) -> Result<(), sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "UPDATE deliveries SET sequence = $1, courier_id = $2, ticket = $3, resends = $4, \
-                 status = 'issued', updated_at = $5 WHERE delivery_id = $6",
-            )
-            .bind(to_i64(sequence)?)
-            .bind(courier_id)
-            .bind(ticket)
-            .bind(i64::from(resends))
-            .bind(to_i64(now)?)
-            .bind(delivery_id)
-            .execute(conn)
-            .await
-            .map(drop)
-        })
+    ) -> Result<(), DbError> {
+        self.execute(
+            "UPDATE deliveries SET sequence = $1, courier_id = $2, ticket = $3, resends = $4, \
+             status = 'issued', updated_at = $5 WHERE delivery_id = $6",
+            &[
+                int(sequence)?,
+                courier_id.into(),
+                ticket.into(),
+                i64::from(resends).into(),
+                int(now)?,
+                delivery_id.into(),
+            ],
+        )
+        .map(drop)
     }
 
     /// Sets the delivery's status.
     ///
     /// # Errors
     /// The database fails.
-    pub fn set_status(&self, delivery_id: &str, status: &str, now: u64) -> Result<(), sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query("UPDATE deliveries SET status = $1, updated_at = $2 WHERE delivery_id = $3")
-                .bind(status)
-                .bind(to_i64(now)?)
-                .bind(delivery_id)
-                .execute(conn)
-                .await
-                .map(drop)
-        })
+    pub fn set_status(&self, delivery_id: &str, status: &str, now: u64) -> Result<(), DbError> {
+        self.execute(
+            "UPDATE deliveries SET status = $1, updated_at = $2 WHERE delivery_id = $3",
+            &[status.into(), int(now)?, delivery_id.into()],
+        )
+        .map(drop)
     }
 
     /// Appends to the delivery's history.
@@ -372,71 +748,61 @@ impl Tx {
         now: u64,
         kind: &str,
         detail: &serde_json::Value,
-    ) -> Result<(), sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO delivery_events (delivery_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(delivery_id)
-            .bind(to_i64(now)?)
-            .bind(kind)
-            .bind(detail.to_string())
-            .execute(conn)
-            .await
-            .map(drop)
-        })
+    ) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO delivery_events (delivery_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+            &[
+                delivery_id.into(),
+                int(now)?,
+                kind.into(),
+                detail.to_string().into(),
+            ],
+        )
+        .map(drop)
     }
 
     /// The delivery's history, oldest first.
     ///
     /// # Errors
     /// The database fails.
-    pub fn events(&self, delivery_id: &str) -> Result<Vec<EventRow>, sqlx::Error> {
-        let rows = with_tx!(self, |conn| {
-            sqlx::query(
-                "SELECT at, kind, detail FROM delivery_events WHERE delivery_id = $1 ORDER BY id",
-            )
-            .bind(delivery_id)
-            .fetch_all(conn)
-            .await
-        })?;
-        rows.iter()
-            .map(|r| {
-                Ok(EventRow {
-                    at: to_u64(r.try_get("at")?)?,
-                    kind: r.try_get("kind")?,
-                    detail: r.try_get("detail")?,
-                })
+    pub fn events(&self, delivery_id: &str) -> Result<Vec<EventRow>, DbError> {
+        self.query(
+            "SELECT at, kind, detail FROM delivery_events WHERE delivery_id = $1 ORDER BY id",
+            &[delivery_id.into()],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(EventRow {
+                at: r.unsigned("at")?,
+                kind: r.text("kind")?,
+                detail: r.text("detail")?,
             })
-            .collect()
+        })
+        .collect()
     }
 
     /// The receipts received for the delivery, oldest first.
     ///
     /// # Errors
     /// The database fails.
-    pub fn receipts(&self, delivery_id: &str) -> Result<Vec<ReceiptRow>, sqlx::Error> {
-        let rows = with_tx!(self, |conn| {
-            sqlx::query(
-                "SELECT sequence, device_id, decision, explanation, repeated, received_at \
-                 FROM receipts WHERE delivery_id = $1 ORDER BY id",
-            )
-            .bind(delivery_id)
-            .fetch_all(conn)
-            .await
-        })?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReceiptRow {
-                    sequence: to_u64(r.try_get("sequence")?)?,
-                    device_id: r.try_get("device_id")?,
-                    decision: r.try_get("decision")?,
-                    explanation: r.try_get("explanation")?,
-                    repeated: r.try_get::<i64, _>("repeated")? != 0,
-                    received_at: to_u64(r.try_get("received_at")?)?,
-                })
+    pub fn receipts(&self, delivery_id: &str) -> Result<Vec<ReceiptRow>, DbError> {
+        self.query(
+            "SELECT sequence, device_id, decision, explanation, repeated, received_at \
+             FROM receipts WHERE delivery_id = $1 ORDER BY id",
+            &[delivery_id.into()],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(ReceiptRow {
+                sequence: r.unsigned("sequence")?,
+                device_id: r.text("device_id")?,
+                decision: r.text("decision")?,
+                explanation: r.text("explanation")?,
+                repeated: r.int("repeated")? != 0,
+                received_at: r.unsigned("received_at")?,
             })
-            .collect()
+        })
+        .collect()
     }
 
     /// Keeps a receipt exactly as received, with its decision.
@@ -455,27 +821,25 @@ impl Tx {
         explanation: &str,
         repeated: bool,
         now: u64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), DbError> {
         let digest = crate::auth::sha256_hex(body.as_bytes());
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO receipts (delivery_id, sequence, courier_id, device_id, body, body_sha256, \
-                 decision, explanation, repeated, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(delivery_id)
-            .bind(sequence)
-            .bind(courier_id)
-            .bind(device_id)
-            .bind(body)
-            .bind(&digest)
-            .bind(decision)
-            .bind(explanation)
-            .bind(i64::from(repeated))
-            .bind(to_i64(now)?)
-            .execute(conn)
-            .await
-            .map(drop)
-        })
+        self.execute(
+            "INSERT INTO receipts (delivery_id, sequence, courier_id, device_id, body, body_sha256, \
+             decision, explanation, repeated, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                delivery_id.into(),
+                sequence.into(),
+                courier_id.into(),
+                device_id.into(),
+                body.into(),
+                digest.into(),
+                decision.into(),
+                explanation.into(),
+                repeated.into(),
+                int(now)?,
+            ],
+        )
+        .map(drop)
     }
 
     /// Records a device as provisioned now (again, if it was revoked).
@@ -488,21 +852,19 @@ impl Tx {
         device_id: &str,
         key_id: &str,
         now: u64,
-    ) -> Result<(), sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO devices (courier_id, device_id, key_id, provisioned_at, revoked_at) \
-                 VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (courier_id, device_id) DO UPDATE SET \
-                 key_id = excluded.key_id, provisioned_at = excluded.provisioned_at, revoked_at = NULL",
-            )
-            .bind(courier_id)
-            .bind(device_id)
-            .bind(key_id)
-            .bind(to_i64(now)?)
-            .execute(conn)
-            .await
-            .map(drop)
-        })
+    ) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO devices (courier_id, device_id, key_id, provisioned_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (courier_id, device_id) DO UPDATE SET \
+             key_id = excluded.key_id, provisioned_at = excluded.provisioned_at, revoked_at = NULL",
+            &[
+                courier_id.into(),
+                device_id.into(),
+                key_id.into(),
+                int(now)?,
+            ],
+        )
+        .map(drop)
     }
 
     /// Revokes a device; returns whether it was provisioned.
@@ -514,18 +876,12 @@ impl Tx {
         courier_id: &str,
         device_id: &str,
         now: u64,
-    ) -> Result<bool, sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "UPDATE devices SET revoked_at = COALESCE(revoked_at, $1) WHERE courier_id = $2 AND device_id = $3",
-            )
-            .bind(to_i64(now)?)
-            .bind(courier_id)
-            .bind(device_id)
-            .execute(conn)
-            .await
-            .map(|r| r.rows_affected() > 0)
-        })
+    ) -> Result<bool, DbError> {
+        let changed = self.execute(
+            "UPDATE devices SET revoked_at = COALESCE(revoked_at, $1) WHERE courier_id = $2 AND device_id = $3",
+            &[int(now)?, courier_id.into(), device_id.into()],
+        )?;
+        Ok(changed > 0)
     }
 
     /// `Some(true)` for a provisioned device, `Some(false)` for a revoked
@@ -537,15 +893,12 @@ impl Tx {
         &self,
         courier_id: &str,
         device_id: &str,
-    ) -> Result<Option<bool>, sqlx::Error> {
-        let row = with_tx!(self, |conn| {
-            sqlx::query("SELECT revoked_at FROM devices WHERE courier_id = $1 AND device_id = $2")
-                .bind(courier_id)
-                .bind(device_id)
-                .fetch_optional(conn)
-                .await
-        })?;
-        row.map(|r| Ok(r.try_get::<Option<i64>, _>("revoked_at")?.is_none()))
+    ) -> Result<Option<bool>, DbError> {
+        let row = self.query_one(
+            "SELECT revoked_at FROM devices WHERE courier_id = $1 AND device_id = $2",
+            &[courier_id.into(), device_id.into()],
+        )?;
+        row.map(|r| Ok(r.opt_int("revoked_at")?.is_none()))
             .transpose()
     }
 
@@ -554,16 +907,14 @@ impl Tx {
     ///
     /// # Errors
     /// The database fails.
-    pub fn open_tickets(&self, courier_id: &str) -> Result<Vec<String>, sqlx::Error> {
-        let rows = with_tx!(self, |conn| {
-            sqlx::query(
-                "SELECT ticket FROM deliveries WHERE courier_id = $1 AND status = 'issued' ORDER BY delivery_id",
-            )
-            .bind(courier_id)
-            .fetch_all(conn)
-            .await
-        })?;
-        rows.iter().map(|r| r.try_get("ticket")).collect()
+    pub fn open_tickets(&self, courier_id: &str) -> Result<Vec<String>, DbError> {
+        self.query(
+            "SELECT ticket FROM deliveries WHERE courier_id = $1 AND status = 'issued' ORDER BY delivery_id",
+            &[courier_id.into()],
+        )?
+        .iter()
+        .map(|r| r.text("ticket"))
+        .collect()
     }
 
     /// Records a device request's signature until `expires_at`; `false`
@@ -576,46 +927,29 @@ impl Tx {
         signature: &str,
         expires_at: u64,
         now: u64,
-    ) -> Result<bool, sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query("DELETE FROM request_signatures WHERE expires_at < $1")
-                .bind(to_i64(now)?)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query(
-                "INSERT INTO request_signatures (signature, expires_at) VALUES ($1, $2) ON CONFLICT (signature) DO NOTHING",
-            )
-            .bind(signature)
-            .bind(to_i64(expires_at)?)
-            .execute(&mut *conn)
-            .await
-            .map(|r| r.rows_affected() == 1)
-        })
+    ) -> Result<bool, DbError> {
+        self.execute(
+            "DELETE FROM request_signatures WHERE expires_at < $1",
+            &[int(now)?],
+        )?;
+        let added = self.execute(
+            "INSERT INTO request_signatures (signature, expires_at) VALUES ($1, $2) ON CONFLICT (signature) DO NOTHING",
+            &[signature.into(), int(expires_at)?],
+        )?;
+        Ok(added == 1)
     }
 
     /// Writes a webhook event to the outbox, due now.
     ///
     /// # Errors
     /// The database fails.
-    pub fn enqueue_event(
-        &self,
-        event_id: &str,
-        payload: &str,
-        now: u64,
-    ) -> Result<(), sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO webhook_outbox (event_id, payload, created_at, attempts, next_attempt_at) \
-                 VALUES ($1, $2, $3, 0, $4)",
-            )
-            .bind(event_id)
-            .bind(payload)
-            .bind(to_i64(now)?)
-            .bind(to_i64(now)?)
-            .execute(conn)
-            .await
-            .map(drop)
-        })
+    pub fn enqueue_event(&self, event_id: &str, payload: &str, now: u64) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO webhook_outbox (event_id, payload, created_at, attempts, next_attempt_at) \
+             VALUES ($1, $2, $3, 0, $4)",
+            &[event_id.into(), payload.into(), int(now)?, int(now)?],
+        )
+        .map(drop)
     }
 
     /// Claims up to `limit` due events for [`CLAIM_LEASE_SECS`] (other
@@ -628,7 +962,7 @@ impl Tx {
         &self,
         now: u64,
         limit: i64,
-    ) -> Result<Vec<(String, String, u64)>, sqlx::Error> {
+    ) -> Result<Vec<(String, String, u64)>, DbError> {
         let select = match self.engine {
             Engine::Sqlite => {
                 "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
@@ -639,29 +973,18 @@ impl Tx {
                  AND next_attempt_at <= $1 ORDER BY created_at, event_id LIMIT $2 FOR UPDATE SKIP LOCKED"
             }
         };
-        let rows = with_tx!(self, |conn| {
-            sqlx::query(select)
-                .bind(to_i64(now)?)
-                .bind(limit)
-                .fetch_all(&mut *conn)
-                .await
-        })?;
+        let rows = self.query(select, &[int(now)?, limit.into()])?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let event_id: String = r.try_get("event_id")?;
-            with_tx!(self, |conn| {
-                sqlx::query("UPDATE webhook_outbox SET next_attempt_at = $1 WHERE event_id = $2")
-                    .bind(to_i64(now.saturating_add(CLAIM_LEASE_SECS))?)
-                    .bind(&event_id)
-                    .execute(conn)
-                    .await
-                    .map(drop)
-            })?;
-            out.push((
-                event_id,
-                r.try_get("payload")?,
-                to_u64(r.try_get("attempts")?)?,
-            ));
+            let event_id = r.text("event_id")?;
+            self.execute(
+                "UPDATE webhook_outbox SET next_attempt_at = $1 WHERE event_id = $2",
+                &[
+                    int(now.saturating_add(CLAIM_LEASE_SECS))?,
+                    (&event_id).into(),
+                ],
+            )?;
+            out.push((event_id, r.text("payload")?, r.unsigned("attempts")?));
         }
         Ok(out)
     }
@@ -670,18 +993,13 @@ impl Tx {
     ///
     /// # Errors
     /// The database fails.
-    pub fn event_delivered(&self, event_id: &str, now: u64) -> Result<(), sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "UPDATE webhook_outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL \
-                 WHERE event_id = $2",
-            )
-            .bind(to_i64(now)?)
-            .bind(event_id)
-            .execute(conn)
-            .await
-            .map(drop)
-        })
+    pub fn event_delivered(&self, event_id: &str, now: u64) -> Result<(), DbError> {
+        self.execute(
+            "UPDATE webhook_outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL \
+             WHERE event_id = $2",
+            &[int(now)?, event_id.into()],
+        )
+        .map(drop)
     }
 
     /// Records a failed try and when to try again.
@@ -693,52 +1011,38 @@ impl Tx {
         event_id: &str,
         next_attempt_at: u64,
         error: &str,
-    ) -> Result<(), sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 \
-                 WHERE event_id = $3",
-            )
-            .bind(to_i64(next_attempt_at)?)
-            .bind(error)
-            .bind(event_id)
-            .execute(conn)
-            .await
-            .map(drop)
-        })
+    ) -> Result<(), DbError> {
+        self.execute(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 \
+             WHERE event_id = $3",
+            &[int(next_attempt_at)?, error.into(), event_id.into()],
+        )
+        .map(drop)
     }
 
     /// The scopes of the unrevoked token with this hash.
     ///
     /// # Errors
     /// The database fails.
-    pub fn token_scopes(&self, token_hash: &str) -> Result<Option<String>, sqlx::Error> {
-        let row = with_tx!(self, |conn| {
-            sqlx::query(
-                "SELECT scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-            )
-            .bind(token_hash)
-            .fetch_optional(conn)
-            .await
-        })?;
-        row.map(|r| r.try_get("scopes")).transpose()
+    pub fn token_scopes(&self, token_hash: &str) -> Result<Option<String>, DbError> {
+        self.query_one(
+            "SELECT scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            &[token_hash.into()],
+        )?
+        .map(|r| r.text("scopes"))
+        .transpose()
     }
 
     /// Marks a token revoked now; whether a live token had that hash.
     ///
     /// # Errors
     /// The database fails.
-    pub fn revoke_token(&self, token_hash: &str, now: u64) -> Result<bool, sqlx::Error> {
-        let done = with_tx!(self, |conn| {
-            sqlx::query(
-                "UPDATE api_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
-            )
-            .bind(to_i64(now)?)
-            .bind(token_hash)
-            .execute(conn)
-            .await
-        })?;
-        Ok(done.rows_affected() > 0)
+    pub fn revoke_token(&self, token_hash: &str, now: u64) -> Result<bool, DbError> {
+        let changed = self.execute(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+            &[int(now)?, token_hash.into()],
+        )?;
+        Ok(changed > 0)
     }
 
     /// Stores a token's hash and scopes.
@@ -751,23 +1055,16 @@ impl Tx {
         token_hash: &str,
         scopes: &str,
         now: u64,
-    ) -> Result<(), sqlx::Error> {
-        with_tx!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(name)
-            .bind(token_hash)
-            .bind(scopes)
-            .bind(to_i64(now)?)
-            .execute(conn)
-            .await
-            .map(drop)
-        })
+    ) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4)",
+            &[name.into(), token_hash.into(), scopes.into(), int(now)?],
+        )
+        .map(drop)
     }
 }
 
-fn storage(e: sqlx::Error) -> delivery_otp::Error {
+fn storage(e: DbError) -> delivery_otp::Error {
     tracing::error!(error = %e, "attempt store");
     delivery_otp::Error::StateStorage {
         reason: "the database failed".into(),
@@ -784,39 +1081,42 @@ impl AttemptStore for Tx {
         expires_at: u64,
     ) -> delivery_otp::Result<Option<u32>> {
         self.lock(scope).map_err(storage)?;
-        let found = with_tx!(self, |conn| {
-            let known: Option<i64> =
-                sqlx::query_scalar("SELECT position FROM attempts WHERE scope = $1 AND attempt = $2")
-                    .bind(scope)
-                    .bind(attempt)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            if let Some(position) = known {
-                return Ok(Some(position));
-            }
-            let counted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE scope = $1")
-                .bind(scope)
-                .fetch_one(&mut *conn)
-                .await?;
-            if counted >= i64::from(limit) {
-                return Ok(None);
-            }
-            let position = counted.saturating_add(1);
-            sqlx::query(
-                "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)",
+        let known = self
+            .query_one(
+                "SELECT position FROM attempts WHERE scope = $1 AND attempt = $2",
+                &[scope.into(), attempt.into()],
             )
-            .bind(scope)
-            .bind(attempt)
-            .bind(position)
-            .bind(to_i64(expires_at)?)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Some(position))
-        })
+            .map_err(storage)?;
+        if let Some(row) = known {
+            return row.unsigned("position").map(Some).map_err(storage);
+        }
+        let counted = self
+            .query_one(
+                "SELECT COUNT(*) AS counted FROM attempts WHERE scope = $1",
+                &[scope.into()],
+            )
+            .and_then(|row| match row {
+                Some(row) => row.int("counted"),
+                None => Ok(0),
+            })
+            .map_err(storage)?;
+        if counted >= i64::from(limit) {
+            return Ok(None);
+        }
+        let position = counted.saturating_add(1);
+        self.execute(
+            "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)",
+            &[
+                scope.into(),
+                attempt.into(),
+                position.into(),
+                int(expires_at).map_err(storage)?,
+            ],
+        )
         .map_err(storage)?;
-        found
-            .map(|p| u32::try_from(p).map_err(|_| storage(sqlx::Error::RowNotFound)))
-            .transpose()
+        u32::try_from(position)
+            .map(Some)
+            .map_err(|_| storage(DbError::Data(format!("attempt position {position}"))))
     }
 
     fn remember_first(
@@ -825,33 +1125,121 @@ impl AttemptStore for Tx {
         value: &str,
         expires_at: u64,
     ) -> delivery_otp::Result<Option<String>> {
-        with_tx!(self, |conn| {
-            let first: Option<String> =
-                sqlx::query_scalar("SELECT value FROM remembered WHERE key = $1")
-                    .bind(key)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            if first.is_some() {
-                return Ok(first);
-            }
-            sqlx::query("INSERT INTO remembered (key, value, expires_at) VALUES ($1, $2, $3)")
-                .bind(key)
-                .bind(value)
-                .bind(to_i64(expires_at)?)
-                .execute(&mut *conn)
-                .await?;
-            Ok(None)
-        })
-        .map_err(storage)
+        if let Some(first) = self.recall(key)? {
+            return Ok(Some(first));
+        }
+        self.execute(
+            "INSERT INTO remembered (key, value, expires_at) VALUES ($1, $2, $3)",
+            &[key.into(), value.into(), int(expires_at).map_err(storage)?],
+        )
+        .map_err(storage)?;
+        Ok(None)
     }
 
     fn recall(&self, key: &str) -> delivery_otp::Result<Option<String>> {
-        with_tx!(self, |conn| {
-            sqlx::query_scalar("SELECT value FROM remembered WHERE key = $1")
-                .bind(key)
-                .fetch_optional(conn)
-                .await
+        self.query_one("SELECT value FROM remembered WHERE key = $1", &[key.into()])
+            .and_then(|row| row.map(|r| r.text("value")).transpose())
+            .map_err(storage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    async fn fresh(name: &str) -> (Db, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("dotp-db-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = open_sqlite(&dir.join("service.sqlite")).await.unwrap();
+        (db, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sqlite_writer_syncs_every_commit() {
+        let (db, dir) = fresh("pragmas").await;
+        let read = transaction(&db, |tx| {
+            let one = |sql: &str| -> Result<Value, DbError> {
+                let row = tx.query_one(sql, &[])?.ok_or(DbError::Gone)?;
+                Ok(row
+                    .cols
+                    .first()
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or(Value::Null))
+            };
+            Ok([
+                one("PRAGMA synchronous")?,
+                one("PRAGMA journal_mode")?,
+                one("PRAGMA foreign_keys")?,
+            ])
         })
-        .map_err(storage)
+        .await
+        .unwrap();
+        // 2 is FULL: the log is synced at every commit.
+        assert_eq!(
+            read,
+            [Value::Int(2), Value::Text("wal".into()), Value::Int(1)]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_committed_together_keep_only_their_own_writes() {
+        let (db, dir) = fresh("group").await;
+        let mut running = Vec::new();
+        for i in 0..400u32 {
+            let db = db.clone();
+            running.push(tokio::spawn(async move {
+                transaction(&db, move |tx| {
+                    tx.insert_token(&format!("t{i}"), &format!("hash{i}"), "read", 1)?;
+                    match i % 4 {
+                        1 => Err(Problem::conflict("refused", "this one fails")),
+                        2 => panic!("a bug in request {i}"),
+                        _ => Ok(i),
+                    }
+                })
+                .await
+            }));
+        }
+        let mut answers = Vec::new();
+        for r in running {
+            answers.push(r.await.unwrap());
+        }
+        for (i, answer) in (0u32..).zip(&answers) {
+            match i % 4 {
+                1 => assert_eq!(answer.as_ref().unwrap_err().status, StatusCode::CONFLICT),
+                2 => assert_eq!(
+                    answer.as_ref().unwrap_err().status,
+                    StatusCode::SERVICE_UNAVAILABLE
+                ),
+                _ => assert_eq!(answer.as_ref().ok(), Some(&i)),
+            }
+        }
+        // What each request wrote is there exactly when it succeeded, and
+        // the writer still works after the panics.
+        let kept = transaction(&db, |tx| {
+            (0..400u32)
+                .map(|i| Ok(tx.token_scopes(&format!("hash{i}"))?.is_some()))
+                .collect::<Result<Vec<bool>, Problem>>()
+        })
+        .await
+        .unwrap();
+        for (i, kept) in (0u32..).zip(kept) {
+            assert_eq!(kept, i % 4 == 0 || i % 4 == 3, "request {i}");
+        }
+        // After a restart (the file opened again), the same.
+        drop(db);
+        let again = open_sqlite(&dir.join("service.sqlite")).await.unwrap();
+        let count = transaction(&again, |tx| {
+            Ok(tx
+                .query_one("SELECT COUNT(*) AS n FROM api_tokens", &[])?
+                .map(|r| r.int("n"))
+                .transpose()?)
+        })
+        .await
+        .unwrap();
+        assert_eq!(count, Some(200));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

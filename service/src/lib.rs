@@ -245,7 +245,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match sqlx::query("SELECT 1").execute(&state.db.pool).await {
+    match db::ping(&state.db).await {
         Ok(_) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(_) => Problem::unavailable("the database does not answer").into_response(),
     }

@@ -125,13 +125,6 @@ impl From<delivery_otp::Error> for Problem {
     }
 }
 
-impl From<sqlx::Error> for Problem {
-    fn from(e: sqlx::Error) -> Self {
-        tracing::error!(error = %e, "database error");
-        Problem::unavailable("the database failed; the request may be sent again")
-    }
-}
-
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();

@@ -93,13 +93,13 @@ fun main(args: Array<String>) {
     val backend = Backend(keys)
     val settings = defaultDeliverySettings()
     val issued = backend.issue("PKG-2026-000123", 0, "courier-17", java.time.Instant.ofEpochSecond(1_764_000_000), settings)
-    val ticketJson = issued.ticket.toJson()
-    val verifier = OfflineVerifier(issued.ticket, ForgetfulStore())
+    val ticketJson = issued.ticket().toJson()
+    val verifier = OfflineVerifier(issued.ticket(), ForgetfulStore())
     val deviceKey = backend.provisionDevice("courier-17", "pixel-8-0042")
-    val receiptVerifier = OfflineVerifier(issued.ticket, KeepingStore())
-    receiptVerifier.verify(issued.code, java.time.Instant.ofEpochSecond(1_764_000_010))
+    val receiptVerifier = OfflineVerifier(issued.ticket(), KeepingStore())
+    receiptVerifier.verify(issued.code(), java.time.Instant.ofEpochSecond(1_764_000_010))
     val receipt = receiptVerifier.receipt(
-        deviceKey, Handover.DeliveredOffline(issued.code), java.time.Instant.ofEpochSecond(1_764_000_011),
+        deviceKey, Handover.DeliveredOffline(issued.code()), java.time.Instant.ofEpochSecond(1_764_000_011),
         ReceiptDetails(appVersion = "android/3.4.1", location = null, photoSha256 = null),
     )
     val receiptJson = receipt.toJson()
@@ -107,7 +107,7 @@ fun main(args: Array<String>) {
     val policy = RiskPolicy.defaults()
     val templates = MessageTemplates.defaults()
     val values = MessageValues(
-        sender = "Acme", deliveryId = "PKG-2026-000123", code = issued.code,
+        sender = "Acme", deliveryId = "PKG-2026-000123", code = issued.code(),
         expiresAt = java.time.Instant.ofEpochSecond(1_764_000_900), utcOffsetMinutes = 60,
     )
     val uri = "otpauth://totp/ACME%20Co:john.doe@email.com?secret=JBSWY3DPEHPK3PXP&issuer=ACME%20Co&algorithm=SHA256&digits=8&period=60"
@@ -129,18 +129,18 @@ fun main(args: Array<String>) {
     measure("Hotp.verify (look-ahead 1)", "(String, i64, i32) -> i64?", { sink += (hotp.verify("254676", 5L, 1) ?: 0L) }, { sink += (twin.hotpVerify("254676", 5L, 1) ?: 0L) })
     measure("Totp.generate", "(Instant) -> String, throws", { sink += totp.generate(java.time.Instant.ofEpochSecond(59)).length }, { sink += twin.codeForTimeResult(java.time.Instant.ofEpochSecond(59)).length })
     measure("Totp.verify (±1, wrong code)", "(String, Instant, i32, i32, i64?) -> TotpMatch?", { sink += if (totp.verify("000000", java.time.Instant.ofEpochSecond(59), 1, 1, null) == null) 1 else 0 }, { sink += if (twin.totpVerify("000000", java.time.Instant.ofEpochSecond(59), 1, 1, null) == null) 1 else 0 })
-    measure("Backend.issue", "(String, i64, String, Instant, DeliverySettings) -> IssuedCode", { sink += backend.issue("PKG-2026-000123", seq++, "courier-17", java.time.Instant.ofEpochSecond(1_764_000_000), settings).code.length }, { sink += twin.issue("PKG-2026-000123", seq, "courier-17", java.time.Instant.ofEpochSecond(1_764_000_000), settings).code.length })
+    measure("Backend.issue", "(String, i64, String, Instant, DeliverySettings) -> IssuedCode", { sink += backend.issue("PKG-2026-000123", seq++, "courier-17", java.time.Instant.ofEpochSecond(1_764_000_000), settings).use { it.code().length } }, { sink += twin.issue("PKG-2026-000123", seq, "courier-17", java.time.Instant.ofEpochSecond(1_764_000_000), settings).use { it.code().length } })
     measure("Ticket.fromJson", "(String) -> Ticket", { Ticket.fromJson(ticketJson).destroy() }, { twin.ticketFromJson(ticketJson).destroy() })
     // The same wrong code again from the same device: the stored answer, counted once.
-    measure("Backend.verifyOnline (a repeated wrong code)", "(Ticket, String, String, String, Instant) -> OnlineOutcome", { sink += backend.verifyOnline(issued.ticket, "000000", "courier-17", "pixel-8-0042", java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() }, { sink += twin.verifyOnline(issued.ticket, "000000", "courier-17", "pixel-8-0042", java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() })
-    measure("OfflineVerifier.verify (right code)", "(String, Instant) -> OfflineOutcome", { sink += verifier.verify(issued.code, java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() }, { sink += twin.offlineVerify(issued.code, java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() })
-    measure("OfflineVerifier.verify (right code)", "the same, + store load and save", { sink += verifier.verify(issued.code, java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() }, { sink += twin.offlineVerifyWithStore(forgetful, issued.code, java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() })
-    measure("Backend.reconcile (repeated)", "(String, Ticket, Instant) -> Reconciliation", { sink += backend.reconcile(receiptJson, issued.ticket, java.time.Instant.ofEpochSecond(1_764_000_100)).explanation.length }, { sink += twin.reconcile(receiptJson, issued.ticket, java.time.Instant.ofEpochSecond(1_764_000_100)).explanation.length })
+    measure("Backend.verifyOnline (a repeated wrong code)", "(Ticket, String, String, String, Instant) -> OnlineOutcome", { sink += backend.verifyOnline(issued.ticket(), "000000", "courier-17", "pixel-8-0042", java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() }, { sink += twin.verifyOnline(issued.ticket(), "000000", "courier-17", "pixel-8-0042", java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() })
+    measure("OfflineVerifier.verify (right code)", "(String, Instant) -> OfflineOutcome", { sink += verifier.verify(issued.code(), java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() }, { sink += twin.offlineVerify(issued.code(), java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() })
+    measure("OfflineVerifier.verify (right code)", "the same, + store load and save", { sink += verifier.verify(issued.code(), java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() }, { sink += twin.offlineVerifyWithStore(forgetful, issued.code(), java.time.Instant.ofEpochSecond(1_764_000_010)).hashCode() })
+    measure("Backend.reconcile (repeated)", "(String, Ticket, Instant) -> Reconciliation", { sink += backend.reconcile(receiptJson, issued.ticket(), java.time.Instant.ofEpochSecond(1_764_000_100)).explanation.length }, { sink += twin.reconcile(receiptJson, issued.ticket(), java.time.Instant.ofEpochSecond(1_764_000_100)).explanation.length })
     measure("RiskPolicy.decide", "(Order) -> PolicyDecision", { sink += policy.decide(order).reasons.size }, { sink += twin.decide(order).reasons.size })
     measure("MessageTemplates.renderSms", "(String, MessageValues) -> Sms", { sink += templates.renderSms("en", values).text.length }, { sink += twin.renderSms("en", values).text.length })
     measure("normalizeCode", "(String, CodeFormat) -> String", { sink += normalizeCode("482 913", CodeFormat.Numeric(6)).length }, { sink += ffiBaselineNormalizeCode("482 913", CodeFormat.Numeric(6)).length })
     measure("maskPhone", "(String) -> String", { sink += maskPhone("+44 7700 900123").length }, { sink += ffiBaselineMask("+44 7700 900123").length })
-    measure("parseKeyUri", "(String) -> KeyUri", { parseKeyUri(uri).secret.destroy() }, { ffiBaselineParseKeyUri(uri).secret.destroy() })
+    measure("KeyUri.parse", "(String) -> KeyUri", { KeyUri.parse(uri).use { it.secret().destroy() } }, { ffiBaselineParseKeyUri(uri).use { it.secret().destroy() } })
     // Timed as a pair with itself, like the first row: javax.crypto needs
     // the longer warm-up of two interleaved runs (timed alone, its figure
     // moved between 22 and 63 µs on this machine).
