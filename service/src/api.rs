@@ -296,45 +296,83 @@ pub async fn issue_code(
     let now = now();
     let st = state.clone();
     let (response, repeated) = db::transaction(&state.db, move |tx| {
-        tx.lock(&req.delivery_id)?;
         let backend = st.core(tx);
-        if let Some(existing) = tx.delivery(&req.delivery_id)? {
-            if existing.request_digest != digest {
-                return Err(Problem::conflict(
-                    "delivery_exists",
-                    "this delivery was issued with other details; use resendCode or reassignDelivery",
-                ));
-            }
-            let ticket = backend.read_ticket(&existing.ticket)?;
-            let code = backend.code_for(&ticket)?;
-            let issued = Issued { code, ticket };
-            let rendered = render(&st, &req.contact, &req.locale, req.utc_offset_minutes, &req.delivery_id, &issued)?;
-            return Ok((answer(&req.delivery_id, "code", reasons, Some(verification), &issued, rendered, true), true));
-        }
+        // The delivery is written first, with its history's first entry,
+        // unless its id exists: one statement on PostgreSQL. A concurrent
+        // issue of the same id waits for this one and then finds it.
         let issued = backend.issue(&req.delivery_id, 0, &req.courier_id, now, &settings)?;
-        let rendered = render(&st, &req.contact, &req.locale, req.utc_offset_minutes, &req.delivery_id, &issued)?;
-        tx.insert_delivery(
-            &DeliveryRow {
-                delivery_id: req.delivery_id.clone(),
-                sequence: 0,
-                courier_id: req.courier_id.clone(),
-                settings: serde_json::to_string(&settings).unwrap_or_default(),
-                ticket: issued.ticket.to_json(),
-                status: "issued".into(),
-                contact: serde_json::to_string(&req.contact).unwrap_or_default(),
-                locale: req.locale.clone(),
-                utc_offset_minutes: req.utc_offset_minutes,
-                request_digest: digest.clone(),
-                resends: 0,
-                created_at: now,
-            },
-            now,
+        let rendered = render(
+            &st,
+            &req.contact,
+            &req.locale,
+            req.utc_offset_minutes,
+            &req.delivery_id,
+            &issued,
         )?;
-        tx.event(&req.delivery_id, now, "issued", &serde_json::json!({
+        let row = DeliveryRow {
+            delivery_id: req.delivery_id.clone(),
+            sequence: 0,
+            courier_id: req.courier_id.clone(),
+            settings: serde_json::to_string(&settings).unwrap_or_default(),
+            ticket: issued.ticket.to_json(),
+            status: "issued".into(),
+            contact: serde_json::to_string(&req.contact).unwrap_or_default(),
+            locale: req.locale.clone(),
+            utc_offset_minutes: req.utc_offset_minutes,
+            request_digest: digest.clone(),
+            resends: 0,
+            created_at: now,
+        };
+        let detail = serde_json::json!({
             "sequence": 0, "courier_id": req.courier_id, "channel": rendered.message.channel,
             "sent_to": rendered.sent_to, "verification": verification_name(verification),
-        }))?;
-        Ok((answer(&req.delivery_id, "code", reasons, Some(verification), &issued, rendered, false), false))
+        });
+        if tx.insert_delivery(&row, now, &detail)? {
+            return Ok((
+                answer(
+                    &req.delivery_id,
+                    "code",
+                    reasons,
+                    Some(verification),
+                    &issued,
+                    rendered,
+                    false,
+                ),
+                false,
+            ));
+        }
+        let existing = tx.delivery(&req.delivery_id)?.ok_or_else(|| {
+            Problem::unavailable("the delivery changed while it was read; send the request again")
+        })?;
+        if existing.request_digest != digest {
+            return Err(Problem::conflict(
+                "delivery_exists",
+                "this delivery was issued with other details; use resendCode or reassignDelivery",
+            ));
+        }
+        let ticket = backend.read_ticket(&existing.ticket)?;
+        let code = backend.code_for(&ticket)?;
+        let issued = Issued { code, ticket };
+        let rendered = render(
+            &st,
+            &req.contact,
+            &req.locale,
+            req.utc_offset_minutes,
+            &req.delivery_id,
+            &issued,
+        )?;
+        Ok((
+            answer(
+                &req.delivery_id,
+                "code",
+                reasons,
+                Some(verification),
+                &issued,
+                rendered,
+                true,
+            ),
+            true,
+        ))
     })
     .await?;
     if !repeated {
@@ -363,10 +401,20 @@ pub struct ReassignRequest {
     pub courier_id: String,
 }
 
-fn open_delivery(tx: &Tx, delivery_id: &str) -> Result<DeliveryRow, Problem> {
-    let row = tx.delivery(delivery_id)?.ok_or_else(|| {
+/// The delivery, held for this transaction ([`Tx::delivery_held`]), and
+/// whether `device` may act; 404 when it was never issued.
+fn held_delivery(
+    tx: &Tx,
+    delivery_id: &str,
+    device: Option<(&str, &str)>,
+) -> Result<(DeliveryRow, Option<bool>), Problem> {
+    tx.delivery_held(delivery_id, device)?.ok_or_else(|| {
         Problem::not_found("unknown_delivery", "no delivery with this id was issued")
-    })?;
+    })
+}
+
+fn open_delivery(tx: &Tx, delivery_id: &str) -> Result<DeliveryRow, Problem> {
+    let (row, _) = held_delivery(tx, delivery_id, None)?;
     if row.status != "issued" {
         return Err(Problem::conflict(
             "delivery_closed",
@@ -389,7 +437,6 @@ async fn reissue(
     let now = now();
     let st = state.clone();
     let response = db::transaction(&state.db, move |tx| {
-        tx.lock(&delivery_id)?;
         let backend = st.core(tx);
         let row = open_delivery(tx, &delivery_id)?;
         let settings = settings_from_json(&row.settings)?;
@@ -516,12 +563,9 @@ pub async fn verify_code(
     let now = now();
     let st = state.clone();
     let outcome = db::transaction(&state.db, move |tx| {
-        tx.lock(&delivery_id)?;
         let backend = st.core(tx);
-        let row = tx
-            .delivery(&delivery_id)?
-            .ok_or_else(|| Problem::not_found("unknown_delivery", "no delivery with this id was issued"))?;
-        device_may_act(tx, &req.courier_id, &req.device_id)?;
+        let (row, device) = held_delivery(tx, &delivery_id, Some((&req.courier_id, &req.device_id)))?;
+        device_may_act(device)?;
         let ticket = backend.read_ticket(&row.ticket)?;
         let outcome = backend.verify_online(&ticket, &req.code, &req.courier_id, &req.device_id, now)?;
         tx.event(&delivery_id, now, "online_check", &serde_json::json!({
@@ -593,8 +637,10 @@ fn online_name(o: &OnlineOutcome) -> &'static str {
     }
 }
 
-pub(crate) fn device_may_act(tx: &Tx, courier_id: &str, device_id: &str) -> Result<(), Problem> {
-    match tx.device_active(courier_id, device_id)? {
+/// Refuses a revoked device, or one never provisioned, as
+/// [`Tx::device_active`] or [`Tx::delivery_held`] found it.
+pub(crate) fn device_may_act(active: Option<bool>) -> Result<(), Problem> {
+    match active {
         Some(true) => Ok(()),
         Some(false) => Err(Problem::new(
             StatusCode::FORBIDDEN,
@@ -739,11 +785,12 @@ fn judge(
         actor.may_act_for("receipts", receipt.courier_id(), receipt.device_id())?;
     }
     let delivery_id = receipt.delivery_id().to_string();
-    tx.lock(&delivery_id)?;
-    let row = tx.delivery(&delivery_id)?.ok_or_else(|| {
-        Problem::not_found("unknown_delivery", "no delivery with this id was issued")
-    })?;
-    device_may_act(tx, receipt.courier_id(), receipt.device_id())?;
+    let (row, device) = held_delivery(
+        tx,
+        &delivery_id,
+        Some((receipt.courier_id(), receipt.device_id())),
+    )?;
+    device_may_act(device)?;
     let backend = state.core(tx);
     let ticket: Ticket = backend.read_ticket(&row.ticket)?;
     let r = backend.reconcile_receipt(&receipt, &ticket, now)?;
@@ -880,7 +927,7 @@ pub async fn get_tickets(
 ) -> Result<Response, Problem> {
     signed.actor.may_act_for("read", &courier_id, &device_id)?;
     let tickets = db::transaction(&state.db, move |tx| {
-        device_may_act(tx, &courier_id, &device_id)?;
+        device_may_act(tx.device_active(&courier_id, &device_id)?)?;
         Ok(tx.open_tickets(&courier_id)?)
     })
     .await?;

@@ -174,7 +174,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
             );
             let (courier_id, device_id) = (signed.courier_id.clone(), signed.device_id.clone());
             crate::db::transaction(&state.db, move |tx| {
-                crate::api::device_may_act(tx, &signed.courier_id, &signed.device_id)?;
+                crate::api::device_may_act(
+                    tx.device_active(&signed.courier_id, &signed.device_id)?,
+                )?;
                 if !tx.remember_signature(&signed.signature, expires, now)? {
                     return Err(Problem::new(
                         StatusCode::UNAUTHORIZED,

@@ -11,8 +11,10 @@
 //! without a thread switch, and the requests that wait while one commits
 //! commit together (group commit: each in its own savepoint, one `COMMIT`
 //! and one sync of the log for all; none is answered before that sync).
-//! PostgreSQL runs each request's transaction on the blocking pool through
-//! sqlx. sqlx runs both engines' migrations.
+//! PostgreSQL runs the same way on several worker threads, each owning one
+//! connection (sqlx) and a single-threaded runtime that drives it from that
+//! thread; each request is one transaction there (PostgreSQL syncs
+//! concurrent commits together itself). sqlx runs both engines' migrations.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -20,10 +22,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use delivery_otp::AttemptStore;
+use delivery_otp::{AttemptStore, OnlineEntry, OnlineStep};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Column as _, Executor, Row as _, Transaction};
-use tokio::runtime::Handle;
+use sqlx::{AnyConnection, Column as _, Connection as _, Executor, Row as _};
 
 use crate::problem::Problem;
 
@@ -36,9 +37,9 @@ pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrat
 /// it: twice the longest send, so a live instance finishes first.
 pub const CLAIM_LEASE_SECS: u64 = 20;
 
-/// Requests waiting for the SQLite writer at most; past that a request is
-/// answered 503 at once instead of queueing without end.
-pub const SQLITE_QUEUE: usize = 4096;
+/// Requests waiting for the database's workers at most; past that a
+/// request is answered 503 at once instead of queueing without end.
+pub const QUEUE: usize = 4096;
 
 /// Requests committed together at most.
 pub const SQLITE_GROUP: usize = 64;
@@ -169,10 +170,11 @@ impl Row {
 enum Conn {
     /// The SQLite writer's connection, inside its transaction and savepoint.
     Sqlite(rusqlite::Connection),
-    /// A PostgreSQL transaction, driven from a blocking thread.
+    /// A PostgreSQL worker's connection inside its transaction, driven by
+    /// the worker's own runtime.
     Postgres {
-        tx: Box<Transaction<'static, Any>>,
-        handle: Handle,
+        conn: Box<AnyConnection>,
+        runtime: Arc<tokio::runtime::Runtime>,
     },
 }
 
@@ -193,9 +195,9 @@ fn bind_sqlite(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> Re
 }
 
 fn bind_any<'q>(
-    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     params: &[Value],
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     for value in params {
         query = match value {
             Value::Int(n) => query.bind(*n),
@@ -215,9 +217,9 @@ impl Conn {
                 let changed = stmt.raw_execute()?;
                 Ok(u64::try_from(changed).unwrap_or(u64::MAX))
             }
-            Conn::Postgres { tx, handle } => {
-                let conn: &mut sqlx::AnyConnection = &mut *tx;
-                let done = handle.block_on(bind_any(sqlx::query(sql), params).execute(conn))?;
+            Conn::Postgres { conn, runtime } => {
+                let query = bind_any(sqlx::query(sql), params);
+                let done = runtime.block_on(query.execute(&mut **conn))?;
                 Ok(done.rows_affected())
             }
         }
@@ -253,9 +255,9 @@ impl Conn {
                 }
                 Ok(out)
             }
-            Conn::Postgres { tx, handle } => {
-                let conn: &mut sqlx::AnyConnection = &mut *tx;
-                let rows = handle.block_on(bind_any(sqlx::query(sql), params).fetch_all(conn))?;
+            Conn::Postgres { conn, runtime } => {
+                let query = bind_any(sqlx::query(sql), params);
+                let rows = runtime.block_on(query.fetch_all(&mut **conn))?;
                 rows.iter()
                     .map(|row| {
                         let cols = row
@@ -282,17 +284,10 @@ impl Conn {
     }
 }
 
-/// The SQLite writer's queue, or the PostgreSQL pool.
-#[derive(Clone)]
-enum Store {
-    Sqlite(mpsc::SyncSender<Job>),
-    Postgres(AnyPool),
-}
-
-/// The database: its engine and how to reach it.
+/// The database: its engine, and the queue of its worker thread(s).
 #[derive(Clone)]
 pub struct Db {
-    store: Store,
+    jobs: mpsc::SyncSender<Job>,
     /// The engine behind it.
     pub engine: Engine,
 }
@@ -357,13 +352,13 @@ pub async fn open_sqlite(path: &Path) -> Result<Db, DbError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
-    let (jobs, queue) = mpsc::sync_channel(SQLITE_QUEUE);
+    let (jobs, queue) = mpsc::sync_channel(QUEUE);
     std::thread::Builder::new()
         .name("sqlite-writer".into())
         .spawn(move || sqlite_writer(conn, &queue))
         .map_err(|e| DbError::Data(format!("cannot start the SQLite writer: {e}")))?;
     Ok(Db {
-        store: Store::Sqlite(jobs),
+        jobs,
         engine: Engine::Sqlite,
     })
 }
@@ -441,28 +436,130 @@ fn run_group(conn: rusqlite::Connection, group: Vec<Job>) -> Option<rusqlite::Co
     Some(conn)
 }
 
-/// Connects to PostgreSQL at `url` and brings its schema up to date.
+/// Connects to PostgreSQL at `url`, brings its schema up to date and
+/// starts `connections` workers, each with its own connection.
 ///
 /// # Errors
-/// The server cannot be reached or a migration fails.
+/// The server cannot be reached, a migration fails, or a thread cannot start.
 pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
     sqlx::any::install_default_drivers();
     let options = AnyConnectOptions::from_str(url)?;
-    // While the server is down, a request fails within 3 s with a 503
-    // instead of waiting; the pool reconnects by itself once it is back.
-    let pool = AnyPoolOptions::new()
-        .max_connections(connections)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect_with(options)
-        .await?;
+    let mut conn = AnyConnection::connect_with(&options).await?;
     POSTGRES_MIGRATIONS
-        .run(&pool)
+        .run(&mut conn)
         .await
         .map_err(sqlx::Error::from)?;
+    conn.close().await?;
+    let (jobs, queue) = mpsc::sync_channel(QUEUE);
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..connections.max(1) {
+        let (options, queue) = (options.clone(), Arc::clone(&queue));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DbError::Data(format!("cannot start a PostgreSQL worker: {e}")))?;
+        std::thread::Builder::new()
+            .name(format!("postgres-{n}"))
+            .spawn(move || postgres_worker(&options, &queue, Arc::new(runtime)))
+            .map_err(|e| DbError::Data(format!("cannot start a PostgreSQL worker: {e}")))?;
+    }
     Ok(Db {
-        store: Store::Postgres(pool),
+        jobs,
         engine: Engine::Postgres,
     })
+}
+
+/// How long a worker tries to reach PostgreSQL for a request before the
+/// request gets a 503: while the server is down, requests fail fast, and
+/// the next request after it is back connects again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A new connection, or none (logged) when the server cannot be reached
+/// within [`CONNECT_TIMEOUT`].
+fn connect(
+    options: &AnyConnectOptions,
+    runtime: &tokio::runtime::Runtime,
+) -> Option<Box<AnyConnection>> {
+    let made = runtime.block_on(async {
+        tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect_with(options)).await
+    });
+    match made {
+        Ok(Ok(conn)) => Some(Box::new(conn)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "PostgreSQL: cannot connect");
+            None
+        }
+        Err(_) => {
+            tracing::error!("PostgreSQL: cannot connect: timed out");
+            None
+        }
+    }
+}
+
+/// A PostgreSQL worker: takes one request at a time from the shared queue
+/// and runs it in one transaction on its own connection, connecting again
+/// when the connection was lost.
+fn postgres_worker(
+    options: &AnyConnectOptions,
+    queue: &Mutex<mpsc::Receiver<Job>>,
+    runtime: Arc<tokio::runtime::Runtime>,
+) {
+    let mut kept: Option<Box<AnyConnection>> = None;
+    loop {
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = next else { return };
+        // A kept connection may have died with the server since its last
+        // use; then one new connection is tried before the request is
+        // failed. Nothing of the request has run yet.
+        let mut conn = None;
+        for fresh in [false, true] {
+            let candidate = match (fresh, kept.take()) {
+                (false, None) => continue,
+                (false, Some(old)) => Some(old),
+                (true, _) => connect(options, &runtime),
+            };
+            let Some(mut candidate) = candidate else {
+                break;
+            };
+            match runtime.block_on(candidate.execute("BEGIN")) {
+                Ok(_) => {
+                    conn = Some(candidate);
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "PostgreSQL: cannot begin"),
+            }
+        }
+        // Without a connection the job is dropped: its request gets a 503.
+        let Some(conn) = conn else { continue };
+        let tx = Arc::new(Tx {
+            conn: Mutex::new(Some(Conn::Postgres {
+                conn,
+                runtime: Arc::clone(&runtime),
+            })),
+            engine: Engine::Postgres,
+        });
+        // A job that panics is rolled back and its request answered 503.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&tx)));
+        let Some(Conn::Postgres { mut conn, .. }) = tx.take() else {
+            continue;
+        };
+        let (keep, finish) = match ran {
+            Ok((keep, finish)) => (keep, Some(finish)),
+            Err(_) => (false, None),
+        };
+        let end = runtime.block_on(conn.execute(if keep { "COMMIT" } else { "ROLLBACK" }));
+        // A connection whose transaction could not end is not used again.
+        let ended = match end {
+            Ok(_) => {
+                kept = Some(conn);
+                Ok(())
+            }
+            Err(e) => Err(DbError::from(e)),
+        };
+        if let Some(finish) = finish {
+            finish(ended);
+        }
+    }
 }
 
 /// Runs `work` in one transaction and commits it if `work` succeeds; on an
@@ -470,63 +567,35 @@ pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
 /// is on disk.
 ///
 /// # Errors
-/// What `work` returns, or `unavailable` when the database fails or (SQLite)
-/// more than [`SQLITE_QUEUE`] requests are already waiting.
+/// What `work` returns, or `unavailable` when the database fails or
+/// more than [`QUEUE`] requests are already waiting.
 pub async fn transaction<T, F>(db: &Db, work: F) -> Result<T, Problem>
 where
     T: Send + 'static,
     F: FnOnce(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
 {
-    match &db.store {
-        Store::Sqlite(jobs) => {
-            let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, Problem>>();
-            let job: Job = Box::new(move |tx: &Arc<Tx>| {
-                let out = work(tx);
-                let keep = out.is_ok();
-                let finish: Finish = Box::new(move |committed| {
-                    let result = match committed {
-                        Ok(()) => out,
-                        Err(e) => out.and(Err(Problem::from(e))),
-                    };
-                    let _ = answer.send(result);
-                });
-                (keep, finish)
-            });
-            jobs.try_send(job).map_err(|e| match e {
-                mpsc::TrySendError::Full(_) => {
-                    Problem::unavailable("the database is busy; the request may be sent again")
-                }
-                mpsc::TrySendError::Disconnected(_) => Problem::from(DbError::Gone),
-            })?;
-            answered.await.map_err(|_| {
-                Problem::unavailable("the database failed; the request may be sent again")
-            })?
+    let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, Problem>>();
+    let job: Job = Box::new(move |tx: &Arc<Tx>| {
+        let out = work(tx);
+        let keep = out.is_ok();
+        let finish: Finish = Box::new(move |committed| {
+            let result = match committed {
+                Ok(()) => out,
+                Err(e) => out.and(Err(Problem::from(e))),
+            };
+            let _ = answer.send(result);
+        });
+        (keep, finish)
+    });
+    db.jobs.try_send(job).map_err(|e| match e {
+        mpsc::TrySendError::Full(_) => {
+            Problem::unavailable("the database is busy; the request may be sent again")
         }
-        Store::Postgres(pool) => {
-            let pool = pool.clone();
-            let handle = Handle::current();
-            tokio::task::spawn_blocking(move || {
-                let begun = handle.block_on(pool.begin()).map_err(DbError::from)?;
-                let tx = Arc::new(Tx {
-                    conn: Mutex::new(Some(Conn::Postgres {
-                        tx: Box::new(begun),
-                        handle: handle.clone(),
-                    })),
-                    engine: Engine::Postgres,
-                });
-                let out = work(&tx)?;
-                match tx.take() {
-                    Some(Conn::Postgres { tx, handle }) => {
-                        handle.block_on(tx.commit()).map_err(DbError::from)?;
-                    }
-                    _ => return Err(Problem::from(DbError::Gone)),
-                }
-                Ok(out)
-            })
-            .await
-            .map_err(|_| Problem::unavailable("the request's worker stopped"))?
-        }
-    }
+        mpsc::TrySendError::Disconnected(_) => Problem::from(DbError::Gone),
+    })?;
+    answered
+        .await
+        .map_err(|_| Problem::unavailable("the database failed; the request may be sent again"))?
 }
 
 /// Whether the database answers a query.
@@ -600,6 +669,28 @@ pub struct ReceiptRow {
     pub received_at: u64,
 }
 
+/// The columns of [`DeliveryRow`], in a `SELECT`.
+const DELIVERY_COLUMNS: &str = "delivery_id, sequence, courier_id, settings, ticket, status, \
+     contact, locale, utc_offset_minutes, request_digest, resends, created_at";
+
+fn delivery_row(r: &Row) -> Result<DeliveryRow, DbError> {
+    Ok(DeliveryRow {
+        delivery_id: r.text("delivery_id")?,
+        sequence: r.unsigned("sequence")?,
+        courier_id: r.text("courier_id")?,
+        settings: r.text("settings")?,
+        ticket: r.text("ticket")?,
+        status: r.text("status")?,
+        contact: r.text("contact")?,
+        locale: r.text("locale")?,
+        utc_offset_minutes: i32::try_from(r.int("utc_offset_minutes")?)
+            .map_err(|_| DbError::Data("utc_offset_minutes is out of range".into()))?,
+        request_digest: r.text("request_digest")?,
+        resends: r.unsigned("resends")?,
+        created_at: r.unsigned("created_at")?,
+    })
+}
+
 impl Tx {
     fn take(&self) -> Option<Conn> {
         self.conn
@@ -622,13 +713,10 @@ impl Tx {
         Ok(self.query(sql, params)?.into_iter().next())
     }
 
-    /// Serializes the transactions that touch `key` (a delivery id): with
-    /// PostgreSQL, an advisory lock held until this transaction ends; with
-    /// SQLite's single writer, every transaction is already alone.
-    ///
-    /// # Errors
-    /// The database fails.
-    pub fn lock(&self, key: &str) -> Result<(), DbError> {
+    /// Serializes the transactions that touch `key`: with PostgreSQL, an
+    /// advisory lock held until this transaction ends; with SQLite's single
+    /// writer, every transaction is already alone.
+    fn lock(&self, key: &str) -> Result<(), DbError> {
         if self.engine == Engine::Sqlite {
             return Ok(());
         }
@@ -644,58 +732,99 @@ impl Tx {
     /// # Errors
     /// The database fails.
     pub fn delivery(&self, delivery_id: &str) -> Result<Option<DeliveryRow>, DbError> {
-        let row = self.query_one(
-            "SELECT delivery_id, sequence, courier_id, settings, ticket, status, contact, \
-             locale, utc_offset_minutes, request_digest, resends, created_at FROM deliveries \
-             WHERE delivery_id = $1",
-            &[delivery_id.into()],
-        )?;
-        row.map(|r| {
-            Ok(DeliveryRow {
-                delivery_id: r.text("delivery_id")?,
-                sequence: r.unsigned("sequence")?,
-                courier_id: r.text("courier_id")?,
-                settings: r.text("settings")?,
-                ticket: r.text("ticket")?,
-                status: r.text("status")?,
-                contact: r.text("contact")?,
-                locale: r.text("locale")?,
-                utc_offset_minutes: i32::try_from(r.int("utc_offset_minutes")?)
-                    .map_err(|_| DbError::Data("utc_offset_minutes is out of range".into()))?,
-                request_digest: r.text("request_digest")?,
-                resends: r.unsigned("resends")?,
-                created_at: r.unsigned("created_at")?,
-            })
-        })
-        .transpose()
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE delivery_id = $1");
+        self.query_one(&sql, &[delivery_id.into()])?
+            .map(|r| delivery_row(&r))
+            .transpose()
     }
 
-    /// Stores a newly issued delivery.
+    /// The delivery, if issued, held for this transaction: every
+    /// transaction that changes a delivery or checks a code for it reads it
+    /// this way first, so they run one after another (PostgreSQL: the row
+    /// is locked, `FOR UPDATE`; SQLite's single writer runs every
+    /// transaction alone). With it, in the same statement, whether
+    /// `device` (courier id, device id) is provisioned: `Some(true)`,
+    /// revoked: `Some(false)`, or never provisioned: `None`.
     ///
     /// # Errors
     /// The database fails.
-    pub fn insert_delivery(&self, d: &DeliveryRow, now: u64) -> Result<(), DbError> {
-        self.execute(
-            "INSERT INTO deliveries (delivery_id, sequence, courier_id, settings, ticket, status, \
-             contact, locale, utc_offset_minutes, request_digest, resends, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            &[
-                (&d.delivery_id).into(),
-                int(d.sequence)?,
-                (&d.courier_id).into(),
-                (&d.settings).into(),
-                (&d.ticket).into(),
-                (&d.status).into(),
-                (&d.contact).into(),
-                (&d.locale).into(),
-                i64::from(d.utc_offset_minutes).into(),
-                (&d.request_digest).into(),
-                i64::from(d.resends).into(),
-                int(d.created_at)?,
-                int(now)?,
-            ],
-        )
-        .map(drop)
+    pub fn delivery_held(
+        &self,
+        delivery_id: &str,
+        device: Option<(&str, &str)>,
+    ) -> Result<Option<(DeliveryRow, Option<bool>)>, DbError> {
+        let lock = match self.engine {
+            Engine::Postgres => " FOR UPDATE",
+            Engine::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS}, (SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END \
+             FROM devices WHERE courier_id = $2 AND device_id = $3) AS device_active \
+             FROM deliveries WHERE delivery_id = $1{lock}"
+        );
+        let (courier_id, device_id) = device.unwrap_or(("", ""));
+        let Some(r) = self.query_one(
+            &sql,
+            &[delivery_id.into(), courier_id.into(), device_id.into()],
+        )?
+        else {
+            return Ok(None);
+        };
+        let active = r.opt_int("device_active")?.map(|a| a == 1);
+        Ok(Some((delivery_row(&r)?, active)))
+    }
+
+    /// Stores a newly issued delivery and its history's `issued` entry
+    /// (`detail`), unless a delivery with its id exists; whether it did.
+    /// On PostgreSQL this is one statement.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn insert_delivery(
+        &self,
+        d: &DeliveryRow,
+        now: u64,
+        detail: &serde_json::Value,
+    ) -> Result<bool, DbError> {
+        const INSERT: &str = "INSERT INTO deliveries (delivery_id, sequence, courier_id, settings, \
+             ticket, status, contact, locale, utc_offset_minutes, request_digest, resends, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (delivery_id) DO NOTHING";
+        let mut params = vec![
+            (&d.delivery_id).into(),
+            int(d.sequence)?,
+            (&d.courier_id).into(),
+            (&d.settings).into(),
+            (&d.ticket).into(),
+            (&d.status).into(),
+            (&d.contact).into(),
+            (&d.locale).into(),
+            i64::from(d.utc_offset_minutes).into(),
+            (&d.request_digest).into(),
+            i64::from(d.resends).into(),
+            int(d.created_at)?,
+            int(now)?,
+        ];
+        match self.engine {
+            Engine::Postgres => {
+                params.push(detail.to_string().into());
+                let added = self.execute(
+                    &format!(
+                        "WITH added AS ({INSERT} RETURNING delivery_id) INSERT INTO delivery_events \
+                         (delivery_id, at, kind, detail) SELECT delivery_id, $13, 'issued', $14 FROM added"
+                    ),
+                    &params,
+                )?;
+                Ok(added == 1)
+            }
+            Engine::Sqlite => {
+                let added = self.execute(INSERT, &params)? == 1;
+                if added {
+                    self.event(&d.delivery_id, now, "issued", detail)?;
+                }
+                Ok(added)
+            }
+        }
     }
 
     /// Replaces the delivery's ticket (a resend or a reassignment).
@@ -1073,6 +1202,63 @@ fn storage(e: DbError) -> delivery_otp::Error {
 
 /// The core's attempt store, in this transaction.
 impl AttemptStore for Tx {
+    /// An online check in three statements at most: what ended the code,
+    /// the entry's position and the count read together, then the entry
+    /// and (when it ends the code) its record written. The service checks
+    /// codes only in `verifyCode`, which holds the delivery first
+    /// ([`Tx::delivery_held`]), so two checks of one code never interleave.
+    fn check_online(&self, entry: &OnlineEntry<'_>) -> delivery_otp::Result<OnlineStep> {
+        let found = self
+            .query_one(
+                "SELECT (SELECT value FROM remembered WHERE key = $1) AS ended, \
+                 (SELECT position FROM attempts WHERE scope = $2 AND attempt = $3) AS known, \
+                 (SELECT COUNT(*) FROM attempts WHERE scope = $2) AS counted",
+                &[
+                    entry.end_key.into(),
+                    entry.scope.into(),
+                    entry.attempt.into(),
+                ],
+            )
+            .and_then(|row| row.ok_or(DbError::Gone))
+            .map_err(storage)?;
+        if let Value::Text(first) = found.value("ended").map_err(storage)? {
+            return Ok(OnlineStep::AlreadyEnded(first.clone()));
+        }
+        let position = match found.opt_int("known").map_err(storage)? {
+            Some(known) => known,
+            None => {
+                let counted = found.int("counted").map_err(storage)?;
+                if counted >= i64::from(entry.limit) {
+                    return Ok(OnlineStep::Locked);
+                }
+                let position = counted.saturating_add(1);
+                self.execute(
+                    "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)",
+                    &[
+                        entry.scope.into(),
+                        entry.attempt.into(),
+                        position.into(),
+                        int(entry.expires_at).map_err(storage)?,
+                    ],
+                )
+                .map_err(storage)?;
+                position
+            }
+        };
+        let position = u32::try_from(position)
+            .map_err(|_| storage(DbError::Data(format!("attempt position {position}"))))?;
+        let Some((before, after)) = entry.ends else {
+            return Ok(OnlineStep::Counted(position));
+        };
+        let value = format!("{before}{position}{after}");
+        Ok(
+            match self.remember_first(entry.end_key, &value, entry.expires_at)? {
+                Some(first) => OnlineStep::AlreadyEnded(first),
+                None => OnlineStep::Ended(position),
+            },
+        )
+    }
+
     fn record_attempt(
         &self,
         scope: &str,
@@ -1125,15 +1311,19 @@ impl AttemptStore for Tx {
         value: &str,
         expires_at: u64,
     ) -> delivery_otp::Result<Option<String>> {
-        if let Some(first) = self.recall(key)? {
-            return Ok(Some(first));
+        let added = self
+            .execute(
+                "INSERT INTO remembered (key, value, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO NOTHING",
+                &[key.into(), value.into(), int(expires_at).map_err(storage)?],
+            )
+            .map_err(storage)?;
+        if added == 1 {
+            return Ok(None);
         }
-        self.execute(
-            "INSERT INTO remembered (key, value, expires_at) VALUES ($1, $2, $3)",
-            &[key.into(), value.into(), int(expires_at).map_err(storage)?],
-        )
-        .map_err(storage)?;
-        Ok(None)
+        self.recall(key)?
+            .map(Some)
+            .ok_or_else(|| storage(DbError::Data(format!("{key} was kept and is gone"))))
     }
 
     fn recall(&self, key: &str) -> delivery_otp::Result<Option<String>> {
