@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use crate::auth::{sha256_hex, Actor, Caller, Signed};
-use crate::db::{self, DeliveryRow, Tx};
+use crate::db::{self, DeliveryRow, ReceiptRecord, Tx};
 use crate::problem::{Problem, ProblemBody};
 use crate::{now, AppState};
 
@@ -795,22 +795,6 @@ fn judge(
     let ticket: Ticket = backend.read_ticket(&row.ticket)?;
     let r = backend.reconcile_receipt(&receipt, &ticket, now)?;
     let decision_json = serde_json::to_string(&r.decision).unwrap_or_default();
-    tx.insert_receipt(
-        &delivery_id,
-        r.sequence,
-        &r.courier_id,
-        &r.device_id,
-        body,
-        &decision_json,
-        &r.explanation,
-        r.repeated,
-        now,
-    )?;
-    if !r.repeated {
-        if let Some(status) = status_after(&r.decision) {
-            tx.set_status(&delivery_id, status, now)?;
-        }
-    }
     if let (Some(_), false) = (&state.webhook, r.repeated) {
         let event_id = crate::webhook::event_id()?;
         let payload = serde_json::json!({
@@ -821,9 +805,21 @@ fn judge(
         });
         tx.enqueue_event(&event_id, &payload.to_string(), now)?;
     }
-    tx.event(&delivery_id, now, "receipt", &serde_json::json!({
-        "sequence": r.sequence, "device_id": r.device_id, "decision": r.decision.kind(), "repeated": r.repeated,
-    }))?;
+    tx.record_receipt(&ReceiptRecord {
+        delivery_id: &delivery_id,
+        sequence: r.sequence,
+        courier_id: &r.courier_id,
+        device_id: &r.device_id,
+        body,
+        decision: &decision_json,
+        explanation: &r.explanation,
+        repeated: r.repeated,
+        now,
+        status: if r.repeated { None } else { status_after(&r.decision) },
+        history: &serde_json::json!({
+            "sequence": r.sequence, "device_id": r.device_id, "decision": r.decision.kind(), "repeated": r.repeated,
+        }),
+    })?;
     Ok((delivery_id, r.decision, r.repeated, r.explanation))
 }
 

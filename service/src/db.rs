@@ -652,6 +652,33 @@ pub struct EventRow {
     pub detail: String,
 }
 
+/// A receipt as received, its decision, and what it changes.
+#[derive(Debug)]
+pub struct ReceiptRecord<'a> {
+    /// The delivery.
+    pub delivery_id: &'a str,
+    /// The sequence of the ticket it answers.
+    pub sequence: i64,
+    /// The courier it names.
+    pub courier_id: &'a str,
+    /// The device that made it.
+    pub device_id: &'a str,
+    /// The exact text received, kept as evidence.
+    pub body: &'a str,
+    /// The decision (JSON of the core's `Decision`).
+    pub decision: &'a str,
+    /// The explanation for support.
+    pub explanation: &'a str,
+    /// Whether it was the same receipt again.
+    pub repeated: bool,
+    /// Unix seconds.
+    pub now: u64,
+    /// The delivery's new status, when the decision changes it.
+    pub status: Option<&'a str>,
+    /// The entry for the delivery's history.
+    pub history: &'a serde_json::Value,
+}
+
 /// A row of `receipts`, without the body.
 #[derive(Debug, Clone)]
 pub struct ReceiptRow {
@@ -934,41 +961,52 @@ impl Tx {
         .collect()
     }
 
-    /// Keeps a receipt exactly as received, with its decision.
+    /// Keeps a receipt exactly as received with its decision, sets the
+    /// delivery's status when the decision changes it, and adds the
+    /// receipt to the delivery's history: one statement on PostgreSQL.
     ///
     /// # Errors
     /// The database fails.
-    #[allow(clippy::too_many_arguments)]
-    pub fn insert_receipt(
-        &self,
-        delivery_id: &str,
-        sequence: i64,
-        courier_id: &str,
-        device_id: &str,
-        body: &str,
-        decision: &str,
-        explanation: &str,
-        repeated: bool,
-        now: u64,
-    ) -> Result<(), DbError> {
-        let digest = crate::auth::sha256_hex(body.as_bytes());
-        self.execute(
-            "INSERT INTO receipts (delivery_id, sequence, courier_id, device_id, body, body_sha256, \
-             decision, explanation, repeated, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                delivery_id.into(),
-                sequence.into(),
-                courier_id.into(),
-                device_id.into(),
-                body.into(),
-                digest.into(),
-                decision.into(),
-                explanation.into(),
-                repeated.into(),
-                int(now)?,
-            ],
-        )
-        .map(drop)
+    pub fn record_receipt(&self, r: &ReceiptRecord<'_>) -> Result<(), DbError> {
+        const INSERT: &str = "INSERT INTO receipts (delivery_id, sequence, courier_id, device_id, \
+             body, body_sha256, decision, explanation, repeated, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        let digest = crate::auth::sha256_hex(r.body.as_bytes());
+        let mut params = vec![
+            r.delivery_id.into(),
+            r.sequence.into(),
+            r.courier_id.into(),
+            r.device_id.into(),
+            r.body.into(),
+            digest.into(),
+            r.decision.into(),
+            r.explanation.into(),
+            r.repeated.into(),
+            int(r.now)?,
+        ];
+        match self.engine {
+            Engine::Postgres => {
+                params.push(r.status.unwrap_or_default().into());
+                params.push(r.history.to_string().into());
+                self.execute(
+                    &format!(
+                        "WITH kept AS ({INSERT}), changed AS (UPDATE deliveries SET status = $11, \
+                         updated_at = $10 WHERE delivery_id = $1 AND $11 <> '') \
+                         INSERT INTO delivery_events (delivery_id, at, kind, detail) \
+                         VALUES ($1, $10, 'receipt', $12)"
+                    ),
+                    &params,
+                )?;
+            }
+            Engine::Sqlite => {
+                self.execute(INSERT, &params)?;
+                if let Some(status) = r.status {
+                    self.set_status(r.delivery_id, status, r.now)?;
+                }
+                self.event(r.delivery_id, r.now, "receipt", r.history)?;
+            }
+        }
+        Ok(())
     }
 
     /// Records a device as provisioned now (again, if it was revoked).
