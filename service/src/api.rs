@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use delivery_otp::{
     mask_email, mask_phone, Decision, DeliverySettings, Issued, MessageValues, OnlineOutcome,
-    Order, Receipt, Requirement, Ticket, VerificationMode,
+    Order, Receipt, Reconciliation, Requirement, Ticket, VerificationMode,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -731,17 +731,23 @@ pub async fn upload_receipts(
             format!("at most {MAX_RECEIPTS_PER_UPLOAD} receipts per upload"),
         ));
     }
-    let mut results = Vec::with_capacity(req.receipts.len());
-    for (index, body) in req.receipts.into_iter().enumerate() {
-        let now = now();
-        let st = state.clone();
-        let signer = actor.clone();
-        let outcome =
-            db::transaction(&state.db, move |tx| judge(&st, tx, &signer, &body, now)).await;
-        if let (Some(hook), Ok(_)) = (&state.webhook, &outcome) {
+    // The whole upload is one transaction: the store is asked twice for
+    // all its receipts (Backend::reconcile_many), and a failure of the
+    // database keeps none of them (sending the upload again is safe).
+    let now = now();
+    let st = state.clone();
+    let judged = db::transaction(&state.db, move |tx| {
+        judge_all(&st, tx, &actor, &req.receipts, now)
+    })
+    .await?;
+    if let Some(hook) = &state.webhook {
+        if judged.iter().any(Result::is_ok) {
             hook.wake.notify_one();
         }
-        let result = match outcome {
+    }
+    let results = (0..)
+        .zip(judged)
+        .map(|(index, outcome)| match outcome {
             Ok((delivery_id, decision, repeated, explanation)) => {
                 metrics::counter!("delivery_otp_decisions_total", "kind" => decision.kind())
                     .increment(1);
@@ -755,9 +761,6 @@ pub async fn upload_receipts(
                     error: None,
                 }
             }
-            Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE => {
-                return Err(problem)
-            }
             Err(problem) => UploadResult {
                 index,
                 delivery_id: None,
@@ -767,33 +770,128 @@ pub async fn upload_receipts(
                 explanation: None,
                 error: Some(problem.body()),
             },
-        };
-        results.push(result);
-    }
+        })
+        .collect();
     Ok((StatusCode::OK, Json(UploadResponse { results })).into_response())
 }
 
-fn judge(
+/// What one receipt of an upload got: its delivery, decision, whether it
+/// was repeated, and the explanation; or why it was not judged.
+type Judged = Result<(String, Decision, bool, String), Problem>;
+
+/// Judges an upload's receipts in one transaction: each is read and its
+/// delivery held (in delivery-id order, so two uploads never wait for each
+/// other in a circle), then all are reconciled together, then each decision
+/// is kept with its receipt. A receipt that cannot be judged gets its own
+/// error and changes nothing; a failure of the database or the attempt
+/// store fails the whole upload (`Err`), and nothing of it is kept.
+fn judge_all(
     state: &AppState,
     tx: &Arc<Tx>,
     actor: &Actor,
-    body: &str,
+    bodies: &[String],
     now: u64,
-) -> Result<(String, Decision, bool, String), Problem> {
-    let receipt = Receipt::from_json(body)?;
-    if let Actor::Device { .. } = actor {
-        actor.may_act_for("receipts", receipt.courier_id(), receipt.device_id())?;
+) -> Result<Vec<Judged>, Problem> {
+    let mut out: Vec<Option<Judged>> = (0..bodies.len()).map(|_| None).collect();
+    let put = |out: &mut Vec<Option<Judged>>, i: usize, judged: Judged| {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(judged);
+        }
+    };
+    let mut read: Vec<(usize, Receipt)> = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let receipt = Receipt::from_json(body)
+            .map_err(Problem::from)
+            .and_then(|receipt| {
+                if let Actor::Device { .. } = actor {
+                    actor.may_act_for("receipts", receipt.courier_id(), receipt.device_id())?;
+                }
+                Ok(receipt)
+            });
+        match receipt {
+            Ok(receipt) => read.push((i, receipt)),
+            Err(problem) => put(&mut out, i, Err(problem)),
+        }
     }
-    let delivery_id = receipt.delivery_id().to_string();
-    let (row, device) = held_delivery(
-        tx,
-        &delivery_id,
-        Some((receipt.courier_id(), receipt.device_id())),
-    )?;
-    device_may_act(device)?;
+    let mut by_delivery: Vec<&(usize, Receipt)> = read.iter().collect();
+    by_delivery.sort_by(|a, b| a.1.delivery_id().cmp(b.1.delivery_id()));
     let backend = state.core(tx);
-    let ticket: Ticket = backend.read_ticket(&row.ticket)?;
-    let r = backend.reconcile_receipt(&receipt, &ticket, now)?;
+    let mut tickets: std::collections::HashMap<usize, Ticket> = std::collections::HashMap::new();
+    for (i, receipt) in by_delivery {
+        let ticket = held_delivery(
+            tx,
+            receipt.delivery_id(),
+            Some((receipt.courier_id(), receipt.device_id())),
+        )
+        .and_then(|(row, device)| {
+            device_may_act(device)?;
+            Ok(backend.read_ticket(&row.ticket)?)
+        });
+        match ticket {
+            Ok(ticket) => {
+                tickets.insert(*i, ticket);
+            }
+            Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE => {
+                return Err(problem)
+            }
+            Err(problem) => put(&mut out, *i, Err(problem)),
+        }
+    }
+    // In the order received: of two receipts for one ticket, the first stands.
+    let batch: Vec<(usize, &str, &Ticket, &str)> = read
+        .iter()
+        .filter_map(|(i, receipt)| {
+            Some((
+                *i,
+                bodies.get(*i)?.as_str(),
+                tickets.get(i)?,
+                receipt.delivery_id(),
+            ))
+        })
+        .collect();
+    let pairs: Vec<(&str, &Ticket)> = batch.iter().map(|(_, body, t, _)| (*body, *t)).collect();
+    let reconciled = backend.reconcile_many(&pairs, now);
+    for ((i, body, _, delivery_id), result) in batch.iter().zip(reconciled) {
+        let r = match result.map_err(Problem::from) {
+            Ok(r) => r,
+            Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE => {
+                return Err(problem)
+            }
+            Err(problem) => {
+                put(&mut out, *i, Err(problem));
+                continue;
+            }
+        };
+        keep_decision(state, tx, delivery_id, body, &r, now)?;
+        put(
+            &mut out,
+            *i,
+            Ok((
+                (*delivery_id).to_string(),
+                r.decision,
+                r.repeated,
+                r.explanation,
+            )),
+        );
+    }
+    Ok(out
+        .into_iter()
+        .map(|judged| {
+            judged.unwrap_or_else(|| Err(Problem::unavailable("the receipt was not judged")))
+        })
+        .collect())
+}
+
+/// Keeps a receipt's decision: the receipt and decision as evidence, the
+/// delivery's new status, its history, and the webhook event.
+fn keep_decision(
+    state: &AppState,
+    tx: &Tx,
+    delivery_id: &str,
+    body: &str,
+    r: &Reconciliation,
+    now: u64,
+) -> Result<(), Problem> {
     let decision_json = serde_json::to_string(&r.decision).unwrap_or_default();
     if let (Some(_), false) = (&state.webhook, r.repeated) {
         let event_id = crate::webhook::event_id()?;
@@ -806,7 +904,7 @@ fn judge(
         tx.enqueue_event(&event_id, &payload.to_string(), now)?;
     }
     tx.record_receipt(&ReceiptRecord {
-        delivery_id: &delivery_id,
+        delivery_id,
         sequence: r.sequence,
         courier_id: &r.courier_id,
         device_id: &r.device_id,
@@ -820,7 +918,7 @@ fn judge(
             "sequence": r.sequence, "device_id": r.device_id, "decision": r.decision.kind(), "repeated": r.repeated,
         }),
     })?;
-    Ok((delivery_id, r.decision, r.repeated, r.explanation))
+    Ok(())
 }
 
 /// `provisionDevice`'s request.

@@ -1364,6 +1364,111 @@ impl AttemptStore for Tx {
             .ok_or_else(|| storage(DbError::Data(format!("{key} was kept and is gone"))))
     }
 
+    /// One statement for all the keys.
+    fn recall_many(&self, keys: &[&str]) -> delivery_otp::Result<Vec<Option<String>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=keys.len()).map(|n| format!("${n}")).collect();
+        let params: Vec<Value> = keys.iter().map(|k| (*k).into()).collect();
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT key, value FROM remembered WHERE key IN ({})",
+                    marks.join(", ")
+                ),
+                &params,
+            )
+            .map_err(storage)?;
+        let mut found = std::collections::HashMap::new();
+        for row in rows {
+            found.insert(
+                row.text("key").map_err(storage)?,
+                row.text("value").map_err(storage)?,
+            );
+        }
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
+    }
+
+    /// One statement to keep every new key, and one to read the values kept
+    /// before for the others.
+    fn remember_first_many(
+        &self,
+        items: &[(&str, &str, u64)],
+    ) -> delivery_otp::Result<Vec<Option<String>>> {
+        // The first value given for a key is the one offered.
+        let mut offered: Vec<(&str, &str, u64)> = Vec::new();
+        for item in items {
+            if !offered.iter().any(|(k, _, _)| *k == item.0) {
+                offered.push(*item);
+            }
+        }
+        if offered.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut marks = Vec::with_capacity(offered.len());
+        let mut params = Vec::with_capacity(offered.len().saturating_mul(3));
+        for (n, (key, value, expires_at)) in (0usize..).zip(&offered) {
+            let first = n.saturating_mul(3).saturating_add(1);
+            marks.push(format!(
+                "(${first}, ${}, ${})",
+                first.saturating_add(1),
+                first.saturating_add(2)
+            ));
+            params.push((*key).into());
+            params.push((*value).into());
+            params.push(int(*expires_at).map_err(storage)?);
+        }
+        let added: std::collections::HashSet<String> = self
+            .query(
+                &format!(
+                    "INSERT INTO remembered (key, value, expires_at) VALUES {} \
+                     ON CONFLICT (key) DO NOTHING RETURNING key",
+                    marks.join(", ")
+                ),
+                &params,
+            )
+            .map_err(storage)?
+            .iter()
+            .map(|row| row.text("key"))
+            .collect::<Result<_, _>>()
+            .map_err(storage)?;
+        let kept_before: Vec<&str> = offered
+            .iter()
+            .map(|(k, _, _)| *k)
+            .filter(|k| !added.contains(*k))
+            .collect();
+        let before: std::collections::HashMap<&str, Option<String>> = kept_before
+            .iter()
+            .copied()
+            .zip(self.recall_many(&kept_before)?)
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        items
+            .iter()
+            .map(|(key, _, _)| {
+                let first_time = seen.insert(*key);
+                if added.contains(*key) {
+                    // Kept now by its first occurrence; a later one gets that value.
+                    return Ok(if first_time {
+                        None
+                    } else {
+                        offered
+                            .iter()
+                            .find(|(k, _, _)| k == key)
+                            .map(|(_, v, _)| (*v).to_string())
+                    });
+                }
+                match before.get(key) {
+                    Some(Some(value)) => Ok(Some(value.clone())),
+                    _ => Err(storage(DbError::Data(format!(
+                        "{key} was kept and is gone"
+                    )))),
+                }
+            })
+            .collect()
+    }
+
     fn recall(&self, key: &str) -> delivery_otp::Result<Option<String>> {
         self.query_one("SELECT value FROM remembered WHERE key = $1", &[key.into()])
             .and_then(|row| row.map(|r| r.text("value")).transpose())

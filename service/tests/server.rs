@@ -838,3 +838,125 @@ fn a_config_file_metrics_and_logs_without_codes() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("unknown field `surprise`"), "{err}");
 }
+
+/// One upload of many receipts (one transaction, the store asked twice for
+/// all of them) gets what the receipts would get one by one, in order:
+/// a repeat in the same upload is `repeated`, a second receipt for a ticket
+/// is `conflicting` while the first stands, and a receipt that cannot be
+/// judged gets its own error without touching the others.
+#[test]
+fn one_upload_of_many_receipts_is_judged_as_one_by_one() {
+    for engine in engines("batch") {
+        let label = engine.label();
+        let data = data_dir(&format!("batch-{label}"));
+        let server = Server::start(&data, &engine);
+        let provision = |device: &str| {
+            let (status, body) = server.post(
+                "/v1/devices",
+                &json!({"courier_id": "courier-b", "device_id": device}),
+            );
+            assert_eq!(status, 201, "{body}");
+            body["device_key"].as_str().unwrap().to_string()
+        };
+        let key = provision("phone-b");
+        let gone = provision("phone-x");
+        let mut tickets = Vec::new();
+        for delivery in ["PKG-B1", "PKG-B2", "PKG-B3"] {
+            let (status, issued) =
+                server.post("/v1/deliveries", &issue_body(delivery, "courier-b"));
+            assert_eq!(status, 201, "{issued}");
+            let ticket = issued["ticket"].as_str().unwrap().to_string();
+            tickets.push((ticket, code_in(&issued["message"])));
+        }
+        let t = now();
+        let offline = |key: &str, i: usize, code: &str, at: u64| {
+            receipt_json(key, &tickets[i].0, code, Verification::Offline, 1, at)
+        };
+        let wrong = if tickets[2].1 == "000000" {
+            "000001"
+        } else {
+            "000000"
+        };
+        let r1 = offline(&key, 0, &tickets[0].1, t);
+        let r2 = offline(&key, 1, &tickets[1].1, t);
+        let r2_other = offline(&key, 1, &tickets[1].1, t + 5);
+        let r3 = offline(&key, 2, wrong, t);
+        let revoked = offline(&gone, 2, &tickets[2].1, t);
+        let (status, _, _) = server.send(
+            "DELETE",
+            "/v1/devices/courier-b/phone-x",
+            Some(&server.token),
+            None,
+        );
+        assert_eq!(status, 204);
+        let upload = json!({"receipts": [
+            r1, r2, r1, "not a receipt", r2_other, r3, revoked
+        ]});
+        let (status, first) = server.post("/v1/receipts", &upload);
+        assert_eq!(status, 200, "{first}");
+        let got: Vec<(Value, Value, Value)> = first["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["decision"].clone(),
+                    r["repeated"].clone(),
+                    r["error"]["kind"].clone(),
+                )
+            })
+            .collect();
+        let want = [
+            (json!("confirmed"), json!(false), Value::Null),
+            (json!("confirmed"), json!(false), Value::Null),
+            (json!("confirmed"), json!(true), Value::Null),
+            (Value::Null, Value::Null, json!("invalid_receipt")),
+            (json!("conflicting"), json!(false), Value::Null),
+            (json!("code_mismatch"), json!(false), Value::Null),
+            (Value::Null, Value::Null, json!("device_revoked")),
+        ];
+        assert_eq!(got, want, "{first}");
+        for (i, r) in first["results"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(r["index"], i);
+        }
+        // The same upload again: every decision as before, each now repeated.
+        let (status, again) = server.post("/v1/receipts", &upload);
+        assert_eq!(status, 200, "{again}");
+        for (a, b) in first["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(again["results"].as_array().unwrap())
+        {
+            assert_eq!(a["decision"], b["decision"], "{again}");
+            assert_eq!(a["error"], b["error"], "{again}");
+            // A conflicting receipt never took the ticket's slot: it is
+            // conflicting again, not a repeat.
+            if !a["decision"].is_null() {
+                let repeat = a["decision"] != "conflicting";
+                assert_eq!(b["repeated"], repeat, "{again}");
+            }
+        }
+        let status_of = |id: &str| server.get(&format!("/v1/deliveries/{id}")).1["status"].clone();
+        assert_eq!(
+            [
+                status_of("PKG-B1"),
+                status_of("PKG-B2"),
+                status_of("PKG-B3")
+            ],
+            [json!("confirmed"), json!("confirmed"), json!("flagged")]
+        );
+        // Evidence: every judged receipt of both uploads kept (5 + 5), none of the others.
+        let kept: usize = ["PKG-B1", "PKG-B2", "PKG-B3"]
+            .iter()
+            .map(|id| {
+                server.get(&format!("/v1/deliveries/{id}")).1["receipts"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(kept, 10);
+        server.stop();
+    }
+}
