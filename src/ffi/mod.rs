@@ -8,7 +8,9 @@
 //! times as [`crate::UnixTime`] and HOTP counters as [`crate::Counter`]
 //! (custom types). The core types that hold another object (a key URI holds
 //! a secret, an issued code a ticket) are objects here, since a uniffi record
-//! holds objects only as `Arc`s. No record, enum or error is defined here.
+//! holds objects only as `Arc`s. Besides objects, only the app's store
+//! interface (`DeviceStateStore`) and the error it throws (`StoreError`)
+//! are defined here; no record or enum restates a core type.
 
 use crate::time::whole_secs;
 use crate::UnixTime;
