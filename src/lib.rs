@@ -55,7 +55,7 @@ pub use proof::receipt::{
 };
 pub use proof::reconcile::{Decision, Reconciliation};
 pub use proof::request::SignedRequest;
-pub use store::attempts::{AttemptStore, InMemoryAttemptStore, OnlineEntry, OnlineStep};
+pub use store::attempts::{AttemptStore, InMemoryAttemptStore, OnlineEntry, OnlineStep, Unless};
 pub use store::device_state::{InMemoryStateStore, StateStore};
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;

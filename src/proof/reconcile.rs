@@ -17,6 +17,7 @@ use crate::delivery::code::derive_code;
 use crate::delivery::ticket::Ticket;
 use crate::error::{Error, Result};
 use crate::proof::receipt::{DeviceKey, NotDeliveredReason, Receipt, ReceiptOutcome, Verification};
+use crate::store::attempts::Unless;
 
 /// How long the backend remembers a reconciled receipt, to recognise it when
 /// it comes again: 90 days.
@@ -243,12 +244,43 @@ impl Backend {
         if let Some(done) = self.precheck(receipt, mac_input, ticket)? {
             return Ok(done);
         }
-        let online = self.store.recall(&store_key(
-            "online",
-            receipt.sequence(),
-            receipt.delivery_id(),
-        ))?;
-        let pending = self.pending(receipt, ticket, now, online.as_deref())?;
+        let online_key = store_key("online", receipt.sequence(), receipt.delivery_id());
+        let checked_online = matches!(
+            receipt.outcome(),
+            ReceiptOutcome::Delivered {
+                verified: Verification::Online,
+                ..
+            }
+        );
+        if !checked_online {
+            // Most receipts had no online check: judged as such, and kept in
+            // the same step unless an online record turns up (one round trip
+            // on Redis). If one does, judged again with it.
+            let pending = self.pending(receipt, ticket, now, None)?;
+            match self.store.remember_first_unless(
+                &online_key,
+                &pending.slot,
+                &pending.text,
+                pending.until,
+            )? {
+                Unless::Remembered(first) => return conclude(receipt, pending, first),
+                Unless::Found(online) => return self.keep(receipt, ticket, now, Some(&online)),
+            }
+        }
+        let online = self.store.recall(&online_key)?;
+        self.keep(receipt, ticket, now, online.as_deref())
+    }
+
+    /// Judges a receipt with what the online checks recorded, and keeps the
+    /// decision unless one was kept first.
+    fn keep(
+        &self,
+        receipt: &Receipt,
+        ticket: &Ticket,
+        now: u64,
+        online: Option<&str>,
+    ) -> Result<Reconciliation> {
+        let pending = self.pending(receipt, ticket, now, online)?;
         let first = self
             .store
             .remember_first(&pending.slot, &pending.text, pending.until)?;
@@ -267,6 +299,10 @@ impl Backend {
         batch: &[(&str, &Ticket)],
         now: u64,
     ) -> Vec<Result<Reconciliation>> {
+        if let [(json, ticket)] = batch {
+            // One receipt: its own path is one round trip, not two.
+            return vec![self.reconcile(json, ticket, now)];
+        }
         let mut results: Vec<Option<Result<Reconciliation>>> = Vec::new();
         let mut waiting: Vec<(usize, Receipt, &Ticket)> = Vec::new();
         for (i, (json, ticket)) in batch.iter().enumerate() {

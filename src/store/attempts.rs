@@ -73,6 +73,28 @@ pub trait AttemptStore: Send + Sync {
             .collect()
     }
 
+    /// [`AttemptStore::remember_first`] of `key`, unless a value is stored
+    /// under `unless`: then that value, and nothing is stored. The default
+    /// recalls `unless` and then remembers; a store that can do both in one
+    /// round trip (Redis) overrides it.
+    ///
+    /// # Errors
+    /// [`Error::StateStorage`] when the store fails; calling again is safe.
+    fn remember_first_unless(
+        &self,
+        unless: &str,
+        key: &str,
+        value: &str,
+        expires_at: u64,
+    ) -> Result<Unless> {
+        if let Some(found) = self.recall(unless)? {
+            return Ok(Unless::Found(found));
+        }
+        Ok(Unless::Remembered(
+            self.remember_first(key, value, expires_at)?,
+        ))
+    }
+
     /// One online entry: unless an entry already ended the code (a value
     /// under `end_key`), counts the attempt as [`AttemptStore::record_attempt`]
     /// does and, when the entry ends the code, keeps it under `end_key` as
@@ -120,6 +142,16 @@ pub struct OnlineEntry<'a> {
     /// ticket): the value to keep under `end_key`, as the text before and
     /// after the entry's position, which only the store knows.
     pub ends: Option<(&'a str, &'a str)>,
+}
+
+/// What [`AttemptStore::remember_first_unless`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unless {
+    /// The value stored under `unless`; nothing was stored.
+    Found(String),
+    /// As [`AttemptStore::remember_first`]: `None` when this call stored
+    /// the value, or the value stored first.
+    Remembered(Option<String>),
 }
 
 /// What [`AttemptStore::check_online`] found and did.

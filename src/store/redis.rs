@@ -32,7 +32,7 @@ use std::time::Duration;
 use redis::{Client, Connection, Script};
 
 use crate::error::{Error, Result};
-use crate::store::attempts::{AttemptStore, OnlineEntry, OnlineStep};
+use crate::store::attempts::{AttemptStore, OnlineEntry, OnlineStep, Unless};
 
 /// How long a connection attempt, a read or a write may take: 2 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,6 +80,15 @@ const REMEMBER_FIRST: &str = "local first = redis.call('GET', KEYS[1])\n\
      redis.call('SET', KEYS[1], ARGV[2], 'EXAT', exp)\n\
      return false";
 
+/// `remember_first` of KEYS[2] unless KEYS[1] holds a value: {1, that
+/// value}; {2, the value kept first}; or {0, ''} when this call kept it.
+const REMEMBER_UNLESS: &str = "local found = redis.call('GET', KEYS[1])\n\
+     if found then return {1, found} end\n\
+     local first = redis.call('GET', KEYS[2])\n\
+     if first then return {2, first} end\n\
+     redis.call('SET', KEYS[2], ARGV[2], 'EXAT', exp)\n\
+     return {0, ''}";
+
 /// An [`AttemptStore`] on a Redis server (6.2 or later, for `SET ... EXAT`; tested with 7.0).
 ///
 /// Thread-safe. Keeps a few open connections and opens more when all are in
@@ -92,6 +101,7 @@ pub struct RedisStore {
     volatile: bool,
     record_attempt: Script,
     remember_first: Script,
+    remember_unless: Script,
     check_online: Script,
 }
 
@@ -139,6 +149,7 @@ impl RedisStore {
             volatile: false,
             record_attempt: Script::new(&format!("{EXPIRY}{RECORD_ATTEMPT}")),
             remember_first: Script::new(&format!("{EXPIRY}{REMEMBER_FIRST}")),
+            remember_unless: Script::new(&format!("{EXPIRY}{REMEMBER_UNLESS}")),
             check_online: Script::new(&format!("{EXPIRY}{CHECK_ONLINE}")),
         })
     }
@@ -290,6 +301,29 @@ impl AttemptStore for RedisStore {
             &[&format!("first:{key}")],
             &[&expires_at.min(MAX_EXPIRY).to_string(), value],
         )
+    }
+
+    /// One script: reads `unless`, and keeps `value` unless it found one.
+    fn remember_first_unless(
+        &self,
+        unless: &str,
+        key: &str,
+        value: &str,
+        expires_at: u64,
+    ) -> Result<Unless> {
+        let (kind, found): (i64, String) = self.script(
+            &self.remember_unless,
+            &[&format!("first:{unless}"), &format!("first:{key}")],
+            &[&expires_at.min(MAX_EXPIRY).to_string(), value],
+        )?;
+        match kind {
+            0 => Ok(Unless::Remembered(None)),
+            1 => Ok(Unless::Found(found)),
+            2 => Ok(Unless::Remembered(Some(found))),
+            other => Err(Error::StateStorage {
+                reason: format!("Redis answered {other} to remember_first_unless"),
+            }),
+        }
     }
 
     fn recall(&self, key: &str) -> Result<Option<String>> {
