@@ -862,14 +862,14 @@ fn judge_all(
                 continue;
             }
         };
-        keep_decision(state, tx, delivery_id, body, &r, now)?;
+        let repeated = keep_decision(state, tx, delivery_id, body, &r, now)?;
         put(
             &mut out,
             *i,
             Ok((
                 (*delivery_id).to_string(),
                 r.decision,
-                r.repeated,
+                repeated,
                 r.explanation,
             )),
         );
@@ -883,7 +883,15 @@ fn judge_all(
 }
 
 /// Keeps a receipt's decision: the receipt and decision as evidence, the
-/// delivery's new status, its history, and the webhook event.
+/// delivery's new status, its history, and the webhook event. Returns
+/// whether the decision was recorded before (the answer's `repeated`).
+///
+/// The database decides that, not the attempt store: with the store in
+/// Redis, an upload can keep its decision there and then lose its
+/// database transaction (a crash, the database down). The retry then gets
+/// the decision as repeated from the store, but the database has no record
+/// of it yet, so this upload records it, sets the status and sends the
+/// webhook, as the first would have.
 fn keep_decision(
     state: &AppState,
     tx: &Tx,
@@ -891,9 +899,10 @@ fn keep_decision(
     body: &str,
     r: &Reconciliation,
     now: u64,
-) -> Result<(), Problem> {
+) -> Result<bool, Problem> {
     let decision_json = serde_json::to_string(&r.decision).unwrap_or_default();
-    if let (Some(_), false) = (&state.webhook, r.repeated) {
+    let repeated = r.repeated && tx.decision_recorded(delivery_id, r.sequence, &decision_json)?;
+    if let (Some(_), false) = (&state.webhook, repeated) {
         let event_id = crate::webhook::event_id()?;
         let payload = serde_json::json!({
             "event_id": event_id, "type": "decision", "at": now,
@@ -911,14 +920,14 @@ fn keep_decision(
         body,
         decision: &decision_json,
         explanation: &r.explanation,
-        repeated: r.repeated,
+        repeated,
         now,
-        status: if r.repeated { None } else { status_after(&r.decision) },
+        status: if repeated { None } else { status_after(&r.decision) },
         history: &serde_json::json!({
-            "sequence": r.sequence, "device_id": r.device_id, "decision": r.decision.kind(), "repeated": r.repeated,
+            "sequence": r.sequence, "device_id": r.device_id, "decision": r.decision.kind(), "repeated": repeated,
         }),
     })?;
-    Ok(())
+    Ok(repeated)
 }
 
 /// `provisionDevice`'s request.

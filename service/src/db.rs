@@ -1009,6 +1009,26 @@ impl Tx {
         Ok(())
     }
 
+    /// Whether a receipt for the delivery's `sequence` was recorded with
+    /// this decision (JSON) as new, not as a repeat.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn decision_recorded(
+        &self,
+        delivery_id: &str,
+        sequence: i64,
+        decision: &str,
+    ) -> Result<bool, DbError> {
+        Ok(self
+            .query_one(
+                "SELECT 1 AS one FROM receipts WHERE delivery_id = $1 AND sequence = $2 \
+                 AND decision = $3 AND repeated = 0 LIMIT 1",
+                &[delivery_id.into(), sequence.into(), decision.into()],
+            )?
+            .is_some())
+    }
+
     /// Records a device as provisioned now (again, if it was revoked).
     ///
     /// # Errors

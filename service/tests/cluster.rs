@@ -514,3 +514,89 @@ fn crossed_uploads_on_two_instances_never_deadlock() {
         "two instances uploading the same 10 receipts in opposite orders, {rounds} times each at once: {checked} answers, no deadlock, each receipt new once"
     );
 }
+
+/// With the attempt store in Redis, an upload can keep its decision there
+/// and then lose its database transaction (a crash between the two, the
+/// database down). Played here by reconciling the receipt against the same
+/// Redis with the service's own keys, as the lost upload did. The retry is
+/// told the decision by the store as a repeat, yet the database had none:
+/// it records the receipt as new, sets the delivery's status and sends the
+/// webhook once; a further retry is a repeat with no second webhook.
+#[test]
+fn a_decision_kept_in_redis_whose_transaction_was_lost_still_reaches_the_database() {
+    let redis = std::env::var("DELIVERY_OTP_TEST_REDIS_URL").expect(
+        "DELIVERY_OTP_TEST_REDIS_URL is not set: run scripts/test, which starts a Redis server",
+    );
+    let url = fresh_postgres("lost_tx");
+    let prefix = format!("lost{}:", std::process::id());
+    let receiver = Receiver::start();
+    let servers = cluster(
+        "lost-tx",
+        &url,
+        1,
+        &[
+            "--redis-url",
+            &redis,
+            "--redis-prefix",
+            &prefix,
+            "--webhook-url",
+            &receiver.url,
+            "--webhook-secret",
+            "lost-tx-secret-0123456",
+        ],
+    );
+    let server = &servers[0];
+    let key = provision(server, "courier-l", "phone-l");
+    let (status, issued) = server.post("/v1/deliveries", &issue_body("PKG-LOST", "courier-l"));
+    assert_eq!(status, 201, "{issued}");
+    let ticket_json = issued["ticket"].as_str().unwrap();
+    let receipt = receipt_json(
+        &key,
+        ticket_json,
+        &code_in(&issued["message"]),
+        Verification::Offline,
+        1,
+        now(),
+    );
+    // The lost upload: the decision kept in Redis, nothing in the database.
+    let keys_file = std::env::temp_dir()
+        .join(format!(
+            "delivery-otp-service-{}-lost-tx",
+            std::process::id()
+        ))
+        .join("keys.json");
+    let keys =
+        delivery_otp::KeySet::from_json(&std::fs::read_to_string(keys_file).unwrap()).unwrap();
+    let store = delivery_otp::RedisStore::open(&redis)
+        .unwrap()
+        .with_prefix(&prefix);
+    let backend = delivery_otp::Backend::new(keys, std::sync::Arc::new(store));
+    let ticket = Ticket::from_json(ticket_json).unwrap();
+    let lost = backend.reconcile(&receipt, &ticket, now()).unwrap();
+    assert!(!lost.repeated);
+    let (_, before) = server.get("/v1/deliveries/PKG-LOST");
+    assert_eq!(before["status"], "issued");
+    assert_eq!(before["receipts"].as_array().unwrap().len(), 0);
+
+    let (status, retry) = server.post("/v1/receipts", &json!({ "receipts": [receipt] }));
+    assert_eq!(status, 200, "{retry}");
+    assert_eq!(retry["results"][0]["decision"], "confirmed", "{retry}");
+    assert_eq!(retry["results"][0]["repeated"], false, "{retry}");
+    let (_, after) = server.get("/v1/deliveries/PKG-LOST");
+    assert_eq!(after["status"], "confirmed", "{after}");
+    let posts = receiver.wait_for(1);
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(posts[0].1.contains("PKG-LOST"));
+
+    let (_, again) = server.post("/v1/receipts", &json!({ "receipts": [receipt] }));
+    assert_eq!(again["results"][0]["repeated"], true, "{again}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        receiver.seen.lock().unwrap().len(),
+        1,
+        "one webhook for one decision"
+    );
+    println!(
+        "a decision kept in Redis without its database transaction: the retry recorded it as new, set the status, sent 1 webhook; the next retry was a repeat"
+    );
+}
