@@ -1,0 +1,252 @@
+//! The core's attempt store on a request's transaction: what the core
+//! records commits with what the service records, or neither does.
+
+use delivery_otp::{AttemptStore, OnlineEntry, OnlineStep};
+
+use super::value::int;
+use super::{DbError, Tx, Value};
+
+fn storage(e: DbError) -> delivery_otp::Error {
+    tracing::error!(error = %e, "attempt store");
+    delivery_otp::Error::StateStorage {
+        reason: "the database failed".into(),
+    }
+}
+
+/// The core's attempt store, in this transaction.
+impl AttemptStore for Tx {
+    /// An online check in three statements at most: what ended the code,
+    /// the entry's position and the count read together, then the entry
+    /// and (when it ends the code) its record written. The service checks
+    /// codes only in `verifyCode`, which holds the delivery first
+    /// ([`Tx::delivery_held`]), so two checks of one code never interleave.
+    fn check_online(&self, entry: &OnlineEntry<'_>) -> delivery_otp::Result<OnlineStep> {
+        let found = self
+            .query_one(
+                "SELECT (SELECT value FROM remembered WHERE key = $1) AS ended, \
+                 (SELECT position FROM attempts WHERE scope = $2 AND attempt = $3) AS known, \
+                 (SELECT COUNT(*) FROM attempts WHERE scope = $2) AS counted",
+                &[
+                    entry.end_key.into(),
+                    entry.scope.into(),
+                    entry.attempt.into(),
+                ],
+            )
+            .and_then(|row| row.ok_or(DbError::Gone))
+            .map_err(storage)?;
+        if let Value::Text(first) = found.value("ended").map_err(storage)? {
+            return Ok(OnlineStep::AlreadyEnded(first.clone()));
+        }
+        let position = match found.opt_int("known").map_err(storage)? {
+            Some(known) => known,
+            None => {
+                let counted = found.int("counted").map_err(storage)?;
+                if counted >= i64::from(entry.limit) {
+                    return Ok(OnlineStep::Locked);
+                }
+                let position = counted.saturating_add(1);
+                self.execute(
+                    "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)",
+                    &[
+                        entry.scope.into(),
+                        entry.attempt.into(),
+                        position.into(),
+                        int(entry.expires_at).map_err(storage)?,
+                    ],
+                )
+                .map_err(storage)?;
+                position
+            }
+        };
+        let position = u32::try_from(position)
+            .map_err(|_| storage(DbError::Data(format!("attempt position {position}"))))?;
+        let Some((before, after)) = entry.ends else {
+            return Ok(OnlineStep::Counted(position));
+        };
+        let value = format!("{before}{position}{after}");
+        Ok(
+            match self.remember_first(entry.end_key, &value, entry.expires_at)? {
+                Some(first) => OnlineStep::AlreadyEnded(first),
+                None => OnlineStep::Ended(position),
+            },
+        )
+    }
+
+    fn record_attempt(
+        &self,
+        scope: &str,
+        attempt: &str,
+        limit: u32,
+        expires_at: u64,
+    ) -> delivery_otp::Result<Option<u32>> {
+        self.lock(scope).map_err(storage)?;
+        let known = self
+            .query_one(
+                "SELECT position FROM attempts WHERE scope = $1 AND attempt = $2",
+                &[scope.into(), attempt.into()],
+            )
+            .map_err(storage)?;
+        if let Some(row) = known {
+            return row.unsigned("position").map(Some).map_err(storage);
+        }
+        let counted = self
+            .query_one(
+                "SELECT COUNT(*) AS counted FROM attempts WHERE scope = $1",
+                &[scope.into()],
+            )
+            .and_then(|row| match row {
+                Some(row) => row.int("counted"),
+                None => Ok(0),
+            })
+            .map_err(storage)?;
+        if counted >= i64::from(limit) {
+            return Ok(None);
+        }
+        let position = counted.saturating_add(1);
+        self.execute(
+            "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)",
+            &[
+                scope.into(),
+                attempt.into(),
+                position.into(),
+                int(expires_at).map_err(storage)?,
+            ],
+        )
+        .map_err(storage)?;
+        u32::try_from(position)
+            .map(Some)
+            .map_err(|_| storage(DbError::Data(format!("attempt position {position}"))))
+    }
+
+    fn remember_first(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: u64,
+    ) -> delivery_otp::Result<Option<String>> {
+        let added = self
+            .execute(
+                "INSERT INTO remembered (key, value, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO NOTHING",
+                &[key.into(), value.into(), int(expires_at).map_err(storage)?],
+            )
+            .map_err(storage)?;
+        if added == 1 {
+            return Ok(None);
+        }
+        self.recall(key)?
+            .map(Some)
+            .ok_or_else(|| storage(DbError::Data(format!("{key} was kept and is gone"))))
+    }
+
+    /// One statement for all the keys.
+    fn recall_many(&self, keys: &[&str]) -> delivery_otp::Result<Vec<Option<String>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=keys.len()).map(|n| format!("${n}")).collect();
+        let params: Vec<Value> = keys.iter().map(|k| (*k).into()).collect();
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT key, value FROM remembered WHERE key IN ({})",
+                    marks.join(", ")
+                ),
+                &params,
+            )
+            .map_err(storage)?;
+        let mut found = std::collections::HashMap::new();
+        for row in rows {
+            found.insert(
+                row.text("key").map_err(storage)?,
+                row.text("value").map_err(storage)?,
+            );
+        }
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
+    }
+
+    /// One statement to keep every new key, and one to read the values kept
+    /// before for the others.
+    fn remember_first_many(
+        &self,
+        items: &[(&str, &str, u64)],
+    ) -> delivery_otp::Result<Vec<Option<String>>> {
+        // The first value given for a key is the one offered.
+        let mut offered: Vec<(&str, &str, u64)> = Vec::new();
+        for item in items {
+            if !offered.iter().any(|(k, _, _)| *k == item.0) {
+                offered.push(*item);
+            }
+        }
+        if offered.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut marks = Vec::with_capacity(offered.len());
+        let mut params = Vec::with_capacity(offered.len().saturating_mul(3));
+        for (n, (key, value, expires_at)) in (0usize..).zip(&offered) {
+            let first = n.saturating_mul(3).saturating_add(1);
+            marks.push(format!(
+                "(${first}, ${}, ${})",
+                first.saturating_add(1),
+                first.saturating_add(2)
+            ));
+            params.push((*key).into());
+            params.push((*value).into());
+            params.push(int(*expires_at).map_err(storage)?);
+        }
+        let added: std::collections::HashSet<String> = self
+            .query(
+                &format!(
+                    "INSERT INTO remembered (key, value, expires_at) VALUES {} \
+                     ON CONFLICT (key) DO NOTHING RETURNING key",
+                    marks.join(", ")
+                ),
+                &params,
+            )
+            .map_err(storage)?
+            .iter()
+            .map(|row| row.text("key"))
+            .collect::<Result<_, _>>()
+            .map_err(storage)?;
+        let kept_before: Vec<&str> = offered
+            .iter()
+            .map(|(k, _, _)| *k)
+            .filter(|k| !added.contains(*k))
+            .collect();
+        let before: std::collections::HashMap<&str, Option<String>> = kept_before
+            .iter()
+            .copied()
+            .zip(self.recall_many(&kept_before)?)
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        items
+            .iter()
+            .map(|(key, _, _)| {
+                let first_time = seen.insert(*key);
+                if added.contains(*key) {
+                    // Kept now by its first occurrence; a later one gets that value.
+                    return Ok(if first_time {
+                        None
+                    } else {
+                        offered
+                            .iter()
+                            .find(|(k, _, _)| k == key)
+                            .map(|(_, v, _)| (*v).to_string())
+                    });
+                }
+                match before.get(key) {
+                    Some(Some(value)) => Ok(Some(value.clone())),
+                    _ => Err(storage(DbError::Data(format!(
+                        "{key} was kept and is gone"
+                    )))),
+                }
+            })
+            .collect()
+    }
+
+    fn recall(&self, key: &str) -> delivery_otp::Result<Option<String>> {
+        self.query_one("SELECT value FROM remembered WHERE key = $1", &[key.into()])
+            .and_then(|row| row.map(|r| r.text("value")).transpose())
+            .map_err(storage)
+    }
+}

@@ -1,0 +1,161 @@
+//! Storage: SQLite (one instance, the default) or PostgreSQL (several
+//! instances), their migrations, and one transaction per request. The
+//! core's [`AttemptStore`] is implemented on that transaction, so what the
+//! core records (attempts, the decision slot) and what the service records
+//! (the receipt bytes, the delivery's status, its history) commit together
+//! or not at all. Queries are written once, with `$1`-style parameters that
+//! both engines read.
+//!
+//! SQLite runs on one writer thread that owns the connection (rusqlite):
+//! a request's whole transaction runs there, statement after statement
+//! without a thread switch, and the requests that wait while one commits
+//! commit together (group commit: each in its own savepoint, one `COMMIT`
+//! and one sync of the log for all; none is answered before that sync).
+//! PostgreSQL runs the same way on several worker threads, each owning one
+//! connection (sqlx) and a single-threaded runtime that drives it from that
+//! thread; each request is one transaction there (PostgreSQL syncs
+//! concurrent commits together itself). sqlx runs both engines' migrations.
+//!
+//! - `value`: parameters and rows, and one connection of either engine;
+//! - `sqlite`: the writer thread and its group commit;
+//! - `postgres`: the worker threads;
+//! - `queries`: the service's statements, written once for both engines;
+//! - `attempts`: the core's attempt store on a transaction.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use crate::problem::Problem;
+
+mod attempts;
+mod postgres;
+mod queries;
+mod sqlite;
+mod value;
+
+pub use postgres::open_postgres;
+pub use queries::{DeliveryRow, EventRow, ReceiptRecord, ReceiptRow};
+pub use sqlite::open_sqlite;
+use value::Conn;
+pub use value::{Row, Value};
+
+/// SQLite's migrations, compiled in; `_sqlx_migrations` records which ran.
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+/// PostgreSQL's migrations.
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long a claimed webhook event is left to the instance that claimed
+/// it: twice the longest send, so a live instance finishes first.
+pub const CLAIM_LEASE_SECS: u64 = 20;
+
+/// Requests waiting for the database's workers at most; past that a
+/// request is answered 503 at once instead of queueing without end.
+pub const QUEUE: usize = 4096;
+
+/// Requests committed together at most.
+pub const SQLITE_GROUP: usize = 64;
+
+/// Which database engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// One file, one instance.
+    Sqlite,
+    /// A server shared by several instances.
+    Postgres,
+}
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// From sqlx (PostgreSQL, the migrations).
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// From SQLite.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value the service cannot read (a negative time, a missing column).
+    #[error("unexpected data: {0}")]
+    Data(String),
+    /// The connection is gone (the SQLite writer stopped, a transaction ended).
+    #[error("the database connection is gone")]
+    Gone,
+}
+
+impl From<DbError> for Problem {
+    fn from(e: DbError) -> Self {
+        tracing::error!(error = %e, "database error");
+        Problem::unavailable("the database failed; the request may be sent again")
+    }
+}
+
+/// The database: its engine, and the queue of its worker thread(s).
+#[derive(Clone)]
+pub struct Db {
+    jobs: mpsc::SyncSender<Job>,
+    /// The engine behind it.
+    pub engine: Engine,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a finished request does with the outcome of its commit.
+type Finish = Box<dyn FnOnce(Result<(), DbError>) + Send>;
+/// A request's work: run in a transaction, it says whether to keep what it
+/// wrote and how to answer once the commit is known.
+type Job = Box<dyn FnOnce(&Arc<Tx>) -> (bool, Finish) + Send>;
+
+/// Runs `work` in one transaction and commits it if `work` succeeds; on an
+/// error nothing it wrote is kept. The answer comes only once the commit
+/// is on disk.
+///
+/// # Errors
+/// What `work` returns, or `unavailable` when the database fails or
+/// more than [`QUEUE`] requests are already waiting.
+pub async fn transaction<T, F>(db: &Db, work: F) -> Result<T, Problem>
+where
+    T: Send + 'static,
+    F: FnOnce(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
+{
+    let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, Problem>>();
+    let job: Job = Box::new(move |tx: &Arc<Tx>| {
+        let out = work(tx);
+        let keep = out.is_ok();
+        let finish: Finish = Box::new(move |committed| {
+            let result = match committed {
+                Ok(()) => out,
+                Err(e) => out.and(Err(Problem::from(e))),
+            };
+            let _ = answer.send(result);
+        });
+        (keep, finish)
+    });
+    db.jobs.try_send(job).map_err(|e| match e {
+        mpsc::TrySendError::Full(_) => {
+            Problem::unavailable("the database is busy; the request may be sent again")
+        }
+        mpsc::TrySendError::Disconnected(_) => Problem::from(DbError::Gone),
+    })?;
+    answered
+        .await
+        .map_err(|_| Problem::unavailable("the database failed; the request may be sent again"))?
+}
+
+/// Whether the database answers a query.
+///
+/// # Errors
+/// `unavailable` when it does not.
+pub async fn ping(db: &Db) -> Result<(), Problem> {
+    transaction(db, |tx| Ok(tx.query("SELECT 1 AS one", &[]).map(drop)?)).await
+}
+
+/// One open transaction, used from the thread that runs the request's work.
+pub struct Tx {
+    conn: Mutex<Option<Conn>>,
+    engine: Engine,
+}

@@ -1,0 +1,138 @@
+//! PostgreSQL: worker threads, each owning one connection and a
+//! single-threaded runtime that drives it from that thread.
+
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, Connection as _, Executor};
+
+use super::{Conn, Db, DbError, Engine, Job, Tx, POSTGRES_MIGRATIONS, QUEUE};
+
+/// Connects to PostgreSQL at `url`, brings its schema up to date and
+/// starts `connections` workers, each with its own connection.
+///
+/// # Errors
+/// The server cannot be reached, a migration fails, or a thread cannot start.
+pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
+    sqlx::any::install_default_drivers();
+    let options = AnyConnectOptions::from_str(url)?;
+    let mut conn = AnyConnection::connect_with(&options).await?;
+    POSTGRES_MIGRATIONS
+        .run(&mut conn)
+        .await
+        .map_err(sqlx::Error::from)?;
+    conn.close().await?;
+    let (jobs, queue) = mpsc::sync_channel(QUEUE);
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..connections.max(1) {
+        let (options, queue) = (options.clone(), Arc::clone(&queue));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DbError::Data(format!("cannot start a PostgreSQL worker: {e}")))?;
+        std::thread::Builder::new()
+            .name(format!("postgres-{n}"))
+            .spawn(move || postgres_worker(&options, &queue, Arc::new(runtime)))
+            .map_err(|e| DbError::Data(format!("cannot start a PostgreSQL worker: {e}")))?;
+    }
+    Ok(Db {
+        jobs,
+        engine: Engine::Postgres,
+    })
+}
+
+/// How long a worker tries to reach PostgreSQL for a request before the
+/// request gets a 503: while the server is down, requests fail fast, and
+/// the next request after it is back connects again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A new connection, or none (logged) when the server cannot be reached
+/// within [`CONNECT_TIMEOUT`].
+fn connect(
+    options: &AnyConnectOptions,
+    runtime: &tokio::runtime::Runtime,
+) -> Option<Box<AnyConnection>> {
+    let made = runtime.block_on(async {
+        tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect_with(options)).await
+    });
+    match made {
+        Ok(Ok(conn)) => Some(Box::new(conn)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "PostgreSQL: cannot connect");
+            None
+        }
+        Err(_) => {
+            tracing::error!("PostgreSQL: cannot connect: timed out");
+            None
+        }
+    }
+}
+
+/// A PostgreSQL worker: takes one request at a time from the shared queue
+/// and runs it in one transaction on its own connection, connecting again
+/// when the connection was lost.
+fn postgres_worker(
+    options: &AnyConnectOptions,
+    queue: &Mutex<mpsc::Receiver<Job>>,
+    runtime: Arc<tokio::runtime::Runtime>,
+) {
+    let mut kept: Option<Box<AnyConnection>> = None;
+    loop {
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = next else { return };
+        // A kept connection may have died with the server since its last
+        // use; then one new connection is tried before the request is
+        // failed. Nothing of the request has run yet.
+        let mut conn = None;
+        for fresh in [false, true] {
+            let candidate = match (fresh, kept.take()) {
+                (false, None) => continue,
+                (false, Some(old)) => Some(old),
+                (true, _) => connect(options, &runtime),
+            };
+            let Some(mut candidate) = candidate else {
+                break;
+            };
+            match runtime.block_on(candidate.execute("BEGIN")) {
+                Ok(_) => {
+                    conn = Some(candidate);
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "PostgreSQL: cannot begin"),
+            }
+        }
+        // Without a connection the job is dropped: its request gets a 503.
+        let Some(conn) = conn else { continue };
+        let tx = Arc::new(Tx {
+            conn: Mutex::new(Some(Conn::Postgres {
+                conn,
+                runtime: Arc::clone(&runtime),
+            })),
+            engine: Engine::Postgres,
+        });
+        // A job that panics is rolled back and its request answered 503.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&tx)));
+        let Some(Conn::Postgres { mut conn, .. }) = tx.take() else {
+            continue;
+        };
+        let (keep, finish) = match ran {
+            Ok((keep, finish)) => (keep, Some(finish)),
+            Err(_) => (false, None),
+        };
+        let end = runtime.block_on(conn.execute(if keep { "COMMIT" } else { "ROLLBACK" }));
+        // A connection whose transaction could not end is not used again.
+        let ended = match end {
+            Ok(_) => {
+                kept = Some(conn);
+                Ok(())
+            }
+            Err(e) => Err(DbError::from(e)),
+        };
+        if let Some(finish) = finish {
+            finish(ended);
+        }
+    }
+}

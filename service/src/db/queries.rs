@@ -1,0 +1,647 @@
+//! The service's statements, written once with `$1`-style parameters for
+//! both engines (where PostgreSQL can do in one statement what SQLite does
+//! in several, each engine gets its own text), and the rows they read.
+
+use std::sync::PoisonError;
+
+use super::value::int;
+use super::{Conn, DbError, Engine, Row, Tx, Value, CLAIM_LEASE_SECS};
+
+/// A row of `deliveries`.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    /// The delivery id.
+    pub delivery_id: String,
+    /// The current sequence.
+    pub sequence: u64,
+    /// The courier it is assigned to.
+    pub courier_id: String,
+    /// The settings it was issued with (JSON).
+    pub settings: String,
+    /// The current ticket (JSON).
+    pub ticket: String,
+    /// `issued`, `confirmed`, `flagged`, `not_delivered`.
+    pub status: String,
+    /// Where the code goes (JSON `{"phone": ...}` or `{"email": ...}`).
+    pub contact: String,
+    /// The customer's locale.
+    pub locale: String,
+    /// The customer's UTC offset in minutes, for the expiry in the message.
+    pub utc_offset_minutes: i32,
+    /// SHA-256 of the issueCode request, to answer a retry alike.
+    pub request_digest: String,
+    /// Codes sent again so far.
+    pub resends: u32,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// A row of `delivery_events`.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// Unix seconds.
+    pub at: u64,
+    /// What happened, such as `issued` or `receipt`.
+    pub kind: String,
+    /// Its details (JSON).
+    pub detail: String,
+}
+
+/// A receipt as received, its decision, and what it changes.
+#[derive(Debug)]
+pub struct ReceiptRecord<'a> {
+    /// The delivery.
+    pub delivery_id: &'a str,
+    /// The sequence of the ticket it answers.
+    pub sequence: i64,
+    /// The courier it names.
+    pub courier_id: &'a str,
+    /// The device that made it.
+    pub device_id: &'a str,
+    /// The exact text received, kept as evidence.
+    pub body: &'a str,
+    /// The decision (JSON of the core's `Decision`).
+    pub decision: &'a str,
+    /// The explanation for support.
+    pub explanation: &'a str,
+    /// Whether it was the same receipt again.
+    pub repeated: bool,
+    /// Unix seconds.
+    pub now: u64,
+    /// The delivery's new status, when the decision changes it.
+    pub status: Option<&'a str>,
+    /// The entry for the delivery's history.
+    pub history: &'a serde_json::Value,
+}
+
+/// A row of `receipts`, without the body.
+#[derive(Debug, Clone)]
+pub struct ReceiptRow {
+    /// Sequence of the ticket it answers.
+    pub sequence: u64,
+    /// The device that made it.
+    pub device_id: String,
+    /// The decision (JSON of the core's `Decision`).
+    pub decision: String,
+    /// The explanation for support.
+    pub explanation: String,
+    /// Whether it was the same receipt again.
+    pub repeated: bool,
+    /// Unix seconds.
+    pub received_at: u64,
+}
+
+/// The columns of [`DeliveryRow`], in a `SELECT`.
+const DELIVERY_COLUMNS: &str = "delivery_id, sequence, courier_id, settings, ticket, status, \
+     contact, locale, utc_offset_minutes, request_digest, resends, created_at";
+
+fn delivery_row(r: &Row) -> Result<DeliveryRow, DbError> {
+    Ok(DeliveryRow {
+        delivery_id: r.text("delivery_id")?,
+        sequence: r.unsigned("sequence")?,
+        courier_id: r.text("courier_id")?,
+        settings: r.text("settings")?,
+        ticket: r.text("ticket")?,
+        status: r.text("status")?,
+        contact: r.text("contact")?,
+        locale: r.text("locale")?,
+        utc_offset_minutes: i32::try_from(r.int("utc_offset_minutes")?)
+            .map_err(|_| DbError::Data("utc_offset_minutes is out of range".into()))?,
+        request_digest: r.text("request_digest")?,
+        resends: r.unsigned("resends")?,
+        created_at: r.unsigned("created_at")?,
+    })
+}
+
+impl Tx {
+    pub(super) fn take(&self) -> Option<Conn> {
+        self.conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    pub(super) fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.as_mut().ok_or(DbError::Gone)?.execute(sql, params)
+    }
+
+    pub(super) fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.as_mut().ok_or(DbError::Gone)?.query(sql, params)
+    }
+
+    pub(super) fn query_one(&self, sql: &str, params: &[Value]) -> Result<Option<Row>, DbError> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// Serializes the transactions that touch `key`: with PostgreSQL, an
+    /// advisory lock held until this transaction ends; with SQLite's single
+    /// writer, every transaction is already alone.
+    pub(super) fn lock(&self, key: &str) -> Result<(), DbError> {
+        if self.engine == Engine::Sqlite {
+            return Ok(());
+        }
+        self.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[key.into()],
+        )
+        .map(drop)
+    }
+
+    /// The delivery, if issued.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn delivery(&self, delivery_id: &str) -> Result<Option<DeliveryRow>, DbError> {
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE delivery_id = $1");
+        self.query_one(&sql, &[delivery_id.into()])?
+            .map(|r| delivery_row(&r))
+            .transpose()
+    }
+
+    /// The delivery, if issued, held for this transaction: every
+    /// transaction that changes a delivery or checks a code for it reads it
+    /// this way first, so they run one after another (PostgreSQL: the row
+    /// is locked, `FOR UPDATE`; SQLite's single writer runs every
+    /// transaction alone). With it, in the same statement, whether
+    /// `device` (courier id, device id) is provisioned: `Some(true)`,
+    /// revoked: `Some(false)`, or never provisioned: `None`.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn delivery_held(
+        &self,
+        delivery_id: &str,
+        device: Option<(&str, &str)>,
+    ) -> Result<Option<(DeliveryRow, Option<bool>)>, DbError> {
+        let lock = match self.engine {
+            Engine::Postgres => " FOR UPDATE",
+            Engine::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS}, (SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END \
+             FROM devices WHERE courier_id = $2 AND device_id = $3) AS device_active \
+             FROM deliveries WHERE delivery_id = $1{lock}"
+        );
+        let (courier_id, device_id) = device.unwrap_or(("", ""));
+        let Some(r) = self.query_one(
+            &sql,
+            &[delivery_id.into(), courier_id.into(), device_id.into()],
+        )?
+        else {
+            return Ok(None);
+        };
+        let active = r.opt_int("device_active")?.map(|a| a == 1);
+        Ok(Some((delivery_row(&r)?, active)))
+    }
+
+    /// Stores a newly issued delivery and its history's `issued` entry
+    /// (`detail`), unless a delivery with its id exists; whether it did.
+    /// On PostgreSQL this is one statement.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn insert_delivery(
+        &self,
+        d: &DeliveryRow,
+        now: u64,
+        detail: &serde_json::Value,
+    ) -> Result<bool, DbError> {
+        const INSERT: &str = "INSERT INTO deliveries (delivery_id, sequence, courier_id, settings, \
+             ticket, status, contact, locale, utc_offset_minutes, request_digest, resends, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (delivery_id) DO NOTHING";
+        let mut params = vec![
+            (&d.delivery_id).into(),
+            int(d.sequence)?,
+            (&d.courier_id).into(),
+            (&d.settings).into(),
+            (&d.ticket).into(),
+            (&d.status).into(),
+            (&d.contact).into(),
+            (&d.locale).into(),
+            i64::from(d.utc_offset_minutes).into(),
+            (&d.request_digest).into(),
+            i64::from(d.resends).into(),
+            int(d.created_at)?,
+            int(now)?,
+        ];
+        match self.engine {
+            Engine::Postgres => {
+                params.push(detail.to_string().into());
+                let added = self.execute(
+                    &format!(
+                        "WITH added AS ({INSERT} RETURNING delivery_id) INSERT INTO delivery_events \
+                         (delivery_id, at, kind, detail) SELECT delivery_id, $13, 'issued', $14 FROM added"
+                    ),
+                    &params,
+                )?;
+                Ok(added == 1)
+            }
+            Engine::Sqlite => {
+                let added = self.execute(INSERT, &params)? == 1;
+                if added {
+                    self.event(&d.delivery_id, now, "issued", detail)?;
+                }
+                Ok(added)
+            }
+        }
+    }
+
+    /// Replaces the delivery's ticket (a resend or a reassignment).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn update_ticket(
+        &self,
+        delivery_id: &str,
+        sequence: u64,
+        courier_id: &str,
+        ticket: &str,
+        resends: u32,
+        now: u64,
+    ) -> Result<(), DbError> {
+        self.execute(
+            "UPDATE deliveries SET sequence = $1, courier_id = $2, ticket = $3, resends = $4, \
+             status = 'issued', updated_at = $5 WHERE delivery_id = $6",
+            &[
+                int(sequence)?,
+                courier_id.into(),
+                ticket.into(),
+                i64::from(resends).into(),
+                int(now)?,
+                delivery_id.into(),
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Sets the delivery's status.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn set_status(&self, delivery_id: &str, status: &str, now: u64) -> Result<(), DbError> {
+        self.execute(
+            "UPDATE deliveries SET status = $1, updated_at = $2 WHERE delivery_id = $3",
+            &[status.into(), int(now)?, delivery_id.into()],
+        )
+        .map(drop)
+    }
+
+    /// Appends to the delivery's history.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn event(
+        &self,
+        delivery_id: &str,
+        now: u64,
+        kind: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO delivery_events (delivery_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+            &[
+                delivery_id.into(),
+                int(now)?,
+                kind.into(),
+                detail.to_string().into(),
+            ],
+        )
+        .map(drop)
+    }
+
+    /// The delivery's history, oldest first.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn events(&self, delivery_id: &str) -> Result<Vec<EventRow>, DbError> {
+        self.query(
+            "SELECT at, kind, detail FROM delivery_events WHERE delivery_id = $1 ORDER BY id",
+            &[delivery_id.into()],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(EventRow {
+                at: r.unsigned("at")?,
+                kind: r.text("kind")?,
+                detail: r.text("detail")?,
+            })
+        })
+        .collect()
+    }
+
+    /// The receipts received for the delivery, oldest first.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn receipts(&self, delivery_id: &str) -> Result<Vec<ReceiptRow>, DbError> {
+        self.query(
+            "SELECT sequence, device_id, decision, explanation, repeated, received_at \
+             FROM receipts WHERE delivery_id = $1 ORDER BY id",
+            &[delivery_id.into()],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(ReceiptRow {
+                sequence: r.unsigned("sequence")?,
+                device_id: r.text("device_id")?,
+                decision: r.text("decision")?,
+                explanation: r.text("explanation")?,
+                repeated: r.int("repeated")? != 0,
+                received_at: r.unsigned("received_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Keeps a receipt exactly as received with its decision, sets the
+    /// delivery's status when the decision changes it, and adds the
+    /// receipt to the delivery's history: one statement on PostgreSQL.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn record_receipt(&self, r: &ReceiptRecord<'_>) -> Result<(), DbError> {
+        const INSERT: &str = "INSERT INTO receipts (delivery_id, sequence, courier_id, device_id, \
+             body, body_sha256, decision, explanation, repeated, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        let digest = crate::auth::sha256_hex(r.body.as_bytes());
+        let mut params = vec![
+            r.delivery_id.into(),
+            r.sequence.into(),
+            r.courier_id.into(),
+            r.device_id.into(),
+            r.body.into(),
+            digest.into(),
+            r.decision.into(),
+            r.explanation.into(),
+            r.repeated.into(),
+            int(r.now)?,
+        ];
+        match self.engine {
+            Engine::Postgres => {
+                params.push(r.status.unwrap_or_default().into());
+                params.push(r.history.to_string().into());
+                self.execute(
+                    &format!(
+                        "WITH kept AS ({INSERT}), changed AS (UPDATE deliveries SET status = $11, \
+                         updated_at = $10 WHERE delivery_id = $1 AND $11 <> '') \
+                         INSERT INTO delivery_events (delivery_id, at, kind, detail) \
+                         VALUES ($1, $10, 'receipt', $12)"
+                    ),
+                    &params,
+                )?;
+            }
+            Engine::Sqlite => {
+                self.execute(INSERT, &params)?;
+                if let Some(status) = r.status {
+                    self.set_status(r.delivery_id, status, r.now)?;
+                }
+                self.event(r.delivery_id, r.now, "receipt", r.history)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a receipt for the delivery's `sequence` was recorded with
+    /// this decision (JSON) as new, not as a repeat.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn decision_recorded(
+        &self,
+        delivery_id: &str,
+        sequence: i64,
+        decision: &str,
+    ) -> Result<bool, DbError> {
+        Ok(self
+            .query_one(
+                "SELECT 1 AS one FROM receipts WHERE delivery_id = $1 AND sequence = $2 \
+                 AND decision = $3 AND repeated = 0 LIMIT 1",
+                &[delivery_id.into(), sequence.into(), decision.into()],
+            )?
+            .is_some())
+    }
+
+    /// Records a device as provisioned now (again, if it was revoked).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn provision_device(
+        &self,
+        courier_id: &str,
+        device_id: &str,
+        key_id: &str,
+        now: u64,
+    ) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO devices (courier_id, device_id, key_id, provisioned_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (courier_id, device_id) DO UPDATE SET \
+             key_id = excluded.key_id, provisioned_at = excluded.provisioned_at, revoked_at = NULL",
+            &[
+                courier_id.into(),
+                device_id.into(),
+                key_id.into(),
+                int(now)?,
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Revokes a device; returns whether it was provisioned.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn revoke_device(
+        &self,
+        courier_id: &str,
+        device_id: &str,
+        now: u64,
+    ) -> Result<bool, DbError> {
+        let changed = self.execute(
+            "UPDATE devices SET revoked_at = COALESCE(revoked_at, $1) WHERE courier_id = $2 AND device_id = $3",
+            &[int(now)?, courier_id.into(), device_id.into()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// `Some(true)` for a provisioned device, `Some(false)` for a revoked
+    /// one, `None` for one never provisioned.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn device_active(
+        &self,
+        courier_id: &str,
+        device_id: &str,
+    ) -> Result<Option<bool>, DbError> {
+        let row = self.query_one(
+            "SELECT revoked_at FROM devices WHERE courier_id = $1 AND device_id = $2",
+            &[courier_id.into(), device_id.into()],
+        )?;
+        row.map(|r| Ok(r.opt_int("revoked_at")?.is_none()))
+            .transpose()
+    }
+
+    /// The current tickets of the deliveries assigned to `courier_id` that
+    /// are still open.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn open_tickets(&self, courier_id: &str) -> Result<Vec<String>, DbError> {
+        self.query(
+            "SELECT ticket FROM deliveries WHERE courier_id = $1 AND status = 'issued' ORDER BY delivery_id",
+            &[courier_id.into()],
+        )?
+        .iter()
+        .map(|r| r.text("ticket"))
+        .collect()
+    }
+
+    /// Records a device request's signature until `expires_at`; `false`
+    /// when it was already recorded (a replay). Forgets expired ones.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn remember_signature(
+        &self,
+        signature: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, DbError> {
+        self.execute(
+            "DELETE FROM request_signatures WHERE expires_at < $1",
+            &[int(now)?],
+        )?;
+        let added = self.execute(
+            "INSERT INTO request_signatures (signature, expires_at) VALUES ($1, $2) ON CONFLICT (signature) DO NOTHING",
+            &[signature.into(), int(expires_at)?],
+        )?;
+        Ok(added == 1)
+    }
+
+    /// Writes a webhook event to the outbox, due now.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn enqueue_event(&self, event_id: &str, payload: &str, now: u64) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO webhook_outbox (event_id, payload, created_at, attempts, next_attempt_at) \
+             VALUES ($1, $2, $3, 0, $4)",
+            &[event_id.into(), payload.into(), int(now)?, int(now)?],
+        )
+        .map(drop)
+    }
+
+    /// Claims up to `limit` due events for [`CLAIM_LEASE_SECS`] (other
+    /// instances skip them; if this one dies, they come due again): (event
+    /// id, payload, tries so far), oldest first.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn claim_events(
+        &self,
+        now: u64,
+        limit: i64,
+    ) -> Result<Vec<(String, String, u64)>, DbError> {
+        let select = match self.engine {
+            Engine::Sqlite => {
+                "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
+                 AND next_attempt_at <= $1 ORDER BY created_at, event_id LIMIT $2"
+            }
+            Engine::Postgres => {
+                "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
+                 AND next_attempt_at <= $1 ORDER BY created_at, event_id LIMIT $2 FOR UPDATE SKIP LOCKED"
+            }
+        };
+        let rows = self.query(select, &[int(now)?, limit.into()])?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let event_id = r.text("event_id")?;
+            self.execute(
+                "UPDATE webhook_outbox SET next_attempt_at = $1 WHERE event_id = $2",
+                &[
+                    int(now.saturating_add(CLAIM_LEASE_SECS))?,
+                    (&event_id).into(),
+                ],
+            )?;
+            out.push((event_id, r.text("payload")?, r.unsigned("attempts")?));
+        }
+        Ok(out)
+    }
+
+    /// Marks an event delivered.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn event_delivered(&self, event_id: &str, now: u64) -> Result<(), DbError> {
+        self.execute(
+            "UPDATE webhook_outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL \
+             WHERE event_id = $2",
+            &[int(now)?, event_id.into()],
+        )
+        .map(drop)
+    }
+
+    /// Records a failed try and when to try again.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn event_failed(
+        &self,
+        event_id: &str,
+        next_attempt_at: u64,
+        error: &str,
+    ) -> Result<(), DbError> {
+        self.execute(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 \
+             WHERE event_id = $3",
+            &[int(next_attempt_at)?, error.into(), event_id.into()],
+        )
+        .map(drop)
+    }
+
+    /// The scopes of the unrevoked token with this hash.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn token_scopes(&self, token_hash: &str) -> Result<Option<String>, DbError> {
+        self.query_one(
+            "SELECT scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            &[token_hash.into()],
+        )?
+        .map(|r| r.text("scopes"))
+        .transpose()
+    }
+
+    /// Marks a token revoked now; whether a live token had that hash.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn revoke_token(&self, token_hash: &str, now: u64) -> Result<bool, DbError> {
+        let changed = self.execute(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+            &[int(now)?, token_hash.into()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// Stores a token's hash and scopes.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn insert_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        scopes: &str,
+        now: u64,
+    ) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4)",
+            &[name.into(), token_hash.into(), scopes.into(), int(now)?],
+        )
+        .map(drop)
+    }
+}

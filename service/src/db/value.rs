@@ -1,0 +1,215 @@
+//! Parameters and result rows as both engines give them, and one open
+//! connection of either engine.
+
+use std::sync::Arc;
+
+use sqlx::{AnyConnection, Column as _, Row as _};
+
+use super::DbError;
+
+/// A parameter or a column's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// NULL.
+    Null,
+}
+
+impl From<i64> for Value {
+    fn from(n: i64) -> Self {
+        Value::Int(n)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Int(i64::from(b))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Self {
+        Value::Text(text.to_string())
+    }
+}
+
+impl From<&String> for Value {
+    fn from(text: &String) -> Self {
+        Value::Text(text.clone())
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Self {
+        Value::Text(text)
+    }
+}
+
+/// A `u64` (a time, a sequence) as a stored integer.
+pub(super) fn int(value: u64) -> Result<Value, DbError> {
+    i64::try_from(value)
+        .map(Value::Int)
+        .map_err(|_| DbError::Data(format!("{value} is too large to store")))
+}
+
+/// One result row: its columns by name.
+#[derive(Debug)]
+pub struct Row {
+    pub(super) cols: Vec<(String, Value)>,
+}
+
+impl Row {
+    pub(super) fn value(&self, name: &str) -> Result<&Value, DbError> {
+        self.cols
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| DbError::Data(format!("no column {name}")))
+    }
+
+    pub(super) fn opt_int(&self, name: &str) -> Result<Option<i64>, DbError> {
+        match self.value(name)? {
+            Value::Int(n) => Ok(Some(*n)),
+            Value::Null => Ok(None),
+            Value::Text(_) => Err(DbError::Data(format!("{name} is not an integer"))),
+        }
+    }
+
+    pub(super) fn int(&self, name: &str) -> Result<i64, DbError> {
+        self.opt_int(name)?
+            .ok_or_else(|| DbError::Data(format!("{name} is null")))
+    }
+
+    pub(super) fn unsigned<T: TryFrom<i64>>(&self, name: &str) -> Result<T, DbError> {
+        let n = self.int(name)?;
+        T::try_from(n).map_err(|_| DbError::Data(format!("{name} is {n}, out of range")))
+    }
+
+    pub(super) fn text(&self, name: &str) -> Result<String, DbError> {
+        match self.value(name)? {
+            Value::Text(t) => Ok(t.clone()),
+            _ => Err(DbError::Data(format!("{name} is not text"))),
+        }
+    }
+}
+
+/// An open transaction's connection.
+pub(super) enum Conn {
+    /// The SQLite writer's connection, inside its transaction and savepoint.
+    Sqlite(rusqlite::Connection),
+    /// A PostgreSQL worker's connection inside its transaction, driven by
+    /// the worker's own runtime.
+    Postgres {
+        conn: Box<AnyConnection>,
+        runtime: Arc<tokio::runtime::Runtime>,
+    },
+}
+
+/// Binds `$1`, `$2`, ... by name, so their order in the text does not matter.
+fn bind_sqlite(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> Result<(), DbError> {
+    for (i, value) in params.iter().enumerate() {
+        let name = format!("${}", i.saturating_add(1));
+        let index = stmt
+            .parameter_index(&name)?
+            .ok_or_else(|| DbError::Data(format!("the statement has no {name}")))?;
+        match value {
+            Value::Int(n) => stmt.raw_bind_parameter(index, n)?,
+            Value::Text(t) => stmt.raw_bind_parameter(index, t)?,
+            Value::Null => stmt.raw_bind_parameter(index, rusqlite::types::Null)?,
+        }
+    }
+    Ok(())
+}
+
+fn bind_any<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    params: &[Value],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for value in params {
+        query = match value {
+            Value::Int(n) => query.bind(*n),
+            Value::Text(t) => query.bind(t.clone()),
+            Value::Null => query.bind(None::<i64>),
+        };
+    }
+    query
+}
+
+impl Conn {
+    pub(super) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                bind_sqlite(&mut stmt, params)?;
+                let changed = stmt.raw_execute()?;
+                Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+            }
+            Conn::Postgres { conn, runtime } => {
+                let query = bind_any(sqlx::query(sql), params);
+                let done = runtime.block_on(query.execute(&mut **conn))?;
+                Ok(done.rows_affected())
+            }
+        }
+    }
+
+    pub(super) fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                bind_sqlite(&mut stmt, params)?;
+                let names: Vec<String> =
+                    stmt.column_names().into_iter().map(String::from).collect();
+                let mut rows = stmt.raw_query();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let mut cols = Vec::with_capacity(names.len());
+                    for (i, name) in names.iter().enumerate() {
+                        use rusqlite::types::ValueRef;
+                        let value = match row.get_ref(i)? {
+                            ValueRef::Integer(n) => Value::Int(n),
+                            ValueRef::Text(t) => Value::Text(
+                                String::from_utf8(t.to_vec())
+                                    .map_err(|_| DbError::Data(format!("{name} is not UTF-8")))?,
+                            ),
+                            ValueRef::Null => Value::Null,
+                            ValueRef::Real(_) | ValueRef::Blob(_) => {
+                                return Err(DbError::Data(format!("{name} has an unexpected type")))
+                            }
+                        };
+                        cols.push((name.clone(), value));
+                    }
+                    out.push(Row { cols });
+                }
+                Ok(out)
+            }
+            Conn::Postgres { conn, runtime } => {
+                let query = bind_any(sqlx::query(sql), params);
+                let rows = runtime.block_on(query.fetch_all(&mut **conn))?;
+                rows.iter()
+                    .map(|row| {
+                        let cols = row
+                            .columns()
+                            .iter()
+                            .map(|col| {
+                                let i = col.ordinal();
+                                let value = match row.try_get::<Option<i64>, _>(i) {
+                                    Ok(Some(n)) => Value::Int(n),
+                                    Ok(None) => Value::Null,
+                                    Err(_) => match row.try_get::<Option<String>, _>(i)? {
+                                        Some(t) => Value::Text(t),
+                                        None => Value::Null,
+                                    },
+                                };
+                                Ok((col.name().to_string(), value))
+                            })
+                            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                        Ok(Row { cols })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
