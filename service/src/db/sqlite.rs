@@ -19,6 +19,11 @@ use super::{Conn, Db, DbError, Engine, Job, Tx, QUEUE, SQLITE_GROUP, SQLITE_MIGR
 /// # Errors
 /// The file cannot be opened, a migration fails, or the thread cannot start.
 pub async fn open_sqlite(path: &Path) -> Result<Db, DbError> {
+    open_with_queue(path, QUEUE).await
+}
+
+/// [`open_sqlite`] with at most `waiting` requests queued for the writer.
+async fn open_with_queue(path: &Path, waiting: usize) -> Result<Db, DbError> {
     sqlx::any::install_default_drivers();
     let text = path
         .to_str()
@@ -58,7 +63,7 @@ pub async fn open_sqlite(path: &Path) -> Result<Db, DbError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
-    let (jobs, queue) = mpsc::sync_channel(QUEUE);
+    let (jobs, queue) = mpsc::sync_channel(waiting);
     std::thread::Builder::new()
         .name("sqlite-writer".into())
         .spawn(move || sqlite_writer(conn, &queue))
@@ -150,11 +155,25 @@ mod tests {
     use axum::http::StatusCode;
 
     async fn fresh(name: &str) -> (Db, std::path::PathBuf) {
+        fresh_with_queue(name, QUEUE).await
+    }
+
+    async fn fresh_with_queue(name: &str, waiting: usize) -> (Db, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("dotp-db-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let db = open_sqlite(&dir.join("service.sqlite")).await.unwrap();
+        let db = open_with_queue(&dir.join("service.sqlite"), waiting)
+            .await
+            .unwrap();
         (db, dir)
+    }
+
+    /// Whether the token with this hash was kept.
+    async fn kept(db: &Db, hash: &str) -> bool {
+        let hash = hash.to_string();
+        transaction(db, move |tx| Ok(tx.token_scopes(&hash)?.is_some()))
+            .await
+            .unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,6 +260,114 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(count, Some(200));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_answers_busy_at_once_and_keeps_nothing_of_it() {
+        let (db, dir) = fresh_with_queue("busy", 1).await;
+        let slow = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                transaction(&db, |tx| {
+                    tx.insert_token("slow", "hash-slow", "read", 1)?;
+                    std::thread::sleep(std::time::Duration::from_millis(800));
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // One waits in the queue; the next finds it full.
+        let waiting = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                transaction(&db, |tx| {
+                    Ok(tx.insert_token("waiting", "hash-waiting", "read", 1)?)
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        let refused = transaction(&db, |tx| {
+            Ok(tx.insert_token("refused", "hash-refused", "read", 1)?)
+        })
+        .await;
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        let problem = refused.unwrap_err();
+        assert_eq!(problem.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(problem.detail.contains("busy"), "{}", problem.detail);
+        slow.await.unwrap().unwrap();
+        waiting.await.unwrap().unwrap();
+        assert!(kept(&db, "hash-slow").await);
+        assert!(kept(&db, "hash-waiting").await);
+        assert!(!kept(&db, "hash-refused").await);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A group whose COMMIT fails answers every request in it with a 503 and
+    /// keeps none of them; the writer goes on. Played with a deferred foreign
+    /// key, which SQLite checks only at COMMIT.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_whose_commit_fails_keeps_none_of_its_requests() {
+        let (db, dir) = fresh("commit").await;
+        transaction(&db, |tx| {
+            tx.execute("CREATE TABLE parents (id INTEGER PRIMARY KEY)", &[])?;
+            tx.execute(
+                "CREATE TABLE children (parent INTEGER REFERENCES parents (id) \
+                 DEFERRABLE INITIALLY DEFERRED)",
+                &[],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        // The first request holds the writer while the next three queue up:
+        // they commit together, and one of them breaks the key.
+        let first = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                transaction(&db, |tx| {
+                    tx.insert_token("first", "hash-first", "read", 1)?;
+                    std::thread::sleep(std::time::Duration::from_millis(800));
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut group = Vec::new();
+        for name in ["a", "breaks", "b"] {
+            let db = db.clone();
+            group.push(tokio::spawn(async move {
+                transaction(&db, move |tx| {
+                    tx.insert_token(name, &format!("hash-{name}"), "read", 1)?;
+                    if name == "breaks" {
+                        tx.execute("INSERT INTO children (parent) VALUES (42)", &[])?;
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        first.await.unwrap().unwrap();
+        for request in group {
+            let problem = request.await.unwrap().unwrap_err();
+            assert_eq!(problem.status, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert!(kept(&db, "hash-first").await);
+        for name in ["a", "breaks", "b"] {
+            assert!(!kept(&db, &format!("hash-{name}")).await, "{name} was kept");
+        }
+        // The writer goes on.
+        transaction(&db, |tx| {
+            Ok(tx.insert_token("after", "hash-after", "read", 1)?)
+        })
+        .await
+        .unwrap();
+        assert!(kept(&db, "hash-after").await);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
