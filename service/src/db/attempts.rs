@@ -1,10 +1,10 @@
 //! The core's attempt store on a request's transaction: what the core
 //! records commits with what the service records, or neither does.
 
-use delivery_otp::{AttemptStore, OnlineEntry, OnlineStep};
+use delivery_otp::{AttemptStore, OnlineEntry, OnlineStep, Unless};
 
 use super::value::int;
-use super::{DbError, Tx, Value};
+use super::{DbError, Engine, Tx, Value};
 
 fn storage(e: DbError) -> delivery_otp::Error {
     tracing::error!(error = %e, "attempt store");
@@ -15,9 +15,10 @@ fn storage(e: DbError) -> delivery_otp::Error {
 
 /// The core's attempt store, in this transaction.
 impl AttemptStore for Tx {
-    /// An online check in three statements at most: what ended the code,
-    /// the entry's position and the count read together, then the entry
-    /// and (when it ends the code) its record written. The service checks
+    /// An online check in two statements on PostgreSQL (three at most on
+    /// SQLite): what ended the code, the entry's position and the count read
+    /// together, then the entry and (when it ends the code) its record
+    /// written. The service checks
     /// codes only in `verifyCode`, which holds the delivery first
     /// ([`Tx::delivery_held`]), so two checks of one code never interleave.
     fn check_online(&self, entry: &OnlineEntry<'_>) -> delivery_otp::Result<OnlineStep> {
@@ -37,39 +38,116 @@ impl AttemptStore for Tx {
         if let Value::Text(first) = found.value("ended").map_err(storage)? {
             return Ok(OnlineStep::AlreadyEnded(first.clone()));
         }
-        let position = match found.opt_int("known").map_err(storage)? {
-            Some(known) => known,
+        let (position, new) = match found.opt_int("known").map_err(storage)? {
+            Some(known) => (known, false),
             None => {
                 let counted = found.int("counted").map_err(storage)?;
                 if counted >= i64::from(entry.limit) {
                     return Ok(OnlineStep::Locked);
                 }
-                let position = counted.saturating_add(1);
-                self.execute(
-                    "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)",
-                    &[
-                        entry.scope.into(),
-                        entry.attempt.into(),
-                        position.into(),
-                        int(entry.expires_at).map_err(storage)?,
-                    ],
-                )
-                .map_err(storage)?;
-                position
+                (counted.saturating_add(1), true)
             }
         };
+        let attempt = [
+            entry.scope.into(),
+            entry.attempt.into(),
+            position.into(),
+            int(entry.expires_at).map_err(storage)?,
+        ];
+        const COUNT: &str =
+            "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)";
+        let value = entry
+            .ends
+            .map(|(before, after)| format!("{before}{position}{after}"));
         let position = u32::try_from(position)
             .map_err(|_| storage(DbError::Data(format!("attempt position {position}"))))?;
-        let Some((before, after)) = entry.ends else {
-            return Ok(OnlineStep::Counted(position));
+        let first = match (&value, new, self.engine) {
+            (None, false, _) => return Ok(OnlineStep::Counted(position)),
+            (None, true, _) => {
+                self.execute(COUNT, &attempt).map_err(storage)?;
+                return Ok(OnlineStep::Counted(position));
+            }
+            // PostgreSQL: the entry and the record that it ended the code in
+            // one statement.
+            (Some(value), true, Engine::Postgres) => {
+                let mut params = attempt.to_vec();
+                params.push(entry.end_key.into());
+                params.push(value.into());
+                let kept = self
+                    .execute(
+                        &format!(
+                            "WITH counted AS ({COUNT}) INSERT INTO remembered (key, value, \
+                             expires_at) VALUES ($5, $6, $4) ON CONFLICT (key) DO NOTHING"
+                        ),
+                        &params,
+                    )
+                    .map_err(storage)?;
+                if kept == 1 {
+                    None
+                } else {
+                    Some(self.recall(entry.end_key)?.ok_or_else(|| {
+                        storage(DbError::Data(format!(
+                            "{} was kept and is gone",
+                            entry.end_key
+                        )))
+                    })?)
+                }
+            }
+            (Some(value), new, _) => {
+                if new {
+                    self.execute(COUNT, &attempt).map_err(storage)?;
+                }
+                self.remember_first(entry.end_key, value, entry.expires_at)?
+            }
         };
-        let value = format!("{before}{position}{after}");
-        Ok(
-            match self.remember_first(entry.end_key, &value, entry.expires_at)? {
-                Some(first) => OnlineStep::AlreadyEnded(first),
-                None => OnlineStep::Ended(position),
-            },
-        )
+        Ok(match first {
+            Some(first) => OnlineStep::AlreadyEnded(first),
+            None => OnlineStep::Ended(position),
+        })
+    }
+
+    /// On PostgreSQL one statement: what is under `unless`, and the value
+    /// kept unless there was one.
+    fn remember_first_unless(
+        &self,
+        unless: &str,
+        key: &str,
+        value: &str,
+        expires_at: u64,
+    ) -> delivery_otp::Result<Unless> {
+        if self.engine == Engine::Sqlite {
+            if let Some(found) = self.recall(unless)? {
+                return Ok(Unless::Found(found));
+            }
+            return Ok(Unless::Remembered(
+                self.remember_first(key, value, expires_at)?,
+            ));
+        }
+        let row = self
+            .query_one(
+                "WITH found AS (SELECT value FROM remembered WHERE key = $1), \
+                 added AS (INSERT INTO remembered (key, value, expires_at) SELECT $2, $3, $4 \
+                 WHERE NOT EXISTS (SELECT 1 FROM found) ON CONFLICT (key) DO NOTHING RETURNING key) \
+                 SELECT (SELECT value FROM found) AS found, (SELECT key FROM added) AS added",
+                &[
+                    unless.into(),
+                    key.into(),
+                    value.into(),
+                    int(expires_at).map_err(storage)?,
+                ],
+            )
+            .and_then(|row| row.ok_or(DbError::Gone))
+            .map_err(storage)?;
+        if let Value::Text(found) = row.value("found").map_err(storage)? {
+            return Ok(Unless::Found(found.clone()));
+        }
+        if let Value::Text(_) = row.value("added").map_err(storage)? {
+            return Ok(Unless::Remembered(None));
+        }
+        // Kept before (a new statement sees it, whoever kept it).
+        self.recall(key)?
+            .map(|first| Unless::Remembered(Some(first)))
+            .ok_or_else(|| storage(DbError::Data(format!("{key} was kept and is gone"))))
     }
 
     fn record_attempt(
