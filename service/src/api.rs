@@ -708,11 +708,15 @@ fn status_after(decision: &Decision) -> Option<&'static str> {
 }
 
 /// Judges receipts, as a phone back online sends them; each is kept byte for
-/// byte with its decision, in one transaction with it.
+/// byte with its decision. The whole upload is one transaction: a receipt
+/// that cannot be judged gets its own error in the results and changes
+/// nothing, while a 503 means none of the upload was kept, and sending it
+/// again is safe (a receipt judged before is answered `repeated`).
 #[utoipa::path(post, path = "/v1/receipts", operation_id = "uploadReceipts", tag = "receipts",
     request_body = UploadRequest,
     responses(
-        (status = 200, description = "One result per receipt", body = UploadResponse),
+        (status = 200, description = "One result per receipt, in order", body = UploadResponse),
+        (status = 503, description = "The database or the attempt store failed or is busy: nothing of the upload was kept; send it again", body = ProblemBody, content_type = "application/problem+json"),
         (status = 400, description = "Not a batch of receipts, or over 100", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Over 1 MiB", body = ProblemBody, content_type = "application/problem+json"),
     ),
