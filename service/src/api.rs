@@ -295,7 +295,9 @@ pub async fn issue_code(
     let digest = sha256_hex(serde_json::to_string(&req).unwrap_or_default().as_bytes());
     let now = now();
     let st = state.clone();
-    let (response, repeated) = db::transaction(&state.db, move |tx| {
+    // One idempotent write: outside a transaction on PostgreSQL (see
+    // db::autocommit).
+    let (response, repeated) = db::autocommit(&state.db, move |tx| {
         let backend = st.core(tx);
         // The delivery is written first, with its history's first entry,
         // unless its id exists: one statement on PostgreSQL. A concurrent

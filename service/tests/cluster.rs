@@ -339,6 +339,25 @@ fn a_postgres_crash_gives_fast_503s_and_the_service_resumes() {
     assert_eq!(status, 404);
     let (status, again) = server.post("/v1/deliveries", &issue_body("PKG-DURING", "courier-p"));
     assert_eq!(status, 201, "{again}");
+    // Every worker's connection died with the server: issues sent at once
+    // (outside a transaction, their connection checked by nothing before)
+    // each connect again and go through.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..24)
+            .map(|n| {
+                scope.spawn(move || {
+                    server
+                        .post(
+                            "/v1/deliveries",
+                            &issue_body(&format!("PKG-AFTER-{n}"), "courier-p"),
+                        )
+                        .0
+                })
+            })
+            .collect();
+        sent.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
     println!("PostgreSQL crashed (-m immediate) and started again: a 503 in {waited:?}, /readyz 503 then 200, the failed issue left nothing and went through after");
     let ticket = Ticket::from_json(again["ticket"].as_str().unwrap()).unwrap();
     assert_eq!(ticket.delivery_id(), "PKG-DURING");

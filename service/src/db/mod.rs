@@ -106,9 +106,16 @@ impl std::fmt::Debug for Db {
 
 /// What a finished request does with the outcome of its commit.
 type Finish = Box<dyn FnOnce(Result<(), DbError>) + Send>;
-/// A request's work: run in a transaction, it says whether to keep what it
-/// wrote and how to answer once the commit is known.
-type Job = Box<dyn FnOnce(&Arc<Tx>) -> (bool, Finish) + Send>;
+/// A request's work: run in a transaction (or, on PostgreSQL with
+/// `autocommit`, outside one), it says whether to keep what it wrote and how
+/// to answer once the commit is known.
+struct Job {
+    autocommit: bool,
+    run: Work,
+}
+
+/// The work of a [`Job`].
+type Work = Box<dyn FnOnce(&Arc<Tx>) -> (bool, Finish) + Send>;
 
 /// Runs `work` in one transaction and commits it if `work` succeeds; on an
 /// error nothing it wrote is kept. The answer comes only once the commit
@@ -122,8 +129,34 @@ where
     T: Send + 'static,
     F: FnOnce(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
 {
+    submit(db, false, work).await
+}
+
+/// Runs `work` outside a transaction on PostgreSQL: each statement commits
+/// by itself, which saves the two round trips of `BEGIN` and `COMMIT`. Only
+/// for work that writes with one statement that is idempotent (sending it
+/// twice does what sending it once does: the first statement is sent again
+/// when the connection it was given turns out to have died) and reads
+/// nothing that needs a lock: issuing a code, whose one insert does nothing
+/// when the delivery exists. On SQLite it is a transaction like any other.
+///
+/// # Errors
+/// As [`transaction`].
+pub async fn autocommit<T, F>(db: &Db, work: F) -> Result<T, Problem>
+where
+    T: Send + 'static,
+    F: FnOnce(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
+{
+    submit(db, true, work).await
+}
+
+async fn submit<T, F>(db: &Db, autocommit: bool, work: F) -> Result<T, Problem>
+where
+    T: Send + 'static,
+    F: FnOnce(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
+{
     let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, Problem>>();
-    let job: Job = Box::new(move |tx: &Arc<Tx>| {
+    let run = Box::new(move |tx: &Arc<Tx>| {
         let out = work(tx);
         let keep = out.is_ok();
         let finish: Finish = Box::new(move |committed| {
@@ -135,12 +168,14 @@ where
         });
         (keep, finish)
     });
-    db.jobs.try_send(job).map_err(|e| match e {
-        mpsc::TrySendError::Full(_) => {
-            Problem::unavailable("the database is busy; the request may be sent again")
-        }
-        mpsc::TrySendError::Disconnected(_) => Problem::from(DbError::Gone),
-    })?;
+    db.jobs
+        .try_send(Job { autocommit, run })
+        .map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => {
+                Problem::unavailable("the database is busy; the request may be sent again")
+            }
+            mpsc::TrySendError::Disconnected(_) => Problem::from(DbError::Gone),
+        })?;
     answered
         .await
         .map_err(|_| Problem::unavailable("the database failed; the request may be sent again"))?

@@ -35,7 +35,7 @@ pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
             .map_err(|e| DbError::Data(format!("cannot start a PostgreSQL worker: {e}")))?;
         std::thread::Builder::new()
             .name(format!("postgres-{n}"))
-            .spawn(move || postgres_worker(&options, &queue, Arc::new(runtime)))
+            .spawn(move || postgres_worker(Arc::new(options), &queue, Arc::new(runtime)))
             .map_err(|e| DbError::Data(format!("cannot start a PostgreSQL worker: {e}")))?;
     }
     Ok(Db {
@@ -51,7 +51,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A new connection, or none (logged) when the server cannot be reached
 /// within [`CONNECT_TIMEOUT`].
-fn connect(
+pub(super) fn connect(
     options: &AnyConnectOptions,
     runtime: &tokio::runtime::Runtime,
 ) -> Option<Box<AnyConnection>> {
@@ -75,7 +75,7 @@ fn connect(
 /// and runs it in one transaction on its own connection, connecting again
 /// when the connection was lost.
 fn postgres_worker(
-    options: &AnyConnectOptions,
+    options: Arc<AnyConnectOptions>,
     queue: &Mutex<mpsc::Receiver<Job>>,
     runtime: Arc<tokio::runtime::Runtime>,
 ) {
@@ -83,6 +83,31 @@ fn postgres_worker(
     loop {
         let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = next else { return };
+        if job.autocommit {
+            let (conn, redial) = match kept.take() {
+                Some(conn) => (Some(conn), Some(Arc::clone(&options))),
+                None => (connect(&options, &runtime), None),
+            };
+            // Without a connection the job is dropped: its request gets a 503.
+            let Some(conn) = conn else { continue };
+            let tx = Arc::new(Tx {
+                conn: Mutex::new(Some(Conn::Postgres {
+                    conn,
+                    runtime: Arc::clone(&runtime),
+                    redial,
+                })),
+                engine: Engine::Postgres,
+            });
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(&tx)));
+            if let Some(Conn::Postgres { conn, .. }) = tx.take() {
+                kept = Some(conn);
+            }
+            // Each statement committed by itself: the answer is the work's.
+            if let Ok((_, finish)) = ran {
+                finish(Ok(()));
+            }
+            continue;
+        }
         // A kept connection may have died with the server since its last
         // use; then one new connection is tried before the request is
         // failed. Nothing of the request has run yet.
@@ -91,7 +116,7 @@ fn postgres_worker(
             let candidate = match (fresh, kept.take()) {
                 (false, None) => continue,
                 (false, Some(old)) => Some(old),
-                (true, _) => connect(options, &runtime),
+                (true, _) => connect(&options, &runtime),
             };
             let Some(mut candidate) = candidate else {
                 break;
@@ -110,11 +135,12 @@ fn postgres_worker(
             conn: Mutex::new(Some(Conn::Postgres {
                 conn,
                 runtime: Arc::clone(&runtime),
+                redial: None,
             })),
             engine: Engine::Postgres,
         });
         // A job that panics is rolled back and its request answered 503.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&tx)));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(&tx)));
         let Some(Conn::Postgres { mut conn, .. }) = tx.take() else {
             continue;
         };

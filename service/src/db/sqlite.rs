@@ -110,7 +110,7 @@ fn run_group(conn: rusqlite::Connection, group: Vec<Job>) -> Option<rusqlite::Co
             continue;
         }
         // A job that panics is rolled back and its request answered 503.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&tx)));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(&tx)));
         let (keep, finish) = match ran {
             Ok((keep, finish)) => (keep, Some(finish)),
             Err(_) => (false, None),

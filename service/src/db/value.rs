@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, Column as _, Row as _};
 
 use super::DbError;
@@ -105,7 +106,20 @@ pub(super) enum Conn {
     Postgres {
         conn: Box<AnyConnection>,
         runtime: Arc<tokio::runtime::Runtime>,
+        /// Set until the first statement of a request that runs outside a
+        /// transaction on a connection kept from an earlier request: if that
+        /// connection died meanwhile (the server restarted), the statement
+        /// is sent again once on a new connection.
+        redial: Option<Arc<AnyConnectOptions>>,
     },
+}
+
+/// Whether the connection itself failed, as opposed to the statement.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// Binds `$1`, `$2`, ... by name, so their order in the text does not matter.
@@ -139,6 +153,30 @@ fn bind_any<'q>(
 }
 
 impl Conn {
+    /// Runs `op` on the PostgreSQL connection; see the `redial` field.
+    fn postgres<T>(
+        &mut self,
+        op: impl Fn(&mut AnyConnection, &tokio::runtime::Runtime) -> Result<T, sqlx::Error>,
+    ) -> Result<T, DbError> {
+        let Conn::Postgres {
+            conn,
+            runtime,
+            redial,
+        } = self
+        else {
+            return Err(DbError::Gone);
+        };
+        let outcome = op(conn, runtime);
+        match (outcome, redial.take()) {
+            (Err(e), Some(options)) if connection_lost(&e) => {
+                tracing::warn!(error = %e, "PostgreSQL: a kept connection was lost; connecting again");
+                *conn = super::postgres::connect(&options, runtime).ok_or(DbError::Sqlx(e))?;
+                Ok(op(conn, runtime)?)
+            }
+            (outcome, _) => Ok(outcome?),
+        }
+    }
+
     pub(super) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         match self {
             Conn::Sqlite(conn) => {
@@ -147,11 +185,12 @@ impl Conn {
                 let changed = stmt.raw_execute()?;
                 Ok(u64::try_from(changed).unwrap_or(u64::MAX))
             }
-            Conn::Postgres { conn, runtime } => {
+            Conn::Postgres { .. } => self.postgres(|conn, runtime| {
                 let query = bind_any(sqlx::query(sql), params);
-                let done = runtime.block_on(query.execute(&mut **conn))?;
-                Ok(done.rows_affected())
-            }
+                runtime
+                    .block_on(query.execute(conn))
+                    .map(|done| done.rows_affected())
+            }),
         }
     }
 
@@ -185,9 +224,11 @@ impl Conn {
                 }
                 Ok(out)
             }
-            Conn::Postgres { conn, runtime } => {
-                let query = bind_any(sqlx::query(sql), params);
-                let rows = runtime.block_on(query.fetch_all(&mut **conn))?;
+            Conn::Postgres { .. } => {
+                let rows = self.postgres(|conn, runtime| {
+                    let query = bind_any(sqlx::query(sql), params);
+                    runtime.block_on(query.fetch_all(conn))
+                })?;
                 rows.iter()
                     .map(|row| {
                         let cols = row
