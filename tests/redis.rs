@@ -205,24 +205,22 @@ fn a_right_code_is_consumed_by_one_device_and_retries_get_the_same_answer() {
 }
 
 fn offline_receipt(backend: &Backend, issued: &Issued) -> String {
+    let code = Zeroizing::new(issued.code.as_str().to_string());
+    signed_receipt(backend, issued, Handover::DeliveredOffline { code })
+}
+
+/// The receipt phone-1 makes for `handover`, after checking the right code
+/// offline.
+fn signed_receipt(backend: &Backend, issued: &Issued, handover: Handover) -> String {
     let key = backend.provision_device(COURIER, "phone-1").unwrap();
     let phone = OfflineVerifier::new(issued.ticket.clone(), Arc::new(InMemoryStateStore::new()));
     phone.verify(issued.code.as_str(), NOW + 5).unwrap();
-    phone
-        .receipt(
-            &key,
-            Handover::DeliveredOffline {
-                code: Zeroizing::new(issued.code.as_str().into()),
-            },
-            NOW + 6,
-            ReceiptDetails {
-                app_version: "android/3.4.1".into(),
-                ..ReceiptDetails::default()
-            },
-        )
-        .unwrap()
-        .to_json()
-        .to_string()
+    let details = ReceiptDetails {
+        app_version: "android/3.4.1".into(),
+        ..ReceiptDetails::default()
+    };
+    let receipt = phone.receipt(&key, handover, NOW + 6, details).unwrap();
+    receipt.to_json().to_string()
 }
 
 #[test]
@@ -579,23 +577,15 @@ fn receipts_cost_one_round_trip_each_or_two_per_batch() {
     assert!(again.iter().all(|r| r.as_ref().unwrap().repeated));
     // One by one. Warm up the script first (its first use loads it).
     let online_receipt = |issued: &Issued, attempts_used: i32| {
-        let key = backend.provision_device(COURIER, "phone-1").unwrap();
-        OfflineVerifier::new(issued.ticket.clone(), Arc::new(InMemoryStateStore::new()))
-            .receipt(
-                &key,
-                Handover::DeliveredOnline {
-                    code: Zeroizing::new(issued.code.as_str().into()),
-                    attempts_used,
-                },
-                NOW + 6,
-                ReceiptDetails {
-                    app_version: "android/3.4.1".into(),
-                    ..ReceiptDetails::default()
-                },
-            )
-            .unwrap()
-            .to_json()
-            .to_string()
+        let code = Zeroizing::new(issued.code.as_str().to_string());
+        signed_receipt(
+            &backend,
+            issued,
+            Handover::DeliveredOnline {
+                code,
+                attempts_used,
+            },
+        )
     };
     let warm = backend
         .issue("D-warm-r", 0, COURIER, NOW, &settings)

@@ -302,15 +302,18 @@ pub async fn issue_code(
         // The delivery is written first, with its history's first entry,
         // unless its id exists: one statement on PostgreSQL. A concurrent
         // issue of the same id waits for this one and then finds it.
+        let render_for = |issued: &Issued| {
+            render(
+                &st,
+                &req.contact,
+                &req.locale,
+                req.utc_offset_minutes,
+                &req.delivery_id,
+                issued,
+            )
+        };
         let issued = backend.issue(&req.delivery_id, 0, &req.courier_id, now, &settings)?;
-        let rendered = render(
-            &st,
-            &req.contact,
-            &req.locale,
-            req.utc_offset_minutes,
-            &req.delivery_id,
-            &issued,
-        )?;
+        let rendered = render_for(&issued)?;
         let row = DeliveryRow {
             delivery_id: req.delivery_id.clone(),
             sequence: 0,
@@ -329,52 +332,37 @@ pub async fn issue_code(
             "sequence": 0, "courier_id": req.courier_id, "channel": rendered.message.channel,
             "sent_to": rendered.sent_to, "verification": verification_name(verification),
         });
-        if tx.insert_delivery(&row, now, &detail)? {
-            return Ok((
-                answer(
-                    &req.delivery_id,
-                    "code",
-                    reasons,
-                    Some(verification),
-                    &issued,
-                    rendered,
-                    false,
-                ),
-                false,
-            ));
-        }
-        let existing = tx.delivery(&req.delivery_id)?.ok_or_else(|| {
-            Problem::unavailable("the delivery changed while it was read; send the request again")
-        })?;
-        if existing.request_digest != digest {
-            return Err(Problem::conflict(
-                "delivery_exists",
-                "this delivery was issued with other details; use resendCode or reassignDelivery",
-            ));
-        }
-        let ticket = backend.read_ticket(&existing.ticket)?;
-        let code = backend.code_for(&ticket)?;
-        let issued = Issued { code, ticket };
-        let rendered = render(
-            &st,
-            &req.contact,
-            &req.locale,
-            req.utc_offset_minutes,
+        let (issued, rendered, repeated) = if tx.insert_delivery(&row, now, &detail)? {
+            (issued, rendered, false)
+        } else {
+            // Issued before: the same request gets the same answer.
+            let existing = tx.delivery(&req.delivery_id)?.ok_or_else(|| {
+                Problem::unavailable(
+                    "the delivery changed while it was read; send the request again",
+                )
+            })?;
+            if existing.request_digest != digest {
+                return Err(Problem::conflict(
+                    "delivery_exists",
+                    "this delivery was issued with other details; use resendCode or reassignDelivery",
+                ));
+            }
+            let ticket = backend.read_ticket(&existing.ticket)?;
+            let code = backend.code_for(&ticket)?;
+            let issued = Issued { code, ticket };
+            let rendered = render_for(&issued)?;
+            (issued, rendered, true)
+        };
+        let body = answer(
             &req.delivery_id,
+            "code",
+            reasons,
+            Some(verification),
             &issued,
-        )?;
-        Ok((
-            answer(
-                &req.delivery_id,
-                "code",
-                reasons,
-                Some(verification),
-                &issued,
-                rendered,
-                true,
-            ),
-            true,
-        ))
+            rendered,
+            repeated,
+        );
+        Ok((body, repeated))
     })
     .await?;
     if !repeated {
