@@ -87,12 +87,7 @@ pub trait AttemptStore: Send + Sync {
         value: &str,
         expires_at: u64,
     ) -> Result<Unless> {
-        if let Some(found) = self.recall(unless)? {
-            return Ok(Unless::Found(found));
-        }
-        Ok(Unless::Remembered(
-            self.remember_first(key, value, expires_at)?,
-        ))
+        remember_first_unless_in_turn(self, unless, key, value, expires_at)
     }
 
     /// One online entry: unless an entry already ended the code (a value
@@ -142,6 +137,27 @@ pub struct OnlineEntry<'a> {
     /// ticket): the value to keep under `end_key`, as the text before and
     /// after the entry's position, which only the store knows.
     pub ends: Option<(&'a str, &'a str)>,
+}
+
+/// [`AttemptStore::remember_first_unless`] as its default makes it: a
+/// recall, then a remember. For a store that does it in one step on some of
+/// its backends only.
+///
+/// # Errors
+/// [`Error::StateStorage`] when the store fails; calling again is safe.
+pub fn remember_first_unless_in_turn<S: AttemptStore + ?Sized>(
+    store: &S,
+    unless: &str,
+    key: &str,
+    value: &str,
+    expires_at: u64,
+) -> Result<Unless> {
+    if let Some(found) = store.recall(unless)? {
+        return Ok(Unless::Found(found));
+    }
+    Ok(Unless::Remembered(
+        store.remember_first(key, value, expires_at)?,
+    ))
 }
 
 /// What [`AttemptStore::remember_first_unless`] found and did.

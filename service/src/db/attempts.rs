@@ -1,6 +1,7 @@
 //! The core's attempt store on a request's transaction: what the core
 //! records commits with what the service records, or neither does.
 
+use delivery_otp::store::attempts::remember_first_unless_in_turn;
 use delivery_otp::{AttemptStore, OnlineEntry, OnlineStep, Unless};
 
 use super::value::int;
@@ -13,14 +14,23 @@ fn storage(e: DbError) -> delivery_otp::Error {
     }
 }
 
+impl Tx {
+    /// The value an insert that did nothing found under `key`: a new
+    /// statement sees it, whoever kept it.
+    fn kept_before(&self, key: &str) -> delivery_otp::Result<String> {
+        self.recall(key)?
+            .ok_or_else(|| storage(DbError::Data(format!("{key} was kept and is gone"))))
+    }
+}
+
 /// The core's attempt store, in this transaction.
 impl AttemptStore for Tx {
     /// An online check in two statements on PostgreSQL (three at most on
     /// SQLite): what ended the code, the entry's position and the count read
     /// together, then the entry and (when it ends the code) its record
-    /// written. The service checks
-    /// codes only in `verifyCode`, which holds the delivery first
-    /// ([`Tx::delivery_held`]), so two checks of one code never interleave.
+    /// written. The service checks codes only in `verifyCode`, which holds
+    /// the delivery first ([`Tx::delivery_held`]), so two checks of one
+    /// code never interleave.
     fn check_online(&self, entry: &OnlineEntry<'_>) -> delivery_otp::Result<OnlineStep> {
         let found = self
             .query_one(
@@ -85,12 +95,7 @@ impl AttemptStore for Tx {
                 if kept == 1 {
                     None
                 } else {
-                    Some(self.recall(entry.end_key)?.ok_or_else(|| {
-                        storage(DbError::Data(format!(
-                            "{} was kept and is gone",
-                            entry.end_key
-                        )))
-                    })?)
+                    Some(self.kept_before(entry.end_key)?)
                 }
             }
             (Some(value), new, _) => {
@@ -116,12 +121,7 @@ impl AttemptStore for Tx {
         expires_at: u64,
     ) -> delivery_otp::Result<Unless> {
         if self.engine == Engine::Sqlite {
-            if let Some(found) = self.recall(unless)? {
-                return Ok(Unless::Found(found));
-            }
-            return Ok(Unless::Remembered(
-                self.remember_first(key, value, expires_at)?,
-            ));
+            return remember_first_unless_in_turn(self, unless, key, value, expires_at);
         }
         let row = self
             .query_one(
@@ -144,10 +144,7 @@ impl AttemptStore for Tx {
         if let Value::Text(_) = row.value("added").map_err(storage)? {
             return Ok(Unless::Remembered(None));
         }
-        // Kept before (a new statement sees it, whoever kept it).
-        self.recall(key)?
-            .map(|first| Unless::Remembered(Some(first)))
-            .ok_or_else(|| storage(DbError::Data(format!("{key} was kept and is gone"))))
+        Ok(Unless::Remembered(Some(self.kept_before(key)?)))
     }
 
     fn record_attempt(
@@ -212,9 +209,7 @@ impl AttemptStore for Tx {
         if added == 1 {
             return Ok(None);
         }
-        self.recall(key)?
-            .map(Some)
-            .ok_or_else(|| storage(DbError::Data(format!("{key} was kept and is gone"))))
+        self.kept_before(key).map(Some)
     }
 
     /// One statement for all the keys.

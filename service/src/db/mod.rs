@@ -117,6 +117,18 @@ struct Job {
 /// The work of a [`Job`].
 type Work = Box<dyn FnOnce(&Arc<Tx>) -> (bool, Finish) + Send>;
 
+impl Job {
+    /// Runs the work on `tx`: whether to keep what it wrote, and how to
+    /// answer. A job that panics keeps nothing, and its request, with no
+    /// one left to answer it, gets a 503.
+    fn run(self, tx: &Arc<Tx>) -> (bool, Option<Finish>) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.run)(tx))) {
+            Ok((keep, finish)) => (keep, Some(finish)),
+            Err(_) => (false, None),
+        }
+    }
+}
+
 /// Runs `work` in one transaction and commits it if `work` succeeds; on an
 /// error nothing it wrote is kept. The answer comes only once the commit
 /// is on disk.
@@ -193,4 +205,18 @@ pub async fn ping(db: &Db) -> Result<(), Problem> {
 pub struct Tx {
     conn: Mutex<Option<Conn>>,
     engine: Engine,
+}
+
+impl Tx {
+    /// A transaction on `conn`, whose engine it is.
+    fn open(conn: Conn) -> Arc<Tx> {
+        let engine = match conn {
+            Conn::Sqlite(_) => Engine::Sqlite,
+            Conn::Postgres { .. } => Engine::Postgres,
+        };
+        Arc::new(Tx {
+            conn: Mutex::new(Some(conn)),
+            engine,
+        })
+    }
 }

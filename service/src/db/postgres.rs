@@ -72,8 +72,11 @@ pub(super) fn connect(
 }
 
 /// A PostgreSQL worker: takes one request at a time from the shared queue
-/// and runs it in one transaction on its own connection, connecting again
-/// when the connection was lost.
+/// and runs it on its own connection, in one transaction (or, for
+/// `autocommit`, statement by statement). A kept connection that died
+/// since its last use (the server restarted) is replaced on the first
+/// statement, which is sent again (`redial`): `BEGIN`, or the one
+/// idempotent statement of an autocommit request.
 fn postgres_worker(
     options: Arc<AnyConnectOptions>,
     queue: &Mutex<mpsc::Receiver<Job>>,
@@ -83,79 +86,43 @@ fn postgres_worker(
     loop {
         let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = next else { return };
-        if job.autocommit {
-            let (conn, redial) = match kept.take() {
-                Some(conn) => (Some(conn), Some(Arc::clone(&options))),
-                None => (connect(&options, &runtime), None),
-            };
-            // Without a connection the job is dropped: its request gets a 503.
-            let Some(conn) = conn else { continue };
-            let tx = Arc::new(Tx {
-                conn: Mutex::new(Some(Conn::Postgres {
-                    conn,
-                    runtime: Arc::clone(&runtime),
-                    redial,
-                })),
-                engine: Engine::Postgres,
-            });
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(&tx)));
-            if let Some(Conn::Postgres { conn, .. }) = tx.take() {
-                kept = Some(conn);
-            }
-            // Each statement committed by itself: the answer is the work's.
-            if let Ok((_, finish)) = ran {
-                finish(Ok(()));
-            }
-            continue;
-        }
-        // A kept connection may have died with the server since its last
-        // use; then one new connection is tried before the request is
-        // failed. Nothing of the request has run yet.
-        let mut conn = None;
-        for fresh in [false, true] {
-            let candidate = match (fresh, kept.take()) {
-                (false, None) => continue,
-                (false, Some(old)) => Some(old),
-                (true, _) => connect(&options, &runtime),
-            };
-            let Some(mut candidate) = candidate else {
-                break;
-            };
-            match runtime.block_on(candidate.execute("BEGIN")) {
-                Ok(_) => {
-                    conn = Some(candidate);
-                    break;
-                }
-                Err(e) => tracing::warn!(error = %e, "PostgreSQL: cannot begin"),
-            }
-        }
+        let (conn, redial) = match kept.take() {
+            Some(conn) => (Some(conn), Some(Arc::clone(&options))),
+            None => (connect(&options, &runtime), None),
+        };
         // Without a connection the job is dropped: its request gets a 503.
         let Some(conn) = conn else { continue };
-        let tx = Arc::new(Tx {
-            conn: Mutex::new(Some(Conn::Postgres {
-                conn,
-                runtime: Arc::clone(&runtime),
-                redial: None,
-            })),
-            engine: Engine::Postgres,
+        let tx = Tx::open(Conn::Postgres {
+            conn,
+            runtime: Arc::clone(&runtime),
+            redial,
         });
-        // A job that panics is rolled back and its request answered 503.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(&tx)));
+        let autocommit = job.autocommit;
+        if !autocommit {
+            if let Err(e) = tx.execute("BEGIN", &[]) {
+                // The job is dropped (a 503) and the connection with it.
+                tracing::warn!(error = %e, "PostgreSQL: cannot begin");
+                continue;
+            }
+        }
+        let (keep, finish) = job.run(&tx);
         let Some(Conn::Postgres { mut conn, .. }) = tx.take() else {
             continue;
         };
-        let (keep, finish) = match ran {
-            Ok((keep, finish)) => (keep, Some(finish)),
-            Err(_) => (false, None),
-        };
-        let end = runtime.block_on(conn.execute(if keep { "COMMIT" } else { "ROLLBACK" }));
-        // A connection whose transaction could not end is not used again.
-        let ended = match end {
-            Ok(_) => {
-                kept = Some(conn);
-                Ok(())
+        let ended = if autocommit {
+            // Each statement committed by itself: the answer is the work's.
+            kept = Some(conn);
+            Ok(())
+        } else {
+            let end = runtime.block_on(conn.execute(if keep { "COMMIT" } else { "ROLLBACK" }));
+            // A connection whose transaction could not end is not used again.
+            match end {
+                Ok(_) => {
+                    kept = Some(conn);
+                    Ok(())
+                }
+                Err(e) => Err(DbError::from(e)),
             }
-            Err(e) => Err(DbError::from(e)),
         };
         if let Some(finish) = finish {
             finish(ended);

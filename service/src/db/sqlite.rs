@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -99,22 +98,14 @@ fn run_group(conn: rusqlite::Connection, group: Vec<Job>) -> Option<rusqlite::Co
         tracing::error!(error = %e, "SQLite: cannot begin");
         return Some(conn);
     }
-    let tx = Arc::new(Tx {
-        conn: Mutex::new(Some(Conn::Sqlite(conn))),
-        engine: Engine::Sqlite,
-    });
+    let tx = Tx::open(Conn::Sqlite(conn));
     let mut finishes = Vec::with_capacity(group.len());
     for job in group {
         let savepoint = tx.execute("SAVEPOINT request", &[]);
         if savepoint.is_err() {
             continue;
         }
-        // A job that panics is rolled back and its request answered 503.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(&tx)));
-        let (keep, finish) = match ran {
-            Ok((keep, finish)) => (keep, Some(finish)),
-            Err(_) => (false, None),
-        };
+        let (keep, finish) = job.run(&tx);
         let end = if keep {
             tx.execute("RELEASE request", &[])
         } else {
@@ -166,6 +157,23 @@ mod tests {
             .await
             .unwrap();
         (db, dir)
+    }
+
+    /// A request that keeps token `name` and holds the writer for 800 ms,
+    /// so that the requests sent meanwhile wait in the queue.
+    fn hold_the_writer(
+        db: &Db,
+        name: &'static str,
+    ) -> tokio::task::JoinHandle<Result<(), Problem>> {
+        let db = db.clone();
+        tokio::spawn(async move {
+            transaction(&db, move |tx| {
+                tx.insert_token(name, &format!("hash-{name}"), "read", 1)?;
+                std::thread::sleep(std::time::Duration::from_millis(800));
+                Ok(())
+            })
+            .await
+        })
     }
 
     /// Whether the token with this hash was kept.
@@ -266,17 +274,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_answers_busy_at_once_and_keeps_nothing_of_it() {
         let (db, dir) = fresh_with_queue("busy", 1).await;
-        let slow = {
-            let db = db.clone();
-            tokio::spawn(async move {
-                transaction(&db, |tx| {
-                    tx.insert_token("slow", "hash-slow", "read", 1)?;
-                    std::thread::sleep(std::time::Duration::from_millis(800));
-                    Ok(())
-                })
-                .await
-            })
-        };
+        let slow = hold_the_writer(&db, "slow");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         // One waits in the queue; the next finds it full.
         let waiting = {
@@ -325,17 +323,7 @@ mod tests {
         .unwrap();
         // The first request holds the writer while the next three queue up:
         // they commit together, and one of them breaks the key.
-        let first = {
-            let db = db.clone();
-            tokio::spawn(async move {
-                transaction(&db, |tx| {
-                    tx.insert_token("first", "hash-first", "read", 1)?;
-                    std::thread::sleep(std::time::Duration::from_millis(800));
-                    Ok(())
-                })
-                .await
-            })
-        };
+        let first = hold_the_writer(&db, "first");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let mut group = Vec::new();
         for name in ["a", "breaks", "b"] {

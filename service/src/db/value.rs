@@ -106,10 +106,10 @@ pub(super) enum Conn {
     Postgres {
         conn: Box<AnyConnection>,
         runtime: Arc<tokio::runtime::Runtime>,
-        /// Set until the first statement of a request that runs outside a
-        /// transaction on a connection kept from an earlier request: if that
-        /// connection died meanwhile (the server restarted), the statement
-        /// is sent again once on a new connection.
+        /// Set until the first statement of a request (its `BEGIN`, or the
+        /// one statement of an autocommit request) on a connection kept from
+        /// an earlier request: if that connection died meanwhile (the server
+        /// restarted), the statement is sent again once on a new connection.
         redial: Option<Arc<AnyConnectOptions>>,
     },
 }
