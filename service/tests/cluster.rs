@@ -619,3 +619,42 @@ fn a_decision_kept_in_redis_whose_transaction_was_lost_still_reaches_the_databas
         "a decision kept in Redis without its database transaction: the retry recorded it as new, set the status, sent 1 webhook; the next retry was a repeat"
     );
 }
+
+/// The same issueCode sent at once to two instances, eight times (a retry
+/// after a timeout, a second instance behind the load balancer): one is
+/// issued (201), the others get it back as a repeat (200) with the same
+/// ticket; issueCode runs outside a transaction, its one insert deciding.
+#[test]
+fn the_same_issue_at_once_on_two_instances_is_issued_once() {
+    let url = fresh_postgres("same_issue");
+    let servers = cluster("same-issue", &url, 2, &[]);
+    let body = issue_body("PKG-SAME", "courier-s");
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..8)
+            .map(|n| {
+                let (server, body) = (&servers[n % 2], &body);
+                scope.spawn(move || server.post("/v1/deliveries", body))
+            })
+            .collect();
+        sent.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    let repeats = answers
+        .iter()
+        .filter(|(s, a)| *s == 200 && a["repeated"] == true)
+        .count();
+    assert_eq!((created, repeats), (1, 7), "{answers:?}");
+    let tickets: BTreeSet<&str> = answers
+        .iter()
+        .map(|(_, a)| a["ticket"].as_str().unwrap())
+        .collect();
+    assert_eq!(tickets.len(), 1, "one ticket for all eight answers");
+    let (_, delivery) = servers[0].get("/v1/deliveries/PKG-SAME");
+    let issued_events = delivery["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "issued")
+        .count();
+    assert_eq!(issued_events, 1, "{delivery}");
+}
