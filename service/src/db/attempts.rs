@@ -30,84 +30,53 @@ impl AttemptStore for Tx {
     /// together, then the entry and (when it ends the code) its record
     /// written. The service checks codes only in `verifyCode`, which holds
     /// the delivery first ([`Tx::delivery_held`]), so two checks of one
-    /// code never interleave.
+    /// code never interleave. In a guarded request, answered from what was
+    /// read with the delivery, the writes queued.
     fn check_online(&self, entry: &OnlineEntry<'_>) -> delivery_otp::Result<OnlineStep> {
-        let found = self
-            .query_one(
-                "SELECT (SELECT value FROM remembered WHERE key = $1) AS ended, \
-                 (SELECT position FROM attempts WHERE scope = $2 AND attempt = $3) AS known, \
-                 (SELECT COUNT(*) FROM attempts WHERE scope = $2) AS counted",
-                &[
-                    entry.end_key.into(),
-                    entry.scope.into(),
-                    entry.attempt.into(),
-                ],
-            )
-            .and_then(|row| row.ok_or(DbError::Gone))
-            .map_err(storage)?;
-        if let Value::Text(first) = found.value("ended").map_err(storage)? {
-            return Ok(OnlineStep::AlreadyEnded(first.clone()));
+        let expires_at = int(entry.expires_at).map_err(storage)?;
+        // What ended the code, the entry's position if it was counted, and
+        // the count: from a guarded request's snapshot, or read now.
+        let read = self.snapshot(|s| {
+            let (known, counted) = s.attempts(entry.scope, entry.attempt)?;
+            Ok((s.recall(entry.end_key)?, known, counted))
+        });
+        let (ended, known, counted) = match read {
+            Some(read) => read.map_err(storage)?,
+            None => self.online_found(entry).map_err(storage)?,
+        };
+        if let Some(first) = ended {
+            return Ok(OnlineStep::AlreadyEnded(first));
         }
-        let (position, new) = match found.opt_int("known").map_err(storage)? {
+        let (position, new) = match known {
             Some(known) => (known, false),
             None => {
-                let counted = found.int("counted").map_err(storage)?;
                 if counted >= i64::from(entry.limit) {
                     return Ok(OnlineStep::Locked);
                 }
                 (counted.saturating_add(1), true)
             }
         };
-        let attempt = [
-            entry.scope.into(),
-            entry.attempt.into(),
-            position.into(),
-            int(entry.expires_at).map_err(storage)?,
-        ];
-        const COUNT: &str =
-            "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)";
         let value = entry
             .ends
             .map(|(before, after)| format!("{before}{position}{after}"));
+        let first = match self.snapshot(|s| {
+            if new {
+                s.count_attempt(entry.scope, entry.attempt, position, expires_at.clone())?;
+            }
+            match &value {
+                Some(value) => s.remember_first(entry.end_key, value, expires_at.clone()),
+                None => Ok(None),
+            }
+        }) {
+            Some(first) => first.map_err(storage)?,
+            None => self.online_write(entry, position, new, value.as_deref(), expires_at)?,
+        };
         let position = u32::try_from(position)
             .map_err(|_| storage(DbError::Data(format!("attempt position {position}"))))?;
-        let first = match (&value, new, self.engine) {
-            (None, false, _) => return Ok(OnlineStep::Counted(position)),
-            (None, true, _) => {
-                self.execute(COUNT, &attempt).map_err(storage)?;
-                return Ok(OnlineStep::Counted(position));
-            }
-            // PostgreSQL: the entry and the record that it ended the code in
-            // one statement.
-            (Some(value), true, Engine::Postgres) => {
-                let mut params = attempt.to_vec();
-                params.push(entry.end_key.into());
-                params.push(value.into());
-                let kept = self
-                    .execute(
-                        &format!(
-                            "WITH counted AS ({COUNT}) INSERT INTO remembered (key, value, \
-                             expires_at) VALUES ($5, $6, $4) ON CONFLICT (key) DO NOTHING"
-                        ),
-                        &params,
-                    )
-                    .map_err(storage)?;
-                if kept == 1 {
-                    None
-                } else {
-                    Some(self.kept_before(entry.end_key)?)
-                }
-            }
-            (Some(value), new, _) => {
-                if new {
-                    self.execute(COUNT, &attempt).map_err(storage)?;
-                }
-                self.remember_first(entry.end_key, value, entry.expires_at)?
-            }
-        };
-        Ok(match first {
-            Some(first) => OnlineStep::AlreadyEnded(first),
-            None => OnlineStep::Ended(position),
+        Ok(match (first, value) {
+            (Some(first), _) => OnlineStep::AlreadyEnded(first),
+            (None, Some(_)) => OnlineStep::Ended(position),
+            (None, None) => OnlineStep::Counted(position),
         })
     }
 
@@ -120,7 +89,7 @@ impl AttemptStore for Tx {
         value: &str,
         expires_at: u64,
     ) -> delivery_otp::Result<Unless> {
-        if self.engine == Engine::Sqlite {
+        if self.engine == Engine::Sqlite || self.guarded() {
             return remember_first_unless_in_turn(self, unless, key, value, expires_at);
         }
         let row = self
@@ -154,6 +123,24 @@ impl AttemptStore for Tx {
         limit: u32,
         expires_at: u64,
     ) -> delivery_otp::Result<Option<u32>> {
+        let queued = self.snapshot(|s| {
+            let (known, counted) = s.attempts(scope, attempt)?;
+            if known.is_some() || counted >= i64::from(limit) {
+                return Ok(known);
+            }
+            let position = counted.saturating_add(1);
+            s.count_attempt(scope, attempt, position, int(expires_at)?)?;
+            Ok(Some(position))
+        });
+        if let Some(queued) = queued {
+            return queued
+                .map_err(storage)?
+                .map(|p| {
+                    u32::try_from(p)
+                        .map_err(|_| storage(DbError::Data(format!("attempt position {p}"))))
+                })
+                .transpose();
+        }
         self.lock(scope).map_err(storage)?;
         let known = self
             .query_one(
@@ -199,6 +186,9 @@ impl AttemptStore for Tx {
         value: &str,
         expires_at: u64,
     ) -> delivery_otp::Result<Option<String>> {
+        if let Some(queued) = self.snapshot(|s| s.remember_first(key, value, int(expires_at)?)) {
+            return queued.map_err(storage);
+        }
         let added = self
             .execute(
                 "INSERT INTO remembered (key, value, expires_at) VALUES ($1, $2, $3) \
@@ -216,6 +206,9 @@ impl AttemptStore for Tx {
     fn recall_many(&self, keys: &[&str]) -> delivery_otp::Result<Vec<Option<String>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(read) = self.snapshot(|s| keys.iter().map(|k| s.recall(k)).collect()) {
+            return read.map_err(storage);
         }
         let marks: Vec<String> = (1..=keys.len()).map(|n| format!("${n}")).collect();
         let params: Vec<Value> = keys.iter().map(|k| (*k).into()).collect();
@@ -244,6 +237,15 @@ impl AttemptStore for Tx {
         &self,
         items: &[(&str, &str, u64)],
     ) -> delivery_otp::Result<Vec<Option<String>>> {
+        let queued = self.snapshot(|s| {
+            items
+                .iter()
+                .map(|(key, value, expires_at)| s.remember_first(key, value, int(*expires_at)?))
+                .collect()
+        });
+        if let Some(queued) = queued {
+            return queued.map_err(storage);
+        }
         // The first value given for a key is the one offered.
         let mut offered: Vec<(&str, &str, u64)> = Vec::new();
         for item in items {
@@ -318,8 +320,91 @@ impl AttemptStore for Tx {
     }
 
     fn recall(&self, key: &str) -> delivery_otp::Result<Option<String>> {
+        if let Some(read) = self.snapshot(|s| s.recall(key)) {
+            return read.map_err(storage);
+        }
         self.query_one("SELECT value FROM remembered WHERE key = $1", &[key.into()])
             .and_then(|row| row.map(|r| r.text("value")).transpose())
             .map_err(storage)
+    }
+}
+
+impl Tx {
+    /// An online check's reading, in one statement: what ended the code,
+    /// the entry's position if it was counted, and the count.
+    fn online_found(
+        &self,
+        entry: &OnlineEntry<'_>,
+    ) -> Result<(Option<String>, Option<i64>, i64), DbError> {
+        let found = self
+            .query_one(
+                "SELECT (SELECT value FROM remembered WHERE key = $1) AS ended, \
+                 (SELECT position FROM attempts WHERE scope = $2 AND attempt = $3) AS known, \
+                 (SELECT COUNT(*) FROM attempts WHERE scope = $2) AS counted",
+                &[
+                    entry.end_key.into(),
+                    entry.scope.into(),
+                    entry.attempt.into(),
+                ],
+            )?
+            .ok_or(DbError::Gone)?;
+        let ended = match found.value("ended")? {
+            Value::Text(first) => Some(first.clone()),
+            _ => None,
+        };
+        Ok((ended, found.opt_int("known")?, found.int("counted")?))
+    }
+
+    /// An online check's writing: the entry at `position` when it is `new`,
+    /// and `value` under the end key when the entry ends the code (on
+    /// PostgreSQL both in one statement); what was kept there first.
+    fn online_write(
+        &self,
+        entry: &OnlineEntry<'_>,
+        position: i64,
+        new: bool,
+        value: Option<&str>,
+        expires_at: Value,
+    ) -> delivery_otp::Result<Option<String>> {
+        const COUNT: &str =
+            "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)";
+        let attempt = [
+            entry.scope.into(),
+            entry.attempt.into(),
+            position.into(),
+            expires_at,
+        ];
+        match (value, new, self.engine) {
+            (None, false, _) => Ok(None),
+            (None, true, _) => {
+                self.execute(COUNT, &attempt).map_err(storage)?;
+                Ok(None)
+            }
+            (Some(value), true, Engine::Postgres) => {
+                let mut params = attempt.to_vec();
+                params.push(entry.end_key.into());
+                params.push(value.into());
+                let kept = self
+                    .execute(
+                        &format!(
+                            "WITH counted AS ({COUNT}) INSERT INTO remembered (key, value, \
+                             expires_at) VALUES ($5, $6, $4) ON CONFLICT (key) DO NOTHING"
+                        ),
+                        &params,
+                    )
+                    .map_err(storage)?;
+                if kept == 1 {
+                    Ok(None)
+                } else {
+                    self.kept_before(entry.end_key).map(Some)
+                }
+            }
+            (Some(value), new, _) => {
+                if new {
+                    self.execute(COUNT, &attempt).map_err(storage)?;
+                }
+                self.remember_first(entry.end_key, value, entry.expires_at)
+            }
+        }
     }
 }

@@ -20,7 +20,9 @@
 //! - `sqlite`: the writer thread and its group commit;
 //! - `postgres`: the worker threads;
 //! - `queries`: the service's statements, written once for both engines;
-//! - `attempts`: the core's attempt store on a transaction.
+//! - `attempts`: the core's attempt store on a transaction;
+//! - `guarded`: a request about one delivery in two round trips on
+//!   PostgreSQL, without holding the delivery ([`guarded`]).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use crate::problem::Problem;
 
 mod attempts;
+mod guarded;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -162,6 +165,48 @@ where
     submit(db, true, work).await
 }
 
+/// How many times a guarded request runs before it gives up with a 503:
+/// each run after the first means another request changed the delivery
+/// between this one's read and its write.
+pub const GUARDED_RUNS: usize = 16;
+
+/// Runs `work`, a request about one delivery that `work` reads first with
+/// [`Tx::delivery_held`], as a guarded request on PostgreSQL: the delivery
+/// and all the attempt store may be asked about it read in one statement
+/// without a lock, the writes queued and then made in one statement that
+/// keeps them only if the delivery has not changed since (two round trips
+/// in all; see the `guarded` module). When it has changed, `work` runs
+/// again on a fresh read, up to [`GUARDED_RUNS`] times. `work` must write
+/// only through the [`Tx`] methods that know a guarded request (the store,
+/// [`Tx::event`], [`Tx::record_receipt`], [`Tx::enqueue_event`]): any other
+/// write fails the request and keeps nothing. On SQLite it is a
+/// transaction like any other.
+///
+/// # Errors
+/// As [`transaction`]; `unavailable` when the delivery changed under every run.
+pub async fn guarded<T, F>(db: &Db, work: F) -> Result<T, Problem>
+where
+    T: Send + 'static,
+    F: Fn(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
+{
+    if db.engine == Engine::Sqlite {
+        return transaction(db, work).await;
+    }
+    submit(db, true, move |tx| {
+        for _ in 0..GUARDED_RUNS {
+            tx.begin_guard();
+            let out = work(tx)?;
+            if tx.write_guarded()? {
+                return Ok(out);
+            }
+        }
+        Err(Problem::unavailable(
+            "the delivery kept changing while this request ran; it may be sent again",
+        ))
+    })
+    .await
+}
+
 async fn submit<T, F>(db: &Db, autocommit: bool, work: F) -> Result<T, Problem>
 where
     T: Send + 'static,
@@ -205,6 +250,8 @@ pub async fn ping(db: &Db) -> Result<(), Problem> {
 pub struct Tx {
     conn: Mutex<Option<Conn>>,
     engine: Engine,
+    /// Set for a guarded request ([`guarded`]).
+    guard: Mutex<Option<guarded::Guard>>,
 }
 
 impl Tx {
@@ -217,6 +264,7 @@ impl Tx {
         Arc::new(Tx {
             conn: Mutex::new(Some(conn)),
             engine,
+            guard: Mutex::new(None),
         })
     }
 }

@@ -92,10 +92,11 @@ pub struct ReceiptRow {
 }
 
 /// The columns of [`DeliveryRow`], in a `SELECT`.
-const DELIVERY_COLUMNS: &str = "delivery_id, sequence, courier_id, settings, ticket, status, \
+pub(super) const DELIVERY_COLUMNS: &str =
+    "delivery_id, sequence, courier_id, settings, ticket, status, \
      contact, locale, utc_offset_minutes, request_digest, resends, created_at";
 
-fn delivery_row(r: &Row) -> Result<DeliveryRow, DbError> {
+pub(super) fn delivery_row(r: &Row) -> Result<DeliveryRow, DbError> {
     Ok(DeliveryRow {
         delivery_id: r.text("delivery_id")?,
         sequence: r.unsigned("sequence")?,
@@ -122,6 +123,12 @@ impl Tx {
     }
 
     pub(super) fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        if self.guarded() {
+            // A guarded request writes only in its one guarded statement.
+            return Err(DbError::Data(
+                "a guarded request wrote outside its guarded statement".into(),
+            ));
+        }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         conn.as_mut().ok_or(DbError::Gone)?.execute(sql, params)
     }
@@ -163,10 +170,13 @@ impl Tx {
     /// The delivery, if issued, held for this transaction: every
     /// transaction that changes a delivery or checks a code for it reads it
     /// this way first, so they run one after another (PostgreSQL: the row
-    /// is locked, `FOR UPDATE`; SQLite's single writer runs every
-    /// transaction alone). With it, in the same statement, whether
-    /// `device` (courier id, device id) is provisioned: `Some(true)`,
-    /// revoked: `Some(false)`, or never provisioned: `None`.
+    /// is locked by an update that adds one to its `version`, which tells a
+    /// guarded request that read it before that it changed; SQLite's single
+    /// writer runs every transaction alone). In a guarded request
+    /// ([`super::guarded`]), the read without a lock that starts it. With it,
+    /// in the same statement, whether `device` (courier id, device id) is
+    /// provisioned: `Some(true)`, revoked: `Some(false)`, or never
+    /// provisioned: `None`.
     ///
     /// # Errors
     /// The database fails.
@@ -175,15 +185,22 @@ impl Tx {
         delivery_id: &str,
         device: Option<(&str, &str)>,
     ) -> Result<Option<(DeliveryRow, Option<bool>)>, DbError> {
-        let lock = match self.engine {
-            Engine::Postgres => " FOR UPDATE",
-            Engine::Sqlite => "",
+        if self.guarded() {
+            return self.read_guarded(delivery_id, device);
+        }
+        const DEVICE: &str = "(SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END \
+             FROM devices WHERE courier_id = $2 AND device_id = $3) AS device_active";
+        let sql = match self.engine {
+            Engine::Postgres => format!(
+                "UPDATE deliveries SET version = version + 1 WHERE delivery_id = $1 \
+                 RETURNING {DELIVERY_COLUMNS}, {DEVICE}"
+            ),
+            Engine::Sqlite => {
+                format!(
+                    "SELECT {DELIVERY_COLUMNS}, {DEVICE} FROM deliveries WHERE delivery_id = $1"
+                )
+            }
         };
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS}, (SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END \
-             FROM devices WHERE courier_id = $2 AND device_id = $3) AS device_active \
-             FROM deliveries WHERE delivery_id = $1{lock}"
-        );
         let (courier_id, device_id) = device.unwrap_or(("", ""));
         let Some(r) = self.query_one(
             &sql,
@@ -282,6 +299,10 @@ impl Tx {
     /// # Errors
     /// The database fails.
     pub fn set_status(&self, delivery_id: &str, status: &str, now: u64) -> Result<(), DbError> {
+        let at = i64::try_from(now).map_err(|_| DbError::Data(format!("{now} is too large")))?;
+        if let Some(done) = self.snapshot(|s| s.set_status(delivery_id, status, at)) {
+            return done;
+        }
         self.execute(
             "UPDATE deliveries SET status = $1, updated_at = $2 WHERE delivery_id = $3",
             &[status.into(), int(now)?, delivery_id.into()],
@@ -300,6 +321,11 @@ impl Tx {
         kind: &str,
         detail: &serde_json::Value,
     ) -> Result<(), DbError> {
+        if let Some(done) =
+            self.snapshot(|s| s.event(delivery_id, int(now)?, kind, detail.to_string()))
+        {
+            return done;
+        }
         self.execute(
             "INSERT INTO delivery_events (delivery_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
             &[
@@ -379,6 +405,22 @@ impl Tx {
             r.repeated.into(),
             int(r.now)?,
         ];
+        let guarded = self.snapshot(|s| {
+            s.receipt(
+                r.delivery_id,
+                r.sequence,
+                r.decision,
+                r.repeated,
+                params.clone(),
+            )
+        });
+        if let Some(done) = guarded {
+            done?;
+            if let Some(status) = r.status {
+                self.set_status(r.delivery_id, status, r.now)?;
+            }
+            return self.event(r.delivery_id, r.now, "receipt", r.history);
+        }
         match self.engine {
             Engine::Postgres => {
                 params.push(r.status.unwrap_or_default().into());
@@ -415,6 +457,10 @@ impl Tx {
         sequence: i64,
         decision: &str,
     ) -> Result<bool, DbError> {
+        if let Some(done) = self.snapshot(|s| s.decision_recorded(delivery_id, sequence, decision))
+        {
+            return done;
+        }
         Ok(self
             .query_one(
                 "SELECT 1 AS one FROM receipts WHERE delivery_id = $1 AND sequence = $2 \
@@ -526,6 +572,13 @@ impl Tx {
     /// # Errors
     /// The database fails.
     pub fn enqueue_event(&self, event_id: &str, payload: &str, now: u64) -> Result<(), DbError> {
+        let at = int(now)?;
+        if let Some(done) = self.snapshot(|s| {
+            s.outbox(event_id, payload, at.clone());
+            Ok(())
+        }) {
+            return done;
+        }
         self.execute(
             "INSERT INTO webhook_outbox (event_id, payload, created_at, attempts, next_attempt_at) \
              VALUES ($1, $2, $3, 0, $4)",

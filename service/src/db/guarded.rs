@@ -1,0 +1,560 @@
+//! Guarded requests on PostgreSQL: a request about one delivery (an online
+//! check, an upload of one receipt) in two round trips instead of five or
+//! six, without `BEGIN`, `SELECT … FOR UPDATE` and `COMMIT`.
+//!
+//! 1. One statement reads the delivery, its `version`, the device's state
+//!    and everything the core may ask the attempt store about it: the
+//!    records under the delivery's `online:`, `attempts:` and `receipt:`
+//!    keys for its current sequence, and the decisions kept for it.
+//! 2. The request runs on that snapshot: the store's answers come from it,
+//!    and every write is queued (and applied to the snapshot, so a second
+//!    question in the same request sees the first write).
+//! 3. One statement writes it all, only if the delivery's `version` is
+//!    still the one read: an `UPDATE` of the delivery that adds one to its
+//!    version, and each queued insert made from that update's row. The
+//!    `UPDATE` waits for whoever holds the row and then checks the version
+//!    again, so when another request changed the delivery in between, the
+//!    statement writes nothing and the request runs again from step 1.
+//!
+//! Every request that changes a delivery's state adds one to its version:
+//! the guarded ones in step 3, and the others, which hold the delivery in a
+//! transaction ([`Tx::delivery_held`]), when they take hold of it. So a
+//! guarded request's writes are kept only if nothing it read has changed,
+//! which is what holding the row would have given it.
+
+use std::collections::HashMap;
+use std::sync::PoisonError;
+
+use super::queries::{delivery_row, DELIVERY_COLUMNS};
+use super::{DbError, DeliveryRow, Tx, Value};
+
+/// Where a guarded request stands.
+pub(super) enum Guard {
+    /// Nothing read yet.
+    Unread,
+    /// The delivery read, the writes queued so far.
+    Read(Box<Snapshot>),
+}
+
+/// One delivery as a guarded request read it, and its queued writes.
+pub(super) struct Snapshot {
+    delivery_id: String,
+    version: i64,
+    sequence: i64,
+    /// The values of the `remembered` keys read (`None`: nothing kept).
+    remembered: HashMap<String, Option<String>>,
+    /// The attempts of the scope read: (attempt, position).
+    attempts: HashMap<String, Vec<(String, i64)>>,
+    /// The decisions (JSON) kept as new for the current sequence.
+    decisions: Vec<String>,
+    /// The delivery's new status and when, if the request changes it.
+    status: Option<(String, i64)>,
+    writes: Vec<Insert>,
+}
+
+/// A queued insert.
+struct Insert {
+    table: &'static str,
+    columns: &'static str,
+    values: Vec<Value>,
+}
+
+fn not_read(what: &str) -> DbError {
+    DbError::Data(format!(
+        "{what} was not read with the delivery in a guarded request"
+    ))
+}
+
+impl Snapshot {
+    /// The value under `key`, as read.
+    pub(super) fn recall(&self, key: &str) -> Result<Option<String>, DbError> {
+        self.remembered
+            .get(key)
+            .cloned()
+            .ok_or_else(|| not_read(key))
+    }
+
+    /// Keeps `value` under `key` unless a value is there; the one there.
+    pub(super) fn remember_first(
+        &mut self,
+        key: &str,
+        value: &str,
+        expires_at: Value,
+    ) -> Result<Option<String>, DbError> {
+        let slot = self.remembered.get_mut(key).ok_or_else(|| not_read(key))?;
+        if let Some(first) = slot {
+            return Ok(Some(first.clone()));
+        }
+        *slot = Some(value.to_string());
+        self.writes.push(Insert {
+            table: "remembered",
+            columns: "key, value, expires_at",
+            values: vec![key.into(), value.into(), expires_at],
+        });
+        Ok(None)
+    }
+
+    /// The attempts counted in `scope`: the position of `attempt` if it was
+    /// counted, and how many there are.
+    pub(super) fn attempts(
+        &self,
+        scope: &str,
+        attempt: &str,
+    ) -> Result<(Option<i64>, i64), DbError> {
+        let counted = self.attempts.get(scope).ok_or_else(|| not_read(scope))?;
+        let known = counted
+            .iter()
+            .find(|(a, _)| a == attempt)
+            .map(|(_, position)| *position);
+        let count = i64::try_from(counted.len())
+            .map_err(|_| DbError::Data(format!("too many attempts in {scope}")))?;
+        Ok((known, count))
+    }
+
+    /// Counts `attempt` in `scope` at `position`.
+    pub(super) fn count_attempt(
+        &mut self,
+        scope: &str,
+        attempt: &str,
+        position: i64,
+        expires_at: Value,
+    ) -> Result<(), DbError> {
+        let counted = self
+            .attempts
+            .get_mut(scope)
+            .ok_or_else(|| not_read(scope))?;
+        counted.push((attempt.to_string(), position));
+        self.writes.push(Insert {
+            table: "attempts",
+            columns: "scope, attempt, position, expires_at",
+            values: vec![scope.into(), attempt.into(), position.into(), expires_at],
+        });
+        Ok(())
+    }
+
+    fn this_delivery(&self, delivery_id: &str) -> Result<(), DbError> {
+        if delivery_id == self.delivery_id {
+            Ok(())
+        } else {
+            Err(not_read(&format!("delivery {delivery_id}")))
+        }
+    }
+
+    /// Appends to the delivery's history.
+    pub(super) fn event(
+        &mut self,
+        delivery_id: &str,
+        at: Value,
+        kind: &str,
+        detail: String,
+    ) -> Result<(), DbError> {
+        self.this_delivery(delivery_id)?;
+        self.writes.push(Insert {
+            table: "delivery_events",
+            columns: "delivery_id, at, kind, detail",
+            values: vec![delivery_id.into(), at, kind.into(), detail.into()],
+        });
+        Ok(())
+    }
+
+    /// Sets the delivery's status.
+    pub(super) fn set_status(
+        &mut self,
+        delivery_id: &str,
+        status: &str,
+        at: i64,
+    ) -> Result<(), DbError> {
+        self.this_delivery(delivery_id)?;
+        self.status = Some((status.to_string(), at));
+        Ok(())
+    }
+
+    /// Keeps a receipt as received (the values of the `receipts` columns
+    /// below, in order), and its decision as new unless `repeated`.
+    pub(super) fn receipt(
+        &mut self,
+        delivery_id: &str,
+        sequence: i64,
+        decision: &str,
+        repeated: bool,
+        values: Vec<Value>,
+    ) -> Result<(), DbError> {
+        self.this_delivery(delivery_id)?;
+        if !repeated && sequence == self.sequence {
+            self.decisions.push(decision.to_string());
+        }
+        self.writes.push(Insert {
+            table: "receipts",
+            columns: "delivery_id, sequence, courier_id, device_id, body, body_sha256, decision, \
+                      explanation, repeated, received_at",
+            values,
+        });
+        Ok(())
+    }
+
+    /// Whether the decision was kept as new for the delivery's `sequence`.
+    pub(super) fn decision_recorded(
+        &self,
+        delivery_id: &str,
+        sequence: i64,
+        decision: &str,
+    ) -> Result<bool, DbError> {
+        self.this_delivery(delivery_id)?;
+        if sequence != self.sequence {
+            return Err(not_read(&format!("sequence {sequence}")));
+        }
+        Ok(self.decisions.iter().any(|d| d == decision))
+    }
+
+    /// A webhook event for the outbox, due now.
+    pub(super) fn outbox(&mut self, event_id: &str, payload: &str, now: Value) {
+        self.writes.push(Insert {
+            table: "webhook_outbox",
+            columns: "event_id, payload, created_at, attempts, next_attempt_at",
+            values: vec![
+                event_id.into(),
+                payload.into(),
+                now.clone(),
+                Value::Int(0),
+                now,
+            ],
+        });
+    }
+}
+
+/// Reads a JSON array of texts (`NULL`: none).
+fn texts(row: &super::Row, name: &str) -> Result<Vec<String>, DbError> {
+    match row.value(name)? {
+        Value::Null => Ok(Vec::new()),
+        Value::Text(json) => serde_json::from_str(json)
+            .map_err(|e| DbError::Data(format!("{name} is not a list of texts: {e}"))),
+        Value::Int(_) => Err(DbError::Data(format!("{name} is not text"))),
+    }
+}
+
+impl Tx {
+    /// Whether this is a guarded request.
+    pub(super) fn guarded(&self) -> bool {
+        self.guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Starts (or starts again) a guarded request: nothing read, nothing
+    /// queued.
+    pub(super) fn begin_guard(&self) {
+        *self.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(Guard::Unread);
+    }
+
+    /// Runs `f` on the snapshot of a guarded request; `None` for a request
+    /// that is not guarded (`f` is not run).
+    pub(super) fn snapshot<R>(
+        &self,
+        f: impl FnOnce(&mut Snapshot) -> Result<R, DbError>,
+    ) -> Option<Result<R, DbError>> {
+        let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_mut()? {
+            Guard::Read(snapshot) => Some(f(snapshot)),
+            Guard::Unread => Some(Err(not_read("the store"))),
+        }
+    }
+
+    /// Step 1: the delivery and all a guarded request may need about it,
+    /// in one statement without a lock.
+    pub(super) fn read_guarded(
+        &self,
+        delivery_id: &str,
+        device: Option<(&str, &str)>,
+    ) -> Result<Option<(DeliveryRow, Option<bool>)>, DbError> {
+        if !matches!(
+            *self.guard.lock().unwrap_or_else(PoisonError::into_inner),
+            Some(Guard::Unread)
+        ) {
+            return Err(DbError::Data(
+                "a guarded request reads one delivery, once".into(),
+            ));
+        }
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS}, version, \
+             (SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END FROM devices \
+              WHERE courier_id = $2 AND device_id = $3) AS device_active, \
+             k.online_key, k.attempts_key, k.receipt_key, \
+             (SELECT value FROM remembered WHERE key = k.online_key) AS online_value, \
+             (SELECT value FROM remembered WHERE key = k.receipt_key) AS receipt_value, \
+             (SELECT json_agg(json_build_array(attempt, position::text))::text FROM attempts \
+              WHERE scope = k.attempts_key) AS attempts_known, \
+             (SELECT json_agg(DISTINCT r.decision)::text FROM receipts r \
+              WHERE r.delivery_id = d.delivery_id AND r.sequence = d.sequence AND r.repeated = 0) \
+              AS decisions \
+             FROM deliveries d CROSS JOIN LATERAL (SELECT \
+              'online:' || d.sequence || ':' || d.delivery_id AS online_key, \
+              'attempts:' || d.sequence || ':' || d.delivery_id AS attempts_key, \
+              'receipt:' || d.sequence || ':' || d.delivery_id AS receipt_key) k \
+             WHERE d.delivery_id = $1"
+        );
+        let (courier_id, device_id) = device.unwrap_or(("", ""));
+        let Some(r) = self.query_one(
+            &sql,
+            &[delivery_id.into(), courier_id.into(), device_id.into()],
+        )?
+        else {
+            return Ok(None);
+        };
+        let row = delivery_row(&r)?;
+        let active = r.opt_int("device_active")?.map(|a| a == 1);
+        let opt_text = |name: &str| -> Result<Option<String>, DbError> {
+            match r.value(name)? {
+                Value::Text(t) => Ok(Some(t.clone())),
+                Value::Null => Ok(None),
+                Value::Int(_) => Err(DbError::Data(format!("{name} is not text"))),
+            }
+        };
+        let mut remembered = HashMap::new();
+        remembered.insert(r.text("online_key")?, opt_text("online_value")?);
+        remembered.insert(r.text("receipt_key")?, opt_text("receipt_value")?);
+        let known: Vec<(String, String)> = match opt_text("attempts_known")? {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| DbError::Data(format!("attempts_known: {e}")))?,
+        };
+        let known = known
+            .into_iter()
+            .map(|(attempt, position)| {
+                position
+                    .parse::<i64>()
+                    .map(|p| (attempt, p))
+                    .map_err(|_| DbError::Data(format!("attempt position {position}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut attempts = HashMap::new();
+        attempts.insert(r.text("attempts_key")?, known);
+        let snapshot = Snapshot {
+            delivery_id: row.delivery_id.clone(),
+            version: r.int("version")?,
+            sequence: r.int("sequence")?,
+            remembered,
+            attempts,
+            decisions: texts(&r, "decisions")?,
+            status: None,
+            writes: Vec::new(),
+        };
+        *self.guard.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Guard::Read(Box::new(snapshot)));
+        Ok(Some((row, active)))
+    }
+
+    /// Step 3: writes what was queued if the delivery is still as it was
+    /// read; `false` when it changed in between (nothing was written; run
+    /// the request again). A request that queued nothing writes nothing.
+    pub(super) fn write_guarded(&self) -> Result<bool, DbError> {
+        let taken = self
+            .guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(Guard::Unread);
+        let Some(Guard::Read(snapshot)) = taken else {
+            return Ok(true);
+        };
+        if snapshot.writes.is_empty() && snapshot.status.is_none() {
+            return Ok(true);
+        }
+        let mut params: Vec<Value> = vec![
+            snapshot.delivery_id.as_str().into(),
+            Value::Int(snapshot.version),
+        ];
+        let mark = |params: &mut Vec<Value>, value: Value| {
+            params.push(value);
+            format!("${}", params.len())
+        };
+        let set_status = match &snapshot.status {
+            Some((status, at)) => format!(
+                ", status = {}, updated_at = {}",
+                mark(&mut params, status.as_str().into()),
+                mark(&mut params, Value::Int(*at))
+            ),
+            None => String::new(),
+        };
+        let mut sql = format!(
+            "WITH guard AS (UPDATE deliveries SET version = version + 1{set_status} \
+             WHERE delivery_id = $1 AND version = $2 RETURNING 1)"
+        );
+        for (n, insert) in snapshot.writes.into_iter().enumerate() {
+            let marks: Vec<String> = insert
+                .values
+                .into_iter()
+                .map(|v| mark(&mut params, v))
+                .collect();
+            sql.push_str(&format!(
+                ", w{n} AS (INSERT INTO {} ({}) SELECT {} FROM guard)",
+                insert.table,
+                insert.columns,
+                marks.join(", ")
+            ));
+        }
+        sql.push_str(" SELECT COUNT(*) AS kept FROM guard");
+        let kept = self
+            .query_one(&sql, &params)?
+            .ok_or(DbError::Gone)?
+            .int("kept")?;
+        Ok(kept == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use delivery_otp::AttemptStore;
+    use sqlx::Connection as _;
+
+    use super::super::{guarded, open_postgres, transaction, Db, DeliveryRow};
+
+    /// A PostgreSQL database of its own for the test `name`, on the server
+    /// scripts/test starts (these tests fail without it, never skip).
+    async fn fresh(name: &str) -> Db {
+        let base = std::env::var("DELIVERY_OTP_TEST_POSTGRES_URL").expect(
+            "DELIVERY_OTP_TEST_POSTGRES_URL is not set: run scripts/test, which starts PostgreSQL",
+        );
+        let db = format!("g{}_{name}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {db}"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            sqlx::query(&sql).execute(&mut admin).await.unwrap();
+        }
+        let url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+        let db = open_postgres(&url, 2).await.unwrap();
+        transaction(&db, |tx| {
+            let row = DeliveryRow {
+                delivery_id: "d1".into(),
+                sequence: 3,
+                courier_id: "c1".into(),
+                settings: "{}".into(),
+                ticket: "{}".into(),
+                status: "issued".into(),
+                contact: "{}".into(),
+                locale: "en".into(),
+                utc_offset_minutes: 0,
+                request_digest: "x".into(),
+                resends: 0,
+                created_at: 1,
+            };
+            assert!(tx.insert_delivery(&row, 1, &serde_json::json!({}))?);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        db
+    }
+
+    /// The history's kinds and the attempts counted for sequence 3.
+    async fn kept(db: &Db) -> (Vec<String>, i64) {
+        transaction(db, |tx| {
+            let kinds = tx.events("d1")?.into_iter().map(|e| e.kind).collect();
+            let counted = tx
+                .query_one(
+                    "SELECT COUNT(*) AS n FROM attempts WHERE scope = 'attempts:3:d1'",
+                    &[],
+                )?
+                .map(|r| r.int("n"))
+                .transpose()?
+                .unwrap_or(-1);
+            Ok((kinds, counted))
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Another request takes hold of the delivery between a guarded
+    /// request's read and its write: the guarded one writes nothing then,
+    /// runs again on a fresh read, and its second run is kept, once.
+    #[tokio::test]
+    async fn a_delivery_changed_between_read_and_write_runs_the_request_again() {
+        let db = fresh("changed").await;
+        let other = db.clone();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let out = guarded(&db, move |tx| {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            let (row, _) = tx.delivery_held("d1", None)?.unwrap();
+            let position =
+                tx.record_attempt(&format!("attempts:{}:d1", row.sequence), "a1", 5, 100)?;
+            tx.event("d1", 2, "online_check", &serde_json::json!({ "run": run }))?;
+            if run == 0 {
+                let other = other.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(transaction(&other, |tx| {
+                        Ok(tx.delivery_held("d1", None)?.is_some())
+                    }))
+                })
+                .join()
+                .unwrap()
+                .unwrap();
+            }
+            Ok((run, position))
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            out,
+            (1, Some(1)),
+            "kept from the second run, the attempt first"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            kept(&db).await,
+            (vec!["issued".to_string(), "online_check".to_string()], 1)
+        );
+        // The same again: the attempt is known, nothing changes meanwhile,
+        // one run.
+        let out = guarded(&db, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            Ok(tx.record_attempt("attempts:3:d1", "a1", 5, 100)?)
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, Some(1));
+        assert_eq!(kept(&db).await.1, 1);
+    }
+
+    /// A guarded request that writes other than through its queue, or asks
+    /// the store about a key it did not read, fails and keeps nothing.
+    #[tokio::test]
+    async fn a_guarded_request_keeps_nothing_when_it_steps_outside() {
+        let db = fresh("outside").await;
+        let wrote = guarded(&db, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
+            tx.set_status("d1", "confirmed", 2)?;
+            tx.update_ticket("d1", 4, "c1", "{}", 1, 2)?;
+            Ok(())
+        })
+        .await;
+        assert_eq!(
+            wrote.unwrap_err().status,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        let asked = guarded(&db, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
+            Ok(tx.recall("online:2:d1")?)
+        })
+        .await;
+        assert_eq!(
+            asked.unwrap_err().status,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(kept(&db).await, (vec!["issued".to_string()], 0));
+        let status = transaction(&db, |tx| Ok(tx.delivery("d1")?.unwrap().status))
+            .await
+            .unwrap();
+        assert_eq!(status, "issued");
+    }
+}
