@@ -122,6 +122,67 @@ impl CodeFormat {
     }
 }
 
+/// A format's wire form (`numeric-6`) on the stack, for the keyed hashes
+/// that cover it: issuing takes it twice, and an allocation each time cost
+/// more than the rest of the text's work.
+pub(crate) struct FormatTag {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl FormatTag {
+    /// The tag's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl CodeFormat {
+    /// The wire form, as [`fmt::Display`] writes it, without an allocation.
+    pub(crate) fn tag(self) -> FormatTag {
+        let (name, n): (&[u8], i32) = match self {
+            CodeFormat::Numeric { digits } => (b"numeric-", digits),
+            CodeFormat::Crockford { length } => (b"crockford-", length),
+        };
+        let mut tag = FormatTag {
+            bytes: [0u8; 24],
+            len: 0,
+        };
+        let mut put = |byte: u8| {
+            if let Some(slot) = tag.bytes.get_mut(tag.len) {
+                *slot = byte;
+                tag.len = tag.len.saturating_add(1);
+            }
+        };
+        name.iter().for_each(|b| put(*b));
+        if n < 0 {
+            put(b'-');
+        }
+        // The decimal digits of |n|, most significant first (at most 10).
+        let mut digits = [0u8; 10];
+        let mut count = 0usize;
+        let mut rest = n.unsigned_abs();
+        loop {
+            if let Some(slot) = digits.get_mut(count) {
+                // `rest % 10` is below 10.
+                *slot = b'0'.saturating_add(u8::try_from(rest % 10).unwrap_or(0));
+            }
+            count = count.saturating_add(1);
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        digits
+            .get(..count)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .for_each(|d| put(*d));
+        tag
+    }
+}
+
 impl fmt::Display for CodeFormat {
     /// The wire form: `numeric-6` or `crockford-8`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -308,6 +369,33 @@ pub(crate) fn check_attempts(max_attempts: impl Into<i64>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stack_tag_is_the_display_form_for_every_number() {
+        for n in [
+            i32::MIN,
+            -10,
+            -1,
+            0,
+            1,
+            4,
+            6,
+            9,
+            10,
+            12,
+            99,
+            100,
+            12345,
+            i32::MAX,
+        ] {
+            for format in [
+                CodeFormat::Numeric { digits: n },
+                CodeFormat::Crockford { length: n },
+            ] {
+                assert_eq!(format.tag().as_bytes(), format.to_string().as_bytes());
+            }
+        }
+    }
 
     #[test]
     fn default_is_six_digits_t12_five_attempts_and_passes() {

@@ -340,7 +340,7 @@ pub(crate) fn hash_key(
         &[
             delivery_id.as_bytes(),
             &sequence.to_be_bytes(),
-            format.to_string().as_bytes(),
+            format.tag().as_bytes(),
         ],
     );
     let mut key = [0u8; HASH_KEY_BYTES];
