@@ -803,16 +803,7 @@ fn a_config_file_metrics_and_logs_without_codes() {
         "/v1/deliveries/PKG-C/verify",
         &json!({"courier_id": "courier-c", "device_id": "phone-c", "code": code}),
     );
-    let (status, _, _) = server.send("GET", "/metrics", None, None);
-    assert_eq!(status, 200);
-    let metrics = {
-        let agent = Server::agent();
-        let mut r = agent
-            .get(&format!("{}/metrics", server.base))
-            .call()
-            .unwrap();
-        r.body_mut().read_to_string().unwrap()
-    };
+    let metrics = server.metrics();
     for name in [
         "delivery_otp_codes_issued_total 1",
         "delivery_otp_checks_total{outcome=\"confirmed\"} 1",

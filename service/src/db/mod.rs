@@ -165,10 +165,12 @@ where
     submit(db, true, work).await
 }
 
-/// How many times a guarded request runs before it gives up with a 503:
-/// each run after the first means another request changed the delivery
-/// between this one's read and its write.
-pub const GUARDED_RUNS: usize = 16;
+/// How many times a guarded request runs without a lock: each run after
+/// the first means another request changed the delivery between this
+/// one's read and its write. After that it runs once more in a transaction
+/// that holds the delivery, waiting its turn instead of trying again, so a
+/// delivery many requests are about at once still answers each of them.
+pub const GUARDED_RUNS: usize = 3;
 
 /// Runs `work`, a request about one delivery that `work` reads first with
 /// [`Tx::delivery_held`], as a guarded request on PostgreSQL: the delivery
@@ -176,14 +178,15 @@ pub const GUARDED_RUNS: usize = 16;
 /// without a lock, the writes queued and then made in one statement that
 /// keeps them only if the delivery has not changed since (two round trips
 /// in all; see the `guarded` module). When it has changed, `work` runs
-/// again on a fresh read, up to [`GUARDED_RUNS`] times. `work` must write
+/// again on a fresh read, up to [`GUARDED_RUNS`] times, and then in a
+/// transaction (as [`transaction`] runs it). `work` must write
 /// only through the [`Tx`] methods that know a guarded request (the store,
 /// [`Tx::event`], [`Tx::record_receipt`], [`Tx::enqueue_event`]): any other
 /// write fails the request and keeps nothing. On SQLite it is a
 /// transaction like any other.
 ///
 /// # Errors
-/// As [`transaction`]; `unavailable` when the delivery changed under every run.
+/// As [`transaction`].
 pub async fn guarded<T, F>(db: &Db, work: F) -> Result<T, Problem>
 where
     T: Send + 'static,
@@ -199,10 +202,14 @@ where
             if tx.write_guarded()? {
                 return Ok(out);
             }
+            metrics::counter!("delivery_otp_guarded_reruns_total").increment(1);
         }
-        Err(Problem::unavailable(
-            "the delivery kept changing while this request ran; it may be sent again",
-        ))
+        metrics::counter!("delivery_otp_guarded_held_total").increment(1);
+        tx.end_guard();
+        tx.begin()?;
+        let out = work(tx);
+        tx.end(out.is_ok())?;
+        out
     })
     .await
 }
@@ -252,6 +259,10 @@ pub struct Tx {
     engine: Engine,
     /// Set for a guarded request ([`guarded`]).
     guard: Mutex<Option<guarded::Guard>>,
+    /// Whether the work itself began a transaction it has not ended (a
+    /// guarded request's last run): the worker must not keep the
+    /// connection then.
+    began: std::sync::atomic::AtomicBool,
 }
 
 impl Tx {
@@ -265,6 +276,26 @@ impl Tx {
             conn: Mutex::new(Some(conn)),
             engine,
             guard: Mutex::new(None),
+            began: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Begins a transaction from within autocommit work.
+    fn begin(&self) -> Result<(), DbError> {
+        self.execute("BEGIN", &[])?;
+        self.began.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Ends the transaction [`Tx::begin`] began: commits it, or rolls it back.
+    fn end(&self, commit: bool) -> Result<(), DbError> {
+        self.execute(if commit { "COMMIT" } else { "ROLLBACK" }, &[])?;
+        self.began.store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether a transaction the work began is still open.
+    fn left_open(&self) -> bool {
+        self.began.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

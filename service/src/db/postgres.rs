@@ -106,12 +106,17 @@ fn postgres_worker(
             }
         }
         let (keep, finish) = job.run(&tx);
+        let left_open = tx.left_open();
         let Some(Conn::Postgres { mut conn, .. }) = tx.take() else {
             continue;
         };
         let ended = if autocommit {
             // Each statement committed by itself: the answer is the work's.
-            kept = Some(conn);
+            // A transaction the work began and did not end (it failed or
+            // panicked in between) ends with the connection, dropped here.
+            if !left_open {
+                kept = Some(conn);
+            }
             Ok(())
         } else {
             let end = runtime.block_on(conn.execute(if keep { "COMMIT" } else { "ROLLBACK" }));

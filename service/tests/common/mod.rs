@@ -219,6 +219,24 @@ impl Server {
         (status, value)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        let mut r = Self::agent()
+            .get(&format!("{}/metrics", self.base))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.body_mut().read_to_string().unwrap()
+    }
+
+    /// The value of the counter `name` (a line `name N`), 0 when absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
