@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::db::DeviceRequest;
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -173,20 +174,32 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
                 delivery_otp::proof::request::REQUEST_WINDOW_SECS.saturating_mul(2),
             );
             let (courier_id, device_id) = (signed.courier_id.clone(), signed.device_id.clone());
-            crate::db::transaction(&state.db, move |tx| {
-                crate::api::device_may_act(
-                    tx.device_active(&signed.courier_id, &signed.device_id)?,
-                )?;
-                if !tx.remember_signature(&signed.signature, expires, now)? {
+            // One statement on PostgreSQL, outside a transaction. If a kept
+            // connection turns out dead, it is sent again on a new one; it
+            // cannot have run then, as the server never had it (or lost it
+            // uncommitted in a crash).
+            let seen = crate::db::autocommit(&state.db, move |tx| {
+                Ok(tx.device_request(
+                    &signed.courier_id,
+                    &signed.device_id,
+                    &signed.signature,
+                    expires,
+                    now,
+                )?)
+            })
+            .await?;
+            match seen {
+                DeviceRequest::Fresh => {}
+                DeviceRequest::Replayed => {
                     return Err(Problem::new(
                         StatusCode::UNAUTHORIZED,
                         "replayed_request",
                         "this signed request was already received",
-                    ));
+                    ))
                 }
-                Ok(())
-            })
-            .await?;
+                DeviceRequest::Revoked => crate::api::device_may_act(Some(false))?,
+                DeviceRequest::NotProvisioned => crate::api::device_may_act(None)?,
+            }
             Actor::Device {
                 courier_id,
                 device_id,

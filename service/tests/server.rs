@@ -660,14 +660,69 @@ fn devices_sign_their_own_requests() {
             Some(&server.token),
             None,
         );
-        let (status, _, revoked) = signed("GET", tickets_path, b"", now());
+        // A time no other request of this test was signed at.
+        let refused_at = now() - 60;
+        let (status, _, revoked) = signed("GET", tickets_path, b"", refused_at);
         assert_eq!(
             (status, revoked["kind"].as_str()),
             (403, Some("device_revoked")),
             "{label}"
         );
+        // The refused request's signature was not kept: once the device is
+        // provisioned again (the same key), the same request is fresh, and
+        // then, sent again, a replay.
+        server.post(
+            "/v1/devices",
+            &json!({"courier_id": "courier-5", "device_id": "phone-5"}),
+        );
+        let (status, _, body) = signed("GET", tickets_path, b"", refused_at);
+        assert_eq!(status, 200, "{label}: {body}");
+        let (status, _, body) = signed("GET", tickets_path, b"", refused_at);
+        assert_eq!(
+            (status, body["kind"].as_str()),
+            (401, Some("replayed_request")),
+            "{label}"
+        );
         server.stop();
     }
+}
+
+/// A device whose key is good (the backend's keys made it) but that this
+/// database never provisioned is refused, and its request recorded nowhere.
+#[test]
+fn a_device_never_provisioned_here_is_refused() {
+    let data = data_dir("unprovisioned");
+    let first = Engine::Postgres(fresh_postgres("unprovisioned_a"));
+    let server = Server::start(&data, &first);
+    let (_, device) = server.post(
+        "/v1/devices",
+        &json!({"courier_id": "courier-7", "device_id": "phone-7"}),
+    );
+    server.stop();
+    let key = DeviceKey::from_json(device["device_key"].as_str().unwrap()).unwrap();
+    // The same keys (the same data directory), another database.
+    let other = Engine::Postgres(fresh_postgres("unprovisioned_b"));
+    let server = Server::start(&data, &other);
+    let path = "/v1/devices/courier-7/phone-7/tickets";
+    let at = now();
+    for _ in 0..2 {
+        let header = key.sign_request("GET", path, at, b"");
+        let (status, _, body) = server.send_auth("GET", path, Some(header), None);
+        assert_eq!(
+            (status, body["kind"].as_str()),
+            (403, Some("device_not_provisioned")),
+            "{body}"
+        );
+    }
+    // Provisioned now, the same request is fresh: the refusals kept nothing.
+    server.post(
+        "/v1/devices",
+        &json!({"courier_id": "courier-7", "device_id": "phone-7"}),
+    );
+    let header = key.sign_request("GET", path, at, b"");
+    let (status, _, body) = server.send_auth("GET", path, Some(header), None);
+    assert_eq!(status, 200, "{body}");
+    server.stop();
 }
 
 /// Decisions reach the webhook signed, are retried when the receiver fails,

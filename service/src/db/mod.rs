@@ -37,7 +37,7 @@ mod sqlite;
 mod value;
 
 pub use postgres::open_postgres;
-pub use queries::{DeliveryRow, EventRow, ReceiptRecord, ReceiptRow};
+pub use queries::{DeliveryRow, DeviceRequest, EventRow, ReceiptRecord, ReceiptRow};
 pub use sqlite::open_sqlite;
 use value::Conn;
 pub use value::{Row, Value};
