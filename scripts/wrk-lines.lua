@@ -1,5 +1,6 @@
 -- wrk script for scripts/bench-service: `wrk ... -s wrk-lines.lua URL -- FILE THREADS`.
--- With FILE ("path<TAB>body" lines), thread i of THREADS POSTs lines i, i + THREADS, ...
+-- With FILE ("path<TAB>body" lines, or "path<TAB>body<TAB>authorization" for requests a
+-- device signed), thread i of THREADS POSTs lines i, i + THREADS, ...
 -- (each line once per pass); with FILE "-", POSTs issueCode with a fresh delivery id each
 -- time. BENCH_TOKEN is the API token.
 local counter = 0
@@ -15,8 +16,9 @@ end
 function init(args)
   if args[1] and args[1] ~= "-" then
     for line in io.lines(args[1]) do
-      local path, body = line:match("^([^\t]+)\t(.*)$")
-      table.insert(lines, { path, body })
+      local path, rest = line:match("^([^\t]+)\t(.*)$")
+      local body, signed = rest:match("^([^\t]*)\t(.+)$")
+      table.insert(lines, { path, body or rest, signed })
     end
   end
   threads = tonumber(args[2] or "1")
@@ -31,6 +33,10 @@ function request()
   counter = counter + 1
   if #lines > 0 then
     local entry = lines[((counter - 1) * threads + id) % #lines + 1]
+    if entry[3] then
+      return wrk.format("POST", entry[1], { ["Authorization"] = entry[3], ["Content-Type"] = "application/json" },
+        entry[2])
+    end
     return wrk.format("POST", entry[1], nil, entry[2])
   end
   local body = '{"delivery_id":"B-' .. os.time() .. '-' .. id .. '-' .. counter ..

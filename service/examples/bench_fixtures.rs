@@ -1,9 +1,12 @@
 //! Request bodies for `scripts/bench-service`: issues `--deliveries`
 //! deliveries on a running service, provisions one device, and writes one
 //! request per line for wrk to replay: `verify.txt` (path, a tab, the body of
-//! a right-code check, each delivery once), `upload.txt` (a receipt upload
-//! each, signed by the core as the phone would, for the even deliveries) and
-//! `upload-batch.txt` (uploads of 100 receipts, for the odd ones).
+//! a right-code check, for the odd deliveries), `verify-signed.txt` (the
+//! same for the even ones, with a third field: the `Authorization` header
+//! the phone signs the request with, valid for five minutes from now),
+//! `upload.txt` (a receipt upload each, signed by the core as the phone
+//! would, for the even deliveries) and `upload-batch.txt` (uploads of 100
+//! receipts, for the odd ones).
 //!
 //! `cargo run --profile server -p delivery-otp-service --example bench_fixtures -- URL TOKEN N OUT`
 #![allow(
@@ -60,7 +63,7 @@ fn main() {
         .unwrap()
         .as_secs();
     // Delivery i's verify line and receipt, made by thread i % THREADS.
-    let made: Vec<Vec<(usize, String, String)>> = std::thread::scope(|scope| {
+    let made: Vec<Vec<(usize, (String, String), String)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (agent, key, order) = (agent.clone(), &key, &order);
@@ -78,14 +81,20 @@ fn main() {
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
-    let mut all: Vec<(usize, String, String)> = made.into_iter().flatten().collect();
+    let mut all: Vec<(usize, (String, String), String)> = made.into_iter().flatten().collect();
     all.sort_by_key(|(i, _, _)| *i);
     let mut verify = std::fs::File::create(format!("{out}/verify.txt")).unwrap();
+    let mut verify_signed = std::fs::File::create(format!("{out}/verify-signed.txt")).unwrap();
     let mut upload = std::fs::File::create(format!("{out}/upload.txt")).unwrap();
     let mut upload_batch = std::fs::File::create(format!("{out}/upload-batch.txt")).unwrap();
     let mut batch: Vec<String> = Vec::new();
-    for (i, line, receipt) in all {
-        writeln!(verify, "{line}").unwrap();
+    for (i, (path, body), receipt) in all {
+        if i % 2 == 0 {
+            let header = key.sign_request("POST", &path, now, body.as_bytes());
+            writeln!(verify_signed, "{path}\t{body}\t{header}").unwrap();
+        } else {
+            writeln!(verify, "{path}\t{body}").unwrap();
+        }
         if i % 2 == 0 {
             writeln!(upload, "/v1/receipts\t{}", json!({"receipts": [receipt]})).unwrap();
         } else {
@@ -98,7 +107,7 @@ fn main() {
     }
 }
 
-/// Issues delivery `i`: its right-code check (a `verify.txt` line) and the
+/// Issues delivery `i`: its right-code check (path and body) and the
 /// receipt the phone would sign.
 #[allow(clippy::too_many_arguments)]
 fn fixture(
@@ -110,7 +119,7 @@ fn fixture(
     run: u32,
     i: usize,
     now: u64,
-) -> (String, String) {
+) -> ((String, String), String) {
     let id = format!("FIX-{run}-{i}");
     let issued = post(
         agent,
@@ -130,7 +139,7 @@ fn fixture(
         .filter(char::is_ascii_digit)
         .collect();
     let body = json!({"courier_id": "bench-courier", "device_id": "bench-phone", "code": code});
-    let line = format!("/v1/deliveries/{id}/verify\t{body}");
+    let check = (format!("/v1/deliveries/{id}/verify"), body.to_string());
     let ticket = Ticket::from_json(issued["ticket"].as_str().unwrap()).unwrap();
     let draft = ReceiptDraft::for_ticket(
         &ticket,
@@ -142,5 +151,5 @@ fn fixture(
         now,
         "bench/1",
     );
-    (line, key.sign(draft).unwrap().to_json().to_string())
+    (check, key.sign(draft).unwrap().to_json().to_string())
 }

@@ -14,7 +14,11 @@
 //! PostgreSQL runs the same way on several worker threads, each owning one
 //! connection (sqlx) and a single-threaded runtime that drives it from that
 //! thread; each request is one transaction there (PostgreSQL syncs
-//! concurrent commits together itself). sqlx runs both engines' migrations.
+//! concurrent commits together itself), except an online check and an
+//! upload of one receipt, which are guarded requests (a read, then one
+//! write statement that keeps everything only if the delivery did not
+//! change; [`guarded`]), and the few requests whose writes are one
+//! statement ([`autocommit`]). sqlx runs both engines' migrations.
 //!
 //! - `value`: parameters and rows, and one connection of either engine;
 //! - `sqlite`: the writer thread and its group commit;
