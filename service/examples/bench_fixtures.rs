@@ -22,6 +22,9 @@ use delivery_otp::{DeviceKey, ReceiptDraft, ReceiptOutcome, Ticket, Verification
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+/// Delivery i: its number, its right-code check (path, body) and its receipt.
+type Fixture = (usize, (String, String), String);
+
 /// Threads issuing at once: the service answers many in parallel.
 const THREADS: usize = 16;
 
@@ -63,7 +66,7 @@ fn main() {
         .unwrap()
         .as_secs();
     // Delivery i's verify line and receipt, made by thread i % THREADS.
-    let made: Vec<Vec<(usize, (String, String), String)>> = std::thread::scope(|scope| {
+    let made: Vec<Vec<Fixture>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (agent, key, order) = (agent.clone(), &key, &order);
@@ -81,7 +84,7 @@ fn main() {
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
-    let mut all: Vec<(usize, (String, String), String)> = made.into_iter().flatten().collect();
+    let mut all: Vec<Fixture> = made.into_iter().flatten().collect();
     all.sort_by_key(|(i, _, _)| *i);
     let mut verify = std::fs::File::create(format!("{out}/verify.txt")).unwrap();
     let mut verify_signed = std::fs::File::create(format!("{out}/verify-signed.txt")).unwrap();

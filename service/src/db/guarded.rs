@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::PoisonError;
 
-use super::queries::{delivery_row, DELIVERY_COLUMNS};
+use super::queries::{DELIVERY_COLUMNS, DEVICE_ACTIVE};
 use super::{DbError, DeliveryRow, Tx, Value};
 
 /// Where a guarded request stands.
@@ -281,9 +281,7 @@ impl Tx {
             ));
         }
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS}, version, \
-             (SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END FROM devices \
-              WHERE courier_id = $2 AND device_id = $3) AS device_active, \
+            "SELECT {DELIVERY_COLUMNS}, version, {DEVICE_ACTIVE}, \
              k.online_key, k.attempts_key, k.receipt_key, \
              (SELECT value FROM remembered WHERE key = k.online_key) AS online_value, \
              (SELECT value FROM remembered WHERE key = k.receipt_key) AS receipt_value, \
@@ -298,16 +296,9 @@ impl Tx {
               'receipt:' || d.sequence || ':' || d.delivery_id AS receipt_key) k \
              WHERE d.delivery_id = $1"
         );
-        let (courier_id, device_id) = device.unwrap_or(("", ""));
-        let Some(r) = self.query_one(
-            &sql,
-            &[delivery_id.into(), courier_id.into(), device_id.into()],
-        )?
-        else {
+        let Some((r, row, active)) = self.delivery_with_device(&sql, delivery_id, device)? else {
             return Ok(None);
         };
-        let row = delivery_row(&r)?;
-        let active = r.opt_int("device_active")?.map(|a| a == 1);
         let opt_text = |name: &str| -> Result<Option<String>, DbError> {
             match r.value(name)? {
                 Value::Text(t) => Ok(Some(t.clone())),

@@ -105,12 +105,17 @@ pub struct ReceiptRow {
     pub received_at: u64,
 }
 
+/// Whether the device `$2`, `$3` is provisioned (1), revoked (0) or neither
+/// (NULL), as a column of a statement that reads a delivery.
+pub(super) const DEVICE_ACTIVE: &str = "(SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END \
+     FROM devices WHERE courier_id = $2 AND device_id = $3) AS device_active";
+
 /// The columns of [`DeliveryRow`], in a `SELECT`.
 pub(super) const DELIVERY_COLUMNS: &str =
     "delivery_id, sequence, courier_id, settings, ticket, status, \
      contact, locale, utc_offset_minutes, request_digest, resends, created_at";
 
-pub(super) fn delivery_row(r: &Row) -> Result<DeliveryRow, DbError> {
+fn delivery_row(r: &Row) -> Result<DeliveryRow, DbError> {
     Ok(DeliveryRow {
         delivery_id: r.text("delivery_id")?,
         sequence: r.unsigned("sequence")?,
@@ -202,29 +207,43 @@ impl Tx {
         if self.guarded() {
             return self.read_guarded(delivery_id, device);
         }
-        const DEVICE: &str = "(SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END \
-             FROM devices WHERE courier_id = $2 AND device_id = $3) AS device_active";
         let sql = match self.engine {
             Engine::Postgres => format!(
                 "UPDATE deliveries SET version = version + 1 WHERE delivery_id = $1 \
-                 RETURNING {DELIVERY_COLUMNS}, {DEVICE}"
+                 RETURNING {DELIVERY_COLUMNS}, {DEVICE_ACTIVE}"
             ),
             Engine::Sqlite => {
                 format!(
-                    "SELECT {DELIVERY_COLUMNS}, {DEVICE} FROM deliveries WHERE delivery_id = $1"
+                    "SELECT {DELIVERY_COLUMNS}, {DEVICE_ACTIVE} FROM deliveries WHERE delivery_id = $1"
                 )
             }
         };
+        Ok(self
+            .delivery_with_device(&sql, delivery_id, device)?
+            .map(|(_, row, active)| (row, active)))
+    }
+
+    /// Runs `sql`, a statement that reads the delivery `$1` with
+    /// [`DELIVERY_COLUMNS`] and [`DEVICE_ACTIVE`] for the device (`$2`,
+    /// `$3`): the whole row (for any other columns), the delivery, and
+    /// whether the device is provisioned.
+    pub(super) fn delivery_with_device(
+        &self,
+        sql: &str,
+        delivery_id: &str,
+        device: Option<(&str, &str)>,
+    ) -> Result<Option<(Row, DeliveryRow, Option<bool>)>, DbError> {
         let (courier_id, device_id) = device.unwrap_or(("", ""));
         let Some(r) = self.query_one(
-            &sql,
+            sql,
             &[delivery_id.into(), courier_id.into(), device_id.into()],
         )?
         else {
             return Ok(None);
         };
         let active = r.opt_int("device_active")?.map(|a| a == 1);
-        Ok(Some((delivery_row(&r)?, active)))
+        let row = delivery_row(&r)?;
+        Ok(Some((r, row, active)))
     }
 
     /// Stores a newly issued delivery and its history's `issued` entry
