@@ -14,13 +14,18 @@
 //!    version, and each queued insert made from that update's row. The
 //!    `UPDATE` waits for whoever holds the row and then checks the version
 //!    again, so when another request changed the delivery in between, the
-//!    statement writes nothing and the request runs again from step 1.
+//!    statement writes nothing and the request runs again from step 1
+//!    (three times at most; then once more in a transaction that holds the
+//!    row, [`super::GUARDED_RUNS`]).
 //!
 //! Every request that changes a delivery's state adds one to its version:
 //! the guarded ones in step 3, and the others, which hold the delivery in a
 //! transaction ([`Tx::delivery_held`]), when they take hold of it. So a
 //! guarded request's writes are kept only if nothing it read has changed,
-//! which is what holding the row would have given it.
+//! which is what holding the row would have given it. (The device's state
+//! is read as a transaction that holds the row reads it too: a revocation
+//! committed after the read does not stop this request, and stops every
+//! request that reads after it.)
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
