@@ -1,6 +1,6 @@
 //! Storage: SQLite (one instance, the default) or PostgreSQL (several
 //! instances), their migrations, and one transaction per request. The
-//! core's [`AttemptStore`] is implemented on that transaction, so what the
+//! core's [`AttemptStore`](delivery_otp::AttemptStore) is implemented on that transaction, so what the
 //! core records (attempts, the decision slot) and what the service records
 //! (the receipt bytes, the delivery's status, its history) commit together
 //! or not at all. Queries are written once, with `$1`-style parameters that
