@@ -7,6 +7,17 @@ use delivery_otp::{AttemptStore, OnlineEntry, OnlineStep, Unless};
 use super::value::int;
 use super::{DbError, Engine, Tx, Value};
 
+/// The columns of a counted attempt, in the order its parameters come
+/// (here and in a guarded request's queued insert).
+pub(super) const ATTEMPT_COLUMNS: &str = "scope, attempt, position, expires_at";
+/// The columns of a remembered value, in the order its parameters come.
+pub(super) const REMEMBERED_COLUMNS: &str = "key, value, expires_at";
+
+/// The statement that counts an attempt: scope, attempt, position, expiry.
+fn count_attempt() -> String {
+    format!("INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4)")
+}
+
 fn storage(e: DbError) -> delivery_otp::Error {
     tracing::error!(error = %e, "attempt store");
     delivery_otp::Error::StateStorage {
@@ -166,7 +177,7 @@ impl AttemptStore for Tx {
         }
         let position = counted.saturating_add(1);
         self.execute(
-            "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)",
+            &count_attempt(),
             &[
                 scope.into(),
                 attempt.into(),
@@ -191,8 +202,10 @@ impl AttemptStore for Tx {
         }
         let added = self
             .execute(
-                "INSERT INTO remembered (key, value, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key) DO NOTHING",
+                &format!(
+                    "INSERT INTO remembered ({REMEMBERED_COLUMNS}) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key) DO NOTHING"
+                ),
                 &[key.into(), value.into(), int(expires_at).map_err(storage)?],
             )
             .map_err(storage)?;
@@ -366,8 +379,7 @@ impl Tx {
         value: Option<&str>,
         expires_at: Value,
     ) -> delivery_otp::Result<Option<String>> {
-        const COUNT: &str =
-            "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ($1, $2, $3, $4)";
+        let count = count_attempt();
         let attempt = [
             entry.scope.into(),
             entry.attempt.into(),
@@ -377,7 +389,7 @@ impl Tx {
         match (value, new, self.engine) {
             (None, false, _) => Ok(None),
             (None, true, _) => {
-                self.execute(COUNT, &attempt).map_err(storage)?;
+                self.execute(&count, &attempt).map_err(storage)?;
                 Ok(None)
             }
             (Some(value), true, Engine::Postgres) => {
@@ -387,8 +399,8 @@ impl Tx {
                 let kept = self
                     .execute(
                         &format!(
-                            "WITH counted AS ({COUNT}) INSERT INTO remembered (key, value, \
-                             expires_at) VALUES ($5, $6, $4) ON CONFLICT (key) DO NOTHING"
+                            "WITH counted AS ({count}) INSERT INTO remembered \
+                             ({REMEMBERED_COLUMNS}) VALUES ($5, $6, $4) ON CONFLICT (key) DO NOTHING"
                         ),
                         &params,
                     )
@@ -401,7 +413,7 @@ impl Tx {
             }
             (Some(value), new, _) => {
                 if new {
-                    self.execute(COUNT, &attempt).map_err(storage)?;
+                    self.execute(&count, &attempt).map_err(storage)?;
                 }
                 self.remember_first(entry.end_key, value, entry.expires_at)
             }

@@ -30,7 +30,10 @@
 use std::collections::HashMap;
 use std::sync::PoisonError;
 
-use super::queries::{DELIVERY_COLUMNS, DEVICE_ACTIVE};
+use super::attempts::{ATTEMPT_COLUMNS, REMEMBERED_COLUMNS};
+use super::queries::{
+    DELIVERY_COLUMNS, DEVICE_ACTIVE, EVENT_COLUMNS, OUTBOX_COLUMNS, RECEIPT_COLUMNS,
+};
 use super::{DbError, DeliveryRow, Tx, Value};
 
 /// Where a guarded request stands.
@@ -53,7 +56,7 @@ pub(super) struct Snapshot {
     /// The decisions (JSON) kept as new for the current sequence.
     decisions: Vec<String>,
     /// The delivery's new status and when, if the request changes it.
-    status: Option<(String, i64)>,
+    status: Option<(String, Value)>,
     writes: Vec<Insert>,
 }
 
@@ -93,7 +96,7 @@ impl Snapshot {
         *slot = Some(value.to_string());
         self.writes.push(Insert {
             table: "remembered",
-            columns: "key, value, expires_at",
+            columns: REMEMBERED_COLUMNS,
             values: vec![key.into(), value.into(), expires_at],
         });
         Ok(None)
@@ -131,7 +134,7 @@ impl Snapshot {
         counted.push((attempt.to_string(), position));
         self.writes.push(Insert {
             table: "attempts",
-            columns: "scope, attempt, position, expires_at",
+            columns: ATTEMPT_COLUMNS,
             values: vec![scope.into(), attempt.into(), position.into(), expires_at],
         });
         Ok(())
@@ -156,7 +159,7 @@ impl Snapshot {
         self.this_delivery(delivery_id)?;
         self.writes.push(Insert {
             table: "delivery_events",
-            columns: "delivery_id, at, kind, detail",
+            columns: EVENT_COLUMNS,
             values: vec![delivery_id.into(), at, kind.into(), detail.into()],
         });
         Ok(())
@@ -167,15 +170,15 @@ impl Snapshot {
         &mut self,
         delivery_id: &str,
         status: &str,
-        at: i64,
+        at: Value,
     ) -> Result<(), DbError> {
         self.this_delivery(delivery_id)?;
         self.status = Some((status.to_string(), at));
         Ok(())
     }
 
-    /// Keeps a receipt as received (the values of the `receipts` columns
-    /// below, in order), and its decision as new unless `repeated`.
+    /// Keeps a receipt as received (`values` for [`RECEIPT_COLUMNS`], in
+    /// order), and its decision as new unless `repeated`.
     pub(super) fn receipt(
         &mut self,
         delivery_id: &str,
@@ -190,8 +193,7 @@ impl Snapshot {
         }
         self.writes.push(Insert {
             table: "receipts",
-            columns: "delivery_id, sequence, courier_id, device_id, body, body_sha256, decision, \
-                      explanation, repeated, received_at",
+            columns: RECEIPT_COLUMNS,
             values,
         });
         Ok(())
@@ -215,7 +217,7 @@ impl Snapshot {
     pub(super) fn outbox(&mut self, event_id: &str, payload: &str, now: Value) {
         self.writes.push(Insert {
             table: "webhook_outbox",
-            columns: "event_id, payload, created_at, attempts, next_attempt_at",
+            columns: OUTBOX_COLUMNS,
             values: vec![
                 event_id.into(),
                 payload.into(),
@@ -372,7 +374,7 @@ impl Tx {
             Some((status, at)) => format!(
                 ", status = {}, updated_at = {}",
                 mark(&mut params, status.as_str().into()),
-                mark(&mut params, Value::Int(*at))
+                mark(&mut params, at.clone())
             ),
             None => String::new(),
         };

@@ -105,6 +105,16 @@ pub struct ReceiptRow {
     pub received_at: u64,
 }
 
+/// The columns a receipt is kept with, in the order its parameters come
+/// (here and in a guarded request's queued insert).
+pub(super) const RECEIPT_COLUMNS: &str = "delivery_id, sequence, courier_id, device_id, body, \
+     body_sha256, decision, explanation, repeated, received_at";
+/// The columns of a history entry, in the order its parameters come.
+pub(super) const EVENT_COLUMNS: &str = "delivery_id, at, kind, detail";
+/// The columns of a webhook event in the outbox, in the order its
+/// parameters come.
+pub(super) const OUTBOX_COLUMNS: &str = "event_id, payload, created_at, attempts, next_attempt_at";
+
 /// Whether the device `$2`, `$3` is provisioned (1), revoked (0) or neither
 /// (NULL), as a column of a statement that reads a delivery.
 pub(super) const DEVICE_ACTIVE: &str = "(SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END \
@@ -283,7 +293,7 @@ impl Tx {
                 let added = self.execute(
                     &format!(
                         "WITH added AS ({INSERT} RETURNING delivery_id) INSERT INTO delivery_events \
-                         (delivery_id, at, kind, detail) SELECT delivery_id, $13, 'issued', $14 FROM added"
+                         ({EVENT_COLUMNS}) SELECT delivery_id, $13, 'issued', $14 FROM added"
                     ),
                     &params,
                 )?;
@@ -332,8 +342,7 @@ impl Tx {
     /// # Errors
     /// The database fails.
     pub fn set_status(&self, delivery_id: &str, status: &str, now: u64) -> Result<(), DbError> {
-        let at = i64::try_from(now).map_err(|_| DbError::Data(format!("{now} is too large")))?;
-        if let Some(done) = self.snapshot(|s| s.set_status(delivery_id, status, at)) {
+        if let Some(done) = self.snapshot(|s| s.set_status(delivery_id, status, int(now)?)) {
             return done;
         }
         self.execute(
@@ -360,7 +369,7 @@ impl Tx {
             return done;
         }
         self.execute(
-            "INSERT INTO delivery_events (delivery_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+            &format!("INSERT INTO delivery_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4)"),
             &[
                 delivery_id.into(),
                 int(now)?,
@@ -422,9 +431,9 @@ impl Tx {
     /// # Errors
     /// The database fails.
     pub fn record_receipt(&self, r: &ReceiptRecord<'_>) -> Result<(), DbError> {
-        const INSERT: &str = "INSERT INTO receipts (delivery_id, sequence, courier_id, device_id, \
-             body, body_sha256, decision, explanation, repeated, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        let insert = format!(
+            "INSERT INTO receipts ({RECEIPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
         let digest = crate::auth::sha256_hex(r.body.as_bytes());
         let mut params = vec![
             r.delivery_id.into(),
@@ -460,16 +469,16 @@ impl Tx {
                 params.push(r.history.to_string().into());
                 self.execute(
                     &format!(
-                        "WITH kept AS ({INSERT}), changed AS (UPDATE deliveries SET status = $11, \
+                        "WITH kept AS ({insert}), changed AS (UPDATE deliveries SET status = $11, \
                          updated_at = $10 WHERE delivery_id = $1 AND $11 <> '') \
-                         INSERT INTO delivery_events (delivery_id, at, kind, detail) \
+                         INSERT INTO delivery_events ({EVENT_COLUMNS}) \
                          VALUES ($1, $10, 'receipt', $12)"
                     ),
                     &params,
                 )?;
             }
             Engine::Sqlite => {
-                self.execute(INSERT, &params)?;
+                self.execute(&insert, &params)?;
                 if let Some(status) = r.status {
                     self.set_status(r.delivery_id, status, r.now)?;
                 }
@@ -673,8 +682,7 @@ impl Tx {
             return done;
         }
         self.execute(
-            "INSERT INTO webhook_outbox (event_id, payload, created_at, attempts, next_attempt_at) \
-             VALUES ($1, $2, $3, 0, $4)",
+            &format!("INSERT INTO webhook_outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, 0, $4)"),
             &[event_id.into(), payload.into(), int(now)?, int(now)?],
         )
         .map(drop)
