@@ -554,7 +554,7 @@ pub async fn verify_code(
     let st = state.clone();
     // Guarded (two round trips on PostgreSQL): the check reads and writes
     // one delivery.
-    let outcome = db::guarded(&state.db, move |tx| {
+    let outcome = db::guarded(&state.db, db::Reads::Check, move |tx| {
         let backend = st.core(tx);
         let (row, device) = held_delivery(tx, &delivery_id, Some((&req.courier_id, &req.device_id)))?;
         device_may_act(device)?;
@@ -737,7 +737,7 @@ pub async fn upload_receipts(
     let st = state.clone();
     let judge = move |tx: &Arc<Tx>| judge_all(&st, tx, &actor, &req.receipts, now);
     let judged = if req_len == 1 {
-        db::guarded(&state.db, judge).await?
+        db::guarded(&state.db, db::Reads::Receipt, judge).await?
     } else {
         db::transaction(&state.db, judge).await?
     };

@@ -36,16 +36,28 @@ use super::queries::{
 };
 use super::{DbError, DeliveryRow, Tx, Value};
 
+/// What a guarded request reads with its delivery: only what its kind of
+/// request may ask the store, so a check does not read receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// An online check: the delivery's `online:` record and its attempts.
+    Check,
+    /// An upload of one receipt: the `online:` record, the attempts, the
+    /// `receipt:` slot and the decisions kept for the current sequence.
+    Receipt,
+}
+
 /// Where a guarded request stands.
 pub(super) enum Guard {
-    /// Nothing read yet.
-    Unread,
+    /// Nothing read yet; what will be.
+    Unread(Reads),
     /// The delivery read, the writes queued so far.
     Read(Box<Snapshot>),
 }
 
 /// One delivery as a guarded request read it, and its queued writes.
 pub(super) struct Snapshot {
+    reads: Reads,
     delivery_id: String,
     version: i64,
     sequence: i64,
@@ -53,8 +65,9 @@ pub(super) struct Snapshot {
     remembered: HashMap<String, Option<String>>,
     /// The attempts of the scope read: (attempt, position).
     attempts: HashMap<String, Vec<(String, i64)>>,
-    /// The decisions (JSON) kept as new for the current sequence.
-    decisions: Vec<String>,
+    /// The decisions (JSON) kept as new for the current sequence; `None`
+    /// when the request did not read them ([`Reads::Check`]).
+    decisions: Option<Vec<String>>,
     /// The delivery's new status and when, if the request changes it.
     status: Option<(String, Value)>,
     writes: Vec<Insert>,
@@ -188,8 +201,11 @@ impl Snapshot {
         values: Vec<Value>,
     ) -> Result<(), DbError> {
         self.this_delivery(delivery_id)?;
+        let Some(decisions) = self.decisions.as_mut() else {
+            return Err(not_read("the decisions"));
+        };
         if !repeated && sequence == self.sequence {
-            self.decisions.push(decision.to_string());
+            decisions.push(decision.to_string());
         }
         self.writes.push(Insert {
             table: "receipts",
@@ -210,7 +226,10 @@ impl Snapshot {
         if sequence != self.sequence {
             return Err(not_read(&format!("sequence {sequence}")));
         }
-        Ok(self.decisions.iter().any(|d| d == decision))
+        let Some(decisions) = &self.decisions else {
+            return Err(not_read("the decisions"));
+        };
+        Ok(decisions.iter().any(|d| d == decision))
     }
 
     /// A webhook event for the outbox, due now.
@@ -248,10 +267,10 @@ impl Tx {
             .is_some()
     }
 
-    /// Starts (or starts again) a guarded request: nothing read, nothing
-    /// queued.
-    pub(super) fn begin_guard(&self) {
-        *self.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(Guard::Unread);
+    /// Starts (or starts again) a guarded request that will read `reads`:
+    /// nothing read, nothing queued.
+    pub(super) fn begin_guard(&self, reads: Reads) {
+        *self.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(Guard::Unread(reads));
     }
 
     /// Ends guarded work: what follows runs as in any transaction.
@@ -268,7 +287,7 @@ impl Tx {
         let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_mut()? {
             Guard::Read(snapshot) => Some(f(snapshot)),
-            Guard::Unread => Some(Err(not_read("the store"))),
+            Guard::Unread(_) => Some(Err(not_read("the store"))),
         }
     }
 
@@ -279,24 +298,31 @@ impl Tx {
         delivery_id: &str,
         device: Option<(&str, &str)>,
     ) -> Result<Option<(DeliveryRow, Option<bool>)>, DbError> {
-        if !matches!(
-            *self.guard.lock().unwrap_or_else(PoisonError::into_inner),
-            Some(Guard::Unread)
-        ) {
-            return Err(DbError::Data(
-                "a guarded request reads one delivery, once".into(),
-            ));
-        }
+        let reads = match *self.guard.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(Guard::Unread(reads)) => reads,
+            _ => {
+                return Err(DbError::Data(
+                    "a guarded request reads one delivery, once".into(),
+                ))
+            }
+        };
+        // A receipt's slot and the decisions only for an upload.
+        let receipts = match reads {
+            Reads::Check => "",
+            Reads::Receipt => {
+                ", k.receipt_key, \
+                 (SELECT value FROM remembered WHERE key = k.receipt_key) AS receipt_value, \
+                 (SELECT json_agg(DISTINCT r.decision)::text FROM receipts r \
+                  WHERE r.delivery_id = d.delivery_id AND r.sequence = d.sequence \
+                  AND r.repeated = 0) AS decisions"
+            }
+        };
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS}, version, {DEVICE_ACTIVE}, \
-             k.online_key, k.attempts_key, k.receipt_key, \
+             k.online_key, k.attempts_key, \
              (SELECT value FROM remembered WHERE key = k.online_key) AS online_value, \
-             (SELECT value FROM remembered WHERE key = k.receipt_key) AS receipt_value, \
              (SELECT json_agg(json_build_array(attempt, position::text))::text FROM attempts \
-              WHERE scope = k.attempts_key) AS attempts_known, \
-             (SELECT json_agg(DISTINCT r.decision)::text FROM receipts r \
-              WHERE r.delivery_id = d.delivery_id AND r.sequence = d.sequence AND r.repeated = 0) \
-              AS decisions \
+              WHERE scope = k.attempts_key) AS attempts_known{receipts} \
              FROM deliveries d CROSS JOIN LATERAL (SELECT \
               'online:' || d.sequence || ':' || d.delivery_id AS online_key, \
               'attempts:' || d.sequence || ':' || d.delivery_id AS attempts_key, \
@@ -315,7 +341,13 @@ impl Tx {
         };
         let mut remembered = HashMap::new();
         remembered.insert(r.text("online_key")?, opt_text("online_value")?);
-        remembered.insert(r.text("receipt_key")?, opt_text("receipt_value")?);
+        let decisions = match reads {
+            Reads::Check => None,
+            Reads::Receipt => {
+                remembered.insert(r.text("receipt_key")?, opt_text("receipt_value")?);
+                Some(texts(&r, "decisions")?)
+            }
+        };
         let known: Vec<(String, String)> = match opt_text("attempts_known")? {
             None => Vec::new(),
             Some(json) => serde_json::from_str(&json)
@@ -333,12 +365,13 @@ impl Tx {
         let mut attempts = HashMap::new();
         attempts.insert(r.text("attempts_key")?, known);
         let snapshot = Snapshot {
+            reads,
             delivery_id: row.delivery_id.clone(),
             version: r.int("version")?,
             sequence: r.int("sequence")?,
             remembered,
             attempts,
-            decisions: texts(&r, "decisions")?,
+            decisions,
             status: None,
             writes: Vec::new(),
         };
@@ -351,13 +384,14 @@ impl Tx {
     /// read; `false` when it changed in between (nothing was written; run
     /// the request again). A request that queued nothing writes nothing.
     pub(super) fn write_guarded(&self) -> Result<bool, DbError> {
-        let taken = self
-            .guard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(Guard::Unread);
-        let Some(Guard::Read(snapshot)) = taken else {
-            return Ok(true);
+        let snapshot = {
+            let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(Guard::Read(snapshot)) = guard.take() else {
+                return Ok(true);
+            };
+            // Whatever follows in this request is not read yet.
+            *guard = Some(Guard::Unread(snapshot.reads));
+            snapshot
         };
         if snapshot.writes.is_empty() && snapshot.status.is_none() {
             return Ok(true);
@@ -412,7 +446,7 @@ mod tests {
     use delivery_otp::AttemptStore;
     use sqlx::Connection as _;
 
-    use super::super::{guarded, open_postgres, transaction, Db, DeliveryRow, GUARDED_RUNS};
+    use super::super::{guarded, open_postgres, transaction, Db, DeliveryRow, Reads, GUARDED_RUNS};
 
     /// A PostgreSQL database of its own for the test `name`, on the server
     /// scripts/test starts (these tests fail without it, never skip).
@@ -481,7 +515,7 @@ mod tests {
         let other = db.clone();
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&runs);
-        let out = guarded(&db, move |tx| {
+        let out = guarded(&db, Reads::Check, move |tx| {
             let run = counted.fetch_add(1, Ordering::SeqCst);
             let (row, _) = tx.delivery_held("d1", None)?.unwrap();
             let position =
@@ -518,7 +552,7 @@ mod tests {
         );
         // The same again: the attempt is known, nothing changes meanwhile,
         // one run.
-        let out = guarded(&db, |tx| {
+        let out = guarded(&db, Reads::Check, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             Ok(tx.record_attempt("attempts:3:d1", "a1", 5, 100)?)
         })
@@ -533,7 +567,7 @@ mod tests {
     #[tokio::test]
     async fn a_guarded_request_keeps_nothing_when_it_steps_outside() {
         let db = fresh("outside").await;
-        let wrote = guarded(&db, |tx| {
+        let wrote = guarded(&db, Reads::Receipt, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
             tx.set_status("d1", "confirmed", 2)?;
@@ -545,7 +579,7 @@ mod tests {
             wrote.unwrap_err().status,
             axum::http::StatusCode::SERVICE_UNAVAILABLE
         );
-        let asked = guarded(&db, |tx| {
+        let asked = guarded(&db, Reads::Receipt, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
             Ok(tx.recall("online:2:d1")?)
@@ -555,6 +589,38 @@ mod tests {
             asked.unwrap_err().status,
             axum::http::StatusCode::SERVICE_UNAVAILABLE
         );
+        // A check reads no receipts: asking for the delivery's receipt slot
+        // or its decisions fails, though the key is the current one.
+        let slot = guarded(&db, Reads::Check, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
+            Ok(tx.recall("receipt:3:d1")?)
+        })
+        .await;
+        assert_eq!(
+            slot.unwrap_err().status,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        let decided = guarded(&db, Reads::Check, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            Ok(tx.decision_recorded("d1", 3, "confirmed")?)
+        })
+        .await;
+        assert_eq!(
+            decided.unwrap_err().status,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        // An upload reads them: the same questions are answered.
+        let read = guarded(&db, Reads::Receipt, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            Ok((
+                tx.recall("receipt:3:d1")?,
+                tx.decision_recorded("d1", 3, "confirmed")?,
+            ))
+        })
+        .await
+        .unwrap();
+        assert_eq!(read, (None, false));
         assert_eq!(kept(&db).await, (vec!["issued".to_string()], 0));
         let status = transaction(&db, |tx| Ok(tx.delivery("d1")?.unwrap().status))
             .await

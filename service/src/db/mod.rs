@@ -40,6 +40,7 @@ mod queries;
 mod sqlite;
 mod value;
 
+pub use guarded::Reads;
 pub use postgres::open_postgres;
 pub use queries::{DeliveryRow, DeviceRequest, EventRow, ReceiptRecord, ReceiptRow};
 pub use sqlite::open_sqlite;
@@ -191,7 +192,7 @@ pub const GUARDED_RUNS: usize = 3;
 ///
 /// # Errors
 /// As [`transaction`].
-pub async fn guarded<T, F>(db: &Db, work: F) -> Result<T, Problem>
+pub async fn guarded<T, F>(db: &Db, reads: Reads, work: F) -> Result<T, Problem>
 where
     T: Send + 'static,
     F: Fn(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
@@ -201,7 +202,7 @@ where
     }
     submit(db, true, move |tx| {
         for _ in 0..GUARDED_RUNS {
-            tx.begin_guard();
+            tx.begin_guard(reads);
             let out = work(tx)?;
             if tx.write_guarded()? {
                 return Ok(out);

@@ -6,8 +6,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sqlx::any::AnyConnectOptions;
-use sqlx::{AnyConnection, Connection as _, Executor};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection as _, Executor, PgConnection};
 
 use super::{Conn, Db, DbError, Engine, Job, Tx, POSTGRES_MIGRATIONS, QUEUE};
 
@@ -17,9 +17,8 @@ use super::{Conn, Db, DbError, Engine, Job, Tx, POSTGRES_MIGRATIONS, QUEUE};
 /// # Errors
 /// The server cannot be reached, a migration fails, or a thread cannot start.
 pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
-    sqlx::any::install_default_drivers();
-    let options = AnyConnectOptions::from_str(url)?;
-    let mut conn = AnyConnection::connect_with(&options).await?;
+    let options = PgConnectOptions::from_str(url)?;
+    let mut conn = PgConnection::connect_with(&options).await?;
     POSTGRES_MIGRATIONS
         .run(&mut conn)
         .await
@@ -52,11 +51,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A new connection, or none (logged) when the server cannot be reached
 /// within [`CONNECT_TIMEOUT`].
 pub(super) fn connect(
-    options: &AnyConnectOptions,
+    options: &PgConnectOptions,
     runtime: &tokio::runtime::Runtime,
-) -> Option<Box<AnyConnection>> {
+) -> Option<Box<PgConnection>> {
     let made = runtime.block_on(async {
-        tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect_with(options)).await
+        tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await
     });
     match made {
         Ok(Ok(conn)) => Some(Box::new(conn)),
@@ -78,11 +77,11 @@ pub(super) fn connect(
 /// statement, which is sent again (`redial`): `BEGIN`, or the one
 /// idempotent statement of an autocommit request.
 fn postgres_worker(
-    options: Arc<AnyConnectOptions>,
+    options: Arc<PgConnectOptions>,
     queue: &Mutex<mpsc::Receiver<Job>>,
     runtime: Arc<tokio::runtime::Runtime>,
 ) {
-    let mut kept: Option<Box<AnyConnection>> = None;
+    let mut kept: Option<Box<PgConnection>> = None;
     loop {
         let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = next else { return };

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use sqlx::any::AnyConnectOptions;
-use sqlx::{AnyConnection, Column as _, Row as _};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow};
+use sqlx::{Column as _, PgConnection, Postgres, Row as _, TypeInfo as _};
 
 use super::DbError;
 
@@ -104,13 +104,13 @@ pub(super) enum Conn {
     /// A PostgreSQL worker's connection inside its transaction, driven by
     /// the worker's own runtime.
     Postgres {
-        conn: Box<AnyConnection>,
+        conn: Box<PgConnection>,
         runtime: Arc<tokio::runtime::Runtime>,
         /// Set until the first statement of a request (its `BEGIN`, or the
         /// one statement of an autocommit request) on a connection kept from
         /// an earlier request: if that connection died meanwhile (the server
         /// restarted), the statement is sent again once on a new connection.
-        redial: Option<Arc<AnyConnectOptions>>,
+        redial: Option<Arc<PgConnectOptions>>,
     },
 }
 
@@ -138,14 +138,14 @@ fn bind_sqlite(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> Re
     Ok(())
 }
 
-fn bind_any<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    params: &[Value],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+fn bind_postgres<'q>(
+    mut query: sqlx::query::Query<'q, Postgres, PgArguments>,
+    params: &'q [Value],
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
     for value in params {
         query = match value {
             Value::Int(n) => query.bind(*n),
-            Value::Text(t) => query.bind(t.clone()),
+            Value::Text(t) => query.bind(t.as_str()),
             Value::Null => query.bind(None::<i64>),
         };
     }
@@ -156,7 +156,7 @@ impl Conn {
     /// Runs `op` on the PostgreSQL connection; see the `redial` field.
     fn postgres<T>(
         &mut self,
-        op: impl Fn(&mut AnyConnection, &tokio::runtime::Runtime) -> Result<T, sqlx::Error>,
+        op: impl Fn(&mut PgConnection, &tokio::runtime::Runtime) -> Result<T, sqlx::Error>,
     ) -> Result<T, DbError> {
         let Conn::Postgres {
             conn,
@@ -186,7 +186,7 @@ impl Conn {
                 Ok(u64::try_from(changed).unwrap_or(u64::MAX))
             }
             Conn::Postgres { .. } => self.postgres(|conn, runtime| {
-                let query = bind_any(sqlx::query(sql), params);
+                let query = bind_postgres(sqlx::query(sql), params);
                 runtime
                     .block_on(query.execute(conn))
                     .map(|done| done.rows_affected())
@@ -226,31 +226,44 @@ impl Conn {
             }
             Conn::Postgres { .. } => {
                 let rows = self.postgres(|conn, runtime| {
-                    let query = bind_any(sqlx::query(sql), params);
+                    let query = bind_postgres(sqlx::query(sql), params);
                     runtime.block_on(query.fetch_all(conn))
                 })?;
-                rows.iter()
-                    .map(|row| {
-                        let cols = row
-                            .columns()
-                            .iter()
-                            .map(|col| {
-                                let i = col.ordinal();
-                                let value = match row.try_get::<Option<i64>, _>(i) {
-                                    Ok(Some(n)) => Value::Int(n),
-                                    Ok(None) => Value::Null,
-                                    Err(_) => match row.try_get::<Option<String>, _>(i)? {
-                                        Some(t) => Value::Text(t),
-                                        None => Value::Null,
-                                    },
-                                };
-                                Ok((col.name().to_string(), value))
-                            })
-                            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                        Ok(Row { cols })
-                    })
-                    .collect()
+                rows.iter().map(postgres_row).collect()
             }
         }
     }
+}
+
+/// A PostgreSQL row as the engines share it: integers of any width as
+/// [`Value::Int`], text as [`Value::Text`]; any other type is an error.
+fn postgres_row(row: &PgRow) -> Result<Row, DbError> {
+    let cols = row
+        .columns()
+        .iter()
+        .map(|col| {
+            let i = col.ordinal();
+            let value = match col.type_info().name() {
+                "INT8" => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
+                "INT4" => row
+                    .try_get::<Option<i32>, _>(i)?
+                    .map(|n| Value::Int(i64::from(n))),
+                "INT2" => row
+                    .try_get::<Option<i16>, _>(i)?
+                    .map(|n| Value::Int(i64::from(n))),
+                "BOOL" => row
+                    .try_get::<Option<bool>, _>(i)?
+                    .map(|b| Value::Int(i64::from(b))),
+                "TEXT" | "VARCHAR" => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
+                other => {
+                    return Err(DbError::Data(format!(
+                        "{} has an unexpected type {other}",
+                        col.name()
+                    )))
+                }
+            };
+            Ok((col.name().to_string(), value.unwrap_or(Value::Null)))
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(Row { cols })
 }
