@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
-use crate::auth::{sha256_hex, Actor, Caller, Signed};
+use crate::auth::{sha256_hex, Actor, Caller, Signed, SignedInTx};
 use crate::db::{self, DeliveryRow, ReceiptRecord, Tx};
 use crate::problem::{Problem, ProblemBody};
 use crate::{now, AppState};
@@ -544,7 +544,7 @@ pub struct VerifyResponse {
 pub async fn verify_code(
     State(state): State<AppState>,
     Path(delivery_id): Path<String>,
-    signed: Signed<VerifyRequest>,
+    signed: SignedInTx<VerifyRequest>,
 ) -> Result<Response, Problem> {
     let req = signed.body;
     signed
@@ -553,8 +553,8 @@ pub async fn verify_code(
     let now = now();
     let st = state.clone();
     // Guarded (two round trips on PostgreSQL): the check reads and writes
-    // one delivery.
-    let outcome = db::guarded(&state.db, db::Reads::Check, move |tx| {
+    // one delivery, and a device's signature is recorded with its writes.
+    let outcome = db::guarded(&state.db, db::Reads::Check, signed.admission, move |tx| {
         let backend = st.core(tx);
         let (row, device) = held_delivery(tx, &delivery_id, Some((&req.courier_id, &req.device_id)))?;
         device_may_act(device)?;
@@ -715,9 +715,9 @@ fn status_after(decision: &Decision) -> Option<&'static str> {
     security(("token" = ["receipts"]), ("device" = [])))]
 pub async fn upload_receipts(
     State(state): State<AppState>,
-    signed: Signed<UploadRequest>,
+    signed: SignedInTx<UploadRequest>,
 ) -> Result<Response, Problem> {
-    let (actor, req) = (signed.actor, signed.body);
+    let (actor, req, admission) = (signed.actor, signed.body, signed.admission);
     if let Actor::Backend(caller) = &actor {
         caller.require("receipts")?;
     }
@@ -737,9 +737,9 @@ pub async fn upload_receipts(
     let st = state.clone();
     let judge = move |tx: &Arc<Tx>| judge_all(&st, tx, &actor, &req.receipts, now);
     let judged = if req_len == 1 {
-        db::guarded(&state.db, db::Reads::Receipt, judge).await?
+        db::guarded(&state.db, db::Reads::Receipt, admission, judge).await?
     } else {
-        db::transaction(&state.db, judge).await?
+        db::admitted(&state.db, admission, judge).await?
     };
     if let Some(hook) = &state.webhook {
         if judged.iter().any(Result::is_ok) {

@@ -5,6 +5,7 @@
 //! request's method, path, time and body, must come from a provisioned
 //! device that is not revoked, and is accepted once.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -13,7 +14,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::db::DeviceRequest;
+use crate::db::{Admission, DeviceRequest};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -136,7 +137,10 @@ impl Actor {
 }
 
 /// A request devices may send: its sender (a token or a device signature
-/// over the exact body) and its JSON body (`null` when there is none).
+/// over the exact body, the device admitted) and its JSON body (`null`
+/// when there is none). The device's admission (provisioned, not revoked,
+/// a signature not seen before, now recorded) is a statement of its own
+/// before the request's work; [`SignedInTx`] makes it part of the work's.
 pub struct Signed<T> {
     /// Who sent it.
     pub actor: Actor,
@@ -144,80 +148,132 @@ pub struct Signed<T> {
     pub body: T,
 }
 
+/// A request devices may send, whose device admission is left to the
+/// request's own transaction ([`crate::db::guarded`],
+/// [`crate::db::admitted`]): the signature is recorded with the request's
+/// writes, in the same commit, or not at all. The signature over the exact
+/// body is checked here; `actor` is who signed it, and a handler must pass
+/// `admission` to the transaction it runs.
+pub struct SignedInTx<T> {
+    /// Who sent it (a device: as its signature says, not yet admitted).
+    pub actor: Actor,
+    /// The body.
+    pub body: T,
+    /// For a device's request: what its transaction admits.
+    pub admission: Option<Admission>,
+}
+
+impl DeviceRequest {
+    /// The answer to a device's request that may not go on: replayed (401),
+    /// revoked or never provisioned (403); `None` for a fresh one.
+    pub fn refusal(self) -> Option<Problem> {
+        match self {
+            DeviceRequest::Fresh => None,
+            DeviceRequest::Replayed => Some(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "replayed_request",
+                "this signed request was already received",
+            )),
+            DeviceRequest::Revoked => crate::api::device_may_act(Some(false)).err(),
+            DeviceRequest::NotProvisioned => crate::api::device_may_act(None).err(),
+        }
+    }
+}
+
+/// A request's sender before its device is admitted, and its body's bytes.
+async fn sender(
+    req: Request,
+    state: &AppState,
+) -> Result<(Actor, Option<Admission>, Bytes), Problem> {
+    let (mut parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the body is over 1 MiB",
+            )
+        })?;
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if !authorization.starts_with(delivery_otp::proof::request::SCHEME) {
+        let caller = Caller::from_request_parts(&mut parts, state).await?;
+        return Ok((Actor::Backend(caller), None, bytes));
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let now = crate::now();
+    let signed = state
+        .backend
+        .verify_request(authorization, parts.method.as_str(), path, &bytes, now)
+        .map_err(|e| Problem::new(StatusCode::UNAUTHORIZED, e.kind(), e.to_string()))?;
+    let expires_at = signed
+        .timestamp
+        .saturating_add(delivery_otp::proof::request::REQUEST_WINDOW_SECS.saturating_mul(2));
+    let actor = Actor::Device {
+        courier_id: signed.courier_id.clone(),
+        device_id: signed.device_id.clone(),
+    };
+    let admission = Admission {
+        courier_id: signed.courier_id,
+        device_id: signed.device_id,
+        signature: signed.signature,
+        expires_at,
+        now,
+    };
+    Ok((actor, Some(admission), bytes))
+}
+
+/// The body as JSON (`null` when empty): 400 when it is not JSON, 422 when
+/// it is not the request's shape.
+fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let text: &[u8] = if bytes.is_empty() { b"null" } else { bytes };
+    serde_json::from_slice(text).map_err(|e| {
+        let status = if e.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let detail: String = e.to_string().chars().take(300).collect();
+        Problem::new(status, "invalid_body", detail)
+    })
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Problem> {
-        let (mut parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
-            .await
-            .map_err(|_| {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the body is over 1 MiB",
-                )
-            })?;
-        let authorization = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        let actor = if authorization.starts_with(delivery_otp::proof::request::SCHEME) {
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let now = crate::now();
-            let signed = state
-                .backend
-                .verify_request(authorization, parts.method.as_str(), path, &bytes, now)
-                .map_err(|e| Problem::new(StatusCode::UNAUTHORIZED, e.kind(), e.to_string()))?;
-            let expires = signed.timestamp.saturating_add(
-                delivery_otp::proof::request::REQUEST_WINDOW_SECS.saturating_mul(2),
-            );
-            let (courier_id, device_id) = (signed.courier_id.clone(), signed.device_id.clone());
+        let (actor, admission, bytes) = sender(req, state).await?;
+        if let Some(admission) = admission {
             // One statement on PostgreSQL, outside a transaction. If a kept
             // connection turns out dead, it is sent again on a new one; it
             // cannot have run then, as the server never had it (or lost it
             // uncommitted in a crash).
-            let seen = crate::db::autocommit(&state.db, move |tx| {
-                Ok(tx.device_request(
-                    &signed.courier_id,
-                    &signed.device_id,
-                    &signed.signature,
-                    expires,
-                    now,
-                )?)
-            })
-            .await?;
-            match seen {
-                DeviceRequest::Fresh => {}
-                DeviceRequest::Replayed => {
-                    return Err(Problem::new(
-                        StatusCode::UNAUTHORIZED,
-                        "replayed_request",
-                        "this signed request was already received",
-                    ))
-                }
-                DeviceRequest::Revoked => crate::api::device_may_act(Some(false))?,
-                DeviceRequest::NotProvisioned => crate::api::device_may_act(None)?,
+            let seen =
+                crate::db::autocommit(&state.db, move |tx| Ok(tx.admit(&admission)?)).await?;
+            if let Some(refused) = seen.refusal() {
+                return Err(refused);
             }
-            Actor::Device {
-                courier_id,
-                device_id,
-            }
-        } else {
-            Actor::Backend(Caller::from_request_parts(&mut parts, state).await?)
-        };
-        let text: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        let body = serde_json::from_slice(text).map_err(|e| {
-            let status = if e.is_data() {
-                StatusCode::UNPROCESSABLE_ENTITY
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            let detail: String = e.to_string().chars().take(300).collect();
-            Problem::new(status, "invalid_body", detail)
-        })?;
+        }
+        let body = json_body(&bytes)?;
         Ok(Signed { actor, body })
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for SignedInTx<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Problem> {
+        let (actor, admission, bytes) = sender(req, state).await?;
+        let body = json_body(&bytes)?;
+        Ok(SignedInTx {
+            actor,
+            body,
+            admission,
+        })
     }
 }
 

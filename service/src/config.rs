@@ -355,10 +355,27 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(hook) = state.webhook.clone() {
         tokio::spawn(crate::webhook::run(state.db.clone(), hook));
     }
+    tokio::spawn(forget_signatures(state.db.clone()));
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| format!("the server failed: {e}"))
+}
+
+/// How often expired device-request signatures are forgotten.
+const FORGET_SIGNATURES_SECS: u64 = 60;
+
+/// Forgets expired device-request signatures now and then: the requests
+/// that record them with their own writes ([`crate::auth::SignedInTx`]) do
+/// not, so that they do not wait for each other over the same old rows.
+async fn forget_signatures(db: crate::db::Db) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(FORGET_SIGNATURES_SECS));
+    loop {
+        every.tick().await;
+        let now = crate::now();
+        // A failure is logged by the database layer; the next turn tries again.
+        let _ = crate::db::autocommit(&db, move |tx| Ok(tx.forget_signatures(now)?)).await;
+    }
 }
 
 async fn shutdown() {

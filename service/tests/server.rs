@@ -603,12 +603,36 @@ fn devices_sign_their_own_requests() {
             (403, Some("not_signer")),
             "{label}"
         );
-        let (status, _, first) = signed("POST", verify_path, body.as_bytes(), now());
+        let header = key.sign_request("POST", verify_path, now(), body.as_bytes());
+        let (status, _, first) = server.send_auth(
+            "POST",
+            verify_path,
+            Some(header.clone()),
+            Some(body.as_bytes()),
+        );
         assert_eq!(status, 200, "{label}: {first}");
         assert_eq!(
             first["attempts_left"].as_u64(),
             Some(u64::from(ticket.max_attempts()) - 1),
             "{label}: {first}"
+        );
+        // The same signed check again (its signature is recorded with the
+        // check's own writes): a replay, and it counts nothing.
+        let (status, _, replay) =
+            server.send_auth("POST", verify_path, Some(header), Some(body.as_bytes()));
+        assert_eq!(
+            (status, replay["kind"].as_str()),
+            (401, Some("replayed_request")),
+            "{label}: {replay}"
+        );
+        let second = json!({"courier_id": "courier-5", "device_id": "phone-5", "code": wrong[1]})
+            .to_string();
+        let (status, _, counted) = signed("POST", verify_path, second.as_bytes(), now());
+        assert_eq!(status, 200, "{label}: {counted}");
+        assert_eq!(
+            counted["attempts_left"].as_u64(),
+            Some(u64::from(ticket.max_attempts()) - 2),
+            "{label}: the replay counted nothing: {counted}"
         );
         let right =
             json!({"courier_id": "courier-5", "device_id": "phone-5", "code": code}).to_string();
@@ -619,14 +643,15 @@ fn devices_sign_their_own_requests() {
             "{label}: {confirmed}"
         );
 
-        // The phone uploads its own receipt; one naming another device is refused.
+        // The phone uploads its own receipt (the check counted three
+        // attempts); one naming another device is refused.
         let dk = device["device_key"].as_str().unwrap();
         let mine = receipt_json(
             dk,
             issued["ticket"].as_str().unwrap(),
             &code,
             Verification::Online,
-            2,
+            3,
             now(),
         );
         let (_, other_device) = server.post(
@@ -638,7 +663,7 @@ fn devices_sign_their_own_requests() {
             issued["ticket"].as_str().unwrap(),
             &code,
             Verification::Online,
-            2,
+            3,
             now(),
         );
         let upload = json!({"receipts": [mine, theirs]}).to_string();
@@ -652,6 +677,35 @@ fn devices_sign_their_own_requests() {
             results["results"][1]["error"]["kind"], "not_signer",
             "{label}: {results}"
         );
+        // An upload of one receipt (on PostgreSQL a guarded request) and
+        // one of two, each sent twice as signed: the copy is a replay.
+        // (Signed at a time no other request of this test was: at the same
+        // second, the same body would be the first upload again.)
+        for upload in [
+            json!({"receipts": [mine]}),
+            json!({"receipts": [mine, theirs]}),
+        ] {
+            let upload = upload.to_string();
+            let at = now() - 30;
+            let header = key.sign_request("POST", "/v1/receipts", at, upload.as_bytes());
+            let send = || {
+                server.send_auth(
+                    "POST",
+                    "/v1/receipts",
+                    Some(header.clone()),
+                    Some(upload.as_bytes()),
+                )
+            };
+            let (status, _, again) = send();
+            assert_eq!(status, 200, "{label}: {again}");
+            assert_eq!(again["results"][0]["repeated"], true, "{label}: {again}");
+            let (status, _, replay) = send();
+            assert_eq!(
+                (status, replay["kind"].as_str()),
+                (401, Some("replayed_request")),
+                "{label}: {replay}"
+            );
+        }
 
         // Revoked: refused everywhere.
         server.send(
@@ -667,6 +721,21 @@ fn devices_sign_their_own_requests() {
             (status, revoked["kind"].as_str()),
             (403, Some("device_revoked")),
             "{label}"
+        );
+        // Its checks and uploads too (their admission is in their own
+        // transaction).
+        let (status, _, revoked) = signed("POST", verify_path, second.as_bytes(), refused_at);
+        assert_eq!(
+            (status, revoked["kind"].as_str()),
+            (403, Some("device_revoked")),
+            "{label}: {revoked}"
+        );
+        let one = json!({"receipts": [mine]}).to_string();
+        let (status, _, revoked) = signed("POST", "/v1/receipts", one.as_bytes(), refused_at);
+        assert_eq!(
+            (status, revoked["kind"].as_str()),
+            (403, Some("device_revoked")),
+            "{label}: {revoked}"
         );
         // The refused request's signature was not kept: once the device is
         // provisioned again (the same key), the same request is fresh, and

@@ -34,7 +34,7 @@ use super::attempts::{ATTEMPT_COLUMNS, REMEMBERED_COLUMNS};
 use super::queries::{
     DELIVERY_COLUMNS, DEVICE_ACTIVE, EVENT_COLUMNS, OUTBOX_COLUMNS, RECEIPT_COLUMNS,
 };
-use super::{DbError, DeliveryRow, Tx, Value};
+use super::{Admission, DbError, DeliveryRow, DeviceRequest, Tx, Value};
 
 /// What a guarded request reads with its delivery: only what its kind of
 /// request may ask the store, so a check does not read receipts.
@@ -49,8 +49,9 @@ pub enum Reads {
 
 /// Where a guarded request stands.
 pub(super) enum Guard {
-    /// Nothing read yet; what will be.
-    Unread(Reads),
+    /// Nothing read yet; what will be, and the device request to admit
+    /// with the writes, if any.
+    Unread(Reads, Option<Admission>),
     /// The delivery read, the writes queued so far.
     Read(Box<Snapshot>),
 }
@@ -58,6 +59,10 @@ pub(super) enum Guard {
 /// One delivery as a guarded request read it, and its queued writes.
 pub(super) struct Snapshot {
     reads: Reads,
+    /// A device request to admit: the request, whether its device is
+    /// provisioned (`None`) and not revoked, and whether its signature was
+    /// recorded before.
+    admission: Option<(Admission, Option<bool>, bool)>,
     delivery_id: String,
     version: i64,
     sequence: i64,
@@ -269,8 +274,42 @@ impl Tx {
 
     /// Starts (or starts again) a guarded request that will read `reads`:
     /// nothing read, nothing queued.
-    pub(super) fn begin_guard(&self, reads: Reads) {
-        *self.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(Guard::Unread(reads));
+    pub(super) fn begin_guard(&self, reads: Reads, admission: Option<Admission>) {
+        *self.guard.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Guard::Unread(reads, admission));
+    }
+
+    /// A guarded request's device admission, from what was read with the
+    /// delivery: refused, or (`Fresh`) its signature queued with the
+    /// writes, so that it is recorded only with them; a signature recorded
+    /// by another request after the read fails the write
+    /// ([`DbError::Replayed`]). `None` when no delivery was read.
+    pub(super) fn admit_guarded(&self) -> Option<Result<DeviceRequest, DbError>> {
+        let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(Guard::Read(snapshot)) = guard.as_mut() else {
+            return None;
+        };
+        let Some((a, active, seen)) = &snapshot.admission else {
+            return Some(Err(not_read("the admission")));
+        };
+        let seen = match (active, seen) {
+            (None, _) => DeviceRequest::NotProvisioned,
+            (Some(false), _) => DeviceRequest::Revoked,
+            (Some(true), true) => DeviceRequest::Replayed,
+            (Some(true), false) => {
+                let values = match super::value::int(a.expires_at) {
+                    Ok(expires_at) => vec![a.signature.as_str().into(), expires_at],
+                    Err(e) => return Some(Err(e)),
+                };
+                snapshot.writes.push(Insert {
+                    table: "request_signatures",
+                    columns: "signature, expires_at",
+                    values,
+                });
+                DeviceRequest::Fresh
+            }
+        };
+        Some(Ok(seen))
     }
 
     /// Ends guarded work: what follows runs as in any transaction.
@@ -287,7 +326,7 @@ impl Tx {
         let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_mut()? {
             Guard::Read(snapshot) => Some(f(snapshot)),
-            Guard::Unread(_) => Some(Err(not_read("the store"))),
+            Guard::Unread(..) => Some(Err(not_read("the store"))),
         }
     }
 
@@ -298,8 +337,8 @@ impl Tx {
         delivery_id: &str,
         device: Option<(&str, &str)>,
     ) -> Result<Option<(DeliveryRow, Option<bool>)>, DbError> {
-        let reads = match *self.guard.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(Guard::Unread(reads)) => reads,
+        let (reads, admission) = match &*self.guard.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(Guard::Unread(reads, admission)) => (*reads, admission.clone()),
             _ => {
                 return Err(DbError::Data(
                     "a guarded request reads one delivery, once".into(),
@@ -317,8 +356,18 @@ impl Tx {
                   AND r.repeated = 0) AS decisions"
             }
         };
+        // The signer's device and whether its signature was seen, for a
+        // device's request.
+        let signer = match admission {
+            None => "",
+            Some(_) => {
+                ", (SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END FROM devices \
+                 WHERE courier_id = $4 AND device_id = $5) AS signer_active, \
+                 (SELECT COUNT(*) FROM request_signatures WHERE signature = $6) AS signature_seen"
+            }
+        };
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS}, version, {DEVICE_ACTIVE}, \
+            "SELECT {DELIVERY_COLUMNS}, version, {DEVICE_ACTIVE}{signer}, \
              k.online_key, k.attempts_key, \
              (SELECT value FROM remembered WHERE key = k.online_key) AS online_value, \
              (SELECT json_agg(json_build_array(attempt, position::text))::text FROM attempts \
@@ -329,8 +378,25 @@ impl Tx {
               'receipt:' || d.sequence || ':' || d.delivery_id AS receipt_key) k \
              WHERE d.delivery_id = $1"
         );
-        let Some((r, row, active)) = self.delivery_with_device(&sql, delivery_id, device)? else {
+        let signer: Vec<Value> = admission.as_ref().map_or_else(Vec::new, |a| {
+            vec![
+                a.courier_id.as_str().into(),
+                a.device_id.as_str().into(),
+                a.signature.as_str().into(),
+            ]
+        });
+        let Some((r, row, active)) =
+            self.delivery_with_device(&sql, delivery_id, device, signer)?
+        else {
             return Ok(None);
+        };
+        let admission = match admission {
+            None => None,
+            Some(a) => {
+                let active = r.opt_int("signer_active")?.map(|n| n == 1);
+                let seen = r.int("signature_seen")? > 0;
+                Some((a, active, seen))
+            }
         };
         let opt_text = |name: &str| -> Result<Option<String>, DbError> {
             match r.value(name)? {
@@ -366,6 +432,7 @@ impl Tx {
         attempts.insert(r.text("attempts_key")?, known);
         let snapshot = Snapshot {
             reads,
+            admission,
             delivery_id: row.delivery_id.clone(),
             version: r.int("version")?,
             sequence: r.int("sequence")?,
@@ -390,7 +457,10 @@ impl Tx {
                 return Ok(true);
             };
             // Whatever follows in this request is not read yet.
-            *guard = Some(Guard::Unread(snapshot.reads));
+            *guard = Some(Guard::Unread(
+                snapshot.reads,
+                snapshot.admission.as_ref().map(|(a, _, _)| a.clone()),
+            ));
             snapshot
         };
         if snapshot.writes.is_empty() && snapshot.status.is_none() {
@@ -430,10 +500,17 @@ impl Tx {
             ));
         }
         sql.push_str(" SELECT COUNT(*) AS kept FROM guard");
-        let kept = self
-            .query_one(&sql, &params)?
-            .ok_or(DbError::Gone)?
-            .int("kept")?;
+        let kept = match self.query_one(&sql, &params) {
+            Ok(row) => row.ok_or(DbError::Gone)?.int("kept")?,
+            // The signature queued by `admit_guarded` was recorded since the
+            // read: a replay racing this request. The statement wrote nothing.
+            Err(DbError::Sqlx(sqlx::Error::Database(e)))
+                if e.is_unique_violation() && e.constraint() == Some("request_signatures_pkey") =>
+            {
+                return Err(DbError::Replayed)
+            }
+            Err(e) => return Err(e),
+        };
         Ok(kept == 1)
     }
 }
@@ -446,7 +523,9 @@ mod tests {
     use delivery_otp::AttemptStore;
     use sqlx::Connection as _;
 
-    use super::super::{guarded, open_postgres, transaction, Db, DeliveryRow, Reads, GUARDED_RUNS};
+    use super::super::{
+        guarded, open_postgres, transaction, Admission, Db, DeliveryRow, Reads, GUARDED_RUNS,
+    };
 
     /// A PostgreSQL database of its own for the test `name`, on the server
     /// scripts/test starts (these tests fail without it, never skip).
@@ -515,7 +594,7 @@ mod tests {
         let other = db.clone();
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&runs);
-        let out = guarded(&db, Reads::Check, move |tx| {
+        let out = guarded(&db, Reads::Check, None, move |tx| {
             let run = counted.fetch_add(1, Ordering::SeqCst);
             let (row, _) = tx.delivery_held("d1", None)?.unwrap();
             let position =
@@ -552,7 +631,7 @@ mod tests {
         );
         // The same again: the attempt is known, nothing changes meanwhile,
         // one run.
-        let out = guarded(&db, Reads::Check, |tx| {
+        let out = guarded(&db, Reads::Check, None, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             Ok(tx.record_attempt("attempts:3:d1", "a1", 5, 100)?)
         })
@@ -567,7 +646,7 @@ mod tests {
     #[tokio::test]
     async fn a_guarded_request_keeps_nothing_when_it_steps_outside() {
         let db = fresh("outside").await;
-        let wrote = guarded(&db, Reads::Receipt, |tx| {
+        let wrote = guarded(&db, Reads::Receipt, None, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
             tx.set_status("d1", "confirmed", 2)?;
@@ -579,7 +658,7 @@ mod tests {
             wrote.unwrap_err().status,
             axum::http::StatusCode::SERVICE_UNAVAILABLE
         );
-        let asked = guarded(&db, Reads::Receipt, |tx| {
+        let asked = guarded(&db, Reads::Receipt, None, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
             Ok(tx.recall("online:2:d1")?)
@@ -591,7 +670,7 @@ mod tests {
         );
         // A check reads no receipts: asking for the delivery's receipt slot
         // or its decisions fails, though the key is the current one.
-        let slot = guarded(&db, Reads::Check, |tx| {
+        let slot = guarded(&db, Reads::Check, None, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
             Ok(tx.recall("receipt:3:d1")?)
@@ -601,7 +680,7 @@ mod tests {
             slot.unwrap_err().status,
             axum::http::StatusCode::SERVICE_UNAVAILABLE
         );
-        let decided = guarded(&db, Reads::Check, |tx| {
+        let decided = guarded(&db, Reads::Check, None, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             Ok(tx.decision_recorded("d1", 3, "confirmed")?)
         })
@@ -611,7 +690,7 @@ mod tests {
             axum::http::StatusCode::SERVICE_UNAVAILABLE
         );
         // An upload reads them: the same questions are answered.
-        let read = guarded(&db, Reads::Receipt, |tx| {
+        let read = guarded(&db, Reads::Receipt, None, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             Ok((
                 tx.recall("receipt:3:d1")?,
@@ -626,5 +705,116 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(status, "issued");
+    }
+
+    /// A device's request for `signature`, from device dev1 of courier c1.
+    fn admission(signature: &str) -> Option<Admission> {
+        Some(Admission {
+            courier_id: "c1".into(),
+            device_id: "dev1".into(),
+            signature: signature.into(),
+            expires_at: 1_000,
+            now: 10,
+        })
+    }
+
+    /// A guarded check by device dev1 that keeps one history entry.
+    async fn check(db: &Db, signature: &str) -> Result<(), axum::http::StatusCode> {
+        guarded(db, Reads::Check, admission(signature), |tx| {
+            tx.delivery_held("d1", Some(("c1", "dev1")))?.unwrap();
+            tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
+            Ok(())
+        })
+        .await
+        .map_err(|p| p.status)
+    }
+
+    /// A device's signature is recorded with the request's writes, in the
+    /// same statement: a replay is refused and keeps nothing, also when the
+    /// other copy is recorded between this one's read and its write; a
+    /// request that fails or is refused keeps no signature.
+    #[tokio::test]
+    async fn a_device_request_is_admitted_with_its_writes() {
+        use axum::http::StatusCode;
+        let db = fresh("admitted").await;
+        let entries = |n: usize| {
+            let mut kinds = vec!["issued".to_string()];
+            kinds.extend(std::iter::repeat_n("online_check".to_string(), n));
+            (kinds, 0)
+        };
+        // Never provisioned: 403, nothing kept.
+        assert_eq!(check(&db, "s0").await, Err(StatusCode::FORBIDDEN));
+        transaction(&db, |tx| Ok(tx.provision_device("c1", "dev1", "k1", 5)?))
+            .await
+            .unwrap();
+        assert_eq!(
+            check(&db, "s0").await,
+            Ok(()),
+            "refused before, so not seen"
+        );
+        assert_eq!(kept(&db).await, entries(1));
+        // The same request again: seen when read.
+        assert_eq!(check(&db, "s0").await, Err(StatusCode::UNAUTHORIZED));
+        assert_eq!(kept(&db).await, entries(1));
+        // The other copy recorded after this one's read: the write fails
+        // as a whole, and the request is not run again.
+        let other = db.clone();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let raced = guarded(&db, Reads::Check, admission("s1"), move |tx| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tx.delivery_held("d1", Some(("c1", "dev1")))?.unwrap();
+            tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
+            let other = other.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(transaction(&other, |tx| {
+                    Ok(tx.remember_signature("s1", 1_000, 10)?)
+                }))
+            })
+            .join()
+            .unwrap()
+            .unwrap();
+            Ok(())
+        })
+        .await;
+        assert_eq!(raced.unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(kept(&db).await, entries(1));
+        // Work that fails keeps no signature: the same request later is new.
+        let failed: Result<(), _> = guarded(&db, Reads::Check, admission("s2"), |tx| {
+            tx.delivery_held("d1", Some(("c1", "dev1")))?.unwrap();
+            tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
+            Err(crate::problem::Problem::bad_request("test", "fails"))
+        })
+        .await;
+        assert_eq!(failed.unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(check(&db, "s2").await, Ok(()));
+        assert_eq!(kept(&db).await, entries(2));
+        // Revoked: 403, and its signature is not kept.
+        transaction(&db, |tx| Ok(tx.revoke_device("c1", "dev1", 20)?))
+            .await
+            .unwrap();
+        assert_eq!(check(&db, "s3").await, Err(StatusCode::FORBIDDEN));
+        let recorded = transaction(&db, |tx| {
+            let mut out = Vec::new();
+            for s in ["s0", "s1", "s2", "s3"] {
+                out.push(
+                    tx.query_one(
+                        "SELECT 1 AS one FROM request_signatures WHERE signature = $1",
+                        &[s.into()],
+                    )?
+                    .is_some(),
+                );
+            }
+            Ok(out)
+        })
+        .await
+        .unwrap();
+        assert_eq!(recorded, [true, true, true, false]);
+        assert_eq!(kept(&db).await, entries(2));
     }
 }

@@ -42,7 +42,7 @@ mod value;
 
 pub use guarded::Reads;
 pub use postgres::open_postgres;
-pub use queries::{DeliveryRow, DeviceRequest, EventRow, ReceiptRecord, ReceiptRow};
+pub use queries::{Admission, DeliveryRow, DeviceRequest, EventRow, ReceiptRecord, ReceiptRow};
 pub use sqlite::open_sqlite;
 use value::Conn;
 pub use value::{Row, Value};
@@ -87,10 +87,19 @@ pub enum DbError {
     /// The connection is gone (the SQLite writer stopped, a transaction ended).
     #[error("the database connection is gone")]
     Gone,
+    /// A device request's signature was recorded by another request between
+    /// this one's read and its write: a replay; nothing was written.
+    #[error("the signed request was already received")]
+    Replayed,
 }
 
 impl From<DbError> for Problem {
     fn from(e: DbError) -> Self {
+        if matches!(e, DbError::Replayed) {
+            return DeviceRequest::Replayed.refusal().unwrap_or_else(|| {
+                Problem::unavailable("the database failed; the request may be sent again")
+            });
+        }
         tracing::error!(error = %e, "database error");
         Problem::unavailable("the database failed; the request may be sent again")
     }
@@ -152,6 +161,32 @@ where
     submit(db, false, work).await
 }
 
+/// Runs `work` in a transaction that first admits a device's signed request
+/// (`admission`): the device is provisioned and not revoked, and the
+/// signature is new and recorded in this transaction, so it is kept only if
+/// the work is. Without an admission (a backend's token), as [`transaction`].
+///
+/// # Errors
+/// As [`transaction`]; the refusal of [`DeviceRequest::refusal`].
+pub async fn admitted<T, F>(db: &Db, admission: Option<Admission>, work: F) -> Result<T, Problem>
+where
+    T: Send + 'static,
+    F: FnOnce(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
+{
+    submit(db, false, move |tx| {
+        if let Some(a) = &admission {
+            refuse(tx.admit(a)?)?;
+        }
+        work(tx)
+    })
+    .await
+}
+
+/// `Err` with the refusal of a device request that may not go on.
+fn refuse(seen: DeviceRequest) -> Result<(), Problem> {
+    seen.refusal().map_or(Ok(()), Err)
+}
+
 /// Runs `work` outside a transaction on PostgreSQL: each statement commits
 /// by itself, which saves the two round trips of `BEGIN` and `COMMIT`. Only
 /// for work that writes with one statement that is idempotent (sending it
@@ -192,18 +227,37 @@ pub const GUARDED_RUNS: usize = 3;
 ///
 /// # Errors
 /// As [`transaction`].
-pub async fn guarded<T, F>(db: &Db, reads: Reads, work: F) -> Result<T, Problem>
+pub async fn guarded<T, F>(
+    db: &Db,
+    reads: Reads,
+    admission: Option<Admission>,
+    work: F,
+) -> Result<T, Problem>
 where
     T: Send + 'static,
     F: Fn(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
 {
     if db.engine == Engine::Sqlite {
-        return transaction(db, work).await;
+        return admitted(db, admission, work).await;
     }
     submit(db, true, move |tx| {
         for _ in 0..GUARDED_RUNS {
-            tx.begin_guard(reads);
+            tx.begin_guard(reads, admission.clone());
             let out = work(tx)?;
+            // A device's request: refused, or its signature queued with the
+            // writes; when the work read no delivery, admitted by itself.
+            if let Some(a) = &admission {
+                match tx.admit_guarded() {
+                    Some(seen) => refuse(seen?)?,
+                    None => {
+                        // Nothing read, so nothing queued: the admission is
+                        // the one write, a statement of its own.
+                        tx.end_guard();
+                        refuse(tx.admit(a)?)?;
+                        return Ok(out);
+                    }
+                }
+            }
             if tx.write_guarded()? {
                 return Ok(out);
             }
@@ -212,7 +266,14 @@ where
         metrics::counter!("delivery_otp_guarded_held_total").increment(1);
         tx.end_guard();
         tx.begin()?;
-        let out = work(tx);
+        let out = match &admission {
+            Some(a) => tx
+                .admit(a)
+                .map_err(Problem::from)
+                .and_then(refuse)
+                .and_then(|()| work(tx)),
+            None => work(tx),
+        };
         tx.end(out.is_ok())?;
         out
     })

@@ -50,6 +50,34 @@ pub enum DeviceRequest {
     NotProvisioned,
 }
 
+/// A device's signed request whose signature is recorded with the
+/// request's own writes, not before them ([`super::guarded`],
+/// [`super::admitted`]): a request that fails or is thrown away keeps no
+/// signature, and one that is kept keeps it in the same commit.
+#[derive(Clone)]
+pub struct Admission {
+    /// The signing device's courier.
+    pub courier_id: String,
+    /// The signing device.
+    pub device_id: String,
+    /// The request's signature, recorded until `expires_at`.
+    pub signature: String,
+    /// When the record may be forgotten (Unix seconds).
+    pub expires_at: u64,
+    /// When the request was received (Unix seconds).
+    pub now: u64,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("courier_id", &self.courier_id)
+            .field("device_id", &self.device_id)
+            .field("signature", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
 /// A row of `delivery_events`.
 #[derive(Debug, Clone)]
 pub struct EventRow {
@@ -229,26 +257,25 @@ impl Tx {
             }
         };
         Ok(self
-            .delivery_with_device(&sql, delivery_id, device)?
+            .delivery_with_device(&sql, delivery_id, device, Vec::new())?
             .map(|(_, row, active)| (row, active)))
     }
 
     /// Runs `sql`, a statement that reads the delivery `$1` with
     /// [`DELIVERY_COLUMNS`] and [`DEVICE_ACTIVE`] for the device (`$2`,
-    /// `$3`): the whole row (for any other columns), the delivery, and
+    /// `$3`), and `more` parameters from `$4` on: the whole row (for any other columns), the delivery, and
     /// whether the device is provisioned.
     pub(super) fn delivery_with_device(
         &self,
         sql: &str,
         delivery_id: &str,
         device: Option<(&str, &str)>,
+        more: Vec<Value>,
     ) -> Result<Option<(Row, DeliveryRow, Option<bool>)>, DbError> {
         let (courier_id, device_id) = device.unwrap_or(("", ""));
-        let Some(r) = self.query_one(
-            sql,
-            &[delivery_id.into(), courier_id.into(), device_id.into()],
-        )?
-        else {
+        let mut params = vec![delivery_id.into(), courier_id.into(), device_id.into()];
+        params.extend(more);
+        let Some(r) = self.query_one(sql, &params)? else {
             return Ok(None);
         };
         let active = r.opt_int("device_active")?.map(|a| a == 1);
@@ -644,6 +671,32 @@ impl Tx {
                 (_, _, 0) => DeviceRequest::Replayed,
                 _ => DeviceRequest::Fresh,
             },
+        )
+    }
+
+    /// [`Tx::device_request`] for an [`Admission`].
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn admit(&self, a: &Admission) -> Result<DeviceRequest, DbError> {
+        self.device_request(
+            &a.courier_id,
+            &a.device_id,
+            &a.signature,
+            a.expires_at,
+            a.now,
+        )
+    }
+
+    /// Forgets the signatures of device requests that expired before `now`
+    /// (a replay that old is refused by its timestamp).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn forget_signatures(&self, now: u64) -> Result<u64, DbError> {
+        self.execute(
+            "DELETE FROM request_signatures WHERE expires_at < $1",
+            &[int(now)?],
         )
     }
 
