@@ -4,6 +4,7 @@
 use delivery_otp::store::attempts::remember_first_unless_in_turn;
 use delivery_otp::{AttemptStore, OnlineEntry, OnlineStep, Unless};
 
+use super::online::Part;
 use super::value::int;
 use super::{DbError, Engine, Tx, Value};
 
@@ -51,6 +52,12 @@ impl AttemptStore for Tx {
             let (known, counted) = s.attempts(entry.scope, entry.attempt)?;
             Ok((s.recall(entry.end_key)?, known, counted))
         });
+        if read.is_none()
+            && self.in_row(entry.scope, Part::Attempts)
+            && self.in_row(entry.end_key, Part::End)
+        {
+            return self.check_in_row(entry).map_err(storage);
+        }
         let (ended, known, counted) = match read {
             Some(read) => read.map_err(storage)?,
             None => self.online_found(entry).map_err(storage)?,
@@ -100,7 +107,11 @@ impl AttemptStore for Tx {
         value: &str,
         expires_at: u64,
     ) -> delivery_otp::Result<Unless> {
-        if self.engine == Engine::Sqlite || self.guarded() {
+        if self.engine == Engine::Sqlite
+            || self.guarded()
+            || self.in_row(unless, Part::End)
+            || self.in_row(key, Part::End)
+        {
             return remember_first_unless_in_turn(self, unless, key, value, expires_at);
         }
         let row = self
@@ -146,6 +157,27 @@ impl AttemptStore for Tx {
         if let Some(queued) = queued {
             return queued
                 .map_err(storage)?
+                .map(|p| {
+                    u32::try_from(p)
+                        .map_err(|_| storage(DbError::Data(format!("attempt position {p}"))))
+                })
+                .transpose();
+        }
+        if self.in_row(scope, Part::Attempts) {
+            let expires_at = seconds(expires_at)?;
+            let position = self
+                .with_online(scope, |o| {
+                    let (known, counted) = o.counted(attempt)?;
+                    if known.is_some() || counted >= i64::from(limit) {
+                        return Ok((known, false));
+                    }
+                    let position = counted.saturating_add(1);
+                    o.attempts.push((attempt.to_string(), position));
+                    o.expire_at(expires_at);
+                    Ok((Some(position), true))
+                })
+                .map_err(storage)?;
+            return position
                 .map(|p| {
                     u32::try_from(p)
                         .map_err(|_| storage(DbError::Data(format!("attempt position {p}"))))
@@ -200,6 +232,19 @@ impl AttemptStore for Tx {
         if let Some(queued) = self.snapshot(|s| s.remember_first(key, value, int(expires_at)?)) {
             return queued.map_err(storage);
         }
+        if self.in_row(key, Part::End) {
+            let expires_at = seconds(expires_at)?;
+            return self
+                .with_online(key, |o| {
+                    if let Some(first) = &o.end {
+                        return Ok((Some(first.clone()), false));
+                    }
+                    o.end = Some(value.to_string());
+                    o.expire_at(expires_at);
+                    Ok((None, true))
+                })
+                .map_err(storage);
+        }
         let added = self
             .execute(
                 &format!(
@@ -222,6 +267,23 @@ impl AttemptStore for Tx {
         }
         if let Some(read) = self.snapshot(|s| keys.iter().map(|k| s.recall(k)).collect()) {
             return read.map_err(storage);
+        }
+        if keys.iter().any(|k| self.in_row(k, Part::End)) {
+            // Those kept in a row from it, the others in one statement.
+            let rest: Vec<&str> = keys
+                .iter()
+                .copied()
+                .filter(|k| !self.in_row(k, Part::End))
+                .collect();
+            let found: std::collections::HashMap<&str, Option<String>> =
+                rest.iter().copied().zip(self.recall_many(&rest)?).collect();
+            return keys
+                .iter()
+                .map(|k| match found.get(k) {
+                    Some(value) => Ok(value.clone()),
+                    None => self.recall(k),
+                })
+                .collect();
         }
         let marks: Vec<String> = (1..=keys.len()).map(|n| format!("${n}")).collect();
         let params: Vec<Value> = keys.iter().map(|k| (*k).into()).collect();
@@ -258,6 +320,13 @@ impl AttemptStore for Tx {
         });
         if let Some(queued) = queued {
             return queued.map_err(storage);
+        }
+        if items.iter().any(|(k, _, _)| self.in_row(k, Part::End)) {
+            // One at a time: each as `remember_first` keeps it.
+            return items
+                .iter()
+                .map(|(key, value, expires_at)| self.remember_first(key, value, *expires_at))
+                .collect();
         }
         // The first value given for a key is the one offered.
         let mut offered: Vec<(&str, &str, u64)> = Vec::new();
@@ -336,13 +405,68 @@ impl AttemptStore for Tx {
         if let Some(read) = self.snapshot(|s| s.recall(key)) {
             return read.map_err(storage);
         }
+        if self.in_row(key, Part::End) {
+            return self
+                .with_online(key, |o| Ok((o.end.clone(), false)))
+                .map_err(storage);
+        }
         self.query_one("SELECT value FROM remembered WHERE key = $1", &[key.into()])
             .and_then(|row| row.map(|r| r.text("value")).transpose())
             .map_err(storage)
     }
 }
 
+/// Seconds as stored.
+fn seconds(value: u64) -> delivery_otp::Result<i64> {
+    i64::try_from(value)
+        .map_err(|_| storage(DbError::Data(format!("{value} is too large to store"))))
+}
+
 impl Tx {
+    /// An online check of a delivery this request holds, on the state in
+    /// its row: read from what was read with the delivery, written back with
+    /// one update of the row when the check counts or ends anything.
+    fn check_in_row(&self, entry: &OnlineEntry<'_>) -> Result<OnlineStep, DbError> {
+        let expires_at = i64::try_from(entry.expires_at)
+            .map_err(|_| DbError::Data(format!("{} is too large to store", entry.expires_at)))?;
+        self.with_online(entry.scope, |o| {
+            if let Some(first) = &o.end {
+                return Ok((OnlineStep::AlreadyEnded(first.clone()), false));
+            }
+            let (known, counted) = o.counted(entry.attempt)?;
+            let (position, new) = match known {
+                Some(known) => (known, false),
+                None => {
+                    if counted >= i64::from(entry.limit) {
+                        return Ok((OnlineStep::Locked, false));
+                    }
+                    (counted.saturating_add(1), true)
+                }
+            };
+            let value = entry
+                .ends
+                .map(|(before, after)| format!("{before}{position}{after}"));
+            if new {
+                o.attempts.push((entry.attempt.to_string(), position));
+            }
+            let ended = value.is_some();
+            if let Some(value) = value {
+                o.end = Some(value);
+            }
+            if new || ended {
+                o.expire_at(expires_at);
+            }
+            let counted = u32::try_from(position)
+                .map_err(|_| DbError::Data(format!("attempt position {position}")))?;
+            let step = if ended {
+                OnlineStep::Ended(counted)
+            } else {
+                OnlineStep::Counted(counted)
+            };
+            Ok((step, new || ended))
+        })
+    }
+
     /// An online check's reading, in one statement: what ended the code,
     /// the entry's position if it was counted, and the count.
     fn online_found(

@@ -30,7 +30,8 @@
 use std::collections::HashMap;
 use std::sync::PoisonError;
 
-use super::attempts::{ATTEMPT_COLUMNS, REMEMBERED_COLUMNS};
+use super::attempts::REMEMBERED_COLUMNS;
+use super::online::Online;
 use super::queries::{
     DELIVERY_COLUMNS, DEVICE_ACTIVE, EVENT_COLUMNS, OUTBOX_COLUMNS, RECEIPT_COLUMNS,
 };
@@ -68,8 +69,15 @@ pub(super) struct Snapshot {
     sequence: i64,
     /// The values of the `remembered` keys read (`None`: nothing kept).
     remembered: HashMap<String, Option<String>>,
-    /// The attempts of the scope read: (attempt, position).
+    /// The attempts of the scope read: (attempt, position). Its one scope
+    /// is the current sequence's, kept in the delivery's row.
     attempts: HashMap<String, Vec<(String, i64)>>,
+    /// The key of the record that ends the current code, kept in the
+    /// delivery's row ([`super::online`]), and the latest expiry given.
+    online_key: String,
+    online_expires_at: i64,
+    /// Whether the row's online state changed: written with the version.
+    online_changed: bool,
     /// The decisions (JSON) kept as new for the current sequence; `None`
     /// when the request did not read them ([`Reads::Check`]).
     decisions: Option<Vec<String>>,
@@ -112,6 +120,10 @@ impl Snapshot {
             return Ok(Some(first.clone()));
         }
         *slot = Some(value.to_string());
+        if key == self.online_key {
+            self.online_changed(&expires_at);
+            return Ok(None);
+        }
         self.writes.push(Insert {
             table: "remembered",
             columns: REMEMBERED_COLUMNS,
@@ -150,12 +162,32 @@ impl Snapshot {
             .get_mut(scope)
             .ok_or_else(|| not_read(scope))?;
         counted.push((attempt.to_string(), position));
-        self.writes.push(Insert {
-            table: "attempts",
-            columns: ATTEMPT_COLUMNS,
-            values: vec![scope.into(), attempt.into(), position.into(), expires_at],
-        });
+        // The one scope read is the current sequence's, in the row.
+        self.online_changed(&expires_at);
         Ok(())
+    }
+
+    /// Notes that the row's online state changed, with an expiry given.
+    fn online_changed(&mut self, expires_at: &Value) {
+        if let Value::Int(at) = expires_at {
+            self.online_expires_at = self.online_expires_at.max(*at);
+        }
+        self.online_changed = true;
+    }
+
+    /// The row's online state as the write sets it: end, attempts, expiry.
+    fn online_values(&self) -> Result<[Value; 3], DbError> {
+        let online = Online {
+            sequence: self.sequence,
+            end: self.remembered.get(&self.online_key).cloned().flatten(),
+            attempts: self.attempts.values().next().cloned().unwrap_or_default(),
+            expires_at: self.online_expires_at,
+        };
+        Ok([
+            online.end_value(),
+            online.attempts_value()?,
+            Value::Int(online.expires_at),
+        ])
     }
 
     fn this_delivery(&self, delivery_id: &str) -> Result<(), DbError> {
@@ -369,9 +401,7 @@ impl Tx {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS}, version, {DEVICE_ACTIVE}{signer}, \
              k.online_key, k.attempts_key, \
-             (SELECT value FROM remembered WHERE key = k.online_key) AS online_value, \
-             (SELECT json_agg(json_build_array(attempt, position::text))::text FROM attempts \
-              WHERE scope = k.attempts_key) AS attempts_known{receipts} \
+             d.online_end, d.online_attempts, d.online_expires_at{receipts} \
              FROM deliveries d CROSS JOIN LATERAL (SELECT \
               'online:' || d.sequence || ':' || d.delivery_id AS online_key, \
               'attempts:' || d.sequence || ':' || d.delivery_id AS attempts_key, \
@@ -405,8 +435,11 @@ impl Tx {
                 Value::Int(_) => Err(DbError::Data(format!("{name} is not text"))),
             }
         };
+        // The online state of the current sequence, from the row.
+        let online = Online::from_row(&r, r.int("sequence")?)?;
+        let online_key = r.text("online_key")?;
         let mut remembered = HashMap::new();
-        remembered.insert(r.text("online_key")?, opt_text("online_value")?);
+        remembered.insert(online_key.clone(), online.end);
         let decisions = match reads {
             Reads::Check => None,
             Reads::Receipt => {
@@ -414,22 +447,8 @@ impl Tx {
                 Some(texts(&r, "decisions")?)
             }
         };
-        let known: Vec<(String, String)> = match opt_text("attempts_known")? {
-            None => Vec::new(),
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| DbError::Data(format!("attempts_known: {e}")))?,
-        };
-        let known = known
-            .into_iter()
-            .map(|(attempt, position)| {
-                position
-                    .parse::<i64>()
-                    .map(|p| (attempt, p))
-                    .map_err(|_| DbError::Data(format!("attempt position {position}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let mut attempts = HashMap::new();
-        attempts.insert(r.text("attempts_key")?, known);
+        attempts.insert(r.text("attempts_key")?, online.attempts);
         let snapshot = Snapshot {
             reads,
             admission,
@@ -438,6 +457,9 @@ impl Tx {
             sequence: r.int("sequence")?,
             remembered,
             attempts,
+            online_key,
+            online_expires_at: online.expires_at,
+            online_changed: false,
             decisions,
             status: None,
             writes: Vec::new(),
@@ -463,7 +485,7 @@ impl Tx {
             ));
             snapshot
         };
-        if snapshot.writes.is_empty() && snapshot.status.is_none() {
+        if snapshot.writes.is_empty() && snapshot.status.is_none() && !snapshot.online_changed {
             return Ok(true);
         }
         let mut params: Vec<Value> = vec![
@@ -482,8 +504,19 @@ impl Tx {
             ),
             None => String::new(),
         };
+        let set_online = if snapshot.online_changed {
+            let [end, attempts, expires_at] = snapshot.online_values()?;
+            format!(
+                ", online_end = {}, online_attempts = {}, online_expires_at = {}",
+                mark(&mut params, end),
+                mark(&mut params, attempts),
+                mark(&mut params, expires_at)
+            )
+        } else {
+            String::new()
+        };
         let mut sql = format!(
-            "WITH guard AS (UPDATE deliveries SET version = version + 1{set_status} \
+            "WITH guard AS (UPDATE deliveries SET version = version + 1{set_status}{set_online} \
              WHERE delivery_id = $1 AND version = $2 RETURNING 1)"
         );
         for (n, insert) in snapshot.writes.into_iter().enumerate() {
@@ -570,14 +603,22 @@ mod tests {
     async fn kept(db: &Db) -> (Vec<String>, i64) {
         transaction(db, |tx| {
             let kinds = tx.events("d1")?.into_iter().map(|e| e.kind).collect();
-            let counted = tx
+            // The current sequence's attempts are kept in the delivery's row.
+            let row = tx
                 .query_one(
-                    "SELECT COUNT(*) AS n FROM attempts WHERE scope = 'attempts:3:d1'",
+                    "SELECT online_attempts, \
+                     (SELECT COUNT(*) FROM attempts WHERE scope = 'attempts:3:d1') AS in_table \
+                     FROM deliveries WHERE delivery_id = 'd1'",
                     &[],
                 )?
-                .map(|r| r.int("n"))
-                .transpose()?
-                .unwrap_or(-1);
+                .unwrap();
+            assert_eq!(row.int("in_table")?, 0, "none in the table");
+            let counted = match row.value("online_attempts")? {
+                super::Value::Text(json) => serde_json::from_str::<Vec<(String, i64)>>(json)
+                    .unwrap()
+                    .len() as i64,
+                _ => 0,
+            };
             Ok((kinds, counted))
         })
         .await
@@ -816,5 +857,261 @@ mod tests {
         .unwrap();
         assert_eq!(recorded, [true, true, true, false]);
         assert_eq!(kept(&db).await, entries(2));
+    }
+
+    /// An online entry for delivery d1 at `sequence`.
+    fn entry<'a>(
+        end_key: &'a str,
+        scope: &'a str,
+        attempt: &'a str,
+        ends: Option<(&'a str, &'a str)>,
+    ) -> delivery_otp::OnlineEntry<'a> {
+        delivery_otp::OnlineEntry {
+            end_key,
+            scope,
+            attempt,
+            limit: 3,
+            expires_at: 500,
+            ends,
+        }
+    }
+
+    /// The current code's online state lives in the delivery's row; a resend
+    /// moves it to the tables before it changes the sequence, so the earlier
+    /// code's record and attempts are still found under their keys, and the
+    /// new code starts with none. On both engines, each step its own
+    /// transaction (as requests are).
+    async fn online_state_moves_on_resend(db: &Db) {
+        use delivery_otp::OnlineStep;
+        transaction(db, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            let e = entry("online:3:d1", "attempts:3:d1", "a1", None);
+            assert_eq!(tx.check_online(&e)?, OnlineStep::Counted(1));
+            let e = entry("online:3:d1", "attempts:3:d1", "a2", Some(("ok at ", "")));
+            assert_eq!(tx.check_online(&e)?, OnlineStep::Ended(2));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let state = |db: Db| async move {
+            transaction(&db, |tx| {
+                let r = tx
+                    .query_one(
+                        "SELECT online_end, online_attempts, \
+                         (SELECT COUNT(*) FROM attempts WHERE scope = 'attempts:3:d1') AS old_attempts, \
+                         (SELECT COUNT(*) FROM remembered WHERE key = 'online:3:d1') AS old_end \
+                         FROM deliveries WHERE delivery_id = 'd1'",
+                        &[],
+                    )?
+                    .unwrap();
+                Ok((
+                    r.value("online_end")?.clone(),
+                    r.value("online_attempts")?.clone(),
+                    r.int("old_attempts")?,
+                    r.int("old_end")?,
+                ))
+            })
+            .await
+        };
+        let (end, attempts, old_attempts, old_end) = state(db.clone()).await.unwrap();
+        assert_eq!(end, super::Value::Text("ok at 2".into()));
+        assert_eq!(
+            attempts,
+            super::Value::Text(r#"[["a1",1],["a2",2]]"#.into())
+        );
+        assert_eq!(
+            (old_attempts, old_end),
+            (0, 0),
+            "in the row, not the tables"
+        );
+        transaction(db, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            tx.update_ticket("d1", 4, "c1", "{}", 1, 9)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let (end, attempts, old_attempts, old_end) = state(db.clone()).await.unwrap();
+        assert_eq!((end, attempts), (super::Value::Null, super::Value::Null));
+        assert_eq!((old_attempts, old_end), (2, 1), "moved to the tables");
+        transaction(db, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            // The earlier code: as it was, from the tables.
+            assert_eq!(tx.recall("online:3:d1")?, Some("ok at 2".into()));
+            let e = entry("online:3:d1", "attempts:3:d1", "a3", None);
+            assert_eq!(
+                tx.check_online(&e)?,
+                OnlineStep::AlreadyEnded("ok at 2".into())
+            );
+            assert_eq!(tx.record_attempt("attempts:3:d1", "a1", 3, 500)?, Some(1));
+            // The new code: nothing yet.
+            assert_eq!(tx.recall("online:4:d1")?, None);
+            let e = entry("online:4:d1", "attempts:4:d1", "b1", None);
+            assert_eq!(tx.check_online(&e)?, OnlineStep::Counted(1));
+            assert_eq!(
+                tx.recall_many(&["online:3:d1", "online:4:d1", "receipt:4:d1"])?,
+                vec![Some("ok at 2".to_string()), None, None]
+            );
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn online_state_moves_on_resend_postgres() {
+        online_state_moves_on_resend(&fresh("moves").await).await;
+    }
+
+    #[tokio::test]
+    async fn online_state_moves_on_resend_sqlite() {
+        let dir = std::env::temp_dir().join(format!("dotp-moves-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = super::super::open_sqlite(&dir.join("db.sqlite3"))
+            .await
+            .unwrap();
+        transaction(&db, |tx| {
+            let row = DeliveryRow {
+                delivery_id: "d1".into(),
+                sequence: 3,
+                courier_id: "c1".into(),
+                settings: "{}".into(),
+                ticket: "{}".into(),
+                status: "issued".into(),
+                contact: "{}".into(),
+                locale: "en".into(),
+                utc_offset_minutes: 0,
+                request_digest: "x".into(),
+                resends: 0,
+                created_at: 1,
+            };
+            assert!(tx.insert_delivery(&row, 1, &serde_json::json!({}))?);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        online_state_moves_on_resend(&db).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Records kept in the tables before migration 0006 for a delivery's
+    /// current sequence move into its row; an earlier sequence's stay.
+    async fn legacy_records_move(db: &Db) {
+        let read = transaction(db, |tx| {
+            let r = tx
+                .query_one(
+                    "SELECT online_end, online_attempts, online_expires_at, \
+                     (SELECT COUNT(*) FROM remembered) AS remembered, \
+                     (SELECT COUNT(*) FROM attempts) AS attempts, \
+                     (SELECT value FROM remembered WHERE key = 'online:1:d1') AS old_end \
+                     FROM deliveries WHERE delivery_id = 'd1'",
+                    &[],
+                )?
+                .unwrap();
+            Ok((
+                r.value("online_end")?.clone(),
+                r.value("online_attempts")?.clone(),
+                r.int("online_expires_at")?,
+                r.int("remembered")?,
+                r.int("attempts")?,
+                r.value("old_end")?.clone(),
+            ))
+        })
+        .await
+        .unwrap();
+        let (end, attempts, expires_at, remembered, counted, old_end) = read;
+        assert_eq!(end, super::Value::Text("ok at 2".into()));
+        let attempts = match attempts {
+            super::Value::Text(json) => serde_json::from_str::<Vec<(String, i64)>>(&json).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(attempts, [("a1".to_string(), 1), ("a2".to_string(), 2)]);
+        assert_eq!(expires_at, 700);
+        assert_eq!((remembered, counted), (1, 1), "the earlier sequence's stay");
+        assert_eq!(old_end, super::Value::Text("old".into()));
+        // And the store finds both where they now are.
+        transaction(db, |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            assert_eq!(tx.recall("online:2:d1")?, Some("ok at 2".into()));
+            assert_eq!(tx.recall("online:1:d1")?, Some("old".into()));
+            assert_eq!(tx.record_attempt("attempts:2:d1", "a2", 5, 900)?, Some(2));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// What the service kept before migration 0006: a delivery at sequence
+    /// 2 with its current and earlier records in the tables.
+    const LEGACY: &[&str] = &[
+        "INSERT INTO deliveries (delivery_id, sequence, courier_id, settings, ticket, status, \
+         contact, locale, request_digest, resends, created_at, updated_at) \
+         VALUES ('d1', 2, 'c1', '{}', '{}', 'issued', '{}', 'en', 'x', 2, 1, 1)",
+        "INSERT INTO remembered (key, value, expires_at) VALUES ('online:2:d1', 'ok at 2', 600)",
+        "INSERT INTO remembered (key, value, expires_at) VALUES ('online:1:d1', 'old', 600)",
+        "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ('attempts:2:d1', 'a2', 2, 700)",
+        "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ('attempts:2:d1', 'a1', 1, 650)",
+        "INSERT INTO attempts (scope, attempt, position, expires_at) VALUES ('attempts:1:d1', 'a0', 1, 600)",
+    ];
+
+    /// The migrations before 0006 of `all`.
+    fn before_0006(all: &sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+        sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                all.migrations
+                    .iter()
+                    .filter(|m| m.version < 6)
+                    .cloned()
+                    .collect(),
+            ),
+            ..sqlx::migrate::Migrator::DEFAULT
+        }
+    }
+
+    #[tokio::test]
+    async fn legacy_records_move_into_the_row_postgres() {
+        let base = std::env::var("DELIVERY_OTP_TEST_POSTGRES_URL").expect(
+            "DELIVERY_OTP_TEST_POSTGRES_URL is not set: run scripts/test, which starts PostgreSQL",
+        );
+        let name = format!("g{}_legacy", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(&sql).execute(&mut admin).await.unwrap();
+        }
+        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        before_0006(&super::super::POSTGRES_MIGRATIONS)
+            .run(&mut conn)
+            .await
+            .unwrap();
+        for sql in LEGACY {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+        legacy_records_move(&open_postgres(&url, 1).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn legacy_records_move_into_the_row_sqlite() {
+        let dir = std::env::temp_dir().join(format!("dotp-legacy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        before_0006(&super::super::SQLITE_MIGRATIONS)
+            .run(&mut conn)
+            .await
+            .unwrap();
+        for sql in LEGACY {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+        legacy_records_move(&super::super::open_sqlite(&path).await.unwrap()).await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -35,6 +35,7 @@ use crate::problem::Problem;
 
 mod attempts;
 mod guarded;
+mod online;
 mod postgres;
 mod queries;
 mod sqlite;
@@ -325,6 +326,9 @@ pub struct Tx {
     engine: Engine,
     /// Set for a guarded request ([`guarded`]).
     guard: Mutex<Option<guarded::Guard>>,
+    /// The online state kept in the rows of the deliveries this request
+    /// holds ([`online`]).
+    online: Mutex<online::Held>,
     /// Whether the work itself began a transaction it has not ended (a
     /// guarded request's last run): the worker must not keep the
     /// connection then.
@@ -342,6 +346,7 @@ impl Tx {
             conn: Mutex::new(Some(conn)),
             engine,
             guard: Mutex::new(None),
+            online: Mutex::new(online::Held::new()),
             began: std::sync::atomic::AtomicBool::new(false),
         })
     }

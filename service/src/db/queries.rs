@@ -4,6 +4,7 @@
 
 use std::sync::PoisonError;
 
+use super::online::{Online, ONLINE_COLUMNS};
 use super::value::int;
 use super::{Conn, DbError, Engine, Row, Tx, Value, CLAIM_LEASE_SECS};
 
@@ -248,17 +249,22 @@ impl Tx {
         let sql = match self.engine {
             Engine::Postgres => format!(
                 "UPDATE deliveries SET version = version + 1 WHERE delivery_id = $1 \
-                 RETURNING {DELIVERY_COLUMNS}, {DEVICE_ACTIVE}"
+                 RETURNING {DELIVERY_COLUMNS}, {DEVICE_ACTIVE}, {ONLINE_COLUMNS}"
             ),
             Engine::Sqlite => {
                 format!(
-                    "SELECT {DELIVERY_COLUMNS}, {DEVICE_ACTIVE} FROM deliveries WHERE delivery_id = $1"
+                    "SELECT {DELIVERY_COLUMNS}, {DEVICE_ACTIVE}, {ONLINE_COLUMNS} \
+                     FROM deliveries WHERE delivery_id = $1"
                 )
             }
         };
-        Ok(self
-            .delivery_with_device(&sql, delivery_id, device, Vec::new())?
-            .map(|(_, row, active)| (row, active)))
+        let Some((r, row, active)) =
+            self.delivery_with_device(&sql, delivery_id, device, Vec::new())?
+        else {
+            return Ok(None);
+        };
+        self.hold_online(delivery_id, Online::from_row(&r, r.int("sequence")?)?);
+        Ok(Some((row, active)))
     }
 
     /// Runs `sql`, a statement that reads the delivery `$1` with
@@ -349,6 +355,9 @@ impl Tx {
         resends: u32,
         now: u64,
     ) -> Result<(), DbError> {
+        let next = i64::try_from(sequence)
+            .map_err(|_| DbError::Data(format!("{sequence} is too large to store")))?;
+        self.move_online(delivery_id, next)?;
         self.execute(
             "UPDATE deliveries SET sequence = $1, courier_id = $2, ticket = $3, resends = $4, \
              status = 'issued', updated_at = $5 WHERE delivery_id = $6",

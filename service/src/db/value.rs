@@ -15,7 +15,7 @@ pub enum Value {
     Int(i64),
     /// Text.
     Text(String),
-    /// NULL.
+    /// NULL (bound as text on PostgreSQL: see `bind_postgres`).
     Null,
 }
 
@@ -146,7 +146,11 @@ fn bind_postgres<'q>(
         query = match value {
             Value::Int(n) => query.bind(*n),
             Value::Text(t) => query.bind(t.as_str()),
-            Value::Null => query.bind(None::<i64>),
+            // As text: PostgreSQL keeps a statement's parameter types from
+            // its first use, so a NULL must have the type its column's values
+            // have, and the only NULL parameters are text (a delivery's
+            // online state, `online.rs`).
+            Value::Null => query.bind(None::<&str>),
         };
     }
     query
