@@ -163,19 +163,28 @@ pub struct SignedInTx<T> {
     pub admission: Option<Admission>,
 }
 
+/// The answer to a signed request received before (401).
+pub fn replayed_request() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "replayed_request",
+        "this signed request was already received",
+    )
+}
+
 impl DeviceRequest {
-    /// The answer to a device's request that may not go on: replayed (401),
-    /// revoked or never provisioned (403); `None` for a fresh one.
-    pub fn refusal(self) -> Option<Problem> {
+    /// Whether a device's request may go on: `Ok` for a fresh one, the
+    /// refusal for a replayed one (401) or a revoked or never provisioned
+    /// device (403).
+    ///
+    /// # Errors
+    /// The refusal.
+    pub fn admitted(self) -> Result<(), Problem> {
         match self {
-            DeviceRequest::Fresh => None,
-            DeviceRequest::Replayed => Some(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "replayed_request",
-                "this signed request was already received",
-            )),
-            DeviceRequest::Revoked => crate::api::device_may_act(Some(false)).err(),
-            DeviceRequest::NotProvisioned => crate::api::device_may_act(None).err(),
+            DeviceRequest::Fresh => Ok(()),
+            DeviceRequest::Replayed => Err(replayed_request()),
+            DeviceRequest::Revoked => crate::api::device_may_act(Some(false)),
+            DeviceRequest::NotProvisioned => crate::api::device_may_act(None),
         }
     }
 }
@@ -252,11 +261,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Signed<T> {
             // connection turns out dead, it is sent again on a new one; it
             // cannot have run then, as the server never had it (or lost it
             // uncommitted in a crash).
-            let seen =
-                crate::db::autocommit(&state.db, move |tx| Ok(tx.admit(&admission)?)).await?;
-            if let Some(refused) = seen.refusal() {
-                return Err(refused);
-            }
+            crate::db::autocommit(&state.db, move |tx| Ok(tx.admit(&admission)?))
+                .await?
+                .admitted()?;
         }
         let body = json_body(&bytes)?;
         Ok(Signed { actor, body })

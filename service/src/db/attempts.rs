@@ -5,18 +5,34 @@ use delivery_otp::store::attempts::remember_first_unless_in_turn;
 use delivery_otp::{AttemptStore, OnlineEntry, OnlineStep, Unless};
 
 use super::online::Part;
-use super::value::int;
+use super::value::{int, stored};
 use super::{DbError, Engine, Tx, Value};
 
-/// The columns of a counted attempt, in the order its parameters come
-/// (here and in a guarded request's queued insert).
-pub(super) const ATTEMPT_COLUMNS: &str = "scope, attempt, position, expires_at";
+/// The columns of a counted attempt, in the order its parameters come.
+const ATTEMPT_COLUMNS: &str = "scope, attempt, position, expires_at";
 /// The columns of a remembered value, in the order its parameters come.
 pub(super) const REMEMBERED_COLUMNS: &str = "key, value, expires_at";
 
 /// The statement that counts an attempt: scope, attempt, position, expiry.
-fn count_attempt() -> String {
+pub(super) fn count_attempt() -> String {
     format!("INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4)")
+}
+
+/// Where a new attempt goes, from the position of this attempt if it was
+/// counted (`known`) and how many were: `Ok(position)` for a new one
+/// counted now; `Err` with the answer when nothing is counted (the known
+/// position, or `None` past the limit).
+fn place(known: Option<i64>, counted: i64, limit: u32) -> Result<i64, Option<i64>> {
+    match known {
+        Some(known) => Err(Some(known)),
+        None if counted >= i64::from(limit) => Err(None),
+        None => Ok(counted.saturating_add(1)),
+    }
+}
+
+/// An attempt's position as the core counts it.
+fn position(p: i64) -> delivery_otp::Result<u32> {
+    u32::try_from(p).map_err(|_| storage(DbError::Data(format!("attempt position {p}"))))
 }
 
 fn storage(e: DbError) -> delivery_otp::Error {
@@ -45,41 +61,42 @@ impl AttemptStore for Tx {
     /// code never interleave. In a guarded request, answered from what was
     /// read with the delivery, the writes queued.
     fn check_online(&self, entry: &OnlineEntry<'_>) -> delivery_otp::Result<OnlineStep> {
-        let expires_at = int(entry.expires_at).map_err(storage)?;
+        let expires = stored(entry.expires_at).map_err(storage)?;
+        let expires_at = Value::Int(expires);
         // What ended the code, the entry's position if it was counted, and
-        // the count: from a guarded request's snapshot, or read now.
+        // the count: from a guarded request's snapshot, from the row of a
+        // delivery this request holds, or read now.
         let read = self.snapshot(|s| {
             let (known, counted) = s.attempts(entry.scope, entry.attempt)?;
             Ok((s.recall(entry.end_key)?, known, counted))
         });
-        if read.is_none()
+        let in_row = read.is_none()
             && self.in_row(entry.scope, Part::Attempts)
-            && self.in_row(entry.end_key, Part::End)
-        {
-            return self.check_in_row(entry).map_err(storage);
-        }
+            && self.in_row(entry.end_key, Part::End);
         let (ended, known, counted) = match read {
             Some(read) => read.map_err(storage)?,
+            None if in_row => self
+                .with_online(entry.scope, |o| {
+                    let (known, counted) = o.counted(entry.attempt)?;
+                    Ok(((o.end.clone(), known, counted), false))
+                })
+                .map_err(storage)?,
             None => self.online_found(entry).map_err(storage)?,
         };
         if let Some(first) = ended {
             return Ok(OnlineStep::AlreadyEnded(first));
         }
-        let (position, new) = match known {
-            Some(known) => (known, false),
-            None => {
-                if counted >= i64::from(entry.limit) {
-                    return Ok(OnlineStep::Locked);
-                }
-                (counted.saturating_add(1), true)
-            }
+        let (at, new) = match place(known, counted, entry.limit) {
+            Ok(at) => (at, true),
+            Err(Some(known)) => (known, false),
+            Err(None) => return Ok(OnlineStep::Locked),
         };
         let value = entry
             .ends
-            .map(|(before, after)| format!("{before}{position}{after}"));
+            .map(|(before, after)| format!("{before}{at}{after}"));
         let first = match self.snapshot(|s| {
             if new {
-                s.count_attempt(entry.scope, entry.attempt, position, expires_at.clone())?;
+                s.count_attempt(entry.scope, entry.attempt, at, expires_at.clone())?;
             }
             match &value {
                 Some(value) => s.remember_first(entry.end_key, value, expires_at.clone()),
@@ -87,14 +104,27 @@ impl AttemptStore for Tx {
             }
         }) {
             Some(first) => first.map_err(storage)?,
-            None => self.online_write(entry, position, new, value.as_deref(), expires_at)?,
+            // Nothing ended the code when it was read, and the delivery is
+            // held: the row's state is this request's to write.
+            None if in_row => self
+                .with_online(entry.scope, |o| {
+                    if new {
+                        o.attempts.push((entry.attempt.to_string(), at));
+                    }
+                    if let Some(value) = &value {
+                        o.end = Some(value.clone());
+                    }
+                    o.expire_at(expires);
+                    Ok((None, new || value.is_some()))
+                })
+                .map_err(storage)?,
+            None => self.online_write(entry, at, new, value.as_deref(), expires_at)?,
         };
-        let position = u32::try_from(position)
-            .map_err(|_| storage(DbError::Data(format!("attempt position {position}"))))?;
+        let at = position(at)?;
         Ok(match (first, value) {
             (Some(first), _) => OnlineStep::AlreadyEnded(first),
-            (None, Some(_)) => OnlineStep::Ended(position),
-            (None, None) => OnlineStep::Counted(position),
+            (None, Some(_)) => OnlineStep::Ended(at),
+            (None, None) => OnlineStep::Counted(at),
         })
     }
 
@@ -145,82 +175,40 @@ impl AttemptStore for Tx {
         limit: u32,
         expires_at: u64,
     ) -> delivery_otp::Result<Option<u32>> {
-        let queued = self.snapshot(|s| {
-            let (known, counted) = s.attempts(scope, attempt)?;
-            if known.is_some() || counted >= i64::from(limit) {
-                return Ok(known);
-            }
-            let position = counted.saturating_add(1);
-            s.count_attempt(scope, attempt, position, int(expires_at)?)?;
-            Ok(Some(position))
-        });
-        if let Some(queued) = queued {
-            return queued
-                .map_err(storage)?
-                .map(|p| {
-                    u32::try_from(p)
-                        .map_err(|_| storage(DbError::Data(format!("attempt position {p}"))))
-                })
-                .transpose();
+        let expires = stored(expires_at).map_err(storage)?;
+        // The attempt's position if it was counted, and the count: from a
+        // guarded request's snapshot, from the row of a delivery this
+        // request holds, or read now with the scope locked.
+        let read = self.snapshot(|s| s.attempts(scope, attempt));
+        let in_row = read.is_none() && self.in_row(scope, Part::Attempts);
+        let (known, counted) = match read {
+            Some(read) => read,
+            None if in_row => self.with_online(scope, |o| Ok((o.counted(attempt)?, false))),
+            None => self
+                .lock(scope)
+                .and_then(|()| self.attempts_found(scope, attempt)),
         }
-        if self.in_row(scope, Part::Attempts) {
-            let expires_at = seconds(expires_at)?;
-            let position = self
-                .with_online(scope, |o| {
-                    let (known, counted) = o.counted(attempt)?;
-                    if known.is_some() || counted >= i64::from(limit) {
-                        return Ok((known, false));
-                    }
-                    let position = counted.saturating_add(1);
-                    o.attempts.push((attempt.to_string(), position));
-                    o.expire_at(expires_at);
-                    Ok((Some(position), true))
-                })
-                .map_err(storage)?;
-            return position
-                .map(|p| {
-                    u32::try_from(p)
-                        .map_err(|_| storage(DbError::Data(format!("attempt position {p}"))))
-                })
-                .transpose();
-        }
-        self.lock(scope).map_err(storage)?;
-        let known = self
-            .query_one(
-                "SELECT position FROM attempts WHERE scope = $1 AND attempt = $2",
-                &[scope.into(), attempt.into()],
-            )
-            .map_err(storage)?;
-        if let Some(row) = known {
-            return row.unsigned("position").map(Some).map_err(storage);
-        }
-        let counted = self
-            .query_one(
-                "SELECT COUNT(*) AS counted FROM attempts WHERE scope = $1",
-                &[scope.into()],
-            )
-            .and_then(|row| match row {
-                Some(row) => row.int("counted"),
-                None => Ok(0),
-            })
-            .map_err(storage)?;
-        if counted >= i64::from(limit) {
-            return Ok(None);
-        }
-        let position = counted.saturating_add(1);
-        self.execute(
-            &count_attempt(),
-            &[
-                scope.into(),
-                attempt.into(),
-                position.into(),
-                int(expires_at).map_err(storage)?,
-            ],
-        )
         .map_err(storage)?;
-        u32::try_from(position)
-            .map(Some)
-            .map_err(|_| storage(DbError::Data(format!("attempt position {position}"))))
+        let at = match place(known, counted, limit) {
+            Ok(at) => at,
+            Err(answer) => return answer.map(position).transpose(),
+        };
+        match self.snapshot(|s| s.count_attempt(scope, attempt, at, Value::Int(expires))) {
+            Some(queued) => queued,
+            None if in_row => self.with_online(scope, |o| {
+                o.attempts.push((attempt.to_string(), at));
+                o.expire_at(expires);
+                Ok(((), true))
+            }),
+            None => self
+                .execute(
+                    &count_attempt(),
+                    &[scope.into(), attempt.into(), at.into(), Value::Int(expires)],
+                )
+                .map(drop),
+        }
+        .map_err(storage)?;
+        position(at).map(Some)
     }
 
     fn remember_first(
@@ -233,7 +221,7 @@ impl AttemptStore for Tx {
             return queued.map_err(storage);
         }
         if self.in_row(key, Part::End) {
-            let expires_at = seconds(expires_at)?;
+            let expires_at = stored(expires_at).map_err(storage)?;
             return self
                 .with_online(key, |o| {
                     if let Some(first) = &o.end {
@@ -416,55 +404,18 @@ impl AttemptStore for Tx {
     }
 }
 
-/// Seconds as stored.
-fn seconds(value: u64) -> delivery_otp::Result<i64> {
-    i64::try_from(value)
-        .map_err(|_| storage(DbError::Data(format!("{value} is too large to store"))))
-}
-
 impl Tx {
-    /// An online check of a delivery this request holds, on the state in
-    /// its row: read from what was read with the delivery, written back with
-    /// one update of the row when the check counts or ends anything.
-    fn check_in_row(&self, entry: &OnlineEntry<'_>) -> Result<OnlineStep, DbError> {
-        let expires_at = i64::try_from(entry.expires_at)
-            .map_err(|_| DbError::Data(format!("{} is too large to store", entry.expires_at)))?;
-        self.with_online(entry.scope, |o| {
-            if let Some(first) = &o.end {
-                return Ok((OnlineStep::AlreadyEnded(first.clone()), false));
-            }
-            let (known, counted) = o.counted(entry.attempt)?;
-            let (position, new) = match known {
-                Some(known) => (known, false),
-                None => {
-                    if counted >= i64::from(entry.limit) {
-                        return Ok((OnlineStep::Locked, false));
-                    }
-                    (counted.saturating_add(1), true)
-                }
-            };
-            let value = entry
-                .ends
-                .map(|(before, after)| format!("{before}{position}{after}"));
-            if new {
-                o.attempts.push((entry.attempt.to_string(), position));
-            }
-            let ended = value.is_some();
-            if let Some(value) = value {
-                o.end = Some(value);
-            }
-            if new || ended {
-                o.expire_at(expires_at);
-            }
-            let counted = u32::try_from(position)
-                .map_err(|_| DbError::Data(format!("attempt position {position}")))?;
-            let step = if ended {
-                OnlineStep::Ended(counted)
-            } else {
-                OnlineStep::Counted(counted)
-            };
-            Ok((step, new || ended))
-        })
+    /// An attempt's position if it was counted in `scope`, and how many
+    /// were, in one statement.
+    fn attempts_found(&self, scope: &str, attempt: &str) -> Result<(Option<i64>, i64), DbError> {
+        let found = self
+            .query_one(
+                "SELECT (SELECT position FROM attempts WHERE scope = $1 AND attempt = $2) AS known, \
+                 (SELECT COUNT(*) FROM attempts WHERE scope = $1) AS counted",
+                &[scope.into(), attempt.into()],
+            )?
+            .ok_or(DbError::Gone)?;
+        Ok((found.opt_int("known")?, found.int("counted")?))
     }
 
     /// An online check's reading, in one statement: what ended the code,

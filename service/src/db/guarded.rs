@@ -121,7 +121,7 @@ impl Snapshot {
         }
         *slot = Some(value.to_string());
         if key == self.online_key {
-            self.online_changed(&expires_at);
+            self.change_online(&expires_at);
             return Ok(None);
         }
         self.writes.push(Insert {
@@ -163,12 +163,12 @@ impl Snapshot {
             .ok_or_else(|| not_read(scope))?;
         counted.push((attempt.to_string(), position));
         // The one scope read is the current sequence's, in the row.
-        self.online_changed(&expires_at);
+        self.change_online(&expires_at);
         Ok(())
     }
 
     /// Notes that the row's online state changed, with an expiry given.
-    fn online_changed(&mut self, expires_at: &Value) {
+    fn change_online(&mut self, expires_at: &Value) {
         if let Value::Int(at) = expires_at {
             self.online_expires_at = self.online_expires_at.max(*at);
         }
@@ -388,14 +388,20 @@ impl Tx {
                   AND r.repeated = 0) AS decisions"
             }
         };
-        // The signer's device and whether its signature was seen, for a
-        // device's request.
-        let signer = match admission {
-            None => "",
-            Some(_) => {
+        // For a device's request, whether its signature was seen and, when
+        // the signer is not the device read with the delivery, its state.
+        let signer_is_device = admission
+            .as_ref()
+            .is_some_and(|a| device == Some((a.courier_id.as_str(), a.device_id.as_str())));
+        let signer = match (&admission, signer_is_device) {
+            (None, _) => "",
+            (Some(_), true) => {
+                ", (SELECT COUNT(*) FROM request_signatures WHERE signature = $4) AS signature_seen"
+            }
+            (Some(_), false) => {
                 ", (SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END FROM devices \
-                 WHERE courier_id = $4 AND device_id = $5) AS signer_active, \
-                 (SELECT COUNT(*) FROM request_signatures WHERE signature = $6) AS signature_seen"
+                 WHERE courier_id = $5 AND device_id = $6) AS signer_active, \
+                 (SELECT COUNT(*) FROM request_signatures WHERE signature = $4) AS signature_seen"
             }
         };
         let sql = format!(
@@ -408,13 +414,15 @@ impl Tx {
               'receipt:' || d.sequence || ':' || d.delivery_id AS receipt_key) k \
              WHERE d.delivery_id = $1"
         );
-        let signer: Vec<Value> = admission.as_ref().map_or_else(Vec::new, |a| {
-            vec![
+        let signer: Vec<Value> = match &admission {
+            None => Vec::new(),
+            Some(a) if signer_is_device => vec![a.signature.as_str().into()],
+            Some(a) => vec![
+                a.signature.as_str().into(),
                 a.courier_id.as_str().into(),
                 a.device_id.as_str().into(),
-                a.signature.as_str().into(),
-            ]
-        });
+            ],
+        };
         let Some((r, row, active)) =
             self.delivery_with_device(&sql, delivery_id, device, signer)?
         else {
@@ -423,7 +431,11 @@ impl Tx {
         let admission = match admission {
             None => None,
             Some(a) => {
-                let active = r.opt_int("signer_active")?.map(|n| n == 1);
+                let active = if signer_is_device {
+                    active
+                } else {
+                    r.opt_int("signer_active")?.map(|n| n == 1)
+                };
                 let seen = r.int("signature_seen")? > 0;
                 Some((a, active, seen))
             }
@@ -560,9 +572,10 @@ mod tests {
         guarded, open_postgres, transaction, Admission, Db, DeliveryRow, Reads, GUARDED_RUNS,
     };
 
-    /// A PostgreSQL database of its own for the test `name`, on the server
-    /// scripts/test starts (these tests fail without it, never skip).
-    async fn fresh(name: &str) -> Db {
+    /// The URL of an empty PostgreSQL database of its own for the test
+    /// `name`, on the server scripts/test starts (these tests fail without
+    /// it, never skip).
+    async fn empty_postgres(name: &str) -> String {
         let base = std::env::var("DELIVERY_OTP_TEST_POSTGRES_URL").expect(
             "DELIVERY_OTP_TEST_POSTGRES_URL is not set: run scripts/test, which starts PostgreSQL",
         );
@@ -574,8 +587,19 @@ mod tests {
         ] {
             sqlx::query(&sql).execute(&mut admin).await.unwrap();
         }
-        let url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
-        let db = open_postgres(&url, 2).await.unwrap();
+        format!("{}/{db}", base.rsplit_once('/').unwrap().0)
+    }
+
+    /// An empty directory of its own for the test `name`.
+    fn empty_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("dotp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `db` with delivery d1 issued at sequence 3 to courier c1.
+    async fn with_d1(db: Db) -> Db {
         transaction(&db, |tx| {
             let row = DeliveryRow {
                 delivery_id: "d1".into(),
@@ -597,6 +621,20 @@ mod tests {
         .await
         .unwrap();
         db
+    }
+
+    /// Asserts that a request failed as the database failing does (503).
+    fn assert_unavailable<T: std::fmt::Debug>(out: Result<T, crate::problem::Problem>) {
+        assert_eq!(
+            out.unwrap_err().status,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    /// A PostgreSQL database of its own for the test `name`, with d1.
+    async fn fresh(name: &str) -> Db {
+        let url = empty_postgres(name).await;
+        with_d1(open_postgres(&url, 2).await.unwrap()).await
     }
 
     /// The history's kinds and the attempts counted for sequence 3.
@@ -695,20 +733,14 @@ mod tests {
             Ok(())
         })
         .await;
-        assert_eq!(
-            wrote.unwrap_err().status,
-            axum::http::StatusCode::SERVICE_UNAVAILABLE
-        );
+        assert_unavailable(wrote);
         let asked = guarded(&db, Reads::Receipt, None, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
             Ok(tx.recall("online:2:d1")?)
         })
         .await;
-        assert_eq!(
-            asked.unwrap_err().status,
-            axum::http::StatusCode::SERVICE_UNAVAILABLE
-        );
+        assert_unavailable(asked);
         // A check reads no receipts: asking for the delivery's receipt slot
         // or its decisions fails, though the key is the current one.
         let slot = guarded(&db, Reads::Check, None, |tx| {
@@ -717,19 +749,13 @@ mod tests {
             Ok(tx.recall("receipt:3:d1")?)
         })
         .await;
-        assert_eq!(
-            slot.unwrap_err().status,
-            axum::http::StatusCode::SERVICE_UNAVAILABLE
-        );
+        assert_unavailable(slot);
         let decided = guarded(&db, Reads::Check, None, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
             Ok(tx.decision_recorded("d1", 3, "confirmed")?)
         })
         .await;
-        assert_eq!(
-            decided.unwrap_err().status,
-            axum::http::StatusCode::SERVICE_UNAVAILABLE
-        );
+        assert_unavailable(decided);
         // An upload reads them: the same questions are answered.
         let read = guarded(&db, Reads::Receipt, None, |tx| {
             tx.delivery_held("d1", None)?.unwrap();
@@ -761,8 +787,18 @@ mod tests {
 
     /// A guarded check by device dev1 that keeps one history entry.
     async fn check(db: &Db, signature: &str) -> Result<(), axum::http::StatusCode> {
-        guarded(db, Reads::Check, admission(signature), |tx| {
-            tx.delivery_held("d1", Some(("c1", "dev1")))?.unwrap();
+        check_reading(db, signature, Some(("c1", "dev1"))).await
+    }
+
+    /// The same, reading the delivery with `device` (when it is not the
+    /// signer, the signer's state is read by itself).
+    async fn check_reading(
+        db: &Db,
+        signature: &str,
+        device: Option<(&'static str, &'static str)>,
+    ) -> Result<(), axum::http::StatusCode> {
+        guarded(db, Reads::Check, admission(signature), move |tx| {
+            tx.delivery_held("d1", device)?.unwrap();
             tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
             Ok(())
         })
@@ -857,6 +893,22 @@ mod tests {
         .unwrap();
         assert_eq!(recorded, [true, true, true, false]);
         assert_eq!(kept(&db).await, entries(2));
+        // A request that reads the delivery without the signer's device
+        // reads the signer's state by itself: refused while revoked, and
+        // admitted once provisioned again.
+        assert_eq!(
+            check_reading(&db, "s4", None).await,
+            Err(StatusCode::FORBIDDEN)
+        );
+        transaction(&db, |tx| Ok(tx.provision_device("c1", "dev1", "k1", 30)?))
+            .await
+            .unwrap();
+        assert_eq!(check_reading(&db, "s4", None).await, Ok(()));
+        assert_eq!(
+            check_reading(&db, "s4", None).await,
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(kept(&db).await, entries(3));
     }
 
     /// An online entry for delivery d1 at `sequence`.
@@ -965,33 +1017,11 @@ mod tests {
 
     #[tokio::test]
     async fn online_state_moves_on_resend_sqlite() {
-        let dir = std::env::temp_dir().join(format!("dotp-moves-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = empty_dir("moves");
         let db = super::super::open_sqlite(&dir.join("db.sqlite3"))
             .await
             .unwrap();
-        transaction(&db, |tx| {
-            let row = DeliveryRow {
-                delivery_id: "d1".into(),
-                sequence: 3,
-                courier_id: "c1".into(),
-                settings: "{}".into(),
-                ticket: "{}".into(),
-                status: "issued".into(),
-                contact: "{}".into(),
-                locale: "en".into(),
-                utc_offset_minutes: 0,
-                request_digest: "x".into(),
-                resends: 0,
-                created_at: 1,
-            };
-            assert!(tx.insert_delivery(&row, 1, &serde_json::json!({}))?);
-            Ok(())
-        })
-        .await
-        .unwrap();
-        online_state_moves_on_resend(&db).await;
+        online_state_moves_on_resend(&with_d1(db).await).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1071,18 +1101,7 @@ mod tests {
 
     #[tokio::test]
     async fn legacy_records_move_into_the_row_postgres() {
-        let base = std::env::var("DELIVERY_OTP_TEST_POSTGRES_URL").expect(
-            "DELIVERY_OTP_TEST_POSTGRES_URL is not set: run scripts/test, which starts PostgreSQL",
-        );
-        let name = format!("g{}_legacy", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name}"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::query(&sql).execute(&mut admin).await.unwrap();
-        }
-        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+        let url = empty_postgres("legacy").await;
         let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
         before_0006(&super::super::POSTGRES_MIGRATIONS)
             .run(&mut conn)
@@ -1097,9 +1116,7 @@ mod tests {
 
     #[tokio::test]
     async fn legacy_records_move_into_the_row_sqlite() {
-        let dir = std::env::temp_dir().join(format!("dotp-legacy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = empty_dir("legacy");
         let path = dir.join("db.sqlite3");
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();

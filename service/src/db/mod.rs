@@ -97,9 +97,7 @@ pub enum DbError {
 impl From<DbError> for Problem {
     fn from(e: DbError) -> Self {
         if matches!(e, DbError::Replayed) {
-            return DeviceRequest::Replayed.refusal().unwrap_or_else(|| {
-                Problem::unavailable("the database failed; the request may be sent again")
-            });
+            return crate::auth::replayed_request();
         }
         tracing::error!(error = %e, "database error");
         Problem::unavailable("the database failed; the request may be sent again")
@@ -168,7 +166,7 @@ where
 /// the work is. Without an admission (a backend's token), as [`transaction`].
 ///
 /// # Errors
-/// As [`transaction`]; the refusal of [`DeviceRequest::refusal`].
+/// As [`transaction`]; the refusal of [`DeviceRequest::admitted`].
 pub async fn admitted<T, F>(db: &Db, admission: Option<Admission>, work: F) -> Result<T, Problem>
 where
     T: Send + 'static,
@@ -176,16 +174,11 @@ where
 {
     submit(db, false, move |tx| {
         if let Some(a) = &admission {
-            refuse(tx.admit(a)?)?;
+            tx.admit(a)?.admitted()?;
         }
         work(tx)
     })
     .await
-}
-
-/// `Err` with the refusal of a device request that may not go on.
-fn refuse(seen: DeviceRequest) -> Result<(), Problem> {
-    seen.refusal().map_or(Ok(()), Err)
 }
 
 /// Runs `work` outside a transaction on PostgreSQL: each statement commits
@@ -249,12 +242,12 @@ where
             // writes; when the work read no delivery, admitted by itself.
             if let Some(a) = &admission {
                 match tx.admit_guarded() {
-                    Some(seen) => refuse(seen?)?,
+                    Some(seen) => seen?.admitted()?,
                     None => {
                         // Nothing read, so nothing queued: the admission is
                         // the one write, a statement of its own.
                         tx.end_guard();
-                        refuse(tx.admit(a)?)?;
+                        tx.admit(a)?.admitted()?;
                         return Ok(out);
                     }
                 }
@@ -271,7 +264,7 @@ where
             Some(a) => tx
                 .admit(a)
                 .map_err(Problem::from)
-                .and_then(refuse)
+                .and_then(DeviceRequest::admitted)
                 .and_then(|()| work(tx)),
             None => work(tx),
         };

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::PoisonError;
 
-use super::attempts::{ATTEMPT_COLUMNS, REMEMBERED_COLUMNS};
+use super::attempts::{count_attempt, REMEMBERED_COLUMNS};
 use super::{DbError, Row, Tx, Value};
 
 /// The online columns of `deliveries`, in a `SELECT` or `RETURNING`.
@@ -175,27 +175,17 @@ impl Tx {
     /// Moves the online state kept in the delivery's row (its current
     /// sequence's) into the tables and empties the row's, before a resend
     /// or a reassignment changes the sequence: the records of the earlier
-    /// code stay where the store finds them. The delivery is held; its
-    /// row then holds the (empty) state of `next_sequence`.
+    /// code stay where the store finds them. The delivery must be held
+    /// ([`Tx::delivery_held`]); its row then holds the (empty) state of
+    /// `next_sequence`.
     pub(super) fn move_online(&self, delivery_id: &str, next_sequence: i64) -> Result<(), DbError> {
-        let known = self
+        let online = self
             .online
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(delivery_id)
-            .cloned();
-        let online = match known {
-            Some(online) => online,
-            None => {
-                let sql = format!(
-                    "SELECT sequence, {ONLINE_COLUMNS} FROM deliveries WHERE delivery_id = $1"
-                );
-                let Some(r) = self.query_one(&sql, &[delivery_id.into()])? else {
-                    return Ok(());
-                };
-                Online::from_row(&r, r.int("sequence")?)?
-            }
-        };
+            .cloned()
+            .ok_or_else(|| DbError::Data(format!("delivery {delivery_id} is not held")))?;
         let expires_at = Value::Int(online.expires_at);
         if let Some(end) = &online.end {
             self.execute(
@@ -210,7 +200,7 @@ impl Tx {
         let scope = format!("attempts:{}:{delivery_id}", online.sequence);
         for (attempt, position) in &online.attempts {
             self.execute(
-                &format!("INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4)"),
+                &count_attempt(),
                 &[
                     scope.as_str().into(),
                     attempt.into(),

@@ -5,7 +5,7 @@
 use std::sync::PoisonError;
 
 use super::online::{Online, ONLINE_COLUMNS};
-use super::value::int;
+use super::value::{int, stored};
 use super::{Conn, DbError, Engine, Row, Tx, Value, CLAIM_LEASE_SECS};
 
 /// A row of `deliveries`.
@@ -38,7 +38,7 @@ pub struct DeliveryRow {
 }
 
 /// What the database says about a device's signed request
-/// ([`Tx::device_request`]).
+/// ([`Tx::admit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceRequest {
     /// A provisioned device, and a signature not seen before (now recorded).
@@ -355,9 +355,7 @@ impl Tx {
         resends: u32,
         now: u64,
     ) -> Result<(), DbError> {
-        let next = i64::try_from(sequence)
-            .map_err(|_| DbError::Data(format!("{sequence} is too large to store")))?;
-        self.move_online(delivery_id, next)?;
+        self.move_online(delivery_id, stored(sequence)?)?;
         self.execute(
             "UPDATE deliveries SET sequence = $1, courier_id = $2, ticket = $3, resends = $4, \
              status = 'issued', updated_at = $5 WHERE delivery_id = $6",
@@ -625,21 +623,24 @@ impl Tx {
 
     /// A device's signed request, as the database sees it: whether the
     /// device is provisioned and not revoked, and then whether the
-    /// signature is new (it is recorded until `expires_at`, and expired
-    /// ones are forgotten). On PostgreSQL this is one statement, sent
-    /// outside a transaction ([`super::autocommit`]): a request from a
-    /// device costs one round trip before its own work instead of five.
+    /// signature is new (it is recorded until its `expires_at`, and expired
+    /// ones are forgotten). On PostgreSQL this is one statement: sent
+    /// outside a transaction ([`super::autocommit`]), a request from a
+    /// device costs one round trip before its own work instead of five;
+    /// in the request's transaction ([`super::admitted`]), the signature is
+    /// kept only if the request's writes are.
     ///
     /// # Errors
     /// The database fails.
-    pub fn device_request(
-        &self,
-        courier_id: &str,
-        device_id: &str,
-        signature: &str,
-        expires_at: u64,
-        now: u64,
-    ) -> Result<DeviceRequest, DbError> {
+    pub fn admit(&self, a: &Admission) -> Result<DeviceRequest, DbError> {
+        let Admission {
+            courier_id,
+            device_id,
+            signature,
+            expires_at,
+            now,
+        } = a;
+        let (expires_at, now) = (*expires_at, *now);
         if self.engine == Engine::Sqlite {
             return Ok(match self.device_active(courier_id, device_id)? {
                 None => DeviceRequest::NotProvisioned,
@@ -661,9 +662,9 @@ impl Tx {
                  (SELECT COUNT(*) FROM device WHERE revoked_at IS NULL) AS active, \
                  (SELECT COUNT(*) FROM added) AS added",
                 &[
-                    courier_id.into(),
-                    device_id.into(),
-                    signature.into(),
+                    courier_id.as_str().into(),
+                    device_id.as_str().into(),
+                    signature.as_str().into(),
                     int(expires_at)?,
                     int(now)?,
                 ],
@@ -680,20 +681,6 @@ impl Tx {
                 (_, _, 0) => DeviceRequest::Replayed,
                 _ => DeviceRequest::Fresh,
             },
-        )
-    }
-
-    /// [`Tx::device_request`] for an [`Admission`].
-    ///
-    /// # Errors
-    /// The database fails.
-    pub fn admit(&self, a: &Admission) -> Result<DeviceRequest, DbError> {
-        self.device_request(
-            &a.courier_id,
-            &a.device_id,
-            &a.signature,
-            a.expires_at,
-            a.now,
         )
     }
 
@@ -720,10 +707,7 @@ impl Tx {
         expires_at: u64,
         now: u64,
     ) -> Result<bool, DbError> {
-        self.execute(
-            "DELETE FROM request_signatures WHERE expires_at < $1",
-            &[int(now)?],
-        )?;
+        self.forget_signatures(now)?;
         let added = self.execute(
             "INSERT INTO request_signatures (signature, expires_at) VALUES ($1, $2) ON CONFLICT (signature) DO NOTHING",
             &[signature.into(), int(expires_at)?],

@@ -50,10 +50,13 @@ impl From<String> for Value {
 }
 
 /// A `u64` (a time, a sequence) as a stored integer.
+pub(super) fn stored(value: u64) -> Result<i64, DbError> {
+    i64::try_from(value).map_err(|_| DbError::Data(format!("{value} is too large to store")))
+}
+
+/// A `u64` (a time, a sequence) as a stored integer [`Value`].
 pub(super) fn int(value: u64) -> Result<Value, DbError> {
-    i64::try_from(value)
-        .map(Value::Int)
-        .map_err(|_| DbError::Data(format!("{value} is too large to store")))
+    stored(value).map(Value::Int)
 }
 
 /// One result row: its columns by name.
