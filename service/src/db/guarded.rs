@@ -16,7 +16,9 @@
 //!    again, so when another request changed the delivery in between, the
 //!    statement writes nothing and the request runs again from step 1
 //!    (three times at most; then once more in a transaction that holds the
-//!    row, [`super::GUARDED_RUNS`]).
+//!    row, [`super::GUARDED_RUNS`]). Writes that several workers of one
+//!    instance reach at once go out together, each under its own guard, in
+//!    one statement and one commit (the `combine` module).
 //!
 //! Every request that changes a delivery's state adds one to its version:
 //! the guarded ones in step 3, and the others, which hold the delivery in a
@@ -31,6 +33,7 @@ use std::collections::HashMap;
 use std::sync::PoisonError;
 
 use super::attempts::REMEMBERED_COLUMNS;
+use super::combine::{self, Insert, Write};
 use super::online::Online;
 use super::queries::{
     DELIVERY_COLUMNS, DEVICE_ACTIVE, EVENT_COLUMNS, OUTBOX_COLUMNS, RECEIPT_COLUMNS,
@@ -84,13 +87,6 @@ pub(super) struct Snapshot {
     /// The delivery's new status and when, if the request changes it.
     status: Option<(String, Value)>,
     writes: Vec<Insert>,
-}
-
-/// A queued insert.
-struct Insert {
-    table: &'static str,
-    columns: &'static str,
-    values: Vec<Value>,
 }
 
 fn not_read(what: &str) -> DbError {
@@ -500,63 +496,55 @@ impl Tx {
         if snapshot.writes.is_empty() && snapshot.status.is_none() && !snapshot.online_changed {
             return Ok(true);
         }
-        let mut params: Vec<Value> = vec![
-            snapshot.delivery_id.as_str().into(),
-            Value::Int(snapshot.version),
-        ];
-        let mark = |params: &mut Vec<Value>, value: Value| {
-            params.push(value);
-            format!("${}", params.len())
-        };
-        let set_status = match &snapshot.status {
-            Some((status, at)) => format!(
-                ", status = {}, updated_at = {}",
-                mark(&mut params, status.as_str().into()),
-                mark(&mut params, at.clone())
-            ),
-            None => String::new(),
-        };
-        let set_online = if snapshot.online_changed {
-            let [end, attempts, expires_at] = snapshot.online_values()?;
-            format!(
-                ", online_end = {}, online_attempts = {}, online_expires_at = {}",
-                mark(&mut params, end),
-                mark(&mut params, attempts),
-                mark(&mut params, expires_at)
-            )
-        } else {
-            String::new()
-        };
-        let mut sql = format!(
-            "WITH guard AS (UPDATE deliveries SET version = version + 1{set_status}{set_online} \
-             WHERE delivery_id = $1 AND version = $2 RETURNING 1)"
-        );
-        for (n, insert) in snapshot.writes.into_iter().enumerate() {
-            let marks: Vec<String> = insert
-                .values
-                .into_iter()
-                .map(|v| mark(&mut params, v))
-                .collect();
-            sql.push_str(&format!(
-                ", w{n} AS (INSERT INTO {} ({}) SELECT {} FROM guard)",
-                insert.table,
-                insert.columns,
-                marks.join(", ")
-            ));
+        let mut set: Vec<(&'static str, Value)> = Vec::new();
+        if let Some((status, at)) = &snapshot.status {
+            set.push(("status", status.as_str().into()));
+            set.push(("updated_at", at.clone()));
         }
-        sql.push_str(" SELECT COUNT(*) AS kept FROM guard");
-        let kept = match self.query_one(&sql, &params) {
-            Ok(row) => row.ok_or(DbError::Gone)?.int("kept")?,
+        if snapshot.online_changed {
+            let [end, attempts, expires_at] = snapshot.online_values()?;
+            set.push(("online_end", end));
+            set.push(("online_attempts", attempts));
+            set.push(("online_expires_at", expires_at));
+        }
+        let write = Write {
+            delivery_id: snapshot.delivery_id,
+            version: snapshot.version,
+            set,
+            inserts: snapshot.writes,
+        };
+        let run = |writes: &[Write]| self.run_writes(writes);
+        match &self.combiner {
+            Some(combiner) => combiner.write(write, &run),
+            None => Ok(run(std::slice::from_ref(&write))?
+                .first()
+                .copied()
+                .unwrap_or(false)),
+        }
+    }
+
+    /// Makes `writes` in one statement on this request's connection:
+    /// whether each was kept. A single write's replayed signature is
+    /// [`DbError::Replayed`]; a statement of several that the database
+    /// refuses is its error as it is (see `combine`).
+    pub(super) fn run_writes(&self, writes: &[Write]) -> Result<Vec<bool>, DbError> {
+        let (sql, params) = combine::statement(writes);
+        let row = match self.query_one(&sql, &params) {
+            Ok(row) => row.ok_or(DbError::Gone)?,
             // The signature queued by `admit_guarded` was recorded since the
             // read: a replay racing this request. The statement wrote nothing.
             Err(DbError::Sqlx(sqlx::Error::Database(e)))
-                if e.is_unique_violation() && e.constraint() == Some("request_signatures_pkey") =>
+                if writes.len() == 1
+                    && e.is_unique_violation()
+                    && e.constraint() == Some("request_signatures_pkey") =>
             {
                 return Err(DbError::Replayed)
             }
             Err(e) => return Err(e),
         };
-        Ok(kept == 1)
+        (0..writes.len())
+            .map(|g| Ok(row.int(&format!("k{g}"))? == 1))
+            .collect()
     }
 }
 
@@ -568,8 +556,11 @@ mod tests {
     use delivery_otp::AttemptStore;
     use sqlx::Connection as _;
 
+    use super::super::combine::{self, Insert, Write};
+    use super::super::queries::EVENT_COLUMNS;
     use super::super::{
-        guarded, open_postgres, transaction, Admission, Db, DeliveryRow, Reads, GUARDED_RUNS,
+        autocommit, guarded, open_postgres, transaction, Admission, Db, DeliveryRow, Reads,
+        GUARDED_RUNS,
     };
 
     /// The URL of an empty PostgreSQL database of its own for the test
@@ -1130,5 +1121,102 @@ mod tests {
         conn.close().await.unwrap();
         legacy_records_move(&super::super::open_sqlite(&path).await.unwrap()).await;
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Several requests' writes in one statement on PostgreSQL: each is
+    /// kept or not under its own version guard, with its own inserts; and
+    /// when the database refuses the statement (one write's signature was
+    /// recorded since its read), nothing of it is kept and each write is
+    /// made by itself: the replayed one refused, the other kept.
+    #[tokio::test]
+    async fn writes_in_one_statement_each_keep_their_own_guard() {
+        let db = fresh("combined").await;
+        transaction(&db, |tx| {
+            let mut row = tx.delivery_held("d1", None)?.unwrap().0;
+            row.delivery_id = "d2".into();
+            assert!(tx.insert_delivery(&row, 1, &serde_json::json!({}))?);
+            tx.execute(
+                "INSERT INTO request_signatures (signature, expires_at) VALUES ('seen', 100)",
+                &[],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let state = |db: &Db| {
+            let db = db.clone();
+            async move {
+                transaction(&db, |tx| {
+                    let mut out = Vec::new();
+                    for id in ["d1", "d2"] {
+                        let row = tx
+                            .query_one(
+                                "SELECT version FROM deliveries WHERE delivery_id = $1",
+                                &[id.into()],
+                            )?
+                            .unwrap();
+                        let kinds: Vec<String> =
+                            tx.events(id)?.into_iter().map(|e| e.kind).collect();
+                        out.push((row.int("version")?, kinds));
+                    }
+                    Ok(out)
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let before = state(&db).await;
+        let (v1, v2) = (before[0].0, before[1].0);
+        let event = |id: &str, kind: &str| Insert {
+            table: "delivery_events",
+            columns: EVENT_COLUMNS,
+            values: vec![id.into(), 5_i64.into(), kind.into(), "{}".into()],
+        };
+        let write = |id: &str, version: i64, inserts: Vec<Insert>| Write {
+            delivery_id: id.into(),
+            version,
+            set: vec![("updated_at", 7_i64.into())],
+            inserts,
+        };
+        // d1 as read; d2 changed since its read (a stale version).
+        let kept = autocommit(&db, move |tx| {
+            Ok(tx.run_writes(&[
+                write("d1", v1, vec![event("d1", "first")]),
+                write("d2", v2 - 1, vec![event("d2", "stale")]),
+            ])?)
+        })
+        .await
+        .unwrap();
+        assert_eq!(kept, vec![true, false]);
+        let after = state(&db).await;
+        assert_eq!(after[0], (v1 + 1, vec!["issued".into(), "first".into()]));
+        assert_eq!(after[1], before[1], "the stale write kept nothing");
+        // d1 with a signature recorded since, d2 as read: the statement is
+        // refused as a whole, then each write goes by itself.
+        let signature = Insert {
+            table: "request_signatures",
+            columns: "signature, expires_at",
+            values: vec!["seen".into(), 100_i64.into()],
+        };
+        let outcomes = autocommit(&db, move |tx| {
+            let run = |writes: &[Write]| tx.run_writes(writes);
+            let writes = [
+                write("d1", v1 + 1, vec![signature, event("d1", "replayed")]),
+                write("d2", v2, vec![event("d2", "second")]),
+            ];
+            Ok(combine::run_batch(&writes, &run)
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Ok(kept) => format!("{kept}"),
+                    Err(e) => format!("{e:?}"),
+                })
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+        assert_eq!(outcomes, vec!["Replayed".to_string(), "true".into()]);
+        let last = state(&db).await;
+        assert_eq!(last[0], after[0], "the replayed write kept nothing");
+        assert_eq!(last[1], (v2 + 1, vec!["issued".into(), "second".into()]));
     }
 }

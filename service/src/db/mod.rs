@@ -26,7 +26,9 @@
 //! - `queries`: the service's statements, written once for both engines;
 //! - `attempts`: the core's attempt store on a transaction;
 //! - `guarded`: a request about one delivery in two round trips on
-//!   PostgreSQL, without holding the delivery ([`guarded`]).
+//!   PostgreSQL, without holding the delivery ([`guarded`]);
+//! - `combine`: the guarded writes that several workers reach at once, made
+//!   in one statement and one commit.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use crate::problem::Problem;
 
 mod attempts;
+mod combine;
 mod guarded;
 mod online;
 mod postgres;
@@ -326,11 +329,15 @@ pub struct Tx {
     /// guarded request's last run): the worker must not keep the
     /// connection then.
     began: std::sync::atomic::AtomicBool,
+    /// Where a guarded request's write joins the writes of the instance's
+    /// other workers (PostgreSQL; see `combine`).
+    combiner: Option<Arc<combine::Combiner>>,
 }
 
 impl Tx {
-    /// A transaction on `conn`, whose engine it is.
-    fn open(conn: Conn) -> Arc<Tx> {
+    /// A transaction on `conn`, whose engine it is; its guarded write
+    /// joins others' at `combiner`, if any.
+    fn open(conn: Conn, combiner: Option<Arc<combine::Combiner>>) -> Arc<Tx> {
         let engine = match conn {
             Conn::Sqlite(_) => Engine::Sqlite,
             Conn::Postgres { .. } => Engine::Postgres,
@@ -341,6 +348,7 @@ impl Tx {
             guard: Mutex::new(None),
             online: Mutex::new(online::Held::new()),
             began: std::sync::atomic::AtomicBool::new(false),
+            combiner,
         })
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection as _, Executor, PgConnection};
 
+use super::combine::Combiner;
 use super::{Conn, Db, DbError, Engine, Job, Tx, POSTGRES_MIGRATIONS, QUEUE};
 
 /// Connects to PostgreSQL at `url`, brings its schema up to date and
@@ -26,15 +27,17 @@ pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
     conn.close().await?;
     let (jobs, queue) = mpsc::sync_channel(QUEUE);
     let queue = Arc::new(Mutex::new(queue));
+    let combiner = Arc::new(Combiner::default());
     for n in 0..connections.max(1) {
-        let (options, queue) = (options.clone(), Arc::clone(&queue));
+        let (options, queue, combiner) =
+            (options.clone(), Arc::clone(&queue), Arc::clone(&combiner));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| DbError::Data(format!("cannot start a PostgreSQL worker: {e}")))?;
         std::thread::Builder::new()
             .name(format!("postgres-{n}"))
-            .spawn(move || postgres_worker(Arc::new(options), &queue, Arc::new(runtime)))
+            .spawn(move || postgres_worker(Arc::new(options), &queue, Arc::new(runtime), &combiner))
             .map_err(|e| DbError::Data(format!("cannot start a PostgreSQL worker: {e}")))?;
     }
     Ok(Db {
@@ -80,6 +83,7 @@ fn postgres_worker(
     options: Arc<PgConnectOptions>,
     queue: &Mutex<mpsc::Receiver<Job>>,
     runtime: Arc<tokio::runtime::Runtime>,
+    combiner: &Arc<Combiner>,
 ) {
     let mut kept: Option<Box<PgConnection>> = None;
     loop {
@@ -91,11 +95,14 @@ fn postgres_worker(
         };
         // Without a connection the job is dropped: its request gets a 503.
         let Some(conn) = conn else { continue };
-        let tx = Tx::open(Conn::Postgres {
-            conn,
-            runtime: Arc::clone(&runtime),
-            redial,
-        });
+        let tx = Tx::open(
+            Conn::Postgres {
+                conn,
+                runtime: Arc::clone(&runtime),
+                redial,
+            },
+            Some(Arc::clone(combiner)),
+        );
         let autocommit = job.autocommit;
         if !autocommit {
             if let Err(e) = tx.execute("BEGIN", &[]) {

@@ -98,7 +98,7 @@ fn run_group(conn: rusqlite::Connection, group: Vec<Job>) -> Option<rusqlite::Co
         tracing::error!(error = %e, "SQLite: cannot begin");
         return Some(conn);
     }
-    let tx = Tx::open(Conn::Sqlite(conn));
+    let tx = Tx::open(Conn::Sqlite(conn), None);
     let mut finishes = Vec::with_capacity(group.len());
     for job in group {
         let savepoint = tx.execute("SAVEPOINT request", &[]);
