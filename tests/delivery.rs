@@ -126,6 +126,52 @@ fn tickets_are_byte_exact_and_tampering_is_caught() {
     }
 }
 
+/// A ticket is checked once per key: the backend that made it (or read
+/// it) does not compute its MAC again, but another backend whose key has
+/// the same id and other bytes still refuses it, one without its key does
+/// not know it, and a copy read from its text is checked in full. Whether
+/// checked or not, a ticket equals the same ticket read from its text.
+#[test]
+fn a_ticket_is_trusted_without_a_second_check_only_by_its_own_key() {
+    let store = || -> Arc<dyn delivery_otp::AttemptStore> { Arc::new(InMemoryAttemptStore::new()) };
+    let issuer = Backend::new(KeySet::generate("k1").unwrap(), store());
+    let issued = issuer
+        .issue("D-1", 0, "courier-1", 1_000, &DeliverySettings::default())
+        .unwrap();
+    issuer.code_for(&issued.ticket).unwrap();
+    let read = issuer.read_ticket(&issued.ticket.to_json()).unwrap();
+    assert_eq!(read, issued.ticket);
+    assert_eq!(
+        Ticket::from_json(&issued.ticket.to_json()).unwrap(),
+        issued.ticket
+    );
+    // Another key under the same id: the issued and the read tickets are
+    // checked again, and refused.
+    let impostor = Backend::new(KeySet::generate("k1").unwrap(), store());
+    for ticket in [&issued.ticket, &read] {
+        assert_eq!(
+            impostor.code_for(ticket).unwrap_err().kind(),
+            "ticket_mac_mismatch"
+        );
+        assert!(matches!(
+            ticket.verify_mac(impostor.keys()),
+            Err(Error::TicketMacMismatch)
+        ));
+    }
+    // The key gone from the set: unknown, checked or not.
+    let mut keys = issuer.keys().clone();
+    keys.rotate("k2").unwrap();
+    keys.remove("k1").unwrap();
+    let rotated = Backend::new(keys, store());
+    assert_eq!(
+        rotated.code_for(&issued.ticket).unwrap_err().kind(),
+        "unknown_key_id"
+    );
+    // The same key in a copy of the set still trusts what it checked.
+    let copy = Backend::new(issuer.keys().clone(), store());
+    assert_eq!(copy.code_for(&read).unwrap().as_str(), issued.code.as_str());
+}
+
 #[test]
 fn normalization() {
     let v = load("delivery-normalize.json");

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use crate::delivery::code::{derive_code, normalize, Code};
 use crate::delivery::keys::{json_problem, KeySet};
 use crate::delivery::settings::DeliverySettings;
-use crate::delivery::ticket::{b32, hash_key, ticket_hash, Ticket};
+use crate::delivery::ticket::{b32, hash_key, ticket_hash, Checked, Ticket};
 use crate::error::{Error, Result};
 use crate::proof::receipt::{check_party_id, DeviceKey};
 use crate::proof::reconcile::{Decision, DEFAULT_RECEIPT_RETENTION_SECS};
@@ -278,8 +278,10 @@ impl Backend {
                 settings.hash_width(),
             ),
             mac: [0u8; 32],
+            checked: Checked(None),
         };
         ticket.mac = ticket.compute_mac(&self.keys)?;
+        ticket.checked = Checked(Some(key.serial()));
         Ok(Issued { code, ticket })
     }
 
@@ -354,8 +356,8 @@ impl Backend {
     /// # Errors
     /// The errors of [`Ticket::from_json`] and [`Ticket::verify_mac`].
     pub fn read_ticket(&self, json: &str) -> Result<Ticket> {
-        let ticket = Ticket::from_json(json)?;
-        ticket.verify_mac(&self.keys)?;
+        let mut ticket = Ticket::from_json(json)?;
+        ticket.checked = Checked(Some(ticket.mac_key_serial(&self.keys)?));
         Ok(ticket)
     }
 

@@ -36,7 +36,16 @@ pub struct MasterKey {
     /// on drop.
     #[zeroize(skip)]
     mac: MacKey,
+    /// This key's number in this process: a ticket whose MAC this very key
+    /// made or checked carries it ([`crate::Ticket`]), so its MAC is not
+    /// computed again. Copies of the key share it; another key made from
+    /// the same bytes gets another.
+    #[zeroize(skip)]
+    serial: u64,
 }
+
+/// The next [`MasterKey::serial`].
+static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl MasterKey {
     /// A new key from the operating system's random generator.
@@ -68,6 +77,7 @@ impl MasterKey {
             id: id.to_string(),
             secret,
             mac,
+            serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -101,6 +111,11 @@ impl MasterKey {
     /// The HMAC-SHA256 state of this key, set up once.
     pub(crate) fn mac(&self) -> &MacKey {
         &self.mac
+    }
+
+    /// This key's number in this process (see the field).
+    pub(crate) fn serial(&self) -> u64 {
+        self.serial
     }
 }
 

@@ -71,7 +71,26 @@ pub struct Ticket {
     pub(crate) hash_key: [u8; HASH_KEY_BYTES],
     pub(crate) hash: u32,
     pub(crate) mac: [u8; 32],
+    /// The master key (by its serial) whose MAC this ticket was made with
+    /// or checked against, in this process; nothing for a ticket only read.
+    pub(crate) checked: Checked,
 }
+
+/// Which master key's MAC a ticket carries, as known in this process: its
+/// [`MasterKey::serial`](crate::delivery::keys::MasterKey) once made or
+/// checked. Not part of what the ticket says: two tickets alike in every
+/// field are equal whether checked or not. The fields of a ticket never
+/// change once it is made or read, so the mark stays true for its copies.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Checked(pub(crate) Option<u64>);
+
+impl PartialEq for Checked {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Checked {}
 
 impl fmt::Debug for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -292,6 +311,7 @@ impl Ticket {
             hash_key,
             hash: wire.hash,
             mac,
+            checked: Checked(None),
         })
     }
 
@@ -302,9 +322,19 @@ impl Ticket {
     /// [`Error::UnknownKeyId`] when the key is not in `keys`;
     /// [`Error::TicketMacMismatch`] when any field was changed.
     pub fn verify_mac(&self, keys: &KeySet) -> Result<()> {
-        let expected = self.compute_mac(keys)?;
+        self.mac_key_serial(keys).map(drop)
+    }
+
+    /// [`Ticket::verify_mac`], giving the serial of the key it holds for.
+    /// A ticket this key made or checked before is not computed again.
+    pub(crate) fn mac_key_serial(&self, keys: &KeySet) -> Result<u64> {
+        let key = keys.get(&self.key_id)?;
+        if self.checked.0 == Some(key.serial()) {
+            return Ok(key.serial());
+        }
+        let expected = key.mac().sign(MAC_DOMAIN, &[&self.mac_input()]);
         if bool::from(expected.ct_eq(&self.mac)) {
-            Ok(())
+            Ok(key.serial())
         } else {
             Err(Error::TicketMacMismatch)
         }
