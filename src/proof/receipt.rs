@@ -1088,6 +1088,39 @@ mod tests {
         assert!(back.is_written_as(&json, &back.mac_input()));
     }
 
+    /// Only the one written form reads: any byte added, removed or changed
+    /// around the MAC, at either end or inside is refused, and what reads
+    /// gives the MAC input the receipt writes.
+    #[test]
+    fn only_the_written_form_reads() {
+        let receipt = key().sign(draft()).unwrap();
+        let json = receipt.to_json().to_string();
+        let (read, input) = Receipt::read(&json).unwrap();
+        assert_eq!(read, receipt);
+        assert_eq!(*input, *receipt.mac_input());
+        let mac = b32(&receipt.mac);
+        let body = json.strip_suffix(&format!(",\"mac\":\"{mac}\"}}")).unwrap();
+        let variants = [
+            format!("{json} "),
+            format!(" {json}"),
+            format!("{json}}}"),
+            json.replacen(',', ", ", 1),
+            json.replacen("\"v\":1,", "\"v\":1 ,", 1),
+            format!("{body},\"mac\":\"{}\"}}", mac.to_lowercase()),
+            format!("{body},\"mac\": \"{mac}\"}}"),
+            format!("{body} ,\"mac\":\"{mac}\"}}"),
+            format!("{},\"mac\":\"{mac}\"}}", &body[..body.len() - 1]),
+            format!("{body}\n,\"mac\":\"{mac}\"}}"),
+            json.replace("\"app\":\"android/3.4.1\"", "\"app\":\"android\\/3.4.1\""),
+        ];
+        for text in variants {
+            match Receipt::read(&text) {
+                Err(Error::InvalidReceipt { .. }) => {}
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn debug_hides_the_code_and_keys() {
         let receipt = key().sign(draft()).unwrap();

@@ -205,6 +205,18 @@ impl InMemoryAttemptStore {
     }
 }
 
+/// Keeps `value` under `key` unless a value is there (one lookup): the one
+/// there, or `None`.
+fn remember_in(map: &mut HashMap<String, String>, key: &str, value: &str) -> Option<String> {
+    match map.entry(key.to_string()) {
+        std::collections::hash_map::Entry::Occupied(first) => Some(first.get().clone()),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(value.to_string());
+            None
+        }
+    }
+}
+
 impl AttemptStore for InMemoryAttemptStore {
     fn record_attempt(
         &self,
@@ -228,13 +240,26 @@ impl AttemptStore for InMemoryAttemptStore {
 
     fn remember_first(&self, key: &str, value: &str, _expires_at: u64) -> Result<Option<String>> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(first) = entries.remembered.get(key) {
-            return Ok(Some(first.clone()));
+        Ok(remember_in(&mut entries.remembered, key, value))
+    }
+
+    /// The two steps under one lock: nothing can come between them.
+    fn remember_first_unless(
+        &self,
+        unless: &str,
+        key: &str,
+        value: &str,
+        _expires_at: u64,
+    ) -> Result<Unless> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = entries.remembered.get(unless) {
+            return Ok(Unless::Found(found.clone()));
         }
-        entries
-            .remembered
-            .insert(key.to_string(), value.to_string());
-        Ok(None)
+        Ok(Unless::Remembered(remember_in(
+            &mut entries.remembered,
+            key,
+            value,
+        )))
     }
 
     fn recall(&self, key: &str) -> Result<Option<String>> {

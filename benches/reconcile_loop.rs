@@ -1,0 +1,104 @@
+//! Reconciling in memory, timed over a fixed workload instead of criterion's
+//! samples: `N` receipts of fresh deliveries are made first (issued, signed,
+//! written as JSON), then reconciled one after the other, each against its
+//! ticket as issued, into one in-memory store that grows to `N` decisions.
+//! Prints microseconds per reconciliation, so two builds run in turn compare
+//! on the same work (`cargo bench --bench reconcile_loop -- [N] [ROUNDS]`).
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::arithmetic_side_effects,
+    clippy::cast_precision_loss
+)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use delivery_otp::{
+    Backend, CodeFormat, DeliverySettings, InMemoryAttemptStore, KeySet, ReceiptDraft,
+    ReceiptOutcome, Ticket, Verification,
+};
+use zeroize::Zeroizing;
+
+const NOW: u64 = 1_700_000_000;
+
+/// Which SHA-256 the figures ran on (as the delivery bench says it).
+fn sha_backend() -> &'static str {
+    if cfg!(sha2_backend = "soft") {
+        return "software (sha2_backend=\"soft\")";
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sha") {
+        return "x86 SHA extensions";
+    }
+    "software (no SHA extensions on this CPU)"
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; numbers are ours.
+    let numbers: Vec<u64> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+    let n = numbers.first().copied().unwrap_or(200_000);
+    let rounds = numbers.get(1).copied().unwrap_or(3);
+    println!("SHA-256 backend: {}; {n} receipts per round", sha_backend());
+    for round in 1..=rounds {
+        let backend = Backend::new(
+            KeySet::generate("bench").unwrap(),
+            Arc::new(InMemoryAttemptStore::new()),
+        );
+        let key = backend
+            .provision_device("courier-17", "pixel-8-0042")
+            .unwrap();
+        let format = CodeFormat::Numeric { digits: 6 };
+        let settings = DeliverySettings {
+            format,
+            ..DeliverySettings::default()
+        };
+        let work: Vec<(String, Ticket)> = (0..n)
+            .map(|i| {
+                let delivery = format!("B-{i}");
+                let issued = backend
+                    .issue(&delivery, 0, key.courier_id(), NOW, &settings)
+                    .unwrap();
+                let draft = ReceiptDraft {
+                    delivery_id: delivery,
+                    key_id: "bench".into(),
+                    sequence: 0,
+                    format,
+                    outcome: ReceiptOutcome::Delivered {
+                        code: Zeroizing::new(issued.code.as_str().into()),
+                        verified: Verification::Offline,
+                    },
+                    attempts: 1,
+                    first_attempt_at: Some(NOW + 10),
+                    decided_at: NOW + 11,
+                    location: None,
+                    photo_sha256: None,
+                    app_version: "android/3.4.1".into(),
+                };
+                (
+                    key.sign(draft).unwrap().to_json().to_string(),
+                    issued.ticket,
+                )
+            })
+            .collect();
+        let start = Instant::now();
+        let confirmed = work
+            .iter()
+            .filter(|(json, ticket)| {
+                backend
+                    .reconcile(json, ticket, NOW + 100)
+                    .unwrap()
+                    .decision
+                    .kind()
+                    == "confirmed"
+            })
+            .count();
+        let per = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+        assert_eq!(confirmed as u64, n, "every receipt confirmed");
+        println!(
+            "round {round}: reconcile (in memory) {per:.3} us, {:.0} per second",
+            1e6 / per
+        );
+    }
+}
