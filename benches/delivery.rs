@@ -17,30 +17,19 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use delivery_otp::AttemptStore;
 use delivery_otp::Handover;
 use delivery_otp::{
-    Backend, CodeFormat, DeliverySettings, DeviceKey, InMemoryAttemptStore, InMemoryStateStore,
-    KeySet, MasterKey, OfflineVerifier, ReceiptDetails, ReceiptDraft, ReceiptOutcome, Secret,
-    Ticket, Totp, TotpConfig, Verification,
+    Backend, DeliverySettings, DeviceKey, InMemoryAttemptStore, InMemoryStateStore, KeySet,
+    MasterKey, OfflineVerifier, ReceiptDetails, ReceiptDraft, ReceiptOutcome, Secret, Ticket, Totp,
+    TotpConfig, Verification,
 };
 use zeroize::Zeroizing;
 
-const NOW: u64 = 1_764_000_000;
+#[path = "shared.rs"]
+mod shared;
+use shared::{fresh_receipt, sha_backend, NOW};
 
 fn backend() -> Backend {
     let keys = KeySet::new(MasterKey::from_bytes("bench", &[42u8; 32]).unwrap());
     Backend::new(keys, Arc::new(InMemoryAttemptStore::new()))
-}
-
-/// Which SHA-256 the figures ran on: sha2 picks the x86 SHA extensions at run
-/// time when the CPU has them, unless built with `--cfg sha2_backend="soft"`.
-fn sha_backend() -> &'static str {
-    if cfg!(sha2_backend = "soft") {
-        return "software (sha2_backend=\"soft\")";
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("sha") {
-        return "x86 SHA extensions";
-    }
-    "software (no SHA extensions on this CPU)"
 }
 
 fn benches(c: &mut Criterion) {
@@ -247,41 +236,6 @@ fn benches(c: &mut Criterion) {
     c.bench_function("totp generate (SHA-1, 6 digits)", |bench| {
         bench.iter(|| black_box(totp.generate(black_box(NOW)).unwrap()))
     });
-}
-
-/// Reconciles receipts of fresh deliveries, each made outside the timing.
-/// A receipt for a fresh delivery (so reconciling it takes the whole path).
-fn fresh_receipt(b: &Backend, key: &DeviceKey, tag: &str, n: u64) -> (String, Ticket) {
-    let format = CodeFormat::Numeric { digits: 6 };
-    let delivery = format!("B-{tag}-{n}");
-    let settings = DeliverySettings {
-        format,
-        ..DeliverySettings::default()
-    };
-    let issued = b
-        .issue(&delivery, 0, key.courier_id(), NOW, &settings)
-        .unwrap();
-    let code = issued.code;
-    let draft = ReceiptDraft {
-        delivery_id: delivery,
-        key_id: "bench".into(),
-        sequence: 0,
-        format,
-        outcome: ReceiptOutcome::Delivered {
-            code: Zeroizing::new(code.as_str().into()),
-            verified: Verification::Offline,
-        },
-        attempts: 1,
-        first_attempt_at: Some(NOW + 10),
-        decided_at: NOW + 11,
-        location: None,
-        photo_sha256: None,
-        app_version: "android/3.4.1".into(),
-    };
-    (
-        key.sign(draft).unwrap().to_json().to_string(),
-        issued.ticket,
-    )
 }
 
 fn bench_reconcile(c: &mut Criterion, name: &str, b: &Backend, key: &DeviceKey, tag: &str) {

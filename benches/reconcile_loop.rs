@@ -15,25 +15,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use delivery_otp::{
-    Backend, CodeFormat, DeliverySettings, InMemoryAttemptStore, KeySet, ReceiptDraft,
-    ReceiptOutcome, Ticket, Verification,
-};
-use zeroize::Zeroizing;
+use delivery_otp::{Backend, InMemoryAttemptStore, KeySet, Ticket};
 
-const NOW: u64 = 1_700_000_000;
-
-/// Which SHA-256 the figures ran on (as the delivery bench says it).
-fn sha_backend() -> &'static str {
-    if cfg!(sha2_backend = "soft") {
-        return "software (sha2_backend=\"soft\")";
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("sha") {
-        return "x86 SHA extensions";
-    }
-    "software (no SHA extensions on this CPU)"
-}
+#[path = "shared.rs"]
+mod shared;
+use shared::{fresh_receipt, sha_backend, NOW};
 
 fn main() {
     // `cargo bench` passes `--bench`; numbers are ours.
@@ -49,38 +35,8 @@ fn main() {
         let key = backend
             .provision_device("courier-17", "pixel-8-0042")
             .unwrap();
-        let format = CodeFormat::Numeric { digits: 6 };
-        let settings = DeliverySettings {
-            format,
-            ..DeliverySettings::default()
-        };
         let work: Vec<(String, Ticket)> = (0..n)
-            .map(|i| {
-                let delivery = format!("B-{i}");
-                let issued = backend
-                    .issue(&delivery, 0, key.courier_id(), NOW, &settings)
-                    .unwrap();
-                let draft = ReceiptDraft {
-                    delivery_id: delivery,
-                    key_id: "bench".into(),
-                    sequence: 0,
-                    format,
-                    outcome: ReceiptOutcome::Delivered {
-                        code: Zeroizing::new(issued.code.as_str().into()),
-                        verified: Verification::Offline,
-                    },
-                    attempts: 1,
-                    first_attempt_at: Some(NOW + 10),
-                    decided_at: NOW + 11,
-                    location: None,
-                    photo_sha256: None,
-                    app_version: "android/3.4.1".into(),
-                };
-                (
-                    key.sign(draft).unwrap().to_json().to_string(),
-                    issued.ticket,
-                )
-            })
+            .map(|i| fresh_receipt(&backend, &key, "loop", i))
             .collect();
         let start = Instant::now();
         let confirmed = work

@@ -132,7 +132,9 @@ fn fixture(
         &json!({"delivery_id": id, "courier_id": "bench-courier", "order": order,
         "contact": {"phone": "+441234567890"}}),
     );
-    let text = issued["message"]["text"].as_str().unwrap();
+    let text = issued["message"]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("issuing {id} was answered {issued}"));
     let code: String = text
         .split("code ")
         .nth(1)
