@@ -1,6 +1,6 @@
 //! What the benches share: the time they run at, a fresh delivery's receipt,
 //! and which SHA-256 they ran on.
-#![allow(clippy::unwrap_used, clippy::arithmetic_side_effects, dead_code)]
+#![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
 
 use delivery_otp::{
     Backend, CodeFormat, DeliverySettings, DeviceKey, ReceiptDraft, ReceiptOutcome, Ticket,

@@ -280,7 +280,7 @@ impl Backend {
             mac: [0u8; 32],
             checked: Checked(None),
         };
-        ticket.mac = ticket.compute_mac(&self.keys)?;
+        ticket.mac = ticket.mac_with(key);
         ticket.checked = Checked(Some(key.serial()));
         Ok(Issued { code, ticket })
     }

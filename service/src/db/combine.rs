@@ -220,13 +220,21 @@ impl Drop for Lead<'_> {
     }
 }
 
+/// Makes `write` by itself, in a statement of its own: whether it was kept.
+pub(super) fn alone(write: &Write, run: RunWrites<'_>) -> Result<bool, DbError> {
+    Ok(run(std::slice::from_ref(write))?
+        .first()
+        .copied()
+        .unwrap_or(false))
+}
+
 /// Runs `writes` as one statement; when the database refuses it, each by
 /// itself. Each write's outcome, in order.
 pub(super) fn run_batch(writes: &[Write], run: RunWrites<'_>) -> Vec<Result<bool, DbError>> {
     metrics::counter!("delivery_otp_guarded_write_statements_total").increment(1);
     metrics::counter!("delivery_otp_guarded_writes_total").increment(writes.len() as u64);
-    if let [_] = writes {
-        return vec![run(writes).map(|kept| kept.first().copied().unwrap_or(false))];
+    if let [write] = writes {
+        return vec![alone(write, run)];
     }
     match run(writes) {
         Ok(kept) if kept.len() == writes.len() => kept.into_iter().map(Ok).collect(),
@@ -242,12 +250,7 @@ pub(super) fn run_batch(writes: &[Write], run: RunWrites<'_>) -> Vec<Result<bool
         // that a refused one (a replay) fails alone.
         Err(DbError::Sqlx(sqlx::Error::Database(e))) => {
             tracing::debug!(error = %e, writes = writes.len(), "combined write refused; writing one by one");
-            writes
-                .iter()
-                .map(|w| {
-                    run(std::slice::from_ref(w)).map(|kept| kept.first().copied().unwrap_or(false))
-                })
-                .collect()
+            writes.iter().map(|w| alone(w, run)).collect()
         }
         Err(e) => {
             let why = e.to_string();

@@ -516,10 +516,7 @@ impl Tx {
         let run = |writes: &[Write]| self.run_writes(writes);
         match &self.combiner {
             Some(combiner) => combiner.write(write, &run),
-            None => Ok(run(std::slice::from_ref(&write))?
-                .first()
-                .copied()
-                .unwrap_or(false)),
+            None => combine::alone(&write, &run),
         }
     }
 
@@ -711,6 +708,20 @@ mod tests {
         assert_eq!(kept(&db).await.1, 1);
     }
 
+    /// `work` as a guarded request reading `reads` (no device), after it has
+    /// read d1.
+    async fn held<T: Send + 'static>(
+        db: &Db,
+        reads: Reads,
+        work: impl Fn(&Arc<super::Tx>) -> Result<T, crate::problem::Problem> + Send + 'static,
+    ) -> Result<T, crate::problem::Problem> {
+        guarded(db, reads, None, move |tx| {
+            tx.delivery_held("d1", None)?.unwrap();
+            work(tx)
+        })
+        .await
+    }
+
     /// A guarded request that writes other than through its queue, or asks
     /// the store about a key it did not read, fails and keeps nothing.
     #[tokio::test]
@@ -725,31 +736,30 @@ mod tests {
         })
         .await;
         assert_unavailable(wrote);
-        let asked = guarded(&db, Reads::Receipt, None, |tx| {
-            tx.delivery_held("d1", None)?.unwrap();
-            tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
-            Ok(tx.recall("online:2:d1")?)
-        })
-        .await;
-        assert_unavailable(asked);
+        assert_unavailable(
+            held(&db, Reads::Receipt, |tx| {
+                tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
+                Ok(tx.recall("online:2:d1")?)
+            })
+            .await,
+        );
         // A check reads no receipts: asking for the delivery's receipt slot
         // or its decisions fails, though the key is the current one.
-        let slot = guarded(&db, Reads::Check, None, |tx| {
-            tx.delivery_held("d1", None)?.unwrap();
-            tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
-            Ok(tx.recall("receipt:3:d1")?)
-        })
-        .await;
-        assert_unavailable(slot);
-        let decided = guarded(&db, Reads::Check, None, |tx| {
-            tx.delivery_held("d1", None)?.unwrap();
-            Ok(tx.decision_recorded("d1", 3, "confirmed")?)
-        })
-        .await;
-        assert_unavailable(decided);
+        assert_unavailable(
+            held(&db, Reads::Check, |tx| {
+                tx.event("d1", 2, "online_check", &serde_json::json!({}))?;
+                Ok(tx.recall("receipt:3:d1")?)
+            })
+            .await,
+        );
+        assert_unavailable(
+            held(&db, Reads::Check, |tx| {
+                Ok(tx.decision_recorded("d1", 3, "confirmed")?)
+            })
+            .await,
+        );
         // An upload reads them: the same questions are answered.
-        let read = guarded(&db, Reads::Receipt, None, |tx| {
-            tx.delivery_held("d1", None)?.unwrap();
+        let read = held(&db, Reads::Receipt, |tx| {
             Ok((
                 tx.recall("receipt:3:d1")?,
                 tx.decision_recorded("d1", 3, "confirmed")?,
