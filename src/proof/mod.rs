@@ -6,3 +6,4 @@
 pub mod receipt;
 pub mod reconcile;
 pub mod request;
+mod written;

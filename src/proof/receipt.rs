@@ -50,6 +50,7 @@
 //! `Debug` leaves the code out.
 
 use core::fmt;
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -523,44 +524,48 @@ impl fmt::Debug for Receipt {
 
 #[derive(Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-struct LocationWire {
-    lat: i32,
-    lon: i32,
-    acc: u32,
+pub(super) struct LocationWire {
+    pub(super) lat: i32,
+    pub(super) lon: i32,
+    pub(super) acc: u32,
 }
 
-/// A receipt as read (see [`WireOut`] for writing).
+/// A receipt as read (see [`WireOut`] for writing), by serde or by
+/// [`super::written`]. The texts that name one of a few words borrow from
+/// the receipt's text.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Wire {
-    v: u64,
-    delivery: String,
-    kid: String,
-    seq: u64,
-    format: String,
-    courier: String,
-    device: String,
-    dkid: String,
-    outcome: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    code: Option<Zeroizing<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    via: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
-    attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    first: Option<u64>,
-    decided: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    loc: Option<LocationWire>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    photo: Option<String>,
-    app: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    mac: Option<String>,
+pub(super) struct Wire<'a> {
+    pub(super) v: u64,
+    pub(super) delivery: String,
+    pub(super) kid: String,
+    pub(super) seq: u64,
+    #[serde(borrow)]
+    pub(super) format: Cow<'a, str>,
+    pub(super) courier: String,
+    pub(super) device: String,
+    pub(super) dkid: String,
+    #[serde(borrow)]
+    pub(super) outcome: Cow<'a, str>,
+    #[serde(default)]
+    pub(super) code: Option<Zeroizing<String>>,
+    #[serde(default, borrow)]
+    pub(super) via: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(super) reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(super) note: Option<String>,
+    pub(super) attempts: u32,
+    #[serde(default)]
+    pub(super) first: Option<u64>,
+    pub(super) decided: u64,
+    #[serde(default)]
+    pub(super) loc: Option<LocationWire>,
+    #[serde(default, borrow)]
+    pub(super) photo: Option<Cow<'a, str>>,
+    pub(super) app: String,
+    #[serde(default, borrow)]
+    pub(super) mac: Option<Cow<'a, str>>,
 }
 
 /// [`Wire`] as written, without its MAC: the same fields in the same order,
@@ -637,6 +642,22 @@ fn from_hex_32(text: &str) -> Option<[u8; 32]> {
         *byte = hi.checked_shl(4)? | lo;
     }
     Some(out)
+}
+
+/// Whether `format` writes as exactly `text`, compared as it is written,
+/// without making a string.
+fn writes_as(format: &CodeFormat, text: &str) -> bool {
+    struct Compare<'t> {
+        rest: Option<&'t str>,
+    }
+    impl fmt::Write for Compare<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.rest = self.rest.and_then(|rest| rest.strip_prefix(s));
+            Ok(())
+        }
+    }
+    let mut compare = Compare { rest: Some(text) };
+    fmt::write(&mut compare, format_args!("{format}")).is_ok() && compare.rest == Some("")
 }
 
 impl Receipt {
@@ -845,9 +866,43 @@ impl Receipt {
         Self::read(text).map(|(receipt, _)| receipt)
     }
 
-    /// [`Receipt::from_json`], also giving the bytes the MAC covers (written
-    /// once, to check the form, and reused for the MAC).
+    /// [`Receipt::from_json`], also giving the bytes the MAC covers.
+    ///
+    /// A receipt in the one written form is read in one pass by
+    /// [`super::written`], which checks the form as it goes; any other text
+    /// (or one that pass cannot take) is read by serde and written again to
+    /// compare, which gives the precise error.
     pub(crate) fn read(text: &str) -> Result<(Self, Zeroizing<Vec<u8>>)> {
+        match Self::read_written(text) {
+            Some(read) => Ok(read),
+            None => Self::read_any(text),
+        }
+    }
+
+    /// The one-pass reading: `None` unless `text` is a valid receipt in the
+    /// written form, and then the same receipt [`Self::read_any`] gives.
+    fn read_written(text: &str) -> Option<(Self, Zeroizing<Vec<u8>>)> {
+        let written = super::written::parse(text)?;
+        let receipt = Self::from_wire(written.wire).ok()?;
+        // What reading takes in without writing it back the same: the code
+        // is normalized, and the format read from its text.
+        let code_as_written = match (&receipt.outcome, written.code) {
+            (ReceiptOutcome::Delivered { code, .. }, Some(raw)) => code.as_str() == raw,
+            (ReceiptOutcome::NotDelivered { .. }, None) => true,
+            _ => false,
+        };
+        if !code_as_written || !writes_as(&receipt.format, written.format) {
+            return None;
+        }
+        let mut input = Zeroizing::new(Vec::with_capacity(written.body.len().saturating_add(1)));
+        input.extend_from_slice(written.body.as_bytes());
+        input.push(b'}');
+        Some((receipt, input))
+    }
+
+    /// Reads any JSON text with serde, then insists that it is the written
+    /// form by writing the receipt again and comparing.
+    fn read_any(text: &str) -> Result<(Self, Zeroizing<Vec<u8>>)> {
         let json_error = |e: serde_json::Error| {
             invalid(format!(
                 "not a receipt in JSON ({} at line {}, column {})",
@@ -860,9 +915,9 @@ impl Receipt {
             version: crate::error::int(version),
             supported: crate::error::int(RECEIPT_VERSION),
         };
-        // One parse on the usual path; only a text that does not read as
-        // version 1 is probed for its version, to say which it is.
-        let wire: Wire = match serde_json::from_str(text) {
+        // Only a text that does not read as version 1 is probed for its
+        // version, to say which it is.
+        let wire: Wire<'_> = match serde_json::from_str(text) {
             Ok(wire) => wire,
             Err(e) => {
                 return Err(match serde_json::from_str::<VersionOnly>(text) {
@@ -871,15 +926,31 @@ impl Receipt {
                 })
             }
         };
+        let receipt = Self::from_wire(wire)?;
+        let input = receipt.mac_input();
+        if !receipt.is_written_as(text, &input) {
+            return Err(invalid(
+                "not in the one written form: fields in order, no spaces, the code normalized",
+            ));
+        }
+        Ok((receipt, input))
+    }
+
+    /// A receipt from its wire fields, checked by every rule but the
+    /// written form.
+    fn from_wire(wire: Wire<'_>) -> Result<Self> {
         if wire.v != RECEIPT_VERSION {
-            return Err(unsupported(wire.v));
+            return Err(Error::UnsupportedReceiptVersion {
+                version: crate::error::int(wire.v),
+                supported: crate::error::int(RECEIPT_VERSION),
+            });
         }
         crate::delivery::code::check_sequence(wire.seq).map_err(|e| invalid(e.to_string()))?;
         let format: CodeFormat = wire
             .format
             .parse()
             .map_err(|e: Error| invalid(e.to_string()))?;
-        let outcome = match (wire.outcome.as_str(), wire.code, wire.via.as_deref()) {
+        let outcome = match (&*wire.outcome, wire.code, wire.via.as_deref()) {
             ("delivered", Some(code), Some(via))
                 if wire.reason.is_none() && wire.note.is_none() =>
             {
@@ -956,13 +1027,7 @@ impl Receipt {
             mac,
         };
         receipt.validate()?;
-        let input = receipt.mac_input();
-        if !receipt.is_written_as(text, &input) {
-            return Err(invalid(
-                "not in the one written form: fields in order, no spaces, the code normalized",
-            ));
-        }
-        Ok((receipt, input))
+        Ok(receipt)
     }
 
     /// The rules every receipt keeps, made or read.
@@ -1119,6 +1184,101 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    /// Receipts of every shape: each outcome and reason, with and without
+    /// the optional fields, texts that need escapes, negative coordinates.
+    fn every_shape() -> Vec<Receipt> {
+        let k = key();
+        let mut drafts = vec![draft()];
+        let mut bare = draft();
+        bare.first_attempt_at = None;
+        bare.location = None;
+        bare.photo_sha256 = None;
+        bare.format = CodeFormat::Crockford { length: 8 };
+        bare.outcome = ReceiptOutcome::Delivered {
+            code: Zeroizing::new("7k2m-9p4x".into()),
+            verified: Verification::Online,
+        };
+        bare.sequence = 12_345;
+        drafts.push(bare);
+        for reason in [
+            NotDeliveredReason::CustomerAbsent,
+            NotDeliveredReason::CodeNotReceived,
+            NotDeliveredReason::Refused,
+            NotDeliveredReason::Damaged,
+            NotDeliveredReason::Other {
+                note: r#"left at "the back door" \ neighbour's, caf\u{e9} \u{1f4e6}"#.into(),
+            },
+        ] {
+            let mut d = draft();
+            d.outcome = ReceiptOutcome::NotDelivered { reason };
+            d.attempts = 0;
+            d.location = Some(Location::from_degrees(-33.8688, 151.2093, 0).unwrap());
+            d.app_version = r#"ios/"17" \ 2"#.into();
+            drafts.push(d);
+        }
+        drafts.into_iter().map(|d| k.sign(d).unwrap()).collect()
+    }
+
+    /// The one-pass reader takes every receipt this library writes, and
+    /// gives what reading with serde and writing again gives.
+    #[test]
+    fn both_readings_agree_on_what_we_write() {
+        for receipt in every_shape() {
+            let json = receipt.to_json();
+            let fast = Receipt::read_written(&json).expect("the written form reads in one pass");
+            let slow = Receipt::read_any(&json).unwrap();
+            assert_eq!(fast.0, receipt);
+            assert_eq!(fast.0, slow.0);
+            assert_eq!(*fast.1, *slow.1);
+            assert_eq!(*fast.1, *receipt.mac_input());
+        }
+    }
+
+    /// Any text one byte away from a receipt (a byte removed, changed to one
+    /// of the bytes that matter in JSON, or added) either is not taken by
+    /// the one-pass reader, or reads the same with serde.
+    #[test]
+    fn the_one_pass_reader_takes_nothing_serde_would_not() {
+        let bytes: &[u8] = b"\\\"{}:,-0159aAz \n\t/u.eE+";
+        let mut taken = 0usize;
+        let mut checked = 0usize;
+        for receipt in every_shape() {
+            let json = receipt.to_json().to_string();
+            let mut texts = Vec::new();
+            for at in 0..json.len() {
+                let mut removed = json.as_bytes().to_vec();
+                removed.remove(at);
+                texts.push(removed);
+                for &b in bytes {
+                    let mut changed = json.as_bytes().to_vec();
+                    changed[at] = b;
+                    texts.push(changed);
+                    let mut added = json.as_bytes().to_vec();
+                    added.insert(at, b);
+                    texts.push(added);
+                }
+            }
+            for text in texts {
+                let Ok(text) = String::from_utf8(text) else {
+                    continue;
+                };
+                checked += 1;
+                if let Some((fast, input)) = Receipt::read_written(&text) {
+                    taken += 1;
+                    let (slow, slow_input) = Receipt::read_any(&text).unwrap_or_else(|e| {
+                        panic!("{text}: taken in one pass, refused by serde: {e}")
+                    });
+                    assert_eq!(fast, slow, "{text}");
+                    assert_eq!(*input, *slow_input, "{text}");
+                }
+            }
+        }
+        // Some one-byte changes are receipts too (another digit in a time,
+        // another letter in an id), and those must have been taken.
+        assert!(checked > 50_000, "{checked}");
+        assert!(taken > 1_000, "{taken} of {checked}");
     }
 
     #[test]
