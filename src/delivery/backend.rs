@@ -1,6 +1,7 @@
 //! The backend side: issuing codes and tickets, recognising its own tickets,
 //! and verifying codes online with attempts counted in a shared store.
 
+use core::fmt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -148,9 +149,24 @@ pub(crate) struct ReceiptRecord {
 }
 
 pub(crate) fn store_text<T: Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::StateStorage {
-        reason: format!("a record could not be written ({})", json_problem(&e)),
-    })
+    store_text_sized(value, 128)
+}
+
+/// [`store_text`] into room for `size` bytes (a record is written without
+/// growing when the caller knows about how long it is).
+pub(crate) fn store_text_sized<T: Serialize>(value: &T, size: usize) -> Result<String> {
+    let mut out = Vec::with_capacity(size);
+    let written = serde_json::to_writer(&mut out, value)
+        .map_err(|e| Error::StateStorage {
+            reason: format!("a record could not be written ({})", json_problem(&e)),
+        })
+        .map(|()| String::from_utf8(out));
+    match written? {
+        Ok(text) => Ok(text),
+        Err(_) => Err(Error::StateStorage {
+            reason: "a record could not be written (not UTF-8)".into(),
+        }),
+    }
 }
 
 pub(crate) fn read_record<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
@@ -169,14 +185,33 @@ pub(crate) fn store_key(kind: &str, sequence: u64, delivery_id: &str) -> String 
 }
 
 /// `text` as a JSON string, cut to [`MAX_QUOTED_CHARS`]: courier text in an
-/// explanation, unmistakably quoted (its own quotes escaped).
-pub(crate) fn quoted(text: &str) -> String {
-    let cut: String = text.chars().take(MAX_QUOTED_CHARS).collect();
-    let mut out = serde_json::to_string(&cut).unwrap_or_else(|_| "\"\"".into());
-    if cut.len() < text.len() {
-        out.push_str(" (cut)");
+/// explanation, unmistakably quoted (its own quotes escaped). Written
+/// straight into the explanation when the text needs no escape and no cut,
+/// as ids do.
+pub(crate) fn quoted(text: &str) -> Quoted<'_> {
+    Quoted(text)
+}
+
+/// See [`quoted`].
+pub(crate) struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0;
+        let plain = text.len() <= MAX_QUOTED_CHARS
+            && !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+        if plain {
+            // At most MAX_QUOTED_CHARS bytes, so no more characters: no cut.
+            return write!(f, "\"{text}\"");
+        }
+        let cut: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+        let json = serde_json::to_string(&cut).unwrap_or_else(|_| "\"\"".into());
+        f.write_str(&json)?;
+        if cut.len() < text.len() {
+            f.write_str(" (cut)")?;
+        }
+        Ok(())
     }
-    out
 }
 
 impl Backend {
@@ -494,5 +529,30 @@ impl Backend {
                 until: UnixTime::from_secs(ticket.expires_at()),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Courier text in an explanation reads as one JSON string, its own
+    /// quotes escaped, and is cut at 120 characters, saying so.
+    #[test]
+    fn quoted_text_is_one_json_string_cut_at_120_characters() {
+        let q = |text: &str| quoted(text).to_string();
+        assert_eq!(q("courier-17"), r#""courier-17""#);
+        assert_eq!(q(""), r#""""#);
+        assert_eq!(q(r#"say "yes" \ no"#), r#""say \"yes\" \\ no""#);
+        assert_eq!(q("a\nb\u{1}"), r#""a\nb\u0001""#);
+        let exact = "x".repeat(120);
+        assert_eq!(q(&exact), format!("\"{exact}\""));
+        let long = "y".repeat(121);
+        assert_eq!(q(&long), format!("\"{}\" (cut)", "y".repeat(120)));
+        // Characters, not bytes: 100 two-byte characters are not cut, 121 are.
+        let wide = "\u{e9}".repeat(100);
+        assert_eq!(q(&wide), format!("\"{wide}\""));
+        let wider = "\u{e9}".repeat(121);
+        assert_eq!(q(&wider), format!("\"{}\" (cut)", "\u{e9}".repeat(120)));
     }
 }

@@ -76,13 +76,21 @@ const MAX_NOTE_BYTES: usize = 500;
 const MAX_APP_BYTES: usize = 64;
 
 pub(crate) fn decode_32(text: &str) -> Option<[u8; 32]> {
+    // Base32 decoding accepts other texts for the same bytes; only the one
+    // written form reads: 52 characters of the upper-case alphabet, the last
+    // one carrying a bit and four zero bits (so 'A' or 'Q').
+    let chars = text.as_bytes();
+    if chars.len() != 52
+        || !chars.iter().all(|c| matches!(c, b'A'..=b'Z' | b'2'..=b'7'))
+        || !matches!(chars.last(), Some(b'A' | b'Q'))
+    {
+        return None;
+    }
     let bytes = Zeroizing::new(base32::decode(
         base32::Alphabet::Rfc4648 { padding: false },
         text,
     )?);
-    // base32 decoding accepts some non-canonical texts; insist on the one form.
-    let out: [u8; 32] = bytes.as_slice().try_into().ok()?;
-    (b32(&out) == text).then_some(out)
+    bytes.as_slice().try_into().ok()
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
@@ -1279,6 +1287,42 @@ mod tests {
         // another letter in an id), and those must have been taken.
         assert!(checked > 50_000, "{checked}");
         assert!(taken > 1_000, "{taken} of {checked}");
+    }
+
+    /// A 32-byte value reads from its base32 text and from no other: every
+    /// last character, lower case, padding, a character more or less.
+    #[test]
+    fn thirty_two_bytes_read_only_in_the_written_form() {
+        let mut value = [0u8; 32];
+        for seed in 0u8..64 {
+            for (i, b) in value.iter_mut().enumerate() {
+                *b = seed
+                    .wrapping_mul(37)
+                    .wrapping_add(i as u8)
+                    .rotate_left(u32::from(seed % 8));
+            }
+            let text = b32(&value);
+            assert_eq!(decode_32(&text), Some(value));
+            let head = &text[..51];
+            for last in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abq=".chars() {
+                let other = format!("{head}{last}");
+                // The definition: what decodes to 32 bytes that write as it.
+                let canonical =
+                    base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &other)
+                        .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+                        .filter(|v| b32(v) == other);
+                assert_eq!(decode_32(&other), canonical, "{other}");
+            }
+            for other in [
+                text.to_lowercase(),
+                format!("{text}===="),
+                format!("{text}A"),
+                head.to_string(),
+                format!(" {text}"),
+            ] {
+                assert_eq!(decode_32(&other), None, "{other}");
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 #[cfg(doc)]
 use crate::delivery::backend::OnlineOutcome;
 use crate::delivery::backend::{
-    quoted, read_record, store_key, store_text, Backend, OnlineRecord, ReceiptRecord,
+    quoted, read_record, store_key, store_text_sized, Backend, OnlineRecord, ReceiptRecord,
     DEVICE_KEY_CACHE_MAX, RECEIPT_CLOCK_SKEW_SECS,
 };
 use crate::delivery::code::derive_code;
@@ -163,16 +163,28 @@ impl Backend {
         device_id: &str,
     ) -> Result<Arc<DeviceKey>> {
         // Ids hold no control characters (see `check_key_id` and the party
-        // id rules), so a newline keeps the three apart.
-        let id = format!("{key_id}\n{courier_id}\n{device_id}");
+        // id rules), so a newline keeps the three apart. Put together on the
+        // stack to look up (a key id has at most 32 bytes, a courier or
+        // device id 64), and made a string only to keep a new key.
+        let mut buffer = [0u8; 192];
+        let mut len = 0usize;
+        for part in [key_id, "\n", courier_id, "\n", device_id] {
+            let end = len.saturating_add(part.len());
+            if let Some(slot) = buffer.get_mut(len..end) {
+                slot.copy_from_slice(part.as_bytes());
+            }
+            len = end;
+        }
+        let joined = buffer.get(..len).and_then(|b| core::str::from_utf8(b).ok());
         let lock = || {
             self.device_keys
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
         };
-        if let Some(key) = lock().get(&id) {
-            return Ok(Arc::clone(key));
+        if let Some(key) = joined.and_then(|id| lock().get(id).map(Arc::clone)) {
+            return Ok(key);
         }
+        let id = format!("{key_id}\n{courier_id}\n{device_id}");
         let key = Arc::new(DeviceKey::derive(
             self.keys.get(key_id)?,
             courier_id,
@@ -483,7 +495,8 @@ impl Backend {
         };
         Ok(Pending {
             slot: store_key("receipt", receipt.sequence(), receipt.delivery_id()),
-            text: store_text(&record)?,
+            // The explanation and about 200 bytes more: written without growing.
+            text: store_text_sized(&record, record.explanation.len().saturating_add(256))?,
             record,
             until,
         })
