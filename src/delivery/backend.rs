@@ -181,7 +181,35 @@ pub(crate) fn read_record<T: serde::de::DeserializeOwned>(text: &str) -> Result<
 /// The store keys of one delivery's sequence. The sequence is digits and
 /// comes first, so no two deliveries share a key.
 pub(crate) fn store_key(kind: &str, sequence: u64, delivery_id: &str) -> String {
-    format!("{kind}:{sequence}:{delivery_id}")
+    // `kind:sequence:delivery`, put together without the formatting
+    // machinery (a u64 has at most 20 digits).
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = sequence;
+    loop {
+        start = start.saturating_sub(1);
+        if let Some(slot) = digits.get_mut(start) {
+            // `rest % 10` is below 10.
+            *slot = b'0'.saturating_add(u8::try_from(rest % 10).unwrap_or(0));
+        }
+        rest /= 10;
+        if rest == 0 || start == 0 {
+            break;
+        }
+    }
+    let digits = digits.get(start..).unwrap_or_default();
+    let mut key = String::with_capacity(
+        kind.len()
+            .saturating_add(digits.len())
+            .saturating_add(delivery_id.len())
+            .saturating_add(2),
+    );
+    key.push_str(kind);
+    key.push(':');
+    key.extend(digits.iter().map(|&d| char::from(d)));
+    key.push(':');
+    key.push_str(delivery_id);
+    key
 }
 
 /// `text` as a JSON string, cut to [`MAX_QUOTED_CHARS`]: courier text in an
@@ -538,6 +566,19 @@ mod tests {
 
     /// Courier text in an explanation reads as one JSON string, its own
     /// quotes escaped, and is cut at 120 characters, saying so.
+    #[test]
+    fn store_keys_name_the_kind_the_sequence_and_the_delivery() {
+        assert_eq!(store_key("receipt", 0, "D-1"), "receipt:0:D-1");
+        assert_eq!(store_key("online", 907, "B:2"), "online:907:B:2");
+        assert_eq!(
+            store_key("receipt", u64::MAX, "x"),
+            format!("receipt:{}:x", u64::MAX)
+        );
+        for n in [1, 9, 10, 99, 100, 12_345, 1 << 40] {
+            assert_eq!(store_key("k", n, "d"), format!("k:{n}:d"));
+        }
+    }
+
     #[test]
     fn quoted_text_is_one_json_string_cut_at_120_characters() {
         let q = |text: &str| quoted(text).to_string();

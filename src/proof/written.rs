@@ -147,7 +147,10 @@ impl<'a> Cursor<'a> {
 
     /// Steps over `literal` if the text goes on with it.
     fn eat(&mut self, literal: &str) -> bool {
-        if !self.rest().starts_with(literal.as_bytes()) {
+        // Byte by byte: the literals are short, and a call to memcmp for
+        // each costs more than comparing them in place.
+        let rest = self.rest();
+        if rest.len() < literal.len() || !rest.iter().zip(literal.as_bytes()).all(|(a, b)| a == b) {
             return false;
         }
         match self.at.checked_add(literal.len()) {
