@@ -182,22 +182,9 @@ pub(crate) fn read_record<T: serde::de::DeserializeOwned>(text: &str) -> Result<
 /// comes first, so no two deliveries share a key.
 pub(crate) fn store_key(kind: &str, sequence: u64, delivery_id: &str) -> String {
     // `kind:sequence:delivery`, put together without the formatting
-    // machinery (a u64 has at most 20 digits).
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = sequence;
-    loop {
-        start = start.saturating_sub(1);
-        if let Some(slot) = digits.get_mut(start) {
-            // `rest % 10` is below 10.
-            *slot = b'0'.saturating_add(u8::try_from(rest % 10).unwrap_or(0));
-        }
-        rest /= 10;
-        if rest == 0 || start == 0 {
-            break;
-        }
-    }
-    let digits = digits.get(start..).unwrap_or_default();
+    // machinery.
+    let digits = crate::decimal::Decimal::new(sequence);
+    let digits = digits.as_str();
     let mut key = String::with_capacity(
         kind.len()
             .saturating_add(digits.len())
@@ -206,7 +193,7 @@ pub(crate) fn store_key(kind: &str, sequence: u64, delivery_id: &str) -> String 
     );
     key.push_str(kind);
     key.push(':');
-    key.extend(digits.iter().map(|&d| char::from(d)));
+    key.push_str(digits);
     key.push(':');
     key.push_str(delivery_id);
     key
