@@ -1,5 +1,5 @@
 //! Decimal digits of an integer without the formatting machinery, for the
-//! texts written on every request (store keys, tickets).
+//! texts written on every request (store keys, a code format's tag).
 
 /// The decimal digits of a `u64` (at most 20), as [`core::fmt::Display`]
 /// writes them.

@@ -156,17 +156,13 @@ pub(crate) fn store_text<T: Serialize>(value: &T) -> Result<String> {
 /// growing when the caller knows about how long it is).
 pub(crate) fn store_text_sized<T: Serialize>(value: &T, size: usize) -> Result<String> {
     let mut out = Vec::with_capacity(size);
-    let written = serde_json::to_writer(&mut out, value)
-        .map_err(|e| Error::StateStorage {
-            reason: format!("a record could not be written ({})", json_problem(&e)),
-        })
-        .map(|()| String::from_utf8(out));
-    match written? {
-        Ok(text) => Ok(text),
-        Err(_) => Err(Error::StateStorage {
-            reason: "a record could not be written (not UTF-8)".into(),
-        }),
-    }
+    serde_json::to_writer(&mut out, value).map_err(|e| Error::StateStorage {
+        reason: format!("a record could not be written ({})", json_problem(&e)),
+    })?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).map_err(|_| Error::StateStorage {
+        reason: "a record could not be written (not UTF-8)".into(),
+    })
 }
 
 pub(crate) fn read_record<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
@@ -551,8 +547,6 @@ impl Backend {
 mod tests {
     use super::*;
 
-    /// Courier text in an explanation reads as one JSON string, its own
-    /// quotes escaped, and is cut at 120 characters, saying so.
     #[test]
     fn store_keys_name_the_kind_the_sequence_and_the_delivery() {
         assert_eq!(store_key("receipt", 0, "D-1"), "receipt:0:D-1");
@@ -566,6 +560,8 @@ mod tests {
         }
     }
 
+    /// Courier text in an explanation reads as one JSON string, its own
+    /// quotes escaped, and is cut at 120 characters, saying so.
     #[test]
     fn quoted_text_is_one_json_string_cut_at_120_characters() {
         let q = |text: &str| quoted(text).to_string();

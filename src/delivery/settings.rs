@@ -158,26 +158,9 @@ impl CodeFormat {
         if n < 0 {
             put(b'-');
         }
-        // The decimal digits of |n|, most significant first (at most 10).
-        let mut digits = [0u8; 10];
-        let mut count = 0usize;
-        let mut rest = n.unsigned_abs();
-        loop {
-            if let Some(slot) = digits.get_mut(count) {
-                // `rest % 10` is below 10.
-                *slot = b'0'.saturating_add(u8::try_from(rest % 10).unwrap_or(0));
-            }
-            count = count.saturating_add(1);
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        digits
-            .get(..count)
-            .unwrap_or_default()
+        crate::decimal::Decimal::new(u64::from(n.unsigned_abs()))
+            .as_bytes()
             .iter()
-            .rev()
             .for_each(|d| put(*d));
         tag
     }
