@@ -93,6 +93,14 @@ pub(crate) fn decode_32(text: &str) -> Option<[u8; 32]> {
     bytes.as_slice().try_into().ok()
 }
 
+/// A receipt of a version this library does not read.
+fn unsupported(version: u64) -> Error {
+    Error::UnsupportedReceiptVersion {
+        version: crate::error::int(version),
+        supported: crate::error::int(RECEIPT_VERSION),
+    }
+}
+
 fn invalid(reason: impl Into<String>) -> Error {
     Error::InvalidReceipt {
         reason: reason.into(),
@@ -919,10 +927,6 @@ impl Receipt {
                 e.column()
             ))
         };
-        let unsupported = |version: u64| Error::UnsupportedReceiptVersion {
-            version: crate::error::int(version),
-            supported: crate::error::int(RECEIPT_VERSION),
-        };
         // Only a text that does not read as version 1 is probed for its
         // version, to say which it is.
         let wire: Wire<'_> = match serde_json::from_str(text) {
@@ -948,10 +952,7 @@ impl Receipt {
     /// written form.
     fn from_wire(wire: Wire<'_>) -> Result<Self> {
         if wire.v != RECEIPT_VERSION {
-            return Err(Error::UnsupportedReceiptVersion {
-                version: crate::error::int(wire.v),
-                supported: crate::error::int(RECEIPT_VERSION),
-            });
+            return Err(unsupported(wire.v));
         }
         crate::delivery::code::check_sequence(wire.seq).map_err(|e| invalid(e.to_string()))?;
         let format: CodeFormat = wire
