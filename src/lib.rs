@@ -16,6 +16,7 @@
 //! adds the uniffi layer (`src/ffi/`) the Kotlin and Swift bindings are
 //! generated from; nothing else in the crate knows about it.
 
+mod b32;
 mod decimal;
 pub mod delivery;
 pub mod error;

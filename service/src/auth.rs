@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use base32ct::Encoding as _;
 use rand::TryRng;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -35,11 +36,9 @@ pub fn new_token() -> Result<Zeroizing<String>, Problem> {
     rand::rngs::SysRng
         .try_fill_bytes(bytes.as_mut())
         .map_err(|_| Problem::unavailable("the random generator failed"))?;
-    let encoded = base32::encode(base32::Alphabet::Rfc4648 { padding: false }, bytes.as_ref());
-    Ok(Zeroizing::new(format!(
-        "dotp_{}",
-        encoded.to_ascii_lowercase()
-    )))
+    // Lower case base32 without padding, in constant time.
+    let encoded = Zeroizing::new(base32ct::Base32Unpadded::encode_string(bytes.as_ref()));
+    Ok(Zeroizing::new(format!("dotp_{}", encoded.as_str())))
 }
 
 /// The authenticated caller of a request.
@@ -327,5 +326,23 @@ impl TokenCache {
             entries.clear();
         }
         entries.insert(hash, (scopes, std::time::Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_token_is_32_random_bytes_in_lower_case_base32() {
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        for token in [&a, &b] {
+            let body = token.strip_prefix("dotp_").unwrap();
+            assert_eq!(body.len(), 52);
+            assert!(body
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c)));
+        }
+        assert_ne!(a.as_str(), b.as_str());
     }
 }

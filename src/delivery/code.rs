@@ -164,12 +164,18 @@ pub fn derive_code(
     wide.zeroize();
     let length = format.length() as usize;
     let text = match format {
-        // Below 10^10 (at most 10 digits): a u64, which formats faster.
+        // Below 10^10 (at most 10 digits): a u64, whose digits are written
+        // from the last, padded with zeros.
         CodeFormat::Numeric { .. } => {
             let mut small = u64::try_from(value).unwrap_or(0);
-            let text = format!("{small:0length$}");
+            let mut digits = vec![b'0'; length];
+            for slot in digits.iter_mut().rev() {
+                // `small % 10` is below 10.
+                *slot = b'0'.saturating_add(u8::try_from(small % 10).unwrap_or(0));
+                small /= 10;
+            }
             small.zeroize();
-            text
+            String::from_utf8(digits).unwrap_or_default()
         }
         CodeFormat::Crockford { .. } => {
             let mut chars = vec![b'0'; length];

@@ -97,10 +97,7 @@ impl MasterKey {
 
     /// The key as base32 without padding; wiped when dropped.
     pub fn to_base32(&self) -> Zeroizing<String> {
-        Zeroizing::new(base32::encode(
-            base32::Alphabet::Rfc4648 { padding: false },
-            &self.secret,
-        ))
+        Zeroizing::new(crate::b32::encode(&self.secret))
     }
 
     #[cfg(test)]

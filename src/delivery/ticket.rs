@@ -160,7 +160,7 @@ struct VersionOnly {
 
 /// Base32 (RFC 4648) without padding: how tickets and receipts write bytes.
 pub(crate) fn b32(bytes: &[u8]) -> String {
-    base32::encode(base32::Alphabet::Rfc4648 { padding: false }, bytes)
+    crate::b32::encode(bytes)
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
@@ -406,12 +406,13 @@ pub(crate) fn ticket_hash(
 }
 
 fn decode_fixed<const N: usize>(text: &str, field: &str) -> Result<[u8; N]> {
-    let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, text)
-        .filter(|b| b32(b) == text)
-        .ok_or_else(|| invalid(format!("{field} is not base32 without padding")))?;
-    bytes
-        .try_into()
-        .map_err(|_| invalid(format!("{field} does not have {N} bytes")))
+    crate::b32::decode_exact::<N>(text)
+        .map(|bytes| *bytes)
+        .ok_or_else(|| {
+            invalid(format!(
+                "{field} is not {N} bytes in base32 without padding"
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -83,12 +83,10 @@ impl Secret {
         }
         // Every character was checked above, so the decoder cannot refuse;
         // should it ever, report it as a length problem rather than panic.
-        let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &clean).ok_or(
-            Error::InvalidBase32Length {
-                length: crate::error::int(clean.len()),
-            },
-        )?;
-        Secret::from_bytes(&Zeroizing::new(bytes))
+        let bytes = crate::b32::decode_any(&clean).ok_or(Error::InvalidBase32Length {
+            length: crate::error::int(clean.len()),
+        })?;
+        Secret::from_bytes(&bytes)
     }
 
     /// A new secret of [`DEFAULT_SECRET_BYTES`] (160 bits) from the operating
@@ -133,10 +131,7 @@ impl Secret {
     /// The secret as RFC 4648 base32, upper case, without padding (the form
     /// `otpauth://` URIs use). The returned text is wiped when dropped.
     pub fn to_base32(&self) -> Zeroizing<String> {
-        Zeroizing::new(base32::encode(
-            base32::Alphabet::Rfc4648 { padding: false },
-            &self.bytes,
-        ))
+        Zeroizing::new(crate::b32::encode(&self.bytes))
     }
 
     /// The raw key bytes.
