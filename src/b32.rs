@@ -12,6 +12,16 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
     Base32UpperUnpadded::encode_string(bytes)
 }
 
+/// The base32 of `bytes` put after what `out` holds.
+pub(crate) fn encode_onto(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Up to 40 bytes (64 characters) on the stack, more through a string.
+    let mut room = [0u8; 64];
+    match Base32UpperUnpadded::encode(bytes, &mut room) {
+        Ok(text) => out.extend_from_slice(text.as_bytes()),
+        Err(_) => out.extend_from_slice(encode(bytes).as_bytes()),
+    }
+}
+
 /// The characters `N` bytes take, rounded up to whole characters.
 const fn chars_for(n: usize) -> usize {
     n.saturating_mul(8).div_ceil(5)
@@ -77,6 +87,9 @@ mod tests {
             ("foobar", "MZXW6YTBOI"),
         ] {
             assert_eq!(encode(bytes.as_bytes()), text);
+            let mut onto = b"x".to_vec();
+            encode_onto(&mut onto, bytes.as_bytes());
+            assert_eq!(onto, format!("x{text}").as_bytes());
             assert_eq!(decode_any(text).unwrap().as_slice(), bytes.as_bytes());
         }
     }

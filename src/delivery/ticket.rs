@@ -35,7 +35,9 @@
 
 use core::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+#[cfg(test)]
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::delivery::code::check_delivery_id;
@@ -129,8 +131,9 @@ struct Wire {
     mac: Option<String>,
 }
 
-/// [`Wire`] as written: the same fields in the same order, borrowed from the
-/// ticket instead of copied (issuing writes it twice: for the MAC, and out).
+/// [`Wire`] as serde writes it: the same fields in the same order. What
+/// [`Ticket::write`] puts down is held to this in the tests.
+#[cfg(test)]
 #[derive(Serialize)]
 struct WireOut<'a> {
     v: u64,
@@ -161,6 +164,12 @@ struct VersionOnly {
 /// Base32 (RFC 4648) without padding: how tickets and receipts write bytes.
 pub(crate) fn b32(bytes: &[u8]) -> String {
     crate::b32::encode(bytes)
+}
+
+/// `text` as a JSON string, quotes included, escaped as serde_json escapes.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing into a vector does not fail.
+    let _ = serde_json::to_writer(out, text);
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
@@ -208,6 +217,9 @@ impl Ticket {
         self.hash_bits
     }
 
+    /// The fields as serde writes them, for the tests that hold
+    /// [`Ticket::write`] to it.
+    #[cfg(test)]
     fn wire(&self, with_mac: bool) -> WireOut<'_> {
         WireOut {
             v: TICKET_VERSION,
@@ -226,13 +238,46 @@ impl Ticket {
         }
     }
 
+    /// The wire form written into `out`, with or without the `mac` field:
+    /// the fields of [`WireOut`] in its order, as serde_json writes them
+    /// (the tests hold the two to the same bytes), put down one after the
+    /// other; issuing writes it for the MAC, and again to hand it out.
+    fn write(&self, out: &mut Vec<u8>, with_mac: bool) {
+        let number = |out: &mut Vec<u8>, name: &[u8], n: u64| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(crate::decimal::Decimal::new(n).as_bytes());
+        };
+        number(out, br#"{"v":"#, TICKET_VERSION);
+        out.extend_from_slice(br#","delivery":"#);
+        json_string(out, &self.delivery_id);
+        out.extend_from_slice(br#","kid":"#);
+        json_string(out, &self.key_id);
+        number(out, br#","seq":"#, self.sequence);
+        out.extend_from_slice(br#","courier":"#);
+        json_string(out, &self.courier_id);
+        // A format's tag is letters, a dash and digits: nothing to escape.
+        out.extend_from_slice(br#","format":""#);
+        out.extend_from_slice(self.format.tag().as_bytes());
+        number(out, br#"","nbf":"#, self.not_before);
+        number(out, br#","exp":"#, self.expires_at);
+        number(out, br#","attempts":"#, u64::from(self.max_attempts));
+        number(out, br#","hbits":"#, u64::from(self.hash_bits));
+        out.extend_from_slice(br#","hkey":""#);
+        crate::b32::encode_onto(out, &self.hash_key);
+        number(out, br#"","hash":"#, u64::from(self.hash));
+        if with_mac {
+            out.extend_from_slice(br#","mac":""#);
+            crate::b32::encode_onto(out, &self.mac);
+            out.push(b'"');
+        }
+        out.push(b'}');
+    }
+
     /// The bytes the MAC covers: the JSON without the `mac` field.
     fn mac_input(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(TICKET_JSON_CAPACITY);
-        match serde_json::to_writer(&mut out, &self.wire(false)) {
-            Ok(()) => out,
-            Err(_) => Vec::new(),
-        }
+        self.write(&mut out, false);
+        out
     }
 
     /// The MAC `key` gives this ticket.
@@ -243,11 +288,9 @@ impl Ticket {
     /// The wire form (see the module documentation).
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(TICKET_JSON_CAPACITY);
-        match serde_json::to_writer(&mut out, &self.wire(true)) {
-            // serde_json writes UTF-8 only.
-            Ok(()) => String::from_utf8(out).unwrap_or_default(),
-            Err(_) => String::new(),
-        }
+        self.write(&mut out, true);
+        // Written from UTF-8 texts and ASCII only.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Reads a ticket and checks that its fields are consistent. This is what
@@ -566,6 +609,52 @@ mod tests {
             .issue("PKG-A1", 1, "courier-1", 1_764_000_000, &settings)
             .unwrap();
         assert_ne!(next.ticket.hash_key, first.ticket.hash_key);
+    }
+
+    /// What `Ticket::write` puts down is what serde_json writes for the
+    /// same fields, with and without the MAC, for ids that need escaping
+    /// (quotes, backslashes, control characters are refused by the id
+    /// rules, so the widest allowed), wide characters, both formats, and
+    /// numbers at their limits.
+    #[test]
+    fn the_written_form_is_what_serde_writes() {
+        let b = backend();
+        let mut seen = 0;
+        for delivery in ["PKG-1", "Ö/ß-配送-7", "a.b_c:d", &"x".repeat(64)] {
+            for courier in ["courier-1", "kurýr-ü"] {
+                for format in [
+                    CodeFormat::Numeric { digits: 6 },
+                    CodeFormat::Numeric { digits: 10 },
+                    CodeFormat::Crockford { length: 8 },
+                ] {
+                    for (sequence, now) in
+                        [(0, 0), (7, 1_764_000_000), (u64::MAX - 1, u64::MAX / 2)]
+                    {
+                        let settings = DeliverySettings {
+                            format,
+                            ..DeliverySettings::default()
+                        };
+                        let Ok(issued) = b.issue(delivery, sequence, courier, now, &settings)
+                        else {
+                            continue;
+                        };
+                        let ticket = issued.ticket;
+                        for with_mac in [false, true] {
+                            let mut written = Vec::new();
+                            ticket.write(&mut written, with_mac);
+                            let serde = serde_json::to_vec(&ticket.wire(with_mac)).unwrap();
+                            assert_eq!(
+                                String::from_utf8(written).unwrap(),
+                                String::from_utf8(serde).unwrap()
+                            );
+                        }
+                        assert_eq!(Ticket::from_json(&ticket.to_json()).unwrap(), ticket);
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        assert!(seen >= 40, "{seen}");
     }
 
     #[test]
