@@ -152,9 +152,38 @@ pub(crate) fn store_text<T: Serialize>(value: &T) -> Result<String> {
     store_text_sized(value, 128)
 }
 
-/// [`store_text`] into room for `size` bytes (a record is written without
-/// growing when the caller knows about how long it is).
-pub(crate) fn store_text_sized<T: Serialize>(value: &T, size: usize) -> Result<String> {
+impl ReceiptRecord {
+    /// The record as stored: what serde_json writes for it (the tests hold
+    /// the two to the same bytes), put down field by field into room sized
+    /// for it: the MAC's base32 needs no escaping, the decision is small,
+    /// and the explanation is escaped as serde_json escapes strings.
+    pub(crate) fn to_text(&self) -> Result<String> {
+        let mut out = Vec::with_capacity(self.explanation.len().saturating_add(160));
+        out.extend_from_slice(br#"{"mac":"#);
+        json_string(&mut out, &self.mac);
+        out.extend_from_slice(br#","decision":"#);
+        serde_json::to_writer(&mut out, &self.decision).map_err(|e| Error::StateStorage {
+            reason: format!("a record could not be written ({})", json_problem(&e)),
+        })?;
+        out.extend_from_slice(br#","explanation":"#);
+        json_string(&mut out, &self.explanation);
+        out.push(b'}');
+        // Written from UTF-8 texts and ASCII only.
+        String::from_utf8(out).map_err(|_| Error::StateStorage {
+            reason: "a record could not be written (not UTF-8)".into(),
+        })
+    }
+}
+
+/// `text` as a JSON string, quotes included, escaped as serde_json escapes
+/// strings.
+pub(crate) fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing into a vector does not fail.
+    let _ = serde_json::to_writer(out, text);
+}
+
+/// [`store_text`] into room for `size` bytes.
+fn store_text_sized<T: Serialize>(value: &T, size: usize) -> Result<String> {
     let mut out = Vec::with_capacity(size);
     serde_json::to_writer(&mut out, value).map_err(|e| Error::StateStorage {
         reason: format!("a record could not be written ({})", json_problem(&e)),
@@ -205,6 +234,25 @@ pub(crate) fn quoted(text: &str) -> Quoted<'_> {
 
 /// See [`quoted`].
 pub(crate) struct Quoted<'a>(&'a str);
+
+impl Quoted<'_> {
+    /// Puts the quoted text after what `out` holds, as `Display` writes it
+    /// (without the formatting machinery when nothing needs escaping).
+    pub(crate) fn push_onto(&self, out: &mut String) {
+        let text = self.0;
+        if text.len() <= MAX_QUOTED_CHARS
+            && !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+        {
+            out.push('"');
+            out.push_str(text);
+            out.push('"');
+        } else {
+            use fmt::Write as _;
+            // Writing into a string does not fail.
+            let _ = write!(out, "{self}");
+        }
+    }
+}
 
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -560,11 +608,81 @@ mod tests {
         }
     }
 
+    /// A receipt record is stored as serde_json writes it, and reads back:
+    /// every decision, explanations with quotes, backslashes, control and
+    /// wide characters.
+    #[test]
+    fn a_receipt_record_is_written_as_serde_writes_it() {
+        use crate::proof::receipt::{NotDeliveredReason, Verification};
+        use crate::proof::reconcile::Decision;
+        let decisions = [
+            Decision::Confirmed {
+                verified: Verification::Offline,
+            },
+            Decision::Confirmed {
+                verified: Verification::Online,
+            },
+            Decision::CodeMismatch,
+            Decision::GuessedFromTicket {
+                courier_id: "c\"1".into(),
+                device_id: "d-ü".into(),
+            },
+            Decision::FalseClaim {
+                field: "decided".into(),
+            },
+            Decision::Tampered,
+            Decision::UnknownKey {
+                key_id: "k\\9".into(),
+            },
+            Decision::NotAssigned {
+                assigned_courier_id: "courier-2".into(),
+            },
+            Decision::Conflicting,
+            Decision::Stale {
+                current_sequence: i64::MAX,
+            },
+            Decision::NotDelivered {
+                reason: NotDeliveredReason::CustomerAbsent,
+            },
+            Decision::NotDelivered {
+                reason: NotDeliveredReason::Other {
+                    note: "gate\nlocked \"B\"".into(),
+                },
+            },
+        ];
+        for decision in decisions {
+            for explanation in [
+                "",
+                "plain words",
+                "delivered: \"PKG-1\" \\ tab\t, bell\u{7}, 配送 🚚",
+            ] {
+                let record = ReceiptRecord {
+                    mac: "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSA".into(),
+                    decision: decision.clone(),
+                    explanation: explanation.into(),
+                };
+                let text = record.to_text().unwrap();
+                assert_eq!(text, serde_json::to_string(&record).unwrap());
+                let back: ReceiptRecord = read_record(&text).unwrap();
+                assert_eq!(
+                    (back.decision, back.explanation.as_str()),
+                    (decision.clone(), explanation)
+                );
+            }
+        }
+    }
+
     /// Courier text in an explanation reads as one JSON string, its own
     /// quotes escaped, and is cut at 120 characters, saying so.
     #[test]
     fn quoted_text_is_one_json_string_cut_at_120_characters() {
-        let q = |text: &str| quoted(text).to_string();
+        let q = |text: &str| {
+            let shown = quoted(text).to_string();
+            let mut pushed = String::from("x");
+            quoted(text).push_onto(&mut pushed);
+            assert_eq!(pushed, format!("x{shown}"));
+            shown
+        };
         assert_eq!(q("courier-17"), r#""courier-17""#);
         assert_eq!(q(""), r#""""#);
         assert_eq!(q(r#"say "yes" \ no"#), r#""say \"yes\" \\ no""#);

@@ -40,6 +40,7 @@ use serde::Deserialize;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
+use crate::delivery::backend::json_string;
 use crate::delivery::code::check_delivery_id;
 use crate::delivery::keys::{check_key_id, json_problem, KeySet, MasterKey};
 use crate::delivery::settings::{check_attempts, check_hash_bits, CodeFormat};
@@ -164,12 +165,6 @@ struct VersionOnly {
 /// Base32 (RFC 4648) without padding: how tickets and receipts write bytes.
 pub(crate) fn b32(bytes: &[u8]) -> String {
     crate::b32::encode(bytes)
-}
-
-/// `text` as a JSON string, quotes included, escaped as serde_json escapes.
-fn json_string(out: &mut Vec<u8>, text: &str) {
-    // Writing into a vector does not fail.
-    let _ = serde_json::to_writer(out, text);
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
