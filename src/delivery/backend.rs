@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 use crate::delivery::code::{derive_code, normalize, Code};
 use crate::delivery::keys::{json_problem, KeySet};
 use crate::delivery::settings::DeliverySettings;
-use crate::delivery::ticket::{b32, hash_key, ticket_hash, Checked, Ticket};
+use crate::delivery::ticket::{hash_key, ticket_hash, Checked, Ticket};
 use crate::error::{Error, Result};
 use crate::proof::receipt::{check_party_id, DeviceKey};
 use crate::proof::reconcile::{Decision, DEFAULT_RECEIPT_RETENTION_SECS};
@@ -467,7 +467,7 @@ impl Backend {
                 normalized.as_bytes(),
             ],
         );
-        Ok(b32(mac.get(..16).unwrap_or_default()))
+        Ok(crate::b32::encode(mac.get(..16).unwrap_or_default()))
     }
 
     /// What an earlier request that ended the code means for this one: the

@@ -59,7 +59,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::delivery::code::{check_delivery_id, is_unsafe_char, normalize};
 use crate::delivery::keys::{check_key_id, json_problem, MasterKey};
 use crate::delivery::settings::{CodeFormat, MAX_ATTEMPTS};
-use crate::delivery::ticket::{b32, Ticket};
+use crate::delivery::ticket::Ticket;
 use crate::error::{Error, Result};
 use crate::mac::MacKey;
 
@@ -223,7 +223,7 @@ impl DeviceKey {
             kid: self.key_id.clone(),
             courier: self.courier_id.clone(),
             device: self.device_id.clone(),
-            key: Zeroizing::new(b32(&self.secret)),
+            key: Zeroizing::new(crate::b32::encode(&self.secret)),
         };
         Zeroizing::new(serde_json::to_string(&wire).unwrap_or_default())
     }
@@ -809,7 +809,7 @@ impl Receipt {
 
     /// The MAC, as the backend remembers a reconciled receipt by it.
     pub(crate) fn mac_text(&self) -> String {
-        b32(&self.mac)
+        crate::b32::encode(&self.mac)
     }
 
     /// The wire form (see the module documentation). Holds the code entered;
@@ -818,7 +818,7 @@ impl Receipt {
         // The MAC input is the JSON without its closing brace and the mac.
         let input = self.mac_input();
         let body = input.strip_suffix(b"}").unwrap_or(&input);
-        let mac = b32(&self.mac);
+        let mac = crate::b32::encode(&self.mac);
         let mut out = Zeroizing::new(String::with_capacity(
             body.len().saturating_add(mac.len()).saturating_add(10),
         ));
@@ -1103,7 +1103,7 @@ impl Receipt {
     /// of a receipt can change without changing what the MAC covers.
     fn is_written_as(&self, text: &str, input: &[u8]) -> bool {
         let body = input.strip_suffix(b"}").unwrap_or(input);
-        let mac = b32(&self.mac);
+        let mac = crate::b32::encode(&self.mac);
         text.as_bytes()
             .strip_prefix(body)
             .and_then(|rest| rest.strip_prefix(b",\"mac\":\""))
@@ -1161,7 +1161,7 @@ mod tests {
         let (read, input) = Receipt::read(&json).unwrap();
         assert_eq!(read, receipt);
         assert_eq!(*input, *receipt.mac_input());
-        let mac = b32(&receipt.mac);
+        let mac = crate::b32::encode(&receipt.mac);
         let body = json.strip_suffix(&format!(",\"mac\":\"{mac}\"}}")).unwrap();
         let variants = [
             format!("{json} "),
@@ -1291,7 +1291,7 @@ mod tests {
                     .wrapping_add(i as u8)
                     .rotate_left(u32::from(seed % 8));
             }
-            let text = b32(&value);
+            let text = crate::b32::encode(&value);
             assert_eq!(decode_32(&text), Some(value));
             let head = &text[..51];
             for last in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abq=".chars() {
@@ -1299,7 +1299,7 @@ mod tests {
                 // The definition: what decodes to 32 bytes that write as it.
                 let canonical = crate::b32::decode_any(&other)
                     .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
-                    .filter(|v| b32(v) == other);
+                    .filter(|v| crate::b32::encode(v) == other);
                 assert_eq!(decode_32(&other), canonical, "{other}");
             }
             for other in [
@@ -1319,7 +1319,10 @@ mod tests {
         let receipt = key().sign(draft()).unwrap();
         let text = format!("{receipt:?} {:?}", key());
         assert!(!text.contains("123456"), "{text}");
-        assert!(!text.contains(&b32(key().secret_bytes())), "{text}");
+        assert!(
+            !text.contains(&crate::b32::encode(key().secret_bytes())),
+            "{text}"
+        );
     }
 
     #[test]

@@ -29,7 +29,6 @@ use subtle::ConstantTimeEq;
 
 use crate::delivery::backend::Backend;
 use crate::delivery::keys::check_key_id;
-use crate::delivery::ticket::b32;
 use crate::error::{Error, Result};
 use crate::proof::receipt::{check_party_id, decode_32, DeviceKey};
 
@@ -77,7 +76,7 @@ impl DeviceKey {
             utf8_percent_encode(self.key_id(), ENCODE),
             utf8_percent_encode(self.courier_id(), ENCODE),
             utf8_percent_encode(self.device_id(), ENCODE),
-            b32(&mac)
+            crate::b32::encode(&mac)
         )
     }
 }
