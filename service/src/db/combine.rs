@@ -27,7 +27,7 @@
 //! safe).
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{mpsc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use super::{DbError, Value};
 
@@ -90,22 +90,18 @@ pub(super) fn statement(writes: &[Write]) -> (String, Vec<Value>) {
     (sql, params)
 }
 
-/// What a waiting write is told.
-enum Turn {
-    /// Its write was made (kept or not), or failed.
-    Done(Result<bool, DbError>),
-    /// It leads now: its write is still queued, and it writes the queue.
-    Lead,
-}
+/// What is done with a queued write's outcome: its request answered, or
+/// run again (the delivery changed since its read). Called once.
+pub(super) type Done = Box<dyn FnOnce(Result<bool, DbError>) + Send>;
 
 struct Waiting {
     write: Write,
-    answer: mpsc::SyncSender<Turn>,
+    done: Done,
 }
 
 #[derive(Default)]
 struct Queue {
-    /// Whether a worker is writing (or about to).
+    /// Whether a worker is writing the queue.
     leading: bool,
     waiting: VecDeque<Waiting>,
 }
@@ -121,54 +117,78 @@ pub(super) struct Combiner {
 pub(super) type RunWrites<'a> = &'a dyn Fn(&[Write]) -> Result<Vec<bool>, DbError>;
 
 impl Combiner {
-    /// Makes `write` (alone or with others'), with `run` if this worker
-    /// leads: whether it was kept.
+    /// Queues `write`, whose outcome goes to `done`. When no worker is
+    /// writing, this one leads: with `run`, on its own connection, it makes
+    /// what is queued, statement after statement, until nothing is left.
+    /// Otherwise it returns at once, free to take the next request while
+    /// the leader makes its write: a worker does not wait for its write.
+    pub(super) fn submit(&self, write: Write, done: Done, run: RunWrites<'_>) {
+        {
+            let mut queue = self.lock();
+            queue.waiting.push_back(Waiting { write, done });
+            if queue.leading {
+                return;
+            }
+            queue.leading = true;
+        }
+        let mut lead = Lead {
+            combiner: self,
+            dones: Vec::new(),
+        };
+        while let Some(writes) = lead.next() {
+            let outcomes = run_batch(&writes, run);
+            // The connection failed: what is queued fails with it (each
+            // request gets a 503; sending it again is safe), and the next
+            // write to come leads on its worker's connection.
+            let failed = matches!(outcomes.first(), Some(Err(e)) if !matches!(e, DbError::Sqlx(sqlx::Error::Database(_)) | DbError::Replayed))
+                && outcomes.iter().all(Result::is_err);
+            for (done, outcome) in lead.dones.drain(..).zip(outcomes) {
+                done(outcome);
+            }
+            if failed {
+                return;
+            }
+        }
+    }
+
+    /// [`Combiner::submit`], waiting for the outcome.
     ///
     /// # Errors
     /// As `run`; [`DbError::Replayed`] for a replayed signature.
+    #[cfg(test)]
     pub(super) fn write(&self, write: Write, run: RunWrites<'_>) -> Result<bool, DbError> {
-        let (answer, answered) = mpsc::sync_channel(1);
-        {
-            let mut queue = self.lock();
-            let lead = !queue.leading;
-            queue.leading = true;
-            queue.waiting.push_back(Waiting { write, answer });
-            drop(queue);
-            if !lead {
-                match answered.recv() {
-                    Ok(Turn::Done(done)) => return done,
-                    Ok(Turn::Lead) => {}
-                    Err(_) => return Err(DbError::Gone),
-                }
-            }
-        }
-        // Leading: the first write queued is this worker's (it was alone,
-        // or was handed the lead as the first waiting).
-        let (writes, answers) = self.take();
-        let mut lead = Lead {
-            combiner: self,
-            answers,
-        };
-        let outcomes = run_batch(&writes, run);
-        for (answer, outcome) in lead.answers.drain(..).zip(outcomes) {
-            let _ = answer.send(Turn::Done(outcome));
-        }
-        drop(lead);
-        match answered.try_recv() {
-            Ok(Turn::Done(done)) => done,
-            _ => Err(DbError::Data("a combined write was not answered".into())),
-        }
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        let done: Done = Box::new(move |outcome| {
+            let _ = answer.send(outcome);
+        });
+        self.submit(write, done, run);
+        answered.recv().unwrap_or(Err(DbError::Gone))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    /// The next statement's writes and whom to answer: from the front of
-    /// the queue, one per delivery, at most [`MOST_WRITES`], in delivery-id
-    /// order.
-    fn take(&self) -> (Vec<Write>, Vec<mpsc::SyncSender<Turn>>) {
-        let mut queue = self.lock();
+/// The lead, held while a worker writes the queue. When it ends (nothing
+/// left, the connection failed, or the worker panicked), the writes it took
+/// and did not answer are told they failed, and so is everything still
+/// queued: no write waits for a leader that is gone.
+struct Lead<'a> {
+    combiner: &'a Combiner,
+    dones: Vec<Done>,
+}
+
+impl Lead<'_> {
+    /// The next statement's writes (whose outcomes go to `self.dones`), from
+    /// the front of the queue, one per delivery, at most [`MOST_WRITES`], in
+    /// delivery-id order; `None`, giving up the lead, when nothing is queued.
+    fn next(&mut self) -> Option<Vec<Write>> {
+        let mut queue = self.combiner.lock();
+        if queue.waiting.is_empty() {
+            queue.leading = false;
+            return None;
+        }
         let mut deliveries = HashSet::new();
         let mut batch = Vec::new();
         let mut left = VecDeque::new();
@@ -182,40 +202,29 @@ impl Combiner {
         queue.waiting = left;
         drop(queue);
         batch.sort_by(|a, b| a.write.delivery_id.cmp(&b.write.delivery_id));
-        batch.into_iter().map(|w| (w.write, w.answer)).unzip()
+        let (writes, dones) = batch.into_iter().map(|w| (w.write, w.done)).unzip();
+        self.dones = dones;
+        Some(writes)
     }
-}
-
-/// The lead, held while this worker writes: when it ends (or the worker
-/// panics), whoever it did not answer is told, and the lead goes to the
-/// first write still waiting, or to no one.
-struct Lead<'a> {
-    combiner: &'a Combiner,
-    answers: Vec<mpsc::SyncSender<Turn>>,
 }
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        for unanswered in self.answers.drain(..) {
-            let _ = unanswered.send(Turn::Done(Err(DbError::Data(
-                "a combined write was left unanswered".into(),
-            ))));
-        }
-        let mut queue = self.combiner.lock();
-        loop {
-            match queue.waiting.front() {
-                None => {
-                    queue.leading = false;
-                    return;
-                }
-                Some(next) => {
-                    if next.answer.send(Turn::Lead).is_ok() {
-                        return;
-                    }
-                    // Its worker is gone: its write goes with it.
-                    queue.waiting.pop_front();
-                }
+        let unanswered = {
+            let mut queue = self.combiner.lock();
+            if !queue.leading {
+                // Ended by `next`: nothing was left.
+                return;
             }
+            queue.leading = false;
+            std::mem::take(&mut queue.waiting)
+        };
+        let gone = || Err(DbError::Data("a combined write was left unanswered".into()));
+        for done in self.dones.drain(..) {
+            done(gone());
+        }
+        for waiting in unanswered {
+            (waiting.done)(gone());
         }
     }
 }
@@ -264,10 +273,11 @@ pub(super) fn run_batch(writes: &[Write], run: RunWrites<'_>) -> Vec<Result<bool
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Barrier, Mutex};
     use std::time::Duration;
 
-    use super::{Combiner, DbError, Write};
+    use super::{Combiner, DbError, Done, Write};
 
     fn write(delivery_id: &str) -> Write {
         Write {
@@ -347,46 +357,105 @@ mod tests {
     }
 
     /// A worker that fails while it leads (a panic in the middle of its
-    /// statement): the worker whose write was in that statement with its
-    /// own is told it failed (its request gets a 503), the lead passes on to
-    /// whoever waits next, and writes are made again afterwards.
+    /// statement): its own write and the one queued behind it meanwhile are
+    /// told they failed (their requests get a 503; nothing waits for a
+    /// leader that is gone), and the next write leads and is made.
     #[test]
-    fn a_leader_that_fails_hands_the_lead_on() {
+    fn a_leader_that_fails_answers_every_write_it_leaves() {
         let combiner = Arc::new(Combiner::default());
         let made: Made = Arc::default();
         let in_statement = Arc::new(Barrier::new(2));
-        let spawn = |id: &'static str, fails: bool, in_statement: Option<Arc<Barrier>>| {
-            let (combiner, made) = (Arc::clone(&combiner), Arc::clone(&made));
+        let failing = {
+            let (combiner, in_statement) = (Arc::clone(&combiner), Arc::clone(&in_statement));
             std::thread::spawn(move || {
-                let record = recording(&made, Duration::from_millis(150));
-                let run = move |writes: &[Write]| {
-                    if let Some(barrier) = &in_statement {
-                        barrier.wait();
-                    }
-                    assert!(!fails, "the worker fails in the middle of its statement");
-                    record(writes)
+                let run = move |_: &[Write]| -> Result<Vec<bool>, DbError> {
+                    in_statement.wait();
+                    // Long enough for the next write to queue behind it.
+                    std::thread::sleep(Duration::from_millis(150));
+                    panic!("the worker fails in the middle of its statement");
                 };
-                combiner.write(write(id), &run)
+                combiner.write(write("boom-0"), &run)
             })
         };
-        // The first leads alone and is slow; the failing one, then another,
-        // queue behind it and go together in the next statement.
-        let first = spawn("first-0", false, Some(Arc::clone(&in_statement)));
         in_statement.wait();
-        let failing = spawn("boom-1", true, None);
-        std::thread::sleep(Duration::from_millis(40));
-        let with_it = spawn("with-2", false, None);
-        assert!(first.join().unwrap().unwrap());
-        assert!(failing.join().is_err(), "the second leader panicked");
+        let queued = {
+            let (combiner, made) = (Arc::clone(&combiner), Arc::clone(&made));
+            std::thread::spawn(move || {
+                let run = recording(&made, Duration::ZERO);
+                combiner.write(write("queued-2"), &run)
+            })
+        };
+        assert!(failing.join().is_err(), "the leader panicked");
         assert!(
-            matches!(with_it.join().unwrap(), Err(DbError::Data(_))),
-            "told its statement failed"
+            matches!(queued.join().unwrap(), Err(DbError::Data(_))),
+            "told its write failed"
         );
         let run = recording(&made, Duration::ZERO);
         assert!(combiner.write(write("after-4"), &run).unwrap());
+        assert_eq!(*made.lock().unwrap(), vec![vec!["after-4".to_string()]]);
+    }
+
+    /// While one worker leads, the others do not wait for their writes:
+    /// they queue them and return, and the leader makes them all, statement
+    /// after statement, answering each.
+    #[test]
+    fn a_worker_that_does_not_lead_returns_at_once() {
+        let combiner = Arc::new(Combiner::default());
+        let made: Made = Arc::default();
+        let in_statement = Arc::new(Barrier::new(2));
+        let first_over = Arc::new(AtomicBool::new(false));
+        let leader = {
+            let (combiner, made, in_statement, first_over) = (
+                Arc::clone(&combiner),
+                Arc::clone(&made),
+                Arc::clone(&in_statement),
+                Arc::clone(&first_over),
+            );
+            std::thread::spawn(move || {
+                let record = recording(&made, Duration::ZERO);
+                let run = move |writes: &[Write]| {
+                    let kept = record(writes);
+                    if !first_over.load(Ordering::SeqCst) {
+                        in_statement.wait();
+                        std::thread::sleep(Duration::from_millis(300));
+                        first_over.store(true, Ordering::SeqCst);
+                    }
+                    kept
+                };
+                combiner.write(write("lead-0"), &run)
+            })
+        };
+        in_statement.wait();
+        let (answers, answered) = std::sync::mpsc::channel();
+        let never = |_: &[Write]| -> Result<Vec<bool>, DbError> {
+            panic!("a worker that does not lead runs no statement")
+        };
+        for id in ["b-2", "c-3", "d-4"] {
+            let answers = answers.clone();
+            let done: Done = Box::new(move |outcome| {
+                let _ = answers.send((id, outcome));
+            });
+            combiner.submit(write(id), done, &never);
+        }
+        assert!(
+            !first_over.load(Ordering::SeqCst),
+            "queued without waiting for the statement in flight"
+        );
+        let mut got: Vec<(&str, bool)> = (0..3)
+            .map(|_| {
+                let (id, outcome) = answered.recv().unwrap();
+                (id, outcome.unwrap())
+            })
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![("b-2", true), ("c-3", false), ("d-4", true)]);
+        assert!(leader.join().unwrap().unwrap());
         assert_eq!(
             *made.lock().unwrap(),
-            vec![vec!["first-0".to_string()], vec!["after-4".to_string()]]
+            vec![
+                vec!["lead-0".to_string()],
+                vec!["b-2".to_string(), "c-3".to_string(), "d-4".to_string()]
+            ]
         );
     }
 }

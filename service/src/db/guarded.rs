@@ -477,14 +477,17 @@ impl Tx {
         Ok(Some((row, active)))
     }
 
-    /// Step 3: writes what was queued if the delivery is still as it was
-    /// read; `false` when it changed in between (nothing was written; run
-    /// the request again). A request that queued nothing writes nothing.
-    pub(super) fn write_guarded(&self) -> Result<bool, DbError> {
+    /// Step 3, made ready: the write of what was queued, which keeps it
+    /// only if the delivery is still as it was read; `None` when nothing
+    /// was queued (nothing to write).
+    ///
+    /// # Errors
+    /// The online record cannot be put in the delivery's row.
+    pub(super) fn guarded_write(&self) -> Result<Option<Write>, DbError> {
         let snapshot = {
             let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(Guard::Read(snapshot)) = guard.take() else {
-                return Ok(true);
+                return Ok(None);
             };
             // Whatever follows in this request is not read yet.
             *guard = Some(Guard::Unread(
@@ -494,7 +497,7 @@ impl Tx {
             snapshot
         };
         if snapshot.writes.is_empty() && snapshot.status.is_none() && !snapshot.online_changed {
-            return Ok(true);
+            return Ok(None);
         }
         let mut set: Vec<(&'static str, Value)> = Vec::new();
         if let Some((status, at)) = &snapshot.status {
@@ -507,16 +510,25 @@ impl Tx {
             set.push(("online_attempts", attempts));
             set.push(("online_expires_at", expires_at));
         }
-        let write = Write {
+        Ok(Some(Write {
             delivery_id: snapshot.delivery_id,
             version: snapshot.version,
             set,
             inserts: snapshot.writes,
-        };
+        }))
+    }
+
+    /// Step 3: makes `write` (see [`Tx::guarded_write`]), with the writes
+    /// of other requests when several reach this step at once; `done`
+    /// learns whether it was kept (`false`: the delivery changed between
+    /// the read and the write, nothing was written, run the request again).
+    /// Returns as soon as the write is queued, unless this worker leads the
+    /// writes (see the `combine` module).
+    pub(super) fn write_guarded(&self, write: Write, done: combine::Done) {
         let run = |writes: &[Write]| self.run_writes(writes);
         match &self.combiner {
-            Some(combiner) => combiner.write(write, &run),
-            None => combine::alone(&write, &run),
+            Some(combiner) => combiner.submit(write, done, &run),
+            None => done(combine::alone(&write, &run)),
         }
     }
 

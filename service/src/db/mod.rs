@@ -237,9 +237,96 @@ where
     if db.engine == Engine::Sqlite {
         return admitted(db, admission, work).await;
     }
-    submit(db, true, move |tx| {
-        for _ in 0..GUARDED_RUNS {
-            tx.begin_guard(reads, admission.clone());
+    let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, Problem>>();
+    let request = Guarded {
+        reads,
+        admission,
+        work,
+        runs: 0,
+        answer,
+    };
+    request.send(&db.jobs).map_err(|e| match e {
+        mpsc::TrySendError::Full(()) => {
+            Problem::unavailable("the database is busy; the request may be sent again")
+        }
+        mpsc::TrySendError::Disconnected(()) => Problem::from(DbError::Gone),
+    })?;
+    answered
+        .await
+        .map_err(|_| Problem::unavailable("the database failed; the request may be sent again"))?
+}
+
+/// A guarded request on its way through the workers: what it does, how
+/// many times it ran, and whom to answer. A worker runs it up to its write,
+/// hands the write to the combiner with what to do with the outcome, and
+/// takes the next request; the outcome answers it, or (the delivery changed
+/// in between) sends it to the workers again.
+struct Guarded<T, F> {
+    reads: Reads,
+    admission: Option<Admission>,
+    work: F,
+    runs: usize,
+    answer: tokio::sync::oneshot::Sender<Result<T, Problem>>,
+}
+
+impl<T, F> Guarded<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
+{
+    /// Queues this request for the workers.
+    fn send(self, jobs: &mpsc::SyncSender<Job>) -> Result<(), mpsc::TrySendError<()>> {
+        let again = jobs.clone();
+        let run: Work = Box::new(move |tx| {
+            self.run(tx, again);
+            // Answered by `run` or by its write's outcome, not at the end of
+            // the job.
+            let finish: Finish = Box::new(|_| {});
+            (true, finish)
+        });
+        jobs.try_send(Job {
+            autocommit: true,
+            run,
+        })
+        .map_err(|e| match e {
+            // The request is dropped with its job: it gets a 503.
+            mpsc::TrySendError::Full(_) => mpsc::TrySendError::Full(()),
+            mpsc::TrySendError::Disconnected(_) => mpsc::TrySendError::Disconnected(()),
+        })
+    }
+
+    /// Runs the request once on `tx`: without a lock up to its write, which
+    /// goes to the combiner; after [`GUARDED_RUNS`] runs, in a transaction
+    /// that holds the delivery.
+    fn run(self, tx: &Arc<Tx>, jobs: mpsc::SyncSender<Job>) {
+        let Guarded {
+            reads,
+            admission,
+            work,
+            runs,
+            answer,
+        } = self;
+        if runs >= GUARDED_RUNS {
+            metrics::counter!("delivery_otp_guarded_held_total").increment(1);
+            tx.end_guard();
+            let held = || {
+                tx.begin()?;
+                let out = match &admission {
+                    Some(a) => tx
+                        .admit(a)
+                        .map_err(Problem::from)
+                        .and_then(DeviceRequest::admitted)
+                        .and_then(|()| work(tx)),
+                    None => work(tx),
+                };
+                tx.end(out.is_ok())?;
+                out
+            };
+            let _ = answer.send(held());
+            return;
+        }
+        tx.begin_guard(reads, admission.clone());
+        let written = (|| {
             let out = work(tx)?;
             // A device's request: refused, or its signature queued with the
             // writes; when the work read no delivery, admitted by itself.
@@ -251,30 +338,45 @@ where
                         // the one write, a statement of its own.
                         tx.end_guard();
                         tx.admit(a)?.admitted()?;
-                        return Ok(out);
+                        return Ok((out, None));
                     }
                 }
             }
-            if tx.write_guarded()? {
-                return Ok(out);
+            Ok((out, tx.guarded_write()?))
+        })();
+        let (out, write) = match written {
+            Ok(written) => written,
+            Err(problem) => {
+                let _ = answer.send(Err(problem));
+                return;
             }
-            metrics::counter!("delivery_otp_guarded_reruns_total").increment(1);
-        }
-        metrics::counter!("delivery_otp_guarded_held_total").increment(1);
-        tx.end_guard();
-        tx.begin()?;
-        let out = match &admission {
-            Some(a) => tx
-                .admit(a)
-                .map_err(Problem::from)
-                .and_then(DeviceRequest::admitted)
-                .and_then(|()| work(tx)),
-            None => work(tx),
         };
-        tx.end(out.is_ok())?;
-        out
-    })
-    .await
+        let Some(write) = write else {
+            let _ = answer.send(Ok(out));
+            return;
+        };
+        let done: combine::Done = Box::new(move |kept| match kept {
+            Ok(true) => {
+                let _ = answer.send(Ok(out));
+            }
+            Ok(false) => {
+                metrics::counter!("delivery_otp_guarded_reruns_total").increment(1);
+                let again = Guarded {
+                    reads,
+                    admission,
+                    work,
+                    runs: runs.saturating_add(1),
+                    answer,
+                };
+                // A full queue drops the request: it gets a 503.
+                let _ = again.send(&jobs);
+            }
+            Err(e) => {
+                let _ = answer.send(Err(Problem::from(e)));
+            }
+        });
+        tx.write_guarded(write, done);
+    }
 }
 
 async fn submit<T, F>(db: &Db, autocommit: bool, work: F) -> Result<T, Problem>
