@@ -10,10 +10,15 @@
 //!
 //! Group commit with a leader: the first worker to reach the write step
 //! finds no one writing and writes, with its own, every write queued by
-//! then; the workers that arrive while it does queue theirs and wait. When
-//! its statement is done it answers each of them, and hands the lead to
-//! the first still waiting, who writes what has queued meanwhile. A worker
-//! alone writes at once, so a lightly loaded service waits for nothing.
+//! then, on its own connection; it goes on writing what has queued
+//! meanwhile, statement after statement, until nothing is left, and then
+//! gives up the lead. A worker that finds a leader queues its write with
+//! what to do with the outcome (answer the request, or send it to the
+//! workers again when the delivery changed since its read) and returns at
+//! once to take the next request: no worker sleeps waiting for its write,
+//! so the others read and judge while a statement is in flight. The leader
+//! answers each write once its statement is committed. A worker alone
+//! writes at once, so a lightly loaded service waits for nothing.
 //!
 //! Two writes about one delivery never go in one statement (PostgreSQL
 //! does not say which of two changes to one row in one statement wins):
@@ -23,8 +28,9 @@
 //! statement fails in the database (a replayed signature's unique index,
 //! say) nothing of it was kept, and each of its writes is sent again by
 //! itself, so each gets its own answer; when the connection fails, every
-//! write of it fails (the requests get a 503, and sending them again is
-//! safe).
+//! write of it fails, and so does every write still queued (the requests
+//! get a 503, and sending them again is safe); the next write to come leads
+//! on its own worker's connection.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};

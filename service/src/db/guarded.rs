@@ -16,9 +16,11 @@
 //!    again, so when another request changed the delivery in between, the
 //!    statement writes nothing and the request runs again from step 1
 //!    (three times at most; then once more in a transaction that holds the
-//!    row, [`super::GUARDED_RUNS`]). Writes that several workers of one
-//!    instance reach at once go out together, each under its own guard, in
-//!    one statement and one commit (the `combine` module).
+//!    row, [`super::GUARDED_RUNS`]; each run is a job of its own for the
+//!    workers). Writes that several workers of one instance reach at once
+//!    go out together, each under its own guard, in one statement and one
+//!    commit made by one of them, while the others go on to their next
+//!    requests (the `combine` module).
 //!
 //! Every request that changes a delivery's state adds one to its version:
 //! the guarded ones in step 3, and the others, which hold the delivery in a

@@ -28,7 +28,8 @@
 //! - `guarded`: a request about one delivery in two round trips on
 //!   PostgreSQL, without holding the delivery ([`guarded`]);
 //! - `combine`: the guarded writes that several workers reach at once, made
-//!   in one statement and one commit.
+//!   in one statement and one commit by one of them while the others go on
+//!   to their next requests.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -216,7 +217,9 @@ pub const GUARDED_RUNS: usize = 3;
 /// keeps them only if the delivery has not changed since (two round trips
 /// in all; see the `guarded` module). When it has changed, `work` runs
 /// again on a fresh read, up to [`GUARDED_RUNS`] times, and then in a
-/// transaction (as [`transaction`] runs it). `work` must write
+/// transaction (as [`transaction`] runs it). The worker that ran it does
+/// not wait for its write: it takes the next request, and the request is
+/// answered (or sent to the workers again) when its write is made. `work` must write
 /// only through the [`Tx`] methods that know a guarded request (the store,
 /// [`Tx::event`], [`Tx::record_receipt`], [`Tx::enqueue_event`]): any other
 /// write fails the request and keeps nothing. On SQLite it is a
