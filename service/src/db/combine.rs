@@ -140,6 +140,7 @@ impl Combiner {
         let mut lead = Lead {
             combiner: self,
             dones: Vec::new(),
+            holding: true,
         };
         while let Some(writes) = lead.next() {
             let outcomes = run_batch(&writes, run);
@@ -183,6 +184,9 @@ impl Combiner {
 struct Lead<'a> {
     combiner: &'a Combiner,
     dones: Vec<Done>,
+    /// Whether this worker still leads: once it gives the lead up, another
+    /// may take it, and what is queued then is the new leader's.
+    holding: bool,
 }
 
 impl Lead<'_> {
@@ -193,6 +197,7 @@ impl Lead<'_> {
         let mut queue = self.combiner.lock();
         if queue.waiting.is_empty() {
             queue.leading = false;
+            self.holding = false;
             return None;
         }
         let mut deliveries = HashSet::new();
@@ -216,19 +221,19 @@ impl Lead<'_> {
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let unanswered = {
-            let mut queue = self.combiner.lock();
-            if !queue.leading {
-                // Ended by `next`: nothing was left.
-                return;
-            }
-            queue.leading = false;
-            std::mem::take(&mut queue.waiting)
-        };
         let gone = || Err(DbError::Data("a combined write was left unanswered".into()));
         for done in self.dones.drain(..) {
             done(gone());
         }
+        if !self.holding {
+            // Given up by `next` when nothing was left.
+            return;
+        }
+        let unanswered = {
+            let mut queue = self.combiner.lock();
+            queue.leading = false;
+            std::mem::take(&mut queue.waiting)
+        };
         for waiting in unanswered {
             (waiting.done)(gone());
         }
@@ -360,6 +365,31 @@ mod tests {
             sorted.dedup();
             assert_eq!(&sorted, statement, "one write per delivery, in order");
         }
+    }
+
+    /// Many workers writing as fast as they can, so that the lead is given
+    /// up and taken again all the time: every write is answered, none of
+    /// them with a failure, and each is made once.
+    #[test]
+    fn the_lead_changes_hands_without_failing_a_write() {
+        let combiner = Arc::new(Combiner::default());
+        let made: Made = Arc::default();
+        let workers: Vec<_> = (0..8)
+            .map(|t| {
+                let (combiner, made) = (Arc::clone(&combiner), Arc::clone(&made));
+                std::thread::spawn(move || {
+                    let run = recording(&made, Duration::ZERO);
+                    for i in 0..3000 {
+                        let id = format!("w{t}-{i}");
+                        assert_eq!(combiner.write(write(&id), &run).unwrap(), kept(&id), "{id}");
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(made.lock().unwrap().iter().flatten().count(), 24_000);
     }
 
     /// A worker that fails while it leads (a panic in the middle of its
