@@ -248,12 +248,7 @@ where
         runs: 0,
         answer,
     };
-    request.send(&db.jobs).map_err(|e| match e {
-        mpsc::TrySendError::Full(()) => {
-            Problem::unavailable("the database is busy; the request may be sent again")
-        }
-        mpsc::TrySendError::Disconnected(()) => Problem::from(DbError::Gone),
-    })?;
+    request.send(&db.jobs).map_err(not_queued)?;
     answered
         .await
         .map_err(|_| Problem::unavailable("the database failed; the request may be sent again"))?
@@ -277,8 +272,12 @@ where
     T: Send + 'static,
     F: Fn(&Arc<Tx>) -> Result<T, Problem> + Send + 'static,
 {
-    /// Queues this request for the workers.
-    fn send(self, jobs: &mpsc::SyncSender<Job>) -> Result<(), mpsc::TrySendError<()>> {
+    /// Queues this request for the workers. When it cannot be queued, it
+    /// is dropped with its job, and so answered 503.
+    ///
+    /// # Errors
+    /// The queue is full, or the workers are gone.
+    fn send(self, jobs: &mpsc::SyncSender<Job>) -> Result<(), mpsc::TrySendError<Job>> {
         let again = jobs.clone();
         let run: Work = Box::new(move |tx| {
             self.run(tx, again);
@@ -290,11 +289,6 @@ where
         jobs.try_send(Job {
             autocommit: true,
             run,
-        })
-        .map_err(|e| match e {
-            // The request is dropped with its job: it gets a 503.
-            mpsc::TrySendError::Full(_) => mpsc::TrySendError::Full(()),
-            mpsc::TrySendError::Disconnected(_) => mpsc::TrySendError::Disconnected(()),
         })
     }
 
@@ -382,6 +376,16 @@ where
     }
 }
 
+/// The answer to a request the workers' queue did not take.
+fn not_queued(e: mpsc::TrySendError<Job>) -> Problem {
+    match e {
+        mpsc::TrySendError::Full(_) => {
+            Problem::unavailable("the database is busy; the request may be sent again")
+        }
+        mpsc::TrySendError::Disconnected(_) => Problem::from(DbError::Gone),
+    }
+}
+
 async fn submit<T, F>(db: &Db, autocommit: bool, work: F) -> Result<T, Problem>
 where
     T: Send + 'static,
@@ -402,12 +406,7 @@ where
     });
     db.jobs
         .try_send(Job { autocommit, run })
-        .map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => {
-                Problem::unavailable("the database is busy; the request may be sent again")
-            }
-            mpsc::TrySendError::Disconnected(_) => Problem::from(DbError::Gone),
-        })?;
+        .map_err(not_queued)?;
     answered
         .await
         .map_err(|_| Problem::unavailable("the database failed; the request may be sent again"))?
