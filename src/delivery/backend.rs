@@ -149,7 +149,24 @@ pub(crate) struct ReceiptRecord {
 }
 
 pub(crate) fn store_text<T: Serialize>(value: &T) -> Result<String> {
-    store_text_sized(value, 128)
+    let mut out = Vec::with_capacity(128);
+    write_json(&mut out, value)?;
+    record_text(out)
+}
+
+/// `value` as serde_json writes it, after what `out` holds.
+fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<()> {
+    serde_json::to_writer(out, value).map_err(|e| Error::StateStorage {
+        reason: format!("a record could not be written ({})", json_problem(&e)),
+    })
+}
+
+/// A record written as JSON, as text.
+fn record_text(out: Vec<u8>) -> Result<String> {
+    // Written by serde_json or from UTF-8 texts and ASCII: UTF-8 only.
+    String::from_utf8(out).map_err(|_| Error::StateStorage {
+        reason: "a record could not be written (not UTF-8)".into(),
+    })
 }
 
 impl ReceiptRecord {
@@ -162,16 +179,11 @@ impl ReceiptRecord {
         out.extend_from_slice(br#"{"mac":"#);
         json_string(&mut out, &self.mac);
         out.extend_from_slice(br#","decision":"#);
-        serde_json::to_writer(&mut out, &self.decision).map_err(|e| Error::StateStorage {
-            reason: format!("a record could not be written ({})", json_problem(&e)),
-        })?;
+        write_json(&mut out, &self.decision)?;
         out.extend_from_slice(br#","explanation":"#);
         json_string(&mut out, &self.explanation);
         out.push(b'}');
-        // Written from UTF-8 texts and ASCII only.
-        String::from_utf8(out).map_err(|_| Error::StateStorage {
-            reason: "a record could not be written (not UTF-8)".into(),
-        })
+        record_text(out)
     }
 }
 
@@ -180,18 +192,6 @@ impl ReceiptRecord {
 pub(crate) fn json_string(out: &mut Vec<u8>, text: &str) {
     // Writing into a vector does not fail.
     let _ = serde_json::to_writer(out, text);
-}
-
-/// [`store_text`] into room for `size` bytes.
-fn store_text_sized<T: Serialize>(value: &T, size: usize) -> Result<String> {
-    let mut out = Vec::with_capacity(size);
-    serde_json::to_writer(&mut out, value).map_err(|e| Error::StateStorage {
-        reason: format!("a record could not be written ({})", json_problem(&e)),
-    })?;
-    // serde_json writes UTF-8 only.
-    String::from_utf8(out).map_err(|_| Error::StateStorage {
-        reason: "a record could not be written (not UTF-8)".into(),
-    })
 }
 
 pub(crate) fn read_record<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {

@@ -35,6 +35,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
+use super::value::connection_lost;
 use super::{DbError, Value};
 
 /// Writes in one statement at most.
@@ -143,16 +144,14 @@ impl Combiner {
             holding: true,
         };
         while let Some(writes) = lead.next() {
-            let outcomes = run_batch(&writes, run);
-            // The connection failed: what is queued fails with it (each
-            // request gets a 503; sending it again is safe), and the next
-            // write to come leads on its worker's connection.
-            let failed = matches!(outcomes.first(), Some(Err(e)) if !matches!(e, DbError::Sqlx(sqlx::Error::Database(_)) | DbError::Replayed))
-                && outcomes.iter().all(Result::is_err);
+            let (outcomes, lost) = run_batch(&writes, run);
             for (done, outcome) in lead.dones.drain(..).zip(outcomes) {
                 done(outcome);
             }
-            if failed {
+            if lost {
+                // What is queued fails with the connection (each request
+                // gets a 503; sending it again is safe), and the next write
+                // to come leads on its worker's connection.
                 return;
             }
         }
@@ -249,37 +248,55 @@ pub(super) fn alone(write: &Write, run: RunWrites<'_>) -> Result<bool, DbError> 
 }
 
 /// Runs `writes` as one statement; when the database refuses it, each by
-/// itself. Each write's outcome, in order.
-pub(super) fn run_batch(writes: &[Write], run: RunWrites<'_>) -> Vec<Result<bool, DbError>> {
+/// itself. Each write's outcome, in order, and whether the connection was
+/// lost on the way.
+pub(super) fn run_batch(
+    writes: &[Write],
+    run: RunWrites<'_>,
+) -> (Vec<Result<bool, DbError>>, bool) {
     metrics::counter!("delivery_otp_guarded_write_statements_total").increment(1);
     metrics::counter!("delivery_otp_guarded_writes_total").increment(writes.len() as u64);
     if let [write] = writes {
-        return vec![alone(write, run)];
+        let outcome = alone(write, run);
+        let lost = lost(&outcome);
+        return (vec![outcome], lost);
     }
     match run(writes) {
-        Ok(kept) if kept.len() == writes.len() => kept.into_iter().map(Ok).collect(),
-        Ok(_) => writes
-            .iter()
-            .map(|_| {
-                Err(DbError::Data(
-                    "a combined write gave too few answers".into(),
-                ))
-            })
-            .collect(),
+        Ok(kept) if kept.len() == writes.len() => (kept.into_iter().map(Ok).collect(), false),
+        Ok(_) => (
+            writes
+                .iter()
+                .map(|_| {
+                    Err(DbError::Data(
+                        "a combined write gave too few answers".into(),
+                    ))
+                })
+                .collect(),
+            false,
+        ),
         // Nothing of the statement was kept: each write by itself, so
         // that a refused one (a replay) fails alone.
         Err(DbError::Sqlx(sqlx::Error::Database(e))) => {
             tracing::debug!(error = %e, writes = writes.len(), "combined write refused; writing one by one");
-            writes.iter().map(|w| alone(w, run)).collect()
+            let outcomes: Vec<_> = writes.iter().map(|w| alone(w, run)).collect();
+            let lost = outcomes.iter().any(lost);
+            (outcomes, lost)
         }
         Err(e) => {
-            let why = e.to_string();
-            writes
+            let (why, lost) = (e.to_string(), lost(&Err(e)));
+            let outcomes = writes
                 .iter()
                 .map(|_| Err(DbError::Data(format!("a combined write failed: {why}"))))
-                .collect()
+                .collect();
+            (outcomes, lost)
         }
     }
+}
+
+/// Whether `outcome` is the connection failing (`value::connection_lost`),
+/// not the statement.
+fn lost(outcome: &Result<bool, DbError>) -> bool {
+    matches!(outcome, Err(DbError::Sqlx(e)) if connection_lost(e))
 }
 
 #[cfg(test)]

@@ -1229,6 +1229,7 @@ mod tests {
                 write("d2", v2, vec![event("d2", "second")]),
             ];
             Ok(combine::run_batch(&writes, &run)
+                .0
                 .into_iter()
                 .map(|outcome| match outcome {
                     Ok(kept) => format!("{kept}"),

@@ -118,7 +118,7 @@ pub(super) enum Conn {
 }
 
 /// Whether the connection itself failed, as opposed to the statement.
-fn connection_lost(e: &sqlx::Error) -> bool {
+pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
     matches!(
         e,
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
