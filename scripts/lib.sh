@@ -87,6 +87,8 @@ redis_stop() {
 # tests: started by postgres_start (which exports
 # DELIVERY_OTP_TEST_POSTGRES_URL), stopped by postgres_stop. PostgreSQL will
 # not run as root, so its folder belongs to the postgres user.
+# PG_SETTINGS adds server settings ("-c name=value ..."), as the benchmark
+# does to size the buffer cache.
 postgres_start() {
   PG_DIR=$(mktemp -d)
   chown postgres "$PG_DIR"
@@ -96,7 +98,7 @@ postgres_start() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -A trust -U app >/dev/null || return 1
   runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" \
-    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" -w start >/dev/null || { cat "$PG_DIR/log"; return 1; }
+    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200 ${PG_SETTINGS:-}" -w start >/dev/null || { cat "$PG_DIR/log"; return 1; }
   PG_BIN=$bin
   export DELIVERY_OTP_TEST_POSTGRES_URL="postgresql://app@127.0.0.1:$port/postgres"
   echo "postgres $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
