@@ -1250,7 +1250,7 @@ mod tests {
     /// analyzed empty (a new deployment, a vacuum before the first
     /// receipt): a plan made then is kept while the table grows, and a scan
     /// of the whole table per request was 30 times the cost of the read in
-    /// the benchmark (`postgres::service_options`).
+    /// the benchmark (`postgres::SESSION_SETTINGS`).
     #[tokio::test]
     async fn lookups_in_tables_analyzed_empty_keep_their_index() {
         let db = open_postgres(&empty_postgres("analyzed_empty").await, 1)

@@ -18,7 +18,7 @@ use super::{Conn, Db, DbError, Engine, Job, Tx, POSTGRES_MIGRATIONS, QUEUE};
 /// # Errors
 /// The server cannot be reached, a migration fails, or a thread cannot start.
 pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
-    let options = service_options(PgConnectOptions::from_str(url)?);
+    let options = PgConnectOptions::from_str(url)?;
     let mut conn = PgConnection::connect_with(&options).await?;
     POSTGRES_MIGRATIONS
         .run(&mut conn)
@@ -46,24 +46,25 @@ pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
     })
 }
 
-/// `options` with the settings the service's connections run with.
+/// What every connection of the service's workers sets before its first
+/// request: `enable_seqscan = off`.
 ///
-/// `enable_seqscan = off`: every statement the service sends finds its rows
-/// by a key with an index, and must keep doing so as the tables grow. A
-/// prepared statement's plan is made once per connection and kept; when a
-/// table's statistics say it is empty (analyzed before the first receipt,
-/// request signature or decision was written, as on a new deployment or
-/// after a vacuum), PostgreSQL plans a lookup in it as a scan of the whole
-/// table, the cheapest way to read nothing, and keeps that plan while the
-/// table grows, until the next `ANALYZE` of it. Measured here: after a
-/// `VACUUM ANALYZE` while no request signature was kept, the read of a
-/// device's signed check took 765 µs of execution on average over the next
-/// 8 seconds of checks, against 25 µs with this setting. With sequential
-/// scans off, the planner takes the index whatever the statistics say; a
-/// statement with no index to use still scans the table.
-pub(super) fn service_options(options: PgConnectOptions) -> PgConnectOptions {
-    options.options([("enable_seqscan", "off")])
-}
+/// Every statement the service sends finds its rows by a key with an
+/// index, and must keep doing so as the tables grow. A prepared statement's
+/// plan is made once per connection and kept; when a table's statistics say
+/// it is empty (analyzed before the first receipt, request signature or
+/// decision was written, as on a new deployment or after a vacuum),
+/// PostgreSQL plans a lookup in it as a scan of the whole table, the
+/// cheapest way to read nothing, and keeps that plan while the table grows,
+/// until the next `ANALYZE` of it. Measured here: after a `VACUUM ANALYZE`
+/// while no request signature was kept, the read of a device's signed check
+/// took 765 µs of execution on average over the next 8 seconds of checks,
+/// against 25 µs with this setting. With sequential scans off, the planner
+/// takes the index whatever the statistics say; a statement with no index
+/// to use still scans the table. A statement rather than a startup option,
+/// so that a connection pooler between the service and PostgreSQL
+/// (PgBouncer refuses startup options it does not know) lets it through.
+const SESSION_SETTINGS: &str = "SET enable_seqscan = off";
 
 /// How long a worker tries to reach PostgreSQL for a request before the
 /// request gets a 503: while the server is down, requests fail fast, and
@@ -77,7 +78,12 @@ pub(super) fn connect(
     runtime: &tokio::runtime::Runtime,
 ) -> Option<Box<PgConnection>> {
     let made = runtime.block_on(async {
-        tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await
+        tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let mut conn = PgConnection::connect_with(options).await?;
+            conn.execute(SESSION_SETTINGS).await?;
+            Ok::<_, sqlx::Error>(conn)
+        })
+        .await
     });
     match made {
         Ok(Ok(conn)) => Some(Box::new(conn)),
