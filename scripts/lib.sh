@@ -152,3 +152,42 @@ kotlin_bindings_jar() {
     mv "$BINDINGS_JAR.tmp.jar" "$BINDINGS_JAR"
   fi
 }
+
+# For the service benchmarks (scripts/bench-service, scripts/bench-service-harness).
+# PostgreSQL's settings there: a buffer cache that holds the tables a run
+# makes (about 400 MB by the uploads; at PostgreSQL's default of 128 MB an
+# upload read 1.3 pages from the kernel, at 1 GB 0.14).
+BENCH_PG_DEFAULT_SETTINGS="-c shared_buffers=1GB"
+
+# The fixture file (made by service/examples/bench_fixtures in DIR) that wrk
+# sends for OPERATION; "-" for issueCode, whose requests wrk-lines.lua makes.
+bench_fixture_file() { # operation dir
+  case $1 in
+    issueCode) echo - ;;
+    verifyCode) echo "$2/verify.txt" ;;
+    verifyCode-signed) echo "$2/verify-signed.txt" ;;
+    uploadReceipts) echo "$2/upload.txt" ;;
+    uploadReceipts-x100) echo "$2/upload-batch.txt" ;;
+    *) echo "unknown operation $1" >&2; return 1 ;;
+  esac
+}
+
+# Settles the PostgreSQL database at URL before a measured operation, as
+# pgbench does before its own runs: the dead rows earlier operations left
+# vacuumed and a checkpoint taken, so that no operation pays for another's
+# cleanup or checkpoint. It pays for its own: every page it first changes
+# after that checkpoint writes a full-page image to the log, as on a server
+# between its checkpoints.
+postgres_settle() { # url
+  psql -q "$1" -c "VACUUM ANALYZE" -c "CHECKPOINT"
+}
+
+# CPU ticks of PostgreSQL's processes, with what those that ended
+# (autovacuum workers, closed backends) left in the time their parent, the
+# postmaster, has reaped.
+postgres_cpu_ticks() {
+  local pid
+  for pid in $(pgrep -u postgres 2>/dev/null); do
+    awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat" 2>/dev/null
+  done | awk '{t += $1} END {print t + 0}'
+}
