@@ -47,24 +47,39 @@ pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
 }
 
 /// What every connection of the service's workers sets before its first
-/// request: `enable_seqscan = off`.
+/// request: `enable_seqscan = off` and `plan_cache_mode =
+/// force_generic_plan`. Statements rather than startup options, so that a
+/// connection pooler between the service and PostgreSQL (PgBouncer refuses
+/// startup options it does not know) lets them through.
 ///
-/// Every statement the service sends finds its rows by a key with an
-/// index, and must keep doing so as the tables grow. A prepared statement's
-/// plan is made once per connection and kept; when a table's statistics say
-/// it is empty (analyzed before the first receipt, request signature or
-/// decision was written, as on a new deployment or after a vacuum),
-/// PostgreSQL plans a lookup in it as a scan of the whole table, the
-/// cheapest way to read nothing, and keeps that plan while the table grows,
-/// until the next `ANALYZE` of it. Measured here: after a `VACUUM ANALYZE`
-/// while no request signature was kept, the read of a device's signed check
-/// took 765 µs of execution on average over the next 8 seconds of checks,
-/// against 25 µs with this setting. With sequential scans off, the planner
-/// takes the index whatever the statistics say; a statement with no index
-/// to use still scans the table. A statement rather than a startup option,
-/// so that a connection pooler between the service and PostgreSQL
-/// (PgBouncer refuses startup options it does not know) lets it through.
-const SESSION_SETTINGS: &str = "SET enable_seqscan = off";
+/// `enable_seqscan = off`: every statement the service sends finds its rows
+/// by a key with an index, and must keep doing so as the tables grow. A
+/// prepared statement's plan is made once per connection and kept; when a
+/// table's statistics say it is empty (analyzed before the first receipt,
+/// request signature or decision was written, as on a new deployment or
+/// after a vacuum), PostgreSQL plans a lookup in it as a scan of the whole
+/// table, the cheapest way to read nothing, and keeps that plan while the
+/// table grows, until the next `ANALYZE` of it. Measured here: after a
+/// `VACUUM ANALYZE` while no request signature was kept, the read of a
+/// device's signed check took 765 µs of execution on average over the next
+/// 8 seconds of checks, against 25 µs with this setting. With sequential
+/// scans off, the planner takes the index whatever the statistics say; a
+/// statement with no index to use still scans the table.
+///
+/// `plan_cache_mode = force_generic_plan`: each statement is planned once
+/// per connection, not again for each execution. By default PostgreSQL
+/// plans a prepared statement afresh for its parameters whenever it
+/// estimates that cheaper than its one plan for all parameters; for an
+/// upload's read (the delivery, its receipt slot and its decisions) it did
+/// so for 13 to 57 % of the executions in some benchmark runs, at about
+/// 150 µs of planning each, and the uploads ran 20-35 % slower (BENCHMARKS.md,
+/// session 11). Every statement here finds its rows through an index, by
+/// keys it is given (or by a due time, for the webhook outbox and the
+/// expiry sweeps), so one plan serves every value.
+const SESSION_SETTINGS: [&str; 2] = [
+    "SET enable_seqscan = off",
+    "SET plan_cache_mode = force_generic_plan",
+];
 
 /// How long a worker tries to reach PostgreSQL for a request before the
 /// request gets a 503: while the server is down, requests fail fast, and
@@ -80,7 +95,9 @@ pub(super) fn connect(
     let made = runtime.block_on(async {
         tokio::time::timeout(CONNECT_TIMEOUT, async {
             let mut conn = PgConnection::connect_with(options).await?;
-            conn.execute(SESSION_SETTINGS).await?;
+            for setting in SESSION_SETTINGS {
+                conn.execute(setting).await?;
+            }
             Ok::<_, sqlx::Error>(conn)
         })
         .await
