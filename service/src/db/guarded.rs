@@ -1247,8 +1247,8 @@ mod tests {
 
     /// The statements a worker prepares are planned once on its connection
     /// and that plan used for every later execution, not planned again for
-    /// each request's values: an upload's read planned afresh for 13 to 57 %
-    /// of the uploads in some benchmark runs, at about 150 µs each
+    /// each request's values: an upload's read was planned afresh for 13 and
+    /// 57 % of the uploads in two benchmark runs, at about 150 µs each
     /// (`postgres::SESSION_SETTINGS`).
     #[tokio::test]
     async fn an_uploads_read_is_planned_once_per_connection() {

@@ -71,11 +71,12 @@ pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
 /// plans a prepared statement afresh for its parameters whenever it
 /// estimates that cheaper than its one plan for all parameters; for an
 /// upload's read (the delivery, its receipt slot and its decisions) it did
-/// so for 13 to 57 % of the executions in some benchmark runs, at about
-/// 150 µs of planning each, and the uploads ran 20-35 % slower (BENCHMARKS.md,
-/// session 11). Every statement here finds its rows through an index, by
-/// keys it is given (or by a due time, for the webhook outbox and the
-/// expiry sweeps), so one plan serves every value.
+/// so for 13 and 57 % of the executions in the two benchmark runs where it
+/// was counted, at about 150 µs of planning each, and in 4 of 10 runs the
+/// uploads were up to a third slower (BENCHMARKS.md, session 11). Every
+/// statement here finds its rows through an index, by keys it is given (or
+/// by a due time, for the webhook outbox and the expiry sweeps), so one
+/// plan serves every value.
 const SESSION_SETTINGS: [&str; 2] = [
     "SET enable_seqscan = off",
     "SET plan_cache_mode = force_generic_plan",
