@@ -1286,6 +1286,57 @@ mod tests {
         assert_eq!(generic, 8, "one plan used for each of the 8 reads");
     }
 
+    /// A worker's connection whose backend PostgreSQL ended while it sat
+    /// idle (a restart, an administrator's `pg_terminate_backend`) is
+    /// replaced through `postgres::connect` by the next request, which does
+    /// not fail for it (`value::connection_lost`), and the new connection
+    /// has the same settings: no sequential scans, one plan per statement
+    /// (`postgres::SESSION_SETTINGS`).
+    #[tokio::test]
+    async fn a_replaced_connection_keeps_the_session_settings() {
+        let url = empty_postgres("replaced").await;
+        let db = with_d1(open_postgres(&url, 1).await.unwrap()).await;
+        async fn settings(db: &Db) -> Result<(i64, String, String), crate::problem::Problem> {
+            autocommit(db, |tx| {
+                let r = tx
+                    .query_one(
+                        "SELECT pg_backend_pid() AS pid, \
+                         current_setting('enable_seqscan') AS seqscan, \
+                         current_setting('plan_cache_mode') AS plans",
+                        &[],
+                    )?
+                    .unwrap();
+                Ok((r.int("pid")?, r.text("seqscan")?, r.text("plans")?))
+            })
+            .await
+        }
+        let (first, ..) = settings(&db).await.unwrap();
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1::int)")
+            .bind(first)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(ended);
+        let mut failed = 0;
+        let (second, seqscan, plans) = loop {
+            match settings(&db).await {
+                Ok(now) => break now,
+                Err(_) if failed < 2 => failed += 1,
+                Err(e) => panic!("no new connection: {e:?}"),
+            }
+        };
+        assert_ne!(second, first, "a new connection");
+        assert_eq!(
+            (seqscan.as_str(), plans.as_str()),
+            ("off", "force_generic_plan")
+        );
+        assert_eq!(
+            failed, 0,
+            "requests failed before the connection was replaced"
+        );
+    }
+
     /// The lookups a guarded request reads in tables that start empty keep
     /// their index on the service's connections when those tables were
     /// analyzed empty (a new deployment, a vacuum before the first
