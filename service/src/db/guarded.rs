@@ -1337,6 +1337,52 @@ mod tests {
         );
     }
 
+    /// A database whose DBA set `idle_session_timeout`: PostgreSQL ends a
+    /// worker's connection after it sat idle that long, and the next
+    /// request reconnects and runs instead of failing.
+    #[tokio::test]
+    async fn a_connection_ended_for_idling_is_replaced_without_failing_a_request() {
+        let url = empty_postgres("idle_timeout").await;
+        let db = with_d1(open_postgres(&url, 1).await.unwrap()).await;
+        let name = url.rsplit_once('/').unwrap().1.to_string();
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(&format!(
+            "ALTER DATABASE {name} SET idle_session_timeout = '300ms'"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.unwrap();
+        async fn backend(db: &Db) -> Result<i64, crate::problem::Problem> {
+            autocommit(db, |tx| {
+                let row = tx
+                    .query_one("SELECT pg_backend_pid() AS pid", &[])?
+                    .unwrap();
+                Ok(row.int("pid")?)
+            })
+            .await
+        }
+        // The setting takes hold on connections made after it: end the one
+        // the worker has, so that it connects again.
+        let first = backend(&db).await.unwrap();
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1::int)")
+            .bind(first)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut last = backend(&db).await.unwrap();
+        assert_ne!(last, first);
+        for round in 0..2 {
+            tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+            let read = held(&db, Reads::Receipt, |tx| Ok(tx.recall("receipt:3:d1")?)).await;
+            assert_eq!(read.unwrap(), None, "round {round}: the request ran");
+            let now = backend(&db).await.unwrap();
+            assert_ne!(now, last, "round {round}: the idle connection was replaced");
+            last = now;
+        }
+    }
+
     /// The lookups a guarded request reads in tables that start empty keep
     /// their index on the service's connections when those tables were
     /// analyzed empty (a new deployment, a vacuum before the first

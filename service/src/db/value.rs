@@ -120,13 +120,16 @@ pub(super) enum Conn {
 /// Whether the connection itself failed, as opposed to the statement: the
 /// socket or the protocol broke, or PostgreSQL ended the connection's
 /// backend (SQLSTATE 57P01, a shutdown, restart or an administrator's
-/// `pg_terminate_backend`; 57P02, another backend crashed). A backend ended
-/// while the connection sat idle answers the next statement with that error
-/// instead of running it.
+/// `pg_terminate_backend`; 57P02, another backend crashed; 57P05, the
+/// connection sat idle longer than the `idle_session_timeout` a DBA set). A
+/// backend ended while the connection sat idle answers the next statement
+/// with that error instead of running it.
 pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57P01" | "57P02")),
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P05"))
+        }
         _ => false,
     }
 }
