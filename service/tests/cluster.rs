@@ -1,5 +1,5 @@
 //! Several instances and faults (issue 13): three servers on one PostgreSQL
-//! share one truth; `kill -9` of an instance mid-load loses nothing; a
+//! (and three on one SQLite data directory) share one truth; `kill -9` of an instance mid-load loses nothing; a
 //! PostgreSQL crash gives fast 503s, leaves nothing half-written, and the
 //! service resumes by itself. Each test prints what it did and what it
 //! checked. Loopback only; the shared PostgreSQL comes from
@@ -34,7 +34,16 @@ fn provision(server: &Server, courier: &str, device: &str) -> String {
 #[test]
 fn three_instances_share_one_truth() {
     let url = fresh_postgres("three");
-    three_instances("three", &url, &[]);
+    three_instances("three", Some(&url), &[]);
+}
+
+/// The same with three servers on one SQLite data directory, as an
+/// operator who starts a second `serve` on the embedded default (or a
+/// restart that overlaps the old process) gets: every request is a
+/// transaction SQLite's lock puts in one order.
+#[test]
+fn three_instances_on_one_sqlite_database_share_one_truth() {
+    three_instances("three-sqlite", None, &[]);
 }
 
 /// The same with the online attempts and decision slots in Redis (the one
@@ -48,13 +57,13 @@ fn three_instances_share_one_truth_with_redis_counters() {
     let prefix = format!("t{}:", std::process::id());
     three_instances(
         "three-redis",
-        &url,
+        Some(&url),
         &["--redis-url", &redis, "--redis-prefix", &prefix],
     );
 }
 
-fn three_instances(name: &str, url: &str, extra: &[&str]) {
-    let servers = cluster(name, url, 3, extra);
+fn three_instances(name: &str, url: Option<&str>, extra: &[&str]) {
+    let servers = cluster_on(name, url, 3, extra);
     let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
     let keys: Vec<String> = (0..6)
         .map(|d| provision(a, "courier-1", &format!("phone-{d}")))
@@ -169,7 +178,7 @@ fn three_instances(name: &str, url: &str, extra: &[&str]) {
         .iter()
         .map(|s| s.counter("delivery_otp_guarded_held_total"))
         .sum();
-    println!("three instances {extra:?}: 18 concurrent checks of one code (1 device confirmed, 5 told already used), 12 concurrent uploads of one receipt (judged once), a revocation seen by 3 instances: {checked} answers checked; guarded requests run again after a change in between: {reruns}, then run holding the delivery: {held}");
+    println!("{name}, three instances {extra:?}: 18 concurrent checks of one code (1 device confirmed, 5 told already used), 12 concurrent uploads of one receipt (judged once), a revocation seen by 3 instances: {checked} answers checked; guarded requests run again after a change in between: {reruns}, then run holding the delivery: {held}");
     for s in servers {
         s.stop();
     }

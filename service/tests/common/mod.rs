@@ -512,10 +512,16 @@ impl Drop for PrivatePostgres {
 /// Three (or `n`) servers on one PostgreSQL database, sharing a data
 /// directory for the keys and the admin token.
 pub fn cluster(name: &str, url: &str, n: usize, extra: &[&str]) -> Vec<Server> {
+    cluster_on(name, Some(url), n, extra)
+}
+
+/// [`cluster`] on PostgreSQL at `url`, or with no URL on the one SQLite
+/// database in the shared data directory.
+pub fn cluster_on(name: &str, url: Option<&str>, n: usize, extra: &[&str]) -> Vec<Server> {
     let data = data_dir(name);
     (0..n)
         .map(|_| {
-            let mut command = serve_command(&data, Some(url));
+            let mut command = serve_command(&data, url);
             command.args(extra);
             Server::spawn(command)
         })
