@@ -1,7 +1,7 @@
 //! Several instances and faults (issue 13): three servers on one PostgreSQL
-//! (and three on one SQLite data directory) share one truth; `kill -9` of an instance mid-load loses nothing; a
-//! PostgreSQL crash gives fast 503s, leaves nothing half-written, and the
-//! service resumes by itself. Each test prints what it did and what it
+//! (and three on one SQLite data directory) share one truth; `kill -9` of an
+//! instance mid-load loses nothing; a PostgreSQL crash gives fast 503s,
+//! leaves nothing half-written, and the service resumes by itself. Each test prints what it did and what it
 //! checked. Loopback only; the shared PostgreSQL comes from
 //! `DELIVERY_OTP_TEST_POSTGRES_URL` (scripts/test), the crashing one is the
 //! test's own.

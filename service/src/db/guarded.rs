@@ -1286,6 +1286,34 @@ mod tests {
         assert_eq!(generic, 8, "one plan used for each of the 8 reads");
     }
 
+    /// The backend process of `db`'s one worker connection, and that
+    /// connection's `enable_seqscan` and `plan_cache_mode`.
+    async fn backend(db: &Db) -> Result<(i64, String, String), crate::problem::Problem> {
+        autocommit(db, |tx| {
+            let r = tx
+                .query_one(
+                    "SELECT pg_backend_pid() AS pid, \
+                     current_setting('enable_seqscan') AS seqscan, \
+                     current_setting('plan_cache_mode') AS plans",
+                    &[],
+                )?
+                .unwrap();
+            Ok((r.int("pid")?, r.text("seqscan")?, r.text("plans")?))
+        })
+        .await
+    }
+
+    /// Ends the backend `pid` of the database at `url`, as an administrator's
+    /// `pg_terminate_backend` (or a restart) does: whether it was ended.
+    async fn terminate_backend(url: &str, pid: i64) -> bool {
+        let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar("SELECT pg_terminate_backend($1::int)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap()
+    }
+
     /// A worker's connection whose backend PostgreSQL ended while it sat
     /// idle (a restart, an administrator's `pg_terminate_backend`) is
     /// replaced through `postgres::connect` by the next request, which does
@@ -1296,31 +1324,11 @@ mod tests {
     async fn a_replaced_connection_keeps_the_session_settings() {
         let url = empty_postgres("replaced").await;
         let db = with_d1(open_postgres(&url, 1).await.unwrap()).await;
-        async fn settings(db: &Db) -> Result<(i64, String, String), crate::problem::Problem> {
-            autocommit(db, |tx| {
-                let r = tx
-                    .query_one(
-                        "SELECT pg_backend_pid() AS pid, \
-                         current_setting('enable_seqscan') AS seqscan, \
-                         current_setting('plan_cache_mode') AS plans",
-                        &[],
-                    )?
-                    .unwrap();
-                Ok((r.int("pid")?, r.text("seqscan")?, r.text("plans")?))
-            })
-            .await
-        }
-        let (first, ..) = settings(&db).await.unwrap();
-        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1::int)")
-            .bind(first)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-        assert!(ended);
+        let (first, ..) = backend(&db).await.unwrap();
+        assert!(terminate_backend(&url, first).await);
         let mut failed = 0;
         let (second, seqscan, plans) = loop {
-            match settings(&db).await {
+            match backend(&db).await {
                 Ok(now) => break now,
                 Err(_) if failed < 2 => failed += 1,
                 Err(e) => panic!("no new connection: {e:?}"),
@@ -1353,31 +1361,17 @@ mod tests {
         .await
         .unwrap();
         admin.close().await.unwrap();
-        async fn backend(db: &Db) -> Result<i64, crate::problem::Problem> {
-            autocommit(db, |tx| {
-                let row = tx
-                    .query_one("SELECT pg_backend_pid() AS pid", &[])?
-                    .unwrap();
-                Ok(row.int("pid")?)
-            })
-            .await
-        }
         // The setting takes hold on connections made after it: end the one
         // the worker has, so that it connects again.
-        let first = backend(&db).await.unwrap();
-        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query("SELECT pg_terminate_backend($1::int)")
-            .bind(first)
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let mut last = backend(&db).await.unwrap();
+        let (first, ..) = backend(&db).await.unwrap();
+        let _ = terminate_backend(&url, first).await;
+        let (mut last, ..) = backend(&db).await.unwrap();
         assert_ne!(last, first);
         for round in 0..2 {
             tokio::time::sleep(std::time::Duration::from_millis(800)).await;
             let read = held(&db, Reads::Receipt, |tx| Ok(tx.recall("receipt:3:d1")?)).await;
             assert_eq!(read.unwrap(), None, "round {round}: the request ran");
-            let now = backend(&db).await.unwrap();
+            let (now, ..) = backend(&db).await.unwrap();
             assert_ne!(now, last, "round {round}: the idle connection was replaced");
             last = now;
         }
