@@ -35,7 +35,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use super::value::connection_lost;
+use super::value::{connection_lost, ends_connection};
 use super::{DbError, Value};
 
 /// Writes in one statement at most.
@@ -275,8 +275,10 @@ pub(super) fn run_batch(
             false,
         ),
         // Nothing of the statement was kept: each write by itself, so
-        // that a refused one (a replay) fails alone.
-        Err(DbError::Sqlx(sqlx::Error::Database(e))) => {
+        // that a refused one (a replay) fails alone. Not when PostgreSQL
+        // ended the connection (a database error too, SQLSTATE 57P01): each
+        // write would only fail again on the dead socket.
+        Err(DbError::Sqlx(sqlx::Error::Database(e))) if !ends_connection(e.as_ref()) => {
             tracing::debug!(error = %e, writes = writes.len(), "combined write refused; writing one by one");
             let outcomes: Vec<_> = writes.iter().map(|w| alone(w, run)).collect();
             let lost = outcomes.iter().any(lost);
@@ -301,7 +303,7 @@ fn lost(outcome: &Result<bool, DbError>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Barrier, Mutex};
     use std::time::Duration;
 
@@ -334,6 +336,92 @@ mod tests {
 
     fn kept(delivery_id: &str) -> bool {
         delivery_id.bytes().last().is_some_and(|b| b % 2 == 0)
+    }
+
+    /// A database error with SQLSTATE `code`, as PostgreSQL sends one.
+    #[derive(Debug)]
+    struct Refusal(&'static str);
+
+    impl std::fmt::Display for Refusal {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Refusal {}
+
+    impl sqlx::error::DatabaseError for Refusal {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn refused(code: &'static str) -> DbError {
+        DbError::Sqlx(sqlx::Error::Database(Box::new(Refusal(code))))
+    }
+
+    /// A combined statement the database refuses (a replayed signature's
+    /// unique index, SQLSTATE 23505, on "b-3"): each write is sent again
+    /// alone, and only the refused one fails. When PostgreSQL instead ends
+    /// the connection (57P01, a restart or pg_terminate_backend; it comes
+    /// as a database error too), no write is sent again on the dead
+    /// connection: all fail at once and the connection is reported lost.
+    #[test]
+    fn a_refused_statement_is_retried_write_by_write_and_a_lost_connection_is_not() {
+        let made: Made = Arc::default();
+        let writes = [write("a-2"), write("b-3"), write("c-4")];
+        let run = |batch: &[Write]| -> Result<Vec<bool>, DbError> {
+            made.lock()
+                .unwrap()
+                .push(batch.iter().map(|w| w.delivery_id.clone()).collect());
+            if batch.iter().any(|w| w.delivery_id == "b-3") {
+                return Err(refused("23505"));
+            }
+            Ok(batch.iter().map(|w| kept(&w.delivery_id)).collect())
+        };
+        let (outcomes, lost) = super::run_batch(&writes, &run);
+        assert!(!lost);
+        assert!(
+            matches!(outcomes.as_slice(), [Ok(true), Err(_), Ok(true)]),
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            made.lock().unwrap().len(),
+            4,
+            "the statement, then each write alone"
+        );
+
+        for code in ["57P01", "57P02", "57P05"] {
+            let tries = AtomicUsize::new(0);
+            let dead = |_: &[Write]| -> Result<Vec<bool>, DbError> {
+                tries.fetch_add(1, Ordering::SeqCst);
+                Err(refused(code))
+            };
+            let (outcomes, lost) = super::run_batch(&writes, &dead);
+            assert!(lost, "{code}: the connection is reported lost");
+            assert_eq!(outcomes.len(), 3);
+            assert!(outcomes.iter().all(Result::is_err), "{code}: {outcomes:?}");
+            assert_eq!(
+                tries.load(Ordering::SeqCst),
+                1,
+                "{code}: no write sent again"
+            );
+        }
     }
 
     /// Eight workers writing at once: their writes share statements, each

@@ -127,11 +127,15 @@ pub(super) enum Conn {
 pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P05"))
-        }
+        sqlx::Error::Database(db) => ends_connection(db.as_ref()),
         _ => false,
     }
+}
+
+/// Whether the database error `db` is PostgreSQL ending the connection's
+/// backend (SQLSTATE 57P01, 57P02 or 57P05; see [`connection_lost`]).
+pub(super) fn ends_connection(db: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P05"))
 }
 
 /// Binds `$1`, `$2`, ... by name, so their order in the text does not matter.
