@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 
 #[path = "shared.rs"]
 mod shared;
-use shared::{fresh_receipt, sha_backend, NOW};
+use shared::{cpu, fresh_receipt, sha_backend, NOW};
 
 fn backend() -> Backend {
     let keys = KeySet::new(MasterKey::from_bytes("bench", &[42u8; 32]).unwrap());
@@ -33,6 +33,7 @@ fn backend() -> Backend {
 }
 
 fn benches(c: &mut Criterion) {
+    println!("CPU: {}", cpu());
     println!("SHA-256 backend: {}", sha_backend());
     let b = backend();
     let settings = DeliverySettings::default();

@@ -29,13 +29,14 @@ use delivery_otp::{
 
 #[path = "shared.rs"]
 mod shared;
-use shared::{fresh_receipt, sha_backend, NOW};
+use shared::{cpu, fresh_receipt, sha_backend, NOW};
 
 fn main() {
     // `cargo bench` passes `--bench`; numbers are ours.
     let numbers: Vec<u64> = std::env::args().filter_map(|a| a.parse().ok()).collect();
     let n = numbers.first().copied().unwrap_or(200_000);
     let rounds = numbers.get(1).copied().unwrap_or(3);
+    println!("CPU: {}", cpu());
     println!("SHA-256 backend: {}; {n} receipts per round", sha_backend());
     for round in 1..=rounds {
         let backend = Backend::new(
