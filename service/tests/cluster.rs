@@ -280,7 +280,9 @@ fn an_instance_killed_mid_load_loses_nothing() {
         checked += 2;
     }
     // Every decision reaches the webhook, each under one event id (one the
-    // killed instance had claimed comes due again after the claim's lease).
+    // killed instance had claimed comes due again after the claim's lease,
+    // 20 s: such runs take about 20 s longer; the lease itself is tested
+    // without a race in db/guarded.rs, a_dead_instances_claims_come_due_*).
     let deadline = Instant::now() + Duration::from_secs(60);
     let events: BTreeMap<String, String> = loop {
         let seen = receiver.seen.lock().unwrap().clone();

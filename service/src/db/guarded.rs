@@ -1414,4 +1414,128 @@ mod tests {
             );
         }
     }
+
+    /// The outbox's ids due to `claimer` at `now`, claimed for the lease.
+    async fn claim(claimer: &Db, now: u64) -> Vec<String> {
+        transaction(claimer, move |tx| Ok(tx.claim_events(now, 10)?))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect()
+    }
+
+    /// Two instances on one database: events one claimed are skipped by the
+    /// other for the lease; if the claimant dies before sending them, they
+    /// come due again to the other after it, untried; one it marked sent
+    /// before dying never comes back. This is what keeps webhooks going out
+    /// at least once, each under one event id, when an instance is killed
+    /// (cluster.rs kills one mid-load, but holds a claim only in some runs).
+    async fn a_dead_instances_claims_come_due_after_the_lease(first: Db, second: Db) {
+        use super::super::CLAIM_LEASE_SECS;
+        const T: u64 = 1_000;
+        transaction(&first, move |tx| {
+            tx.enqueue_event("ev-1", r#"{"n":1}"#, T)?;
+            tx.enqueue_event("ev-2", r#"{"n":2}"#, T)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(claim(&first, T).await, ["ev-1", "ev-2"]);
+        assert!(
+            claim(&second, T + CLAIM_LEASE_SECS - 1).await.is_empty(),
+            "claimed events are skipped during the lease"
+        );
+        transaction(&first, move |tx| Ok(tx.event_delivered("ev-2", T + 1)?))
+            .await
+            .unwrap();
+        drop(first); // dies without sending ev-1
+        let due = transaction(&second, move |tx| {
+            Ok(tx.claim_events(T + CLAIM_LEASE_SECS, 10)?)
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            due,
+            [("ev-1".to_string(), r#"{"n":1}"#.to_string(), 0)],
+            "the unsent event comes due again, untried; the sent one does not"
+        );
+        transaction(&second, move |tx| {
+            Ok(tx.event_delivered("ev-1", T + CLAIM_LEASE_SECS + 1)?)
+        })
+        .await
+        .unwrap();
+        assert!(claim(&second, T + 100 * CLAIM_LEASE_SECS).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dead_instances_claims_come_due_after_the_lease_postgres() {
+        let url = empty_postgres("lease").await;
+        let first = open_postgres(&url, 1).await.unwrap();
+        let second = open_postgres(&url, 1).await.unwrap();
+        a_dead_instances_claims_come_due_after_the_lease(first, second).await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_instances_claims_come_due_after_the_lease_sqlite() {
+        let dir = empty_dir("lease");
+        let path = dir.join("db.sqlite3");
+        let first = super::super::open_sqlite(&path).await.unwrap();
+        let second = super::super::open_sqlite(&path).await.unwrap();
+        a_dead_instances_claims_come_due_after_the_lease(first, second).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// On PostgreSQL two instances claiming at the same moment get disjoint
+    /// events: the second skips the rows the first holds, uncommitted
+    /// (`FOR UPDATE SKIP LOCKED`), instead of waiting or taking them too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_claiming_at_once_never_share_an_event() {
+        let url = empty_postgres("claims").await;
+        let first = open_postgres(&url, 1).await.unwrap();
+        let second = open_postgres(&url, 1).await.unwrap();
+        transaction(&first, |tx| {
+            for i in 0..6 {
+                tx.enqueue_event(&format!("ev-{i}"), "{}", 1_000)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let (claimed, go) = (
+            Arc::new(std::sync::Barrier::new(2)),
+            Arc::new(std::sync::Barrier::new(2)),
+        );
+        let (held, released) = (Arc::clone(&claimed), Arc::clone(&go));
+        // The first claims three and holds them, uncommitted, until the
+        // second has claimed.
+        let holder = tokio::spawn(async move {
+            transaction(&first, move |tx| {
+                let mine = tx.claim_events(1_000, 3)?;
+                held.wait();
+                released.wait();
+                Ok(mine)
+            })
+            .await
+        });
+        let (other_claimed, other_go) = (Arc::clone(&claimed), Arc::clone(&go));
+        let other = tokio::task::spawn_blocking(move || other_claimed.wait());
+        other.await.unwrap();
+        let theirs = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            transaction(&second, |tx| Ok(tx.claim_events(1_000, 10)?)),
+        )
+        .await
+        .expect("the second claim waited for the rows the first holds")
+        .unwrap();
+        tokio::task::spawn_blocking(move || other_go.wait())
+            .await
+            .unwrap();
+        let mine = holder.await.unwrap().unwrap();
+        let ids = |v: &[(String, String, u64)]| -> Vec<String> {
+            v.iter().map(|(id, _, _)| id.clone()).collect()
+        };
+        assert_eq!(ids(&mine), ["ev-0", "ev-1", "ev-2"]);
+        assert_eq!(ids(&theirs), ["ev-3", "ev-4", "ev-5"]);
+    }
 }
