@@ -255,11 +255,10 @@ fn webhook(args: &Settings) -> Result<Option<crate::webhook::Webhook>, String> {
         Some(_) => return Err("the webhook secret must have at least 16 characters".into()),
         None => secret_file(&args.data_dir.join("webhook-secret"), "webhook secret")?,
     };
-    Ok(Some(crate::webhook::Webhook {
-        url: url.clone(),
-        secret: std::sync::Arc::new(zeroize::Zeroizing::new(secret)),
-        wake: std::sync::Arc::new(tokio::sync::Notify::new()),
-    }))
+    Ok(Some(crate::webhook::Webhook::new(
+        url.clone(),
+        zeroize::Zeroizing::new(secret),
+    )))
 }
 
 /// Prepares the data directory, database, keys, policy and token, binds the

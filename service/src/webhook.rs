@@ -32,6 +32,56 @@ pub struct Webhook {
     pub secret: Arc<Zeroizing<String>>,
     /// Wakes the sender when an event is written.
     pub wake: Arc<Notify>,
+    /// How long a claim on a batch of events lasts, in seconds.
+    lease_secs: u64,
+    /// How long one POST may take.
+    send_timeout: Duration,
+}
+
+impl Webhook {
+    /// A webhook to `url` signed with `secret`, claiming events for
+    /// [`db::CLAIM_LEASE_SECS`] and giving each POST [`SEND_TIMEOUT`].
+    pub fn new(url: String, secret: Zeroizing<String>) -> Self {
+        Self {
+            url,
+            secret: Arc::new(secret),
+            wake: Arc::new(Notify::new()),
+            lease_secs: db::CLAIM_LEASE_SECS,
+            send_timeout: SEND_TIMEOUT,
+        }
+    }
+
+    /// The same with another lease and POST timeout (tests use short ones).
+    ///
+    /// # Errors
+    /// The lease leaves no time for one POST: it must exceed the timeout
+    /// (rounded up to whole seconds) and [`CLOCK_MARGIN_SECS`].
+    pub fn with_timing(mut self, lease_secs: u64, send_timeout: Duration) -> Result<Self, String> {
+        self.lease_secs = lease_secs;
+        self.send_timeout = send_timeout;
+        match self.room(0) {
+            Some(room) if room < lease_secs => Ok(self),
+            _ => Err("the webhook's claim lease leaves no time for a POST".into()),
+        }
+    }
+
+    /// The seconds from `now` until a POST started now has surely ended,
+    /// with [`CLOCK_MARGIN_SECS`] for other instances' clocks and the
+    /// write that records it: `None` if past `u64`.
+    fn room(&self, now: u64) -> Option<u64> {
+        let timeout = self
+            .send_timeout
+            .as_secs()
+            .checked_add(u64::from(self.send_timeout.subsec_nanos() > 0))?;
+        now.checked_add(timeout)?.checked_add(CLOCK_MARGIN_SECS)
+    }
+
+    /// Whether a POST may start at `now` under a claim that ends at
+    /// `lease_end`: only if it ends, at its timeout, before the lease does,
+    /// so that no other instance can claim and send the event meanwhile.
+    fn may_start(&self, now: u64, lease_end: u64) -> bool {
+        self.room(now).is_some_and(|end| end <= lease_end)
+    }
 }
 
 impl std::fmt::Debug for Webhook {
@@ -49,6 +99,10 @@ pub const MAX_BACKOFF_SECS: u64 = 3600;
 pub const BATCH: i64 = 20;
 /// How long one POST may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time kept between a POST's timeout and the end of its claim: for clocks
+/// of several instances that disagree a little, and for recording the
+/// result.
+pub const CLOCK_MARGIN_SECS: u64 = 2;
 
 /// A new event id: 128 random bits in hex.
 ///
@@ -81,9 +135,16 @@ pub fn backoff(attempts: u64) -> u64 {
         .min(MAX_BACKOFF_SECS)
 }
 
-fn post(url: &str, secret: &[u8], event_id: &str, body: &str, now: u64) -> Result<(), String> {
+fn post(
+    url: &str,
+    secret: &[u8],
+    event_id: &str,
+    body: &str,
+    now: u64,
+    timeout: Duration,
+) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(SEND_TIMEOUT))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
         .into();
@@ -107,10 +168,19 @@ fn post(url: &str, secret: &[u8], event_id: &str, body: &str, now: u64) -> Resul
 
 /// Sends due events until the process ends: each round claims a batch
 /// (other instances skip claimed rows), POSTs each, and records the result.
+/// A POST starts only while it would end, at its timeout, before the
+/// batch's claim does; when the claim runs short (a slow receiver), the
+/// events not yet sent are given back, due at once, so that no other
+/// instance sends one while this one may still be sending it.
 pub async fn run(db: Db, hook: Webhook) {
     loop {
-        let claimed =
-            db::transaction(&db, move |tx| Ok(tx.claim_events(crate::now(), BATCH)?)).await;
+        let (claimed_at, lease) = (crate::now(), hook.lease_secs);
+        let claimed = db::transaction(
+            &db,
+            move |tx| Ok(tx.claim_events(claimed_at, BATCH, lease)?),
+        )
+        .await;
+        let lease_end = claimed_at.saturating_add(lease);
         let events = match claimed {
             Ok(events) => events,
             Err(problem) => {
@@ -119,11 +189,43 @@ pub async fn run(db: Db, hook: Webhook) {
             }
         };
         let busy = !events.is_empty();
-        for (event_id, payload, attempts) in events {
-            let (url, secret) = (hook.url.clone(), Arc::clone(&hook.secret));
+        let mut events = events.into_iter();
+        while let Some((event_id, payload, attempts)) = events.next() {
+            if !hook.may_start(crate::now(), lease_end) {
+                let unsent: Vec<String> = std::iter::once(event_id)
+                    .chain(events.by_ref().map(|(id, _, _)| id))
+                    .collect();
+                let count = unsent.len();
+                let released = db::transaction(&db, move |tx| {
+                    Ok(tx.release_events(&unsent, lease_end, crate::now())?)
+                })
+                .await;
+                match released {
+                    Ok(()) => {
+                        tracing::info!(count, "webhook claim running short; events given back")
+                    }
+                    // Not given back: they come due when the lease ends.
+                    Err(problem) => {
+                        tracing::warn!(detail = %problem.detail, "webhook outbox unavailable");
+                    }
+                }
+                break;
+            }
+            let (url, secret, timeout) = (
+                hook.url.clone(),
+                Arc::clone(&hook.secret),
+                hook.send_timeout,
+            );
             let id = event_id.clone();
             let sent = tokio::task::spawn_blocking(move || {
-                post(&url, secret.as_bytes(), &id, &payload, crate::now())
+                post(
+                    &url,
+                    secret.as_bytes(),
+                    &id,
+                    &payload,
+                    crate::now(),
+                    timeout,
+                )
             })
             .await
             .unwrap_or_else(|_| Err("the sender stopped".into()));
@@ -150,5 +252,106 @@ pub async fn run(db: Db, hook: Webhook) {
         if !busy {
             let _ = tokio::time::timeout(Duration::from_secs(1), hook.wake.notified()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    /// A receiver on a loopback port that notes each POST's `Webhook-Id` as
+    /// it arrives, then takes `delay` to answer 200.
+    async fn slow_receiver(delay: Duration) -> (String, Seen) {
+        let seen = Seen::default();
+        let counts = Arc::clone(&seen);
+        let answer = move |headers: axum::http::HeaderMap| {
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            counts.lock().unwrap().push(id);
+            async move {
+                tokio::time::sleep(delay).await;
+                axum::http::StatusCode::OK
+            }
+        };
+        let app = axum::Router::new().route("/hook", axum::routing::post(answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    /// Two instances share an outbox of 24 events and a receiver that takes
+    /// 300 ms per POST, with a 4 s claim lease and a 1 s POST timeout: the
+    /// first instance's batch of 20 would take 6 s, longer than its claim.
+    /// It sends what fits and gives the rest back; every event arrives
+    /// exactly once. (Sending the whole batch regardless, as before, let the
+    /// other instance claim and send the batch's tail too once the lease
+    /// ended, while the first was still sending it.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_longer_than_its_claim_is_given_back_not_sent_twice() {
+        let dir = std::env::temp_dir().join(format!("dotp-lease-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        let (first, second) = (
+            db::open_sqlite(&path).await.unwrap(),
+            db::open_sqlite(&path).await.unwrap(),
+        );
+        let events = 24;
+        db::transaction(&first, move |tx| {
+            for i in 0..events {
+                tx.enqueue_event(&format!("ev-{i:02}"), "{}", crate::now())?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let (url, seen) = slow_receiver(Duration::from_millis(300)).await;
+        let hook = Webhook::new(url, Zeroizing::new("lease-test-secret-0123".into()))
+            .with_timing(4, Duration::from_secs(1))
+            .unwrap();
+        let senders = [
+            tokio::spawn(run(first, hook.clone())),
+            tokio::spawn(run(second, hook)),
+        ];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let distinct = || seen.lock().unwrap().iter().collect::<BTreeSet<_>>().len();
+        while distinct() < events && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Any POST still under way lands meanwhile.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for sender in senders {
+            sender.abort();
+        }
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        let twice: BTreeSet<_> = seen.windows(2).filter(|w| w[0] == w[1]).collect();
+        assert!(twice.is_empty(), "sent more than once: {twice:?}");
+        assert_eq!(seen.len(), events, "every event sent: {seen:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_lease_must_leave_time_for_a_post() {
+        let hook = || Webhook::new("http://127.0.0.1:9/".into(), Zeroizing::new("s".repeat(16)));
+        // The POST's timeout rounded up, plus the margin, must fit.
+        assert!(hook().with_timing(3, Duration::from_secs(1)).is_err());
+        assert!(hook().with_timing(4, Duration::from_secs(1)).is_ok());
+        assert!(hook().with_timing(4, Duration::from_millis(1001)).is_err());
+        assert!(hook().with_timing(u64::MAX, Duration::MAX).is_err());
+        let hook = hook();
+        // Claimed at 100 for 20 s: a 10 s POST may start up to 108.
+        assert!(hook.may_start(108, 120));
+        assert!(!hook.may_start(109, 120));
+        assert!(!hook.may_start(u64::MAX, u64::MAX));
     }
 }

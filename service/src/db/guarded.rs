@@ -571,7 +571,7 @@ mod tests {
     use super::super::queries::EVENT_COLUMNS;
     use super::super::{
         autocommit, guarded, open_postgres, transaction, Admission, Db, DeliveryRow, Reads,
-        GUARDED_RUNS,
+        CLAIM_LEASE_SECS, GUARDED_RUNS,
     };
 
     /// The URL of an empty PostgreSQL database of its own for the test
@@ -1417,12 +1417,14 @@ mod tests {
 
     /// The outbox's ids due to `claimer` at `now`, claimed for the lease.
     async fn claim(claimer: &Db, now: u64) -> Vec<String> {
-        transaction(claimer, move |tx| Ok(tx.claim_events(now, 10)?))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(id, _, _)| id)
-            .collect()
+        transaction(claimer, move |tx| {
+            Ok(tx.claim_events(now, 10, CLAIM_LEASE_SECS)?)
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect()
     }
 
     /// Two instances on one database: events one claimed are skipped by the
@@ -1432,7 +1434,6 @@ mod tests {
     /// at least once, each under one event id, when an instance is killed
     /// (cluster.rs kills one mid-load, but holds a claim only in some runs).
     async fn a_dead_instances_claims_come_due_after_the_lease(first: Db, second: Db) {
-        use super::super::CLAIM_LEASE_SECS;
         const T: u64 = 1_000;
         transaction(&first, move |tx| {
             tx.enqueue_event("ev-1", r#"{"n":1}"#, T)?;
@@ -1451,7 +1452,7 @@ mod tests {
             .unwrap();
         drop(first); // dies without sending ev-1
         let due = transaction(&second, move |tx| {
-            Ok(tx.claim_events(T + CLAIM_LEASE_SECS, 10)?)
+            Ok(tx.claim_events(T + CLAIM_LEASE_SECS, 10, CLAIM_LEASE_SECS)?)
         })
         .await
         .unwrap();
@@ -1466,6 +1467,25 @@ mod tests {
         .await
         .unwrap();
         assert!(claim(&second, T + 100 * CLAIM_LEASE_SECS).await.is_empty());
+
+        // Claimed events given back (a claim running short) are due again at
+        // once; giving back under a lease that is not the claim's changes
+        // nothing.
+        const U: u64 = T + 1_000;
+        const END: u64 = U + CLAIM_LEASE_SECS;
+        transaction(&second, move |tx| Ok(tx.enqueue_event("ev-3", "{}", U)?))
+            .await
+            .unwrap();
+        assert_eq!(claim(&second, U).await, ["ev-3"]);
+        let give_back = |lease_end: u64| {
+            transaction(&second, move |tx| {
+                Ok(tx.release_events(&["ev-3".to_string()], lease_end, U + 1)?)
+            })
+        };
+        give_back(END + 1).await.unwrap();
+        assert!(claim(&second, U + 1).await.is_empty(), "another claim's");
+        give_back(END).await.unwrap();
+        assert_eq!(claim(&second, U + 1).await, ["ev-3"], "due at once");
     }
 
     #[tokio::test]
@@ -1511,7 +1531,7 @@ mod tests {
         // second has claimed.
         let holder = tokio::spawn(async move {
             transaction(&first, move |tx| {
-                let mine = tx.claim_events(1_000, 3)?;
+                let mine = tx.claim_events(1_000, 3, CLAIM_LEASE_SECS)?;
                 held.wait();
                 released.wait();
                 Ok(mine)
@@ -1523,7 +1543,9 @@ mod tests {
         other.await.unwrap();
         let theirs = tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            transaction(&second, |tx| Ok(tx.claim_events(1_000, 10)?)),
+            transaction(&second, |tx| {
+                Ok(tx.claim_events(1_000, 10, CLAIM_LEASE_SECS)?)
+            }),
         )
         .await
         .expect("the second claim waited for the rows the first holds")

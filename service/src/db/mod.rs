@@ -58,7 +58,8 @@ pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migratio
 pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// How long a claimed webhook event is left to the instance that claimed
-/// it: twice the longest send, so a live instance finishes first.
+/// it. The sender starts a POST only if it ends, at its timeout, before the
+/// lease does, and gives the rest of its batch back (`webhook::run`).
 pub const CLAIM_LEASE_SECS: u64 = 20;
 
 /// Requests waiting for the database's workers at most; past that a

@@ -6,7 +6,7 @@ use std::sync::PoisonError;
 
 use super::online::{Online, ONLINE_COLUMNS};
 use super::value::{int, stored};
-use super::{Conn, DbError, Engine, Row, Tx, Value, CLAIM_LEASE_SECS};
+use super::{Conn, DbError, Engine, Row, Tx, Value};
 
 /// A row of `deliveries`.
 #[derive(Debug, Clone)]
@@ -734,9 +734,10 @@ impl Tx {
         .map(drop)
     }
 
-    /// Claims up to `limit` due events for [`CLAIM_LEASE_SECS`] (other
-    /// instances skip them; if this one dies, they come due again): (event
-    /// id, payload, tries so far), oldest first.
+    /// Claims up to `limit` due events for `lease_secs` (other instances
+    /// skip them; if this one dies, they come due again when the lease
+    /// ends, [`super::CLAIM_LEASE_SECS`] in the service): (event id, payload,
+    /// tries so far), oldest first.
     ///
     /// # Errors
     /// The database fails.
@@ -744,6 +745,7 @@ impl Tx {
         &self,
         now: u64,
         limit: i64,
+        lease_secs: u64,
     ) -> Result<Vec<(String, String, u64)>, DbError> {
         let select = match self.engine {
             Engine::Sqlite => {
@@ -761,14 +763,33 @@ impl Tx {
             let event_id = r.text("event_id")?;
             self.execute(
                 "UPDATE webhook_outbox SET next_attempt_at = $1 WHERE event_id = $2",
-                &[
-                    int(now.saturating_add(CLAIM_LEASE_SECS))?,
-                    (&event_id).into(),
-                ],
+                &[int(now.saturating_add(lease_secs))?, (&event_id).into()],
             )?;
             out.push((event_id, r.text("payload")?, r.unsigned("attempts")?));
         }
         Ok(out)
+    }
+
+    /// Gives back claimed events not sent, due again at `now`: each only
+    /// while the claim that ends at `lease_end` is still this instance's
+    /// (not sent, its due time the lease's end).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn release_events(
+        &self,
+        event_ids: &[String],
+        lease_end: u64,
+        now: u64,
+    ) -> Result<(), DbError> {
+        for event_id in event_ids {
+            self.execute(
+                "UPDATE webhook_outbox SET next_attempt_at = $1 \
+                 WHERE event_id = $2 AND next_attempt_at = $3 AND delivered_at IS NULL",
+                &[int(now)?, event_id.into(), int(lease_end)?],
+            )?;
+        }
+        Ok(())
     }
 
     /// Marks an event delivered.
