@@ -289,8 +289,9 @@ mod tests {
     }
 
     /// Two instances share an outbox of 24 events and a receiver that takes
-    /// 300 ms per POST, with a 4 s claim lease and a 1 s POST timeout: the
-    /// first instance's batch of 20 would take 6 s, longer than its claim.
+    /// 300 ms per POST, with a 5 s claim lease and a 2 s POST timeout (room
+    /// enough that no POST times out and is retried): the first instance's
+    /// batch of 20 would take 6 s, longer than its claim.
     /// It sends what fits and gives the rest back; every event arrives
     /// exactly once. (Sending the whole batch regardless, as before, let the
     /// other instance claim and send the batch's tail too once the lease
@@ -316,7 +317,7 @@ mod tests {
         .unwrap();
         let (url, seen) = slow_receiver(Duration::from_millis(300)).await;
         let hook = Webhook::new(url, Zeroizing::new("lease-test-secret-0123".into()))
-            .with_timing(4, Duration::from_secs(1))
+            .with_timing(5, Duration::from_secs(2))
             .unwrap();
         let senders = [
             tokio::spawn(run(first, hook.clone())),
