@@ -36,11 +36,14 @@ pub struct Webhook {
     lease_secs: u64,
     /// How long one POST may take.
     send_timeout: Duration,
+    /// POSTs under way at once.
+    senders: usize,
 }
 
 impl Webhook {
     /// A webhook to `url` signed with `secret`, claiming events for
-    /// [`db::CLAIM_LEASE_SECS`] and giving each POST [`SEND_TIMEOUT`].
+    /// [`db::CLAIM_LEASE_SECS`], giving each POST [`SEND_TIMEOUT`], with
+    /// [`SENDERS`] POSTs under way at once.
     pub fn new(url: String, secret: Zeroizing<String>) -> Self {
         Self {
             url,
@@ -48,17 +51,29 @@ impl Webhook {
             wake: Arc::new(Notify::new()),
             lease_secs: db::CLAIM_LEASE_SECS,
             send_timeout: SEND_TIMEOUT,
+            senders: SENDERS,
         }
     }
 
-    /// The same with another lease and POST timeout (tests use short ones).
+    /// The same with another lease, POST timeout and number of POSTs under
+    /// way at once (tests use short times and one sender).
     ///
     /// # Errors
-    /// The lease leaves no time for one POST: it must exceed the timeout
-    /// (rounded up to whole seconds) and [`CLOCK_MARGIN_SECS`].
-    pub fn with_timing(mut self, lease_secs: u64, send_timeout: Duration) -> Result<Self, String> {
+    /// The lease leaves no time for one POST (it must exceed the timeout,
+    /// rounded up to whole seconds, and [`CLOCK_MARGIN_SECS`]), or
+    /// `senders` is 0.
+    pub fn with_timing(
+        mut self,
+        lease_secs: u64,
+        send_timeout: Duration,
+        senders: usize,
+    ) -> Result<Self, String> {
         self.lease_secs = lease_secs;
         self.send_timeout = send_timeout;
+        self.senders = senders;
+        if senders == 0 {
+            return Err("the webhook needs at least one sender".into());
+        }
         match self.room(0) {
             Some(room) if room < lease_secs => Ok(self),
             _ => Err("the webhook's claim lease leaves no time for a POST".into()),
@@ -99,6 +114,8 @@ pub const MAX_BACKOFF_SECS: u64 = 3600;
 pub const BATCH: i64 = 20;
 /// How long one POST may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// POSTs one instance has under way at once.
+pub const SENDERS: usize = 8;
 /// Time kept between a POST's timeout and the end of its claim: for clocks
 /// of several instances that disagree a little, and for recording the
 /// result.
@@ -136,18 +153,13 @@ pub fn backoff(attempts: u64) -> u64 {
 }
 
 fn post(
+    agent: &ureq::Agent,
     url: &str,
     secret: &[u8],
     event_id: &str,
     body: &str,
     now: u64,
-    timeout: Duration,
 ) -> Result<(), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
     let response = agent
         .post(url)
         .header("Content-Type", "application/json")
@@ -167,12 +179,15 @@ fn post(
 }
 
 /// Sends due events until the process ends: each round claims a batch
-/// (other instances skip claimed rows), POSTs each, and records the result.
-/// A POST starts only while it would end, at its timeout, before the
-/// batch's claim does; when the claim runs short (a slow receiver), the
-/// events not yet sent are given back, due at once, so that no other
-/// instance sends one while this one may still be sending it.
+/// (other instances skip claimed rows) and POSTs its events, up to the
+/// webhook's `senders` at once over kept-alive connections, recording each
+/// result as it comes. A POST starts only while it would end, at its
+/// timeout, before the batch's claim does; when the claim runs short (a
+/// slow receiver), the events not yet started are given back, due at once,
+/// so that no other instance sends one while this one may still be sending
+/// it. Events of one batch may arrive in any order.
 pub async fn run(db: Db, hook: Webhook) {
+    let agent = agent(&hook);
     loop {
         let (claimed_at, lease) = (crate::now(), hook.lease_secs);
         let claimed = db::transaction(
@@ -190,63 +205,28 @@ pub async fn run(db: Db, hook: Webhook) {
         };
         let busy = !events.is_empty();
         let mut events = events.into_iter();
-        while let Some((event_id, payload, attempts)) = events.next() {
-            if !hook.may_start(crate::now(), lease_end) {
-                let unsent: Vec<String> = std::iter::once(event_id)
-                    .chain(events.by_ref().map(|(id, _, _)| id))
-                    .collect();
-                let count = unsent.len();
-                let released = db::transaction(&db, move |tx| {
-                    Ok(tx.release_events(&unsent, lease_end, crate::now())?)
-                })
-                .await;
-                match released {
-                    Ok(()) => {
-                        tracing::info!(count, "webhook claim running short; events given back")
-                    }
-                    // Not given back: they come due when the lease ends.
-                    Err(problem) => {
-                        tracing::warn!(detail = %problem.detail, "webhook outbox unavailable");
-                    }
+        let mut sending = tokio::task::JoinSet::new();
+        loop {
+            while sending.len() < hook.senders {
+                let Some((event_id, payload, attempts)) = events.next() else {
+                    break;
+                };
+                if !hook.may_start(crate::now(), lease_end) {
+                    let unsent: Vec<String> = std::iter::once(event_id)
+                        .chain(events.by_ref().map(|(id, _, _)| id))
+                        .collect();
+                    give_back(&db, unsent, lease_end).await;
+                    break;
                 }
-                break;
+                let event = Event {
+                    id: event_id,
+                    payload,
+                    attempts,
+                };
+                sending.spawn(send(db.clone(), agent.clone(), hook.clone(), event));
             }
-            let (url, secret, timeout) = (
-                hook.url.clone(),
-                Arc::clone(&hook.secret),
-                hook.send_timeout,
-            );
-            let id = event_id.clone();
-            let sent = tokio::task::spawn_blocking(move || {
-                post(
-                    &url,
-                    secret.as_bytes(),
-                    &id,
-                    &payload,
-                    crate::now(),
-                    timeout,
-                )
-            })
-            .await
-            .unwrap_or_else(|_| Err("the sender stopped".into()));
-            let now = crate::now();
-            let result = match &sent {
-                Ok(()) => {
-                    metrics::counter!("delivery_otp_webhooks_total", "result" => "delivered")
-                        .increment(1);
-                    db::transaction(&db, move |tx| Ok(tx.event_delivered(&event_id, now)?)).await
-                }
-                Err(error) => {
-                    tracing::info!(event = %event_id, %error, "webhook not delivered; will retry");
-                    metrics::counter!("delivery_otp_webhooks_total", "result" => "retry")
-                        .increment(1);
-                    let (error, next) = (error.clone(), now.saturating_add(backoff(attempts)));
-                    db::transaction(&db, move |tx| Ok(tx.event_failed(&event_id, next, &error)?))
-                        .await
-                }
-            };
-            if let Err(problem) = result {
-                tracing::warn!(detail = %problem.detail, "webhook outbox unavailable");
+            if sending.join_next().await.is_none() {
+                break;
             }
         }
         if !busy {
@@ -255,9 +235,88 @@ pub async fn run(db: Db, hook: Webhook) {
     }
 }
 
+/// A claimed event: its id, its body and the tries made so far.
+struct Event {
+    id: String,
+    payload: String,
+    attempts: u64,
+}
+
+/// The HTTP client every POST of one sender shares: connections kept alive
+/// between POSTs (one per sender at most), and dropped after 4 s idle, before
+/// common servers close theirs (Node.js after 5 s), so that a POST seldom
+/// meets a connection the receiver has just closed (it would fail, and be
+/// retried after the backoff).
+fn agent(hook: &Webhook) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(hook.send_timeout))
+        .http_status_as_error(false)
+        .max_idle_connections(hook.senders)
+        .max_idle_connections_per_host(hook.senders)
+        .max_idle_age(Duration::from_secs(4))
+        .build()
+        .into()
+}
+
+/// Gives claimed events not started back to the outbox, due at once.
+async fn give_back(db: &Db, unsent: Vec<String>, lease_end: u64) {
+    let count = unsent.len();
+    let released = db::transaction(db, move |tx| {
+        Ok(tx.release_events(&unsent, lease_end, crate::now())?)
+    })
+    .await;
+    match released {
+        Ok(()) => tracing::info!(count, "webhook claim running short; events given back"),
+        // Not given back: they come due when the lease ends.
+        Err(problem) => {
+            tracing::warn!(detail = %problem.detail, "webhook outbox unavailable");
+        }
+    }
+}
+
+/// POSTs one claimed event and records the result: delivered, or tried
+/// once more and due again after the backoff.
+async fn send(db: Db, agent: ureq::Agent, hook: Webhook, event: Event) {
+    let Event {
+        id,
+        payload,
+        attempts,
+    } = event;
+    let (url, secret, event_id) = (hook.url, hook.secret, id.clone());
+    let sent = tokio::task::spawn_blocking(move || {
+        post(
+            &agent,
+            &url,
+            secret.as_bytes(),
+            &event_id,
+            &payload,
+            crate::now(),
+        )
+    })
+    .await
+    .unwrap_or_else(|_| Err("the sender stopped".into()));
+    let now = crate::now();
+    let result = match sent {
+        Ok(()) => {
+            metrics::counter!("delivery_otp_webhooks_total", "result" => "delivered").increment(1);
+            db::transaction(&db, move |tx| Ok(tx.event_delivered(&id, now)?)).await
+        }
+        Err(error) => {
+            tracing::info!(event = %id, %error, "webhook not delivered; will retry");
+            metrics::counter!("delivery_otp_webhooks_total", "result" => "retry").increment(1);
+            let next = now.saturating_add(backoff(attempts));
+            db::transaction(&db, move |tx| Ok(tx.event_failed(&id, next, &error)?)).await
+        }
+    };
+    if let Err(problem) = result {
+        tracing::warn!(detail = %problem.detail, "webhook outbox unavailable");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
     use super::*;
@@ -265,19 +324,25 @@ mod tests {
     type Seen = Arc<Mutex<Vec<String>>>;
 
     /// A receiver on a loopback port that notes each POST's `Webhook-Id` as
-    /// it arrives, then takes `delay` to answer 200.
-    async fn slow_receiver(delay: Duration) -> (String, Seen) {
+    /// it arrives, then takes `delay` to answer 200; and the most POSTs it
+    /// had under way at once.
+    async fn slow_receiver(delay: Duration) -> (String, Seen, Arc<AtomicUsize>) {
         let seen = Seen::default();
-        let counts = Arc::clone(&seen);
-        let answer = move |headers: axum::http::HeaderMap| {
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counts, under_way, high) = (Arc::clone(&seen), Arc::clone(&now), Arc::clone(&most));
+        let answer = move |headers: axum::http::HeaderMap, _body: axum::body::Bytes| {
             let id = headers
                 .get("webhook-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
             counts.lock().unwrap().push(id);
+            let at_once = under_way.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+            high.fetch_max(at_once, Ordering::SeqCst);
+            let under_way = Arc::clone(&under_way);
             async move {
                 tokio::time::sleep(delay).await;
+                under_way.fetch_sub(1, Ordering::SeqCst);
                 axum::http::StatusCode::OK
             }
         };
@@ -285,13 +350,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, seen)
+        (url, seen, most)
     }
 
     /// Two instances share an outbox of 24 events and a receiver that takes
-    /// 300 ms per POST, with a 5 s claim lease and a 2 s POST timeout (room
-    /// enough that no POST times out and is retried): the first instance's
-    /// batch of 20 would take 6 s, longer than its claim.
+    /// 300 ms per POST, with a 5 s claim lease, a 2 s POST timeout (room
+    /// enough that no POST times out and is retried) and one POST at a time:
+    /// the first instance's batch of 20 would take 6 s, longer than its
+    /// claim.
     /// It sends what fits and gives the rest back; every event arrives
     /// exactly once. (Sending the whole batch regardless, as before, let the
     /// other instance claim and send the batch's tail too once the lease
@@ -315,9 +381,9 @@ mod tests {
         })
         .await
         .unwrap();
-        let (url, seen) = slow_receiver(Duration::from_millis(300)).await;
+        let (url, seen, _) = slow_receiver(Duration::from_millis(300)).await;
         let hook = Webhook::new(url, Zeroizing::new("lease-test-secret-0123".into()))
-            .with_timing(5, Duration::from_secs(2))
+            .with_timing(5, Duration::from_secs(2), 1)
             .unwrap();
         let senders = [
             tokio::spawn(run(first, hook.clone())),
@@ -341,14 +407,56 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// One instance with its default settings and 40 events for a receiver
+    /// that takes 200 ms per POST: POSTs go out several at once, never more
+    /// than [`SENDERS`], and each event arrives once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn posts_go_out_several_at_once_each_event_once() {
+        let dir = std::env::temp_dir().join(format!("dotp-senders-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = db::open_sqlite(&dir.join("db.sqlite3")).await.unwrap();
+        let events = 40;
+        db::transaction(&db, move |tx| {
+            for i in 0..events {
+                tx.enqueue_event(&format!("ev-{i:02}"), "{}", crate::now())?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let (url, seen, most) = slow_receiver(Duration::from_millis(200)).await;
+        let hook = Webhook::new(url, Zeroizing::new("senders-test-secret-0123".into()));
+        let sender = tokio::spawn(run(db, hook));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let distinct = || seen.lock().unwrap().iter().collect::<BTreeSet<_>>().len();
+        while distinct() < events && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sender.abort();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), events, "each event once: {seen:?}");
+        assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), events);
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (2..=SENDERS).contains(&most),
+            "{most} POSTs at once at most"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_lease_must_leave_time_for_a_post() {
         let hook = || Webhook::new("http://127.0.0.1:9/".into(), Zeroizing::new("s".repeat(16)));
         // The POST's timeout rounded up, plus the margin, must fit.
-        assert!(hook().with_timing(3, Duration::from_secs(1)).is_err());
-        assert!(hook().with_timing(4, Duration::from_secs(1)).is_ok());
-        assert!(hook().with_timing(4, Duration::from_millis(1001)).is_err());
-        assert!(hook().with_timing(u64::MAX, Duration::MAX).is_err());
+        assert!(hook().with_timing(3, Duration::from_secs(1), 1).is_err());
+        assert!(hook().with_timing(4, Duration::from_secs(1), 1).is_ok());
+        assert!(hook()
+            .with_timing(4, Duration::from_millis(1001), 1)
+            .is_err());
+        assert!(hook().with_timing(u64::MAX, Duration::MAX, 1).is_err());
+        assert!(hook().with_timing(20, Duration::from_secs(10), 0).is_err());
         let hook = hook();
         // Claimed at 100 for 20 s: a 10 s POST may start up to 108.
         assert!(hook.may_start(108, 120));
