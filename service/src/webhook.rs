@@ -353,6 +353,35 @@ mod tests {
         (url, seen, most)
     }
 
+    /// A fresh directory for the test `name` with an SQLite database whose
+    /// outbox holds `events` events, due now (`ev-00`, `ev-01`, ...).
+    async fn outbox(name: &str, events: usize) -> (std::path::PathBuf, Db) {
+        let dir = std::env::temp_dir().join(format!("dotp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = db::open_sqlite(&dir.join("db.sqlite3")).await.unwrap();
+        db::transaction(&db, move |tx| {
+            for i in 0..events {
+                tx.enqueue_event(&format!("ev-{i:02}"), "{}", crate::now())?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        (dir, db)
+    }
+
+    /// Waits (a minute at most) until each of `events` ids has arrived.
+    async fn until_each_arrived(seen: &Seen, events: usize) {
+        let deadline = std::time::Instant::now()
+            .checked_add(Duration::from_secs(60))
+            .unwrap();
+        let distinct = || seen.lock().unwrap().iter().collect::<BTreeSet<_>>().len();
+        while distinct() < events && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Two instances share an outbox of 24 events and a receiver that takes
     /// 300 ms per POST, with a 5 s claim lease, a 2 s POST timeout (room
     /// enough that no POST times out and is retried) and one POST at a time:
@@ -364,23 +393,9 @@ mod tests {
     /// ended, while the first was still sending it.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_longer_than_its_claim_is_given_back_not_sent_twice() {
-        let dir = std::env::temp_dir().join(format!("dotp-lease-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("db.sqlite3");
-        let (first, second) = (
-            db::open_sqlite(&path).await.unwrap(),
-            db::open_sqlite(&path).await.unwrap(),
-        );
         let events = 24;
-        db::transaction(&first, move |tx| {
-            for i in 0..events {
-                tx.enqueue_event(&format!("ev-{i:02}"), "{}", crate::now())?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
+        let (dir, first) = outbox("lease", events).await;
+        let second = db::open_sqlite(&dir.join("db.sqlite3")).await.unwrap();
         let (url, seen, _) = slow_receiver(Duration::from_millis(300)).await;
         let hook = Webhook::new(url, Zeroizing::new("lease-test-secret-0123".into()))
             .with_timing(5, Duration::from_secs(2), 1)
@@ -389,11 +404,7 @@ mod tests {
             tokio::spawn(run(first, hook.clone())),
             tokio::spawn(run(second, hook)),
         ];
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let distinct = || seen.lock().unwrap().iter().collect::<BTreeSet<_>>().len();
-        while distinct() < events && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_each_arrived(&seen, events).await;
         // Any POST still under way lands meanwhile.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         for sender in senders {
@@ -412,27 +423,12 @@ mod tests {
     /// than [`SENDERS`], and each event arrives once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn posts_go_out_several_at_once_each_event_once() {
-        let dir = std::env::temp_dir().join(format!("dotp-senders-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = db::open_sqlite(&dir.join("db.sqlite3")).await.unwrap();
         let events = 40;
-        db::transaction(&db, move |tx| {
-            for i in 0..events {
-                tx.enqueue_event(&format!("ev-{i:02}"), "{}", crate::now())?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
+        let (dir, db) = outbox("senders", events).await;
         let (url, seen, most) = slow_receiver(Duration::from_millis(200)).await;
         let hook = Webhook::new(url, Zeroizing::new("senders-test-secret-0123".into()));
         let sender = tokio::spawn(run(db, hook));
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let distinct = || seen.lock().unwrap().iter().collect::<BTreeSet<_>>().len();
-        while distinct() < events && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_each_arrived(&seen, events).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         sender.abort();
         let seen = seen.lock().unwrap().clone();
