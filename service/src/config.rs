@@ -192,6 +192,35 @@ fn load_keys(args: &Settings) -> Result<KeySet, String> {
     KeySet::from_json(&read_limited(&path, "key set")?).map_err(|e| e.to_string())
 }
 
+/// Locks DATA_DIR/start.lock (exclusively, waiting for it) while an
+/// instance sets up what its first start makes: the keys, the admin token,
+/// the webhook secret and the SQLite database's tables. Instances started
+/// together on one data directory then take turns; the first makes them,
+/// the others find them made (before, two of three started at once failed:
+/// "keys.json already exists", "table api_tokens already exists"). The
+/// operating system releases the lock when the file is dropped or the
+/// process dies.
+///
+/// # Errors
+/// The lock file cannot be opened or locked.
+async fn first_start_lock(data_dir: &Path) -> Result<std::fs::File, String> {
+    let path = data_dir.join("start.lock");
+    tokio::task::spawn_blocking(move || {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(&path)
+            .map_err(|e| format!("cannot open {path:?}: {}", e.kind()))?;
+        file.lock()
+            .map_err(|e| format!("cannot lock {path:?}: {}", e.kind()))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|_| "the start lock stopped".to_string())?
+}
+
 /// The secret kept in the file at `path`: read, or on first start made
 /// (256 random bits) and written readable by the owner alone.
 fn secret_file(path: &Path, what: &str) -> Result<String, String> {
@@ -275,6 +304,9 @@ pub async fn prepare(args: &Settings) -> Result<(TcpListener, AppState, PathBuf)
         std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("cannot restrict {:?}: {}", args.data_dir, e.kind()))?;
     }
+    // Held until the end: instances started together on one data directory
+    // make what a first start makes one after another.
+    let _first_start = first_start_lock(&args.data_dir).await?;
     let keys = load_keys(args)?;
     let rules = match &args.rules {
         Some(path) => Rules::from_json(&read_limited(path, "rules")?).map_err(|e| e.to_string())?,

@@ -124,10 +124,31 @@ impl Server {
     }
 
     /// Starts `command` as it is set up (its environment and stderr).
-    pub fn spawn_with_stderr(mut command: Command) -> Server {
-        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    pub fn spawn_with_stderr(command: Command) -> Server {
+        Self::ready(Self::launch(command))
+    }
+
+    /// Starts `command` without waiting for it to listen.
+    pub fn launch(mut command: Command) -> Child {
+        command.stdout(Stdio::piped()).spawn().unwrap()
+    }
+
+    /// Waits until the launched server listens, and reads its admin token.
+    pub fn ready(child: Child) -> Server {
+        Self::try_ready(child).unwrap()
+    }
+
+    /// [`Server::ready`], or, when the server stops before it listens, why
+    /// (and the server is gone).
+    pub fn try_ready(mut child: Child) -> Result<Server, String> {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let listening = lines.next().unwrap().unwrap();
+        let Some(Ok(listening)) = lines.next() else {
+            let _ = child.kill();
+            let status = child.wait();
+            return Err(format!(
+                "the server stopped before it listened ({status:?}; its error is on stderr)"
+            ));
+        };
         let base = listening.rsplit(' ').next().unwrap().to_string();
         let token_line = lines.next().unwrap().unwrap();
         let token_path = token_line.rsplit(' ').next().unwrap().to_string();
@@ -135,7 +156,7 @@ impl Server {
             .unwrap()
             .trim()
             .to_string();
-        Server { child, base, token }
+        Ok(Server { child, base, token })
     }
 
     pub fn agent() -> ureq::Agent {
@@ -516,16 +537,33 @@ pub fn cluster(name: &str, url: &str, n: usize, extra: &[&str]) -> Vec<Server> {
 }
 
 /// [`cluster`] on PostgreSQL at `url`, or with no URL on the one SQLite
-/// database in the shared data directory.
+/// database in the shared data directory. The servers are started all at
+/// once, as an orchestrator starts replicas: each must come up on the fresh
+/// data directory however their first starts interleave (one makes the
+/// keys, the admin token and the database's tables, the others find them).
 pub fn cluster_on(name: &str, url: Option<&str>, n: usize, extra: &[&str]) -> Vec<Server> {
     let data = data_dir(name);
-    (0..n)
+    let launched: Vec<Child> = (0..n)
         .map(|_| {
             let mut command = serve_command(&data, url);
-            command.args(extra);
-            Server::spawn(command)
+            command
+                .args(extra)
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::inherit());
+            Server::launch(command)
         })
-        .collect()
+        .collect();
+    // Every server is waited for (and those that failed are gone) before
+    // any failure is reported, so that none outlives the test.
+    let started: Vec<Result<Server, String>> =
+        launched.into_iter().map(Server::try_ready).collect();
+    let failed: Vec<&String> = started.iter().filter_map(|s| s.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {n} servers did not start: {failed:?}",
+        failed.len()
+    );
+    started.into_iter().map(Result::unwrap).collect()
 }
 
 /// A POST that may meet a dead server: `None` when the connection fails.
