@@ -232,6 +232,58 @@ fn secret_file(path: &Path, what: &str) -> Result<String, String> {
     Ok(read_limited(path, what)?.trim().to_string())
 }
 
+/// Checks this instance's backend keys against the ones the database has
+/// seen: each key id's fingerprint is recorded by the first instance that
+/// starts with it, and an instance whose key under a recorded id differs
+/// refuses to start. An instance started without `--keys` on a data
+/// directory of its own makes keys of its own; sharing the database with
+/// others, its tickets would be refused by them as tampered with. New key
+/// ids (a rotation) are recorded as they come; ids no longer in the set are
+/// kept.
+///
+/// # Errors
+/// A key differs from the one recorded under its id (named), or the
+/// database fails.
+async fn check_keys(keys: &KeySet, db: &db::Db) -> Result<(), String> {
+    let mut prints = Vec::new();
+    for id in keys.ids() {
+        let key = keys.get(&id).map_err(|e| e.to_string())?;
+        prints.push((id, fingerprint(key)?));
+    }
+    let now = crate::now();
+    let differing = db::transaction(db, move |tx| {
+        let mut differing = Vec::new();
+        for (id, print) in &prints {
+            if tx.key_fingerprint(id, print, now)? != *print {
+                differing.push(id.clone());
+            }
+        }
+        Ok(differing)
+    })
+    .await
+    .map_err(|p| p.detail)?;
+    if differing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the database was set up with other backend keys under the id(s) {}: give every \
+         instance on one database the same keys (--keys)",
+        differing.join(", ")
+    ))
+}
+
+/// A fingerprint of `key` that does not reveal it: HMAC-SHA256 under the
+/// key (its base32 text) of a fixed label, the first 16 bytes in hex.
+fn fingerprint(key: &delivery_otp::MasterKey) -> Result<String, String> {
+    use hmac::{KeyInit, Mac};
+    let secret = key.to_base32();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .map_err(|_| "cannot fingerprint the backend keys".to_string())?;
+    mac.update(b"delivery-otp backend key fingerprint v1");
+    let digest = mac.finalize().into_bytes();
+    Ok(hex::encode(digest.get(..16).unwrap_or_default()))
+}
+
 /// Makes sure the admin token in DATA_DIR/admin-token exists and is known
 /// to the database; returns its path.
 async fn admin_token(data_dir: &Path, db: &db::Db) -> Result<PathBuf, String> {
@@ -330,6 +382,7 @@ pub async fn prepare(args: &Settings) -> Result<(TcpListener, AppState, PathBuf)
                 .map_err(|e| format!("cannot open the database {database:?}: {}", db_error(&e)))?
         }
     };
+    check_keys(&keys, &db).await?;
     let token_path = admin_token(&args.data_dir, &db).await?;
     let listener = TcpListener::bind(&args.listen)
         .await

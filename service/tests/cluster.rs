@@ -679,3 +679,64 @@ fn the_same_issue_at_once_on_two_instances_is_issued_once() {
         .count();
     assert_eq!(issued_events, 1, "{delivery}");
 }
+
+/// An instance started on the shared database without the others' keys (a
+/// data directory of its own, so keys of its own under the same id, "k1")
+/// refuses to start and names the key id, instead of issuing tickets the
+/// others would refuse as tampered with. The same keys with a new one
+/// rotated in start, and the first instance's tickets still verify there.
+#[test]
+fn an_instance_with_other_keys_refuses_to_start() {
+    let url = fresh_postgres("keys");
+    let first = &cluster("keys-first", &url, 1, &[])[0];
+    provision(first, "courier-k", "phone-k");
+    let (_, issued) = first.post("/v1/deliveries", &issue_body("PKG-KEYS", "courier-k"));
+    let code = code_in(&issued["message"]);
+
+    let mut command = serve_command(&data_dir("keys-other"), Some(&url));
+    command
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped());
+    let mut child = Server::launch(command);
+    let mut stderr = child.stderr.take().unwrap();
+    if let Ok(server) = Server::try_ready(child) {
+        panic!("an instance with other keys started at {}", server.base);
+    }
+    let mut why = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut why).unwrap();
+    assert!(
+        why.contains("other backend keys under the id(s) k1"),
+        "{why}"
+    );
+
+    let mut keys = delivery_otp::KeySet::from_json(
+        &std::fs::read_to_string(
+            std::env::temp_dir()
+                .join(format!(
+                    "delivery-otp-service-{}-keys-first",
+                    std::process::id()
+                ))
+                .join("keys.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    keys.rotate("k2").unwrap();
+    let rotated = data_dir("keys-rotated");
+    std::fs::create_dir_all(&rotated).unwrap();
+    let keys_file = rotated.join("rotated-keys.json");
+    std::fs::write(&keys_file, keys.to_json().as_bytes()).unwrap();
+    let mut command = serve_command(&rotated, Some(&url));
+    command.args(["--keys", keys_file.to_str().unwrap()]);
+    let second = Server::spawn(command);
+    let (status, body) = second.post(
+        "/v1/deliveries/PKG-KEYS/verify",
+        &json!({"courier_id": "courier-k", "device_id": "phone-k", "code": code}),
+    );
+    assert_eq!(
+        (status, &body["outcome"]),
+        (200, &json!("confirmed")),
+        "{body}"
+    );
+    println!("keys: one instance refused for other keys under k1; one with k1 and a new k2 started and confirmed a code the first issued");
+}

@@ -836,6 +836,30 @@ impl Tx {
         .transpose()
     }
 
+    /// Records `fingerprint` for the backend key `key_id` unless one is
+    /// recorded; the one recorded (this one, or the first instance's).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn key_fingerprint(
+        &self,
+        key_id: &str,
+        fingerprint: &str,
+        now: u64,
+    ) -> Result<String, DbError> {
+        self.execute(
+            "INSERT INTO key_fingerprints (key_id, fingerprint, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key_id) DO NOTHING",
+            &[key_id.into(), fingerprint.into(), int(now)?],
+        )?;
+        self.query_one(
+            "SELECT fingerprint FROM key_fingerprints WHERE key_id = $1",
+            &[key_id.into()],
+        )?
+        .ok_or(DbError::Gone)?
+        .text("fingerprint")
+    }
+
     /// Marks a token revoked now; whether a live token had that hash.
     ///
     /// # Errors
