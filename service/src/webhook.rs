@@ -246,11 +246,15 @@ struct Event {
 /// between POSTs (one per sender at most), and dropped after 4 s idle, before
 /// common servers close theirs (Node.js after 5 s), so that a POST seldom
 /// meets a connection the receiver has just closed (it would fail, and be
-/// retried after the backoff).
+/// retried after the backoff). Redirects are not followed: a 3xx is a
+/// failed try like any other answer but a 2xx (followed, a POST answered
+/// 302 became a GET of another page, whose 200 marked an event delivered
+/// that no receiver had).
 fn agent(hook: &Webhook) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(hook.send_timeout))
         .http_status_as_error(false)
+        .max_redirects(0)
         .max_idle_connections(hook.senders)
         .max_idle_connections_per_host(hook.senders)
         .max_idle_age(Duration::from_secs(4))
@@ -439,6 +443,56 @@ mod tests {
             (2..=SENDERS).contains(&most),
             "{most} POSTs at once at most"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A receiver that answers 302 to another page (which would answer 200
+    /// to anything): the redirect is not followed, the try counts as failed,
+    /// and the event stays due, not marked delivered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redirect_is_a_failed_try_not_a_delivery() {
+        let (dir, db) = outbox("redirect", 1).await;
+        let landed = Arc::new(AtomicUsize::new(0));
+        let tried = Arc::new(AtomicUsize::new(0));
+        let (on_landing, on_hook) = (Arc::clone(&landed), Arc::clone(&tried));
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(move || {
+                    on_hook.fetch_add(1, Ordering::SeqCst);
+                    async { axum::response::Redirect::to("/landing") }
+                }),
+            )
+            .route(
+                "/landing",
+                axum::routing::any(move || {
+                    on_landing.fetch_add(1, Ordering::SeqCst);
+                    async { axum::http::StatusCode::OK }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let sender = tokio::spawn(run(
+            db.clone(),
+            Webhook::new(url, Zeroizing::new("redirect-test-secret-0123".into())),
+        ));
+        while tried.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sender.abort();
+        assert_eq!(
+            landed.load(Ordering::SeqCst),
+            0,
+            "the redirect was followed"
+        );
+        // Still due (after its backoff), tried once, not delivered.
+        let later = crate::now().saturating_add(60);
+        let due = db::transaction(&db, move |tx| Ok(tx.claim_events(later, 10, 20)?))
+            .await
+            .unwrap();
+        assert_eq!(due, [("ev-00".to_string(), "{}".to_string(), 1)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
