@@ -38,7 +38,8 @@ async fn receiver(delay: Duration) -> (String, Arc<AtomicU64>) {
                 tokio::time::sleep(delay).await;
             }
             seen.fetch_add(1, Ordering::SeqCst);
-            axum::http::StatusCode::OK
+            // A short body, as most receivers send.
+            (axum::http::StatusCode::OK, r#"{"received":true}"#)
         }
     };
     let app = axum::Router::new().route("/hook", axum::routing::post(answer));
@@ -90,11 +91,13 @@ async fn floor(events: u64, delay: Duration, senders: usize) -> f64 {
             let (agent, url, next) = (agent.clone(), url.clone(), Arc::clone(&next));
             tokio::task::spawn_blocking(move || {
                 while next.fetch_add(1, Ordering::SeqCst) < events {
-                    agent
+                    let mut response = agent
                         .post(&url)
                         .header("Content-Type", "application/json")
                         .send(r#"{"type":"decision"}"#)
                         .unwrap();
+                    // Read to the end, so that the connection is kept.
+                    response.body_mut().read_to_vec().unwrap();
                 }
             })
         })
