@@ -508,17 +508,20 @@ mod tests {
     }
 
     /// One sender and 20 events for a receiver that answers each with a
-    /// short body: the POSTs share kept-alive connections (the answer is
-    /// read to its end so that they can).
+    /// short body: the POSTs go over one kept-alive connection (the answer
+    /// is read to its end so that they can).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn posts_share_a_kept_alive_connection() {
         let events = 20;
         let (dir, db) = outbox("keepalive", events).await;
         let peers: Arc<Mutex<Vec<std::net::SocketAddr>>> = Arc::default();
         let noted = Arc::clone(&peers);
+        // It reads the POST's body, as a receiver checking the signature
+        // does (hyper may close a connection whose request was left unread).
         let answer = move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
             std::net::SocketAddr,
-        >| {
+        >,
+                           _body: axum::body::Bytes| {
             noted.lock().unwrap().push(peer);
             async { (axum::http::StatusCode::OK, r#"{"received":true}"#) }
         };
@@ -546,11 +549,10 @@ mod tests {
         let peers = peers.lock().unwrap().clone();
         assert_eq!(peers.len(), events);
         let connections: BTreeSet<_> = peers.iter().collect();
-        // One, mostly; a few when the machine is busy (ureq sets aside a
-        // kept connection it cannot tell is still open). Each its own when
-        // the answers are left unread.
+        // One (two allowed, should a busy machine keep a connection idle
+        // past its 4 s); each its own when the answers are left unread.
         assert!(
-            connections.len() <= 5,
+            connections.len() <= 2,
             "{events} POSTs over {} connections",
             connections.len()
         );
