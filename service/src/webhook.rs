@@ -80,9 +80,9 @@ impl Webhook {
         }
     }
 
-    /// The seconds from `now` until a POST started now has surely ended,
-    /// with [`CLOCK_MARGIN_SECS`] for other instances' clocks and the
-    /// write that records it: `None` if past `u64`.
+    /// When a POST started at `now` has surely ended (its timeout rounded
+    /// up), with [`CLOCK_MARGIN_SECS`] more for other instances' clocks and
+    /// the write that records it; `None` past `u64`.
     fn room(&self, now: u64) -> Option<u64> {
         let timeout = self
             .send_timeout
