@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// first start.
     #[arg(long, env = "DELIVERY_OTP_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// Webhook POSTs one instance has under way at once, 1 to 64: about
+    /// this many events a second per instance for a receiver answering in a
+    /// second [default: 8].
+    #[arg(long, env = "DELIVERY_OTP_WEBHOOK_SENDERS")]
+    pub webhook_senders: Option<u32>,
     /// A Redis URL for online attempts and decision slots, shared by every
     /// instance (it must persist every write: `appendonly yes`,
     /// `appendfsync always`); default: in the database.
@@ -81,6 +86,7 @@ struct FileSettings {
     database_connections: Option<u32>,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    webhook_senders: Option<u32>,
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     sender: Option<String>,
@@ -107,6 +113,8 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     /// See [`ServeArgs::webhook_secret`].
     pub webhook_secret: Option<String>,
+    /// See [`ServeArgs::webhook_senders`].
+    pub webhook_senders: u32,
     /// See [`ServeArgs::redis_url`].
     pub redis_url: Option<String>,
     /// See [`ServeArgs::redis_prefix`].
@@ -120,7 +128,7 @@ impl ServeArgs {
     ///
     /// # Errors
     /// The config file cannot be read, is not JSON of these fields, or is
-    /// over 1 MiB.
+    /// over 1 MiB; a setting is out of its range.
     pub fn resolve(self) -> Result<Settings, String> {
         let file: FileSettings = match &self.config {
             Some(path) => serde_json::from_str(&read_limited(path, "config")?).map_err(|e| {
@@ -129,6 +137,12 @@ impl ServeArgs {
             })?,
             None => FileSettings::default(),
         };
+        let webhook_senders = self.webhook_senders.or(file.webhook_senders).unwrap_or(8);
+        if !(1..=64).contains(&webhook_senders) {
+            return Err(format!(
+                "--webhook-senders must be 1 to 64, not {webhook_senders}"
+            ));
+        }
         Ok(Settings {
             data_dir: self
                 .data_dir
@@ -148,6 +162,7 @@ impl ServeArgs {
                 .unwrap_or(8),
             webhook_url: self.webhook_url.or(file.webhook_url),
             webhook_secret: self.webhook_secret.or(file.webhook_secret),
+            webhook_senders,
             redis_url: self.redis_url.or(file.redis_url),
             redis_prefix: self
                 .redis_prefix
@@ -336,10 +351,15 @@ fn webhook(args: &Settings) -> Result<Option<crate::webhook::Webhook>, String> {
         Some(_) => return Err("the webhook secret must have at least 16 characters".into()),
         None => secret_file(&args.data_dir.join("webhook-secret"), "webhook secret")?,
     };
-    Ok(Some(crate::webhook::Webhook::new(
-        url.clone(),
-        zeroize::Zeroizing::new(secret),
-    )))
+    let senders = usize::try_from(args.webhook_senders)
+        .map_err(|_| "the webhook senders must be 1 to 64".to_string())?;
+    crate::webhook::Webhook::new(url.clone(), zeroize::Zeroizing::new(secret))
+        .with_timing(
+            crate::db::CLAIM_LEASE_SECS,
+            crate::webhook::SEND_TIMEOUT,
+            senders,
+        )
+        .map(Some)
 }
 
 /// Prepares the data directory, database, keys, policy and token, binds the

@@ -895,7 +895,8 @@ fn a_config_file_metrics_and_logs_without_codes() {
     let data = dir.join("data");
     std::fs::write(
         &config,
-        json!({"data_dir": data, "listen": "127.0.0.1:0", "sender": "FromFile"}).to_string(),
+        json!({"data_dir": data, "listen": "127.0.0.1:0", "sender": "FromFile", "webhook_senders": 2})
+            .to_string(),
     )
     .unwrap();
     let log = dir.join("stderr.log");
@@ -952,6 +953,32 @@ fn a_config_file_metrics_and_logs_without_codes() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("unknown field `surprise`"), "{err}");
+
+    // A number of webhook senders out of 1..=64, from an argument or the
+    // environment, is refused the same way (not clamped).
+    for (arg, env) in [(Some("0"), None), (None, Some("65"))] {
+        let mut command = server_command();
+        command.args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        if let Some(n) = arg {
+            command.args(["--webhook-senders", n]);
+        }
+        if let Some(n) = env {
+            command.env("DELIVERY_OTP_WEBHOOK_SENDERS", n);
+        }
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8(out.stderr).unwrap();
+        let n = arg.or(env).unwrap();
+        assert!(
+            err.contains(&format!("--webhook-senders must be 1 to 64, not {n}")),
+            "{err}"
+        );
+    }
 }
 
 /// One upload of many receipts (one transaction, the store asked twice for
