@@ -957,13 +957,7 @@ fn a_config_file_metrics_and_logs_without_codes() {
     // A number of webhook senders out of 1..=64, from an argument or the
     // environment, is refused the same way (not clamped).
     for (arg, env) in [(Some("0"), None), (None, Some("65"))] {
-        let mut command = server_command();
-        command.args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ]);
+        let mut command = serve_command(&data, None);
         if let Some(n) = arg {
             command.args(["--webhook-senders", n]);
         }
