@@ -113,8 +113,9 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     /// See [`ServeArgs::webhook_secret`].
     pub webhook_secret: Option<String>,
-    /// See [`ServeArgs::webhook_senders`].
-    pub webhook_senders: u32,
+    /// See [`ServeArgs::webhook_senders`] (checked: 1 to
+    /// [`crate::webhook::MAX_SENDERS`]).
+    pub webhook_senders: usize,
     /// See [`ServeArgs::redis_url`].
     pub redis_url: Option<String>,
     /// See [`ServeArgs::redis_prefix`].
@@ -137,12 +138,18 @@ impl ServeArgs {
             })?,
             None => FileSettings::default(),
         };
-        let webhook_senders = self.webhook_senders.or(file.webhook_senders).unwrap_or(8);
-        if !(1..=64).contains(&webhook_senders) {
-            return Err(format!(
-                "--webhook-senders must be 1 to 64, not {webhook_senders}"
-            ));
-        }
+        let webhook_senders = match self.webhook_senders.or(file.webhook_senders) {
+            None => crate::webhook::SENDERS,
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=crate::webhook::MAX_SENDERS).contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "--webhook-senders must be 1 to {}, not {n}",
+                        crate::webhook::MAX_SENDERS
+                    )
+                })?,
+        };
         Ok(Settings {
             data_dir: self
                 .data_dir
@@ -351,13 +358,11 @@ fn webhook(args: &Settings) -> Result<Option<crate::webhook::Webhook>, String> {
         Some(_) => return Err("the webhook secret must have at least 16 characters".into()),
         None => secret_file(&args.data_dir.join("webhook-secret"), "webhook secret")?,
     };
-    let senders = usize::try_from(args.webhook_senders)
-        .map_err(|_| "the webhook senders must be 1 to 64".to_string())?;
     crate::webhook::Webhook::new(url.clone(), zeroize::Zeroizing::new(secret))
         .with_timing(
             crate::db::CLAIM_LEASE_SECS,
             crate::webhook::SEND_TIMEOUT,
-            senders,
+            args.webhook_senders,
         )
         .map(Some)
 }

@@ -114,8 +114,10 @@ pub const MAX_BACKOFF_SECS: u64 = 3600;
 pub const BATCH: i64 = 20;
 /// How long one POST may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// POSTs one instance has under way at once.
+/// POSTs one instance has under way at once, unless set otherwise.
 pub const SENDERS: usize = 8;
+/// The most POSTs one instance may be set to have under way at once.
+pub const MAX_SENDERS: usize = 64;
 /// The most of a receiver's answer read (to keep its connection); the rest
 /// is not, and that connection is closed.
 const RESPONSE_BODY_LIMIT: u64 = 64 * 1024;
@@ -343,8 +345,9 @@ mod tests {
     /// had under way at once.
     async fn slow_receiver(delay: Duration) -> (String, Seen, Arc<AtomicUsize>) {
         let seen = Seen::default();
-        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (counts, under_way, high) = (Arc::clone(&seen), Arc::clone(&now), Arc::clone(&most));
+        let (in_flight, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counts, under_way, high) =
+            (Arc::clone(&seen), Arc::clone(&in_flight), Arc::clone(&most));
         let answer = move |headers: axum::http::HeaderMap, _body: axum::body::Bytes| {
             let id = headers
                 .get("webhook-id")
@@ -401,9 +404,8 @@ mod tests {
     /// 300 ms per POST, with a 5 s claim lease, a 2 s POST timeout (room
     /// enough that no POST times out and is retried) and one POST at a time:
     /// the first instance's batch of 20 would take 6 s, longer than its
-    /// claim.
-    /// It sends what fits and gives the rest back; every event arrives
-    /// exactly once. (Sending the whole batch regardless, as before, let the
+    /// claim. It sends what fits and gives the rest back; every event
+    /// arrives exactly once. (Sending the whole batch regardless, as before, let the
     /// other instance claim and send the batch's tail too once the lease
     /// ended, while the first was still sending it.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -710,15 +710,7 @@ fn an_instance_with_other_keys_refuses_to_start() {
     );
 
     let mut keys = delivery_otp::KeySet::from_json(
-        &std::fs::read_to_string(
-            std::env::temp_dir()
-                .join(format!(
-                    "delivery-otp-service-{}-keys-first",
-                    std::process::id()
-                ))
-                .join("keys.json"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(data_path("keys-first").join("keys.json")).unwrap(),
     )
     .unwrap();
     keys.rotate("k2").unwrap();

@@ -118,9 +118,8 @@ impl Server {
         Self::spawn(serve_command(data, engine.database_url()))
     }
 
-    pub fn spawn(mut command: Command) -> Server {
-        command.env("RUST_LOG", "warn").stderr(Stdio::inherit());
-        Self::spawn_with_stderr(command)
+    pub fn spawn(command: Command) -> Server {
+        Self::spawn_with_stderr(warnings_to_stderr(command))
     }
 
     /// Starts `command` as it is set up (its environment and stderr).
@@ -270,13 +269,25 @@ impl Drop for Server {
     }
 }
 
+/// The data directory of the test `name`, emptied (it does not exist).
 pub fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "delivery-otp-service-{}-{name}",
-        std::process::id()
-    ));
+    let dir = data_path(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// Where [`data_dir`] puts the test `name`'s data, as it is now.
+pub fn data_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "delivery-otp-service-{}-{name}",
+        std::process::id()
+    ))
+}
+
+/// `command` logging warnings and worse to the test's stderr.
+pub fn warnings_to_stderr(mut command: Command) -> Command {
+    command.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+    command
 }
 
 pub fn order(value_minor: u64) -> Value {
@@ -546,11 +557,8 @@ pub fn cluster_on(name: &str, url: Option<&str>, n: usize, extra: &[&str]) -> Ve
     let launched: Vec<Child> = (0..n)
         .map(|_| {
             let mut command = serve_command(&data, url);
-            command
-                .args(extra)
-                .env("RUST_LOG", "warn")
-                .stderr(Stdio::inherit());
-            Server::launch(command)
+            command.args(extra);
+            Server::launch(warnings_to_stderr(command))
         })
         .collect();
     // Every server is waited for (and those that failed are gone) before
