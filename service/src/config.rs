@@ -45,7 +45,7 @@ pub struct ServeArgs {
     /// instances; default: SQLite in the data directory.
     #[arg(long, env = "DELIVERY_OTP_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Connections to PostgreSQL per instance [default: 8].
+    /// Connections to PostgreSQL per instance, 1 to 256 [default: 8].
     #[arg(long, env = "DELIVERY_OTP_DATABASE_CONNECTIONS")]
     pub database_connections: Option<u32>,
     /// Where decisions are POSTed (http:// or https://); none by default.
@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// second [default: 8].
     #[arg(long, env = "DELIVERY_OTP_WEBHOOK_SENDERS")]
     pub webhook_senders: Option<u32>,
+    /// Connections kept open at once, 1 to 1000000; more wait until one
+    /// closes. The open-files limit is raised to fit them (up to the hard
+    /// limit; a warning says when it cannot) [default: 1000].
+    #[arg(long, env = "DELIVERY_OTP_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
     /// A Redis URL for online attempts and decision slots, shared by every
     /// instance (it must persist every write: `appendonly yes`,
     /// `appendfsync always`); default: in the database.
@@ -87,6 +92,7 @@ struct FileSettings {
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
     webhook_senders: Option<u32>,
+    max_connections: Option<u32>,
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     sender: Option<String>,
@@ -116,6 +122,9 @@ pub struct Settings {
     /// See [`ServeArgs::webhook_senders`] (checked: 1 to
     /// [`crate::webhook::MAX_SENDERS`]).
     pub webhook_senders: usize,
+    /// See [`ServeArgs::max_connections`] (checked: 1 to
+    /// [`crate::listen::MAX_MAX_CONNECTIONS`]).
+    pub max_connections: usize,
     /// See [`ServeArgs::redis_url`].
     pub redis_url: Option<String>,
     /// See [`ServeArgs::redis_prefix`].
@@ -138,18 +147,26 @@ impl ServeArgs {
             })?,
             None => FileSettings::default(),
         };
-        let webhook_senders = match self.webhook_senders.or(file.webhook_senders) {
-            None => crate::webhook::SENDERS,
-            Some(n) => usize::try_from(n)
-                .ok()
-                .filter(|n| (1..=crate::webhook::MAX_SENDERS).contains(n))
-                .ok_or_else(|| {
-                    format!(
-                        "--webhook-senders must be 1 to {}, not {n}",
-                        crate::webhook::MAX_SENDERS
-                    )
-                })?,
-        };
+        let webhook_senders = in_range(
+            "--webhook-senders",
+            self.webhook_senders.or(file.webhook_senders),
+            crate::webhook::SENDERS,
+            crate::webhook::MAX_SENDERS,
+        )?;
+        let max_connections = in_range(
+            "--max-connections",
+            self.max_connections.or(file.max_connections),
+            crate::listen::MAX_CONNECTIONS,
+            crate::listen::MAX_MAX_CONNECTIONS,
+        )?;
+        let database_connections = self.database_connections.or(file.database_connections);
+        let database_connections = in_range(
+            "--database-connections",
+            database_connections,
+            DATABASE_CONNECTIONS,
+            MAX_DATABASE_CONNECTIONS,
+        )
+        .and_then(|n| u32::try_from(n).map_err(|_| format!("--database-connections: {n}")))?;
         Ok(Settings {
             data_dir: self
                 .data_dir
@@ -163,13 +180,11 @@ impl ServeArgs {
             rules: self.rules.or(file.rules),
             templates: self.templates.or(file.templates),
             database_url: self.database_url.or(file.database_url),
-            database_connections: self
-                .database_connections
-                .or(file.database_connections)
-                .unwrap_or(8),
+            database_connections,
             webhook_url: self.webhook_url.or(file.webhook_url),
             webhook_secret: self.webhook_secret.or(file.webhook_secret),
             webhook_senders,
+            max_connections,
             redis_url: self.redis_url.or(file.redis_url),
             redis_prefix: self
                 .redis_prefix
@@ -180,6 +195,23 @@ impl ServeArgs {
                 .or(file.sender)
                 .unwrap_or_else(|| "Deliveries".into()),
         })
+    }
+}
+
+/// Connections to PostgreSQL per instance by default.
+pub const DATABASE_CONNECTIONS: usize = 8;
+
+/// The most `--database-connections` accepted.
+pub const MAX_DATABASE_CONNECTIONS: usize = 256;
+
+/// `value` if it is 1 to `max`, `default` if none was given.
+fn in_range(name: &str, value: Option<u32>, default: usize, max: usize) -> Result<usize, String> {
+    match value {
+        None => Ok(default),
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| format!("{name} must be 1 to {max}, not {n}")),
     }
 }
 
@@ -396,7 +428,7 @@ pub async fn prepare(args: &Settings) -> Result<(TcpListener, AppState, PathBuf)
         None => Templates::defaults(),
     };
     let db = match &args.database_url {
-        Some(url) => db::open_postgres(url, args.database_connections.clamp(1, 256))
+        Some(url) => db::open_postgres(url, args.database_connections)
             .await
             // The URL may hold a password: the message names only the engine.
             .map_err(|e| format!("cannot use the PostgreSQL database: {}", db_error(&e)))?,
@@ -465,10 +497,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         tokio::spawn(crate::webhook::run(state.db.clone(), hook));
     }
     tokio::spawn(forget_signatures(state.db.clone()));
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| format!("the server failed: {e}"))
+    if let Some(warning) =
+        crate::listen::make_room(settings.max_connections, settings.database_connections)
+    {
+        tracing::warn!("{warning}");
+    }
+    crate::listen::serve(listener, app(state), settings.max_connections, shutdown()).await;
+    Ok(())
 }
 
 /// How often expired device-request signatures are forgotten.

@@ -30,6 +30,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod listen;
 pub mod problem;
 pub mod webhook;
 

@@ -954,25 +954,125 @@ fn a_config_file_metrics_and_logs_without_codes() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("unknown field `surprise`"), "{err}");
 
-    // A number of webhook senders out of 1..=64, from an argument or the
-    // environment, is refused the same way (not clamped).
-    for (arg, env) in [(Some("0"), None), (None, Some("65"))] {
+    // Numbers out of their range, from an argument or the environment, are
+    // refused the same way (not clamped): webhook senders 1..=64,
+    // connections 1..=1000000, database connections 1..=256.
+    for (setting, arg, env, range) in [
+        ("webhook-senders", Some("0"), None, "1 to 64"),
+        ("webhook-senders", None, Some("65"), "1 to 64"),
+        ("max-connections", Some("0"), None, "1 to 1000000"),
+        ("max-connections", None, Some("1000001"), "1 to 1000000"),
+        ("database-connections", Some("0"), None, "1 to 256"),
+        ("database-connections", None, Some("257"), "1 to 256"),
+    ] {
         let mut command = serve_command(&data, None);
         if let Some(n) = arg {
-            command.args(["--webhook-senders", n]);
+            command.arg(format!("--{setting}")).arg(n);
         }
         if let Some(n) = env {
-            command.env("DELIVERY_OTP_WEBHOOK_SENDERS", n);
+            let var = format!("DELIVERY_OTP_{}", setting.to_uppercase().replace('-', "_"));
+            command.env(var, n);
         }
         let out = command.output().unwrap();
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8(out.stderr).unwrap();
         let n = arg.or(env).unwrap();
         assert!(
-            err.contains(&format!("--webhook-senders must be 1 to 64, not {n}")),
+            err.contains(&format!("--{setting} must be {range}, not {n}")),
             "{err}"
         );
     }
+}
+
+/// Reads from a connection the server should close: true when it did
+/// (end of stream, or reset), false when `wait` passed first.
+fn closed_within(stream: &mut std::net::TcpStream, wait: std::time::Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+/// A client that opens connections and sends no request (nothing at all,
+/// a request head cut short, or nothing more after an answer, as a phone
+/// that lost signal does) has them closed after the header timeout (10 s),
+/// and never holds more than `--max-connections`: a request over the cap
+/// waits until one closes, then is answered. (Before, such connections
+/// stayed open for good: enough of them used up the server's file
+/// descriptors, and it answered nobody.)
+#[test]
+fn stalled_connections_are_closed_and_capped() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let data = data_dir("stalled");
+    let mut command = serve_command(&data, None);
+    command.args(["--max-connections", "3"]);
+    let server = Server::spawn(command);
+    let address = server.base.trim_start_matches("http://").to_string();
+
+    let opened = Instant::now();
+    let mut idle = TcpStream::connect(&address).unwrap();
+    let mut cut_short = TcpStream::connect(&address).unwrap();
+    cut_short
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")
+        .unwrap();
+    let mut kept = TcpStream::connect(&address).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 15];
+    kept.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200 OK");
+
+    // A fourth connection, over the cap: its whole request gets no answer
+    // while the three are open.
+    let mut over = TcpStream::connect(&address).unwrap();
+    over.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut first = [0u8; 15];
+    let early = over.read(&mut first);
+    assert!(
+        early.is_err(),
+        "a fourth connection was served while three were open: {early:?}"
+    );
+
+    for (name, stream) in [
+        ("idle", &mut idle),
+        ("cut short", &mut cut_short),
+        ("kept alive", &mut kept),
+    ] {
+        assert!(
+            closed_within(stream, Duration::from_secs(20)),
+            "the {name} connection was still open {:?} after it was opened",
+            opened.elapsed()
+        );
+    }
+    let took = opened.elapsed();
+    assert!(
+        took >= Duration::from_secs(8),
+        "closed after {took:?}, before the header timeout"
+    );
+
+    // Now the fourth is served.
+    over.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut text = String::new();
+    over.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    server.stop();
 }
 
 /// One upload of many receipts (one transaction, the store asked twice for
@@ -1095,4 +1195,78 @@ fn one_upload_of_many_receipts_is_judged_as_one_by_one() {
         assert_eq!(kept, 10);
         server.stop();
     }
+}
+
+/// `command` run by `sh` after `limits` (`ulimit` settings).
+#[cfg(target_os = "linux")]
+fn with_limits(limits: &str, command: &std::process::Command) -> std::process::Command {
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!("{limits}; exec \"$0\" \"$@\""))
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => shell.env(name, value),
+            None => shell.env_remove(name),
+        };
+    }
+    shell
+}
+
+/// The soft open-files limit of process `pid`.
+#[cfg(target_os = "linux")]
+fn soft_open_files(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// Started with a soft open-files limit of 200 (the hard one as it is), a
+/// server with 1,000 connections allowed raises it to what they need with
+/// its 8 database connections and 64 more (1,072); when the hard limit is
+/// 200 too it cannot, starts anyway, and says so once, naming the numbers.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_files_limit_is_raised_for_the_connections_or_a_warning_says_why_not() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let data = data_dir("open-files");
+    let hard = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let hard = String::from_utf8(hard.stdout).unwrap();
+    let can_raise = hard.trim() == "unlimited" || hard.trim().parse::<u64>().unwrap() >= 1072;
+    assert!(can_raise, "this machine's hard open-files limit is {hard}");
+
+    let server = Server::spawn(with_limits("ulimit -Sn 200", &serve_command(&data, None)));
+    assert_eq!(soft_open_files(server.child.id()), 1072);
+    server.stop();
+
+    let mut command = with_limits("ulimit -n 200", &serve_command(&data, None));
+    command.env("RUST_LOG", "warn").stderr(Stdio::piped());
+    let mut server = Server::spawn_with_stderr(command);
+    assert_eq!(soft_open_files(server.child.id()), 200);
+    // It serves.
+    let (status, _) = server.get("/healthz");
+    assert_eq!(status, 200);
+    let mut stderr = server.child.stderr.take().unwrap();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert_eq!(
+        log.matches(
+            "the open-files limit is 200, below the 1072 that --max-connections 1000 needs"
+        )
+        .count(),
+        1,
+        "{log}"
+    );
 }
