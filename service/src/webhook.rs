@@ -201,7 +201,12 @@ fn post(
 /// it. Events of one batch may arrive in any order.
 pub async fn run(db: Db, hook: Webhook) {
     let agent = agent(&hook);
+    let mut backlog_read: Option<tokio::time::Instant> = None;
     loop {
+        if backlog_read.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+            backlog_read = Some(tokio::time::Instant::now());
+            report_backlog(&db).await;
+        }
         let (claimed_at, lease) = (crate::now(), hook.lease_secs);
         let claimed = db::transaction(
             &db,
@@ -244,6 +249,30 @@ pub async fn run(db: Db, hook: Webhook) {
         }
         if !busy {
             let _ = tokio::time::timeout(Duration::from_secs(1), hook.wake.notified()).await;
+        }
+    }
+}
+
+/// How often each instance reads the outbox's backlog for `/metrics`.
+pub const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Sets the backlog gauges: `delivery_otp_webhook_backlog_events`, the
+/// events not yet delivered, and `delivery_otp_webhook_oldest_waiting_seconds`,
+/// how long the oldest of them has waited (0 when none). Both are the
+/// outbox's, shared by every instance (so each reports the same figures);
+/// a backlog that keeps growing means a receiver too slow or down.
+async fn report_backlog(db: &Db) {
+    match db::transaction(db, |tx| Ok(tx.outbox_backlog()?)).await {
+        Ok((waiting, oldest)) => {
+            let waited = oldest.map_or(0, |at| crate::now().saturating_sub(at));
+            #[allow(clippy::cast_precision_loss)]
+            {
+                metrics::gauge!("delivery_otp_webhook_backlog_events").set(waiting as f64);
+                metrics::gauge!("delivery_otp_webhook_oldest_waiting_seconds").set(waited as f64);
+            }
+        }
+        Err(problem) => {
+            tracing::warn!(detail = %problem.detail, "webhook outbox unavailable");
         }
     }
 }

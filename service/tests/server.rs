@@ -866,6 +866,8 @@ fn decisions_reach_the_webhook_signed_and_survive_a_restart() {
         let before = receiver.seen.lock().unwrap().len();
         server.post("/v1/receipts", &json!({"receipts": [receipt]}));
         receiver.wait_for(before + 1);
+        // /metrics shows the event waiting (read every 5 s).
+        assert_eq!(backlog_reaches(&server, 1), 1, "{label}");
         server.stop();
         receiver
             .failing
@@ -880,7 +882,38 @@ fn decisions_reach_the_webhook_signed_and_survive_a_restart() {
             delivered.iter().any(|e| e["delivery_id"] == "PKG-W2"),
             "{delivered:?}"
         );
+        assert_eq!(backlog_reaches(&server, 0), 0, "{label}");
         server.stop();
+    }
+}
+
+/// Reads `delivery_otp_webhook_backlog_events` from /metrics until it is
+/// `want` (or 12 s pass): the last value read.
+fn backlog_reaches(server: &Server, want: u64) -> u64 {
+    let started = std::time::Instant::now();
+    loop {
+        let text = server.metrics();
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("delivery_otp_webhook_backlog_events "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64);
+        if let Some(value) = value {
+            if value == want || started.elapsed() > std::time::Duration::from_secs(12) {
+                if want > 0 {
+                    assert!(
+                        text.contains("delivery_otp_webhook_oldest_waiting_seconds "),
+                        "{text}"
+                    );
+                }
+                return value;
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(12),
+            "no backlog figure in /metrics: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 

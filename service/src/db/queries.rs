@@ -792,6 +792,30 @@ impl Tx {
         Ok(())
     }
 
+    /// The outbox's events not yet delivered (every instance's), and when
+    /// the oldest of them was made (`None` when there is none).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn outbox_backlog(&self) -> Result<(u64, Option<u64>), DbError> {
+        let Some(row) = self.query_one(
+            "SELECT COUNT(*) AS waiting, MIN(created_at) AS oldest FROM webhook_outbox \
+             WHERE delivered_at IS NULL",
+            &[],
+        )?
+        else {
+            return Ok((0, None));
+        };
+        let oldest = match row.opt_int("oldest")? {
+            None => None,
+            Some(n) => Some(
+                u64::try_from(n)
+                    .map_err(|_| DbError::Data(format!("oldest is {n}, out of range")))?,
+            ),
+        };
+        Ok((row.unsigned("waiting")?, oldest))
+    }
+
     /// Marks an event delivered.
     ///
     /// # Errors
