@@ -472,6 +472,12 @@ fn db_error(e: &db::DbError) -> String {
 /// As [`prepare`], or the server fails.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let settings = args.resolve()?;
+    // Before the database's connections are opened: they need room too.
+    if let Some(warning) =
+        crate::listen::make_room(settings.max_connections, settings.database_connections)
+    {
+        tracing::warn!("{warning}");
+    }
     let (listener, mut state, token_path) = prepare(&settings).await?;
     // Latency as a histogram with buckets (Prometheus can aggregate them
     // across instances, unlike quantiles).
@@ -497,11 +503,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         tokio::spawn(crate::webhook::run(state.db.clone(), hook));
     }
     tokio::spawn(forget_signatures(state.db.clone()));
-    if let Some(warning) =
-        crate::listen::make_room(settings.max_connections, settings.database_connections)
-    {
-        tracing::warn!("{warning}");
-    }
     crate::listen::serve(listener, app(state), settings.max_connections, shutdown()).await;
     Ok(())
 }
