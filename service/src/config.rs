@@ -503,6 +503,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         tokio::spawn(crate::webhook::run(state.db.clone(), hook));
     }
     tokio::spawn(forget_signatures(state.db.clone()));
+    tokio::spawn(crate::clock::watch(state.db.clone()));
     crate::listen::serve(listener, app(state), settings.max_connections, shutdown()).await;
     Ok(())
 }

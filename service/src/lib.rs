@@ -28,6 +28,7 @@ use utoipa::OpenApi;
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod listen;

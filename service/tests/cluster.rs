@@ -732,3 +732,81 @@ fn an_instance_with_other_keys_refuses_to_start() {
     );
     println!("keys: one instance refused for other keys under k1; one with k1 and a new k2 started and confirmed a code the first issued");
 }
+
+/// The gauge `delivery_otp_clock_offset_seconds` of `server`, once it has
+/// one (the first comparison runs at start).
+fn clock_offset(server: &Server) -> f64 {
+    let started = Instant::now();
+    loop {
+        let text = server.metrics();
+        if let Some(value) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("delivery_otp_clock_offset_seconds "))
+        {
+            return value.trim().parse().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no clock offset in /metrics: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two instances on one PostgreSQL, one of them with its clock 30 s ahead
+/// (libfaketime): that one says so at start, naming how far and which way,
+/// and both show their offset from PostgreSQL's clock in /metrics (device
+/// signatures, codes and webhook claims rely on the instances' clocks
+/// agreeing; nothing showed an instance whose clock had drifted).
+#[test]
+fn an_instance_whose_clock_is_off_says_so() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let url = fresh_postgres("clock");
+    let data = data_dir("clock");
+    let right = Server::spawn(serve_command(&data, Some(&url)));
+    // libfaketime preloaded into the server itself (the `faketime` command
+    // would run it as a child of its own, which the test could not stop).
+    let preload = std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .filter_map(|dir| Some(dir.ok()?.path().join("faketime/libfaketime.so.1")))
+        .find(|lib| lib.exists())
+        .expect("libfaketime is not installed (scripts/setup installs faketime)");
+    let mut ahead = serve_command(&data, Some(&url));
+    ahead
+        .env("LD_PRELOAD", preload)
+        .env("FAKETIME", "+30s")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped());
+    let mut ahead = Server::spawn_with_stderr(ahead);
+
+    let offset = clock_offset(&right);
+    assert!(offset.abs() < 1.5, "the right clock is {offset} s off");
+    let offset = clock_offset(&ahead);
+    assert!(
+        (-31.5..=-28.5).contains(&offset),
+        "the clock 30 s ahead shows {offset} s"
+    );
+    right.stop();
+
+    let mut stderr = ahead.child.stderr.take().unwrap();
+    let _ = ahead.child.kill();
+    let _ = ahead.child.wait();
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    let said = log
+        .lines()
+        .find(|l| l.contains("s ahead of PostgreSQL's"))
+        .unwrap_or_else(|| panic!("no warning about the clock: {log}"));
+    let secs: f64 = said
+        .split("this instance's clock is ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((28.5..=31.5).contains(&secs), "{said}");
+    assert!(said.contains("NTP"), "{said}");
+}

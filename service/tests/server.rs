@@ -1233,19 +1233,8 @@ fn one_upload_of_many_receipts_is_judged_as_one_by_one() {
 /// `command` run by `sh` after `limits` (`ulimit` settings).
 #[cfg(target_os = "linux")]
 fn with_limits(limits: &str, command: &std::process::Command) -> std::process::Command {
-    let mut shell = std::process::Command::new("sh");
-    shell
-        .arg("-c")
-        .arg(format!("{limits}; exec \"$0\" \"$@\""))
-        .arg(command.get_program())
-        .args(command.get_args());
-    for (name, value) in command.get_envs() {
-        match value {
-            Some(value) => shell.env(name, value),
-            None => shell.env_remove(name),
-        };
-    }
-    shell
+    let script = format!("{limits}; exec \"$0\" \"$@\"");
+    run_under(&["sh", "-c", &script], command)
 }
 
 /// The soft open-files limit of process `pid`.

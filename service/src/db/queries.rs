@@ -816,6 +816,24 @@ impl Tx {
         Ok((row.unsigned("waiting")?, oldest))
     }
 
+    /// The database server's clock in milliseconds since 1970, read now
+    /// (PostgreSQL's `clock_timestamp()`); `None` on SQLite, which reads
+    /// this process's own clock.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn database_clock_ms(&self) -> Result<Option<i64>, DbError> {
+        if self.engine == Engine::Sqlite {
+            return Ok(None);
+        }
+        self.query_one(
+            "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS ms",
+            &[],
+        )?
+        .map(|row| row.int("ms"))
+        .transpose()
+    }
+
     /// Marks an event delivered.
     ///
     /// # Errors

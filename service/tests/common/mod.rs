@@ -664,3 +664,22 @@ impl Drop for OwnRedis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `command` run by another program: `wrapper` (a program and its first
+/// arguments) followed by `command`'s program and arguments, with
+/// `command`'s environment.
+pub fn run_under(wrapper: &[&str], command: &Command) -> Command {
+    let (program, first) = wrapper.split_first().unwrap();
+    let mut outer = Command::new(program);
+    outer
+        .args(first)
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => outer.env(name, value),
+            None => outer.env_remove(name),
+        };
+    }
+    outer
+}
