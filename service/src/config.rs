@@ -65,6 +65,13 @@ pub struct ServeArgs {
     /// limit; a warning says when it cannot) [default: 1000].
     #[arg(long, env = "DELIVERY_OTP_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
+    /// Seconds a connection may take to send a request head, from when it
+    /// opens or its last answer went out; then it is closed. 1 to 3600.
+    /// Behind a load balancer that keeps idle connections to the
+    /// instances, set it above the balancer's idle timeout, so that the
+    /// balancer closes them first [default: 10].
+    #[arg(long, env = "DELIVERY_OTP_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u32>,
     /// A Redis URL for online attempts and decision slots, shared by every
     /// instance (it must persist every write: `appendonly yes`,
     /// `appendfsync always`); default: in the database.
@@ -93,6 +100,7 @@ struct FileSettings {
     webhook_secret: Option<String>,
     webhook_senders: Option<u32>,
     max_connections: Option<u32>,
+    header_timeout: Option<u32>,
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     sender: Option<String>,
@@ -125,6 +133,9 @@ pub struct Settings {
     /// See [`ServeArgs::max_connections`] (checked: 1 to
     /// [`crate::listen::MAX_MAX_CONNECTIONS`]).
     pub max_connections: usize,
+    /// See [`ServeArgs::header_timeout`] (checked: 1 to
+    /// [`crate::listen::MAX_HEADER_TIMEOUT_SECS`] seconds).
+    pub header_timeout: std::time::Duration,
     /// See [`ServeArgs::redis_url`].
     pub redis_url: Option<String>,
     /// See [`ServeArgs::redis_prefix`].
@@ -159,6 +170,15 @@ impl ServeArgs {
             crate::listen::MAX_CONNECTIONS,
             crate::listen::MAX_MAX_CONNECTIONS,
         )?;
+        let header_timeout = in_range(
+            "--header-timeout",
+            self.header_timeout.or(file.header_timeout),
+            crate::listen::HEADER_TIMEOUT_SECS,
+            crate::listen::MAX_HEADER_TIMEOUT_SECS,
+        )?;
+        let header_timeout = u64::try_from(header_timeout)
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("--header-timeout: {header_timeout}"))?;
         let database_connections = self.database_connections.or(file.database_connections);
         let database_connections = in_range(
             "--database-connections",
@@ -185,6 +205,7 @@ impl ServeArgs {
             webhook_secret: self.webhook_secret.or(file.webhook_secret),
             webhook_senders,
             max_connections,
+            header_timeout,
             redis_url: self.redis_url.or(file.redis_url),
             redis_prefix: self
                 .redis_prefix
@@ -504,7 +525,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     tokio::spawn(forget_signatures(state.db.clone()));
     tokio::spawn(crate::clock::watch(state.db.clone()));
-    crate::listen::serve(listener, app(state), settings.max_connections, shutdown()).await;
+    let limits = crate::listen::Limits {
+        max_connections: settings.max_connections,
+        header_timeout: settings.header_timeout,
+    };
+    crate::listen::serve(listener, app(state), limits, shutdown()).await;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Accepting connections: HTTP/1 from hyper with a timer, so that a
-//! connection that sends no complete request head within
-//! [`HEADER_READ_TIMEOUT`] is closed (one that never sends a byte, one that
+//! connection that sends no complete request head within its header
+//! timeout ([`HEADER_TIMEOUT_SECS`] by default) is closed (one that never sends a byte, one that
 //! sends its head a byte at a time, an idle kept-alive one, one whose phone
 //! lost signal); at most `max_connections` open at once, so that no number
 //! of such clients can use up the process's file descriptors, which its
@@ -20,10 +20,22 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// How long a connection may take to send a request's head (its request
-/// line and headers), counted from when the connection opens or its last
-/// answer went out; then it is closed. The body and the work are bounded
-/// by [`crate::REQUEST_TIMEOUT`].
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// line and headers) by default, in seconds, counted from when the
+/// connection opens or its last answer went out; then it is closed. The
+/// body and the work are bounded by [`crate::REQUEST_TIMEOUT`].
+pub const HEADER_TIMEOUT_SECS: usize = 10;
+
+/// The longest `--header-timeout` accepted, in seconds.
+pub const MAX_HEADER_TIMEOUT_SECS: usize = 3600;
+
+/// What [`serve`] holds its connections to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once; more wait until one closes.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request head.
+    pub header_timeout: Duration,
+}
 
 /// Connections one instance keeps open at once by default; more wait in the
 /// kernel's backlog until one closes.
@@ -89,15 +101,15 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    max_connections: usize,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let places = Arc::new(Semaphore::new(max_connections));
+    let places = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // A free place first: a connection over the cap is not accepted
