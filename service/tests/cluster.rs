@@ -150,12 +150,7 @@ fn three_instances(name: &str, url: Option<&str>, extra: &[&str]) {
     assert_eq!(delivery["receipts"].as_array().unwrap().len(), 12);
 
     // Revoked on one instance, refused by every instance at once.
-    let (status, _, _) = a.send(
-        "DELETE",
-        "/v1/devices/courier-1/phone-1",
-        Some(&a.token),
-        None,
-    );
+    let status = a.delete("/v1/devices/courier-1/phone-1");
     assert_eq!(status, 204);
     let phone = DeviceKey::from_json(&keys[1]).unwrap();
     for server in [a, b, c] {

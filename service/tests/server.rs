@@ -240,12 +240,7 @@ fn resends_reassignments_and_revoked_devices() {
             "/v1/devices",
             &json!({"courier_id": "courier-2", "device_id": "phone-9"}),
         );
-        let (status, _, _) = server.send(
-            "DELETE",
-            "/v1/devices/courier-2/phone-9",
-            Some(&server.token),
-            None,
-        );
+        let status = server.delete("/v1/devices/courier-2/phone-9");
         assert_eq!(status, 204);
         let (status, revoked) = server.post(
             "/v1/deliveries/PKG-2/verify",
@@ -708,12 +703,7 @@ fn devices_sign_their_own_requests() {
         }
 
         // Revoked: refused everywhere.
-        server.send(
-            "DELETE",
-            "/v1/devices/courier-5/phone-5",
-            Some(&server.token),
-            None,
-        );
+        server.delete("/v1/devices/courier-5/phone-5");
         // A time no other request of this test was signed at.
         let refused_at = now() - 60;
         let (status, _, revoked) = signed("GET", tickets_path, b"", refused_at);
@@ -1154,12 +1144,7 @@ fn one_upload_of_many_receipts_is_judged_as_one_by_one() {
         let r2_other = offline(&key, 1, &tickets[1].1, t + 5);
         let r3 = offline(&key, 2, wrong, t);
         let revoked = offline(&gone, 2, &tickets[2].1, t);
-        let (status, _, _) = server.send(
-            "DELETE",
-            "/v1/devices/courier-b/phone-x",
-            Some(&server.token),
-            None,
-        );
+        let status = server.delete("/v1/devices/courier-b/phone-x");
         assert_eq!(status, 204);
         let upload = json!({"receipts": [
             r1, r2, r1, "not a receipt", r2_other, r3, revoked
@@ -1371,19 +1356,9 @@ fn a_stop_lets_the_request_under_way_finish() {
     // The device it provisioned was kept: after a new start, revoking it
     // finds it (an unknown device is 404).
     let server = Server::spawn(serve_command(&data, None));
-    let (status, _, _) = server.send(
-        "DELETE",
-        "/v1/devices/courier-s/phone-s",
-        Some(&server.token),
-        None,
-    );
+    let status = server.delete("/v1/devices/courier-s/phone-s");
     assert_eq!(status, 204);
-    let (status, _, _) = server.send(
-        "DELETE",
-        "/v1/devices/courier-s/phone-never",
-        Some(&server.token),
-        None,
-    );
+    let status = server.delete("/v1/devices/courier-s/phone-never");
     assert_eq!(status, 404);
     server.stop();
 }

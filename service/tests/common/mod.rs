@@ -234,6 +234,11 @@ impl Server {
         (status, value)
     }
 
+    /// DELETE with the admin token: the status.
+    pub fn delete(&self, path: &str) -> u16 {
+        self.send("DELETE", path, Some(&self.token), None).0
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         let (status, _, value) = self.send("GET", path, Some(&self.token), None);
         (status, value)
