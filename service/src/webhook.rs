@@ -110,7 +110,8 @@ impl std::fmt::Debug for Webhook {
 
 /// Longest wait between two tries of one event.
 pub const MAX_BACKOFF_SECS: u64 = 3600;
-/// Events sent per round.
+/// Events claimed per round: this many, or the number of senders when
+/// that is more (so that every sender has an event to start).
 pub const BATCH: i64 = 20;
 /// How long one POST may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -201,6 +202,8 @@ fn post(
 /// it. Events of one batch may arrive in any order.
 pub async fn run(db: Db, hook: Webhook) {
     let agent = agent(&hook);
+    // A claim of 20 let at most 20 of 64 senders start.
+    let batch = i64::try_from(hook.senders).map_or(BATCH, |senders| senders.max(BATCH));
     let mut backlog_read: Option<tokio::time::Instant> = None;
     loop {
         if backlog_read.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
@@ -210,7 +213,7 @@ pub async fn run(db: Db, hook: Webhook) {
         let (claimed_at, lease) = (crate::now(), hook.lease_secs);
         let claimed = db::transaction(
             &db,
-            move |tx| Ok(tx.claim_events(claimed_at, BATCH, lease)?),
+            move |tx| Ok(tx.claim_events(claimed_at, batch, lease)?),
         )
         .await;
         let lease_end = claimed_at.saturating_add(lease);
@@ -484,6 +487,31 @@ mod tests {
         assert!(
             (2..=SENDERS).contains(&most),
             "{most} POSTs at once at most"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Set to 32 senders, an instance has more POSTs under way at once than
+    /// one claim of [`BATCH`] events held (each event still once).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn more_senders_than_a_batch_all_get_events() {
+        let (events, senders) = (64, 32);
+        let (dir, db) = outbox("many-senders", events).await;
+        let (url, seen, most) = slow_receiver(Duration::from_millis(500)).await;
+        let hook = Webhook::new(url, Zeroizing::new("senders-test-secret-0123".into()))
+            .with_timing(db::CLAIM_LEASE_SECS, SEND_TIMEOUT, senders)
+            .unwrap();
+        let sender = tokio::spawn(run(db, hook));
+        until_each_arrived(&seen, events).await;
+        sender.abort();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), events);
+        assert_eq!(seen.len(), events, "each event once");
+        let most = most.load(Ordering::SeqCst);
+        let batch = usize::try_from(BATCH).unwrap();
+        assert!(
+            (batch + 1..=senders).contains(&most),
+            "{most} POSTs at once at most, with {senders} senders"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
