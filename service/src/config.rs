@@ -546,6 +546,7 @@ async fn forget_signatures(db: crate::db::Db) {
         let now = crate::now();
         // A failure is logged by the database layer; the next turn tries again.
         let _ = crate::db::autocommit(&db, move |tx| Ok(tx.forget_signatures(now)?)).await;
+        crate::webhook::forget_delivered(&db).await;
     }
 }
 

@@ -256,6 +256,37 @@ pub async fn run(db: Db, hook: Webhook) {
     }
 }
 
+/// How long delivered events stay in the outbox: 30 days, for looking
+/// into what a receiver was sent.
+pub const DELIVERED_KEPT_SECS: u64 = 30 * 24 * 3600;
+
+/// Delivered events deleted per statement.
+const FORGET_CHUNK: i64 = 10_000;
+
+/// Statements of [`FORGET_CHUNK`] per call of [`forget_delivered`] at most
+/// (with one call a minute, 6,000,000 events an hour).
+const FORGET_CHUNKS: usize = 10;
+
+/// Deletes events delivered more than [`DELIVERED_KEPT_SECS`] ago, in
+/// chunks so that no statement holds the table long: the count deleted.
+/// A failure is logged by the database layer; the next call goes on.
+pub async fn forget_delivered(db: &Db) -> u64 {
+    let before = crate::now().saturating_sub(DELIVERED_KEPT_SECS);
+    let mut forgotten = 0u64;
+    for _ in 0..FORGET_CHUNKS {
+        let deleted = db::autocommit(db, move |tx| {
+            Ok(tx.forget_delivered_events(before, FORGET_CHUNK)?)
+        })
+        .await
+        .unwrap_or(0);
+        forgotten = forgotten.saturating_add(deleted);
+        if deleted < FORGET_CHUNK.unsigned_abs() {
+            break;
+        }
+    }
+    forgotten
+}
+
 /// How often each instance reads the outbox's backlog for `/metrics`.
 pub const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -488,6 +519,38 @@ mod tests {
             (2..=SENDERS).contains(&most),
             "{most} POSTs at once at most"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Events delivered more than 30 days ago are deleted; one delivered
+    /// later, and one never delivered however old, stay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delivered_events_are_forgotten_after_thirty_days_others_stay() {
+        let (dir, db) = outbox("forget", 4).await;
+        let now = crate::now();
+        let old = now.saturating_sub(DELIVERED_KEPT_SECS).saturating_sub(60);
+        let recent = now.saturating_sub(DELIVERED_KEPT_SECS).saturating_add(60);
+        db::transaction(&db, move |tx| {
+            tx.event_delivered("ev-00", old)?;
+            tx.event_delivered("ev-01", recent)?;
+            tx.event_delivered("ev-02", now)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(forget_delivered(&db).await, 1);
+        assert_eq!(forget_delivered(&db).await, 0);
+        let kept = db::transaction(&db, move |tx| {
+            Ok((
+                tx.outbox_backlog()?,
+                tx.forget_delivered_events(now.saturating_add(1), 100)?,
+            ))
+        })
+        .await
+        .unwrap();
+        // ev-03 still waits; ev-01 and ev-02 were still there to delete.
+        assert_eq!(kept.0 .0, 1);
+        assert_eq!(kept.1, 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -816,6 +816,21 @@ impl Tx {
         Ok((row.unsigned("waiting")?, oldest))
     }
 
+    /// Deletes up to `limit` events delivered before `before`: the count
+    /// deleted. An event delivered is only the record of a POST that
+    /// succeeded; the decision it carried stays in `receipts` and the
+    /// delivery's history. Events not delivered are never deleted.
+    ///
+    /// # Errors
+    /// The database fails.
+    pub fn forget_delivered_events(&self, before: u64, limit: i64) -> Result<u64, DbError> {
+        self.execute(
+            "DELETE FROM webhook_outbox WHERE event_id IN (SELECT event_id FROM webhook_outbox \
+             WHERE delivered_at < $1 ORDER BY delivered_at LIMIT $2)",
+            &[int(before)?, limit.into()],
+        )
+    }
+
     /// The database server's clock in milliseconds since 1970, read now
     /// (PostgreSQL's `clock_timestamp()`); `None` on SQLite, which reads
     /// this process's own clock.
