@@ -1486,6 +1486,20 @@ mod tests {
         assert!(claim(&second, U + 1).await.is_empty(), "another claim's");
         give_back(END).await.unwrap();
         assert_eq!(claim(&second, U + 1).await, ["ev-3"], "due at once");
+
+        // Delivered events are deleted once delivered before the given
+        // time (oldest first, up to the limit); one not delivered stays.
+        let forget = |before: u64, limit: i64| {
+            transaction(&second, move |tx| {
+                Ok(tx.forget_delivered_events(before, limit)?)
+            })
+        };
+        assert_eq!(forget(T + 1, 10).await.unwrap(), 0, "delivered at T + 1");
+        assert_eq!(forget(U, 1).await.unwrap(), 1, "one at most");
+        assert_eq!(forget(U, 10).await.unwrap(), 1);
+        assert_eq!(forget(u64::from(u32::MAX), 10).await.unwrap(), 0);
+        let backlog = transaction(&second, |tx| Ok(tx.outbox_backlog()?));
+        assert_eq!(backlog.await.unwrap(), (1, Some(U)), "ev-3 waits");
     }
 
     #[tokio::test]
