@@ -144,6 +144,41 @@ pub(super) const EVENT_COLUMNS: &str = "delivery_id, at, kind, detail";
 /// parameters come.
 pub(super) const OUTBOX_COLUMNS: &str = "event_id, payload, created_at, attempts, next_attempt_at";
 
+/// A claim's select: the due events not delivered, longest due first, read
+/// in that order from an index (PostgreSQL's `webhook_outbox_waiting`, of the
+/// events not delivered; SQLite's `webhook_outbox_due`), never sorted; on
+/// PostgreSQL skipping the rows another instance's claim holds.
+pub(super) fn claim_sql(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => {
+            "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
+             AND next_attempt_at <= $1 ORDER BY next_attempt_at, event_id LIMIT $2"
+        }
+        Engine::Postgres => {
+            "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
+             AND next_attempt_at <= $1 ORDER BY next_attempt_at, event_id LIMIT $2 \
+             FOR UPDATE SKIP LOCKED"
+        }
+    }
+}
+
+/// The backlog: how many events wait and when the oldest was made, read
+/// from the index of when the events not delivered were made
+/// (`webhook_outbox_waiting_since`, named on SQLite, whose planner would
+/// otherwise look up each waiting event's row through `webhook_outbox_due`).
+pub(super) fn backlog_sql(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => {
+            "SELECT COUNT(*) AS waiting, MIN(created_at) AS oldest FROM webhook_outbox \
+             INDEXED BY webhook_outbox_waiting_since WHERE delivered_at IS NULL"
+        }
+        Engine::Postgres => {
+            "SELECT COUNT(*) AS waiting, MIN(created_at) AS oldest FROM webhook_outbox \
+             WHERE delivered_at IS NULL"
+        }
+    }
+}
+
 /// Whether the device `$2`, `$3` is provisioned (1), revoked (0) or neither
 /// (NULL), as a column of a statement that reads a delivery.
 pub(super) const DEVICE_ACTIVE: &str = "(SELECT CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END \
@@ -737,7 +772,10 @@ impl Tx {
     /// Claims up to `limit` due events for `lease_secs` (other instances
     /// skip them; if this one dies, they come due again when the lease
     /// ends, [`super::CLAIM_LEASE_SECS`] in the service): (event id, payload,
-    /// tries so far), oldest first.
+    /// tries so far), longest due first (a new event is due when it is made,
+    /// so that is oldest first but for retries). The claim reads only due
+    /// events, from the index of those not delivered (migration 0008),
+    /// however many the outbox holds.
     ///
     /// # Errors
     /// The database fails.
@@ -747,17 +785,7 @@ impl Tx {
         limit: i64,
         lease_secs: u64,
     ) -> Result<Vec<(String, String, u64)>, DbError> {
-        let select = match self.engine {
-            Engine::Sqlite => {
-                "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
-                 AND next_attempt_at <= $1 ORDER BY created_at, event_id LIMIT $2"
-            }
-            Engine::Postgres => {
-                "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
-                 AND next_attempt_at <= $1 ORDER BY created_at, event_id LIMIT $2 FOR UPDATE SKIP LOCKED"
-            }
-        };
-        let rows = self.query(select, &[int(now)?, limit.into()])?;
+        let rows = self.query(claim_sql(self.engine), &[int(now)?, limit.into()])?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let event_id = r.text("event_id")?;
@@ -798,12 +826,7 @@ impl Tx {
     /// # Errors
     /// The database fails.
     pub fn outbox_backlog(&self) -> Result<(u64, Option<u64>), DbError> {
-        let Some(row) = self.query_one(
-            "SELECT COUNT(*) AS waiting, MIN(created_at) AS oldest FROM webhook_outbox \
-             WHERE delivered_at IS NULL",
-            &[],
-        )?
-        else {
+        let Some(row) = self.query_one(backlog_sql(self.engine), &[])? else {
             return Ok((0, None));
         };
         let oldest = match row.opt_int("oldest")? {
