@@ -4,6 +4,12 @@
 //! receiver POSTed to in a plain loop with no outbox, one POST at a time on
 //! one kept-alive connection, and `SENDERS` at once
 //! (`cargo bench -p delivery-otp-service --bench webhook_sender -- [EVENTS] [DELAY_MS...]`).
+//!
+//! `-- backlog WAITING DELIVERED EVENTS [DELAY_MS]` times catching up instead:
+//! a PostgreSQL outbox (a fresh database on the server of
+//! `DELIVERY_OTP_TEST_POSTGRES_URL`) holding `DELIVERED` events delivered and
+//! `WAITING` due (a receiver back after an outage), and the events a second
+//! one instance's sender delivers over its first `EVENTS`.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -76,6 +82,59 @@ async fn through_the_outbox(events: u64, delay: Duration) -> f64 {
     per_second
 }
 
+/// Events a second one instance's sender delivers over its first `events`,
+/// from a PostgreSQL outbox of `waiting` due events and `delivered` ones.
+async fn catching_up(waiting: u64, delivered: u64, events: u64, delay: Duration) -> f64 {
+    use sqlx::Connection as _;
+    let base = std::env::var("DELIVERY_OTP_TEST_POSTGRES_URL")
+        .expect("DELIVERY_OTP_TEST_POSTGRES_URL names the PostgreSQL server to use");
+    let name = format!("webhook_backlog_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+    }
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    let db = db::open_postgres(&url, 4).await.unwrap(); // the migrations
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let now = delivery_otp_service::now() as i64;
+    for sql in [
+        format!(
+            "INSERT INTO webhook_outbox (event_id, payload, created_at, attempts, \
+             next_attempt_at, delivered_at) SELECT 'evt_d' || g, repeat('x', 400), \
+             {now} - 3000000 + g, 1, {now} - 3000000 + g, {now} - 3000000 + g \
+             FROM generate_series(1::bigint, {delivered}) g"
+        ),
+        // Made over the last day, tried 12 times, all due again.
+        format!(
+            "INSERT INTO webhook_outbox (event_id, payload, created_at, attempts, \
+             next_attempt_at) SELECT 'evt_w' || g, repeat('y', 400), \
+             {now} - 86400 + g * 86400 / {waiting}, 12, {now} - g % 3600 \
+             FROM generate_series(1::bigint, {waiting}) g"
+        ),
+        "VACUUM ANALYZE webhook_outbox".to_string(),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    }
+    let (url, count) = receiver(delay).await;
+    let hook = Webhook::new(url, Zeroizing::new("bench-webhook-secret-0123".into()));
+    let start = Instant::now();
+    let sender = tokio::spawn(webhook::run(db, hook));
+    while count.load(Ordering::SeqCst) < events {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let per_second = events as f64 / start.elapsed().as_secs_f64();
+    sender.abort();
+    drop(conn);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+    per_second
+}
+
 /// Events a second POSTed in a plain loop with one kept-alive agent,
 /// `senders` at a time.
 async fn floor(events: u64, delay: Duration, senders: usize) -> f64 {
@@ -113,6 +172,19 @@ async fn floor(events: u64, delay: Duration, senders: usize) -> f64 {
 async fn main() {
     // `cargo bench` passes `--bench`; numbers are ours.
     let numbers: Vec<u64> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+    if std::env::args().any(|a| a == "backlog") {
+        let [waiting, delivered, events, ..] = numbers[..] else {
+            eprintln!("usage: backlog WAITING DELIVERED EVENTS [DELAY_MS]");
+            std::process::exit(2);
+        };
+        let delay_ms = numbers.get(3).copied().unwrap_or(0);
+        let rate = catching_up(waiting, delivered, events, Duration::from_millis(delay_ms)).await;
+        println!(
+            "PostgreSQL outbox of {waiting} due and {delivered} delivered, receiver answering \
+             in {delay_ms} ms: the first {events} events at {rate:.0}/s"
+        );
+        return;
+    }
     let events = numbers.first().copied().unwrap_or(2_000);
     let delays: Vec<u64> = match numbers.get(1..) {
         Some(rest) if !rest.is_empty() => rest.to_vec(),
