@@ -1619,11 +1619,10 @@ mod tests {
     }
 
     /// The same on SQLite, from its query plans: a claim searches the index
-    /// of due times for the due events not delivered, in its order (sorting
-    /// only events due in the same second by id), and the backlog reads only
-    /// the index of when the waiting events were made. Before, a claim
-    /// sorted every due event by when it was made, and the count read the
-    /// whole table.
+    /// of the waiting events for the due ones, in its order (no sort), and
+    /// the backlog reads only the index of when they were made. Before, a
+    /// claim sorted every due event by when it was made, and the count read
+    /// each waiting event's row.
     #[tokio::test]
     async fn claims_and_the_backlog_read_only_the_waiting_events_sqlite() {
         let dir = empty_dir("outbox_plans");
@@ -1641,11 +1640,7 @@ mod tests {
         let claim: Vec<&str> = claim.iter().map(|(_, _, _, d)| d.as_str()).collect();
         assert_eq!(
             claim,
-            [
-                "SEARCH webhook_outbox USING INDEX webhook_outbox_due \
-                 (delivered_at=? AND next_attempt_at<?)",
-                "USE TEMP B-TREE FOR LAST TERM OF ORDER BY"
-            ]
+            ["SEARCH webhook_outbox USING INDEX webhook_outbox_waiting (next_attempt_at<?)"]
         );
         let backlog_plan = plan(backlog_sql(super::super::Engine::Sqlite));
         let backlog: Vec<(i64, i64, i64, String)> = sqlx::query_as(&backlog_plan)

@@ -145,13 +145,14 @@ pub(super) const EVENT_COLUMNS: &str = "delivery_id, at, kind, detail";
 pub(super) const OUTBOX_COLUMNS: &str = "event_id, payload, created_at, attempts, next_attempt_at";
 
 /// A claim's select: the due events not delivered, longest due first, read
-/// in that order from an index (PostgreSQL's `webhook_outbox_waiting`, of the
-/// events not delivered; SQLite's `webhook_outbox_due`), never sorted; on
-/// PostgreSQL skipping the rows another instance's claim holds.
+/// in that order from the index of the events not delivered
+/// (`webhook_outbox_waiting`, named on SQLite), never sorted; on PostgreSQL
+/// skipping the rows another instance's claim holds.
 pub(super) fn claim_sql(engine: Engine) -> &'static str {
     match engine {
         Engine::Sqlite => {
-            "SELECT event_id, payload, attempts FROM webhook_outbox WHERE delivered_at IS NULL \
+            "SELECT event_id, payload, attempts FROM webhook_outbox \
+             INDEXED BY webhook_outbox_waiting WHERE delivered_at IS NULL \
              AND next_attempt_at <= $1 ORDER BY next_attempt_at, event_id LIMIT $2"
         }
         Engine::Postgres => {
@@ -165,7 +166,7 @@ pub(super) fn claim_sql(engine: Engine) -> &'static str {
 /// The backlog: how many events wait and when the oldest was made, read
 /// from the index of when the events not delivered were made
 /// (`webhook_outbox_waiting_since`, named on SQLite, whose planner would
-/// otherwise look up each waiting event's row through `webhook_outbox_due`).
+/// otherwise read each waiting event's row through `webhook_outbox_due`).
 pub(super) fn backlog_sql(engine: Engine) -> &'static str {
     match engine {
         Engine::Sqlite => {
