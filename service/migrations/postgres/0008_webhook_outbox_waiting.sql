@@ -8,7 +8,10 @@
 -- before, 0.07 s after.
 --
 -- On a large outbox, build them beforehand without blocking writes (this
--- migration then finds them and does nothing):
+-- migration then finds them and does nothing). A concurrent build that fails
+-- or is interrupted leaves an invalid index, which this migration would take
+-- for built and PostgreSQL never uses: if one fails, DROP INDEX it and build
+-- it again.
 --   CREATE INDEX CONCURRENTLY webhook_outbox_waiting ON webhook_outbox (next_attempt_at, event_id) WHERE delivered_at IS NULL;
 --   CREATE INDEX CONCURRENTLY webhook_outbox_waiting_since ON webhook_outbox (created_at) WHERE delivered_at IS NULL;
 CREATE INDEX IF NOT EXISTS webhook_outbox_waiting
