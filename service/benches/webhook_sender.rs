@@ -55,6 +55,21 @@ async fn receiver(delay: Duration) -> (String, Arc<AtomicU64>) {
     (url, count)
 }
 
+/// Events a second one instance's sender (`webhook::run`) delivers from
+/// `db`'s outbox to a receiver answering in `delay`, over its first `events`.
+async fn sending(db: db::Db, events: u64, delay: Duration) -> f64 {
+    let (url, count) = receiver(delay).await;
+    let hook = Webhook::new(url, Zeroizing::new("bench-webhook-secret-0123".into()));
+    let start = Instant::now();
+    let sender = tokio::spawn(webhook::run(db, hook));
+    while count.load(Ordering::SeqCst) < events {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let per_second = events as f64 / start.elapsed().as_secs_f64();
+    sender.abort();
+    per_second
+}
+
 /// Events a second through the outbox and `webhook::run`.
 async fn through_the_outbox(events: u64, delay: Duration) -> f64 {
     let dir = std::env::temp_dir().join(format!("dotp-webhook-bench-{}", std::process::id()));
@@ -69,15 +84,7 @@ async fn through_the_outbox(events: u64, delay: Duration) -> f64 {
     })
     .await
     .unwrap();
-    let (url, count) = receiver(delay).await;
-    let hook = Webhook::new(url, Zeroizing::new("bench-webhook-secret-0123".into()));
-    let start = Instant::now();
-    let sender = tokio::spawn(webhook::run(db, hook));
-    while count.load(Ordering::SeqCst) < events {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let per_second = events as f64 / start.elapsed().as_secs_f64();
-    sender.abort();
+    let per_second = sending(db, events, delay).await;
     let _ = std::fs::remove_dir_all(&dir);
     per_second
 }
@@ -118,15 +125,7 @@ async fn catching_up(waiting: u64, delivered: u64, events: u64, delay: Duration)
     ] {
         sqlx::query(&sql).execute(&mut conn).await.unwrap();
     }
-    let (url, count) = receiver(delay).await;
-    let hook = Webhook::new(url, Zeroizing::new("bench-webhook-secret-0123".into()));
-    let start = Instant::now();
-    let sender = tokio::spawn(webhook::run(db, hook));
-    while count.load(Ordering::SeqCst) < events {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let per_second = events as f64 / start.elapsed().as_secs_f64();
-    sender.abort();
+    let per_second = sending(db, events, delay).await;
     drop(conn);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -1631,25 +1631,18 @@ mod tests {
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        let plan = |sql: &str| format!("EXPLAIN QUERY PLAN {sql}");
-        let claim_plan = plan(claim_sql(super::super::Engine::Sqlite));
-        let claim: Vec<(i64, i64, i64, String)> = sqlx::query_as(&claim_plan)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-        let claim: Vec<&str> = claim.iter().map(|(_, _, _, d)| d.as_str()).collect();
+        let mut plan = async |sql: &str| -> Vec<String> {
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&explain).fetch_all(&mut conn).await.unwrap();
+            rows.into_iter().map(|(_, _, _, detail)| detail).collect()
+        };
         assert_eq!(
-            claim,
+            plan(claim_sql(super::super::Engine::Sqlite)).await,
             ["SEARCH webhook_outbox USING INDEX webhook_outbox_waiting (next_attempt_at<?)"]
         );
-        let backlog_plan = plan(backlog_sql(super::super::Engine::Sqlite));
-        let backlog: Vec<(i64, i64, i64, String)> = sqlx::query_as(&backlog_plan)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-        let backlog: Vec<&str> = backlog.iter().map(|(_, _, _, d)| d.as_str()).collect();
         assert_eq!(
-            backlog,
+            plan(backlog_sql(super::super::Engine::Sqlite)).await,
             ["SCAN webhook_outbox USING COVERING INDEX webhook_outbox_waiting_since"]
         );
         drop(conn);
