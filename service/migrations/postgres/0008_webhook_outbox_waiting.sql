@@ -2,10 +2,11 @@
 -- days, about 30,000,000 rows at a national carrier's volume): a claim reads
 -- the due ones in the order it takes them (longest due first), and the backlog
 -- gauges count them and find the oldest, without reading the whole table.
--- Measured on PostgreSQL 15 with 1,000,000 waiting and 2,000,000 delivered: a
--- claim of 20 read the whole table (about 166,000 pages, 0.3-0.4 s) before
--- these indexes, 63 pages (0.2 ms) with them; the backlog's count 0.32 s
--- before, 0.07 s after.
+-- Measured on PostgreSQL 15 with 1,000,000 waiting and 2,000,000 delivered, as
+-- the service's connections plan: a claim of 20 with all of them due read every
+-- due event and sorted them on disk before these indexes (1.2 s), and reads at
+-- most 63 pages (under 0.4 ms) with them; the backlog's count 0.29 s before,
+-- 0.07 s after (BENCHMARKS.md, "A large outbox").
 --
 -- On a large outbox, build them beforehand without blocking writes (this
 -- migration then finds them and does nothing). A concurrent build that fails

@@ -77,7 +77,7 @@ pub async fn open_postgres(url: &str, connections: u32) -> Result<Db, DbError> {
 /// statement here finds its rows through an index, by keys it is given (or
 /// by a due time, for the webhook outbox and the expiry sweeps), so one
 /// plan serves every value.
-const SESSION_SETTINGS: [&str; 2] = [
+pub(super) const SESSION_SETTINGS: [&str; 2] = [
     "SET enable_seqscan = off",
     "SET plan_cache_mode = force_generic_plan",
 ];
