@@ -789,12 +789,35 @@ impl Tx {
         let rows = self.query(claim_sql(self.engine), &[int(now)?, limit.into()])?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let event_id = r.text("event_id")?;
-            self.execute(
-                "UPDATE webhook_outbox SET next_attempt_at = $1 WHERE event_id = $2",
-                &[int(now.saturating_add(lease_secs))?, (&event_id).into()],
-            )?;
-            out.push((event_id, r.text("payload")?, r.unsigned("attempts")?));
+            out.push((
+                r.text("event_id")?,
+                r.text("payload")?,
+                r.unsigned("attempts")?,
+            ));
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        // One statement for the whole claim, the ids as a JSON array.
+        let ids: Vec<&str> = out.iter().map(|(id, _, _)| id.as_str()).collect();
+        let ids = serde_json::to_string(&ids)
+            .map_err(|e| DbError::Data(format!("the claimed ids: {e}")))?;
+        let update = match self.engine {
+            Engine::Sqlite => {
+                "UPDATE webhook_outbox SET next_attempt_at = $1 \
+                 WHERE event_id IN (SELECT value FROM json_each($2))"
+            }
+            Engine::Postgres => {
+                "UPDATE webhook_outbox SET next_attempt_at = $1 \
+                 WHERE event_id IN (SELECT jsonb_array_elements_text($2::jsonb))"
+            }
+        };
+        let claimed = self.execute(update, &[int(now.saturating_add(lease_secs))?, ids.into()])?;
+        if claimed != u64::try_from(out.len()).unwrap_or(u64::MAX) {
+            return Err(DbError::Data(format!(
+                "a claim of {} events updated {claimed}",
+                out.len()
+            )));
         }
         Ok(out)
     }
