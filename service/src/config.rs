@@ -170,23 +170,18 @@ impl ServeArgs {
             crate::listen::MAX_CONNECTIONS,
             crate::listen::MAX_MAX_CONNECTIONS,
         )?;
-        let header_timeout = in_range(
+        let header_timeout = std::time::Duration::from_secs(in_range(
             "--header-timeout",
             self.header_timeout.or(file.header_timeout),
             crate::listen::HEADER_TIMEOUT_SECS,
             crate::listen::MAX_HEADER_TIMEOUT_SECS,
-        )?;
-        let header_timeout = u64::try_from(header_timeout)
-            .map(std::time::Duration::from_secs)
-            .map_err(|_| format!("--header-timeout: {header_timeout}"))?;
-        let database_connections = self.database_connections.or(file.database_connections);
+        )?);
         let database_connections = in_range(
             "--database-connections",
-            database_connections,
+            self.database_connections.or(file.database_connections),
             DATABASE_CONNECTIONS,
             MAX_DATABASE_CONNECTIONS,
-        )
-        .and_then(|n| u32::try_from(n).map_err(|_| format!("--database-connections: {n}")))?;
+        )?;
         Ok(Settings {
             data_dir: self
                 .data_dir
@@ -220,18 +215,22 @@ impl ServeArgs {
 }
 
 /// Connections to PostgreSQL per instance by default.
-pub const DATABASE_CONNECTIONS: usize = 8;
+pub const DATABASE_CONNECTIONS: u32 = 8;
 
 /// The most `--database-connections` accepted.
-pub const MAX_DATABASE_CONNECTIONS: usize = 256;
+pub const MAX_DATABASE_CONNECTIONS: u32 = 256;
 
-/// `value` if it is 1 to `max`, `default` if none was given.
-fn in_range(name: &str, value: Option<u32>, default: usize, max: usize) -> Result<usize, String> {
+/// `value` if it is 1 to `max`, `default` if none was given, in the type
+/// the setting is used as.
+fn in_range<T>(name: &str, value: Option<u32>, default: T, max: T) -> Result<T, String>
+where
+    T: TryFrom<u32> + PartialOrd + From<u8> + Copy + std::fmt::Display,
+{
     match value {
         None => Ok(default),
-        Some(n) => usize::try_from(n)
+        Some(n) => T::try_from(n)
             .ok()
-            .filter(|n| (1..=max).contains(n))
+            .filter(|n| (T::from(1)..=max).contains(n))
             .ok_or_else(|| format!("{name} must be 1 to {max}, not {n}")),
     }
 }
@@ -523,7 +522,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(hook) = state.webhook.clone() {
         tokio::spawn(crate::webhook::run(state.db.clone(), hook));
     }
-    tokio::spawn(forget_signatures(state.db.clone()));
+    tokio::spawn(forget_expired(state.db.clone()));
     tokio::spawn(crate::clock::watch(state.db.clone()));
     let limits = crate::listen::Limits {
         max_connections: settings.max_connections,
@@ -533,14 +532,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// How often expired device-request signatures are forgotten.
-const FORGET_SIGNATURES_SECS: u64 = 60;
+/// How often expired rows are forgotten.
+const FORGET_EVERY_SECS: u64 = 60;
 
-/// Forgets expired device-request signatures now and then: the requests
-/// that record them with their own writes ([`crate::auth::SignedInTx`]) do
-/// not, so that they do not wait for each other over the same old rows.
-async fn forget_signatures(db: crate::db::Db) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(FORGET_SIGNATURES_SECS));
+/// Forgets expired rows now and then: device-request signatures (the
+/// requests that record them with their own writes,
+/// [`crate::auth::SignedInTx`], do not, so that they do not wait for each
+/// other over the same old rows) and webhook events delivered more than
+/// [`crate::webhook::DELIVERED_KEPT_SECS`] ago.
+async fn forget_expired(db: crate::db::Db) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(FORGET_EVERY_SECS));
     loop {
         every.tick().await;
         let now = crate::now();

@@ -23,10 +23,10 @@ use tokio::sync::Semaphore;
 /// line and headers) by default, in seconds, counted from when the
 /// connection opens or its last answer went out; then it is closed. The
 /// body and the work are bounded by [`crate::REQUEST_TIMEOUT`].
-pub const HEADER_TIMEOUT_SECS: usize = 10;
+pub const HEADER_TIMEOUT_SECS: u64 = 10;
 
 /// The longest `--header-timeout` accepted, in seconds.
-pub const MAX_HEADER_TIMEOUT_SECS: usize = 3600;
+pub const MAX_HEADER_TIMEOUT_SECS: u64 = 3600;
 
 /// What [`serve`] holds its connections to.
 #[derive(Debug, Clone, Copy)]

@@ -296,7 +296,7 @@ pub const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 /// outbox's, shared by every instance (so each reports the same figures);
 /// a backlog that keeps growing means a receiver too slow or down.
 async fn report_backlog(db: &Db) {
-    match db::transaction(db, |tx| Ok(tx.outbox_backlog()?)).await {
+    match db::autocommit(db, |tx| Ok(tx.outbox_backlog()?)).await {
         Ok((waiting, oldest)) => {
             let waited = oldest.map_or(0, |at| crate::now().saturating_sub(at));
             #[allow(clippy::cast_precision_loss)]

@@ -755,7 +755,6 @@ fn clock_offset(server: &Server) -> f64 {
 /// agreeing; nothing showed an instance whose clock had drifted).
 #[test]
 fn an_instance_whose_clock_is_off_says_so() {
-    use std::io::Read;
     use std::process::Stdio;
 
     let url = fresh_postgres("clock");
@@ -775,7 +774,7 @@ fn an_instance_whose_clock_is_off_says_so() {
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .env("RUST_LOG", "warn")
         .stderr(Stdio::piped());
-    let mut ahead = Server::spawn_with_stderr(ahead);
+    let ahead = Server::spawn_with_stderr(ahead);
 
     let offset = clock_offset(&right);
     assert!(offset.abs() < 1.5, "the right clock is {offset} s off");
@@ -786,11 +785,7 @@ fn an_instance_whose_clock_is_off_says_so() {
     );
     right.stop();
 
-    let mut stderr = ahead.child.stderr.take().unwrap();
-    let _ = ahead.child.kill();
-    let _ = ahead.child.wait();
-    let mut log = String::new();
-    stderr.read_to_string(&mut log).unwrap();
+    let log = ahead.stop_and_read_stderr();
     let said = log
         .lines()
         .find(|l| l.contains("s ahead of PostgreSQL's"))

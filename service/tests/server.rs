@@ -1243,7 +1243,6 @@ fn soft_open_files(pid: u32) -> u64 {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_open_files_limit_is_raised_for_the_connections_or_a_warning_says_why_not() {
-    use std::io::Read;
     use std::process::Stdio;
 
     let data = data_dir("open-files");
@@ -1261,16 +1260,12 @@ fn the_open_files_limit_is_raised_for_the_connections_or_a_warning_says_why_not(
 
     let mut command = with_limits("ulimit -n 200", &serve_command(&data, None));
     command.env("RUST_LOG", "warn").stderr(Stdio::piped());
-    let mut server = Server::spawn_with_stderr(command);
+    let server = Server::spawn_with_stderr(command);
     assert_eq!(soft_open_files(server.child.id()), 200);
     // It serves.
     let (status, _) = server.get("/healthz");
     assert_eq!(status, 200);
-    let mut stderr = server.child.stderr.take().unwrap();
-    let _ = server.child.kill();
-    let _ = server.child.wait();
-    let mut log = String::new();
-    stderr.read_to_string(&mut log).unwrap();
+    let log = server.stop_and_read_stderr();
     assert_eq!(
         log.matches(
             "the open-files limit is 200, below the 1072 that --max-connections 1000 needs"

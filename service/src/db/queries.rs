@@ -853,14 +853,7 @@ impl Tx {
         let Some(row) = self.query_one(backlog_sql(self.engine), &[])? else {
             return Ok((0, None));
         };
-        let oldest = match row.opt_int("oldest")? {
-            None => None,
-            Some(n) => Some(
-                u64::try_from(n)
-                    .map_err(|_| DbError::Data(format!("oldest is {n}, out of range")))?,
-            ),
-        };
-        Ok((row.unsigned("waiting")?, oldest))
+        Ok((row.unsigned("waiting")?, row.opt_unsigned("oldest")?))
     }
 
     /// Deletes up to `limit` events delivered before `before`: the count

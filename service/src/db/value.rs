@@ -88,8 +88,16 @@ impl Row {
     }
 
     pub(super) fn unsigned<T: TryFrom<i64>>(&self, name: &str) -> Result<T, DbError> {
-        let n = self.int(name)?;
-        T::try_from(n).map_err(|_| DbError::Data(format!("{name} is {n}, out of range")))
+        self.opt_unsigned(name)?
+            .ok_or_else(|| DbError::Data(format!("{name} is null")))
+    }
+
+    pub(super) fn opt_unsigned<T: TryFrom<i64>>(&self, name: &str) -> Result<Option<T>, DbError> {
+        self.opt_int(name)?
+            .map(|n| {
+                T::try_from(n).map_err(|_| DbError::Data(format!("{name} is {n}, out of range")))
+            })
+            .transpose()
     }
 
     pub(super) fn text(&self, name: &str) -> Result<String, DbError> {

@@ -266,6 +266,17 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops a server started with its stderr piped
+    /// ([`Server::spawn_with_stderr`]): all it wrote there.
+    pub fn stop_and_read_stderr(mut self) -> String {
+        let mut stderr = self.child.stderr.take().unwrap();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
+        log
+    }
 }
 
 impl Drop for Server {
